@@ -1,0 +1,1 @@
+//! Drives the Claude Code CLI (`claude -p`) as a Baton agent.

@@ -1,0 +1,57 @@
+//! The contract between Baton and a coding agent.
+//!
+//! Baton owns session identity: it mints a [`SessionId`], commits it to its ledger, and only
+//! then hands it to an agent inside an [`AgentCall`] as [`SessionPlan::Start`] or
+//! [`SessionPlan::Resume`]. An [`Agent`] holds no session state of its own; every call names
+//! its session explicitly, and every [`AgentReply`] says which session the agent reports it
+//! used so the caller can verify it.
+//!
+//! This crate has no runtime, no database and spawns no processes: it is types and one trait.
+
+mod call;
+mod error;
+mod event;
+mod reply;
+mod session;
+
+pub use crate::call::{AgentCall, DEFAULT_CALL_TIMEOUT, ParsePermissionModeError, PermissionMode};
+pub use crate::error::{AgentError, ErrorKind, ExitInfo};
+pub use crate::event::{AgentEvent, EventSink};
+pub use crate::reply::{AgentReply, PermissionDenial, Usage};
+pub use crate::session::{ParseSessionIdError, PlanKind, SessionId, SessionPlan};
+
+pub use tokio_util::sync::CancellationToken;
+
+/// What a health probe learned about an agent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentInfo {
+    /// A short name for the kind of agent, such as `claude` or `mock`.
+    pub name: String,
+    /// The version the agent reports about itself.
+    pub version: String,
+    /// The executable that answered, when the agent is an external program.
+    pub program: Option<std::path::PathBuf>,
+}
+
+/// A coding agent that Baton can drive.
+///
+/// Implementations must be stateless about sessions: everything a call needs is in the
+/// [`AgentCall`]. Two calls on different sessions may run at once; the caller guarantees that
+/// two calls on one session never do.
+#[async_trait::async_trait]
+pub trait Agent: Send + Sync {
+    /// Runs one agent call to completion.
+    ///
+    /// Progress is reported through `events` while the call runs. When `cancel` fires the call
+    /// stops whatever it is doing, leaves nothing running behind it, and returns
+    /// [`AgentError::Cancelled`].
+    async fn call(
+        &self,
+        call: AgentCall,
+        events: EventSink,
+        cancel: CancellationToken,
+    ) -> Result<AgentReply, AgentError>;
+
+    /// Checks that the agent can be run at all, and reports its version.
+    async fn probe(&self) -> Result<AgentInfo, AgentError>;
+}
