@@ -1,1 +1,85 @@
-fn main() {}
+//! Project automation, run as `cargo xtask <command>` (see `.cargo/config.toml`).
+//!
+//! Every set-up step the README, the tests and CI rely on lives here, so that there is one
+//! way to do each thing.
+
+mod bench;
+mod claude;
+mod test;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+
+/// Baton's project automation.
+#[derive(Parser)]
+#[command(name = "cargo xtask")]
+struct Args {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Installs the pinned Claude Code CLI when it is absent, then runs every test.
+    Test(test::TestArgs),
+    /// What CI runs: formatting and lint checks, then `test` with the real CLI required.
+    Ci,
+    /// Installs the pinned Claude Code CLI into `.tools/claude-code` (git-ignored).
+    InstallClaude {
+        /// Reinstall even when the pinned version is already there.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Runs the benchmarks and prints their figures.
+    Bench,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let result = match args.command {
+        Cmd::Test(test_args) => test::run(&test_args),
+        Cmd::Ci => test::ci(),
+        Cmd::InstallClaude { force } => claude::install(force).map(|path| {
+            println!("claude {}: {}", claude::CLAUDE_CODE_VERSION, path.display());
+        }),
+        Cmd::Bench => bench::run(),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("xtask: error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The workspace root: xtask lives one level below it.
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("invariant: xtask's manifest dir sits inside the workspace root")
+        .to_path_buf()
+}
+
+/// A `cargo` command run from the workspace root, with the cargo that runs us.
+fn cargo() -> Command {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut command = Command::new(cargo);
+    command.current_dir(workspace_root());
+    command
+}
+
+/// Runs `command`, echoing it first, and fails when it does.
+fn run_command(command: &mut Command) -> anyhow::Result<()> {
+    eprintln!("xtask: running {command:?}");
+    let status = command
+        .status()
+        .with_context(|| format!("failed to start {:?}", command.get_program()))?;
+    if !status.success() {
+        bail!("{:?} failed with {status}", command.get_program());
+    }
+    Ok(())
+}

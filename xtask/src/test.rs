@@ -1,0 +1,56 @@
+//! `cargo xtask test` and `cargo xtask ci`: the one command that runs every test.
+
+use anyhow::Context;
+
+use crate::claude::{self, CLAUDE_BIN_ENV};
+use crate::{cargo, run_command};
+
+/// The variable that turns "the real CLI is absent" from a skip into a test failure.
+const REQUIRE_CLAUDE_ENV: &str = "BATON_REQUIRE_CLAUDE";
+
+#[derive(clap::Args)]
+pub struct TestArgs {
+    /// Run without installing the Claude Code CLI; tests that need it skip and say so.
+    #[arg(long)]
+    no_claude: bool,
+    /// Extra arguments for `cargo nextest run`, such as a filter.
+    #[arg(last = true)]
+    nextest_args: Vec<String>,
+}
+
+pub fn run(args: &TestArgs) -> anyhow::Result<()> {
+    let claude = if args.no_claude {
+        None
+    } else {
+        Some(claude::install(false).context("the tests need the pinned Claude Code CLI")?)
+    };
+    let mut nextest = cargo();
+    nextest
+        .args(["nextest", "run", "--workspace", "--no-fail-fast"])
+        .args(&args.nextest_args)
+        .env("INSTA_UPDATE", "no");
+    if let Some(binary) = &claude {
+        nextest
+            .env(CLAUDE_BIN_ENV, binary)
+            .env(REQUIRE_CLAUDE_ENV, "1");
+    }
+    run_command(&mut nextest)?;
+    // nextest does not run doctests.
+    run_command(cargo().args(["test", "--workspace", "--doc", "--quiet"]))
+}
+
+pub fn ci() -> anyhow::Result<()> {
+    run_command(cargo().args(["fmt", "--all", "--", "--check"]))?;
+    run_command(cargo().args([
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ]))?;
+    run(&TestArgs {
+        no_claude: false,
+        nextest_args: Vec::new(),
+    })
+}
