@@ -25,8 +25,8 @@ struct Args {
 enum Cmd {
     /// Installs the pinned Claude Code CLI when it is absent, then runs every test.
     Test(test::TestArgs),
-    /// What CI runs: formatting and lint checks, then `test` with the real CLI required.
-    Ci,
+    /// Checks formatting and runs clippy with warnings denied, as CI does.
+    Lint,
     /// Installs the pinned Claude Code CLI into `.tools/claude-code` (git-ignored).
     InstallClaude {
         /// Reinstall even when the pinned version is already there.
@@ -41,7 +41,7 @@ fn main() -> ExitCode {
     let args = Args::parse();
     let result = match args.command {
         Cmd::Test(test_args) => test::run(&test_args),
-        Cmd::Ci => test::ci(),
+        Cmd::Lint => test::lint(),
         Cmd::InstallClaude { force } => claude::install(force).map(|path| {
             println!("claude {}: {}", claude::CLAUDE_CODE_VERSION, path.display());
         }),
