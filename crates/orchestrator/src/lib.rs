@@ -1,5 +1,8 @@
 //! Baton's task loop: session policies and leases, verification, decisions, milestones,
 //! concurrency and recovery.
 //!
-//! Not built yet: this crate is a placeholder in the workspace map until the orchestrator
-//! issue lands. It exports nothing, so nothing can mistake it for a working loop.
+//! Built so far: the prompts ([`prompt`]) and the verification runner ([`verify`]). The loop
+//! that drives tasks through the store and an agent is not built yet.
+
+pub mod prompt;
+pub mod verify;
