@@ -1,0 +1,438 @@
+//! Where Claude Code keeps session transcripts, and how `mock-claude` writes and reads them.
+//!
+//! Claude Code 2.1.328 (observed) keeps one JSON-lines file per session at
+//! `<config dir>/projects/<project dir>/<session id>.jsonl`, where the config dir is
+//! `$CLAUDE_CONFIG_DIR` or `$HOME/.claude`, and the project dir is the physical working
+//! directory with every UTF-16 code unit that is not an ASCII letter or digit replaced by `-`.
+//! A name longer than 200 characters is cut to 200 and given `-` and a base-36 hash of the
+//! whole path, so that deep directories stay distinct. [`project_dir_name`] is that rule.
+//!
+//! `--session-id` refuses an id whose transcript exists in the working directory's project
+//! dir; `--resume` finds a transcript there first and then in any other project dir (observed:
+//! 2.1.328 resumes a session from another directory and appends to the original file).
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use agent::{SessionId, Usage};
+use serde_json::{Value, json};
+
+/// The longest project dir name Claude Code uses before it cuts the name and adds a hash.
+pub const MAX_PROJECT_DIR_LEN: usize = 200;
+
+/// The name of the directory under `projects/` that holds the transcripts of sessions started
+/// in `cwd`.
+///
+/// ```
+/// use std::path::Path;
+/// use agent_mock::transcript::project_dir_name;
+///
+/// assert_eq!(project_dir_name(Path::new("/tmp/obs/work.dir/sub")), "-tmp-obs-work-dir-sub");
+/// assert_eq!(project_dir_name(Path::new("/tmp/a_b c+d~é")), "-tmp-a-b-c-d--");
+/// ```
+pub fn project_dir_name(cwd: &Path) -> String {
+    let path = cwd.to_string_lossy();
+    // JavaScript replaces per UTF-16 code unit, so a character outside the BMP becomes "--".
+    let mut name = String::with_capacity(path.len());
+    for character in path.chars() {
+        if character.is_ascii_alphanumeric() {
+            name.push(character);
+        } else {
+            name.extend(std::iter::repeat_n('-', character.len_utf16()));
+        }
+    }
+    if name.len() <= MAX_PROJECT_DIR_LEN {
+        return name;
+    }
+    // Every character of `name` is ASCII, so cutting at a byte index is cutting at a character.
+    name.truncate(MAX_PROJECT_DIR_LEN);
+    name.push('-');
+    name.push_str(&to_base36(java_string_hash(&path).unsigned_abs()));
+    name
+}
+
+/// The transcripts Claude Code keeps under one config dir.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transcripts {
+    projects: PathBuf,
+}
+
+impl Transcripts {
+    /// The transcripts of a CLI run with `HOME=home` (and no `CLAUDE_CONFIG_DIR`).
+    pub fn in_home(home: &Path) -> Transcripts {
+        Transcripts::in_config_dir(&home.join(".claude"))
+    }
+
+    /// The transcripts of a CLI run with `CLAUDE_CONFIG_DIR=config_dir`.
+    pub fn in_config_dir(config_dir: &Path) -> Transcripts {
+        Transcripts {
+            projects: config_dir.join("projects"),
+        }
+    }
+
+    /// The directory holding every project dir.
+    pub fn projects_dir(&self) -> &Path {
+        &self.projects
+    }
+
+    /// Where a session started in `cwd` keeps its transcript.
+    pub fn path(&self, cwd: &Path, session_id: SessionId) -> PathBuf {
+        self.projects
+            .join(project_dir_name(cwd))
+            .join(format!("{session_id}.jsonl"))
+    }
+
+    /// The transcript `--resume <session_id>` run in `cwd` continues: the one in `cwd`'s
+    /// project dir, else the first one found in another project dir.
+    pub fn find(&self, cwd: &Path, session_id: SessionId) -> Option<PathBuf> {
+        let own = self.path(cwd, session_id);
+        if own.is_file() {
+            return Some(own);
+        }
+        let file_name = format!("{session_id}.jsonl");
+        let mut project_dirs: Vec<PathBuf> = fs::read_dir(&self.projects)
+            .ok()?
+            .filter_map(|entry| entry.ok().map(|entry| entry.path()))
+            .collect();
+        // Sorted, so that which copy is found does not depend on the directory's order.
+        project_dirs.sort();
+        project_dirs
+            .into_iter()
+            .map(|dir| dir.join(&file_name))
+            .find(|candidate| candidate.is_file())
+    }
+}
+
+/// Who said one message of a transcript.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    User,
+    Assistant,
+}
+
+/// One message of a transcript that carries text: a prompt or an answer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TranscriptMessage {
+    pub role: Role,
+    pub text: String,
+}
+
+/// The prompts and answers in a transcript file, in order.
+///
+/// It reads both `mock-claude`'s transcripts and the real CLI's: lines of other types, tool
+/// calls and tool results are skipped, and so is a line that is not JSON (a line cut short by a
+/// killed process).
+pub fn read_transcript(path: &Path) -> io::Result<Vec<TranscriptMessage>> {
+    let reader = BufReader::new(File::open(path)?);
+    let mut messages = Vec::new();
+    for line in reader.split(b'\n') {
+        let Ok(value) = serde_json::from_slice::<Value>(&line?) else {
+            continue;
+        };
+        let role = match value["type"].as_str() {
+            Some("user") => Role::User,
+            Some("assistant") => Role::Assistant,
+            _ => continue,
+        };
+        let text = message_text(&value["message"]["content"]);
+        if text.is_empty() {
+            continue;
+        }
+        messages.push(TranscriptMessage { role, text });
+    }
+    Ok(messages)
+}
+
+/// The cost and usage of a session's calls so far, as `mock-claude` records them on its
+/// `assistant` lines (`costUSD` and `message.usage`). The real CLI restores the same totals on
+/// `--resume`; its own transcripts carry no `costUSD`.
+pub(crate) fn session_totals(path: &Path) -> io::Result<(f64, Usage)> {
+    let reader = BufReader::new(File::open(path)?);
+    let mut cost = 0.0;
+    let mut usage = Usage::ZERO;
+    for line in reader.split(b'\n') {
+        let Ok(value) = serde_json::from_slice::<Value>(&line?) else {
+            continue;
+        };
+        if value["type"] != "assistant" {
+            continue;
+        }
+        let Some(line_cost) = value["costUSD"].as_f64() else {
+            continue;
+        };
+        cost += line_cost;
+        let tokens = |name: &str| value["message"]["usage"][name].as_u64().unwrap_or(0);
+        usage += Usage {
+            input_tokens: tokens("input_tokens"),
+            output_tokens: tokens("output_tokens"),
+            cache_read_tokens: tokens("cache_read_input_tokens"),
+            cache_creation_tokens: tokens("cache_creation_input_tokens"),
+        };
+    }
+    Ok((cost, usage))
+}
+
+/// What `mock-claude` writes to a transcript: one line per prompt and per answer, shaped like
+/// the real CLI's `user` and `assistant` lines.
+pub(crate) struct TranscriptWriter {
+    file: File,
+    session_id: SessionId,
+    cwd: String,
+}
+
+impl TranscriptWriter {
+    /// Opens `path` for appending, creating it and its directory when needed.
+    pub(crate) fn open(
+        path: &Path,
+        session_id: SessionId,
+        cwd: &Path,
+    ) -> io::Result<TranscriptWriter> {
+        if let Some(dir) = path.parent() {
+            fs::create_dir_all(dir)?;
+        }
+        let file = OpenOptions::new().create(true).append(true).open(path)?;
+        Ok(TranscriptWriter {
+            file,
+            session_id,
+            cwd: cwd.to_string_lossy().into_owned(),
+        })
+    }
+
+    pub(crate) fn prompt(&mut self, prompt: &str) -> io::Result<()> {
+        self.write_line(json!({
+            "type": "user",
+            "message": {"role": "user", "content": prompt},
+            "sessionId": self.session_id.to_string(),
+            "cwd": self.cwd,
+            "uuid": uuid::Uuid::new_v4().to_string(),
+            "timestamp": iso8601(SystemTime::now()),
+            "entrypoint": "mock-claude",
+        }))
+    }
+
+    pub(crate) fn answer(
+        &mut self,
+        text: &str,
+        model: &str,
+        usage: &Value,
+        cost_usd: f64,
+    ) -> io::Result<()> {
+        self.write_line(json!({
+            "type": "assistant",
+            "message": {
+                "role": "assistant",
+                "model": model,
+                "content": [{"type": "text", "text": text}],
+                "usage": usage,
+            },
+            "costUSD": cost_usd,
+            "sessionId": self.session_id.to_string(),
+            "cwd": self.cwd,
+            "uuid": uuid::Uuid::new_v4().to_string(),
+            "timestamp": iso8601(SystemTime::now()),
+            "entrypoint": "mock-claude",
+        }))
+    }
+
+    fn write_line(&mut self, value: Value) -> io::Result<()> {
+        let mut line = value.to_string();
+        line.push('\n');
+        // One write per line, so that lines of two processes appending at once stay whole.
+        self.file.write_all(line.as_bytes())
+    }
+}
+
+/// The text of a message's `content`: a string, or the `text` blocks of a list.
+fn message_text(content: &Value) -> String {
+    match content {
+        Value::String(text) => text.clone(),
+        Value::Array(blocks) => blocks
+            .iter()
+            .filter(|block| block["type"] == "text")
+            .filter_map(|block| block["text"].as_str())
+            .collect::<Vec<_>>()
+            .join("\n"),
+        _ => String::new(),
+    }
+}
+
+/// Java's `String.hashCode` over UTF-16 code units, which Claude Code uses for long names.
+fn java_string_hash(text: &str) -> i32 {
+    text.encode_utf16().fold(0i32, |hash, unit| {
+        hash.wrapping_mul(31).wrapping_add(i32::from(unit))
+    })
+}
+
+fn to_base36(mut value: u32) -> String {
+    const DIGITS: &[u8; 36] = b"0123456789abcdefghijklmnopqrstuvwxyz";
+    if value == 0 {
+        return String::from("0");
+    }
+    let mut digits = Vec::new();
+    while value > 0 {
+        digits.push(DIGITS[(value % 36) as usize]);
+        value /= 36;
+    }
+    digits.reverse();
+    String::from_utf8(digits).expect("base-36 digits are ASCII")
+}
+
+/// `2026-11-24T04:08:52.411Z`, as the real transcripts write times.
+pub(crate) fn iso8601(time: SystemTime) -> String {
+    let since_epoch = time.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let seconds = since_epoch.as_secs();
+    let (year, month, day) = civil_from_days((seconds / 86_400) as i64);
+    let of_day = seconds % 86_400;
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        of_day / 3600,
+        of_day / 60 % 60,
+        of_day % 60,
+        since_epoch.subsec_millis()
+    )
+}
+
+/// Days since 1970-01-01 to a (year, month, day) date; Howard Hinnant's algorithm.
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let day_of_era = z.rem_euclid(146_097);
+    let year_of_era =
+        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let month_index = (5 * day_of_year + 2) / 153;
+    let day = (day_of_year - (153 * month_index + 2) / 5 + 1) as u32;
+    let month = if month_index < 10 {
+        month_index + 3
+    } else {
+        month_index - 9
+    } as u32;
+    let year = year_of_era + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn mangles_every_non_alphanumeric_unit() {
+        assert_eq!(
+            project_dir_name(Path::new("/tmp/obs/work.dir/sub")),
+            "-tmp-obs-work-dir-sub"
+        );
+        assert_eq!(
+            project_dir_name(Path::new("/tmp/obs/a_b c+d~é")),
+            "-tmp-obs-a-b-c-d--"
+        );
+        // An emoji is two UTF-16 code units, so two dashes.
+        assert_eq!(project_dir_name(Path::new("/e😀x")), "-e--x");
+    }
+
+    #[test]
+    fn long_names_are_cut_and_hashed_like_the_real_cli() {
+        // Names observed from Claude Code 2.1.328 for these directories.
+        let path = format!("/tmp/obs/e😀x/{}/{}", "a".repeat(120), "b".repeat(120));
+        let name = project_dir_name(Path::new(&path));
+        assert_eq!(name.len(), 207);
+        assert!(name.starts_with("-tmp-obs-e--x-aaaa"), "{name}");
+        assert!(name.ends_with(
+            "-bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb-l8r3kq"
+        ));
+
+        let exactly_200 = format!("/tmp/obs/{}", "c".repeat(191));
+        assert_eq!(project_dir_name(Path::new(&exactly_200)).len(), 200);
+        let just_over = format!("/tmp/obs/{}", "d".repeat(192));
+        assert!(project_dir_name(Path::new(&just_over)).ends_with("ddd-kyk8k6"));
+    }
+
+    #[test]
+    fn java_hash_matches_known_values() {
+        assert_eq!(java_string_hash(""), 0);
+        assert_eq!(java_string_hash("hello"), 99_162_322);
+        assert_eq!(to_base36(0), "0");
+        assert_eq!(to_base36(35), "z");
+        assert_eq!(to_base36(36), "10");
+    }
+
+    #[test]
+    fn formats_times_like_the_cli() {
+        let time = UNIX_EPOCH + Duration::from_millis(1_795_493_332_411);
+        assert_eq!(iso8601(time), "2026-11-24T04:08:52.411Z");
+        assert_eq!(iso8601(UNIX_EPOCH), "1970-01-01T00:00:00.000Z");
+        // A leap day.
+        assert_eq!(
+            iso8601(UNIX_EPOCH + Duration::from_secs(951_782_400)),
+            "2000-02-29T00:00:00.000Z"
+        );
+    }
+
+    #[test]
+    fn reads_text_of_mock_and_real_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.jsonl");
+        let id = SessionId::new_v4();
+        let mut writer = TranscriptWriter::open(&path, id, dir.path()).unwrap();
+        writer.prompt("first prompt").unwrap();
+        writer
+            .answer("first answer", "m", &json!({}), 0.25)
+            .unwrap();
+        drop(writer);
+        // Lines the real CLI writes: a queue operation, a tool result, a text block list.
+        let mut file = OpenOptions::new().append(true).open(&path).unwrap();
+        writeln!(
+            file,
+            r#"{{"type":"queue-operation","operation":"enqueue"}}"#
+        )
+        .unwrap();
+        writeln!(
+            file,
+            r#"{{"type":"user","message":{{"role":"user","content":[{{"type":"tool_result","content":"ok"}}]}}}}"#
+        )
+        .unwrap();
+        writeln!(
+            file,
+            r#"{{"type":"assistant","message":{{"content":[{{"type":"text","text":"real"}}]}}}}"#
+        )
+        .unwrap();
+        writeln!(file, "{{cut short").unwrap();
+
+        let messages = read_transcript(&path).unwrap();
+        let texts: Vec<_> = messages.iter().map(|m| (m.role, m.text.as_str())).collect();
+        assert_eq!(
+            texts,
+            vec![
+                (Role::User, "first prompt"),
+                (Role::Assistant, "first answer"),
+                (Role::Assistant, "real"),
+            ]
+        );
+        assert_eq!(session_totals(&path).unwrap().0, 0.25);
+    }
+
+    #[test]
+    fn find_prefers_the_working_directory_then_any_project() {
+        let home = tempfile::tempdir().unwrap();
+        let transcripts = Transcripts::in_home(home.path());
+        let id = SessionId::new_v4();
+        assert_eq!(transcripts.find(Path::new("/w/one"), id), None);
+
+        let elsewhere = transcripts.path(Path::new("/w/two"), id);
+        fs::create_dir_all(elsewhere.parent().unwrap()).unwrap();
+        fs::write(&elsewhere, "").unwrap();
+        assert_eq!(transcripts.find(Path::new("/w/one"), id), Some(elsewhere));
+
+        let own = transcripts.path(Path::new("/w/one"), id);
+        fs::create_dir_all(own.parent().unwrap()).unwrap();
+        fs::write(&own, "").unwrap();
+        assert_eq!(transcripts.find(Path::new("/w/one"), id), Some(own));
+        assert!(
+            transcripts
+                .projects_dir()
+                .ends_with(Path::new(".claude/projects"))
+        );
+    }
+}
