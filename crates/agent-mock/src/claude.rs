@@ -544,24 +544,13 @@ impl<'a> Call<'a> {
 
     fn api_error(mut self, status: u16) -> Result<u8, MockClaudeError> {
         let message = self.step.message.as_deref().unwrap_or("scripted failure");
-        let (text, error, error_type) = if status == 429 {
-            (
-                format!("API Error: Request rejected (429) · {message}"),
-                "rate_limit",
-                "rate_limit_error",
-            )
-        } else {
-            let error_type = if status >= 500 {
-                "api_error"
-            } else {
-                "invalid_request_error"
-            };
-            (
-                format!("API Error: {status} {message}"),
-                "unknown",
-                error_type,
-            )
+        let (error, error_type) = match status {
+            429 => ("rate_limit", "rate_limit_error"),
+            401 | 403 => ("authentication_failed", "authentication_error"),
+            500.. => ("unknown", "api_error"),
+            _ => ("unknown", "invalid_request_error"),
         };
+        let text = api_error_text(status, message, &self.model);
         if status == 429
             && let Some(resets_at) = self.step.rate_limit_reset
         {
@@ -812,6 +801,46 @@ struct ResultParts<'a> {
     api_error: Option<(u16, &'a str)>,
     usage: Usage,
     cost_usd: f64,
+}
+
+/// The text the real CLI shows for an API error with `status` (observed on 2.1.328 for 400,
+/// 401, 403, 404, 413, 429, 500, 502, 503 and 529 against a gateway named by
+/// `ANTHROPIC_BASE_URL`; without one the 5xx text's last sentence is a guess).
+fn api_error_text(status: u16, message: &str, model: &str) -> String {
+    match status {
+        429 => format!("API Error: Request rejected (429) · {message}"),
+        401 | 403 => format!("Failed to authenticate. API Error: {status} {message}"),
+        404 => format!(
+            "There's an issue with the selected model ({model}). It may not exist or you may \
+             not have access to it. Run --model to pick a different model."
+        ),
+        413 => String::from(
+            "Request too large (max 32MB). Accumulated images and attachments in the \
+             conversation pushed the request over the limit. Remove older images or compact \
+             the conversation.",
+        ),
+        500.. => {
+            let gateway = std::env::var("ANTHROPIC_BASE_URL")
+                .ok()
+                .map(|url| {
+                    let without_scheme =
+                        url.split_once("://").map_or(url.as_str(), |(_, rest)| rest);
+                    without_scheme
+                        .split('/')
+                        .next()
+                        .unwrap_or_default()
+                        .to_owned()
+                })
+                .filter(|host| !host.is_empty())
+                .unwrap_or_else(|| String::from("api.anthropic.com"));
+            format!(
+                "API Error: {status} {message}. This is a server-side issue, usually temporary \
+                 — try again in a moment. If it persists, check your inference gateway \
+                 ({gateway})."
+            )
+        }
+        _ => format!("API Error: {status} {message}"),
+    }
 }
 
 /// The cost and usage a session's earlier calls recorded in its transcript.

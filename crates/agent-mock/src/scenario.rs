@@ -68,7 +68,8 @@ pub enum Outcome {
     /// `subtype: error_max_turns`, `is_error: true`, `errors: ["Reached maximum number of
     /// turns (N)"]`, no `result`, exit 1 (observed).
     MaxTurns,
-    /// An API error: a synthetic assistant message `API Error: <status> <message>`, then
+    /// An API error: a synthetic assistant message with the CLI's text for the status (such
+    /// as `API Error: 400 <message>`; 5xx, 401/403, 404 and 413 have their own), then
     /// `subtype: success`, `is_error: true`, `terminal_reason: api_error`, `api_error_status`,
     /// exit 1 (observed on 2.1.328; older versions were reported to exit 0: set `exit_code`).
     ApiError,

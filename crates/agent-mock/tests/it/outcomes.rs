@@ -117,12 +117,48 @@ fn api_error_is_success_with_is_error_and_a_status() {
     assert_eq!(result["is_error"], true);
     assert_eq!(result["terminal_reason"], "api_error");
     assert_eq!(result["api_error_status"], 529);
-    assert_eq!(result["result"], "API Error: 529 Overloaded");
+    assert_eq!(
+        result["result"],
+        "API Error: 529 Overloaded. This is a server-side issue, usually temporary — try again \
+         in a moment. If it persists, check your inference gateway (api.anthropic.com)."
+    );
     assert_eq!(result["total_cost_usd"], 0.0);
     assert_eq!(result["modelUsage"], json!({}));
     let assistant = &run.of_type("assistant")[0];
     assert_eq!(assistant["is_api_error_message"], true);
     assert_eq!(assistant["message"]["model"], "<synthetic>");
+}
+
+#[test]
+fn api_error_texts_follow_the_status_like_the_real_cli() {
+    let cases = [
+        (400, "API Error: 400 scripted failure"),
+        (
+            401,
+            "Failed to authenticate. API Error: 401 scripted failure",
+        ),
+        (
+            404,
+            "There's an issue with the selected model (claude-mock-1). It may not exist or you \
+             may not have access to it. Run --model to pick a different model.",
+        ),
+        (
+            502,
+            "API Error: 502 scripted failure. This is a server-side issue, usually temporary — \
+             try again in a moment. If it persists, check your inference gateway \
+             (127.0.0.1:4000).",
+        ),
+    ];
+    for (status, text) in cases {
+        let mut sandbox = sandbox_with(Step {
+            api_error_status: Some(status),
+            ..Step::outcome(Outcome::ApiError)
+        });
+        sandbox.env("ANTHROPIC_BASE_URL", "http://127.0.0.1:4000/");
+        let result = sandbox.stream(&[], "go").result();
+        assert_eq!(result["result"], text);
+        assert_eq!(result["api_error_status"], status);
+    }
 }
 
 #[test]

@@ -1,0 +1,3 @@
+//! Cross-crate integration tests, in one binary.
+
+mod contract;
