@@ -185,9 +185,11 @@ type Responder = Box<dyn FnMut(&RecordedRequest) -> Answer + Send>;
 
 /// Where the answers to streaming message requests come from.
 ///
-/// Either a queue, answered in order (optionally followed by one answer repeated forever), or
-/// a function of the request. When a queue runs out, the stand-in answers `500` with a
-/// message that says so, which a test sees as an API error.
+/// A queue, answered in order, then a function of the request or one answer repeated forever,
+/// if given. Answers can be added to the queue while the stand-in runs
+/// ([`StandIn::enqueue`](crate::StandIn::enqueue)), for a test that only knows its paths once
+/// the environment exists. When nothing is left to answer with, the stand-in answers `500`
+/// with a message that says so, which a test sees as an API error.
 pub struct Script {
     queue: VecDeque<Answer>,
     then: Option<Answer>,
@@ -224,13 +226,19 @@ impl Script {
         }
     }
 
-    /// The answer to the next request.
+    /// Adds answers to the end of the queue.
+    pub(crate) fn enqueue(&mut self, answers: impl IntoIterator<Item = Answer>) {
+        self.queue.extend(answers);
+    }
+
+    /// The answer to the next request: the queue first, then the function, then the answer
+    /// repeated forever.
     pub(crate) fn next_answer(&mut self, request: &RecordedRequest) -> Answer {
-        if let Some(responder) = &mut self.responder {
-            return responder(request);
-        }
         if let Some(answer) = self.queue.pop_front() {
             return answer;
+        }
+        if let Some(responder) = &mut self.responder {
+            return responder(request);
         }
         match &self.then {
             Some(answer) => answer.clone(),
@@ -273,6 +281,14 @@ mod tests {
             AnswerKind::Error { status, .. } => assert_eq!(status, 500),
             other => panic!("expected an error answer, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn enqueued_answers_come_before_the_responder() {
+        let mut script = Script::from_fn(|_| Answer::text("from fn"));
+        script.enqueue([Answer::text("queued")]);
+        assert_eq!(script.next_answer(&request()), Answer::text("queued"));
+        assert_eq!(script.next_answer(&request()), Answer::text("from fn"));
     }
 
     #[test]

@@ -98,6 +98,11 @@ impl StandIn {
         }
     }
 
+    /// Adds answers to the end of the script's queue.
+    pub fn enqueue(&self, answers: impl IntoIterator<Item = Answer>) {
+        self.lock().script.enqueue(answers);
+    }
+
     /// The address it listens on.
     pub fn addr(&self) -> SocketAddr {
         self.addr

@@ -2,7 +2,6 @@
 
 use std::io::Write;
 use std::process::{Command, Stdio};
-use std::time::Duration;
 
 use api_standin::{Answer, ClaudeEnv, Script, StandIn, Usage};
 
@@ -49,27 +48,14 @@ fn the_real_cli_runs_a_tool_against_the_stand_in() {
         cache_read_tokens: 2,
         cache_creation_tokens: 1,
     };
-    let env_holder;
-    let standin = {
-        // The file path is only known once the environment exists, so the script is a
-        // function of the request: the first request gets the Write, the next one the text.
-        let (path_tx, path_rx) = std::sync::mpsc::channel::<std::path::PathBuf>();
-        let standin = StandIn::start(Script::from_fn(move |request| {
-            if request.tool_result_ids().is_empty() {
-                let path = path_rx.recv_timeout(Duration::from_secs(5)).unwrap();
-                Answer::write_file(path, "written by the stand-in\n").with_usage(usage)
-            } else {
-                Answer::text("done").with_usage(usage)
-            }
-        }));
-        env_holder = ClaudeEnv::new(&standin);
-        path_tx
-            .send(env_holder.work_dir("w").join("out.txt"))
-            .unwrap();
-        standin
-    };
-    let env = &env_holder;
+    let standin = StandIn::start(Script::queue([]));
+    let env = ClaudeEnv::new(&standin);
     let work_dir = env.work_dir("w");
+    standin.enqueue([
+        Answer::write_file(work_dir.join("out.txt"), "written by the stand-in\n").with_usage(usage),
+        Answer::text("done").with_usage(usage),
+    ]);
+    let env = &env;
     let session_id = "0b9d6f7e-3c1a-4f2e-9d8c-5a4b3c2d1e0f";
     let stdout = run_claude(
         &claude,
