@@ -519,6 +519,18 @@ mod tests {
     }
 
     #[test]
+    fn delays_come_before_the_headers_and_inside_the_stream() {
+        let pause = Duration::from_millis(150);
+        let standin = StandIn::start(Script::queue([Answer::text("late")
+            .with_delay(pause)
+            .with_mid_stream_pause(pause)]));
+        let started = std::time::Instant::now();
+        let response = post(&standin, "/v1/messages", r#"{"stream":true}"#);
+        assert!(started.elapsed() >= pause * 2, "{:?}", started.elapsed());
+        assert!(response.contains(r#""text":"late""#), "{response}");
+    }
+
+    #[test]
     fn a_hanging_answer_is_cut_off_when_the_stand_in_stops() {
         let standin = StandIn::start(Script::always(Answer::hang()));
         let mut stream = TcpStream::connect(standin.addr()).unwrap();

@@ -84,6 +84,9 @@ fn the_real_cli_runs_a_tool_against_the_stand_in() {
 
     let requests = standin.message_requests();
     assert_eq!(requests.len(), 2);
+    // In print mode 2.1.328 sends nothing but streamed message requests: no count_tokens,
+    // no title or summary requests, no other path.
+    assert_eq!(standin.requests().len(), 2);
     for request in &requests {
         assert_eq!(request.session_id(), Some(session_id));
         // 2.1.328 puts its environment block in a `system` message inside `messages`.
