@@ -1,1 +1,53 @@
 //! Baton's durable ledger of tasks, sessions and agent calls, kept in SQLite.
+//!
+//! The ledger is one SQLite file opened through a [`Store`]. Its API is synchronous and typed:
+//! ids are newtypes ([`TaskId`], [`MilestoneId`], [`SessionId`](agent::SessionId)), states are
+//! enums ([`TaskStatus`], [`SessionStatus`], [`SessionPolicy`]), and every failure a caller
+//! decides on is its own [`StoreError`] variant.
+//!
+//! What the ledger guarantees:
+//!
+//! - **A session exists before its agent runs.** [`Store::open_session`] commits the session
+//!   row and its lease before it returns; recording a call for a session that was never
+//!   opened is [`StoreError::NotFound`] naming the session, never a foreign-key failure.
+//! - **Every write is whole.** Each operation is one `BEGIN IMMEDIATE` transaction: an agent
+//!   call, its session's totals and its task's totals are written together or not at all.
+//! - **One process per session.** A session's lease names its owner (pid, host, process start
+//!   time) and an expiry; of two processes racing for it exactly one wins, the other gets
+//!   [`StoreError::LeaseHeld`]. [`Store::sweep_stale`] abandons sessions whose owner died or
+//!   whose lease expired.
+//! - **Task states follow the state machine** in [`TaskStatus`], and every change is logged
+//!   as an event in the same transaction.
+//!
+//! Units: timestamps are [`Timestamp`]s (unix milliseconds); money is [`Cost`], an exact count
+//! of nano-dollars, converted from the agents' floating-point dollars once, at the edge.
+
+mod calls;
+mod error;
+mod events;
+mod ids;
+mod migrations;
+mod milestones;
+mod process;
+mod sessions;
+mod sql;
+mod status;
+mod store;
+mod tasks;
+mod units;
+mod usage;
+mod verifications;
+
+pub use crate::calls::{NewAgentCall, RecordedCall};
+pub use crate::error::{Missing, StoreError};
+pub use crate::events::{Event, EventFilter, NewEvent, event_kind};
+pub use crate::ids::{CallId, EventId, MilestoneId, TaskId, VerificationId};
+pub use crate::migrations::SCHEMA_VERSION;
+pub use crate::milestones::{Milestone, NewMilestone};
+pub use crate::process::LeaseOwner;
+pub use crate::sessions::{Lease, NewSession, Session, SessionFilter, SweepReason, SweptSession};
+pub use crate::status::{CallOutcome, SessionPolicy, SessionStatus, TaskStatus};
+pub use crate::store::{Store, StoreOptions};
+pub use crate::tasks::{NewTask, Task, TaskFilter};
+pub use crate::units::{Cost, Timestamp, Totals};
+pub use crate::verifications::{NewVerification, Verification};

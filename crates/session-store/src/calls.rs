@@ -1,0 +1,293 @@
+//! Agent calls: one row per agent process, and the totals each one adds to.
+
+use std::time::Duration;
+
+use agent::{ExitInfo, PlanKind, SessionId, Usage};
+use rusqlite::types::Type;
+use rusqlite::{OptionalExtension, Row, params};
+
+use crate::error::{Failure, Missing, StoreError};
+use crate::ids::{CallId, MilestoneId, TaskId};
+use crate::sessions::ensure_session;
+use crate::sql::{
+    duration_at, duration_millis, exit_at, exit_columns, optional_session_id_at, session_id_at,
+    usage_at,
+};
+use crate::status::{CallOutcome, SessionPolicy, SessionStatus};
+use crate::store::Store;
+use crate::tasks::{ensure_task, task_milestone};
+use crate::units::{Cost, Timestamp};
+
+/// An agent call to record, with the figures it reported.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewAgentCall {
+    pub session: SessionId,
+    /// The task the call worked on: the session's own task, or, in a session with the
+    /// milestone policy, any task of that milestone.
+    pub task: TaskId,
+    /// Which round of the task's agent-then-verify loop this call belongs to, from 1.
+    pub iteration: u32,
+    pub plan: PlanKind,
+    pub prompt: String,
+    pub result_text: Option<String>,
+    pub outcome: CallOutcome,
+    /// The agent's own word for how the call ended (Claude Code's result `subtype`).
+    pub subtype: Option<String>,
+    pub error_message: Option<String>,
+    /// The session id the agent reported, which should equal `session`.
+    pub reported_session: Option<SessionId>,
+    pub usage: Usage,
+    pub cost: Cost,
+    pub turns: u32,
+    pub duration: Duration,
+    /// How the agent process ended, when it ran and was waited for.
+    pub exit: Option<ExitInfo>,
+    pub started_at: Timestamp,
+    pub ended_at: Timestamp,
+}
+
+/// An agent call as the ledger holds it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecordedCall {
+    pub id: CallId,
+    pub session: SessionId,
+    pub task: TaskId,
+    pub iteration: u32,
+    pub plan: PlanKind,
+    pub prompt: String,
+    pub result_text: Option<String>,
+    pub outcome: CallOutcome,
+    pub subtype: Option<String>,
+    pub error_message: Option<String>,
+    pub reported_session: Option<SessionId>,
+    pub usage: Usage,
+    pub cost: Cost,
+    pub turns: u32,
+    pub duration: Duration,
+    pub exit: Option<ExitInfo>,
+    pub started_at: Timestamp,
+    pub ended_at: Timestamp,
+}
+
+const CALL_COLUMNS: &str = "id, session_id, task_id, iteration, plan, prompt, result_text, \
+                            outcome, subtype, error_message, reported_session_id, \
+                            input_tokens, output_tokens, cache_read_tokens, \
+                            cache_creation_tokens, cost_nano_usd, turns, duration_ms, \
+                            exit_code, exit_signal, started_at, ended_at";
+
+impl Store {
+    /// Records one agent call and adds its figures to its session's and its task's totals,
+    /// all in one transaction.
+    ///
+    /// The session must have been opened ([`StoreError::NotFound`] naming it otherwise) and
+    /// still be open ([`StoreError::SessionClosed`]). The call's task must be the session's
+    /// task ([`StoreError::WrongTask`]), or, for a session with the milestone policy, a task
+    /// of the session's milestone ([`StoreError::MilestoneMismatch`]).
+    pub fn record_agent_call(&mut self, call: &NewAgentCall) -> Result<CallId, StoreError> {
+        let session = call.session.to_string();
+        let reported = call.reported_session.map(|id| id.to_string());
+        let (exit_code, exit_signal) = exit_columns(call.exit);
+        let duration = duration_millis(call.duration);
+        self.write("record an agent call", |transaction| {
+            let (session_task, session_milestone, policy, status): (
+                TaskId,
+                Option<MilestoneId>,
+                SessionPolicy,
+                SessionStatus,
+            ) = transaction
+                .prepare_cached(
+                    "SELECT task_id, milestone_id, policy, status FROM sessions WHERE id = ?1",
+                )?
+                .query_row([&session], |row| {
+                    Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
+                })
+                .optional()?
+                .ok_or(StoreError::NotFound(Missing::Session(call.session)))?;
+            if !status.is_open() {
+                return Err(StoreError::SessionClosed {
+                    id: call.session,
+                    status,
+                }
+                .into());
+            }
+            if call.task != session_task {
+                check_shared_session(call, session_task, session_milestone, policy, transaction)?;
+            }
+            transaction
+                .prepare_cached(
+                    "UPDATE sessions SET agent_calls = agent_calls + 1, turns = turns + ?2, \
+                     input_tokens = input_tokens + ?3, output_tokens = output_tokens + ?4, \
+                     cache_read_tokens = cache_read_tokens + ?5, \
+                     cache_creation_tokens = cache_creation_tokens + ?6, \
+                     cost_nano_usd = cost_nano_usd + ?7 \
+                     WHERE id = ?1",
+                )?
+                .execute(params![
+                    session,
+                    call.turns,
+                    call.usage.input_tokens,
+                    call.usage.output_tokens,
+                    call.usage.cache_read_tokens,
+                    call.usage.cache_creation_tokens,
+                    call.cost.as_nano_usd(),
+                ])?;
+
+            transaction
+                .prepare_cached(
+                    "INSERT INTO agent_calls (session_id, task_id, iteration, plan, prompt, \
+                     result_text, outcome, subtype, error_message, reported_session_id, \
+                     input_tokens, output_tokens, cache_read_tokens, cache_creation_tokens, \
+                     cost_nano_usd, turns, duration_ms, exit_code, exit_signal, started_at, \
+                     ended_at) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, \
+                     ?16, ?17, ?18, ?19, ?20, ?21)",
+                )?
+                .execute(params![
+                    session,
+                    call.task,
+                    call.iteration,
+                    call.plan.as_str(),
+                    call.prompt,
+                    call.result_text,
+                    call.outcome,
+                    call.subtype,
+                    call.error_message,
+                    reported,
+                    call.usage.input_tokens,
+                    call.usage.output_tokens,
+                    call.usage.cache_read_tokens,
+                    call.usage.cache_creation_tokens,
+                    call.cost.as_nano_usd(),
+                    call.turns,
+                    duration,
+                    exit_code,
+                    exit_signal,
+                    call.started_at,
+                    call.ended_at,
+                ])?;
+            let id = CallId(transaction.last_insert_rowid());
+
+            transaction
+                .prepare_cached(
+                    "UPDATE tasks SET iterations = max(iterations, ?2), \
+                     agent_calls = agent_calls + 1, turns = turns + ?3, \
+                     input_tokens = input_tokens + ?4, output_tokens = output_tokens + ?5, \
+                     cache_read_tokens = cache_read_tokens + ?6, \
+                     cache_creation_tokens = cache_creation_tokens + ?7, \
+                     cost_nano_usd = cost_nano_usd + ?8, updated_at = ?9 \
+                     WHERE id = ?1",
+                )?
+                .execute(params![
+                    call.task,
+                    call.iteration,
+                    call.turns,
+                    call.usage.input_tokens,
+                    call.usage.output_tokens,
+                    call.usage.cache_read_tokens,
+                    call.usage.cache_creation_tokens,
+                    call.cost.as_nano_usd(),
+                    Timestamp::now(),
+                ])?;
+            Ok(id)
+        })
+    }
+
+    /// The calls recorded in a session, oldest first.
+    pub fn calls_for_session(&self, id: SessionId) -> Result<Vec<RecordedCall>, StoreError> {
+        let text = id.to_string();
+        self.read("list a session's agent calls", |connection| {
+            ensure_session(connection, id)?;
+            // Through the index on task: the session's own task, and for a milestone session
+            // the milestone's other tasks, are the only tasks whose calls it can hold.
+            let mut statement = connection.prepare_cached(&format!(
+                "SELECT {CALL_COLUMNS} FROM agent_calls \
+                 WHERE session_id = ?1 AND task_id IN ( \
+                     SELECT task_id FROM sessions WHERE id = ?1 \
+                     UNION \
+                     SELECT tasks.id FROM sessions JOIN tasks \
+                         ON tasks.milestone_id = sessions.milestone_id \
+                     WHERE sessions.id = ?1 AND sessions.policy = 'milestone') \
+                 ORDER BY id"
+            ))?;
+            let calls = statement
+                .query_map([&text], call_from_row)?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(calls)
+        })
+    }
+
+    /// The calls recorded for a task, across all its sessions, oldest first.
+    pub fn calls_for_task(&self, task: TaskId) -> Result<Vec<RecordedCall>, StoreError> {
+        self.read("list a task's agent calls", |connection| {
+            ensure_task(connection, task)?;
+            let mut statement = connection.prepare_cached(&format!(
+                "SELECT {CALL_COLUMNS} FROM agent_calls WHERE task_id = ?1 ORDER BY id"
+            ))?;
+            let calls = statement
+                .query_map([task], call_from_row)?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(calls)
+        })
+    }
+}
+
+/// A call for another task than the session's own is allowed only in a milestone session,
+/// and only for a task of that milestone: anything else is the "second task inherited the
+/// first task's session" bug this ledger exists to stop.
+fn check_shared_session(
+    call: &NewAgentCall,
+    session_task: TaskId,
+    session_milestone: Option<MilestoneId>,
+    policy: SessionPolicy,
+    connection: &rusqlite::Connection,
+) -> Result<(), Failure> {
+    if policy != SessionPolicy::Milestone {
+        return Err(StoreError::WrongTask {
+            session: call.session,
+            session_task,
+            task: call.task,
+        }
+        .into());
+    }
+    let milestone = task_milestone(connection, call.task)?;
+    if milestone.is_none() || milestone != session_milestone {
+        return Err(StoreError::MilestoneMismatch {
+            task: call.task,
+            task_milestone: milestone,
+            expected: session_milestone,
+        }
+        .into());
+    }
+    Ok(())
+}
+
+fn call_from_row(row: &Row<'_>) -> rusqlite::Result<RecordedCall> {
+    let plan_word = row.get_ref(4)?.as_str()?;
+    let plan = PlanKind::parse(plan_word).ok_or_else(|| {
+        rusqlite::Error::FromSqlConversionFailure(
+            4,
+            Type::Text,
+            format!("unknown session plan `{plan_word}`").into(),
+        )
+    })?;
+    Ok(RecordedCall {
+        id: row.get(0)?,
+        session: session_id_at(row, 1)?,
+        task: row.get(2)?,
+        iteration: row.get(3)?,
+        plan,
+        prompt: row.get(5)?,
+        result_text: row.get(6)?,
+        outcome: row.get(7)?,
+        subtype: row.get(8)?,
+        error_message: row.get(9)?,
+        reported_session: optional_session_id_at(row, 10)?,
+        usage: usage_at(row, 11)?,
+        cost: Cost::from_nano_usd(row.get(15)?),
+        turns: row.get(16)?,
+        duration: duration_at(row, 17)?,
+        exit: exit_at(row, 18)?,
+        started_at: row.get(20)?,
+        ended_at: row.get(21)?,
+    })
+}

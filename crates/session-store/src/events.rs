@@ -1,0 +1,154 @@
+//! The append-only log of state changes: what happened to which task or session, and when.
+//!
+//! The store appends an event, in the same transaction, for every change to a task (added, a
+//! state change, a new dependency) and for the changes to a session that its row does not keep
+//! (a reopen, a sweep, a lease changing hands; a session's opening and closing are in its row).
+//! Callers append their own with [`Store::append_event`]. Rows are never updated or deleted
+//! (triggers refuse it).
+
+use agent::SessionId;
+use rusqlite::{Connection, Row, ToSql, params};
+
+use crate::error::StoreError;
+use crate::ids::{EventId, TaskId};
+use crate::sql::optional_session_id_at;
+use crate::store::Store;
+use crate::units::Timestamp;
+
+/// An event to append.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewEvent {
+    pub task: Option<TaskId>,
+    pub session: Option<SessionId>,
+    /// A short word for what happened, such as `guidance_added`. The store's own kinds are
+    /// listed in [`event_kind`].
+    pub kind: String,
+    /// Details: free text, or a JSON object (what the store's own events use).
+    pub detail: String,
+}
+
+/// One event of the log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Event {
+    pub id: EventId,
+    pub at: Timestamp,
+    pub task: Option<TaskId>,
+    pub session: Option<SessionId>,
+    pub kind: String,
+    pub detail: String,
+}
+
+/// Which events to list. Both filters apply when both are set.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EventFilter {
+    pub task: Option<TaskId>,
+    pub session: Option<SessionId>,
+}
+
+/// The kinds of the events the store appends itself. Each one's detail is a JSON object.
+pub mod event_kind {
+    /// A task was added: `{"title"}`.
+    pub const TASK_ADDED: &str = "task_added";
+    /// A task changed state: `{"from", "to", "reason"}`.
+    pub const TASK_STATUS: &str = "task_status";
+    /// A task got a new dependency: `{"on"}`.
+    pub const DEPENDENCY_ADDED: &str = "dependency_added";
+    /// A closed session was opened again to be resumed: `{"was", "ended_at", "end_reason",
+    /// "owner"}`, keeping how it had ended, which its row forgets.
+    pub const SESSION_REOPENED: &str = "session_reopened";
+    /// A sweep abandoned a session: `{"why", "owner", "agent_pid"}`.
+    pub const SESSION_SWEPT: &str = "session_swept";
+    /// Another process took over a session's lease: `{"owner", "previous"}`.
+    pub const LEASE_ACQUIRED: &str = "lease_acquired";
+    /// A session's lease was given up without closing it: `{"owner"}`.
+    pub const LEASE_RELEASED: &str = "lease_released";
+}
+
+const EVENT_COLUMNS: &str = "id, at, task_id, session_id, kind, detail";
+
+impl Store {
+    /// Appends an event to the log. A task or session it names must exist.
+    pub fn append_event(&mut self, event: &NewEvent) -> Result<EventId, StoreError> {
+        self.write("append an event", |transaction| {
+            if let Some(task) = event.task {
+                crate::tasks::ensure_task(transaction, task)?;
+            }
+            if let Some(session) = event.session {
+                crate::sessions::ensure_session(transaction, session)?;
+            }
+            let session = event.session.map(|id| id.to_string());
+            Ok(insert_event(
+                transaction,
+                Timestamp::now(),
+                event.task,
+                session.as_deref(),
+                &event.kind,
+                &event.detail,
+            )?)
+        })
+    }
+
+    /// The events that match `filter`, oldest first.
+    pub fn events(&self, filter: &EventFilter) -> Result<Vec<Event>, StoreError> {
+        self.read("list events", |connection| {
+            if let Some(task) = filter.task {
+                crate::tasks::ensure_task(connection, task)?;
+            }
+            if let Some(session) = filter.session {
+                crate::sessions::ensure_session(connection, session)?;
+            }
+            let session = filter.session.map(|id| id.to_string());
+            // Only the filters that are set go into the statement, so that it can use the
+            // index of the column it filters on.
+            let mut clauses = Vec::new();
+            let mut parameters: Vec<&dyn ToSql> = Vec::new();
+            if let Some(task) = &filter.task {
+                clauses.push("task_id = ?");
+                parameters.push(task);
+            }
+            if let Some(session) = &session {
+                clauses.push("session_id = ?");
+                parameters.push(session);
+            }
+            let filter_sql = if clauses.is_empty() {
+                String::new()
+            } else {
+                format!("WHERE {}", clauses.join(" AND "))
+            };
+            let mut statement = connection.prepare_cached(&format!(
+                "SELECT {EVENT_COLUMNS} FROM events {filter_sql} ORDER BY id"
+            ))?;
+            let events = statement
+                .query_map(parameters.as_slice(), event_from_row)?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(events)
+        })
+    }
+}
+
+/// Appends one event inside the caller's transaction.
+pub(crate) fn insert_event(
+    connection: &Connection,
+    at: Timestamp,
+    task: Option<TaskId>,
+    session: Option<&str>,
+    kind: &str,
+    detail: &str,
+) -> rusqlite::Result<EventId> {
+    let mut statement = connection.prepare_cached(
+        "INSERT INTO events (at, task_id, session_id, kind, detail) VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?;
+    statement.execute(params![at, task, session, kind, detail])?;
+    Ok(EventId(connection.last_insert_rowid()))
+}
+
+fn event_from_row(row: &Row<'_>) -> rusqlite::Result<Event> {
+    Ok(Event {
+        id: row.get(0)?,
+        at: row.get(1)?,
+        task: row.get(2)?,
+        session: optional_session_id_at(row, 3)?,
+        kind: row.get(4)?,
+        detail: row.get(5)?,
+    })
+}

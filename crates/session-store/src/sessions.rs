@@ -1,0 +1,403 @@
+//! Sessions: the agent conversations Baton owns, their leases, and how they end.
+//!
+//! A session is opened (row and lease, in one commit) before its agent process starts, takes
+//! agent calls while it is `open`, and ends: `completed`, `failed`, `rotated`, or `abandoned`
+//! when a sweep finds its owner gone. Its lease says which process may run agent calls in it;
+//! see [`Store::acquire_lease`] and [`Store::sweep_stale`].
+//!
+//! Opening and closing a session append no event: the session row itself records both
+//! (`started_at`, `ended_at`, `status`, `end_reason`), and they are the hot path, where every
+//! page an event touches is written again at each commit. What the row would forget is logged:
+//! a reopen (with how the session had ended), a sweep, a lease changing hands.
+
+mod lease;
+
+use std::time::Duration;
+
+use agent::SessionId;
+use rusqlite::{Connection, OptionalExtension, Row, params};
+use serde_json::json;
+
+use crate::error::{Failure, Missing, StoreError};
+use crate::events::{event_kind, insert_event};
+use crate::ids::{MilestoneId, TaskId};
+use crate::process::LeaseOwner;
+use crate::sql::{TOTALS_COLUMNS, session_id_at, totals_at};
+use crate::status::{SessionPolicy, SessionStatus};
+use crate::store::Store;
+use crate::tasks::task_milestone;
+use crate::units::{Timestamp, Totals};
+
+pub use self::lease::{SweepReason, SweptSession};
+
+/// A session to open.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewSession {
+    /// The id Baton minted for it, which the agent will be told to use.
+    pub id: SessionId,
+    /// The task that opens it.
+    pub task: TaskId,
+    /// The task's milestone, which a session must agree with; required by the
+    /// [`SessionPolicy::Milestone`] policy, whose session later tasks of the milestone share.
+    pub milestone: Option<MilestoneId>,
+    pub policy: SessionPolicy,
+    /// The process that will run its agent calls; it gets the lease.
+    pub owner: LeaseOwner,
+    /// How long the lease lasts before it must be renewed.
+    pub lease_ttl: Duration,
+}
+
+/// Who may run agent calls in a session, and until when.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    pub owner: LeaseOwner,
+    pub expires_at: Timestamp,
+}
+
+/// A session as the ledger holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Session {
+    pub id: SessionId,
+    /// The task that opened it.
+    pub task: TaskId,
+    pub milestone: Option<MilestoneId>,
+    pub policy: SessionPolicy,
+    pub status: SessionStatus,
+    /// The current lease; only an open session can have one.
+    pub lease: Option<Lease>,
+    /// The agent process last recorded as running in it.
+    pub agent_pid: Option<u32>,
+    /// Everything its agent calls added up to.
+    pub totals: Totals,
+    pub started_at: Timestamp,
+    pub ended_at: Option<Timestamp>,
+    pub end_reason: Option<String>,
+}
+
+/// Which sessions to list. Both filters apply when both are set.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SessionFilter {
+    pub task: Option<TaskId>,
+    pub status: Option<SessionStatus>,
+}
+
+const SESSION_COLUMNS: &str = "id, task_id, milestone_id, policy, status, \
+                               lease_pid, lease_host, lease_start_time, lease_expires_at, \
+                               agent_pid, started_at, ended_at, end_reason";
+/// The column at which [`TOTALS_COLUMNS`] start in a session row.
+const SESSION_TOTALS_AT: usize = 13;
+
+impl Store {
+    /// Opens a session and gives its lease to `session.owner`, committing both before it
+    /// returns, so the session exists in the ledger before any agent is told its id.
+    ///
+    /// The task must exist, and `session.milestone` must be the task's milestone
+    /// ([`StoreError::MilestoneMismatch`]). A session id can be opened once
+    /// ([`StoreError::SessionExists`]).
+    pub fn open_session(&mut self, session: &NewSession) -> Result<Lease, StoreError> {
+        let id = session.id.to_string();
+        self.write("open a session", |transaction| {
+            let milestone = task_milestone(transaction, session.task)?;
+            if milestone != session.milestone {
+                return Err(StoreError::MilestoneMismatch {
+                    task: session.task,
+                    task_milestone: milestone,
+                    expected: session.milestone,
+                }
+                .into());
+            }
+            if session.policy == SessionPolicy::Milestone && milestone.is_none() {
+                return Err(StoreError::Invalid {
+                    field: "session policy",
+                    reason: format!(
+                        "task {} is in no milestone, so it cannot open a session with the milestone policy",
+                        session.task
+                    ),
+                }
+                .into());
+            }
+            let now = Timestamp::now();
+            let lease = Lease {
+                owner: session.owner.clone(),
+                expires_at: now.saturating_add(session.lease_ttl),
+            };
+            let inserted = transaction
+                .prepare_cached(
+                    "INSERT INTO sessions (id, task_id, milestone_id, policy, status, \
+                     lease_pid, lease_host, lease_start_time, lease_expires_at, started_at) \
+                     VALUES (?1, ?2, ?3, ?4, 'open', ?5, ?6, ?7, ?8, ?9)",
+                )?
+                .execute(params![
+                    id,
+                    session.task,
+                    session.milestone,
+                    session.policy,
+                    lease.owner.pid,
+                    lease.owner.host,
+                    lease.owner.start_time,
+                    lease.expires_at,
+                    now,
+                ]);
+            match inserted {
+                Ok(_) => {}
+                Err(error) if is_primary_key_violation(&error) => {
+                    return Err(StoreError::SessionExists { id: session.id }.into());
+                }
+                Err(error) => return Err(error.into()),
+            }
+            Ok(lease)
+        })
+    }
+
+    /// The session with this id.
+    pub fn session(&self, id: SessionId) -> Result<Session, StoreError> {
+        let text = id.to_string();
+        self.read("read a session", |connection| {
+            connection
+                .prepare_cached(&format!(
+                    "SELECT {SESSION_COLUMNS}, {TOTALS_COLUMNS} FROM sessions WHERE id = ?1"
+                ))?
+                .query_row([&text], session_from_row)
+                .optional()?
+                .ok_or_else(|| StoreError::NotFound(Missing::Session(id)).into())
+        })
+    }
+
+    /// The sessions that match `filter`, oldest first.
+    pub fn sessions(&self, filter: &SessionFilter) -> Result<Vec<Session>, StoreError> {
+        self.read("list sessions", |connection| {
+            if let Some(task) = filter.task {
+                crate::tasks::ensure_task(connection, task)?;
+            }
+            let mut statement = connection.prepare_cached(&format!(
+                "SELECT {SESSION_COLUMNS}, {TOTALS_COLUMNS} FROM sessions \
+                 WHERE (?1 IS NULL OR task_id = ?1) AND (?2 IS NULL OR status = ?2) \
+                 ORDER BY started_at, id"
+            ))?;
+            let sessions = statement
+                .query_map(params![filter.task, filter.status], session_from_row)?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(sessions)
+        })
+    }
+
+    /// Records the agent process running in an open session (or clears it with `None`), so
+    /// that a sweep after a crash can find and stop it.
+    pub fn set_agent_pid(&mut self, id: SessionId, pid: Option<u32>) -> Result<(), StoreError> {
+        let text = id.to_string();
+        self.write("record a session's agent process", |transaction| {
+            let status = session_status(transaction, id, &text)?;
+            if pid.is_some() && !status.is_open() {
+                return Err(StoreError::SessionClosed { id, status }.into());
+            }
+            transaction
+                .prepare_cached("UPDATE sessions SET agent_pid = ?2 WHERE id = ?1")?
+                .execute(params![text, pid])?;
+            Ok(())
+        })
+    }
+
+    /// Ends a session as `status` (any state but `open`) and releases its lease.
+    ///
+    /// Closing a session again in the state it already ended in succeeds and changes nothing,
+    /// so every exit path may close without knowing whether another already did. Closing it
+    /// in a different end state is [`StoreError::CloseConflict`].
+    pub fn close_session(
+        &mut self,
+        id: SessionId,
+        status: SessionStatus,
+        reason: Option<&str>,
+    ) -> Result<(), StoreError> {
+        if status.is_open() {
+            return Err(StoreError::Invalid {
+                field: "session end state",
+                reason: String::from(
+                    "open is not an end state; close as completed, failed, abandoned or rotated",
+                ),
+            });
+        }
+        let text = id.to_string();
+        self.write("close a session", |transaction| {
+            let now = Timestamp::now();
+            // The common case in one statement: the session is open and closes now.
+            let closed = transaction
+                .prepare_cached(
+                    "UPDATE sessions SET status = ?2, ended_at = ?3, end_reason = ?4, \
+                     lease_pid = NULL, lease_host = NULL, lease_start_time = NULL, \
+                     lease_expires_at = NULL \
+                     WHERE id = ?1 AND status = 'open'",
+                )?
+                .execute(params![text, status, now, reason])?;
+            if closed == 0 {
+                let current = session_status(transaction, id, &text)?;
+                if current != status {
+                    return Err(StoreError::CloseConflict {
+                        id,
+                        current,
+                        requested: status,
+                    }
+                    .into());
+                }
+            }
+            Ok(())
+        })
+    }
+
+    /// Opens a closed session again so that it can be resumed, and gives its lease to `owner`.
+    ///
+    /// This is how a task continues the conversation of a session that was abandoned (its
+    /// runner died), or that ended when the task failed or blocked and is now retried. A
+    /// rotated session is never reopened ([`StoreError::SessionRotated`]): its successor holds
+    /// the conversation. Reopening a session that is open acquires its lease, as
+    /// [`Store::acquire_lease`] does.
+    pub fn reopen_session(
+        &mut self,
+        id: SessionId,
+        owner: &LeaseOwner,
+        lease_ttl: Duration,
+    ) -> Result<Lease, StoreError> {
+        let text = id.to_string();
+        self.write("reopen a session", |transaction| {
+            let state = session_state(transaction, id, &text)?;
+            let now = Timestamp::now();
+            match state.status {
+                SessionStatus::Open => {
+                    lease::acquire(transaction, id, &text, &state, owner, lease_ttl, now)
+                }
+                SessionStatus::Rotated => Err(StoreError::SessionRotated { id }.into()),
+                SessionStatus::Completed | SessionStatus::Failed | SessionStatus::Abandoned => {
+                    let lease = Lease {
+                        owner: owner.clone(),
+                        expires_at: now.saturating_add(lease_ttl),
+                    };
+                    // The row is about to forget how the session ended; the event keeps it.
+                    let (ended_at, end_reason): (Option<Timestamp>, Option<String>) = transaction
+                        .prepare_cached("SELECT ended_at, end_reason FROM sessions WHERE id = ?1")?
+                        .query_row([&text], |row| Ok((row.get(0)?, row.get(1)?)))?;
+                    transaction
+                        .prepare_cached(
+                            "UPDATE sessions SET status = 'open', ended_at = NULL, \
+                             end_reason = NULL, agent_pid = NULL, lease_pid = ?2, \
+                             lease_host = ?3, lease_start_time = ?4, lease_expires_at = ?5 \
+                             WHERE id = ?1",
+                        )?
+                        .execute(params![
+                            text,
+                            owner.pid,
+                            owner.host,
+                            owner.start_time,
+                            lease.expires_at
+                        ])?;
+                    let detail = json!({
+                        "was": state.status.as_str(),
+                        "ended_at": ended_at.map(Timestamp::as_millis),
+                        "end_reason": end_reason,
+                        "owner": owner_json(owner),
+                    });
+                    insert_event(
+                        transaction,
+                        now,
+                        Some(state.task),
+                        Some(&text),
+                        event_kind::SESSION_REOPENED,
+                        &detail.to_string(),
+                    )?;
+                    Ok(lease)
+                }
+            }
+        })
+    }
+}
+
+/// What the store needs to know about a session to change it.
+#[derive(Debug)]
+pub(crate) struct SessionState {
+    pub(crate) task: TaskId,
+    pub(crate) status: SessionStatus,
+    pub(crate) lease: Option<Lease>,
+}
+
+/// Reads a session's state, or fails with [`StoreError::NotFound`].
+pub(crate) fn session_state(
+    connection: &Connection,
+    id: SessionId,
+    text: &str,
+) -> Result<SessionState, Failure> {
+    connection
+        .prepare_cached(
+            "SELECT task_id, status, lease_pid, lease_host, lease_start_time, lease_expires_at \
+             FROM sessions WHERE id = ?1",
+        )?
+        .query_row([text], |row| {
+            Ok(SessionState {
+                task: row.get(0)?,
+                status: row.get(1)?,
+                lease: lease_at(row, 2)?,
+            })
+        })
+        .optional()?
+        .ok_or_else(|| StoreError::NotFound(Missing::Session(id)).into())
+}
+
+/// Reads a session's status, or fails with [`StoreError::NotFound`].
+fn session_status(
+    connection: &Connection,
+    id: SessionId,
+    text: &str,
+) -> Result<SessionStatus, Failure> {
+    connection
+        .prepare_cached("SELECT status FROM sessions WHERE id = ?1")?
+        .query_row([text], |row| row.get(0))
+        .optional()?
+        .ok_or_else(|| StoreError::NotFound(Missing::Session(id)).into())
+}
+
+/// Fails with [`StoreError::NotFound`] unless the session exists.
+pub(crate) fn ensure_session(connection: &Connection, id: SessionId) -> Result<(), Failure> {
+    session_status(connection, id, &id.to_string()).map(drop)
+}
+
+/// Reads the four lease columns starting at `first`: a lease when they are set.
+fn lease_at(row: &Row<'_>, first: usize) -> rusqlite::Result<Option<Lease>> {
+    let pid: Option<u32> = row.get(first)?;
+    let Some(pid) = pid else {
+        return Ok(None);
+    };
+    Ok(Some(Lease {
+        owner: LeaseOwner {
+            pid,
+            host: row.get(first + 1)?,
+            start_time: row.get(first + 2)?,
+        },
+        expires_at: row.get(first + 3)?,
+    }))
+}
+
+fn session_from_row(row: &Row<'_>) -> rusqlite::Result<Session> {
+    Ok(Session {
+        id: session_id_at(row, 0)?,
+        task: row.get(1)?,
+        milestone: row.get(2)?,
+        policy: row.get(3)?,
+        status: row.get(4)?,
+        lease: lease_at(row, 5)?,
+        agent_pid: row.get(9)?,
+        started_at: row.get(10)?,
+        ended_at: row.get(11)?,
+        end_reason: row.get(12)?,
+        totals: totals_at(row, SESSION_TOTALS_AT)?,
+    })
+}
+
+/// A lease owner as it appears in event details.
+fn owner_json(owner: &LeaseOwner) -> serde_json::Value {
+    json!({ "pid": owner.pid, "host": owner.host, "start_time": owner.start_time })
+}
+
+fn is_primary_key_violation(error: &rusqlite::Error) -> bool {
+    matches!(
+        error,
+        rusqlite::Error::SqliteFailure(failure, _)
+            if failure.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY
+    )
+}

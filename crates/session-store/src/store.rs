@@ -1,0 +1,334 @@
+//! The [`Store`] handle: opening a ledger file with the settings it must always have, and the
+//! transaction plumbing every operation goes through.
+
+mod checkpointer;
+
+use std::fs::{DirBuilder, OpenOptions};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rusqlite::{Connection, OpenFlags};
+
+use crate::error::{Failure, StoreError};
+use crate::migrations::{self, MIGRATIONS};
+
+use self::checkpointer::{CHECKPOINT_EVERY, Checkpointer};
+
+/// A connection to one ledger file.
+///
+/// Open one `Store` per thread (it is `Send`, not `Sync`); any number of stores, in any
+/// number of processes, may share one file. Every write is one `BEGIN IMMEDIATE`
+/// transaction, so concurrent writers queue on SQLite's write lock (up to the busy timeout)
+/// instead of failing, and a reader always sees whole operations.
+#[derive(Debug)]
+pub struct Store {
+    connection: Connection,
+    path: PathBuf,
+    /// Runs the write-ahead log's checkpoints off the writing thread; `None` when it could
+    /// not start, and SQLite checkpoints inside commits as usual.
+    checkpointer: Option<Checkpointer>,
+    /// Commits since the checkpointer was last nudged.
+    commits_since_nudge: u32,
+}
+
+/// Settings for [`Store::open_with`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreOptions {
+    /// How long a write waits for another connection's write to finish before it fails with
+    /// [`StoreError::Busy`]. Writes are short, so reaching this means something is stuck.
+    pub busy_timeout: Duration,
+}
+
+impl Default for StoreOptions {
+    fn default() -> StoreOptions {
+        StoreOptions {
+            busy_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// How many prepared statements a connection keeps. The hot paths use about a dozen; a
+/// statement evicted from the cache is prepared again, which costs more than the memory.
+const STATEMENT_CACHE_CAPACITY: usize = 64;
+
+impl Store {
+    /// Opens the ledger at `path` with [`StoreOptions::default`], creating it (and its
+    /// directory) when missing and upgrading its schema when it is older than this build.
+    pub fn open(path: impl AsRef<Path>) -> Result<Store, StoreError> {
+        Store::open_with(path, &StoreOptions::default())
+    }
+
+    /// Opens the ledger at `path`.
+    ///
+    /// A new file is created readable and writable by its owner only (mode 0600), and a
+    /// missing directory is created for its owner only (0700): the ledger holds prompts and
+    /// results. The connection is set up with write-ahead logging, `synchronous=NORMAL`,
+    /// foreign keys enforced and the busy timeout, then the schema is migrated. A database
+    /// from a newer build is refused with [`StoreError::NewerSchema`] and left untouched.
+    ///
+    /// The store also starts a thread that checkpoints the write-ahead log in the background
+    /// (see the `checkpointer` module); it ends when the store is dropped.
+    pub fn open_with(path: impl AsRef<Path>, options: &StoreOptions) -> Result<Store, StoreError> {
+        let path = path.as_ref().to_owned();
+        create_private_file(&path)?;
+
+        let open_error = |source| StoreError::Open {
+            path: path.clone(),
+            source,
+        };
+        // The file exists now, so SQLite must not create it: that would bypass the mode above.
+        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let mut connection = Connection::open_with_flags(&path, flags).map_err(open_error)?;
+        configure(&connection, options).map_err(open_error)?;
+        let journal_mode: String = connection
+            .pragma_update_and_check(None, "journal_mode", "wal", |row| row.get(0))
+            .map_err(open_error)?;
+        if !journal_mode.eq_ignore_ascii_case("wal") {
+            return Err(StoreError::NoWriteAheadLog { path, journal_mode });
+        }
+        migrations::migrate(&mut connection, &path, MIGRATIONS)?;
+        let checkpointer = Checkpointer::start(&path);
+        if checkpointer.is_some() {
+            connection
+                .pragma_update(None, "wal_autocheckpoint", 0)
+                .map_err(open_error)?;
+        }
+        Ok(Store {
+            connection,
+            path,
+            checkpointer,
+            commits_since_nudge: 0,
+        })
+    }
+
+    /// The file this store reads and writes.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The schema version of the open database, which after a successful open is always
+    /// [`SCHEMA_VERSION`](crate::SCHEMA_VERSION).
+    pub fn schema_version(&self) -> Result<u32, StoreError> {
+        self.read("read the schema version", |connection| {
+            Ok(connection.pragma_query_value(None, "user_version", |row| row.get(0))?)
+        })
+    }
+
+    /// Runs `body` in one `BEGIN IMMEDIATE` transaction and commits it, or rolls everything
+    /// back when `body` fails. `operation` completes "could not …" in error messages.
+    ///
+    /// `BEGIN IMMEDIATE` takes the write lock up front (waiting up to the busy timeout), so a
+    /// transaction never has to upgrade a read lock to a write lock, which SQLite would refuse
+    /// with `SQLITE_BUSY` without waiting. This is what rusqlite's
+    /// `transaction_with_behavior(TransactionBehavior::Immediate)` does, with one difference:
+    /// `BEGIN` and `COMMIT` are prepared once and cached rather than parsed at every write,
+    /// which is a measurable share of a short write.
+    pub(crate) fn write<T>(
+        &mut self,
+        operation: &'static str,
+        body: impl FnOnce(&Connection) -> Result<T, Failure>,
+    ) -> Result<T, StoreError> {
+        let result = (|| {
+            let transaction = ImmediateTransaction::begin(&self.connection)?;
+            let value = body(&self.connection)?;
+            transaction.commit()?;
+            Ok(value)
+        })();
+        if result.is_ok() {
+            self.commits_since_nudge += 1;
+            if self.commits_since_nudge >= CHECKPOINT_EVERY
+                && let Some(checkpointer) = &self.checkpointer
+            {
+                checkpointer.nudge();
+                self.commits_since_nudge = 0;
+            }
+        }
+        result.map_err(|failure: Failure| failure.into_store_error(operation, &self.path))
+    }
+
+    /// Runs `body` in a read transaction, so that a read made of several statements sees one
+    /// snapshot of the database.
+    pub(crate) fn read<T>(
+        &self,
+        operation: &'static str,
+        body: impl FnOnce(&Connection) -> Result<T, Failure>,
+    ) -> Result<T, StoreError> {
+        let result = (|| {
+            // A deferred transaction takes no lock until the first read, and never writes, so
+            // it cannot deadlock with a writer.
+            let transaction = self.connection.unchecked_transaction()?;
+            let value = body(&transaction)?;
+            transaction.commit()?;
+            Ok(value)
+        })();
+        result.map_err(|failure: Failure| failure.into_store_error(operation, &self.path))
+    }
+
+    #[cfg(test)]
+    pub(crate) fn connection(&self) -> &Connection {
+        &self.connection
+    }
+}
+
+/// An open `BEGIN IMMEDIATE` transaction; rolled back when dropped without a commit, so an
+/// error or a panic in the middle of a write leaves nothing half done.
+struct ImmediateTransaction<'connection> {
+    connection: &'connection Connection,
+    committed: bool,
+}
+
+impl<'connection> ImmediateTransaction<'connection> {
+    fn begin(connection: &'connection Connection) -> rusqlite::Result<Self> {
+        connection.prepare_cached("BEGIN IMMEDIATE")?.execute([])?;
+        Ok(ImmediateTransaction {
+            connection,
+            committed: false,
+        })
+    }
+
+    fn commit(mut self) -> rusqlite::Result<()> {
+        self.connection.prepare_cached("COMMIT")?.execute([])?;
+        self.committed = true;
+        Ok(())
+    }
+}
+
+impl Drop for ImmediateTransaction<'_> {
+    fn drop(&mut self) {
+        if !self.committed && !self.connection.is_autocommit() {
+            // Nothing to report to: the error that got us here is already on its way to the
+            // caller, and if the rollback fails SQLite rolls back when the connection closes.
+            let _ = self.connection.execute_batch("ROLLBACK");
+        }
+    }
+}
+
+fn configure(connection: &Connection, options: &StoreOptions) -> rusqlite::Result<()> {
+    // The busy timeout first: every later statement may need to wait for a lock.
+    connection.busy_timeout(options.busy_timeout)?;
+    // With WAL, NORMAL syncs at checkpoints rather than at every commit: a power cut can lose
+    // the last commits but never corrupts the file, and an application crash loses nothing.
+    connection.pragma_update(None, "synchronous", "NORMAL")?;
+    connection.pragma_update(None, "foreign_keys", "ON")?;
+    connection.set_prepared_statement_cache_capacity(STATEMENT_CACHE_CAPACITY);
+    Ok(())
+}
+
+/// Creates the database file with mode 0600 (and its directory with 0700) when they do not
+/// exist yet. An existing file keeps the permissions its owner gave it.
+fn create_private_file(path: &Path) -> Result<(), StoreError> {
+    if let Some(parent) = path
+        .parent()
+        .filter(|parent| !parent.as_os_str().is_empty())
+        && !parent.exists()
+    {
+        DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(parent)
+            .map_err(|source| StoreError::CreateDirectory {
+                path: parent.to_owned(),
+                source,
+            })?;
+    }
+    // Not `create_new`: another process may create the file at the same moment, and then
+    // both must go on to open it. `create` without `truncate` leaves an existing file as it is.
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(path)
+        .map(drop)
+        .map_err(|source| StoreError::CreateFile {
+            path: path.to_owned(),
+            source,
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pragma(store: &Store, name: &str) -> String {
+        store
+            .connection()
+            .pragma_query_value(None, name, |row| {
+                Ok(match row.get_ref(0)? {
+                    rusqlite::types::ValueRef::Integer(number) => number.to_string(),
+                    other => other.as_str()?.to_owned(),
+                })
+            })
+            .unwrap()
+    }
+
+    #[test]
+    fn every_connection_gets_the_documented_settings() {
+        let directory = tempfile::tempdir().unwrap();
+        let options = StoreOptions {
+            busy_timeout: Duration::from_millis(1234),
+        };
+        let store = Store::open_with(directory.path().join("ledger.db"), &options).unwrap();
+        assert_eq!(pragma(&store, "journal_mode"), "wal");
+        // 1 is NORMAL.
+        assert_eq!(pragma(&store, "synchronous"), "1");
+        assert_eq!(pragma(&store, "foreign_keys"), "1");
+        assert_eq!(pragma(&store, "busy_timeout"), "1234");
+        // Checkpoints belong to the background checkpointer.
+        assert_eq!(pragma(&store, "wal_autocheckpoint"), "0");
+        assert_eq!(
+            pragma(&store, "application_id"),
+            migrations::APPLICATION_ID.to_string()
+        );
+        assert_eq!(store.schema_version().unwrap(), crate::SCHEMA_VERSION);
+    }
+
+    #[test]
+    fn writes_take_the_write_lock_up_front() {
+        let directory = tempfile::tempdir().unwrap();
+        let mut store = Store::open(directory.path().join("ledger.db")).unwrap();
+        let autocommit_inside = store
+            .write("look at the transaction", |transaction| {
+                // A deferred transaction would not hold a lock yet; an immediate one holds the
+                // write lock, which another connection can observe as busy.
+                let other = Connection::open(directory.path().join("ledger.db"))?;
+                other.busy_timeout(Duration::ZERO)?;
+                let busy = other
+                    .execute_batch("BEGIN IMMEDIATE; COMMIT;")
+                    .err()
+                    .is_some_and(|error| crate::error::is_busy(&error));
+                Ok((transaction.is_autocommit(), busy))
+            })
+            .unwrap();
+        assert_eq!(autocommit_inside, (false, true));
+    }
+
+    #[test]
+    fn the_log_is_copied_into_the_database_in_the_background() {
+        let directory = tempfile::tempdir().unwrap();
+        let path = directory.path().join("ledger.db");
+        let mut store = Store::open(&path).unwrap();
+        let size = || std::fs::metadata(&path).unwrap().len();
+        let before = size();
+        for index in 0..2 * CHECKPOINT_EVERY {
+            store
+                .add_task(&crate::NewTask::new(
+                    format!("task {index}"),
+                    "p",
+                    directory.path(),
+                ))
+                .unwrap();
+        }
+        // Only a checkpoint writes to the database file itself; nothing in this thread does.
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while size() <= before {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no checkpoint happened in 30 s"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}

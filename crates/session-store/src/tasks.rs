@@ -1,0 +1,469 @@
+//! Tasks: what to ask the agent, where, how many times, and after which other tasks; and the
+//! state machine that tracks each one.
+
+use std::collections::{HashMap, VecDeque};
+use std::path::PathBuf;
+
+use rusqlite::{Connection, OptionalExtension, Row, params};
+use serde_json::json;
+
+use crate::error::{Failure, Missing, StoreError};
+use crate::events::{event_kind, insert_event};
+use crate::ids::{MilestoneId, TaskId};
+use crate::milestones::ensure_milestone;
+use crate::sql::{TOTALS_COLUMNS, path_text, totals_at};
+use crate::status::{SessionPolicy, TaskStatus};
+use crate::store::Store;
+use crate::units::{Timestamp, Totals};
+
+/// A task to add.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewTask {
+    /// A short name for people.
+    pub title: String,
+    /// What the agent is asked to do.
+    pub prompt: String,
+    pub milestone: Option<MilestoneId>,
+    /// Where the agent and the verification commands run. Must be absolute: the ledger
+    /// outlives the directory it was written from.
+    pub working_dir: PathBuf,
+    /// How many agent-then-verify rounds the task gets before it fails. At least 1.
+    pub max_iterations: u32,
+    /// The agent's turn budget per call; `None` leaves it to the agent.
+    pub max_turns: Option<u32>,
+    /// The task's session policy; `None` inherits the milestone's or the run's.
+    pub policy: Option<SessionPolicy>,
+    /// Shell commands that must all pass for the task to be done, in order.
+    pub verify_commands: Vec<String>,
+    /// Tasks that must complete before this one may start.
+    pub after: Vec<TaskId>,
+}
+
+/// A task as the ledger holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Task {
+    pub id: TaskId,
+    pub title: String,
+    pub prompt: String,
+    pub status: TaskStatus,
+    pub milestone: Option<MilestoneId>,
+    pub working_dir: PathBuf,
+    pub max_iterations: u32,
+    pub max_turns: Option<u32>,
+    pub policy: Option<SessionPolicy>,
+    pub verify_commands: Vec<String>,
+    /// The tasks this one waits for, in id order.
+    pub after: Vec<TaskId>,
+    /// Why the task last failed, blocked or was cancelled; cleared when it runs again.
+    pub failure_reason: Option<String>,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+    /// When it first started running.
+    pub started_at: Option<Timestamp>,
+    /// When it last reached `completed`, `failed`, `blocked` or `cancelled`.
+    pub finished_at: Option<Timestamp>,
+    /// The highest iteration that recorded an agent call or a verification.
+    pub iterations: u32,
+    /// Everything its agent calls added up to, across all its sessions.
+    pub totals: Totals,
+}
+
+/// Which tasks to list. Both filters apply when both are set.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TaskFilter {
+    pub status: Option<TaskStatus>,
+    pub milestone: Option<MilestoneId>,
+}
+
+impl NewTask {
+    /// What [`NewTask::new`] sets `max_iterations` to.
+    pub const DEFAULT_MAX_ITERATIONS: u32 = 5;
+
+    /// A task with no milestone, dependencies or verification, and default limits.
+    pub fn new(
+        title: impl Into<String>,
+        prompt: impl Into<String>,
+        working_dir: impl Into<PathBuf>,
+    ) -> NewTask {
+        NewTask {
+            title: title.into(),
+            prompt: prompt.into(),
+            milestone: None,
+            working_dir: working_dir.into(),
+            max_iterations: NewTask::DEFAULT_MAX_ITERATIONS,
+            max_turns: None,
+            policy: None,
+            verify_commands: Vec::new(),
+            after: Vec::new(),
+        }
+    }
+
+    fn validate(&self) -> Result<(), StoreError> {
+        let invalid = |field, reason: &str| {
+            Err(StoreError::Invalid {
+                field,
+                reason: reason.to_owned(),
+            })
+        };
+        if self.title.trim().is_empty() {
+            return invalid("task title", "it is empty");
+        }
+        if self.max_iterations == 0 {
+            return invalid("max iterations", "a task needs at least one iteration");
+        }
+        if self.max_turns == Some(0) {
+            return invalid("max turns", "a call needs at least one turn");
+        }
+        if !self.working_dir.is_absolute() {
+            return Err(StoreError::Invalid {
+                field: "working directory",
+                reason: format!(
+                    "`{}` is relative; give an absolute path",
+                    self.working_dir.display()
+                ),
+            });
+        }
+        path_text("working directory", &self.working_dir)?;
+        if let Some(position) = self
+            .verify_commands
+            .iter()
+            .position(|command| command.trim().is_empty())
+        {
+            return Err(StoreError::Invalid {
+                field: "verification command",
+                reason: format!("command {} is empty", position + 1),
+            });
+        }
+        Ok(())
+    }
+}
+
+const TASK_COLUMNS: &str = "id, title, prompt, status, milestone_id, working_dir, \
+                            max_iterations, max_turns, session_policy, failure_reason, \
+                            created_at, updated_at, started_at, finished_at, iterations";
+/// The column at which [`TOTALS_COLUMNS`] start in a task row.
+const TASK_TOTALS_AT: usize = 15;
+
+impl Store {
+    /// Adds a task in state `pending`, with its verification commands and dependencies.
+    ///
+    /// Its milestone and every task in `after` must exist ([`StoreError::NotFound`]).
+    pub fn add_task(&mut self, task: &NewTask) -> Result<TaskId, StoreError> {
+        task.validate()?;
+        self.write("add a task", |transaction| {
+            if let Some(milestone) = task.milestone {
+                ensure_milestone(transaction, milestone)?;
+            }
+            for prerequisite in &task.after {
+                ensure_task(transaction, *prerequisite)?;
+            }
+            let now = Timestamp::now();
+            transaction
+                .prepare_cached(
+                    "INSERT INTO tasks (title, prompt, status, milestone_id, working_dir, \
+                     max_iterations, max_turns, session_policy, created_at, updated_at) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9)",
+                )?
+                .execute(params![
+                    task.title,
+                    task.prompt,
+                    TaskStatus::Pending,
+                    task.milestone,
+                    path_text("working directory", &task.working_dir)?,
+                    task.max_iterations,
+                    task.max_turns,
+                    task.policy,
+                    now,
+                ])?;
+            let id = TaskId(transaction.last_insert_rowid());
+
+            let mut insert_command = transaction.prepare_cached(
+                "INSERT INTO task_verify_commands (task_id, ordinal, command) VALUES (?1, ?2, ?3)",
+            )?;
+            for (ordinal, command) in task.verify_commands.iter().enumerate() {
+                insert_command.execute(params![id, ordinal, command])?;
+            }
+            // A new task has no dependents yet, so its dependencies cannot close a cycle.
+            let mut insert_dependency = transaction.prepare_cached(
+                "INSERT OR IGNORE INTO task_dependencies (task_id, depends_on) VALUES (?1, ?2)",
+            )?;
+            for prerequisite in &task.after {
+                insert_dependency.execute(params![id, prerequisite])?;
+            }
+            let detail = json!({ "title": task.title }).to_string();
+            insert_event(
+                transaction,
+                now,
+                Some(id),
+                None,
+                event_kind::TASK_ADDED,
+                &detail,
+            )?;
+            Ok(id)
+        })
+    }
+
+    /// Makes `task` wait for `on` to complete.
+    ///
+    /// Refused with [`StoreError::DependencyCycle`], naming the cycle, when `on` already
+    /// waits (directly or not) for `task`. Adding a dependency that exists is a no-op.
+    pub fn add_dependency(&mut self, task: TaskId, on: TaskId) -> Result<(), StoreError> {
+        self.write("add a task dependency", |transaction| {
+            ensure_task(transaction, task)?;
+            ensure_task(transaction, on)?;
+            if let Some(path) = dependency_path(transaction, on, task)? {
+                let mut cycle = Vec::with_capacity(path.len() + 1);
+                cycle.push(task);
+                cycle.extend(path);
+                return Err(StoreError::DependencyCycle { task, on, cycle }.into());
+            }
+            let added = transaction
+                .prepare_cached(
+                    "INSERT OR IGNORE INTO task_dependencies (task_id, depends_on) VALUES (?1, ?2)",
+                )?
+                .execute(params![task, on])?;
+            if added > 0 {
+                let detail = json!({ "on": on.get() }).to_string();
+                insert_event(
+                    transaction,
+                    Timestamp::now(),
+                    Some(task),
+                    None,
+                    event_kind::DEPENDENCY_ADDED,
+                    &detail,
+                )?;
+            }
+            Ok(())
+        })
+    }
+
+    /// The task with this id.
+    pub fn task(&self, id: TaskId) -> Result<Task, StoreError> {
+        self.read("read a task", |connection| {
+            let mut task = connection
+                .prepare_cached(&format!(
+                    "SELECT {TASK_COLUMNS}, {TOTALS_COLUMNS} FROM tasks WHERE id = ?1"
+                ))?
+                .query_row([id], task_from_row)
+                .optional()?
+                .ok_or(StoreError::NotFound(Missing::Task(id)))?;
+            load_links(connection, &mut task)?;
+            Ok(task)
+        })
+    }
+
+    /// The tasks that match `filter`, in the order they were added.
+    pub fn tasks(&self, filter: &TaskFilter) -> Result<Vec<Task>, StoreError> {
+        self.read("list tasks", |connection| {
+            if let Some(milestone) = filter.milestone {
+                ensure_milestone(connection, milestone)?;
+            }
+            let mut statement = connection.prepare_cached(&format!(
+                "SELECT {TASK_COLUMNS}, {TOTALS_COLUMNS} FROM tasks \
+                 WHERE (?1 IS NULL OR status = ?1) AND (?2 IS NULL OR milestone_id = ?2) \
+                 ORDER BY id"
+            ))?;
+            let mut tasks = statement
+                .query_map(params![filter.status, filter.milestone], task_from_row)?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            for task in &mut tasks {
+                load_links(connection, task)?;
+            }
+            Ok(tasks)
+        })
+    }
+
+    /// The tasks that may start now: pending, with every dependency completed. In the order
+    /// they were added.
+    pub fn ready_tasks(&self) -> Result<Vec<Task>, StoreError> {
+        self.read("list ready tasks", |connection| {
+            let mut statement = connection.prepare_cached(&format!(
+                "SELECT {TASK_COLUMNS}, {TOTALS_COLUMNS} FROM tasks AS task \
+                 WHERE status = 'pending' AND NOT EXISTS ( \
+                     SELECT 1 FROM task_dependencies AS dependency \
+                     JOIN tasks AS prerequisite ON prerequisite.id = dependency.depends_on \
+                     WHERE dependency.task_id = task.id AND prerequisite.status <> 'completed') \
+                 ORDER BY id"
+            ))?;
+            let mut tasks = statement
+                .query_map([], task_from_row)?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            for task in &mut tasks {
+                load_links(connection, task)?;
+            }
+            Ok(tasks)
+        })
+    }
+
+    /// Moves a task to state `to`, if the state machine allows it (see [`TaskStatus`]), and
+    /// logs the change. Returns the state it left.
+    ///
+    /// `reason` is kept as the task's failure reason when `to` is `failed`, `blocked` or
+    /// `cancelled`, and in the event log in every case. A task may only become `running` once
+    /// all its dependencies completed ([`StoreError::DependenciesUnmet`]).
+    pub fn set_task_status(
+        &mut self,
+        id: TaskId,
+        to: TaskStatus,
+        reason: Option<&str>,
+    ) -> Result<TaskStatus, StoreError> {
+        self.write("change a task's state", |transaction| {
+            let from: TaskStatus = transaction
+                .prepare_cached("SELECT status FROM tasks WHERE id = ?1")?
+                .query_row([id], |row| row.get(0))
+                .optional()?
+                .ok_or(StoreError::NotFound(Missing::Task(id)))?;
+            if !from.can_become(to) {
+                return Err(StoreError::InvalidTransition { task: id, from, to }.into());
+            }
+            if to == TaskStatus::Running {
+                let waiting_on = unmet_dependencies(transaction, id)?;
+                if !waiting_on.is_empty() {
+                    return Err(StoreError::DependenciesUnmet {
+                        task: id,
+                        waiting_on,
+                    }
+                    .into());
+                }
+            }
+            let now = Timestamp::now();
+            let failure_reason = match to {
+                TaskStatus::Failed | TaskStatus::Blocked | TaskStatus::Cancelled => reason,
+                TaskStatus::Pending | TaskStatus::Running | TaskStatus::Completed => None,
+            };
+            let finished_at = to.is_finished().then_some(now);
+            transaction
+                .prepare_cached(
+                    "UPDATE tasks SET status = ?2, failure_reason = ?3, updated_at = ?4, \
+                     started_at = CASE WHEN ?2 = 'running' THEN coalesce(started_at, ?4) \
+                                       ELSE started_at END, \
+                     finished_at = ?5 \
+                     WHERE id = ?1",
+                )?
+                .execute(params![id, to, failure_reason, now, finished_at])?;
+            let detail = json!({ "from": from.as_str(), "to": to.as_str(), "reason": reason });
+            insert_event(
+                transaction,
+                now,
+                Some(id),
+                None,
+                event_kind::TASK_STATUS,
+                &detail.to_string(),
+            )?;
+            Ok(from)
+        })
+    }
+}
+
+/// Fails with [`StoreError::NotFound`] unless the task exists.
+pub(crate) fn ensure_task(connection: &Connection, id: TaskId) -> Result<(), Failure> {
+    let exists = connection
+        .prepare_cached("SELECT 1 FROM tasks WHERE id = ?1")?
+        .exists([id])?;
+    if exists {
+        Ok(())
+    } else {
+        Err(StoreError::NotFound(Missing::Task(id)).into())
+    }
+}
+
+/// The milestone of a task that must exist.
+pub(crate) fn task_milestone(
+    connection: &Connection,
+    id: TaskId,
+) -> Result<Option<MilestoneId>, Failure> {
+    connection
+        .prepare_cached("SELECT milestone_id FROM tasks WHERE id = ?1")?
+        .query_row([id], |row| row.get(0))
+        .optional()?
+        .ok_or_else(|| StoreError::NotFound(Missing::Task(id)).into())
+}
+
+/// The dependencies of a task that have not completed, in id order.
+fn unmet_dependencies(connection: &Connection, id: TaskId) -> rusqlite::Result<Vec<TaskId>> {
+    let mut statement = connection.prepare_cached(
+        "SELECT dependency.depends_on FROM task_dependencies AS dependency \
+         JOIN tasks AS prerequisite ON prerequisite.id = dependency.depends_on \
+         WHERE dependency.task_id = ?1 AND prerequisite.status <> 'completed' \
+         ORDER BY dependency.depends_on",
+    )?;
+    statement.query_map([id], |row| row.get(0))?.collect()
+}
+
+/// A chain of dependencies leading from `from` to `to` (`from` waits for …, which waits for
+/// `to`), both ends included, when there is one. Breadth-first, so the chain is a shortest
+/// one, which makes the reported cycle as short as it can be.
+fn dependency_path(
+    connection: &Connection,
+    from: TaskId,
+    to: TaskId,
+) -> rusqlite::Result<Option<Vec<TaskId>>> {
+    let mut statement =
+        connection.prepare_cached("SELECT depends_on FROM task_dependencies WHERE task_id = ?1")?;
+    // Each reached task, and the task it was reached from.
+    let mut reached_from: HashMap<TaskId, Option<TaskId>> = HashMap::from([(from, None)]);
+    let mut queue = VecDeque::from([from]);
+    while let Some(current) = queue.pop_front() {
+        if current == to {
+            let mut path = vec![current];
+            let mut cursor = current;
+            while let Some(Some(previous)) = reached_from.get(&cursor) {
+                path.push(*previous);
+                cursor = *previous;
+            }
+            path.reverse();
+            return Ok(Some(path));
+        }
+        let next: Vec<TaskId> = statement
+            .query_map([current], |row| row.get(0))?
+            .collect::<rusqlite::Result<_>>()?;
+        for task in next {
+            reached_from.entry(task).or_insert_with(|| {
+                queue.push_back(task);
+                Some(current)
+            });
+        }
+    }
+    Ok(None)
+}
+
+fn task_from_row(row: &Row<'_>) -> rusqlite::Result<Task> {
+    let working_dir: String = row.get(5)?;
+    Ok(Task {
+        id: row.get(0)?,
+        title: row.get(1)?,
+        prompt: row.get(2)?,
+        status: row.get(3)?,
+        milestone: row.get(4)?,
+        working_dir: PathBuf::from(working_dir),
+        max_iterations: row.get(6)?,
+        max_turns: row.get(7)?,
+        policy: row.get(8)?,
+        failure_reason: row.get(9)?,
+        created_at: row.get(10)?,
+        updated_at: row.get(11)?,
+        started_at: row.get(12)?,
+        finished_at: row.get(13)?,
+        iterations: row.get(14)?,
+        totals: totals_at(row, TASK_TOTALS_AT)?,
+        verify_commands: Vec::new(),
+        after: Vec::new(),
+    })
+}
+
+/// Fills in a task's verification commands and dependencies, which live in their own tables.
+fn load_links(connection: &Connection, task: &mut Task) -> rusqlite::Result<()> {
+    task.verify_commands = connection
+        .prepare_cached(
+            "SELECT command FROM task_verify_commands WHERE task_id = ?1 ORDER BY ordinal",
+        )?
+        .query_map([task.id], |row| row.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    task.after = connection
+        .prepare_cached(
+            "SELECT depends_on FROM task_dependencies WHERE task_id = ?1 ORDER BY depends_on",
+        )?
+        .query_map([task.id], |row| row.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    Ok(())
+}

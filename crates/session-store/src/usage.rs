@@ -1,0 +1,56 @@
+//! Usage roll-ups: what the agent calls of a session, a task or a milestone added up to.
+//!
+//! Sessions and tasks keep running totals, updated in the transaction that records each
+//! call, so their roll-ups are one row read. A milestone's is the sum of its tasks'.
+
+use agent::SessionId;
+use rusqlite::OptionalExtension;
+
+use crate::error::{Missing, StoreError};
+use crate::ids::{MilestoneId, TaskId};
+use crate::milestones::ensure_milestone;
+use crate::sql::{TOTALS_COLUMNS, totals_at};
+use crate::store::Store;
+use crate::units::Totals;
+
+impl Store {
+    /// What the agent calls recorded in a session added up to.
+    pub fn session_usage(&self, id: SessionId) -> Result<Totals, StoreError> {
+        self.read("read a session's usage", |connection| {
+            connection
+                .prepare_cached(&format!(
+                    "SELECT {TOTALS_COLUMNS} FROM sessions WHERE id = ?1"
+                ))?
+                .query_row([id.to_string()], |row| totals_at(row, 0))
+                .optional()?
+                .ok_or_else(|| StoreError::NotFound(Missing::Session(id)).into())
+        })
+    }
+
+    /// What the agent calls recorded for a task added up to, across all its sessions.
+    pub fn task_usage(&self, task: TaskId) -> Result<Totals, StoreError> {
+        self.read("read a task's usage", |connection| {
+            connection
+                .prepare_cached(&format!("SELECT {TOTALS_COLUMNS} FROM tasks WHERE id = ?1"))?
+                .query_row([task], |row| totals_at(row, 0))
+                .optional()?
+                .ok_or_else(|| StoreError::NotFound(Missing::Task(task)).into())
+        })
+    }
+
+    /// What the agent calls recorded for a milestone's tasks added up to.
+    pub fn milestone_usage(&self, milestone: MilestoneId) -> Result<Totals, StoreError> {
+        self.read("read a milestone's usage", |connection| {
+            ensure_milestone(connection, milestone)?;
+            Ok(connection
+                .prepare_cached(
+                    "SELECT coalesce(sum(agent_calls), 0), coalesce(sum(turns), 0), \
+                     coalesce(sum(input_tokens), 0), coalesce(sum(output_tokens), 0), \
+                     coalesce(sum(cache_read_tokens), 0), coalesce(sum(cache_creation_tokens), 0), \
+                     coalesce(sum(cost_nano_usd), 0) \
+                     FROM tasks WHERE milestone_id = ?1",
+                )?
+                .query_row([milestone], |row| totals_at(row, 0))?)
+        })
+    }
+}

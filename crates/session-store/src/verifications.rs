@@ -1,0 +1,121 @@
+//! Verification runs: the commands that decide whether a task's work is done, and what they
+//! said.
+
+use std::time::Duration;
+
+use agent::ExitInfo;
+use rusqlite::{Row, params};
+
+use crate::error::StoreError;
+use crate::ids::{TaskId, VerificationId};
+use crate::sql::{duration_at, duration_millis, exit_at, exit_columns};
+use crate::store::Store;
+use crate::tasks::ensure_task;
+use crate::units::Timestamp;
+
+/// A verification run to record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewVerification {
+    pub task: TaskId,
+    /// The iteration whose work was verified, from 1.
+    pub iteration: u32,
+    pub command: String,
+    /// How the command ended; `None` when it could not be started or was stopped.
+    pub exit: Option<ExitInfo>,
+    /// Whether it was stopped for running past its time limit.
+    pub timed_out: bool,
+    /// The end of its combined output, as much as the caller kept.
+    pub output_tail: String,
+    pub duration: Duration,
+}
+
+/// A verification run as the ledger holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verification {
+    pub id: VerificationId,
+    pub task: TaskId,
+    pub iteration: u32,
+    pub command: String,
+    pub exit: Option<ExitInfo>,
+    pub timed_out: bool,
+    pub output_tail: String,
+    pub duration: Duration,
+    pub recorded_at: Timestamp,
+}
+
+impl Verification {
+    /// Whether the command passed: it exited with code 0 in time.
+    pub fn passed(&self) -> bool {
+        self.exit == Some(ExitInfo::Code(0)) && !self.timed_out
+    }
+}
+
+const VERIFICATION_COLUMNS: &str = "id, task_id, iteration, command, exit_code, exit_signal, \
+                                    timed_out, output_tail, duration_ms, recorded_at";
+
+impl Store {
+    /// Records one verification run of a task.
+    pub fn record_verification(
+        &mut self,
+        verification: &NewVerification,
+    ) -> Result<VerificationId, StoreError> {
+        let (exit_code, exit_signal) = exit_columns(verification.exit);
+        self.write("record a verification", |transaction| {
+            ensure_task(transaction, verification.task)?;
+            let now = Timestamp::now();
+            transaction
+                .prepare_cached(
+                    "INSERT INTO verifications (task_id, iteration, command, exit_code, \
+                     exit_signal, timed_out, output_tail, duration_ms, recorded_at) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                )?
+                .execute(params![
+                    verification.task,
+                    verification.iteration,
+                    verification.command,
+                    exit_code,
+                    exit_signal,
+                    verification.timed_out,
+                    verification.output_tail,
+                    duration_millis(verification.duration),
+                    now,
+                ])?;
+            let id = VerificationId(transaction.last_insert_rowid());
+            transaction
+                .prepare_cached(
+                    "UPDATE tasks SET iterations = max(iterations, ?2), updated_at = ?3 \
+                     WHERE id = ?1",
+                )?
+                .execute(params![verification.task, verification.iteration, now])?;
+            Ok(id)
+        })
+    }
+
+    /// The verification runs of a task, oldest first.
+    pub fn verifications_for_task(&self, task: TaskId) -> Result<Vec<Verification>, StoreError> {
+        self.read("list a task's verifications", |connection| {
+            ensure_task(connection, task)?;
+            let mut statement = connection.prepare_cached(&format!(
+                "SELECT {VERIFICATION_COLUMNS} FROM verifications WHERE task_id = ?1 ORDER BY id"
+            ))?;
+            let verifications = statement
+                .query_map([task], verification_from_row)?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(verifications)
+        })
+    }
+}
+
+fn verification_from_row(row: &Row<'_>) -> rusqlite::Result<Verification> {
+    Ok(Verification {
+        id: row.get(0)?,
+        task: row.get(1)?,
+        iteration: row.get(2)?,
+        command: row.get(3)?,
+        exit: exit_at(row, 4)?,
+        timed_out: row.get(6)?,
+        output_tail: row.get(7)?,
+        duration: duration_at(row, 8)?,
+        recorded_at: row.get(9)?,
+    })
+}

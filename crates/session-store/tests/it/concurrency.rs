@@ -1,0 +1,393 @@
+//! Many writers on one ledger file: threads with their own stores, and separate processes.
+//!
+//! The process tests run this test binary again as workers: the parent starts it with
+//! `--exact concurrency::worker` and a job in the environment, so the `worker` test below does
+//! the job instead of returning at once. This works the same under `cargo test` and
+//! `cargo nextest run`, because both run the same libtest binary.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Barrier};
+use std::time::{Duration, Instant};
+
+use agent::SessionId;
+use rusqlite::Connection;
+use session_store::{
+    LeaseOwner, NewSession, SCHEMA_VERSION, SessionPolicy, SessionStatus, Store, StoreError,
+    TaskFilter, TaskId, Totals,
+};
+
+use crate::common::{add_task, call, fake_owner, new_session, temp_store};
+
+/// Checks the whole ledger: every session's totals equal the sum of its calls, every task's
+/// the sum of its calls, and the call count is `expected_calls` exactly.
+fn assert_ledger_adds_up(path: &Path, expected_calls: u64) {
+    let connection = Connection::open(path).unwrap();
+    let calls: u64 = connection
+        .query_row("SELECT count(*) FROM agent_calls", [], |row| row.get(0))
+        .unwrap();
+    assert_eq!(
+        calls, expected_calls,
+        "every call was recorded exactly once"
+    );
+
+    for (table, key) in [("sessions", "session_id"), ("tasks", "task_id")] {
+        let mismatches: i64 = connection
+            .query_row(
+                &format!(
+                    "SELECT count(*) FROM {table} AS owner LEFT JOIN ( \
+                         SELECT {key} AS id, count(*) AS calls, sum(turns) AS turns, \
+                         sum(input_tokens) AS input, sum(output_tokens) AS output, \
+                         sum(cache_read_tokens) AS cache_read, \
+                         sum(cache_creation_tokens) AS cache_creation, \
+                         sum(cost_nano_usd) AS cost \
+                         FROM agent_calls GROUP BY {key}) AS summed ON summed.id = owner.id \
+                     WHERE owner.agent_calls IS NOT coalesce(summed.calls, 0) \
+                        OR owner.turns IS NOT coalesce(summed.turns, 0) \
+                        OR owner.input_tokens IS NOT coalesce(summed.input, 0) \
+                        OR owner.output_tokens IS NOT coalesce(summed.output, 0) \
+                        OR owner.cache_read_tokens IS NOT coalesce(summed.cache_read, 0) \
+                        OR owner.cache_creation_tokens IS NOT coalesce(summed.cache_creation, 0) \
+                        OR owner.cost_nano_usd IS NOT coalesce(summed.cost, 0)"
+                ),
+                [],
+                |row| row.get(0),
+            )
+            .unwrap();
+        assert_eq!(
+            mismatches, 0,
+            "{table} totals equal the sums of their calls"
+        );
+    }
+}
+
+/// The totals that calls with seeds `seeds` add up to, computed without the store.
+fn expected_totals(seeds: impl IntoIterator<Item = u64>) -> Totals {
+    let mut totals = Totals::default();
+    for seed in seeds {
+        let call = call(SessionId::new_v4(), TaskId(0), seed);
+        totals += Totals {
+            agent_calls: 1,
+            turns: u64::from(call.turns),
+            usage: call.usage,
+            cost: call.cost,
+        };
+    }
+    totals
+}
+
+#[test]
+fn threads_with_their_own_stores_write_at_once_and_lose_nothing() {
+    const THREADS: u64 = 4;
+    const SESSIONS: u64 = 5;
+    const CALLS: u64 = 20;
+    let (directory, mut store) = temp_store();
+    // One task that every thread records into, so its totals row is written concurrently.
+    let shared = add_task(&mut store, directory.path(), "shared");
+    let path = store.path().to_owned();
+
+    let barrier = Arc::new(Barrier::new(THREADS as usize));
+    let writers: Vec<_> = (0..THREADS)
+        .map(|thread| {
+            let barrier = Arc::clone(&barrier);
+            let path = path.clone();
+            let working_dir = directory.path().to_owned();
+            std::thread::spawn(move || -> Result<(), StoreError> {
+                let mut store = Store::open(&path)?;
+                let own = add_task(&mut store, &working_dir, &format!("thread {thread}"));
+                barrier.wait();
+                for session_index in 0..SESSIONS {
+                    for task in [shared, own] {
+                        let session = new_session(task, fake_owner(thread as u32 + 1));
+                        store.open_session(&session)?;
+                        for call_index in 0..CALLS {
+                            let seed = (thread * SESSIONS + session_index) * CALLS + call_index;
+                            store.record_agent_call(&call(session.id, task, seed))?;
+                        }
+                        store.close_session(session.id, SessionStatus::Completed, None)?;
+                    }
+                }
+                Ok(())
+            })
+        })
+        .collect();
+    for writer in writers {
+        // No Busy (or any other) error reaches a writer.
+        writer.join().unwrap().unwrap();
+    }
+
+    assert_ledger_adds_up(&path, THREADS * SESSIONS * CALLS * 2);
+    let all_seeds = 0..THREADS * SESSIONS * CALLS;
+    assert_eq!(
+        store.task_usage(shared).unwrap(),
+        expected_totals(all_seeds)
+    );
+}
+
+/// The environment variable that turns the `worker` test into a worker, and carries its job.
+const WORKER_JOB: &str = "SESSION_STORE_IT_WORKER_JOB";
+
+/// One worker's job, passed through the environment as `kind|database|directory|index|arg`.
+#[derive(Debug, Clone)]
+struct Job {
+    kind: String,
+    database: PathBuf,
+    /// Where the ready and go files of the start barrier live.
+    directory: PathBuf,
+    index: u64,
+    argument: String,
+}
+
+impl Job {
+    fn encode(&self) -> String {
+        format!(
+            "{}|{}|{}|{}|{}",
+            self.kind,
+            self.database.display(),
+            self.directory.display(),
+            self.index,
+            self.argument
+        )
+    }
+
+    fn decode(text: &str) -> Job {
+        let parts: Vec<&str> = text.split('|').collect();
+        assert_eq!(parts.len(), 5, "malformed worker job `{text}`");
+        Job {
+            kind: parts[0].to_owned(),
+            database: PathBuf::from(parts[1]),
+            directory: PathBuf::from(parts[2]),
+            index: parts[3].parse().unwrap(),
+            argument: parts[4].to_owned(),
+        }
+    }
+
+    /// Says this worker is ready, then waits until the parent says go, so that all workers
+    /// start their writes together.
+    fn ready_then_wait(&self) {
+        std::fs::write(self.directory.join(format!("ready-{}", self.index)), b"").unwrap();
+        wait_for(&self.directory.join("go"));
+    }
+}
+
+fn wait_for(path: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !path.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "gave up waiting for {}",
+            path.display()
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// Not a test on its own: a worker for the process tests. Without a job it does nothing.
+#[test]
+fn worker() {
+    let Ok(text) = std::env::var(WORKER_JOB) else {
+        return;
+    };
+    let job = Job::decode(&text);
+    match job.kind.as_str() {
+        "open" => {
+            job.ready_then_wait();
+            let mut store = Store::open(&job.database).unwrap();
+            add_task(&mut store, &job.directory, &format!("worker {}", job.index));
+        }
+        "write" => {
+            let mut store = Store::open(&job.database).unwrap();
+            let shared = TaskId(job.argument.parse().unwrap());
+            let owner = LeaseOwner::current().unwrap();
+            job.ready_then_wait();
+            for session_index in 0..PROCESS_SESSIONS {
+                let session = new_session(shared, owner.clone());
+                store.open_session(&session).unwrap();
+                for call_index in 0..PROCESS_CALLS {
+                    let seed =
+                        (job.index * PROCESS_SESSIONS + session_index) * PROCESS_CALLS + call_index;
+                    store
+                        .record_agent_call(&call(session.id, shared, seed))
+                        .unwrap();
+                }
+                store
+                    .close_session(session.id, SessionStatus::Completed, None)
+                    .unwrap();
+            }
+        }
+        "lease" => {
+            let mut store = Store::open(&job.database).unwrap();
+            let session: SessionId = job.argument.parse().unwrap();
+            let owner = LeaseOwner::current().unwrap();
+            job.ready_then_wait();
+            match store.acquire_lease(session, &owner, Duration::from_secs(3600)) {
+                Ok(_) => println!("LEASE won {}", owner.pid),
+                Err(StoreError::LeaseHeld { holder, .. }) => {
+                    println!("LEASE held {}", holder.pid)
+                }
+                Err(other) => panic!("unexpected error racing for the lease: {other}"),
+            }
+        }
+        other => panic!("unknown worker job `{other}`"),
+    }
+}
+
+const PROCESS_SESSIONS: u64 = 4;
+const PROCESS_CALLS: u64 = 25;
+
+/// Starts `count` workers on `kind` jobs, releases them together, and returns each one's
+/// standard output once all have succeeded.
+fn run_workers(
+    kind: &str,
+    database: &Path,
+    directory: &Path,
+    count: u64,
+    argument: &str,
+) -> Vec<String> {
+    let executable = std::env::current_exe().unwrap();
+    let children: Vec<Child> = (0..count)
+        .map(|index| {
+            let job = Job {
+                kind: kind.to_owned(),
+                database: database.to_owned(),
+                directory: directory.to_owned(),
+                index,
+                argument: argument.to_owned(),
+            };
+            Command::new(&executable)
+                .args([
+                    "--exact",
+                    "concurrency::worker",
+                    "--nocapture",
+                    "--test-threads",
+                    "1",
+                ])
+                .env(WORKER_JOB, job.encode())
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for index in 0..count {
+        wait_for(&directory.join(format!("ready-{index}")));
+    }
+    std::fs::write(directory.join("go"), b"").unwrap();
+
+    children
+        .into_iter()
+        .enumerate()
+        .map(|(index, child)| {
+            let output = child.wait_with_output().unwrap();
+            let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+            assert!(
+                output.status.success(),
+                "worker {index} failed ({}):\n{stdout}\n{}",
+                output.status,
+                String::from_utf8_lossy(&output.stderr)
+            );
+            assert!(
+                stdout.contains("1 passed"),
+                "worker {index} ran its job:\n{stdout}"
+            );
+            stdout
+        })
+        .collect()
+}
+
+#[test]
+fn processes_creating_one_new_ledger_at_once_all_succeed() {
+    const WORKERS: u64 = 4;
+    let directory = tempfile::tempdir().unwrap();
+    let database = directory.path().join("new").join("baton.db");
+    run_workers("open", &database, directory.path(), WORKERS, "");
+
+    let store = Store::open(&database).unwrap();
+    assert_eq!(store.schema_version().unwrap(), SCHEMA_VERSION);
+    assert_eq!(
+        store.tasks(&TaskFilter::default()).unwrap().len(),
+        WORKERS as usize
+    );
+}
+
+#[test]
+fn processes_writing_to_one_ledger_at_once_lose_nothing() {
+    const WORKERS: u64 = 4;
+    let (directory, mut store) = temp_store();
+    let shared = add_task(&mut store, directory.path(), "shared");
+    let database = store.path().to_owned();
+    run_workers(
+        "write",
+        &database,
+        directory.path(),
+        WORKERS,
+        &shared.to_string(),
+    );
+
+    let total_calls = WORKERS * PROCESS_SESSIONS * PROCESS_CALLS;
+    assert_ledger_adds_up(&database, total_calls);
+    assert_eq!(
+        store.task_usage(shared).unwrap(),
+        expected_totals(0..total_calls)
+    );
+    let sessions = store.sessions(&Default::default()).unwrap();
+    assert_eq!(sessions.len() as u64, WORKERS * PROCESS_SESSIONS);
+    assert!(
+        sessions
+            .iter()
+            .all(|session| session.status == SessionStatus::Completed)
+    );
+    assert!(
+        sessions
+            .iter()
+            .all(|session| session.totals.agent_calls == PROCESS_CALLS)
+    );
+}
+
+#[test]
+fn processes_racing_for_one_lease_have_exactly_one_winner() {
+    const WORKERS: u64 = 6;
+    let (directory, mut store) = temp_store();
+    let task = add_task(&mut store, directory.path(), "t");
+    // Opened with an already expired lease, so the lease is up for grabs.
+    let session = NewSession {
+        lease_ttl: Duration::ZERO,
+        policy: SessionPolicy::Task,
+        ..new_session(task, fake_owner(999))
+    };
+    store.open_session(&session).unwrap();
+    let outputs = run_workers(
+        "lease",
+        store.path(),
+        directory.path(),
+        WORKERS,
+        &session.id.to_string(),
+    );
+
+    let mut verdicts: HashMap<&str, Vec<u32>> = HashMap::new();
+    for output in &outputs {
+        let line = output
+            .lines()
+            // libtest prints the test's name on the same line, before the worker's output.
+            .find_map(|line| line.split_once("LEASE ").map(|(_, verdict)| verdict))
+            .unwrap_or_else(|| panic!("a worker reported no verdict:\n{output}"));
+        let (verdict, pid) = line.split_once(' ').unwrap();
+        verdicts
+            .entry(verdict)
+            .or_default()
+            .push(pid.parse().unwrap());
+    }
+    let winners = verdicts.get("won").cloned().unwrap_or_default();
+    assert_eq!(winners.len(), 1, "{verdicts:?}");
+    let losers = verdicts.get("held").cloned().unwrap_or_default();
+    assert_eq!(losers.len() as u64, WORKERS - 1, "{verdicts:?}");
+    // Every loser was told the winner holds the lease.
+    assert!(
+        losers.iter().all(|holder| *holder == winners[0]),
+        "{verdicts:?}"
+    );
+    let lease = store.session(session.id).unwrap().lease.unwrap();
+    assert_eq!(lease.owner.pid, winners[0]);
+}

@@ -1,0 +1,9 @@
+//! Integration tests of the ledger, against real SQLite files in temporary directories.
+
+mod calls;
+mod common;
+mod concurrency;
+mod leases;
+mod open;
+mod sessions;
+mod tasks;

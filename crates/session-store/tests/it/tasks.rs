@@ -1,0 +1,517 @@
+//! Tasks and milestones: adding, reading, listing, the state machine and dependencies.
+
+use session_store::{
+    EventFilter, MilestoneId, Missing, NewMilestone, NewTask, SessionPolicy, Store, StoreError,
+    TaskFilter, TaskId, TaskStatus, event_kind,
+};
+
+use crate::common::{add_task, temp_store};
+
+#[test]
+fn a_task_reads_back_as_it_was_added() {
+    let (directory, mut store) = temp_store();
+    let milestone = store
+        .create_milestone(&NewMilestone {
+            name: String::from("m1"),
+            description: String::from("the first milestone"),
+            policy: Some(SessionPolicy::Milestone),
+        })
+        .unwrap();
+    let first = add_task(&mut store, directory.path(), "first");
+    let new = NewTask {
+        title: String::from("second"),
+        prompt: String::from("make the tests pass"),
+        milestone: Some(milestone),
+        working_dir: directory.path().join("work"),
+        max_iterations: 4,
+        max_turns: Some(30),
+        policy: Some(SessionPolicy::Fresh),
+        verify_commands: vec![String::from("cargo test"), String::from("cargo clippy")],
+        after: vec![first, first],
+    };
+    let id = store.add_task(&new).unwrap();
+    let task = store.task(id).unwrap();
+
+    assert_eq!(task.id, id);
+    assert_eq!(task.title, new.title);
+    assert_eq!(task.prompt, new.prompt);
+    assert_eq!(task.status, TaskStatus::Pending);
+    assert_eq!(task.milestone, Some(milestone));
+    assert_eq!(task.working_dir, new.working_dir);
+    assert_eq!(task.max_iterations, 4);
+    assert_eq!(task.max_turns, Some(30));
+    assert_eq!(task.policy, Some(SessionPolicy::Fresh));
+    assert_eq!(task.verify_commands, new.verify_commands);
+    assert_eq!(task.after, vec![first]);
+    assert_eq!(task.failure_reason, None);
+    assert_eq!(task.started_at, None);
+    assert_eq!(task.finished_at, None);
+    assert_eq!(task.iterations, 0);
+    assert_eq!(task.totals, Default::default());
+    assert_eq!(task.created_at, task.updated_at);
+
+    let events = store
+        .events(&EventFilter {
+            task: Some(id),
+            session: None,
+        })
+        .unwrap();
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].kind, event_kind::TASK_ADDED);
+}
+
+#[test]
+fn invalid_tasks_are_refused_before_anything_is_written() {
+    let (directory, mut store) = temp_store();
+    let cases: Vec<(NewTask, &str)> = vec![
+        (NewTask::new(" ", "p", directory.path()), "task title"),
+        (
+            NewTask {
+                max_iterations: 0,
+                ..NewTask::new("t", "p", directory.path())
+            },
+            "max iterations",
+        ),
+        (
+            NewTask {
+                max_turns: Some(0),
+                ..NewTask::new("t", "p", directory.path())
+            },
+            "max turns",
+        ),
+        (NewTask::new("t", "p", "relative/dir"), "working directory"),
+        (
+            NewTask {
+                verify_commands: vec![String::from("true"), String::new()],
+                ..NewTask::new("t", "p", directory.path())
+            },
+            "verification command",
+        ),
+    ];
+    for (task, expected_field) in cases {
+        match store.add_task(&task) {
+            Err(StoreError::Invalid { field, .. }) => assert_eq!(field, expected_field),
+            other => panic!("expected Invalid {expected_field}, got {other:?}"),
+        }
+    }
+    assert!(store.tasks(&TaskFilter::default()).unwrap().is_empty());
+}
+
+#[test]
+fn missing_ids_are_typed_not_found_errors_naming_them() {
+    let (directory, mut store) = temp_store();
+    let err = store.task(TaskId(41)).unwrap_err();
+    assert!(
+        matches!(err, StoreError::NotFound(Missing::Task(TaskId(41)))),
+        "{err:?}"
+    );
+    assert_eq!(err.to_string(), "task 41 does not exist in the ledger");
+
+    let err = store.milestone(MilestoneId(3)).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            StoreError::NotFound(Missing::Milestone(MilestoneId(3)))
+        ),
+        "{err:?}"
+    );
+    let err = store.milestone_by_name("nope").unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "milestone `nope` does not exist in the ledger"
+    );
+
+    let new = NewTask {
+        after: vec![TaskId(99)],
+        ..NewTask::new("t", "p", directory.path())
+    };
+    let err = store.add_task(&new).unwrap_err();
+    assert!(
+        matches!(err, StoreError::NotFound(Missing::Task(TaskId(99)))),
+        "{err:?}"
+    );
+    let new = NewTask {
+        milestone: Some(MilestoneId(5)),
+        ..NewTask::new("t", "p", directory.path())
+    };
+    let err = store.add_task(&new).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            StoreError::NotFound(Missing::Milestone(MilestoneId(5)))
+        ),
+        "{err:?}"
+    );
+
+    let task = add_task(&mut store, directory.path(), "real");
+    let err = store.add_dependency(task, TaskId(77)).unwrap_err();
+    assert!(
+        matches!(err, StoreError::NotFound(Missing::Task(TaskId(77)))),
+        "{err:?}"
+    );
+    let err = store
+        .set_task_status(TaskId(78), TaskStatus::Running, None)
+        .unwrap_err();
+    assert!(
+        matches!(err, StoreError::NotFound(Missing::Task(TaskId(78)))),
+        "{err:?}"
+    );
+    let err = store.task_usage(TaskId(79)).unwrap_err();
+    assert!(
+        matches!(err, StoreError::NotFound(Missing::Task(TaskId(79)))),
+        "{err:?}"
+    );
+    let err = store.milestone_usage(MilestoneId(80)).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            StoreError::NotFound(Missing::Milestone(MilestoneId(80)))
+        ),
+        "{err:?}"
+    );
+}
+
+#[test]
+fn milestones_are_unique_by_name_and_listed_in_order() {
+    let (_directory, mut store) = temp_store();
+    let first = store
+        .create_milestone(&NewMilestone {
+            name: String::from("alpha"),
+            ..Default::default()
+        })
+        .unwrap();
+    let second = store
+        .create_milestone(&NewMilestone {
+            name: String::from("beta"),
+            description: String::from("later"),
+            policy: Some(SessionPolicy::Task),
+        })
+        .unwrap();
+    let err = store
+        .create_milestone(&NewMilestone {
+            name: String::from("alpha"),
+            ..Default::default()
+        })
+        .unwrap_err();
+    assert!(
+        matches!(&err, StoreError::MilestoneExists { name } if name == "alpha"),
+        "{err:?}"
+    );
+
+    assert_eq!(store.milestone_by_name("beta").unwrap().id, second);
+    assert_eq!(store.milestone(first).unwrap().name, "alpha");
+    let names: Vec<String> = store
+        .milestones()
+        .unwrap()
+        .into_iter()
+        .map(|milestone| milestone.name)
+        .collect();
+    assert_eq!(names, ["alpha", "beta"]);
+}
+
+#[test]
+fn tasks_are_listed_by_status_and_milestone() {
+    let (directory, mut store) = temp_store();
+    let milestone = store
+        .create_milestone(&NewMilestone {
+            name: String::from("m"),
+            ..Default::default()
+        })
+        .unwrap();
+    let loose = add_task(&mut store, directory.path(), "loose");
+    let grouped = store
+        .add_task(&NewTask {
+            milestone: Some(milestone),
+            ..NewTask::new("grouped", "p", directory.path())
+        })
+        .unwrap();
+    store
+        .set_task_status(grouped, TaskStatus::Running, None)
+        .unwrap();
+
+    let ids = |filter: TaskFilter| -> Vec<TaskId> {
+        store
+            .tasks(&filter)
+            .unwrap()
+            .into_iter()
+            .map(|task| task.id)
+            .collect()
+    };
+    assert_eq!(ids(TaskFilter::default()), [loose, grouped]);
+    assert_eq!(
+        ids(TaskFilter {
+            status: Some(TaskStatus::Pending),
+            milestone: None
+        }),
+        [loose]
+    );
+    assert_eq!(
+        ids(TaskFilter {
+            status: None,
+            milestone: Some(milestone)
+        }),
+        [grouped]
+    );
+    assert_eq!(
+        ids(TaskFilter {
+            status: Some(TaskStatus::Pending),
+            milestone: Some(milestone)
+        }),
+        Vec::<TaskId>::new()
+    );
+}
+
+/// A path through the state machine from `pending` to each state.
+fn path_to(status: TaskStatus) -> &'static [TaskStatus] {
+    use TaskStatus::*;
+    match status {
+        Pending => &[],
+        Running => &[Running],
+        Completed => &[Running, Completed],
+        Failed => &[Running, Failed],
+        Blocked => &[Running, Blocked],
+        Cancelled => &[Cancelled],
+    }
+}
+
+/// Every (from, to) pair: the allowed ones succeed and log an event, the others are refused
+/// with an error naming the task and both states, and change nothing.
+#[test]
+fn every_transition_is_allowed_or_refused_as_the_state_machine_says() {
+    let (directory, mut store) = temp_store();
+    let allowed: &[(TaskStatus, TaskStatus)] = {
+        use TaskStatus::*;
+        &[
+            (Pending, Running),
+            (Pending, Cancelled),
+            (Running, Completed),
+            (Running, Failed),
+            (Running, Blocked),
+            (Running, Cancelled),
+            (Running, Pending),
+            (Failed, Pending),
+            (Blocked, Pending),
+            (Cancelled, Pending),
+        ]
+    };
+    let mut checked = 0;
+    for from in TaskStatus::ALL {
+        for to in TaskStatus::ALL {
+            let task = add_task(&mut store, directory.path(), &format!("{from} to {to}"));
+            for step in path_to(from) {
+                store.set_task_status(task, *step, None).unwrap();
+            }
+            assert_eq!(store.task(task).unwrap().status, from);
+            let events_before = store
+                .events(&EventFilter {
+                    task: Some(task),
+                    session: None,
+                })
+                .unwrap()
+                .len();
+
+            let result = store.set_task_status(task, to, Some("because"));
+            let events_after = store
+                .events(&EventFilter {
+                    task: Some(task),
+                    session: None,
+                })
+                .unwrap();
+            if allowed.contains(&(from, to)) {
+                assert_eq!(result.unwrap(), from, "{from} -> {to}");
+                assert_eq!(store.task(task).unwrap().status, to);
+                assert_eq!(events_after.len(), events_before + 1);
+                let last = events_after.last().unwrap();
+                assert_eq!(last.kind, event_kind::TASK_STATUS);
+                let detail: serde_json::Value = serde_json::from_str(&last.detail).unwrap();
+                assert_eq!(detail["from"], from.as_str());
+                assert_eq!(detail["to"], to.as_str());
+                assert_eq!(detail["reason"], "because");
+            } else {
+                match result {
+                    Err(StoreError::InvalidTransition {
+                        task: named,
+                        from: named_from,
+                        to: named_to,
+                    }) => {
+                        assert_eq!((named, named_from, named_to), (task, from, to));
+                    }
+                    other => panic!("{from} -> {to} should be refused, got {other:?}"),
+                }
+                assert_eq!(store.task(task).unwrap().status, from);
+                assert_eq!(events_after.len(), events_before);
+            }
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, 36);
+}
+
+#[test]
+fn failure_reasons_and_times_follow_the_state() {
+    let (directory, mut store) = temp_store();
+    let task = add_task(&mut store, directory.path(), "t");
+    store
+        .set_task_status(task, TaskStatus::Running, None)
+        .unwrap();
+    let running = store.task(task).unwrap();
+    assert!(running.started_at.is_some());
+    assert_eq!(running.finished_at, None);
+
+    store
+        .set_task_status(task, TaskStatus::Failed, Some("tests still fail"))
+        .unwrap();
+    let failed = store.task(task).unwrap();
+    assert_eq!(failed.failure_reason.as_deref(), Some("tests still fail"));
+    assert!(failed.finished_at.is_some());
+
+    store
+        .set_task_status(task, TaskStatus::Pending, Some("retry"))
+        .unwrap();
+    let retried = store.task(task).unwrap();
+    assert_eq!(retried.failure_reason, None);
+    assert_eq!(retried.finished_at, None);
+    // The first start is kept.
+    assert_eq!(retried.started_at, running.started_at);
+}
+
+#[test]
+fn a_task_starts_only_after_its_dependencies_complete() {
+    let (directory, mut store) = temp_store();
+    let first = add_task(&mut store, directory.path(), "first");
+    let second = add_task(&mut store, directory.path(), "second");
+    let last = store
+        .add_task(&NewTask {
+            after: vec![first, second],
+            ..NewTask::new("last", "p", directory.path())
+        })
+        .unwrap();
+
+    let ready = |store: &Store| -> Vec<TaskId> {
+        store
+            .ready_tasks()
+            .unwrap()
+            .into_iter()
+            .map(|task| task.id)
+            .collect()
+    };
+    assert_eq!(ready(&store), [first, second]);
+    let err = store
+        .set_task_status(last, TaskStatus::Running, None)
+        .unwrap_err();
+    match &err {
+        StoreError::DependenciesUnmet { task, waiting_on } => {
+            assert_eq!(*task, last);
+            assert_eq!(waiting_on, &[first, second]);
+        }
+        other => panic!("expected DependenciesUnmet, got {other:?}"),
+    }
+    assert_eq!(
+        err.to_string(),
+        format!("task {last} cannot start yet: it waits for tasks {first}, {second} to complete")
+    );
+
+    for task in [first, second] {
+        store
+            .set_task_status(task, TaskStatus::Running, None)
+            .unwrap();
+    }
+    assert_eq!(ready(&store), Vec::<TaskId>::new());
+    store
+        .set_task_status(first, TaskStatus::Completed, None)
+        .unwrap();
+    store
+        .set_task_status(second, TaskStatus::Failed, None)
+        .unwrap();
+    assert_eq!(ready(&store), Vec::<TaskId>::new());
+    store
+        .set_task_status(second, TaskStatus::Pending, None)
+        .unwrap();
+    store
+        .set_task_status(second, TaskStatus::Running, None)
+        .unwrap();
+    store
+        .set_task_status(second, TaskStatus::Completed, None)
+        .unwrap();
+    assert_eq!(ready(&store), [last]);
+    store
+        .set_task_status(last, TaskStatus::Running, None)
+        .unwrap();
+}
+
+#[test]
+fn a_dependency_that_closes_a_cycle_is_refused_naming_the_cycle() {
+    let (directory, mut store) = temp_store();
+    let one = add_task(&mut store, directory.path(), "one");
+    let two = store
+        .add_task(&NewTask {
+            after: vec![one],
+            ..NewTask::new("two", "p", directory.path())
+        })
+        .unwrap();
+    let three = add_task(&mut store, directory.path(), "three");
+    store.add_dependency(three, two).unwrap();
+    // Adding it again is a no-op, not an error, and logs nothing new.
+    store.add_dependency(three, two).unwrap();
+    let dependency_events = store
+        .events(&EventFilter {
+            task: Some(three),
+            session: None,
+        })
+        .unwrap()
+        .into_iter()
+        .filter(|event| event.kind == event_kind::DEPENDENCY_ADDED)
+        .count();
+    assert_eq!(dependency_events, 1);
+
+    // one would wait for three, which waits for two, which waits for one.
+    let err = store.add_dependency(one, three).unwrap_err();
+    match &err {
+        StoreError::DependencyCycle { task, on, cycle } => {
+            assert_eq!((*task, *on), (one, three));
+            assert_eq!(cycle, &[one, three, two, one]);
+        }
+        other => panic!("expected DependencyCycle, got {other:?}"),
+    }
+    assert!(
+        err.to_string()
+            .contains(&format!("{one} → {three} → {two} → {one}")),
+        "{err}"
+    );
+    assert!(store.task(one).unwrap().after.is_empty());
+
+    let err = store.add_dependency(two, two).unwrap_err();
+    assert!(
+        matches!(&err, StoreError::DependencyCycle { cycle, .. } if cycle == &[two, two]),
+        "{err:?}"
+    );
+
+    // A diamond is not a cycle.
+    let four = store
+        .add_task(&NewTask {
+            after: vec![two, three],
+            ..NewTask::new("four", "p", directory.path())
+        })
+        .unwrap();
+    store.add_dependency(four, one).unwrap();
+    assert_eq!(store.task(four).unwrap().after, [one, two, three]);
+}
+
+#[test]
+fn working_directories_must_be_text() {
+    use std::os::unix::ffi::OsStrExt;
+    let (directory, mut store) = temp_store();
+    let mut path = directory.path().to_owned();
+    path.push(std::ffi::OsStr::from_bytes(b"not-\xff-utf8"));
+    let err = store.add_task(&NewTask::new("t", "p", path)).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            StoreError::Invalid {
+                field: "working directory",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+}
