@@ -43,7 +43,19 @@ pub(crate) fn migrate(
     migrations: &[Migration],
 ) -> Result<(), StoreError> {
     let target = u32::try_from(migrations.len()).unwrap_or(u32::MAX);
-    let found = check_version(connection, path, target)?;
+    // One read transaction, so that the version and the list of tables come from the same
+    // snapshot even while another process migrates the file.
+    let found = {
+        let operation = "read the schema version";
+        let snapshot = connection
+            .unchecked_transaction()
+            .map_err(|source| sqlite_error(operation, path, source))?;
+        let found = check_version(&snapshot, path, target)?;
+        snapshot
+            .commit()
+            .map_err(|source| sqlite_error(operation, path, source))?;
+        found
+    };
     if found == target {
         return Ok(());
     }

@@ -6,11 +6,11 @@ mod checkpointer;
 use std::fs::{DirBuilder, OpenOptions};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rusqlite::{Connection, OpenFlags};
 
-use crate::error::{Failure, StoreError};
+use crate::error::{Failure, StoreError, is_busy};
 use crate::migrations::{self, MIGRATIONS};
 
 use self::checkpointer::{CHECKPOINT_EVERY, Checkpointer};
@@ -73,17 +73,26 @@ impl Store {
         let path = path.as_ref().to_owned();
         create_private_file(&path)?;
 
-        let open_error = |source| StoreError::Open {
-            path: path.clone(),
-            source,
+        let open_error = |source: rusqlite::Error| {
+            if is_busy(&source) {
+                // Switching a new file to WAL needs a moment of exclusive access.
+                StoreError::Busy {
+                    operation: "open the ledger",
+                    path: path.clone(),
+                    source,
+                }
+            } else {
+                StoreError::Open {
+                    path: path.clone(),
+                    source,
+                }
+            }
         };
         // The file exists now, so SQLite must not create it: that would bypass the mode above.
         let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let mut connection = Connection::open_with_flags(&path, flags).map_err(open_error)?;
         configure(&connection, options).map_err(open_error)?;
-        let journal_mode: String = connection
-            .pragma_update_and_check(None, "journal_mode", "wal", |row| row.get(0))
-            .map_err(open_error)?;
+        let journal_mode = switch_to_wal(&connection, options.busy_timeout).map_err(open_error)?;
         if !journal_mode.eq_ignore_ascii_case("wal") {
             return Err(StoreError::NoWriteAheadLog { path, journal_mode });
         }
@@ -215,6 +224,27 @@ fn configure(connection: &Connection, options: &StoreOptions) -> rusqlite::Resul
     Ok(())
 }
 
+/// Puts the database in write-ahead-log mode and returns the journal mode it ends up in.
+///
+/// On a new file this needs exclusive access for a moment, and SQLite answers `SQLITE_BUSY`
+/// at once, without its busy handler, when another connection is switching the same file at
+/// the same time (waiting there could deadlock two readers that both want to write). So the
+/// switch is retried, with short growing pauses, for up to the busy timeout. Once the file is
+/// in WAL mode the statement changes nothing and succeeds at once.
+fn switch_to_wal(connection: &Connection, busy_timeout: Duration) -> rusqlite::Result<String> {
+    let deadline = Instant::now() + busy_timeout;
+    let mut pause = Duration::from_millis(1);
+    loop {
+        match connection.pragma_update_and_check(None, "journal_mode", "wal", |row| row.get(0)) {
+            Err(error) if is_busy(&error) && Instant::now() < deadline => {
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_millis(50));
+            }
+            result => return result,
+        }
+    }
+}
+
 /// Creates the database file with mode 0600 (and its directory with 0700) when they do not
 /// exist yet. An existing file keeps the permissions its owner gave it.
 fn create_private_file(path: &Path) -> Result<(), StoreError> {
@@ -283,6 +313,12 @@ mod tests {
             migrations::APPLICATION_ID.to_string()
         );
         assert_eq!(store.schema_version().unwrap(), crate::SCHEMA_VERSION);
+    }
+
+    #[test]
+    fn a_store_can_move_to_another_thread() {
+        fn assert_send<T: Send>() {}
+        assert_send::<Store>();
     }
 
     #[test]

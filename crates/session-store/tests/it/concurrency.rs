@@ -125,6 +125,38 @@ fn threads_with_their_own_stores_write_at_once_and_lose_nothing() {
     );
 }
 
+/// Creating a new file races on switching it to WAL and on migrating it; both must be waited
+/// out, never reported. Repeated because each round has only a moment of overlap.
+#[test]
+fn threads_creating_one_new_ledger_at_once_all_succeed() {
+    const ROUNDS: usize = 40;
+    const THREADS: usize = 6;
+    for round in 0..ROUNDS {
+        let directory = tempfile::tempdir().unwrap();
+        let path = directory.path().join("new").join("baton.db");
+        let barrier = Arc::new(Barrier::new(THREADS));
+        let openers: Vec<_> = (0..THREADS)
+            .map(|_| {
+                let barrier = Arc::clone(&barrier);
+                let path = path.clone();
+                std::thread::spawn(move || {
+                    barrier.wait();
+                    Store::open(&path).map(drop)
+                })
+            })
+            .collect();
+        for opener in openers {
+            if let Err(err) = opener.join().unwrap() {
+                panic!("round {round}: a concurrent open failed: {err} ({err:?})");
+            }
+        }
+        assert_eq!(
+            Store::open(&path).unwrap().schema_version().unwrap(),
+            SCHEMA_VERSION
+        );
+    }
+}
+
 /// The environment variable that turns the `worker` test into a worker, and carries its job.
 const WORKER_JOB: &str = "SESSION_STORE_IT_WORKER_JOB";
 
