@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use agent::{ExitInfo, PlanKind, SessionId, Usage};
 use rusqlite::types::Type;
-use rusqlite::{OptionalExtension, Row, params};
+use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use crate::error::{Failure, Missing, StoreError};
 use crate::ids::{CallId, MilestoneId, TaskId};
@@ -89,29 +89,16 @@ impl Store {
         let (exit_code, exit_signal) = exit_columns(call.exit);
         let duration = duration_millis(call.duration);
         self.write("record an agent call", |transaction| {
-            let (session_task, session_milestone, policy, status): (
-                TaskId,
-                Option<MilestoneId>,
-                SessionPolicy,
-                SessionStatus,
-            ) = transaction
-                .prepare_cached(
-                    "SELECT task_id, milestone_id, policy, status FROM sessions WHERE id = ?1",
-                )?
-                .query_row([&session], |row| {
-                    Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
-                })
-                .optional()?
-                .ok_or(StoreError::NotFound(Missing::Session(call.session)))?;
-            if !status.is_open() {
+            let target = CallTarget::read(transaction, call.session, &session)?;
+            if !target.status.is_open() {
                 return Err(StoreError::SessionClosed {
                     id: call.session,
-                    status,
+                    status: target.status,
                 }
                 .into());
             }
-            if call.task != session_task {
-                check_shared_session(call, session_task, session_milestone, policy, transaction)?;
+            if call.task != target.task {
+                check_shared_session(call, &target, transaction)?;
             }
             transaction
                 .prepare_cached(
@@ -231,30 +218,57 @@ impl Store {
     }
 }
 
+/// What recording a call needs to know about its session.
+struct CallTarget {
+    task: TaskId,
+    milestone: Option<MilestoneId>,
+    policy: SessionPolicy,
+    status: SessionStatus,
+}
+
+impl CallTarget {
+    /// Reads the session, or fails with [`StoreError::NotFound`] naming it: a call for a
+    /// session that was never opened must say so, not fail on a foreign key.
+    fn read(connection: &Connection, id: SessionId, text: &str) -> Result<CallTarget, Failure> {
+        connection
+            .prepare_cached(
+                "SELECT task_id, milestone_id, policy, status FROM sessions WHERE id = ?1",
+            )?
+            .query_row([text], |row| {
+                Ok(CallTarget {
+                    task: row.get(0)?,
+                    milestone: row.get(1)?,
+                    policy: row.get(2)?,
+                    status: row.get(3)?,
+                })
+            })
+            .optional()?
+            .ok_or_else(|| StoreError::NotFound(Missing::Session(id)).into())
+    }
+}
+
 /// A call for another task than the session's own is allowed only in a milestone session,
 /// and only for a task of that milestone: anything else is the "second task inherited the
 /// first task's session" bug this ledger exists to stop.
 fn check_shared_session(
     call: &NewAgentCall,
-    session_task: TaskId,
-    session_milestone: Option<MilestoneId>,
-    policy: SessionPolicy,
-    connection: &rusqlite::Connection,
+    target: &CallTarget,
+    connection: &Connection,
 ) -> Result<(), Failure> {
-    if policy != SessionPolicy::Milestone {
+    if target.policy != SessionPolicy::Milestone {
         return Err(StoreError::WrongTask {
             session: call.session,
-            session_task,
+            session_task: target.task,
             task: call.task,
         }
         .into());
     }
     let milestone = task_milestone(connection, call.task)?;
-    if milestone.is_none() || milestone != session_milestone {
+    if milestone.is_none() || milestone != target.milestone {
         return Err(StoreError::MilestoneMismatch {
             task: call.task,
             task_milestone: milestone,
-            expected: session_milestone,
+            expected: target.milestone,
         }
         .into());
     }
