@@ -44,7 +44,7 @@ pub use crate::events::{Event, EventFilter, NewEvent, event_kind};
 pub use crate::ids::{CallId, EventId, MilestoneId, TaskId, VerificationId};
 pub use crate::migrations::SCHEMA_VERSION;
 pub use crate::milestones::{Milestone, NewMilestone};
-pub use crate::process::LeaseOwner;
+pub use crate::process::{AgentProcess, LeaseOwner};
 pub use crate::sessions::{Lease, NewSession, Session, SessionFilter, SweepReason, SweptSession};
 pub use crate::status::{CallOutcome, SessionPolicy, SessionStatus, TaskStatus};
 pub use crate::store::{Store, StoreOptions};

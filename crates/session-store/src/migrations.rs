@@ -21,10 +21,16 @@ pub(crate) struct Migration {
 }
 
 /// Every migration, oldest first. Append only.
-pub(crate) const MIGRATIONS: &[Migration] = &[Migration {
-    description: "create the ledger",
-    sql: include_str!("migrations/0001_create_ledger.sql"),
-}];
+pub(crate) const MIGRATIONS: &[Migration] = &[
+    Migration {
+        description: "create the ledger",
+        sql: include_str!("migrations/0001_create_ledger.sql"),
+    },
+    Migration {
+        description: "record task runners, guidance and agent start times",
+        sql: include_str!("migrations/0002_runners_guidance_agent_start.sql"),
+    },
+];
 
 /// The schema version this build writes: the number of migrations it knows.
 pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;

@@ -74,6 +74,39 @@ impl fmt::Display for LeaseOwner {
     }
 }
 
+/// An agent process recorded in a session: its pid and when it started, so that a sweep
+/// after a crash stops that very process, never another that reused its pid.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct AgentProcess {
+    pub pid: u32,
+    /// When it started, in clock ticks since boot (Linux); 0 where unknown.
+    pub start_time: u64,
+}
+
+impl AgentProcess {
+    /// The process with `pid` as it is now. A pid that no longer names a live process is
+    /// recorded with start time 0, which no running process matches.
+    pub fn observe(pid: u32) -> AgentProcess {
+        let start_time = match process_stat(pid) {
+            Ok(Some(stat)) if !stat.is_zombie() => stat.start_time,
+            _ => 0,
+        };
+        AgentProcess { pid, start_time }
+    }
+
+    /// Whether this very process still runs here: its pid names a live (not zombie) process
+    /// that started when it did.
+    pub fn is_running(&self) -> bool {
+        if self.start_time == 0 {
+            return false;
+        }
+        match process_stat(self.pid) {
+            Ok(Some(stat)) => !stat.is_zombie() && stat.start_time == self.start_time,
+            _ => false,
+        }
+    }
+}
+
 /// What the ledger needs from `/proc/<pid>/stat`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct ProcessStat {

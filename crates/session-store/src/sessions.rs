@@ -21,7 +21,7 @@ use serde_json::json;
 use crate::error::{Failure, Missing, StoreError};
 use crate::events::{event_kind, insert_event};
 use crate::ids::{MilestoneId, TaskId};
-use crate::process::LeaseOwner;
+use crate::process::{AgentProcess, LeaseOwner};
 use crate::sql::{TOTALS_COLUMNS, session_id_at, totals_at};
 use crate::status::{SessionPolicy, SessionStatus};
 use crate::store::Store;
@@ -66,7 +66,7 @@ pub struct Session {
     /// The current lease; only an open session can have one.
     pub lease: Option<Lease>,
     /// The agent process last recorded as running in it.
-    pub agent_pid: Option<u32>,
+    pub agent: Option<AgentProcess>,
     /// Everything its agent calls added up to.
     pub totals: Totals,
     pub started_at: Timestamp,
@@ -74,18 +74,19 @@ pub struct Session {
     pub end_reason: Option<String>,
 }
 
-/// Which sessions to list. Both filters apply when both are set.
+/// Which sessions to list. Every filter that is set applies.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct SessionFilter {
     pub task: Option<TaskId>,
     pub status: Option<SessionStatus>,
+    pub milestone: Option<MilestoneId>,
 }
 
 const SESSION_COLUMNS: &str = "id, task_id, milestone_id, policy, status, \
                                lease_pid, lease_host, lease_start_time, lease_expires_at, \
-                               agent_pid, started_at, ended_at, end_reason";
+                               agent_pid, started_at, ended_at, end_reason, agent_start_time";
 /// The column at which [`TOTALS_COLUMNS`] start in a session row.
-const SESSION_TOTALS_AT: usize = 13;
+const SESSION_TOTALS_AT: usize = 14;
 
 impl Store {
     /// Opens a session and gives its lease to `session.owner`, committing both before it
@@ -172,27 +173,40 @@ impl Store {
             let mut statement = connection.prepare_cached(&format!(
                 "SELECT {SESSION_COLUMNS}, {TOTALS_COLUMNS} FROM sessions \
                  WHERE (?1 IS NULL OR task_id = ?1) AND (?2 IS NULL OR status = ?2) \
+                 AND (?3 IS NULL OR milestone_id = ?3) \
                  ORDER BY started_at, id"
             ))?;
             let sessions = statement
-                .query_map(params![filter.task, filter.status], session_from_row)?
+                .query_map(
+                    params![filter.task, filter.status, filter.milestone],
+                    session_from_row,
+                )?
                 .collect::<rusqlite::Result<Vec<_>>>()?;
             Ok(sessions)
         })
     }
 
     /// Records the agent process running in an open session (or clears it with `None`), so
-    /// that a sweep after a crash can find and stop it.
+    /// that a sweep after a crash can find and stop it. The process's start time is read
+    /// here, while it runs, so that a later sweep can tell it from a process that reused its
+    /// pid.
     pub fn set_agent_pid(&mut self, id: SessionId, pid: Option<u32>) -> Result<(), StoreError> {
         let text = id.to_string();
+        let agent = pid.map(AgentProcess::observe);
         self.write("record a session's agent process", |transaction| {
             let status = session_status(transaction, id, &text)?;
-            if pid.is_some() && !status.is_open() {
+            if agent.is_some() && !status.is_open() {
                 return Err(StoreError::SessionClosed { id, status }.into());
             }
             transaction
-                .prepare_cached("UPDATE sessions SET agent_pid = ?2 WHERE id = ?1")?
-                .execute(params![text, pid])?;
+                .prepare_cached(
+                    "UPDATE sessions SET agent_pid = ?2, agent_start_time = ?3 WHERE id = ?1",
+                )?
+                .execute(params![
+                    text,
+                    agent.map(|agent| agent.pid),
+                    agent.map(|agent| agent.start_time)
+                ])?;
             Ok(())
         })
     }
@@ -277,7 +291,7 @@ impl Store {
                     transaction
                         .prepare_cached(
                             "UPDATE sessions SET status = 'open', ended_at = NULL, \
-                             end_reason = NULL, agent_pid = NULL, lease_pid = ?2, \
+                             end_reason = NULL, agent_pid = NULL, agent_start_time = NULL, lease_pid = ?2, \
                              lease_host = ?3, lease_start_time = ?4, lease_expires_at = ?5 \
                              WHERE id = ?1",
                         )?
@@ -381,12 +395,26 @@ fn session_from_row(row: &Row<'_>) -> rusqlite::Result<Session> {
         policy: row.get(3)?,
         status: row.get(4)?,
         lease: lease_at(row, 5)?,
-        agent_pid: row.get(9)?,
+        agent: agent_at(row, 9, 13)?,
         started_at: row.get(10)?,
         ended_at: row.get(11)?,
         end_reason: row.get(12)?,
         totals: totals_at(row, SESSION_TOTALS_AT)?,
     })
+}
+
+/// Reads an agent process from its pid and start-time columns.
+pub(crate) fn agent_at(
+    row: &Row<'_>,
+    pid_at: usize,
+    start_time_at: usize,
+) -> rusqlite::Result<Option<AgentProcess>> {
+    let pid: Option<u32> = row.get(pid_at)?;
+    let start_time: Option<u64> = row.get(start_time_at)?;
+    Ok(pid.map(|pid| AgentProcess {
+        pid,
+        start_time: start_time.unwrap_or(0),
+    }))
 }
 
 /// A lease owner as it appears in event details.

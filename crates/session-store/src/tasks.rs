@@ -11,6 +11,7 @@ use crate::error::{Failure, Missing, StoreError};
 use crate::events::{event_kind, insert_event};
 use crate::ids::{MilestoneId, TaskId};
 use crate::milestones::ensure_milestone;
+use crate::process::LeaseOwner;
 use crate::sql::{TOTALS_COLUMNS, path_text, totals_at};
 use crate::status::{SessionPolicy, TaskStatus};
 use crate::store::Store;
@@ -66,6 +67,10 @@ pub struct Task {
     pub iterations: u32,
     /// Everything its agent calls added up to, across all its sessions.
     pub totals: Totals,
+    /// Guidance a person gave for the task's next prompt, until a prompt delivers it.
+    pub guidance: Option<String>,
+    /// The process that claimed it, while it is `running`.
+    pub runner: Option<LeaseOwner>,
 }
 
 /// Which tasks to list. Both filters apply when both are set.
@@ -140,9 +145,10 @@ impl NewTask {
 
 const TASK_COLUMNS: &str = "id, title, prompt, status, milestone_id, working_dir, \
                             max_iterations, max_turns, session_policy, failure_reason, \
-                            created_at, updated_at, started_at, finished_at, iterations";
+                            created_at, updated_at, started_at, finished_at, iterations, \
+                            guidance, runner_pid, runner_host, runner_start_time";
 /// The column at which [`TOTALS_COLUMNS`] start in a task row.
-const TASK_TOTALS_AT: usize = 15;
+const TASK_TOTALS_AT: usize = 19;
 
 impl Store {
     /// Adds a task in state `pending`, with its verification commands and dependencies.
@@ -239,17 +245,7 @@ impl Store {
 
     /// The task with this id.
     pub fn task(&self, id: TaskId) -> Result<Task, StoreError> {
-        self.read("read a task", |connection| {
-            let mut task = connection
-                .prepare_cached(&format!(
-                    "SELECT {TASK_COLUMNS}, {TOTALS_COLUMNS} FROM tasks WHERE id = ?1"
-                ))?
-                .query_row([id], task_from_row)
-                .optional()?
-                .ok_or(StoreError::NotFound(Missing::Task(id)))?;
-            load_links(connection, &mut task)?;
-            Ok(task)
-        })
+        self.read("read a task", |connection| read_task(connection, id))
     }
 
     /// The tasks that match `filter`, in the order they were added.
@@ -300,7 +296,8 @@ impl Store {
     ///
     /// `reason` is kept as the task's failure reason when `to` is `failed`, `blocked` or
     /// `cancelled`, and in the event log in every case. A task may only become `running` once
-    /// all its dependencies completed ([`StoreError::DependenciesUnmet`]).
+    /// all its dependencies completed ([`StoreError::DependenciesUnmet`]). To run a task, a
+    /// runner claims it with [`Store::claim_task`], which also records who runs it.
     pub fn set_task_status(
         &mut self,
         id: TaskId,
@@ -308,51 +305,199 @@ impl Store {
         reason: Option<&str>,
     ) -> Result<TaskStatus, StoreError> {
         self.write("change a task's state", |transaction| {
-            let from: TaskStatus = transaction
-                .prepare_cached("SELECT status FROM tasks WHERE id = ?1")?
-                .query_row([id], |row| row.get(0))
-                .optional()?
-                .ok_or(StoreError::NotFound(Missing::Task(id)))?;
-            if !from.can_become(to) {
-                return Err(StoreError::InvalidTransition { task: id, from, to }.into());
-            }
-            if to == TaskStatus::Running {
-                let waiting_on = unmet_dependencies(transaction, id)?;
-                if !waiting_on.is_empty() {
-                    return Err(StoreError::DependenciesUnmet {
-                        task: id,
-                        waiting_on,
-                    }
-                    .into());
-                }
-            }
-            let now = Timestamp::now();
-            let failure_reason = match to {
-                TaskStatus::Failed | TaskStatus::Blocked | TaskStatus::Cancelled => reason,
-                TaskStatus::Pending | TaskStatus::Running | TaskStatus::Completed => None,
-            };
-            let finished_at = to.is_finished().then_some(now);
-            transaction
-                .prepare_cached(
-                    "UPDATE tasks SET status = ?2, failure_reason = ?3, updated_at = ?4, \
-                     started_at = CASE WHEN ?2 = 'running' THEN coalesce(started_at, ?4) \
-                                       ELSE started_at END, \
-                     finished_at = ?5 \
-                     WHERE id = ?1",
-                )?
-                .execute(params![id, to, failure_reason, now, finished_at])?;
-            let detail = json!({ "from": from.as_str(), "to": to.as_str(), "reason": reason });
-            insert_event(
-                transaction,
-                now,
-                Some(id),
-                None,
-                event_kind::TASK_STATUS,
-                &detail.to_string(),
-            )?;
-            Ok(from)
+            transition(transaction, id, to, reason, None)
         })
     }
+
+    /// Claims a pending task for `runner`: it becomes `running`, with `runner` recorded as the
+    /// process that runs it, and is returned as it is now.
+    ///
+    /// Of two runners claiming one task, exactly one succeeds; the other gets
+    /// [`StoreError::InvalidTransition`] (the task is `running` already).
+    pub fn claim_task(&mut self, id: TaskId, runner: &LeaseOwner) -> Result<Task, StoreError> {
+        self.write("claim a task", |transaction| {
+            transition(transaction, id, TaskStatus::Running, None, Some(runner))?;
+            read_task(transaction, id)
+        })
+    }
+
+    /// Makes a failed, blocked or cancelled task pending again, with `guidance` (when given)
+    /// for the next prompt. The task then continues its session where the policy allows.
+    pub fn retry_task(&mut self, id: TaskId, guidance: Option<&str>) -> Result<(), StoreError> {
+        self.write("retry a task", |transaction| {
+            let from = task_status(transaction, id)?;
+            if !matches!(
+                from,
+                TaskStatus::Failed | TaskStatus::Blocked | TaskStatus::Cancelled
+            ) {
+                return Err(StoreError::InvalidTransition {
+                    task: id,
+                    from,
+                    to: TaskStatus::Pending,
+                }
+                .into());
+            }
+            let reason = guidance.map(|text| format!("retried with guidance: {text}"));
+            transition(
+                transaction,
+                id,
+                TaskStatus::Pending,
+                Some(reason.as_deref().unwrap_or("retried")),
+                None,
+            )?;
+            if let Some(text) = guidance {
+                set_guidance(transaction, id, Some(text))?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Sets (or, with `None`, clears) the guidance for a task's next prompt.
+    pub fn set_task_guidance(
+        &mut self,
+        id: TaskId,
+        guidance: Option<&str>,
+    ) -> Result<(), StoreError> {
+        self.write("set a task's guidance", |transaction| {
+            ensure_task(transaction, id)?;
+            set_guidance(transaction, id, guidance)
+        })
+    }
+
+    /// Puts back to `pending` every running task whose recorded runner is gone, as decided
+    /// by `is_runner_alive` ([`LeaseOwner::is_alive`] is the usual choice), and returns them.
+    /// A task with no recorded runner is left alone: nobody can say it was abandoned.
+    pub fn requeue_orphaned_tasks(
+        &mut self,
+        is_runner_alive: impl Fn(&LeaseOwner) -> bool,
+    ) -> Result<Vec<TaskId>, StoreError> {
+        self.write("requeue orphaned tasks", |transaction| {
+            let running: Vec<(TaskId, Option<LeaseOwner>)> = transaction
+                .prepare_cached(
+                    "SELECT id, runner_pid, runner_host, runner_start_time FROM tasks \
+                     WHERE status = 'running' ORDER BY id",
+                )?
+                .query_map([], |row| Ok((row.get(0)?, runner_at(row, 1)?)))?
+                .collect::<rusqlite::Result<_>>()?;
+            let mut requeued = Vec::new();
+            for (id, runner) in running {
+                let Some(runner) = runner else { continue };
+                if is_runner_alive(&runner) {
+                    continue;
+                }
+                let reason = format!("its runner, {runner}, is gone");
+                transition(transaction, id, TaskStatus::Pending, Some(&reason), None)?;
+                requeued.push(id);
+            }
+            Ok(requeued)
+        })
+    }
+}
+
+/// Moves task `id` to `to` inside `transaction`, enforcing the state machine, recording
+/// `runner` when the task starts running and forgetting it when the task stops.
+fn transition(
+    transaction: &Connection,
+    id: TaskId,
+    to: TaskStatus,
+    reason: Option<&str>,
+    runner: Option<&LeaseOwner>,
+) -> Result<TaskStatus, Failure> {
+    let from = task_status(transaction, id)?;
+    if !from.can_become(to) {
+        return Err(StoreError::InvalidTransition { task: id, from, to }.into());
+    }
+    if to == TaskStatus::Running {
+        let waiting_on = unmet_dependencies(transaction, id)?;
+        if !waiting_on.is_empty() {
+            return Err(StoreError::DependenciesUnmet {
+                task: id,
+                waiting_on,
+            }
+            .into());
+        }
+    }
+    let now = Timestamp::now();
+    let failure_reason = match to {
+        TaskStatus::Failed | TaskStatus::Blocked | TaskStatus::Cancelled => reason,
+        TaskStatus::Pending | TaskStatus::Running | TaskStatus::Completed => None,
+    };
+    let finished_at = to.is_finished().then_some(now);
+    transaction
+        .prepare_cached(
+            "UPDATE tasks SET status = ?2, failure_reason = ?3, updated_at = ?4, \
+             started_at = CASE WHEN ?2 = 'running' THEN coalesce(started_at, ?4) \
+                               ELSE started_at END, \
+             finished_at = ?5, runner_pid = ?6, runner_host = ?7, runner_start_time = ?8 \
+             WHERE id = ?1",
+        )?
+        .execute(params![
+            id,
+            to,
+            failure_reason,
+            now,
+            finished_at,
+            runner.map(|runner| runner.pid),
+            runner.map(|runner| runner.host.as_str()),
+            runner.map(|runner| runner.start_time),
+        ])?;
+    let detail = json!({
+        "from": from.as_str(),
+        "to": to.as_str(),
+        "reason": reason,
+        "runner": runner.map(|runner| json!({ "pid": runner.pid, "host": runner.host })),
+    });
+    insert_event(
+        transaction,
+        now,
+        Some(id),
+        None,
+        event_kind::TASK_STATUS,
+        &detail.to_string(),
+    )?;
+    Ok(from)
+}
+
+fn read_task(connection: &Connection, id: TaskId) -> Result<Task, Failure> {
+    let mut task = connection
+        .prepare_cached(&format!(
+            "SELECT {TASK_COLUMNS}, {TOTALS_COLUMNS} FROM tasks WHERE id = ?1"
+        ))?
+        .query_row([id], task_from_row)
+        .optional()?
+        .ok_or(StoreError::NotFound(Missing::Task(id)))?;
+    load_links(connection, &mut task)?;
+    Ok(task)
+}
+
+fn task_status(connection: &Connection, id: TaskId) -> Result<TaskStatus, Failure> {
+    Ok(connection
+        .prepare_cached("SELECT status FROM tasks WHERE id = ?1")?
+        .query_row([id], |row| row.get(0))
+        .optional()?
+        .ok_or(StoreError::NotFound(Missing::Task(id)))?)
+}
+
+fn set_guidance(
+    connection: &Connection,
+    id: TaskId,
+    guidance: Option<&str>,
+) -> Result<(), Failure> {
+    connection
+        .prepare_cached("UPDATE tasks SET guidance = ?2 WHERE id = ?1")?
+        .execute(params![id, guidance])?;
+    Ok(())
+}
+
+/// Reads a runner from its pid, host and start-time columns.
+fn runner_at(row: &Row<'_>, first: usize) -> rusqlite::Result<Option<LeaseOwner>> {
+    let pid: Option<u32> = row.get(first)?;
+    let Some(pid) = pid else { return Ok(None) };
+    Ok(Some(LeaseOwner {
+        pid,
+        host: row.get(first + 1)?,
+        start_time: row.get(first + 2)?,
+    }))
 }
 
 /// Fails with [`StoreError::NotFound`] unless the task exists.
@@ -445,6 +590,8 @@ fn task_from_row(row: &Row<'_>) -> rusqlite::Result<Task> {
         started_at: row.get(12)?,
         finished_at: row.get(13)?,
         iterations: row.get(14)?,
+        guidance: row.get(15)?,
+        runner: runner_at(row, 16)?,
         totals: totals_at(row, TASK_TOTALS_AT)?,
         verify_commands: Vec::new(),
         after: Vec::new(),

@@ -15,7 +15,7 @@ use super::{Lease, SessionState, owner_json, session_state};
 use crate::error::{Failure, StoreError};
 use crate::events::{event_kind, insert_event};
 use crate::ids::TaskId;
-use crate::process::LeaseOwner;
+use crate::process::{AgentProcess, LeaseOwner};
 use crate::status::SessionStatus;
 use crate::store::Store;
 use crate::units::Timestamp;
@@ -37,9 +37,9 @@ pub enum SweepReason {
 pub struct SweptSession {
     pub id: SessionId,
     pub task: TaskId,
-    /// The agent process last recorded in the session. It may still be running, or its pid
-    /// may have been reused: check before stopping it.
-    pub agent_pid: Option<u32>,
+    /// The agent process last recorded in the session. It may still be running: stop it
+    /// only if [`AgentProcess::is_running`] says this very process does.
+    pub agent: Option<AgentProcess>,
     /// The lease holder, when there was one.
     pub owner: Option<LeaseOwner>,
     pub reason: SweepReason,
@@ -209,7 +209,7 @@ impl Store {
                 let detail = json!({
                     "why": reason.as_str(),
                     "owner": owner.as_ref().map(owner_json),
-                    "agent_pid": candidate.agent_pid,
+                    "agent_pid": candidate.agent.map(|agent| agent.pid),
                 });
                 insert_event(
                     transaction,
@@ -222,7 +222,7 @@ impl Store {
                 swept.push(SweptSession {
                     id: candidate.id,
                     task: candidate.task,
-                    agent_pid: candidate.agent_pid,
+                    agent: candidate.agent,
                     owner,
                     reason,
                 });
@@ -309,14 +309,14 @@ struct OpenSession {
     id: SessionId,
     text: String,
     task: TaskId,
-    agent_pid: Option<u32>,
+    agent: Option<AgentProcess>,
     lease: Option<Lease>,
 }
 
 fn open_sessions(connection: &Connection) -> rusqlite::Result<Vec<OpenSession>> {
     let mut statement = connection.prepare_cached(
-        "SELECT id, task_id, agent_pid, lease_pid, lease_host, lease_start_time, lease_expires_at \
-         FROM sessions WHERE status = 'open' ORDER BY started_at, id",
+        "SELECT id, task_id, agent_pid, lease_pid, lease_host, lease_start_time, lease_expires_at, \
+         agent_start_time FROM sessions WHERE status = 'open' ORDER BY started_at, id",
     )?;
     statement
         .query_map([], |row| {
@@ -324,7 +324,7 @@ fn open_sessions(connection: &Connection) -> rusqlite::Result<Vec<OpenSession>> 
                 id: crate::sql::session_id_at(row, 0)?,
                 text: row.get(0)?,
                 task: row.get(1)?,
-                agent_pid: row.get(2)?,
+                agent: super::agent_at(row, 2, 7)?,
                 lease: super::lease_at(row, 3)?,
             })
         })?

@@ -231,7 +231,7 @@ fn a_sweep_abandons_dead_and_expired_sessions_and_spares_live_ones() {
 
     let dead_report = swept.iter().find(|swept| swept.id == dead.id).unwrap();
     assert_eq!(dead_report.task, task);
-    assert_eq!(dead_report.agent_pid, Some(31337));
+    assert_eq!(dead_report.agent.map(|agent| agent.pid), Some(31337));
     assert_eq!(dead_report.owner, Some(dead_local_owner()));
 
     for id in [dead.id, expired.id, remote_expired.id, released.id] {

@@ -369,10 +369,26 @@ fn the_agent_process_is_recorded_on_an_open_session_only() {
     let task = add_task(&mut store, directory.path(), "t");
     let session = new_session(task, fake_owner(1));
     store.open_session(&session).unwrap();
+    // A live process is recorded with its start time, and is found running by it.
+    let mut child = std::process::Command::new("sleep")
+        .arg("30")
+        .spawn()
+        .unwrap();
+    store.set_agent_pid(session.id, Some(child.id())).unwrap();
+    let agent = store.session(session.id).unwrap().agent.unwrap();
+    assert_eq!(agent.pid, child.id());
+    assert_ne!(agent.start_time, 0);
+    assert!(agent.is_running());
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(!agent.is_running(), "a dead agent is not running");
+    // A pid that names no live process is recorded so that it never counts as running.
     store.set_agent_pid(session.id, Some(4242)).unwrap();
-    assert_eq!(store.session(session.id).unwrap().agent_pid, Some(4242));
+    let agent = store.session(session.id).unwrap().agent.unwrap();
+    assert_eq!((agent.pid, agent.start_time), (4242, 0));
+    assert!(!agent.is_running());
     store.set_agent_pid(session.id, None).unwrap();
-    assert_eq!(store.session(session.id).unwrap().agent_pid, None);
+    assert_eq!(store.session(session.id).unwrap().agent, None);
     store
         .close_session(session.id, SessionStatus::Completed, None)
         .unwrap();
@@ -423,21 +439,22 @@ fn sessions_are_listed_by_task_and_status() {
     assert_eq!(
         ids(SessionFilter {
             task: Some(first),
-            status: None
+            ..SessionFilter::default()
         }),
         sorted(vec![a.id, b.id])
     );
     assert_eq!(
         ids(SessionFilter {
             task: Some(first),
-            status: Some(SessionStatus::Open)
+            status: Some(SessionStatus::Open),
+            ..SessionFilter::default()
         }),
         vec![a.id]
     );
     let err = store
         .sessions(&SessionFilter {
             task: Some(TaskId(1234)),
-            status: None,
+            ..SessionFilter::default()
         })
         .unwrap_err();
     assert!(
@@ -473,4 +490,41 @@ fn a_failed_call_records_its_error_kind_and_figures() {
         .unwrap();
     assert_eq!(word, "max_turns");
     assert_eq!(store.session_usage(session.id).unwrap().usage, failed.usage);
+}
+
+#[test]
+fn sessions_are_listed_by_milestone() {
+    let (directory, mut store) = temp_store();
+    let milestone = store
+        .create_milestone(&NewMilestone {
+            name: String::from("m"),
+            ..Default::default()
+        })
+        .unwrap();
+    let grouped = store
+        .add_task(&NewTask {
+            milestone: Some(milestone),
+            ..NewTask::new("grouped", "p", directory.path())
+        })
+        .unwrap();
+    let loose = add_task(&mut store, directory.path(), "loose");
+    let shared = NewSession {
+        milestone: Some(milestone),
+        policy: SessionPolicy::Milestone,
+        ..new_session(grouped, fake_owner(1))
+    };
+    store.open_session(&shared).unwrap();
+    store
+        .open_session(&new_session(loose, fake_owner(1)))
+        .unwrap();
+    let found: Vec<SessionId> = store
+        .sessions(&SessionFilter {
+            milestone: Some(milestone),
+            ..SessionFilter::default()
+        })
+        .unwrap()
+        .iter()
+        .map(|session| session.id)
+        .collect();
+    assert_eq!(found, [shared.id]);
 }

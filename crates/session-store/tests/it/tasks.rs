@@ -1,11 +1,11 @@
 //! Tasks and milestones: adding, reading, listing, the state machine and dependencies.
 
 use session_store::{
-    EventFilter, MilestoneId, Missing, NewMilestone, NewTask, SessionPolicy, Store, StoreError,
-    TaskFilter, TaskId, TaskStatus, event_kind,
+    EventFilter, LeaseOwner, MilestoneId, Missing, NewMilestone, NewTask, SessionPolicy, Store,
+    StoreError, TaskFilter, TaskId, TaskStatus, event_kind,
 };
 
-use crate::common::{add_task, temp_store};
+use crate::common::{add_task, dead_local_owner, fake_owner, temp_store};
 
 #[test]
 fn a_task_reads_back_as_it_was_added() {
@@ -514,4 +514,113 @@ fn working_directories_must_be_text() {
         ),
         "{err:?}"
     );
+}
+
+#[test]
+fn claiming_records_the_runner_and_only_one_claim_wins() {
+    let (directory, mut store) = temp_store();
+    let task = add_task(&mut store, directory.path(), "t");
+    let me = LeaseOwner::current().unwrap();
+    let claimed = store.claim_task(task, &me).unwrap();
+    assert_eq!(claimed.status, TaskStatus::Running);
+    assert_eq!(claimed.runner, Some(me.clone()));
+    let err = store.claim_task(task, &fake_owner(7)).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            StoreError::InvalidTransition {
+                from: TaskStatus::Running,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    // Leaving `running` forgets the runner.
+    store
+        .set_task_status(task, TaskStatus::Completed, None)
+        .unwrap();
+    assert_eq!(store.task(task).unwrap().runner, None);
+}
+
+#[test]
+fn threads_racing_to_claim_a_task_yield_one_runner() {
+    let (directory, mut store) = temp_store();
+    let task = add_task(&mut store, directory.path(), "t");
+    let path = store.path().to_path_buf();
+    let winners: usize = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..6u32)
+            .map(|n| {
+                let path = path.clone();
+                scope.spawn(move || {
+                    let mut store = Store::open(&path).unwrap();
+                    store.claim_task(task, &fake_owner(n + 1)).is_ok() as usize
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|handle| handle.join().unwrap())
+            .sum()
+    });
+    assert_eq!(winners, 1);
+}
+
+#[test]
+fn a_retry_carries_guidance_until_it_is_cleared() {
+    let (directory, mut store) = temp_store();
+    let task = add_task(&mut store, directory.path(), "t");
+    // Only a task that ended without completing can be retried.
+    let err = store.retry_task(task, None).unwrap_err();
+    assert!(
+        matches!(err, StoreError::InvalidTransition { .. }),
+        "{err:?}"
+    );
+    store
+        .claim_task(task, &LeaseOwner::current().unwrap())
+        .unwrap();
+    store
+        .set_task_status(task, TaskStatus::Blocked, Some("needs a person"))
+        .unwrap();
+    store.retry_task(task, Some("use the other API")).unwrap();
+    let retried = store.task(task).unwrap();
+    assert_eq!(retried.status, TaskStatus::Pending);
+    assert_eq!(retried.guidance.as_deref(), Some("use the other API"));
+    assert_eq!(retried.failure_reason, None);
+    store.set_task_guidance(task, None).unwrap();
+    assert_eq!(store.task(task).unwrap().guidance, None);
+    let err = store.set_task_guidance(TaskId(999), Some("x")).unwrap_err();
+    assert!(
+        matches!(err, StoreError::NotFound(Missing::Task(_))),
+        "{err:?}"
+    );
+}
+
+#[test]
+fn tasks_of_a_dead_runner_are_requeued_and_others_left_alone() {
+    let (directory, mut store) = temp_store();
+    let orphaned = add_task(&mut store, directory.path(), "orphaned");
+    let alive = add_task(&mut store, directory.path(), "alive");
+    let unclaimed = add_task(&mut store, directory.path(), "unclaimed running");
+    store.claim_task(orphaned, &dead_local_owner()).unwrap();
+    store
+        .claim_task(alive, &LeaseOwner::current().unwrap())
+        .unwrap();
+    store
+        .set_task_status(unclaimed, TaskStatus::Running, None)
+        .unwrap();
+    let requeued = store.requeue_orphaned_tasks(LeaseOwner::is_alive).unwrap();
+    assert_eq!(requeued, [orphaned]);
+    assert_eq!(store.task(orphaned).unwrap().status, TaskStatus::Pending);
+    assert_eq!(store.task(orphaned).unwrap().runner, None);
+    assert_eq!(store.task(alive).unwrap().status, TaskStatus::Running);
+    assert_eq!(store.task(unclaimed).unwrap().status, TaskStatus::Running);
+    let events = store
+        .events(&EventFilter {
+            task: Some(orphaned),
+            ..EventFilter::default()
+        })
+        .unwrap();
+    let last = events.last().unwrap();
+    assert_eq!(last.kind, event_kind::TASK_STATUS);
+    assert!(last.detail.contains("is gone"), "{}", last.detail);
 }
