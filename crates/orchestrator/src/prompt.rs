@@ -112,11 +112,26 @@ pub fn continue_after_max_turns(guidance: Option<&str>) -> String {
     out
 }
 
-/// The prompt for a person's guidance alone, when a blocked task is retried with a message
-/// in the session that knows the task.
-pub fn guidance_only(guidance: &str) -> String {
-    let mut out = String::from("Continue the task.\n");
-    write_guidance(&mut out, Some(guidance));
+/// The prompt that continues a task in its session after the work was interrupted (Baton
+/// stopped or was cancelled) or a person retried it.
+pub fn resume_after_interruption(guidance: Option<&str>) -> String {
+    let mut out = String::from(
+        "Your work on this task was interrupted. Continue from where you stopped; \
+         check the files for what is already done.\n",
+    );
+    write_guidance(&mut out, guidance);
+    out
+}
+
+/// The prompt after an agent call failed (it timed out, crashed, or reported an error), in
+/// the same session.
+pub fn after_error(error: &str, guidance: Option<&str>) -> String {
+    let mut out = format!(
+        "Your previous attempt ended with an error: {}. Continue the task from where you \
+         stopped.\n",
+        error.trim()
+    );
+    write_guidance(&mut out, guidance);
     out
 }
 

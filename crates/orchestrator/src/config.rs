@@ -1,0 +1,115 @@
+//! How a run behaves: concurrency, budgets, timeouts, retries, and what agents are told.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use agent::PermissionMode;
+use session_store::SessionPolicy;
+
+/// Everything a run needs to know besides the tasks themselves.
+///
+/// The defaults are the ones a person gets from `baton run` with no configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunConfig {
+    /// How many tasks may run at once. At least 1.
+    pub concurrency: usize,
+    /// The session policy of tasks that set none themselves and whose milestone sets none.
+    pub policy: SessionPolicy,
+    /// The wall-clock limit of one agent call.
+    pub call_timeout: Duration,
+    /// The wall-clock limit of one verification command.
+    pub verify_timeout: Duration,
+    /// The turn budget of a call when the task sets none. `None` leaves it to the agent.
+    pub max_turns: Option<u32>,
+    /// The most a call's turn budget grows to when the agent keeps running out of turns.
+    pub max_turns_cap: u32,
+    /// How transient agent failures are retried.
+    pub retry: RetryPolicy,
+    /// The share of the model's context window (0 to 1) past which a session is rotated.
+    pub rotation_threshold: f64,
+    /// How long a session lease lasts unless renewed; running calls renew it.
+    pub lease_ttl: Duration,
+    /// Whether a task whose iterations run out is `blocked` for a person instead of `failed`.
+    pub escalate_when_exhausted: bool,
+    /// What every agent call is told besides its prompt and session.
+    pub agent: AgentOptions,
+}
+
+/// How transient failures (an overloaded or failing API, a rate limit) are retried.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RetryPolicy {
+    /// Retries of one call before the task fails. Each retry is a recorded call.
+    pub max_retries: u32,
+    /// The wait before the first retry; each later wait doubles, up to `max_delay`.
+    pub base_delay: Duration,
+    pub max_delay: Duration,
+    /// The longest wait for a rate limit's reset; a later reset fails the task instead.
+    pub max_rate_limit_wait: Duration,
+}
+
+/// Options handed to the agent on every call.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct AgentOptions {
+    pub model: Option<String>,
+    pub permission_mode: Option<PermissionMode>,
+    pub allowed_tools: Vec<String>,
+    /// Environment variables added for the agent.
+    pub env: BTreeMap<String, String>,
+}
+
+impl Default for RunConfig {
+    fn default() -> RunConfig {
+        RunConfig {
+            concurrency: 1,
+            policy: SessionPolicy::Task,
+            call_timeout: agent::DEFAULT_CALL_TIMEOUT,
+            verify_timeout: Duration::from_secs(10 * 60),
+            max_turns: Some(50),
+            max_turns_cap: 200,
+            retry: RetryPolicy::default(),
+            rotation_threshold: 0.8,
+            lease_ttl: Duration::from_secs(60),
+            escalate_when_exhausted: false,
+            agent: AgentOptions {
+                permission_mode: Some(PermissionMode::AcceptEdits),
+                ..AgentOptions::default()
+            },
+        }
+    }
+}
+
+impl Default for RetryPolicy {
+    fn default() -> RetryPolicy {
+        RetryPolicy {
+            max_retries: 5,
+            base_delay: Duration::from_secs(2),
+            max_delay: Duration::from_secs(60),
+            max_rate_limit_wait: Duration::from_secs(60 * 60),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// The wait before retry number `retry` (from 1).
+    pub fn backoff(&self, retry: u32) -> Duration {
+        let factor = 2u32.saturating_pow(retry.saturating_sub(1));
+        self.base_delay.saturating_mul(factor).min(self.max_delay)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_the_cap() {
+        let retry = RetryPolicy {
+            base_delay: Duration::from_secs(2),
+            max_delay: Duration::from_secs(10),
+            ..RetryPolicy::default()
+        };
+        let waits: Vec<u64> = (1..=5).map(|n| retry.backoff(n).as_secs()).collect();
+        assert_eq!(waits, [2, 4, 8, 10, 10]);
+        assert_eq!(retry.backoff(100), Duration::from_secs(10));
+    }
+}

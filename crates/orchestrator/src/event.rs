@@ -1,0 +1,111 @@
+//! What a run reports as it goes, for a person watching it.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use agent::{AgentEvent, PlanKind, SessionId, Usage};
+use session_store::{CallOutcome, SessionPolicy, SessionStatus, SweptSession, TaskId, TaskStatus};
+
+/// Something that happened in a run.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RunEvent {
+    /// Recovery at the start of the run abandoned a stale session.
+    Recovered {
+        swept: SweptSession,
+        stopped_agent: bool,
+    },
+    /// A task was claimed and starts.
+    TaskStarted { task: TaskId, title: String },
+    /// A session was opened (or reopened) for a task.
+    SessionOpened {
+        task: TaskId,
+        session: SessionId,
+        policy: SessionPolicy,
+        reopened: bool,
+    },
+    /// A session ended.
+    SessionClosed {
+        task: TaskId,
+        session: SessionId,
+        status: SessionStatus,
+        reason: String,
+    },
+    /// An agent call starts.
+    CallStarted {
+        task: TaskId,
+        session: SessionId,
+        iteration: u32,
+        plan: PlanKind,
+    },
+    /// The agent reported progress during a call.
+    Agent {
+        task: TaskId,
+        session: SessionId,
+        event: AgentEvent,
+    },
+    /// An agent call ended and was recorded.
+    CallFinished {
+        task: TaskId,
+        session: SessionId,
+        iteration: u32,
+        outcome: CallOutcome,
+        usage: Usage,
+        cost_usd: f64,
+        turns: u32,
+        duration: Duration,
+    },
+    /// A verification command ended.
+    CheckFinished {
+        task: TaskId,
+        iteration: u32,
+        command: String,
+        passed: bool,
+        duration: Duration,
+    },
+    /// The loop decided what to do next, in words.
+    Decision {
+        task: TaskId,
+        iteration: u32,
+        decision: String,
+    },
+    /// A task reached a state this run leaves it in.
+    TaskFinished {
+        task: TaskId,
+        status: TaskStatus,
+        reason: Option<String>,
+    },
+}
+
+/// Where a run's [`RunEvent`]s go. Cheap to clone; by default events are dropped.
+#[derive(Clone, Default)]
+pub struct RunEvents {
+    deliver: Option<Arc<dyn Fn(RunEvent) + Send + Sync>>,
+}
+
+impl RunEvents {
+    pub fn none() -> RunEvents {
+        RunEvents::default()
+    }
+
+    /// Events go to `deliver`, called on the run's tasks: it should be quick.
+    pub fn new(deliver: impl Fn(RunEvent) + Send + Sync + 'static) -> RunEvents {
+        RunEvents {
+            deliver: Some(Arc::new(deliver)),
+        }
+    }
+
+    pub fn emit(&self, event: RunEvent) {
+        if let Some(deliver) = &self.deliver {
+            deliver(event);
+        }
+    }
+}
+
+impl fmt::Debug for RunEvents {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RunEvents")
+            .field("connected", &self.deliver.is_some())
+            .finish()
+    }
+}

@@ -1,0 +1,107 @@
+//! Recovery after a crash: abandon sessions whose runner is gone, stop the agent processes
+//! they left behind, and make their tasks runnable again so they resume their sessions.
+
+use std::time::Duration;
+
+use session_store::{LeaseOwner, StoreError, SweptSession, TaskId, TaskStatus, Timestamp};
+
+use crate::db::Db;
+
+/// How long a stale agent's process group gets between TERM and KILL.
+const STALE_AGENT_GRACE: Duration = Duration::from_secs(3);
+
+/// What recovery did about one stale session or orphaned task.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Recovered {
+    /// The session it abandoned, when it was a session.
+    pub session: Option<SweptSession>,
+    /// The task it made runnable again.
+    pub task: TaskId,
+    /// Whether an agent process of the session was still running and was stopped.
+    pub stopped_agent: bool,
+    /// Whether the task went back to `pending` (it was `running`).
+    pub requeued: bool,
+}
+
+pub(crate) async fn recover(db: &Db) -> Result<Vec<Recovered>, StoreError> {
+    let swept = db
+        .run(|store| store.sweep_stale(Timestamp::now(), |owner: &LeaseOwner| owner.is_alive()))
+        .await?;
+    let mut recovered = Vec::new();
+    for session in swept {
+        let stopped_agent = match session.agent {
+            Some(agent) if agent.is_running() => {
+                stop_group(agent.pid).await;
+                true
+            }
+            _ => false,
+        };
+        let task = session.task;
+        let requeued = requeue(db, task).await?;
+        recovered.push(Recovered {
+            session: Some(session),
+            task,
+            stopped_agent,
+            requeued,
+        });
+    }
+    // Tasks claimed by a runner that died before it opened a session have no session to
+    // sweep; the store finds them by their runner.
+    let orphaned = db
+        .run(|store| store.requeue_orphaned_tasks(|owner: &LeaseOwner| owner.is_alive()))
+        .await?;
+    for task in orphaned {
+        if recovered.iter().any(|item| item.task == task) {
+            continue;
+        }
+        recovered.push(Recovered {
+            session: None,
+            task,
+            stopped_agent: false,
+            requeued: true,
+        });
+    }
+    Ok(recovered)
+}
+
+/// Puts a task whose runner is gone back to `pending`. A task that moved on in the meantime
+/// (another runner finished it) is left as it is.
+async fn requeue(db: &Db, task: TaskId) -> Result<bool, StoreError> {
+    let reason = "its runner stopped while it was running; it resumes its session on the next run";
+    match db
+        .run(move |store| store.set_task_status(task, TaskStatus::Pending, Some(reason)))
+        .await
+    {
+        Ok(_) => Ok(true),
+        Err(StoreError::InvalidTransition { .. }) => Ok(false),
+        Err(err) => Err(err),
+    }
+}
+
+/// Stops a stale agent: TERM to its process group (it leads one), a grace period, then KILL.
+async fn stop_group(pid: u32) {
+    let Ok(group) = libc::pid_t::try_from(pid) else {
+        return;
+    };
+    signal_group(group, libc::SIGTERM);
+    let deadline = tokio::time::Instant::now() + STALE_AGENT_GRACE;
+    while tokio::time::Instant::now() < deadline {
+        if !group_exists(group) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    signal_group(group, libc::SIGKILL);
+}
+
+fn signal_group(group: libc::pid_t, signal: libc::c_int) {
+    // SAFETY: killpg has no memory-safety preconditions; a stale group only yields ESRCH.
+    unsafe {
+        libc::killpg(group, signal);
+    }
+}
+
+fn group_exists(group: libc::pid_t) -> bool {
+    // SAFETY: signal 0 performs only the existence and permission check.
+    unsafe { libc::killpg(group, 0) == 0 }
+}

@@ -1,0 +1,10 @@
+//! Integration tests of the task loop: the real store on a temp file, the scripted
+//! `MockAgent` (or a mockall mock where the question is "called with what").
+
+mod support;
+
+mod budgets;
+mod concurrency;
+mod feedback;
+mod ownership;
+mod recovery;
