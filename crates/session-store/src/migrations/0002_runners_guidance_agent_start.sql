@@ -14,5 +14,6 @@ ALTER TABLE tasks ADD COLUMN guidance TEXT;
 -- stops that very process and never another one that reused its pid.
 ALTER TABLE sessions ADD COLUMN agent_start_time INTEGER;
 
--- The milestone policy continues the latest session of a milestone.
-CREATE INDEX sessions_by_milestone ON sessions (milestone_id);
+-- The milestone policy continues the latest session of a milestone. Partial, so that opening a
+-- session outside any milestone (the common case, on the hot path) writes no index page.
+CREATE INDEX sessions_by_milestone ON sessions (milestone_id) WHERE milestone_id IS NOT NULL;
