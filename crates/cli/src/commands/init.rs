@@ -1,0 +1,116 @@
+//! `baton init`: create `.baton/` with a commented configuration file and the ledger.
+
+use std::fs::{DirBuilder, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+use serde_json::json;
+use session_store::Store;
+
+use crate::config;
+use crate::error::{CliError, Kind, Outcome};
+use crate::flags::{AgentKind, InitArgs};
+use crate::output;
+use crate::settings::{Env, Workspace};
+
+/// What `init` made.
+#[derive(Debug)]
+pub struct Created {
+    pub workspace: Workspace,
+    pub ledger: PathBuf,
+}
+
+pub fn run(
+    args: &InitArgs,
+    db_flag: Option<PathBuf>,
+    json: bool,
+    env: &Env,
+) -> anyhow::Result<Outcome> {
+    let ledger = db_flag
+        .map(|path| env.cwd.join(path))
+        .or_else(|| env.db.clone());
+    let agent = args.agent.unwrap_or(config::Defaults::AGENT);
+    let created = create(&env.cwd, ledger, agent)?;
+    let config_path = created.workspace.config_path();
+    if json {
+        output::print_json(&json!({
+            "workspace": created.workspace.root.to_string_lossy(),
+            "config": config_path.to_string_lossy(),
+            "ledger": created.ledger.to_string_lossy(),
+            "agent": agent.as_str(),
+        }));
+    } else {
+        let next = match agent {
+            AgentKind::Claude => "`baton doctor` checks that Claude Code runs; then ",
+            AgentKind::Mock => "",
+        };
+        output::print(&format!(
+            "Created a baton workspace in {}\n  config  {} (agent: {})\n  ledger  {}\n\nNext: {next}`baton task add TITLE --prompt TEXT --verify CMD`, and `baton run`.\n",
+            created.workspace.root.display(),
+            config_path.display(),
+            agent.as_str(),
+            created.ledger.display(),
+        ));
+    }
+    Ok(Outcome::Success)
+}
+
+/// Creates the workspace in `root`: `.baton/` (mode 0700), its `config.toml` (0600) and the
+/// ledger (0600), at `ledger` when given, else in `.baton/`.
+pub fn create(root: &Path, ledger: Option<PathBuf>, agent: AgentKind) -> anyhow::Result<Created> {
+    let workspace = Workspace {
+        root: root.to_owned(),
+    };
+    let dir = workspace.dir();
+    if dir.symlink_metadata().is_ok() {
+        return Err(CliError::usage(format!(
+            "`{}` already exists: this directory is already a baton workspace",
+            dir.display()
+        ))
+        .with_hint(
+            "edit .baton/config.toml to change its configuration; to start over, remove .baton/ (that deletes its ledger)",
+        )
+        .into());
+    }
+    DirBuilder::new()
+        .mode(0o700)
+        .create(&dir)
+        .map_err(|error| {
+            CliError::new(
+                Kind::Ledger,
+                format!("could not create `{}`", dir.display()),
+            )
+            .with_source(error)
+        })?;
+    let config_path = workspace.config_path();
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&config_path)
+        .map_err(|error| {
+            CliError::new(
+                Kind::Ledger,
+                format!("could not create `{}`", config_path.display()),
+            )
+            .with_source(error)
+        })?;
+    file.write_all(config::default_file(agent).as_bytes())
+        .map_err(|error| {
+            CliError::new(
+                Kind::Ledger,
+                format!("could not write `{}`", config_path.display()),
+            )
+            .with_source(error)
+        })?;
+    let ledger = ledger.unwrap_or_else(|| workspace.ledger_path());
+    Store::open(&ledger).with_context(|| {
+        format!(
+            "could not create the ledger database `{}`",
+            ledger.display()
+        )
+    })?;
+    Ok(Created { workspace, ledger })
+}

@@ -1,0 +1,163 @@
+//! `baton milestone`: create, list and show milestones.
+
+use serde_json::{Value, json};
+use session_store::{NewMilestone, TaskFilter, Totals};
+
+use crate::error::Outcome;
+use crate::flags::MilestoneCommand;
+use crate::human::{self, Align, Fields, Table};
+use crate::output;
+use crate::settings::Context;
+use crate::views::{self, MilestoneNames};
+
+pub fn run(command: MilestoneCommand, context: &Context) -> anyhow::Result<Outcome> {
+    match command {
+        MilestoneCommand::Add {
+            name,
+            description,
+            session_policy,
+        } => {
+            let mut store = context.open_store()?;
+            let id = store.create_milestone(&NewMilestone {
+                name: name.clone(),
+                description: description.unwrap_or_default(),
+                policy: session_policy,
+            })?;
+            if context.json {
+                output::print_json(&json!({ "id": id.get(), "name": name }));
+            } else {
+                output::print(&format!(
+                    "Milestone `{name}` created. Add tasks to it with `baton task add TITLE --milestone {name}`.\n"
+                ));
+            }
+            Ok(Outcome::Success)
+        }
+        MilestoneCommand::List => list(context),
+        MilestoneCommand::Show { name } => show(&name, context),
+    }
+}
+
+fn list(context: &Context) -> anyhow::Result<Outcome> {
+    let store = context.open_store()?;
+    let milestones = store.milestones()?;
+    let mut rows = Vec::new();
+    for milestone in &milestones {
+        let tasks = store.tasks(&TaskFilter {
+            milestone: Some(milestone.id),
+            ..TaskFilter::default()
+        })?;
+        let totals = store.milestone_usage(milestone.id)?;
+        rows.push((milestone, tasks, totals));
+    }
+    if context.json {
+        let items: Vec<Value> = rows
+            .iter()
+            .map(|(milestone, tasks, totals)| views::milestone(milestone, tasks, totals))
+            .collect();
+        output::print_json(&Value::Array(items));
+        return Ok(Outcome::Success);
+    }
+    if rows.is_empty() {
+        output::print("No milestones yet. Create one with `baton milestone add NAME`.\n");
+        return Ok(Outcome::Success);
+    }
+    let mut table = Table::new(&[
+        ("NAME", Align::Left),
+        ("POLICY", Align::Left),
+        ("DONE", Align::Right),
+        ("TOKENS IN/OUT", Align::Right),
+        ("COST", Align::Right),
+        ("DESCRIPTION", Align::Left),
+    ]);
+    for (milestone, tasks, totals) in &rows {
+        table.row(vec![
+            milestone.name.clone(),
+            milestone
+                .policy
+                .map_or("-", |policy| policy.as_str())
+                .to_owned(),
+            done_cell(tasks),
+            views::tokens_cell(totals),
+            human::dollars(totals.cost),
+            human::truncate(&milestone.description, 50),
+        ]);
+    }
+    output::print(&table.render());
+    Ok(Outcome::Success)
+}
+
+/// `2/3`: completed tasks of all tasks.
+fn done_cell(tasks: &[session_store::Task]) -> String {
+    let done = tasks
+        .iter()
+        .filter(|task| task.status == session_store::TaskStatus::Completed)
+        .count();
+    format!("{done}/{}", tasks.len())
+}
+
+fn show(name: &str, context: &Context) -> anyhow::Result<Outcome> {
+    let store = context.open_store()?;
+    let milestone = super::milestone_named(&store, name)?;
+    let tasks = store.tasks(&TaskFilter {
+        milestone: Some(milestone.id),
+        ..TaskFilter::default()
+    })?;
+    let totals: Totals = store.milestone_usage(milestone.id)?;
+    let names = MilestoneNames::load(&store)?;
+    let sessions = views::sessions_by_task(&store, &tasks)?;
+    if context.json {
+        let mut object = views::milestone(&milestone, &tasks, &totals);
+        if let Value::Object(map) = &mut object {
+            map.insert(
+                "tasks".into(),
+                tasks
+                    .iter()
+                    .map(|task| {
+                        views::task(
+                            task,
+                            Some(&milestone.name),
+                            sessions
+                                .get(&task.id)
+                                .map(Vec::as_slice)
+                                .unwrap_or_default(),
+                        )
+                    })
+                    .collect(),
+            );
+        }
+        output::print_json(&object);
+        return Ok(Outcome::Success);
+    }
+    let mut out = format!("Milestone {}\n", milestone.name);
+    let mut fields = Fields::new();
+    if !milestone.description.is_empty() {
+        fields.field("description", milestone.description.clone());
+    }
+    fields
+        .field(
+            "policy",
+            milestone
+                .policy
+                .map_or("inherited from the run", |policy| policy.as_str()),
+        )
+        .field("done", format!("{} tasks completed", done_cell(&tasks)))
+        .field("created", human::time(milestone.created_at))
+        .field("usage", views::usage_line(&totals));
+    out.push_str(&fields.render());
+    if tasks.is_empty() {
+        out.push_str(&format!(
+            "\nNo tasks yet: `baton task add TITLE --milestone {}` adds one.\n",
+            milestone.name
+        ));
+    } else {
+        out.push_str("\nTasks:\n");
+        out.push_str(
+            &super::task::task_table(&tasks, &names, &sessions)
+                .lines()
+                .map(|line| format!("  {line}\n"))
+                .collect::<String>(),
+        );
+    }
+    output::print(&out);
+    Ok(Outcome::Success)
+}

@@ -1,0 +1,459 @@
+//! `baton task`: add, list, show, cancel, retry, and make tasks wait for others.
+
+use std::io::Read;
+use std::path::Path;
+
+use serde_json::{Value, json};
+use session_store::{
+    NewTask, SessionFilter, StoreError, Task, TaskFilter, TaskId, TaskStatus, Totals,
+};
+
+use crate::error::{CliError, Kind, Outcome};
+use crate::flags::{TaskAddArgs, TaskCommand, TaskListArgs};
+use crate::human::{self, Align, Fields, Table};
+use crate::output;
+use crate::settings::Context;
+use crate::views::{self, MilestoneNames};
+
+pub fn run(command: TaskCommand, context: &Context) -> anyhow::Result<Outcome> {
+    match command {
+        TaskCommand::Add(args) => add(args, context),
+        TaskCommand::List(args) => list(&args, context),
+        TaskCommand::Show { id } => show(TaskId(id), context),
+        TaskCommand::Cancel { id } => cancel(TaskId(id), context),
+        TaskCommand::Retry { id, message } => retry(TaskId(id), message.as_deref(), context),
+        TaskCommand::Depend { id, on } => depend(TaskId(id), &on, context),
+    }
+}
+
+fn add(args: TaskAddArgs, context: &Context) -> anyhow::Result<Outcome> {
+    let mut store = context.open_store()?;
+    let prompt = match (&args.prompt, &args.prompt_file) {
+        (Some(prompt), _) => prompt.clone(),
+        (None, Some(file)) => read_prompt(file, &context.env.cwd)?,
+        (None, None) => args.title.clone(),
+    };
+    if prompt.trim().is_empty() {
+        return Err(CliError::usage("the task's prompt is empty")
+            .with_hint("give the agent something to do with --prompt TEXT or --prompt-file FILE")
+            .into());
+    }
+    let milestone = match &args.milestone {
+        Some(name) => Some(super::milestone_named(&store, name)?.id),
+        None => None,
+    };
+    let working_dir = match &args.workdir {
+        Some(dir) => existing_dir(&context.env.cwd.join(dir))?,
+        None => context.default_workdir().to_owned(),
+    };
+    let task = NewTask {
+        title: args.title,
+        prompt,
+        milestone,
+        working_dir,
+        max_iterations: args
+            .max_iterations
+            .unwrap_or(context.settings.max_iterations),
+        max_turns: args.max_turns,
+        policy: args.session_policy,
+        verify_commands: args.verify,
+        after: args.after.into_iter().map(TaskId).collect(),
+    };
+    let id = store.add_task(&task)?;
+    if context.json {
+        output::print_json(&json!({ "id": id.get() }));
+    } else {
+        output::print(&format!("{id}\n"));
+    }
+    Ok(Outcome::Success)
+}
+
+/// Reads a prompt file (`-` is standard input).
+fn read_prompt(file: &Path, cwd: &Path) -> anyhow::Result<String> {
+    if file == Path::new("-") {
+        let mut prompt = String::new();
+        std::io::stdin()
+            .read_to_string(&mut prompt)
+            .map_err(|error| {
+                CliError::usage("could not read the prompt from standard input").with_source(error)
+            })?;
+        return Ok(prompt);
+    }
+    let path = cwd.join(file);
+    std::fs::read_to_string(&path).map_err(|error| {
+        let kind = if error.kind() == std::io::ErrorKind::NotFound {
+            Kind::NotFound
+        } else {
+            Kind::Usage
+        };
+        CliError::new(
+            kind,
+            format!("could not read the prompt file `{}`", path.display()),
+        )
+        .with_hint("check the path (relative paths start from the current directory), or give the prompt with --prompt TEXT")
+        .with_source(error)
+        .into()
+    })
+}
+
+/// The absolute, canonical form of a directory that must exist.
+fn existing_dir(path: &Path) -> anyhow::Result<std::path::PathBuf> {
+    match std::fs::canonicalize(path) {
+        Ok(dir) if dir.is_dir() => Ok(dir),
+        Ok(_) => Err(CliError::usage(format!(
+            "the working directory `{}` is not a directory",
+            path.display()
+        ))
+        .with_hint("pass a directory to --workdir")
+        .into()),
+        Err(error) => Err(CliError::not_found(format!(
+            "the working directory `{}` does not exist",
+            path.display()
+        ))
+        .with_hint("create it first, or pass another --workdir")
+        .with_source(error)
+        .into()),
+    }
+}
+
+fn list(args: &TaskListArgs, context: &Context) -> anyhow::Result<Outcome> {
+    let store = context.open_store()?;
+    let milestone = match &args.milestone {
+        Some(name) => Some(super::milestone_named(&store, name)?.id),
+        None => None,
+    };
+    let tasks = store.tasks(&TaskFilter {
+        status: args.status,
+        milestone,
+    })?;
+    let names = MilestoneNames::load(&store)?;
+    let sessions = views::sessions_by_task(&store, &tasks)?;
+    if context.json {
+        let items: Vec<Value> = tasks
+            .iter()
+            .map(|task| {
+                views::task(
+                    task,
+                    names.name(task.milestone),
+                    session_ids(&sessions, task.id),
+                )
+            })
+            .collect();
+        output::print_json(&Value::Array(items));
+        return Ok(Outcome::Success);
+    }
+    if tasks.is_empty() {
+        output::print(if args.status.is_some() || args.milestone.is_some() {
+            "No tasks match.\n"
+        } else {
+            "No tasks yet. Add one with `baton task add TITLE --prompt TEXT --verify CMD`.\n"
+        });
+        return Ok(Outcome::Success);
+    }
+    output::print(&task_table(&tasks, &names, &sessions));
+    output::print(&summary_line(&tasks));
+    Ok(Outcome::Success)
+}
+
+fn session_ids(
+    sessions: &std::collections::BTreeMap<TaskId, Vec<agent::SessionId>>,
+    task: TaskId,
+) -> &[agent::SessionId] {
+    sessions.get(&task).map(Vec::as_slice).unwrap_or_default()
+}
+
+/// The table `task list` and `milestone show` print.
+pub fn task_table(
+    tasks: &[Task],
+    names: &MilestoneNames,
+    sessions: &std::collections::BTreeMap<TaskId, Vec<agent::SessionId>>,
+) -> String {
+    let mut table = Table::new(&[
+        ("ID", Align::Right),
+        ("STATUS", Align::Left),
+        ("TITLE", Align::Left),
+        ("MILESTONE", Align::Left),
+        ("ITER", Align::Right),
+        ("SESSIONS", Align::Right),
+        ("TOKENS IN/OUT", Align::Right),
+        ("COST", Align::Right),
+    ]);
+    for task in tasks {
+        table.row(vec![
+            task.id.to_string(),
+            task.status.to_string(),
+            human::truncate(&task.title, 40),
+            names.name(task.milestone).unwrap_or("-").to_owned(),
+            format!("{}/{}", task.iterations, task.max_iterations),
+            session_ids(sessions, task.id).len().to_string(),
+            views::tokens_cell(&task.totals),
+            human::dollars(task.totals.cost),
+        ]);
+    }
+    table.render()
+}
+
+/// `3 tasks: 1 pending, 2 completed; 12.3k tokens in, 1.2k out; $0.0123`.
+pub fn summary_line(tasks: &[Task]) -> String {
+    let mut totals = Totals::default();
+    for task in tasks {
+        totals += task.totals;
+    }
+    let states: Vec<String> = TaskStatus::ALL
+        .iter()
+        .filter_map(|status| {
+            let count = tasks.iter().filter(|task| task.status == *status).count();
+            (count > 0).then(|| format!("{count} {status}"))
+        })
+        .collect();
+    format!(
+        "{} {}: {}; {} tokens in, {} out; {}\n",
+        tasks.len(),
+        views::plural(tasks.len() as u64, "task", "tasks"),
+        states.join(", "),
+        human::tokens(totals.usage.prompt_tokens()),
+        human::tokens(totals.usage.output_tokens),
+        human::dollars(totals.cost),
+    )
+}
+
+fn show(id: TaskId, context: &Context) -> anyhow::Result<Outcome> {
+    let store = context.open_store()?;
+    let task = store.task(id)?;
+    let names = MilestoneNames::load(&store)?;
+    let sessions_of = views::sessions_by_task(&store, std::slice::from_ref(&task))?;
+    let session_ids = session_ids(&sessions_of, id);
+    let calls = store.calls_for_task(id)?;
+    let verifications = store.verifications_for_task(id)?;
+    if context.json {
+        let mut object = views::task(&task, names.name(task.milestone), session_ids);
+        if let Value::Object(map) = &mut object {
+            map.insert("calls".into(), calls.iter().map(views::call).collect());
+            map.insert(
+                "verifications".into(),
+                verifications.iter().map(views::verification).collect(),
+            );
+        }
+        output::print_json(&object);
+        return Ok(Outcome::Success);
+    }
+
+    let mut out = format!("Task {}: {}\n", task.id, task.title);
+    let mut fields = Fields::new();
+    fields
+        .field("status", task.status.as_str())
+        .field("milestone", names.name(task.milestone).unwrap_or("-"))
+        .field("working dir", task.working_dir.display().to_string())
+        .field(
+            "iterations",
+            format!("{} of {}", task.iterations, task.max_iterations),
+        )
+        .field(
+            "max turns",
+            task.max_turns
+                .map_or_else(|| String::from("run default"), |n| n.to_string()),
+        )
+        .field(
+            "policy",
+            task.policy
+                .map_or("inherited (milestone, then run)", |policy| policy.as_str()),
+        );
+    if !task.after.is_empty() {
+        let after: Vec<String> = task.after.iter().map(TaskId::to_string).collect();
+        fields.field("after", after.join(", "));
+    }
+    if let Some(reason) = &task.failure_reason {
+        fields.field("reason", reason.clone());
+    }
+    if let Some(guidance) = &task.guidance {
+        fields.field(
+            "guidance",
+            format!("{guidance} (goes with the next prompt)"),
+        );
+    }
+    fields
+        .field("created", human::time(task.created_at))
+        .field("started", views::time_cell(task.started_at))
+        .field("finished", views::time_cell(task.finished_at))
+        .field("usage", views::usage_line(&task.totals));
+    out.push_str(&fields.render());
+    out.push_str("\nPrompt:\n");
+    for line in task.prompt.lines() {
+        out.push_str(&format!("  {line}\n"));
+    }
+    out.push_str("\nVerification:\n");
+    if task.verify_commands.is_empty() {
+        out.push_str("  none: the task is done when the agent succeeds\n");
+    }
+    for command in &task.verify_commands {
+        out.push_str(&format!("  $ {command}\n"));
+    }
+    if !session_ids.is_empty() {
+        let sessions = store.sessions(&SessionFilter::default())?;
+        let mine: Vec<_> = sessions
+            .iter()
+            .filter(|session| session_ids.contains(&session.id))
+            .cloned()
+            .collect();
+        out.push_str("\nSessions:\n");
+        out.push_str(&indent(&super::session::session_table(&mine, &names)));
+    }
+    if !calls.is_empty() {
+        out.push_str("\nAgent calls:\n");
+        out.push_str(&indent(&super::session::call_table(&calls)));
+    }
+    if !verifications.is_empty() {
+        let mut table = Table::new(&[
+            ("ITER", Align::Right),
+            ("RESULT", Align::Left),
+            ("TIME", Align::Right),
+            ("COMMAND", Align::Left),
+        ]);
+        for verification in &verifications {
+            let result = if verification.passed() {
+                String::from("passed")
+            } else if verification.timed_out {
+                String::from("timed out")
+            } else {
+                format!(
+                    "failed ({})",
+                    verification
+                        .exit
+                        .map_or_else(|| String::from("did not run"), views::exit_text)
+                )
+            };
+            table.row(vec![
+                verification.iteration.to_string(),
+                result,
+                human::duration(verification.duration),
+                human::truncate(&verification.command, 60),
+            ]);
+        }
+        out.push_str("\nVerifications:\n");
+        out.push_str(&indent(&table.render()));
+        let failures: Vec<_> = verifications
+            .iter()
+            .filter(|verification| {
+                !verification.passed() && !verification.output_tail.trim().is_empty()
+            })
+            .collect();
+        if !failures.is_empty() {
+            out.push_str("\nOutput of the failed checks (sent back to the agent as feedback):\n");
+            for verification in failures {
+                out.push_str(&format!(
+                    "  iteration {}: $ {}\n",
+                    verification.iteration,
+                    human::truncate(&verification.command, 70)
+                ));
+                let lines: Vec<&str> = verification.output_tail.trim().lines().collect();
+                for line in &lines[lines.len().saturating_sub(10)..] {
+                    out.push_str(&format!("    | {line}\n"));
+                }
+            }
+        }
+    }
+    output::print(&out);
+    Ok(Outcome::Success)
+}
+
+fn indent(text: &str) -> String {
+    text.lines().map(|line| format!("  {line}\n")).collect()
+}
+
+fn cancel(id: TaskId, context: &Context) -> anyhow::Result<Outcome> {
+    let mut store = context.open_store()?;
+    let task = store.task(id)?;
+    if task.status == TaskStatus::Running {
+        return Err(CliError::usage(format!(
+            "task {id} is running: a run is working on it"
+        ))
+        .with_hint("stop that run first (Ctrl-C), then cancel; if its runner is gone, `baton recover` makes the task pending")
+        .into());
+    }
+    let was = store
+        .set_task_status(id, TaskStatus::Cancelled, Some("cancelled by a person"))
+        .map_err(|error| with_state_hint(error, id))?;
+    if context.json {
+        output::print_json(&json!({ "id": id.get(), "status": "cancelled", "was": was.as_str() }));
+    } else {
+        output::print(&format!(
+            "Task {id} is cancelled (it was {was}). `baton task retry {id}` makes it pending again.\n"
+        ));
+    }
+    Ok(Outcome::Success)
+}
+
+fn retry(id: TaskId, message: Option<&str>, context: &Context) -> anyhow::Result<Outcome> {
+    let mut store = context.open_store()?;
+    let was = store.task(id)?.status;
+    if !matches!(
+        was,
+        TaskStatus::Failed | TaskStatus::Blocked | TaskStatus::Cancelled
+    ) {
+        let hint = match was {
+            TaskStatus::Pending => "it is already waiting to run: `baton run` runs it",
+            TaskStatus::Running => {
+                "a run is working on it; if its runner is gone, `baton recover` makes it pending"
+            }
+            _ => "a completed task is final; add a new task for more work",
+        };
+        return Err(CliError::usage(format!(
+            "task {id} is {was}: only a failed, blocked or cancelled task can be retried"
+        ))
+        .with_hint(hint)
+        .into());
+    }
+    store
+        .retry_task(id, message)
+        .map_err(|error| with_state_hint(error, id))?;
+    if context.json {
+        output::print_json(&json!({
+            "id": id.get(),
+            "status": "pending",
+            "was": was.as_str(),
+            "guidance": message,
+        }));
+    } else {
+        let guidance = if message.is_some() {
+            ", with your message"
+        } else {
+            ""
+        };
+        output::print(&format!(
+            "Task {id} is pending again (it was {was}). The next `baton run` continues it, resuming its session if it has one{guidance}.\n"
+        ));
+    }
+    Ok(Outcome::Success)
+}
+
+fn depend(id: TaskId, on: &[i64], context: &Context) -> anyhow::Result<Outcome> {
+    let mut store = context.open_store()?;
+    for prerequisite in on {
+        store.add_dependency(id, TaskId(*prerequisite))?;
+    }
+    let task = store.task(id)?;
+    if context.json {
+        output::print_json(&json!({
+            "id": id.get(),
+            "after": task.after.iter().map(|id| id.get()).collect::<Vec<_>>(),
+        }));
+    } else {
+        let after: Vec<String> = task.after.iter().map(TaskId::to_string).collect();
+        output::print(&format!(
+            "Task {id} now waits for {} {}.\n",
+            views::plural(after.len() as u64, "task", "tasks"),
+            after.join(", ")
+        ));
+    }
+    Ok(Outcome::Success)
+}
+
+/// A state change the ledger refused, with what the person can do instead.
+fn with_state_hint(error: StoreError, id: TaskId) -> anyhow::Error {
+    match error {
+        StoreError::InvalidTransition { .. } => CliError::usage(error.to_string())
+            .with_hint(format!("`baton task show {id}` shows the task's state"))
+            .into(),
+        other => other.into(),
+    }
+}

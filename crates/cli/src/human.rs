@@ -1,0 +1,305 @@
+//! Figures for people: durations, token counts, dollars, times, and plain-text tables.
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use session_store::{Cost, Timestamp};
+
+/// A token count in at most four significant characters: `950`, `12.3k`, `4.1M`.
+pub fn tokens(count: u64) -> String {
+    match count {
+        0..1_000 => count.to_string(),
+        1_000..999_950 => trim_point_zero(format!("{:.1}k", count as f64 / 1e3)),
+        _ => trim_point_zero(format!("{:.1}M", count as f64 / 1e6)),
+    }
+}
+
+/// Dollars: two decimals from a dollar up, four below (`$0.0123`), and `$0` for nothing.
+pub fn dollars(cost: Cost) -> String {
+    let usd = cost.as_usd();
+    if cost == Cost::ZERO {
+        String::from("$0")
+    } else if usd >= 1.0 {
+        format!("${usd:.2}")
+    } else if usd >= 0.000_05 {
+        format!("${usd:.4}")
+    } else {
+        String::from("<$0.0001")
+    }
+}
+
+/// A duration a person reads at a glance: `850ms`, `12.3s`, `4m 05s`, `1h 02m`.
+pub fn duration(duration: Duration) -> String {
+    let millis = duration.as_millis();
+    if millis < 1_000 {
+        format!("{millis}ms")
+    } else if millis < 60_000 {
+        format!("{:.1}s", duration.as_secs_f64())
+    } else {
+        let seconds = duration.as_secs();
+        if seconds < 3_600 {
+            format!("{}m {:02}s", seconds / 60, seconds % 60)
+        } else {
+            format!("{}h {:02}m", seconds / 3_600, seconds % 3_600 / 60)
+        }
+    }
+}
+
+/// A clock for elapsed time: `0:42`, `12:05`, `1:02:03`.
+pub fn clock(elapsed: Duration) -> String {
+    let seconds = elapsed.as_secs();
+    if seconds < 3_600 {
+        format!("{}:{:02}", seconds / 60, seconds % 60)
+    } else {
+        format!(
+            "{}:{:02}:{:02}",
+            seconds / 3_600,
+            seconds % 3_600 / 60,
+            seconds % 60
+        )
+    }
+}
+
+/// A moment in UTC for a table: `2025-11-24 04:05:06Z`.
+pub fn time(at: Timestamp) -> String {
+    let parts = UtcParts::of(at);
+    format!(
+        "{:04}-{:02}-{:02} {:02}:{:02}:{:02}Z",
+        parts.year, parts.month, parts.day, parts.hour, parts.minute, parts.second
+    )
+}
+
+/// A moment as RFC 3339 in UTC with milliseconds, for JSON: `2025-11-24T04:05:06.123Z`.
+pub fn rfc3339(at: Timestamp) -> String {
+    let parts = UtcParts::of(at);
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
+        parts.year, parts.month, parts.day, parts.hour, parts.minute, parts.second, parts.millis
+    )
+}
+
+/// The time between two moments, or zero when they are out of order.
+pub fn between(start: Timestamp, end: Timestamp) -> Duration {
+    u64::try_from(end.as_millis() - start.as_millis())
+        .map(Duration::from_millis)
+        .unwrap_or_default()
+}
+
+/// Text cut to `width` characters, ending with `…` when it was cut. Newlines become spaces.
+pub fn truncate(text: &str, width: usize) -> String {
+    let flat: String = text
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    let flat = flat.trim();
+    if flat.chars().count() <= width {
+        flat.to_owned()
+    } else {
+        let mut cut: String = flat.chars().take(width.saturating_sub(1)).collect();
+        cut.push('…');
+        cut
+    }
+}
+
+fn trim_point_zero(text: String) -> String {
+    text.replace(".0k", "k").replace(".0M", "M")
+}
+
+struct UtcParts {
+    year: i64,
+    month: u32,
+    day: u32,
+    hour: i64,
+    minute: i64,
+    second: i64,
+    millis: i64,
+}
+
+impl UtcParts {
+    /// Splits a timestamp into civil UTC fields (Howard Hinnant's `civil_from_days`).
+    fn of(at: Timestamp) -> UtcParts {
+        let millis = at.as_millis();
+        let days = millis.div_euclid(86_400_000);
+        let of_day = millis.rem_euclid(86_400_000);
+        let z = days + 719_468;
+        let era = z.div_euclid(146_097);
+        let day_of_era = z.rem_euclid(146_097);
+        let year_of_era =
+            (day_of_era - day_of_era / 1_460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+        let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+        let month_index = (5 * day_of_year + 2) / 153;
+        let day = (day_of_year - (153 * month_index + 2) / 5 + 1) as u32;
+        let month = if month_index < 10 {
+            month_index + 3
+        } else {
+            month_index - 9
+        } as u32;
+        let year = year_of_era + era * 400 + i64::from(month <= 2);
+        UtcParts {
+            year,
+            month,
+            day,
+            hour: of_day / 3_600_000,
+            minute: of_day % 3_600_000 / 60_000,
+            second: of_day % 60_000 / 1_000,
+            millis: of_day % 1_000,
+        }
+    }
+}
+
+/// How a column lines up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Align {
+    Left,
+    Right,
+}
+
+/// A plain-text table: a header row and rows of cells, columns padded to their widest cell
+/// and separated by two spaces. No borders, so it reads well in a terminal and in a log.
+#[derive(Debug, Clone)]
+pub struct Table {
+    columns: Vec<(String, Align)>,
+    rows: Vec<Vec<String>>,
+}
+
+impl Table {
+    pub fn new(columns: &[(&str, Align)]) -> Table {
+        Table {
+            columns: columns
+                .iter()
+                .map(|(name, align)| ((*name).to_owned(), *align))
+                .collect(),
+            rows: Vec::new(),
+        }
+    }
+
+    pub fn row(&mut self, cells: Vec<String>) {
+        debug_assert_eq!(
+            cells.len(),
+            self.columns.len(),
+            "a row has one cell a column"
+        );
+        self.rows.push(cells);
+    }
+
+    /// The table as lines, each ending with a newline, trailing spaces trimmed.
+    pub fn render(&self) -> String {
+        let mut widths: Vec<usize> = self
+            .columns
+            .iter()
+            .map(|(name, _)| name.chars().count())
+            .collect();
+        for row in &self.rows {
+            for (width, cell) in widths.iter_mut().zip(row) {
+                *width = (*width).max(cell.chars().count());
+            }
+        }
+        let mut out = String::new();
+        let header: Vec<String> = self.columns.iter().map(|(name, _)| name.clone()).collect();
+        for cells in std::iter::once(&header).chain(&self.rows) {
+            let mut line = String::new();
+            for (index, ((_, align), cell)) in self.columns.iter().zip(cells).enumerate() {
+                if index > 0 {
+                    line.push_str("  ");
+                }
+                let pad = widths[index].saturating_sub(cell.chars().count());
+                match align {
+                    Align::Left => {
+                        line.push_str(cell);
+                        line.push_str(&" ".repeat(pad));
+                    }
+                    Align::Right => {
+                        line.push_str(&" ".repeat(pad));
+                        line.push_str(cell);
+                    }
+                }
+            }
+            let _ = writeln!(out, "{}", line.trim_end());
+        }
+        out
+    }
+}
+
+/// Aligned `label  value` lines, for `show` commands.
+#[derive(Debug, Default)]
+pub struct Fields {
+    lines: Vec<(String, String)>,
+}
+
+impl Fields {
+    pub fn new() -> Fields {
+        Fields::default()
+    }
+
+    pub fn field(&mut self, label: &str, value: impl Into<String>) -> &mut Fields {
+        self.lines.push((label.to_owned(), value.into()));
+        self
+    }
+
+    pub fn render(&self) -> String {
+        let width = self
+            .lines
+            .iter()
+            .map(|(label, _)| label.chars().count())
+            .max()
+            .unwrap_or(0);
+        let mut out = String::new();
+        for (label, value) in &self.lines {
+            let _ = writeln!(out, "  {label:<width$}  {value}");
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_counts_read_at_a_glance() {
+        let shown: Vec<String> = [0, 950, 1_000, 12_345, 999_949, 999_950, 4_100_000]
+            .map(tokens)
+            .to_vec();
+        assert_eq!(shown, ["0", "950", "1k", "12.3k", "999.9k", "1M", "4.1M"]);
+    }
+
+    #[test]
+    fn dollars_keep_small_amounts_visible() {
+        let shown: Vec<String> = [0, 12_300_000, 1_234_567_890, 10]
+            .map(|nano| dollars(Cost::from_nano_usd(nano)))
+            .to_vec();
+        assert_eq!(shown, ["$0", "$0.0123", "$1.23", "<$0.0001"]);
+    }
+
+    #[test]
+    fn durations_and_clocks() {
+        let shown: Vec<String> = [850, 12_345, 245_000, 3_720_000]
+            .map(|millis| duration(Duration::from_millis(millis)))
+            .to_vec();
+        assert_eq!(shown, ["850ms", "12.3s", "4m 05s", "1h 02m"]);
+        assert_eq!(clock(Duration::from_secs(42)), "0:42");
+        assert_eq!(clock(Duration::from_secs(3_723)), "1:02:03");
+    }
+
+    #[test]
+    fn times_are_utc_civil_dates() {
+        let at = Timestamp::from_millis(1_700_000_000_123);
+        assert_eq!(time(at), "2023-11-14 22:13:20Z");
+        assert_eq!(rfc3339(at), "2023-11-14T22:13:20.123Z");
+        assert_eq!(rfc3339(Timestamp::EPOCH), "1970-01-01T00:00:00.000Z");
+        // A leap day.
+        assert_eq!(
+            rfc3339(Timestamp::from_millis(951_782_400_000)),
+            "2000-02-29T00:00:00.000Z"
+        );
+    }
+
+    #[test]
+    fn tables_pad_columns_and_trim_lines() {
+        let mut table = Table::new(&[("ID", Align::Right), ("TITLE", Align::Left)]);
+        table.row(vec!["7".into(), "short".into()]);
+        table.row(vec!["12".into(), "a longer title".into()]);
+        assert_eq!(table.render(), "ID  TITLE\n 7  short\n12  a longer title\n");
+        assert_eq!(truncate("one\ntwo three", 8), "one two…");
+    }
+}

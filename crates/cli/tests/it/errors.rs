@@ -1,0 +1,173 @@
+//! Errors a person can hit: each says what went wrong, with which id, path or key, what to do,
+//! and exits with its documented code.
+
+use crate::snapshot;
+use crate::support::World;
+
+#[test]
+fn outside_a_workspace_is_not_found() {
+    let world = World::new();
+    snapshot!(
+        "no_workspace",
+        world.baton(&["task", "list"]).code(3).normalised()
+    );
+}
+
+#[test]
+fn unknown_ids_are_not_found() {
+    let world = World::with_workspace();
+    snapshot!(
+        "unknown_task",
+        world.baton(&["task", "show", "42"]).code(3).normalised()
+    );
+    snapshot!(
+        "unknown_session",
+        world
+            .baton(&["session", "show", "0b9d6f7e-3c1a-4f2e-9d8c-5a4b3c2d1e0f"])
+            .code(3)
+            .normalised()
+    );
+    snapshot!(
+        "unknown_milestone",
+        world
+            .baton(&["task", "add", "t", "--milestone", "nope"])
+            .code(3)
+            .normalised()
+    );
+    snapshot!(
+        "unknown_after",
+        world
+            .baton(&["task", "add", "t", "--after", "9"])
+            .code(3)
+            .normalised()
+    );
+}
+
+#[test]
+fn a_malformed_uuid_is_a_usage_error() {
+    let world = World::with_workspace();
+    snapshot!(
+        "malformed_uuid",
+        world
+            .baton(&["session", "show", "not-a-uuid"])
+            .code(2)
+            .normalised()
+    );
+}
+
+#[test]
+fn a_missing_prompt_file_names_the_path() {
+    let world = World::with_workspace();
+    snapshot!(
+        "missing_prompt_file",
+        world
+            .baton(&["task", "add", "t", "--prompt-file", "nope.md"])
+            .code(3)
+            .normalised()
+    );
+    snapshot!(
+        "missing_workdir",
+        world
+            .baton(&["task", "add", "t", "--workdir", "no/such/dir"])
+            .code(3)
+            .normalised()
+    );
+}
+
+#[test]
+fn a_dependency_cycle_is_refused() {
+    let world = World::with_workspace();
+    world.add_task(&["A"]);
+    world.add_task(&["B", "--after", "1"]);
+    world.add_task(&["C", "--after", "2"]);
+    snapshot!(
+        "dependency_cycle",
+        world
+            .baton(&["task", "depend", "1", "--on", "3"])
+            .code(2)
+            .normalised()
+    );
+}
+
+#[test]
+fn an_unknown_config_key_names_the_key_the_line_and_the_file() {
+    let world = World::with_workspace();
+    let config = world.work().join(".baton/config.toml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(&config, text.replace("[run]\n", "[run]\nconcurency = 4\n")).unwrap();
+    snapshot!(
+        "unknown_config_key",
+        world.baton(&["task", "list"]).code(2).normalised()
+    );
+}
+
+#[test]
+fn a_bad_config_value_names_the_key() {
+    let world = World::with_workspace();
+    let config = world.work().join(".baton/config.toml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        text.replace("# timeout = \"30m\"", "timeout = \"30 minutes\""),
+    )
+    .unwrap();
+    snapshot!(
+        "bad_config_value",
+        world.baton(&["run"]).code(2).normalised()
+    );
+    std::fs::write(
+        &config,
+        text.replace(
+            "# context_rotation_threshold = 0.8",
+            "context_rotation_threshold = 2",
+        ),
+    )
+    .unwrap();
+    snapshot!(
+        "bad_config_threshold",
+        world.baton(&["doctor"]).code(2).normalised()
+    );
+}
+
+#[test]
+fn a_missing_ledger_is_not_found() {
+    let world = World::with_workspace();
+    std::fs::remove_file(world.work().join(".baton/baton.db")).unwrap();
+    snapshot!(
+        "missing_ledger",
+        world.baton(&["task", "list"]).code(3).normalised()
+    );
+    let elsewhere = world.root().join("none.db");
+    world
+        .baton(&["--db", elsewhere.to_str().unwrap(), "usage"])
+        .code(3);
+}
+
+#[test]
+fn a_finished_task_cannot_be_cancelled_or_retried() {
+    let world = World::with_workspace();
+    world.add_task(&["A"]);
+    world.baton(&["run"]).success();
+    snapshot!(
+        "cancel_completed",
+        world.baton(&["task", "cancel", "1"]).code(2).normalised()
+    );
+    snapshot!(
+        "retry_completed",
+        world.baton(&["task", "retry", "1"]).code(2).normalised()
+    );
+}
+
+#[test]
+fn a_missing_claude_binary_stops_the_run_before_any_task_starts() {
+    let mut world = World::new();
+    world.baton(&["init"]).success();
+    world.add_task(&["A"]);
+    world.set("BATON_CLAUDE_BIN", "/nonexistent/claude");
+    snapshot!("run_no_claude", world.baton(&["run"]).code(5).normalised());
+    let task = world
+        .baton(&["task", "show", "1", "--json"])
+        .success()
+        .json();
+    assert_eq!(task["status"], "pending", "nothing ran");
+}

@@ -1,0 +1,9 @@
+//! Tests of the `baton` binary: it runs in a temp directory with a private HOME and a cleared
+//! environment, and its normalised output is compared with reviewed insta snapshots.
+
+mod commands;
+mod errors;
+mod help;
+mod real_claude;
+mod runs;
+mod support;

@@ -1,0 +1,256 @@
+//! `baton run` with the built-in mock agent, and what the ledger shows afterwards; `baton
+//! quickstart`.
+
+use crate::snapshot;
+use crate::support::World;
+
+#[test]
+fn a_run_where_every_task_completes_exits_0() {
+    let world = World::with_workspace();
+    world.baton(&["milestone", "add", "m"]).success();
+    world.add_task(&["First", "--verify", "true", "--milestone", "m"]);
+    world.add_task(&["Second", "--after", "1"]);
+    let output = world.baton(&["run"]).success();
+    snapshot!("run_ok", output.squeezed());
+
+    let tasks = world.baton(&["task", "list", "--json"]).success().json();
+    for task in tasks.as_array().unwrap() {
+        assert_eq!(task["status"], "completed");
+        assert_eq!(task["iterations"], 1);
+        assert_eq!(task["sessions"].as_array().unwrap().len(), 1);
+        // The built-in mock agent's fixed figures.
+        assert_eq!(task["input_tokens"], 1_200);
+        assert_eq!(task["output_tokens"], 300);
+        assert_eq!(task["cost_usd"], 0.0105);
+    }
+
+    let sessions = world.baton(&["session", "list", "--json"]).success().json();
+    let sessions = sessions.as_array().unwrap();
+    assert_eq!(sessions.len(), 2);
+    for key in [
+        "id",
+        "task_id",
+        "milestone",
+        "status",
+        "policy",
+        "agent_calls",
+        "turns",
+        "input_tokens",
+        "output_tokens",
+        "cache_read_tokens",
+        "cache_creation_tokens",
+        "cost_usd",
+        "started_at",
+        "ended_at",
+        "end_reason",
+    ] {
+        assert!(
+            sessions[0].get(key).is_some(),
+            "session JSON lacks `{key}`: {}",
+            sessions[0]
+        );
+    }
+    assert_eq!(sessions[0]["milestone"], "m");
+    assert_eq!(sessions[0]["status"], "completed");
+    assert_eq!(sessions[0]["policy"], "task");
+    assert_eq!(sessions[0]["agent_calls"], 1);
+    assert_eq!(sessions[0]["task_id"], 1);
+    assert_eq!(tasks[0]["sessions"][0], sessions[0]["id"]);
+
+    snapshot!(
+        "session_list",
+        world.baton(&["session", "list"]).success().squeezed()
+    );
+    let id = sessions[1]["id"].as_str().unwrap();
+    snapshot!(
+        "session_show",
+        world.baton(&["session", "show", id]).success().squeezed()
+    );
+    let shown = world
+        .baton(&["session", "show", id, "--json"])
+        .success()
+        .json();
+    assert_eq!(shown["calls"].as_array().unwrap().len(), 1);
+    assert_eq!(shown["calls"][0]["plan"], "start");
+
+    snapshot!(
+        "usage_by_task",
+        world.baton(&["usage"]).success().normalised()
+    );
+    snapshot!(
+        "usage_by_milestone",
+        world
+            .baton(&["usage", "--by", "milestone"])
+            .success()
+            .normalised()
+    );
+    snapshot!(
+        "usage_by_session",
+        world
+            .baton(&["usage", "--by", "session"])
+            .success()
+            .normalised()
+    );
+    let usage = world
+        .baton(&["usage", "--by", "milestone", "--json"])
+        .success()
+        .json();
+    assert_eq!(usage["total"]["agent_calls"], 2);
+    assert_eq!(usage["rows"][0]["milestone"], "m");
+    assert_eq!(usage["rows"][1]["milestone"], serde_json::Value::Null);
+
+    snapshot!(
+        "run_nothing_left",
+        world.baton(&["run"]).success().normalised()
+    );
+}
+
+#[test]
+fn a_run_with_a_failing_task_exits_1_and_says_what_to_do() {
+    let world = World::with_workspace();
+    world.add_task(&[
+        "Doomed",
+        "--verify",
+        "echo the tests fail; exit 3",
+        "--max-iterations",
+        "2",
+    ]);
+    world.add_task(&["Waits", "--after", "1"]);
+    let output = world.baton(&["run"]).code(1);
+    snapshot!("run_failed", output.squeezed());
+    let task = world
+        .baton(&["task", "show", "1", "--json"])
+        .success()
+        .json();
+    assert_eq!(task["status"], "failed");
+    assert_eq!(task["iterations"], 2);
+    assert_eq!(task["verifications"].as_array().unwrap().len(), 2);
+    // Both iterations ran in the task's one session: started, then resumed.
+    assert_eq!(task["sessions"].as_array().unwrap().len(), 1);
+    let plans: Vec<&str> = task["calls"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|call| call["plan"].as_str().unwrap())
+        .collect();
+    assert_eq!(plans, ["start", "resume"]);
+    assert!(
+        task["calls"][1]["prompt"]
+            .as_str()
+            .unwrap()
+            .contains("the tests fail")
+    );
+    snapshot!(
+        "task_show_failed",
+        world.baton(&["task", "show", "1"]).success().squeezed()
+    );
+
+    // A person steps in; the task continues in its session.
+    world
+        .baton(&["task", "retry", "1", "--message", "Skip the flaky test."])
+        .success();
+    let again = world.baton(&["run", "--json"]).code(1);
+    let report = again.json();
+    assert_eq!(report["completed"], false);
+    assert_eq!(report["tasks"][0]["outcome"], "failed");
+    assert_eq!(report["tasks"][1]["outcome"], "not_run");
+    let task = world
+        .baton(&["task", "show", "1", "--json"])
+        .success()
+        .json();
+    assert_eq!(
+        task["sessions"].as_array().unwrap().len(),
+        1,
+        "the retry resumed the session"
+    );
+    let last_prompt = task["calls"][2]["prompt"].as_str().unwrap();
+    assert!(
+        last_prompt.contains("Skip the flaky test."),
+        "{last_prompt}"
+    );
+}
+
+#[test]
+fn run_json_reports_every_task() {
+    let world = World::with_workspace();
+    world.add_task(&["A", "--verify", "true"]);
+    world.add_task(&["B"]);
+    let output = world
+        .baton(&["run", "--json", "--concurrency", "2"])
+        .success();
+    let report = output.json();
+    assert_eq!(report["completed"], true);
+    assert_eq!(report["tasks"].as_array().unwrap().len(), 2);
+    assert_eq!(report["total"]["agent_calls"], 2);
+    // Progress went to stderr, as lines.
+    assert!(
+        output.stderr.contains("task 1 completed"),
+        "{}",
+        output.stderr
+    );
+}
+
+#[test]
+fn run_selects_tasks_by_id_and_milestone() {
+    let world = World::with_workspace();
+    world.baton(&["milestone", "add", "m"]).success();
+    world.add_task(&["Outside"]);
+    world.add_task(&["Inside", "--milestone", "m"]);
+    world.add_task(&["Named"]);
+    world.baton(&["run", "--milestone", "m"]).success();
+    world.baton(&["run", "3"]).success();
+    let tasks = world.baton(&["task", "list", "--json"]).success().json();
+    let states: Vec<&str> = tasks
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|task| task["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(states, ["pending", "completed", "completed"]);
+    let done = world.baton(&["run", "3"]).code(2);
+    snapshot!("run_completed_task", done.normalised());
+}
+
+#[test]
+fn recover_finds_nothing_after_a_clean_run() {
+    let world = World::with_workspace();
+    world.add_task(&["A"]);
+    world.baton(&["run"]).success();
+    let output = world.baton(&["recover", "--json"]).success();
+    assert_eq!(output.json()["recovered"], serde_json::json!([]));
+}
+
+#[test]
+fn quickstart_runs_the_examples_and_shows_the_ledger() {
+    let world = World::new();
+    let output = world.baton(&["quickstart", "--dir", "demo"]).success();
+    snapshot!("quickstart", output.squeezed());
+    let demo = world.work().join("demo");
+    assert_eq!(
+        std::fs::read_to_string(demo.join("add.sh")).unwrap(),
+        "echo $(($1 + $2))\n"
+    );
+    let tasks = world
+        .baton_in(&demo, &["task", "list", "--json"])
+        .success()
+        .json();
+    let iterations: Vec<i64> = tasks
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|task| task["iterations"].as_i64().unwrap())
+        .collect();
+    assert_eq!(
+        iterations,
+        [1, 2, 1],
+        "task 2 passes on its second iteration"
+    );
+    // Without --dir it makes a directory of its own under TMPDIR.
+    let output = world.baton(&["quickstart", "--json"]).success();
+    let workspace = output.json()["workspace"].as_str().unwrap().to_owned();
+    assert!(
+        workspace.starts_with(world.root().join("tmp").to_str().unwrap()),
+        "{workspace}"
+    );
+    assert_eq!(output.json()["run"]["completed"], true);
+}
