@@ -122,7 +122,7 @@ pub enum TaskCommand {
         #[arg(value_parser = task_id_parser())]
         id: i64,
     },
-    /// Cancel a pending task (or a failed or blocked one) so that runs leave it alone
+    /// Cancel a pending task so that runs leave it alone
     Cancel {
         /// The task's id
         #[arg(value_parser = task_id_parser())]

@@ -1,6 +1,10 @@
 //! `baton run` with the built-in mock agent, and what the ledger shows afterwards; `baton
 //! quickstart`.
 
+use std::io::{BufRead, BufReader};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
 use crate::snapshot;
 use crate::support::World;
 
@@ -253,4 +257,117 @@ fn quickstart_runs_the_examples_and_shows_the_ledger() {
         "{workspace}"
     );
     assert_eq!(output.json()["run"]["completed"], true);
+}
+
+/// Starts `baton run` on a task whose verification hangs, sends `signal` once the check is
+/// running, and returns the exit code and what baton printed.
+fn interrupt_a_run(world: &World, signal: &str) -> (i32, String) {
+    world.add_task(&[
+        "Slow check",
+        "--verify",
+        "sleep 60",
+        "--max-iterations",
+        "2",
+    ]);
+    let mut child = world
+        .command(&world.work(), &["run"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (lines, received) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if lines.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut printed = String::new();
+    // The agent call is recorded just before the verification starts.
+    loop {
+        let line = received
+            .recv_timeout(Duration::from_secs(30))
+            .expect("baton printed the agent call within 30 s");
+        printed.push_str(&line);
+        printed.push('\n');
+        if line.contains("agent call success") {
+            break;
+        }
+    }
+    // Let the check start, then interrupt.
+    std::thread::sleep(Duration::from_millis(300));
+    let killed = std::process::Command::new("kill")
+        .args([signal, &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "baton did not stop within 30 s of {signal}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    while let Ok(line) = received.recv_timeout(Duration::from_secs(5)) {
+        printed.push_str(&line);
+        printed.push('\n');
+    }
+    (status.code().unwrap_or(-1), printed)
+}
+
+#[test]
+fn ctrl_c_stops_a_run_and_its_tasks_resume_next_time() {
+    let world = World::with_workspace();
+    let (code, printed) = interrupt_a_run(&world, "-INT");
+    assert_eq!(code, 130, "{printed}");
+    assert!(
+        printed.contains(
+            "Interrupted by SIGINT: 1 task is pending and resumes on the next `baton run`"
+        ),
+        "{printed}"
+    );
+    let task = world
+        .baton(&["task", "show", "1", "--json"])
+        .success()
+        .json();
+    assert_eq!(task["status"], "pending");
+    let sessions = world.baton(&["session", "list", "--json"]).success().json();
+    assert_ne!(
+        sessions[0]["status"], "open",
+        "the session was closed on the way out"
+    );
+    // The next run picks the task up again, in the same session.
+    let config = world.work().join(".baton/config.toml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        text.replace("# verify_timeout = \"10m\"", "verify_timeout = \"1s\""),
+    )
+    .unwrap();
+    world.baton(&["run"]).code(1);
+    let task = world
+        .baton(&["task", "show", "1", "--json"])
+        .success()
+        .json();
+    assert_eq!(task["sessions"].as_array().unwrap().len(), 1, "{task}");
+}
+
+#[test]
+fn sigterm_stops_a_run_with_143() {
+    let world = World::with_workspace();
+    let (code, printed) = interrupt_a_run(&world, "-TERM");
+    assert_eq!(code, 143, "{printed}");
+    assert!(printed.contains("Interrupted by SIGTERM"), "{printed}");
+    let task = world
+        .baton(&["task", "show", "1", "--json"])
+        .success()
+        .json();
+    assert_eq!(task["status"], "pending");
 }

@@ -67,6 +67,20 @@ impl World {
 
     /// Runs `baton ARGS` in `dir`.
     pub fn baton_in(&self, dir: &Path, args: &[&str]) -> Output {
+        let output = self
+            .command(dir, args)
+            .output()
+            .expect("the baton binary runs");
+        Output {
+            code: output.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+            root: self.root(),
+        }
+    }
+
+    /// `baton ARGS` in `dir`, ready to run, in the world's environment.
+    pub fn command(&self, dir: &Path, args: &[&str]) -> Command {
         let mut command = Command::new(env!("CARGO_BIN_EXE_baton"));
         command
             .args(args)
@@ -77,13 +91,7 @@ impl World {
             .env("TMPDIR", self.dir.path().join("tmp"))
             .envs(self.vars.iter().map(|(name, value)| (name, value)))
             .stdin(Stdio::null());
-        let output = command.output().expect("the baton binary runs");
-        Output {
-            code: output.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-            root: self.root(),
-        }
+        command
     }
 
     /// Adds a task and returns its id.
