@@ -88,6 +88,7 @@ pub fn task(task: &Task, milestone: Option<&str>, sessions: &[SessionId]) -> Val
         "sessions": sessions.iter().map(ToString::to_string).collect::<Vec<_>>(),
         "failure_reason": task.failure_reason,
         "guidance": task.guidance,
+        "runner": task.runner.as_ref().map(|runner| json!({ "pid": runner.pid, "host": runner.host })),
         "created_at": human::rfc3339(task.created_at),
         "started_at": task.started_at.map(human::rfc3339),
         "finished_at": task.finished_at.map(human::rfc3339),

@@ -265,6 +265,9 @@ fn show(id: TaskId, context: &Context) -> anyhow::Result<Outcome> {
     if let Some(reason) = &task.failure_reason {
         fields.field("reason", reason.clone());
     }
+    if let Some(runner) = &task.runner {
+        fields.field("runner", runner.to_string());
+    }
     if let Some(guidance) = &task.guidance {
         fields.field(
             "guidance",

@@ -259,67 +259,119 @@ fn quickstart_runs_the_examples_and_shows_the_ledger() {
     assert_eq!(output.json()["run"]["completed"], true);
 }
 
-/// Starts `baton run` on a task whose verification hangs, sends `signal` once the check is
-/// running, and returns the exit code and what baton printed.
-fn interrupt_a_run(world: &World, signal: &str) -> (i32, String) {
-    world.add_task(&[
-        "Slow check",
-        "--verify",
-        "sleep 60",
-        "--max-iterations",
-        "2",
-    ]);
-    let mut child = world
-        .command(&world.work(), &["run"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let (lines, received) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            if lines.send(line).is_err() {
-                break;
+/// A `baton run` in progress, stopped in its first verification, which takes `check_secs`.
+struct RunInProgress {
+    child: std::process::Child,
+    lines: std::sync::mpsc::Receiver<String>,
+    printed: String,
+}
+
+impl RunInProgress {
+    fn start(world: &World, check_secs: u32) -> RunInProgress {
+        let check = format!("sleep {check_secs}");
+        world.add_task(&["Slow check", "--verify", &check, "--max-iterations", "2"]);
+        let mut child = world
+            .command(&world.work(), &["run"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (sender, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if sender.send(line).is_err() {
+                    break;
+                }
             }
+        });
+        let mut run = RunInProgress {
+            child,
+            lines,
+            printed: String::new(),
+        };
+        // The agent call is recorded just before the verification starts.
+        while !run.printed.contains("agent call success") {
+            let line = run
+                .lines
+                .recv_timeout(Duration::from_secs(30))
+                .expect("baton printed the agent call within 30 s");
+            run.printed.push_str(&line);
+            run.printed.push('\n');
         }
-    });
-    let mut printed = String::new();
-    // The agent call is recorded just before the verification starts.
-    loop {
-        let line = received
-            .recv_timeout(Duration::from_secs(30))
-            .expect("baton printed the agent call within 30 s");
-        printed.push_str(&line);
-        printed.push('\n');
-        if line.contains("agent call success") {
-            break;
-        }
+        // Let the check start.
+        std::thread::sleep(Duration::from_millis(300));
+        run
     }
-    // Let the check start, then interrupt.
-    std::thread::sleep(Duration::from_millis(300));
-    let killed = std::process::Command::new("kill")
-        .args([signal, &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(killed.success());
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
+
+    /// Sends `signal` (as `kill` names it), waits for the exit, and returns the exit code and
+    /// everything printed.
+    fn signal(mut self, signal: &str) -> (Option<i32>, String) {
+        let killed = std::process::Command::new("kill")
+            .args([signal, &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(killed.success());
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let status = loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                break status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "baton did not stop within 30 s of {signal}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        while let Ok(line) = self.lines.recv_timeout(Duration::from_secs(5)) {
+            self.printed.push_str(&line);
+            self.printed.push('\n');
         }
-        assert!(
-            Instant::now() < deadline,
-            "baton did not stop within 30 s of {signal}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    while let Ok(line) = received.recv_timeout(Duration::from_secs(5)) {
-        printed.push_str(&line);
-        printed.push('\n');
+        (status.code(), self.printed)
     }
-    (status.code().unwrap_or(-1), printed)
+}
+
+fn interrupt_a_run(world: &World, signal: &str) -> (i32, String) {
+    let (code, printed) = RunInProgress::start(world, 60).signal(signal);
+    (code.unwrap_or(-1), printed)
+}
+
+#[test]
+fn recover_abandons_the_session_of_a_killed_run_and_requeues_its_task() {
+    let world = World::with_workspace();
+    // The check outlives baton (nothing is left to stop it), so keep it short.
+    let (code, _) = RunInProgress::start(&world, 2).signal("-KILL");
+    assert_eq!(code, None, "killed by a signal");
+    let before = world.baton(&["session", "list", "--json"]).success().json();
+    assert_eq!(
+        before[0]["status"], "open",
+        "a killed run leaves its session open"
+    );
+    assert_eq!(
+        world
+            .baton(&["task", "show", "1", "--json"])
+            .success()
+            .json()["status"],
+        "running"
+    );
+
+    let output = world.baton(&["recover"]).success();
+    snapshot!("recover", output.normalised());
+    let after = world.baton(&["session", "list", "--json"]).success().json();
+    assert_eq!(after[0]["status"], "abandoned");
+    assert_eq!(
+        world
+            .baton(&["task", "show", "1", "--json"])
+            .success()
+            .json()["status"],
+        "pending"
+    );
+    assert_eq!(
+        world.baton(&["recover", "--json"]).success().json()["recovered"],
+        serde_json::json!([]),
+        "a second sweep finds nothing"
+    );
 }
 
 #[test]

@@ -172,6 +172,8 @@ static RULES: LazyLock<Vec<(Regex, &'static str)>> = LazyLock::new(|| {
         ),
         (r"baton \d+\.\d+\.\d+", "baton [VERSION]"),
         (r"process \d+ on \S+", "process [PID] on [HOST]"),
+        // The store's schema version moves on without the CLI changing.
+        (r"schema \d+", "schema [N]"),
         (r"(?m) +$", ""),
     ]
     .into_iter()
