@@ -43,7 +43,8 @@ pub enum SessionStatus {
     Completed,
     /// Its work ended in an error.
     Failed,
-    /// Its owner went away without closing it; found by a sweep.
+    /// Stopped before its work ended: its owner went away without closing it (found by a
+    /// sweep), or the run was cancelled. Its task continues it on the next run.
     Abandoned,
     /// Replaced by a new session because its context window filled up.
     Rotated,

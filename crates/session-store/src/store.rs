@@ -156,6 +156,21 @@ impl Store {
         result.map_err(|failure: Failure| failure.into_store_error(operation, &self.path))
     }
 
+    /// Runs SQLite's quick integrity check and returns what it found wrong: nothing when the
+    /// file is sound.
+    pub fn integrity_check(&self) -> Result<Vec<String>, StoreError> {
+        self.read("check the ledger's integrity", |connection| {
+            let findings: Vec<String> = connection
+                .prepare("PRAGMA quick_check")?
+                .query_map([], |row| row.get(0))?
+                .collect::<rusqlite::Result<_>>()?;
+            Ok(findings
+                .into_iter()
+                .filter(|finding| finding != "ok")
+                .collect())
+        })
+    }
+
     /// Runs `body` in a read transaction, so that a read made of several statements sees one
     /// snapshot of the database.
     pub(crate) fn read<T>(

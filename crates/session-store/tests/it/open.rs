@@ -171,3 +171,34 @@ fn schema() {
         .unwrap();
     insta::assert_snapshot!(statements.join(";\n\n"));
 }
+
+#[test]
+fn a_sound_ledger_passes_its_integrity_check_and_a_damaged_one_does_not() {
+    let (directory, mut store) = temp_store();
+    for n in 0..50 {
+        add_task(&mut store, directory.path(), &format!("task {n}"));
+    }
+    assert_eq!(store.integrity_check().unwrap(), Vec::<String>::new());
+    // Damage the file behind the store's back: garbage over a page past the schema's.
+    let path = store.path().to_path_buf();
+    drop(store);
+    let connection = Connection::open(&path).unwrap();
+    connection
+        .execute_batch("PRAGMA wal_checkpoint(TRUNCATE);")
+        .unwrap();
+    let page_size: u64 = connection
+        .query_row("PRAGMA page_size", [], |row| row.get(0))
+        .unwrap();
+    drop(connection);
+    let mut bytes = fs::read(&path).unwrap();
+    let start = (2 * page_size) as usize;
+    assert!(
+        bytes.len() > start + 512,
+        "the ledger has more than two pages"
+    );
+    bytes[start..start + 512].fill(0xA5);
+    fs::write(&path, bytes).unwrap();
+    let store = Store::open(&path).unwrap();
+    let findings = store.integrity_check().unwrap();
+    assert!(!findings.is_empty(), "swapped index roots went unnoticed");
+}
