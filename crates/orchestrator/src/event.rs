@@ -55,6 +55,12 @@ pub enum RunEvent {
         turns: u32,
         duration: Duration,
     },
+    /// A verification command starts.
+    CheckStarted {
+        task: TaskId,
+        iteration: u32,
+        command: String,
+    },
     /// A verification command ended.
     CheckFinished {
         task: TaskId,

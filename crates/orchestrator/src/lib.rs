@@ -23,6 +23,6 @@ pub use crate::config::{AgentOptions, RetryPolicy, RunConfig};
 pub use crate::db::Db;
 pub use crate::error::OrchestratorError;
 pub use crate::event::{RunEvent, RunEvents};
-pub use crate::recovery::Recovered;
+pub use crate::recovery::{Recovered, recover};
 pub use crate::run::{Orchestrator, RunReport, Selection};
 pub use crate::task::{TaskOutcome, TaskReport};

@@ -23,7 +23,12 @@ pub struct Recovered {
     pub requeued: bool,
 }
 
-pub(crate) async fn recover(db: &Db) -> Result<Vec<Recovered>, StoreError> {
+/// Abandons sessions whose runner is gone, stops the agent processes they left running, and
+/// makes their tasks (and tasks whose runner died before opening a session) pending again.
+///
+/// [`Orchestrator::run`](crate::Orchestrator::run) does this first; it is public on its own
+/// for `baton recover`, which needs no agent.
+pub async fn recover(db: &Db) -> Result<Vec<Recovered>, StoreError> {
     let swept = db
         .run(|store| store.sweep_stale(Timestamp::now(), |owner: &LeaseOwner| owner.is_alive()))
         .await?;

@@ -212,7 +212,7 @@ impl Orchestrator {
             return Err(err);
         }
         report.cancelled = cancel.is_cancelled();
-        report.not_run = self.not_run(selection).await?;
+        report.not_run = self.not_run(selection, &attempted).await?;
         Ok(report)
     }
 
@@ -302,12 +302,16 @@ impl Orchestrator {
         })
     }
 
-    /// The selected tasks still pending after the run, and what they wait for.
+    /// The selected tasks still pending after the run that it never took up, and what they
+    /// wait for. (A task the run took up and that is pending again was interrupted; its
+    /// report says so.)
     async fn not_run(
         &self,
         selection: &Selection,
+        attempted: &HashSet<TaskId>,
     ) -> Result<Vec<(TaskId, String)>, OrchestratorError> {
         let selection = selection.clone();
+        let attempted = attempted.clone();
         let left = self
             .inner
             .db
@@ -317,7 +321,9 @@ impl Orchestrator {
                     milestone: selection.milestone,
                 })?;
                 let mut left = Vec::new();
-                for task in pending.into_iter().filter(|task| selection.contains(task)) {
+                let never_taken_up =
+                    |task: &Task| selection.contains(task) && !attempted.contains(&task.id);
+                for task in pending.into_iter().filter(never_taken_up) {
                     let mut waits = Vec::new();
                     for dependency in &task.after {
                         let status = store.task(*dependency)?.status;

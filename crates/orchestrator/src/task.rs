@@ -743,6 +743,11 @@ impl TaskRun {
     ) -> Result<Result<Vec<FailedCheck>, End>, OrchestratorError> {
         let timeout = self.inner.config.verify_timeout;
         for command in self.task.verify_commands.clone() {
+            self.inner.events.emit(RunEvent::CheckStarted {
+                task: self.task.id,
+                iteration,
+                command: command.clone(),
+            });
             let outcome =
                 match verify::run_check(&command, &self.task.working_dir, timeout, &self.cancel)
                     .await
@@ -887,8 +892,10 @@ impl TaskRun {
                 Some(reason.clone()),
                 TaskOutcome::Blocked { reason },
             ),
+            // The session did nothing wrong: it was stopped before its work ended, and the
+            // task continues it next run.
             End::Cancelled => (
-                SessionStatus::Failed,
+                SessionStatus::Abandoned,
                 String::from("cancelled"),
                 TaskStatus::Pending,
                 Some(String::from(
@@ -921,11 +928,14 @@ struct LiveSession<'a> {
 impl<'a> LiveSession<'a> {
     /// Enters `id`, or returns `None` when a call in it is already under way here.
     fn enter(inner: &'a Inner, id: SessionId) -> Option<LiveSession<'a>> {
-        let mut live = inner
+        let inserted = inner
             .live_sessions
             .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        live.insert(id).then_some(LiveSession { inner, id })
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(id);
+        // Built only when entered: a guard made and dropped here would remove the entry of
+        // the call that holds it.
+        inserted.then(|| LiveSession { inner, id })
     }
 }
 
@@ -995,5 +1005,44 @@ fn describe_check(check: &FailedCheck) -> String {
         (true, _) => String::from("timed out"),
         (false, Some(code)) => format!("exited with status {code}"),
         (false, None) => String::from("was killed by a signal"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+    use std::sync::Mutex;
+
+    use agent_mock::MockAgent;
+    use session_store::{LeaseOwner, Store};
+
+    use super::*;
+    use crate::config::RunConfig;
+    use crate::db::Db;
+    use crate::event::RunEvents;
+
+    #[test]
+    fn a_session_takes_one_call_at_a_time_in_a_process() {
+        let directory = tempfile::tempdir().unwrap();
+        let inner = Inner {
+            db: Db::new(Store::open(directory.path().join("baton.db")).unwrap()),
+            agent: Arc::new(MockAgent::new()),
+            config: RunConfig::default(),
+            owner: LeaseOwner::current().unwrap(),
+            events: RunEvents::none(),
+            live_sessions: Mutex::new(HashSet::new()),
+        };
+        let (one, other) = (SessionId::new_v4(), SessionId::new_v4());
+        let first = LiveSession::enter(&inner, one).expect("a free session can be entered");
+        assert!(
+            LiveSession::enter(&inner, one).is_none(),
+            "a busy session cannot"
+        );
+        let _second = LiveSession::enter(&inner, other).expect("another session is independent");
+        drop(first);
+        assert!(
+            LiveSession::enter(&inner, one).is_some(),
+            "the session is free again"
+        );
     }
 }

@@ -191,9 +191,24 @@ async fn cancellation_stops_calls_closes_sessions_and_requeues_tasks() {
         assert_eq!(fixture.get(*task).status, TaskStatus::Pending);
     }
     for session in fixture.all_sessions() {
-        assert_eq!(session.status, SessionStatus::Failed);
+        assert_eq!(session.status, SessionStatus::Abandoned);
         assert_eq!(session.end_reason.as_deref(), Some("cancelled"));
     }
+    // The two interrupted tasks are reported as such; only the third was never started.
+    let interrupted: Vec<_> = report.tasks.iter().map(|task| task.task).collect();
+    assert_eq!(interrupted.len(), 2);
+    let never_started: Vec<_> = tasks
+        .iter()
+        .copied()
+        .filter(|task| !interrupted.contains(task))
+        .collect();
+    assert_eq!(
+        report.not_run,
+        [(
+            never_started[0],
+            String::from("not started: the run stopped first")
+        )]
+    );
     let cancelled_calls: usize = tasks.iter().map(|task| fixture.calls_of(*task).len()).sum();
     assert_eq!(cancelled_calls, 2, "the cancelled calls are recorded");
 
