@@ -231,6 +231,11 @@ impl Renderer {
                     style,
                 );
             }
+            RunEvent::CheckStarted { task, command, .. } => {
+                if let Some(view) = self.tasks.get_mut(&task) {
+                    view.action = format!("checking {}", human::truncate(&command, 50));
+                }
+            }
             RunEvent::CheckFinished {
                 task,
                 iteration,

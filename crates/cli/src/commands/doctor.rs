@@ -4,7 +4,6 @@
 use std::path::{Path, PathBuf};
 
 use agent::PermissionMode;
-use rusqlite::{Connection, OpenFlags};
 use serde_json::{Value, json};
 use session_store::{SessionFilter, SessionStatus, Store, TaskFilter, TaskStatus};
 
@@ -185,25 +184,20 @@ fn check_ledger(path: &Path) -> Check {
                 .into(),
         );
     }
-    match integrity(path) {
-        Ok(verdict) if verdict == "ok" => {}
-        Ok(verdict) => {
-            return failed(
-                "ledger",
-                &CliError::ledger(format!(
-                    "`{}` fails SQLite's integrity check: {verdict}",
-                    path.display()
-                ))
-                .with_hint(
-                    "restore the file from a backup; `sqlite3 FILE .recover` may save what is left",
-                )
-                .into(),
-            );
-        }
-        Err(error) => return failed("ledger", &error),
-    }
     let summary = (|| -> anyhow::Result<String> {
         let store = Store::open(path)?;
+        let findings = store.integrity_check()?;
+        if !findings.is_empty() {
+            return Err(CliError::ledger(format!(
+                "`{}` fails SQLite's integrity check: {}",
+                path.display(),
+                findings.join("; ")
+            ))
+            .with_hint(
+                "restore the file from a backup; `sqlite3 FILE .recover` may save what is left",
+            )
+            .into());
+        }
         let version = store.schema_version()?;
         let tasks = store.tasks(&TaskFilter::default())?;
         let open = store
@@ -234,22 +228,6 @@ fn check_ledger(path: &Path) -> Check {
         Ok(detail) => ok("ledger", detail),
         Err(error) => failed("ledger", &error),
     }
-}
-
-/// SQLite's quick integrity check, on a read-only connection of its own: `ok`, or what is
-/// wrong.
-fn integrity(path: &Path) -> anyhow::Result<String> {
-    let connection =
-        Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(|error| {
-            CliError::ledger(format!("could not open `{}` to check it", path.display()))
-                .with_source(error)
-        })?;
-    let verdict: String = connection
-        .query_row("PRAGMA quick_check", [], |row| row.get(0))
-        .map_err(|error| {
-            CliError::ledger(format!("could not check `{}`", path.display())).with_source(error)
-        })?;
-    Ok(verdict)
 }
 
 fn check_agent(settings: &Settings) -> anyhow::Result<Check> {

@@ -1,10 +1,9 @@
 //! `baton recover`: the sweep `baton run` does first, on its own.
 
-use orchestrator::{Orchestrator, Recovered};
+use orchestrator::{Db, Recovered};
 use serde_json::{Value, json};
 use session_store::SweepReason;
 
-use crate::agents;
 use crate::error::Outcome;
 use crate::output;
 use crate::settings::Context;
@@ -12,12 +11,7 @@ use crate::settings::Context;
 pub fn run(context: &Context) -> anyhow::Result<Outcome> {
     let store = context.open_store()?;
     let runtime = super::runtime()?;
-    let recovered = runtime.block_on(async {
-        // Recovery calls no agent; the orchestrator only needs one to exist.
-        let agent = agents::build(&context.settings);
-        let orchestrator = Orchestrator::new(store, agent, agents::run_config(&context.settings))?;
-        anyhow::Ok(orchestrator.recover().await?)
-    })?;
+    let recovered = runtime.block_on(orchestrator::recover(&Db::new(store)))?;
     if context.json {
         output::print_json(
             &json!({ "recovered": recovered.iter().map(item_json).collect::<Vec<Value>>() }),

@@ -170,12 +170,8 @@ pub async fn execute(
     })?;
     let result = orchestrator.run(selection, cancel).await;
     progress.finish();
-    let mut report = result?;
-    // A task the run took up and that was interrupted is pending again, so the orchestrator
-    // lists it as not run too; it is reported once, as interrupted.
-    let taken_up: Vec<TaskId> = report.tasks.iter().map(|report| report.task).collect();
-    report.not_run.retain(|(id, _)| !taken_up.contains(id));
-    let mut ids = taken_up;
+    let report = result?;
+    let mut ids: Vec<TaskId> = report.tasks.iter().map(|report| report.task).collect();
     ids.extend(report.not_run.iter().map(|(id, _)| *id));
     let (tasks, names, sessions) = orchestrator
         .db()
