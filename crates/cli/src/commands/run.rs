@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 use agent::{CancellationToken, SessionId};
 use orchestrator::{Orchestrator, RunReport, Selection, TaskOutcome};
 use serde_json::{Value, json};
-use session_store::{Store, Task, TaskFilter, TaskId, TaskStatus, Totals};
+use session_store::{NewEvent, Store, Task, TaskFilter, TaskId, TaskStatus, Totals};
 
 use crate::agents;
 use crate::error::{CliError, Outcome, Signal};
@@ -27,7 +27,7 @@ pub fn run(args: RunArgs, mut context: Context) -> anyhow::Result<Outcome> {
         settings.policy = policy;
     }
     context.settings = settings;
-    let store = context.open_store()?;
+    let mut store = context.open_store()?;
     let milestone = match &args.milestone {
         Some(name) => Some(super::milestone_named(&store, name)?.id),
         None => None,
@@ -71,9 +71,25 @@ pub fn run(args: RunArgs, mut context: Context) -> anyhow::Result<Outcome> {
     runtime.block_on(async {
         let settings = &context.settings;
         let agent = agents::build(settings);
-        if settings.agent == AgentKind::Claude {
-            agents::probe(agent.as_ref(), settings).await?;
-        }
+        // The agent's version goes into the ledger, so a run can be traced to the CLI that
+        // did the work.
+        let version = match settings.agent {
+            AgentKind::Claude => Some(agents::probe(agent.as_ref(), settings).await?.version),
+            AgentKind::Mock => None,
+        };
+        let detail = serde_json::json!({
+            "agent": settings.agent.as_str(),
+            "agent_version": version,
+            "pid": std::process::id(),
+            "concurrency": settings.concurrency,
+            "policy": settings.policy.as_str(),
+        });
+        store.append_event(&NewEvent {
+            task: None,
+            session: None,
+            kind: String::from("run_started"),
+            detail: detail.to_string(),
+        })?;
         let orchestrator = Orchestrator::new(store, agent, agents::run_config(settings))?;
         let finished = execute(
             orchestrator,

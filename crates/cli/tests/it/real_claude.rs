@@ -168,4 +168,18 @@ fn baton_runs_real_claude_with_feedback_and_keeps_an_exact_ledger() {
         .map(|call| call["plan"].as_str().unwrap())
         .collect();
     assert_eq!(plans, ["start", "resume"]);
+
+    // The run recorded the version of the CLI that did the work.
+    let store = session_store::Store::open(project.join(".baton/baton.db")).unwrap();
+    let runs: Vec<serde_json::Value> = store
+        .events(&session_store::EventFilter::default())
+        .unwrap()
+        .into_iter()
+        .filter(|event| event.kind == "run_started")
+        .map(|event| serde_json::from_str(&event.detail).unwrap())
+        .collect();
+    assert_eq!(runs.len(), 1);
+    assert_eq!(runs[0]["agent"], "claude");
+    let version = runs[0]["agent_version"].as_str().unwrap();
+    assert!(version.starts_with("2."), "{version}");
 }
