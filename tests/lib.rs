@@ -1,1 +1,4 @@
-//! Cross-crate integration tests live in `it/`; this library is their shared support.
+//! Shared support for the cross-crate tests in `it/`, and the stress harness (`stress`) that
+//! `cargo xtask stress-test` and the end-to-end benchmarks run.
+
+pub mod stress;

@@ -1,3 +1,5 @@
 //! Cross-crate integration tests, in one binary.
 
 mod contract;
+mod handoff;
+mod stress;

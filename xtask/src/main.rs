@@ -5,6 +5,7 @@
 
 mod bench;
 mod claude;
+mod stress;
 mod test;
 
 use std::path::{Path, PathBuf};
@@ -35,6 +36,8 @@ enum Cmd {
     },
     /// Runs the benchmarks and prints their figures.
     Bench,
+    /// Runs scripted tasks through the orchestrator and audits the ledger they leave.
+    StressTest(stress::StressArgs),
 }
 
 fn main() -> ExitCode {
@@ -46,6 +49,7 @@ fn main() -> ExitCode {
             println!("claude {}: {}", claude::CLAUDE_CODE_VERSION, path.display());
         }),
         Cmd::Bench => bench::run(),
+        Cmd::StressTest(stress_args) => stress::run(&stress_args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,0 +1,317 @@
+//! The stress harness: many scripted tasks through the orchestrator, as `baton run` runs them,
+//! then an audit of the ledger they leave.
+//!
+//! [`run`] deals a [`Plan`] from a seed (see `script`), adds its tasks to a fresh ledger in a
+//! temp dir, each with its own working directory and a verification command, sets up the
+//! agent (see `agents`) in a private `HOME`, and runs [`orchestrator::Orchestrator::run`] on a
+//! current-thread tokio runtime, the way the `baton` binary does. A [`Witness`] between the
+//! orchestrator and the agent records every call (see `timeline`). Afterwards the audit (see
+//! `audit`) checks the ledger against its own invariants, against what the witness saw,
+//! against each task's script, and against the agent's own record.
+
+pub mod agents;
+pub mod audit;
+mod report;
+pub mod script;
+pub mod timeline;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use agent::CancellationToken;
+use anyhow::Context;
+use orchestrator::{Orchestrator, RunConfig, RunReport, Selection};
+use session_store::{NewMilestone, NewTask, SessionPolicy, Store};
+
+pub use crate::stress::agents::{AgentKind, Record, Rig};
+pub use crate::stress::audit::{Invariant, Ledger, Placement, Summary, Violation};
+pub use crate::stress::report::render;
+pub use crate::stress::script::{Kind, Mix, Plan};
+pub use crate::stress::timeline::{Overhead, Timeline, Witness};
+
+/// What a stress run does.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StressConfig {
+    pub tasks: usize,
+    pub concurrency: usize,
+    /// The iterations each task may take (its `max_iterations`).
+    pub iterations: u32,
+    pub agent: AgentKind,
+    pub policy: SessionPolicy,
+    pub seed: u64,
+    pub mix: Mix,
+    /// Whether tasks have a verification command.
+    pub verify: bool,
+    /// The executable of the CLI kinds: `mock-claude`, or the real `claude`.
+    pub program: Option<PathBuf>,
+    /// The run is cancelled when it takes longer, which the audit reports.
+    pub time_limit: Duration,
+    /// Keep the ledger (at this path's directory) instead of deleting it.
+    pub keep_ledger: bool,
+}
+
+impl StressConfig {
+    /// The original acceptance test: ten scripted tasks, one at a time.
+    pub fn new(agent: AgentKind) -> StressConfig {
+        StressConfig {
+            tasks: 10,
+            concurrency: 1,
+            iterations: 3,
+            agent,
+            policy: SessionPolicy::Task,
+            seed: 1,
+            mix: Mix::Scripted,
+            verify: true,
+            program: None,
+            time_limit: Duration::from_secs(30 * 60),
+            keep_ledger: false,
+        }
+    }
+}
+
+/// What a stress run did and what the audit found.
+#[derive(Debug, Clone)]
+pub struct StressRun {
+    pub config: StressConfig,
+    pub plan: Plan,
+    /// Where the plan's tasks and milestones landed in the ledger.
+    pub placement: Placement,
+    pub report: RunReport,
+    pub summary: Summary,
+    /// From the first task claimed to the run's return; the set-up and the audit are not in it.
+    pub wall: Duration,
+    pub overhead: Overhead,
+    /// The part of `wall` when no task was under way: the scheduler's own time.
+    pub outside_tasks: Duration,
+    pub violations: Vec<Violation>,
+    /// What the audit looked at: tasks, sessions, calls, and agent records compared.
+    pub audited: Audited,
+    /// Where the ledger was kept, when asked to keep it.
+    pub kept_ledger: Option<PathBuf>,
+}
+
+/// How much the audit checked.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Audited {
+    pub tasks: usize,
+    pub sessions: usize,
+    pub calls: usize,
+    pub witnessed_calls: usize,
+    /// What the agent's own record was compared with the ledger: transcripts, requests.
+    pub agent_record: &'static str,
+}
+
+/// The orchestrator's configuration for a stress run: the defaults `baton run` uses, with
+/// the run's concurrency and policy, short retry waits, and bounded calls.
+pub fn run_config(config: &StressConfig) -> RunConfig {
+    let mut run_config = RunConfig {
+        concurrency: config.concurrency,
+        policy: config.policy,
+        call_timeout: Duration::from_secs(120),
+        verify_timeout: Duration::from_secs(60),
+        ..RunConfig::default()
+    };
+    run_config.retry.base_delay = Duration::from_millis(1);
+    run_config.retry.max_delay = Duration::from_millis(10);
+    run_config
+}
+
+/// Runs the stress test `config` describes and audits the ledger.
+pub fn run(config: &StressConfig) -> anyhow::Result<StressRun> {
+    if config.tasks == 0 || config.concurrency == 0 || config.iterations == 0 {
+        anyhow::bail!("tasks, concurrency and iterations must each be at least 1");
+    }
+    let mut plan = Plan::new(
+        config.tasks,
+        config.iterations,
+        config.policy,
+        config.seed,
+        config.mix,
+    );
+    plan.verify = config.verify;
+    let root = tempfile::Builder::new()
+        .prefix("baton-stress.")
+        .tempdir()
+        .context("could not create a temp dir for the run")?;
+    let db_path = root.path().join("baton.db");
+    let rig = Rig::new(config.agent, &plan, config.program.as_deref(), root.path())?;
+    let placement = place(&db_path, &plan, &rig.work_dirs)?;
+
+    let timeline = Timeline::default();
+    let witness = Witness::new(
+        Arc::clone(&rig.agent),
+        Store::open(&db_path).context("could not open the witness's connection")?,
+        timeline.clone(),
+    );
+    let orchestrator = Orchestrator::new(
+        Store::open(&db_path).context("could not open the ledger")?,
+        Arc::new(witness),
+        run_config(config),
+    )
+    .context("could not set up the orchestrator")?
+    .with_events(timeline.run_events());
+
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("could not start a tokio runtime")?;
+    let started = Instant::now();
+    let report = runtime.block_on(drive(&orchestrator, config.time_limit))?;
+    let ended = Instant::now();
+    let wall = ended - started;
+    drop(orchestrator);
+
+    let store = Store::open(&db_path).context("could not open the ledger for the audit")?;
+    let ledger = Ledger::read(&store).context("could not read the ledger")?;
+    let marks = timeline.marks();
+    let mut violations = audit::check_ledger(&ledger);
+    violations.extend(audit::check_witness(&ledger, &marks, config.concurrency));
+    violations.extend(audit::check_script(&ledger, &plan, &placement));
+    violations.extend(left_behind(&report));
+    let agent_record = match &rig.record {
+        Record::Mock(mock) => {
+            violations.extend(check_mock(&ledger, mock));
+            "the mock's transcripts"
+        }
+        Record::Cli { projects, standin } => {
+            violations.extend(audit::check_transcripts(&ledger, projects));
+            match standin {
+                Some(standin) => {
+                    violations.extend(audit::check_standin(
+                        &ledger,
+                        &standin.requests(),
+                        standin.served_usage(),
+                    ));
+                    "transcripts and the stand-in's requests"
+                }
+                None => "transcripts",
+            }
+        }
+    };
+    let witnessed_calls = marks
+        .iter()
+        .filter(|(_, mark)| matches!(mark, timeline::Mark::Handover { .. }))
+        .count();
+    let audited = Audited {
+        tasks: ledger.tasks.len(),
+        sessions: ledger.sessions.len(),
+        calls: ledger.calls.len(),
+        witnessed_calls,
+        agent_record,
+    };
+    drop(store);
+    let kept_ledger = if config.keep_ledger {
+        Some(root.keep().join("baton.db"))
+    } else {
+        None
+    };
+    Ok(StressRun {
+        config: config.clone(),
+        summary: Summary::of(&ledger),
+        overhead: timeline::overhead(&marks),
+        outside_tasks: timeline::outside_tasks(&marks, started, ended),
+        plan,
+        placement,
+        report,
+        wall,
+        violations,
+        audited,
+        kept_ledger,
+    })
+}
+
+/// Adds the plan's milestones and tasks to a new ledger at `db_path`.
+pub fn place(db_path: &Path, plan: &Plan, work_dirs: &[PathBuf]) -> anyhow::Result<Placement> {
+    let mut store = Store::open(db_path).context("could not create the ledger")?;
+    let mut placement = Placement::default();
+    for index in 0..plan.milestones() {
+        placement
+            .milestones
+            .push(store.create_milestone(&NewMilestone {
+                name: format!("stress milestone {index}"),
+                description: String::from("tasks that share one session"),
+                policy: Some(SessionPolicy::Milestone),
+            })?);
+    }
+    for (task, work_dir) in plan.tasks.iter().zip(work_dirs) {
+        let mut new = NewTask::new(task.title(), task.prompt(), work_dir);
+        new.max_iterations = plan.iterations;
+        new.max_turns = task.max_turns();
+        new.milestone = task.milestone.map(|index| placement.milestones[index]);
+        if plan.verify {
+            new.verify_commands = vec![task.verify_command()];
+        }
+        let id = store.add_task(&new)?;
+        placement.tasks.push((id, task.clone()));
+    }
+    Ok(placement)
+}
+
+/// Runs every task, cancelling the run at `time_limit`, and bounding the wind-down after.
+async fn drive(orchestrator: &Orchestrator, time_limit: Duration) -> anyhow::Result<RunReport> {
+    let cancel = CancellationToken::new();
+    let timer = {
+        let cancel = cancel.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(time_limit).await;
+            cancel.cancel();
+        })
+    };
+    let selection = Selection::all();
+    let run = orchestrator.run(&selection, cancel);
+    let report = tokio::time::timeout(time_limit + Duration::from_secs(120), run)
+        .await
+        .context("the run did not stop within two minutes of its time limit")?
+        .context("the run failed")?;
+    timer.abort();
+    Ok(report)
+}
+
+/// A run that was cancelled or left tasks pending left work behind.
+fn left_behind(report: &RunReport) -> Vec<Violation> {
+    let mut found = Vec::new();
+    if report.cancelled {
+        found.push(Violation {
+            invariant: Invariant::NothingLeftOpen,
+            detail: String::from("the run was cancelled at its time limit"),
+        });
+    }
+    for (task, why) in &report.not_run {
+        found.push(Violation {
+            invariant: Invariant::NothingLeftOpen,
+            detail: format!("task {task} was not run: {why}"),
+        });
+    }
+    found
+}
+
+/// The in-process mock's record: every call it was given names a session of the ledger, and
+/// it holds a transcript of every session that has calls.
+fn check_mock(ledger: &Ledger, mock: &agent_mock::MockAgent) -> Vec<Violation> {
+    let mut found = Vec::new();
+    let known: std::collections::HashSet<_> =
+        ledger.sessions.iter().map(|session| session.id).collect();
+    for call in mock.calls() {
+        let session = call.plan.session_id();
+        if !known.contains(&session) {
+            found.push(Violation {
+                invariant: Invariant::AgentRecord,
+                detail: format!(
+                    "the mock was called in session {session}, which the ledger never opened"
+                ),
+            });
+        }
+    }
+    let used: std::collections::BTreeSet<_> =
+        ledger.calls.iter().map(|call| call.session).collect();
+    for session in used {
+        if mock.transcript(session).is_none() {
+            found.push(Violation {
+                invariant: Invariant::AgentRecord,
+                detail: format!("session {session} has calls but the mock has no transcript of it"),
+            });
+        }
+    }
+    found
+}
