@@ -60,12 +60,13 @@ pub fn first(task: &TaskBrief) -> String {
 }
 
 /// The first prompt of a task in a session that earlier tasks of its milestone already used.
-pub fn next_in_milestone(task: &TaskBrief) -> String {
+pub fn next_in_milestone(task: &TaskBrief, guidance: Option<&str>) -> String {
     let mut out = String::from(
         "The previous task is finished. Here is the next task of this milestone; \
          the earlier work in this conversation is context for it.\n\n",
     );
     write_task(&mut out, task);
+    write_guidance(&mut out, guidance);
     out
 }
 

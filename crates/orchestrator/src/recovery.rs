@@ -69,15 +69,28 @@ pub async fn recover(db: &Db) -> Result<Vec<Recovered>, StoreError> {
     Ok(recovered)
 }
 
-/// Puts a task whose runner is gone back to `pending`. A task that moved on in the meantime
-/// (another runner finished it) is left as it is.
+/// Puts a task whose runner is gone back to `pending`. A task whose runner still runs on this
+/// machine (its lease merely expired while it was busy, say in a long check) is left to it:
+/// the runner reopens the session before its next call. A task that moved on in the meantime (it
+/// finished) is left as it is.
 async fn requeue(db: &Db, task: TaskId) -> Result<bool, StoreError> {
     let reason = "its runner stopped while it was running; it resumes its session on the next run";
-    match db
-        .run(move |store| store.set_task_status(task, TaskStatus::Pending, Some(reason)))
-        .await
-    {
-        Ok(_) => Ok(true),
+    let requeued = db
+        .run(move |store| {
+            // Only a runner on this machine can be seen alive; for one elsewhere, the expired
+            // lease is the only word there is.
+            let here = LeaseOwner::current()?.host;
+            let runner = store.task(task)?.runner;
+            if runner.is_some_and(|runner| runner.host == here && runner.is_alive()) {
+                return Ok(false);
+            }
+            store
+                .set_task_status(task, TaskStatus::Pending, Some(reason))
+                .map(|_| true)
+        })
+        .await;
+    match requeued {
+        Ok(requeued) => Ok(requeued),
         Err(StoreError::InvalidTransition { .. }) => Ok(false),
         Err(err) => Err(err),
     }

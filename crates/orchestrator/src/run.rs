@@ -56,12 +56,10 @@ impl RunReport {
     pub fn all_completed(&self) -> bool {
         !self.cancelled
             && self.not_run.is_empty()
-            && self.tasks.iter().all(|report| {
-                matches!(
-                    report.outcome,
-                    TaskOutcome::Completed | TaskOutcome::Skipped { .. }
-                )
-            })
+            && self
+                .tasks
+                .iter()
+                .all(|report| report.outcome == TaskOutcome::Completed)
     }
 }
 
@@ -153,34 +151,21 @@ impl Orchestrator {
 
         loop {
             if !cancel.is_cancelled() && failure.is_none() && running.len() < concurrency {
-                let ready = self.inner.db.run(|store| store.ready_tasks()).await?;
-                for task in ready {
-                    if running.len() >= concurrency {
-                        break;
-                    }
-                    if !selection.contains(&task) || attempted.contains(&task.id) {
-                        continue;
-                    }
-                    let policy = self.policy_of(&task, &mut policies).await?;
-                    // Tasks that share a milestone session take turns.
-                    let shared_milestone = task
-                        .milestone
-                        .filter(|_| policy == SessionPolicy::Milestone);
-                    if shared_milestone.is_some()
-                        && in_flight
-                            .values()
-                            .any(|(_, busy)| *busy == shared_milestone)
-                    {
-                        continue;
-                    }
-                    attempted.insert(task.id);
-                    let handle = running.spawn(task::run_task(
-                        Arc::clone(&self.inner),
-                        task.id,
-                        policy,
-                        cancel.child_token(),
-                    ));
-                    in_flight.insert(handle.id(), (task.id, shared_milestone));
+                // A failure here stops dispatching but never abandons tasks already running:
+                // the loop below still waits for each to close its session and record its end.
+                if let Err(err) = self
+                    .dispatch(
+                        selection,
+                        &cancel,
+                        &mut running,
+                        &mut in_flight,
+                        &mut attempted,
+                        &mut policies,
+                    )
+                    .await
+                {
+                    cancel.cancel();
+                    failure.get_or_insert(err);
                 }
             }
             let Some(joined) = running.join_next_with_id().await else {
@@ -198,13 +183,20 @@ impl Orchestrator {
                     failure.get_or_insert(err);
                 }
                 Err(join_error) => {
-                    let Some((task, _)) = in_flight.remove(&join_error.id()) else {
+                    let Some((task, shared_milestone)) = in_flight.remove(&join_error.id()) else {
                         continue;
                     };
                     let message = panic_message(join_error);
-                    report
-                        .tasks
-                        .push(self.fail_after_panic(task, &message).await?);
+                    match self
+                        .fail_after_panic(task, shared_milestone, &message)
+                        .await
+                    {
+                        Ok(task_report) => report.tasks.push(task_report),
+                        Err(err) => {
+                            cancel.cancel();
+                            failure.get_or_insert(err);
+                        }
+                    }
                 }
             }
         }
@@ -214,6 +206,49 @@ impl Orchestrator {
         report.cancelled = cancel.is_cancelled();
         report.not_run = self.not_run(selection, &attempted).await?;
         Ok(report)
+    }
+
+    /// Starts ready tasks of the selection until `concurrency` run. Tasks sharing a milestone
+    /// session take turns.
+    async fn dispatch(
+        &self,
+        selection: &Selection,
+        cancel: &CancellationToken,
+        running: &mut JoinSet<Result<TaskReport, OrchestratorError>>,
+        in_flight: &mut HashMap<tokio::task::Id, (TaskId, Option<MilestoneId>)>,
+        attempted: &mut HashSet<TaskId>,
+        policies: &mut HashMap<MilestoneId, Option<SessionPolicy>>,
+    ) -> Result<(), OrchestratorError> {
+        let concurrency = self.inner.config.concurrency;
+        let ready = self.inner.db.run(|store| store.ready_tasks()).await?;
+        for task in ready {
+            if running.len() >= concurrency {
+                break;
+            }
+            if !selection.contains(&task) || attempted.contains(&task.id) {
+                continue;
+            }
+            let policy = self.policy_of(&task, policies).await?;
+            let shared_milestone = task
+                .milestone
+                .filter(|_| policy == SessionPolicy::Milestone);
+            if shared_milestone.is_some()
+                && in_flight
+                    .values()
+                    .any(|(_, busy)| *busy == shared_milestone)
+            {
+                continue;
+            }
+            attempted.insert(task.id);
+            let handle = running.spawn(task::run_task(
+                Arc::clone(&self.inner),
+                task.id,
+                policy,
+                cancel.child_token(),
+            ));
+            in_flight.insert(handle.id(), (task.id, shared_milestone));
+        }
+        Ok(())
     }
 
     /// The session policy a task runs under, most specific first: the task's own, its
@@ -255,6 +290,7 @@ impl Orchestrator {
     async fn fail_after_panic(
         &self,
         task: TaskId,
+        shared_milestone: Option<MilestoneId>,
         message: &str,
     ) -> Result<TaskReport, OrchestratorError> {
         let reason = format!("baton's loop for the task panicked: {message}");
@@ -264,11 +300,22 @@ impl Orchestrator {
             .inner
             .db
             .run(move |store| {
-                let open = store.sessions(&SessionFilter {
-                    task: Some(task),
-                    status: Some(SessionStatus::Open),
-                    ..SessionFilter::default()
-                })?;
+                // The task's own sessions, or, under the milestone policy, the milestone's
+                // session it was using (whose row names the task that opened it). Tasks of a
+                // milestone take turns in this process, so an open one held here is its.
+                let filter = match shared_milestone {
+                    Some(milestone) => SessionFilter {
+                        milestone: Some(milestone),
+                        status: Some(SessionStatus::Open),
+                        ..SessionFilter::default()
+                    },
+                    None => SessionFilter {
+                        task: Some(task),
+                        status: Some(SessionStatus::Open),
+                        ..SessionFilter::default()
+                    },
+                };
+                let open = store.sessions(&filter)?;
                 let mut closed = Vec::new();
                 for session in open
                     .into_iter()

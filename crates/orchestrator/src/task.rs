@@ -184,8 +184,17 @@ enum Phase {
 
 impl TaskRun {
     async fn drive(&mut self) -> Result<End, OrchestratorError> {
-        let first = self.task.iterations + 1;
-        let last = self.task.iterations + self.task.max_iterations;
+        let first = self.task.iterations.saturating_add(1);
+        let last = self
+            .task
+            .iterations
+            .saturating_add(self.task.max_iterations);
+        if first > last {
+            return Ok(End::Failed(format!(
+                "the task has used all {} iterations it can count",
+                self.task.iterations
+            )));
+        }
         let mut intent = Intent::Begin;
         for iteration in first..=last {
             match self.agent_phase(iteration, &mut intent).await? {
@@ -395,7 +404,7 @@ impl TaskRun {
                 .await?;
                 self.next_session = NewSessionReason::FreshPolicy;
             } else {
-                return Ok(Ok(()));
+                return self.hold_lease(iteration).await;
             }
         }
 
@@ -460,6 +469,43 @@ impl TaskRun {
             .filter(|session| session.status != SessionStatus::Rotated))
     }
 
+    /// Makes sure this process still holds the current session's lease before a call: renews
+    /// it, or, when a sweep abandoned the session while this runner was busy elsewhere (a long
+    /// check, a rate-limit wait), reopens it. Another holder means the session is lost.
+    async fn hold_lease(&mut self, iteration: u32) -> Result<Result<(), End>, OrchestratorError> {
+        let session = self
+            .session
+            .as_ref()
+            .expect("invariant: hold_lease is called with a session");
+        let (id, owner, ttl) = (
+            session.id,
+            self.inner.owner.clone(),
+            self.inner.config.lease_ttl,
+        );
+        let held = self
+            .inner
+            .db
+            .run(move |store| match store.acquire_lease(id, &owner, ttl) {
+                Err(StoreError::SessionClosed { .. }) => store.reopen_session(id, &owner, ttl),
+                other => other,
+            })
+            .await;
+        match held {
+            Ok(_) => Ok(Ok(())),
+            Err(StoreError::LeaseHeld { .. } | StoreError::SessionRotated { .. }) => {
+                self.session = None;
+                self.decide(
+                    iteration,
+                    format!("session {id} was taken over by another baton process"),
+                );
+                Ok(Err(End::LeaseLost(format!(
+                    "session {id} is in use by another baton process"
+                ))))
+            }
+            Err(err) => Err(err.into()),
+        }
+    }
+
     async fn reopen(
         &mut self,
         previous: Session,
@@ -485,13 +531,17 @@ impl TaskRun {
             Err(err) => return Err(err.into()),
         }
         let task = self.task.id;
-        let used_by_task = self
+        // Only calls that reached the agent can have made a transcript.
+        let reached: Vec<TaskId> = self
             .inner
             .db
             .run(move |store| store.calls_for_session(id))
             .await?
-            .iter()
-            .any(|call| call.task == task);
+            .into_iter()
+            .filter(|call| reached_agent(call.outcome))
+            .map(|call| call.task)
+            .collect();
+        let used_by_task = reached.contains(&task);
         self.inner.events.emit(RunEvent::SessionOpened {
             task: self.task.id,
             session: id,
@@ -500,10 +550,10 @@ impl TaskRun {
         });
         self.session = Some(ActiveSession {
             id,
-            // Calls recorded in it made a transcript. Without any, the agent may still have one
-            // (a call that Baton did not get to record): starting then answers "in use", and
-            // the loop resumes.
-            started: previous.totals.agent_calls > 0,
+            // Calls that reached the agent made a transcript. Without any, the agent may still
+            // have one (a call that Baton did not get to record): starting then answers "in
+            // use", and the loop resumes.
+            started: !reached.is_empty(),
             used_by_task,
             opened_in: iteration,
             occupancy: None,
@@ -536,7 +586,7 @@ impl TaskRun {
         }
         if session.started {
             // A milestone's session, which this task has not spoken in yet.
-            return Ok(prompt::next_in_milestone(&brief));
+            return Ok(prompt::next_in_milestone(&brief, guidance));
         }
         let task = self.task.id;
         let history = self
@@ -621,31 +671,39 @@ impl TaskRun {
         let mut renew =
             tokio::time::interval_at(tokio::time::Instant::now() + renew_every, renew_every);
         // A backstop for an agent that ignores its own timeout: cancel it a while after.
-        let backstop = tokio::time::sleep(config.call_timeout + Duration::from_secs(30));
+        let backstop =
+            tokio::time::sleep(config.call_timeout.saturating_add(Duration::from_secs(30)));
         tokio::pin!(backstop);
         let mut last_usage: Option<Usage> = None;
+        let mut streamed = Usage::ZERO;
         let mut lease_lost: Option<String> = None;
         let result = loop {
             tokio::select! {
                 result = &mut call_future => break result,
-                Some(event) = receiver.recv() => self.on_agent_event(session_id, event, &mut last_usage).await?,
+                Some(event) = receiver.recv() => self.on_agent_event(session_id, event, &mut last_usage, &mut streamed).await?,
                 _ = renew.tick() => {
                     let (owner, ttl) = (self.inner.owner.clone(), config.lease_ttl);
-                    if let Err(err) = self.inner.db.run(move |store| store.renew_lease(session_id, &owner, ttl)).await {
-                        match err {
-                            StoreError::LeaseHeld { .. } | StoreError::SessionClosed { .. } => {
-                                lease_lost = Some(err.to_string());
-                                call_cancel.cancel();
-                            }
-                            other => return Err(other.into()),
+                    // A sweep may have abandoned the session if renewals were held up (a busy
+                    // ledger): while nobody else took it, it is reopened and the call goes on.
+                    let renewed = self.inner.db.run(move |store| match store.renew_lease(session_id, &owner, ttl) {
+                        Err(StoreError::SessionClosed { .. }) => store.reopen_session(session_id, &owner, ttl),
+                        other => other,
+                    }).await;
+                    match renewed {
+                        // A busy ledger is tried again at the next tick, well within the lease.
+                        Ok(_) | Err(StoreError::Busy { .. }) => {}
+                        Err(err @ (StoreError::LeaseHeld { .. } | StoreError::LeaseNotHeld { .. } | StoreError::SessionRotated { .. })) => {
+                            lease_lost = Some(err.to_string());
+                            call_cancel.cancel();
                         }
+                        Err(other) => return Err(other.into()),
                     }
                 }
                 () = &mut backstop, if !call_cancel.is_cancelled() => call_cancel.cancel(),
             }
         };
         while let Ok(event) = receiver.try_recv() {
-            self.on_agent_event(session_id, event, &mut last_usage)
+            self.on_agent_event(session_id, event, &mut last_usage, &mut streamed)
                 .await?;
         }
         let elapsed = clock.elapsed();
@@ -663,11 +721,13 @@ impl TaskRun {
             other => other,
         };
         let record = new_call(
-            task, session_id, iteration, plan, prompt, &result, started_at, elapsed,
+            task, session_id, iteration, plan, prompt, &result, streamed, started_at, elapsed,
         );
         let outcome = record.outcome;
         let (usage, cost, turns) = (record.usage, record.cost, record.turns);
-        let delivered_guidance = self.guidance.is_some();
+        // Guidance is delivered once the model worked on the prompt that carried it; a call
+        // that never got that far leaves it for the next prompt.
+        let delivered_guidance = self.guidance.is_some() && model_saw_prompt(&result);
         self.inner
             .db
             .run(move |store| {
@@ -679,7 +739,9 @@ impl TaskRun {
                 Ok(())
             })
             .await?;
-        self.guidance = None;
+        if delivered_guidance {
+            self.guidance = None;
+        }
         self.inner.events.emit(RunEvent::CallFinished {
             task,
             session: session_id,
@@ -697,10 +759,7 @@ impl TaskRun {
             .expect("invariant: the session outlives its call");
         // Any call that reached the agent may have left a transcript; one that could not start
         // the agent did not.
-        let spawned = !matches!(
-            result.as_ref().map_err(AgentError::kind),
-            Err(ErrorKind::CannotSpawn | ErrorKind::WorkingDirMissing | ErrorKind::SessionNotFound)
-        );
+        let spawned = reached_agent(outcome);
         session.started |= spawned;
         session.used_by_task |= spawned;
         if let Ok(reply) = &result {
@@ -715,6 +774,7 @@ impl TaskRun {
         session: SessionId,
         event: AgentEvent,
         last_usage: &mut Option<Usage>,
+        streamed: &mut Usage,
     ) -> Result<(), OrchestratorError> {
         match &event {
             AgentEvent::Spawned { pid } => {
@@ -724,7 +784,10 @@ impl TaskRun {
                     .run(move |store| store.set_agent_pid(session, Some(pid)))
                     .await?;
             }
-            AgentEvent::Usage { usage } => *last_usage = Some(*usage),
+            AgentEvent::Usage { usage } => {
+                *last_usage = Some(*usage);
+                *streamed += *usage;
+            }
             _ => {}
         }
         self.inner.events.emit(RunEvent::Agent {
@@ -816,14 +879,26 @@ impl TaskRun {
         status: SessionStatus,
         reason: &str,
     ) -> Result<(), OrchestratorError> {
-        let Some(session) = self.session.take() else {
+        let Some(session) = &self.session else {
             return Ok(());
         };
         let (id, reason_text) = (session.id, reason.to_owned());
-        self.inner
+        match self
+            .inner
             .db
             .run(move |store| store.close_session(id, status, Some(&reason_text)))
-            .await?;
+            .await
+        {
+            // Forgotten only once closed, so that a failed close is tried again on the way out.
+            Ok(()) => self.session = None,
+            // Something else ended it first (a sweep, while this runner was stalled): it is
+            // closed, which is what matters.
+            Err(StoreError::CloseConflict { .. }) => {
+                self.session = None;
+                return Ok(());
+            }
+            Err(err) => return Err(err.into()),
+        }
         self.inner.events.emit(RunEvent::SessionClosed {
             task: self.task.id,
             session: id,
@@ -859,9 +934,21 @@ impl TaskRun {
         let task = self.task.id;
         let (session_status, session_reason, task_status, task_reason, outcome) = match end {
             End::LeaseLost(reason) => {
-                // Another process owns the session now; whatever this run would write could
-                // contradict it. Leave the session and the task to their new owner.
+                // Another process holds the session: leave it to its holder, and give the task
+                // back so that a later run can take it up.
                 self.session = None;
+                let requeue = reason.clone();
+                match self
+                    .inner
+                    .db
+                    .run(move |store| {
+                        store.set_task_status(task, TaskStatus::Pending, Some(&requeue))
+                    })
+                    .await
+                {
+                    Ok(_) | Err(StoreError::InvalidTransition { .. }) => {}
+                    Err(err) => return Err(err.into()),
+                }
                 return Ok(TaskReport {
                     task,
                     outcome: TaskOutcome::Skipped { reason },
@@ -904,12 +991,28 @@ impl TaskRun {
                 TaskOutcome::Cancelled,
             ),
         };
-        self.close_session(session_status, &session_reason).await?;
+        let closed = self.close_session(session_status, &session_reason).await;
         let reason = task_reason.clone();
-        self.inner
+        // The task's state is set even when the close failed, so that it is not left running.
+        let moved = self
+            .inner
             .db
             .run(move |store| store.set_task_status(task, task_status, reason.as_deref()))
-            .await?;
+            .await;
+        closed?;
+        match moved {
+            Ok(_) => {}
+            // A person cancelled it meanwhile: their word stands.
+            Err(StoreError::InvalidTransition { .. }) => {
+                return Ok(TaskReport {
+                    task,
+                    outcome: TaskOutcome::Skipped {
+                        reason: String::from("its state was changed by someone else while it ran"),
+                    },
+                });
+            }
+            Err(err) => return Err(err.into()),
+        }
         self.inner.events.emit(RunEvent::TaskFinished {
             task,
             status: task_status,
@@ -959,6 +1062,7 @@ fn new_call(
     plan: SessionPlan,
     prompt: String,
     result: &Result<AgentReply, AgentError>,
+    streamed: Usage,
     started_at: Timestamp,
     elapsed: Duration,
 ) -> NewAgentCall {
@@ -986,7 +1090,12 @@ fn new_call(
         reported_session: reply.map(|reply| reply.session_id),
         usage: match result {
             Ok(reply) => reply.usage,
-            Err(error) => error.usage_spent(),
+            // What the agent reported, or, for a call that ended without a report (a crash,
+            // garbage output), what its progress showed: never nothing when tokens were spent.
+            Err(error) if error.reply().is_some() || !error.usage_spent().is_zero() => {
+                error.usage_spent()
+            }
+            Err(_) => streamed,
         },
         cost: Cost::from_usd(reply.map_or(0.0, |reply| reply.cost_usd)),
         turns: reply.map_or(0, |reply| reply.turns),
@@ -997,6 +1106,33 @@ fn new_call(
         exit,
         started_at,
         ended_at: Timestamp::now(),
+    }
+}
+
+/// Whether a call with this outcome reached the agent, which then keeps a transcript of it.
+fn reached_agent(outcome: CallOutcome) -> bool {
+    !matches!(
+        outcome,
+        CallOutcome::Failed(
+            ErrorKind::CannotSpawn | ErrorKind::WorkingDirMissing | ErrorKind::SessionNotFound
+        )
+    )
+}
+
+/// Whether the model worked on the call's prompt: it answered, or ran until a limit stopped
+/// it. A call refused before the model saw anything (a session error, an unavailable API)
+/// did not deliver its prompt.
+fn model_saw_prompt(result: &Result<AgentReply, AgentError>) -> bool {
+    match result {
+        Ok(_) => true,
+        Err(error) => matches!(
+            error.kind(),
+            ErrorKind::MaxTurns
+                | ErrorKind::BudgetExceeded
+                | ErrorKind::Execution
+                | ErrorKind::Timeout
+                | ErrorKind::SessionMismatch
+        ),
     }
 }
 

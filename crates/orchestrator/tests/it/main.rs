@@ -8,3 +8,4 @@ mod concurrency;
 mod feedback;
 mod ownership;
 mod recovery;
+mod robustness;
