@@ -27,6 +27,8 @@ pub enum Outcome {
 pub enum Signal {
     Interrupt,
     Terminate,
+    /// The terminal closed.
+    Hangup,
 }
 
 /// The kinds of failure, each with its documented exit code (see `flags::EXIT_CODES_HELP`).
@@ -70,6 +72,7 @@ impl Signal {
         match self {
             Signal::Interrupt => 130,
             Signal::Terminate => 143,
+            Signal::Hangup => 129,
         }
     }
 
@@ -77,6 +80,7 @@ impl Signal {
         match self {
             Signal::Interrupt => "SIGINT",
             Signal::Terminate => "SIGTERM",
+            Signal::Hangup => "SIGHUP",
         }
     }
 }

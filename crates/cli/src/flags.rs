@@ -19,6 +19,7 @@ Exit codes:
   3    not found: a task, milestone, session, file, or the workspace itself
   4    the workspace or its ledger database could not be read or written
   5    the agent is unavailable: the claude program is missing or does not answer
+  129  stopped because the terminal closed (SIGHUP); the tasks resume on the next run
   130  interrupted by Ctrl-C (SIGINT); the tasks resume on the next run
   143  stopped by SIGTERM; the tasks resume on the next run
 
@@ -81,7 +82,7 @@ pub enum Command {
 
 const RUN_AFTER_HELP: &str = "\
 Exit status: 0 when every task the run took up completed; 1 when one failed, blocked or was
-left pending; 130 or 143 when the run was interrupted (its tasks resume on the next run).
+left pending; 129, 130 or 143 when the run was interrupted (its tasks resume on the next run).
 With --json, progress goes to stderr as lines and stdout carries one JSON report.";
 
 #[derive(Debug, Args)]

@@ -1,4 +1,4 @@
-//! Ctrl-C and SIGTERM during a run: the first one cancels the run gracefully (sessions are
+//! Ctrl-C, SIGTERM and SIGHUP (the terminal closed) during a run: the first one cancels the run gracefully (sessions are
 //! closed, tasks go back to pending); a second one exits at once.
 
 use std::sync::{Arc, Mutex, PoisonError};
@@ -20,7 +20,7 @@ impl Received {
     }
 }
 
-/// Listens for SIGINT and SIGTERM on the current runtime. The first cancels `cancel` after
+/// Listens for SIGINT, SIGTERM and SIGHUP on the current runtime. The first cancels `cancel` after
 /// `on_first` is told; a second exits the process with the signal's exit code after
 /// `on_second` is told. Must be called inside a tokio runtime.
 pub fn watch(
@@ -30,6 +30,7 @@ pub fn watch(
 ) -> std::io::Result<Received> {
     let mut interrupt = signal(SignalKind::interrupt())?;
     let mut terminate = signal(SignalKind::terminate())?;
+    let mut hangup = signal(SignalKind::hangup())?;
     let received = Received::default();
     let record = received.clone();
     tokio::spawn(async move {
@@ -38,6 +39,7 @@ pub fn watch(
             let which = tokio::select! {
                 Some(()) = interrupt.recv() => Signal::Interrupt,
                 Some(()) = terminate.recv() => Signal::Terminate,
+                Some(()) = hangup.recv() => Signal::Hangup,
                 else => return,
             };
             count += 1;

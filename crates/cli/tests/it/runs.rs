@@ -423,3 +423,16 @@ fn sigterm_stops_a_run_with_143() {
         .json();
     assert_eq!(task["status"], "pending");
 }
+
+#[test]
+fn a_closed_terminal_stops_a_run_with_129() {
+    let world = World::with_workspace();
+    let (code, printed) = interrupt_a_run(&world, "-HUP");
+    assert_eq!(code, 129, "{printed}");
+    assert!(printed.contains("Interrupted by SIGHUP"), "{printed}");
+    let task = world
+        .baton(&["task", "show", "1", "--json"])
+        .success()
+        .json();
+    assert_eq!(task["status"], "pending");
+}
