@@ -7,16 +7,25 @@
 //! the scheduler's look for ready tasks, the claim, the session opened, one agent call
 //! recorded, the session closed and the task completed.
 //!
-//! To show what bounds the rate it also times, on one thread and without the orchestrator,
-//! the same ledger writes an iteration makes, and one scan for ready tasks with N pending.
+//! It runs a small ledger (100 tasks) and a large one (N): the scheduler looks for ready
+//! tasks once per task finished, and each look reads every pending task, so the rate falls as
+//! the ledger grows. To show what bounds it, it also prints the CPU time per iteration next
+//! to the wall time, and times on their own: the ledger writes an iteration makes (on one
+//! thread, without the orchestrator), one look for ready tasks with N pending, and one round
+//! trip to tokio's blocking pool, which is how the orchestrator reaches the ledger for each
+//! of its operations.
 //!
 //! Run with `cargo bench -p tests --bench orchestrated [-- --tasks N]` (default 2000).
 
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use agent::{CancellationToken, PlanKind, SessionId, Usage};
+use agent::{
+    Agent, AgentCall, AgentError, AgentInfo, AgentReply, CancellationToken, EventSink, PlanKind,
+    SessionId, Usage,
+};
 use agent_mock::MockAgent;
 use orchestrator::{Orchestrator, RunConfig, Selection};
 use session_store::{
@@ -26,17 +35,29 @@ use session_store::{
 
 const DEFAULT_TASKS: usize = 2000;
 
+/// The small ledger's size.
+const SMALL: usize = 100;
+
 fn main() {
     let tasks = tasks_from_args();
-    for concurrency in [1, 4] {
-        let (iterations, elapsed) = orchestrated(tasks, concurrency);
-        println!(
-            "orchestrated iterations (in-process mock agent, concurrency {concurrency}): {:.0} iterations/s \
-             ({iterations} iterations in {:.2} s, {:.0} µs each)",
-            iterations as f64 / elapsed.as_secs_f64(),
-            elapsed.as_secs_f64(),
-            elapsed.as_secs_f64() * 1e6 / iterations as f64,
-        );
+    let runs = [
+        (AgentChoice::Mock, SMALL),
+        (AgentChoice::Mock, tasks),
+        (AgentChoice::Instant, SMALL),
+    ];
+    for (choice, size) in runs {
+        for concurrency in [1, 4] {
+            let (iterations, elapsed, cpu) = orchestrated(choice, size, concurrency);
+            println!(
+                "orchestrated iterations ({}, {size} tasks, concurrency {concurrency}): {:.0} \
+                 iterations/s ({iterations} in {:.2} s; per iteration {:.0} µs wall, {:.0} µs CPU)",
+                choice.describe(),
+                iterations as f64 / elapsed.as_secs_f64(),
+                elapsed.as_secs_f64(),
+                elapsed.as_secs_f64() * 1e6 / iterations as f64,
+                cpu.as_secs_f64() * 1e6 / iterations as f64,
+            );
+        }
     }
     let (writes, elapsed) = ledger_writes_alone(tasks);
     println!(
@@ -51,6 +72,45 @@ fn main() {
          finished): {:.2} ms",
         scan.as_secs_f64() * 1000.0
     );
+    println!(
+        "  and one round trip to tokio's blocking pool (the orchestrator makes about eight per \
+         iteration, one per ledger operation): {:.1} µs",
+        blocking_round_trip().as_secs_f64() * 1e6
+    );
+}
+
+/// CPU time (user and system) this process has used so far.
+fn cpu_time() -> Duration {
+    // SAFETY: an all-zero rusage is a valid value of the plain C struct, and getrusage only
+    // writes into the one it is given.
+    let usage = unsafe {
+        let mut usage: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_SELF, &mut usage);
+        usage
+    };
+    let time = |value: libc::timeval| {
+        Duration::from_secs(value.tv_sec as u64) + Duration::from_micros(value.tv_usec as u64)
+    };
+    time(usage.ru_utime) + time(usage.ru_stime)
+}
+
+/// The mean time of `spawn_blocking` of nothing, awaited, on a current-thread runtime.
+fn blocking_round_trip() -> Duration {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    let rounds = 5_000;
+    runtime.block_on(async {
+        tokio::task::spawn_blocking(|| ()).await.expect("warm-up");
+        let started = Instant::now();
+        for _ in 0..rounds {
+            tokio::task::spawn_blocking(|| ())
+                .await
+                .expect("the blocking task runs");
+        }
+        started.elapsed() / rounds
+    })
 }
 
 /// Reads `--tasks N`; cargo also passes `--bench`, which is ignored.
@@ -82,18 +142,77 @@ fn ledger_with_tasks(dir: &Path, tasks: usize) -> Store {
     store
 }
 
-/// Runs `tasks` one-call tasks through the orchestrator; returns the calls made and the time.
-fn orchestrated(tasks: usize, concurrency: usize) -> (usize, Duration) {
+/// Which agent answers.
+#[derive(Clone, Copy)]
+enum AgentChoice {
+    /// agent-mock's `MockAgent`, answering at once. It still waits on a zero-length tokio
+    /// timer, which tokio rounds up to its next millisecond tick.
+    Mock,
+    /// A reply returned on the spot, to show the orchestrator's cost without the mock's.
+    Instant,
+}
+
+impl AgentChoice {
+    fn describe(self) -> &'static str {
+        match self {
+            AgentChoice::Mock => "in-process mock agent",
+            AgentChoice::Instant => "an agent that returns at once, for comparison",
+        }
+    }
+}
+
+/// Answers every call at once, with the session it was given.
+struct InstantAgent {
+    calls: AtomicUsize,
+}
+
+#[async_trait::async_trait]
+impl Agent for InstantAgent {
+    async fn call(
+        &self,
+        call: AgentCall,
+        _events: EventSink,
+        _cancel: CancellationToken,
+    ) -> Result<AgentReply, AgentError> {
+        self.calls.fetch_add(1, Ordering::Relaxed);
+        let mut reply = AgentReply::empty(call.plan.session_id());
+        reply.turns = 1;
+        Ok(reply)
+    }
+
+    async fn probe(&self) -> Result<AgentInfo, AgentError> {
+        Ok(AgentInfo {
+            name: String::from("instant"),
+            version: String::from("1"),
+            program: None,
+        })
+    }
+}
+
+/// Runs `tasks` one-call tasks through the orchestrator; returns the calls made, the wall
+/// time and the CPU time.
+fn orchestrated(
+    choice: AgentChoice,
+    tasks: usize,
+    concurrency: usize,
+) -> (usize, Duration, Duration) {
     let dir = tempfile::tempdir().expect("a temp dir");
     drop(ledger_with_tasks(dir.path(), tasks));
-    let agent = MockAgent::new();
+    let mock = MockAgent::new();
+    let instant = Arc::new(InstantAgent {
+        calls: AtomicUsize::new(0),
+    });
+    let agent: Arc<dyn Agent> = match choice {
+        AgentChoice::Mock => Arc::new(mock.clone()),
+        AgentChoice::Instant => Arc::clone(&instant) as Arc<dyn Agent>,
+    };
     let config = RunConfig {
         concurrency,
         ..RunConfig::default()
     };
     let orchestrator = Orchestrator::new(
         Store::open(dir.path().join("baton.db")).expect("the ledger opens"),
-        Arc::new(agent.clone()),
+        agent,
         config,
     )
     .expect("the orchestrator is set up");
@@ -102,12 +221,15 @@ fn orchestrated(tasks: usize, concurrency: usize) -> (usize, Duration) {
         .build()
         .expect("a runtime");
     let started = Instant::now();
+    let cpu_before = cpu_time();
     let report = runtime
         .block_on(orchestrator.run(&Selection::all(), CancellationToken::new()))
         .expect("the run succeeds");
     let elapsed = started.elapsed();
+    let cpu = cpu_time().saturating_sub(cpu_before);
     assert!(report.all_completed(), "every task completes");
-    (agent.calls().len(), elapsed)
+    let calls = mock.calls().len() + instant.calls.load(Ordering::Relaxed);
+    (calls, elapsed, cpu)
 }
 
 /// The writes one iteration makes, straight to the store; returns the commits per iteration

@@ -60,18 +60,25 @@ pub enum Seen {
     Unreadable(String),
 }
 
-/// Every mark of a run, in the order they happened. Cheap to clone.
+/// Every mark of a run, in the order they were recorded, each stamped with the moment it
+/// happened (for a hand-over, the moment before the witness's look-up). Cheap to clone.
 #[derive(Debug, Clone, Default)]
 pub struct Timeline {
     marks: Arc<Mutex<Vec<(Instant, Mark)>>>,
 }
 
 impl Timeline {
-    /// Stamps and keeps `mark`. The time is taken under the lock, so the order of the marks
-    /// is the order of their times.
+    /// Stamps and keeps `mark`. The time is taken under the lock, so that marks recorded
+    /// this way are in the order of their times.
     pub fn push(&self, mark: Mark) {
         let mut marks = self.marks.lock().unwrap_or_else(PoisonError::into_inner);
         marks.push((Instant::now(), mark));
+    }
+
+    /// Keeps `mark`, stamped `at`.
+    fn push_at(&self, at: Instant, mark: Mark) {
+        let mut marks = self.marks.lock().unwrap_or_else(PoisonError::into_inner);
+        marks.push((at, mark));
     }
 
     /// The run's events go here.
@@ -133,23 +140,16 @@ impl Agent for Witness {
         let session = call.plan.session_id();
         let handed_over = Instant::now();
         let seen = self.look_up(session);
-        {
-            // Stamped with the moment of the hand-over, before the look-up, so that the
-            // witness's own reading is counted as agent time, not as the orchestrator's.
-            let mut marks = self
-                .timeline
-                .marks
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner);
-            marks.push((
-                handed_over,
-                Mark::Handover {
-                    session,
-                    plan: call.plan.kind(),
-                    seen,
-                },
-            ));
-        }
+        // Stamped with the moment of the hand-over, before the look-up, so that the witness's
+        // own reading counts as agent time, not as the orchestrator's.
+        self.timeline.push_at(
+            handed_over,
+            Mark::Handover {
+                session,
+                plan: call.plan.kind(),
+                seen,
+            },
+        );
         let result = self.agent.call(call, events, cancel).await;
         let reply = match &result {
             Ok(reply) => Some(reply),
