@@ -15,6 +15,7 @@ mod report;
 pub mod script;
 pub mod timeline;
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -49,6 +50,8 @@ pub struct StressConfig {
     pub time_limit: Duration,
     /// Keep the ledger (at this path's directory) instead of deleting it.
     pub keep_ledger: bool,
+    /// Variables added to a CLI agent's environment, such as `mock-claude`'s overrides.
+    pub agent_env: BTreeMap<String, String>,
 }
 
 impl StressConfig {
@@ -66,6 +69,7 @@ impl StressConfig {
             program: None,
             time_limit: Duration::from_secs(30 * 60),
             keep_ledger: false,
+            agent_env: BTreeMap::new(),
         }
     }
 }
@@ -135,7 +139,13 @@ pub fn run(config: &StressConfig) -> anyhow::Result<StressRun> {
         .tempdir()
         .context("could not create a temp dir for the run")?;
     let db_path = root.path().join("baton.db");
-    let rig = Rig::new(config.agent, &plan, config.program.as_deref(), root.path())?;
+    let rig = Rig::new(
+        config.agent,
+        &plan,
+        config.program.as_deref(),
+        &config.agent_env,
+        root.path(),
+    )?;
     let placement = place(&db_path, &plan, &rig.work_dirs)?;
 
     let timeline = Timeline::default();

@@ -14,7 +14,7 @@
 //!
 //! Each side runs several times, alternating, after one warm-up each; the ratio is of the
 //! medians. Without the CLI it says so and measures nothing. Run with
-//! `cargo bench -p tests --bench claude_overhead [-- --rounds N]` (default 7).
+//! `cargo bench -p tests --bench claude_overhead [-- --rounds N]` (default 11).
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -30,7 +30,7 @@ use orchestrator::{Orchestrator, RunConfig, Selection};
 use session_store::{NewTask, Store};
 
 const PROMPT: &str = "Say done, then stop.";
-const DEFAULT_ROUNDS: usize = 7;
+const DEFAULT_ROUNDS: usize = 11;
 
 fn main() {
     let rounds = rounds_from_args();

@@ -98,6 +98,7 @@ fn main() -> ExitCode {
         program,
         time_limit: Duration::from_secs(args.time_limit),
         keep_ledger: args.keep_ledger,
+        agent_env: Default::default(),
     };
     match stress::run(&config) {
         Ok(run) => {

@@ -87,6 +87,46 @@ fn every_session_policy_audits_clean_with_the_in_process_mock() {
     }
 }
 
+#[test]
+fn an_agent_that_makes_its_own_session_fails_the_stress_run() {
+    // The original bug: the agent ignores the id it is given and uses one of its own.
+    let own = SessionId::new_v4();
+    let run = stress::run(&StressConfig {
+        tasks: 4,
+        program: Some(PathBuf::from(MOCK_CLAUDE)),
+        agent_env: [(
+            agent_mock::scenario::REPORT_SESSION_ID_ENV.to_owned(),
+            own.to_string(),
+        )]
+        .into(),
+        ..StressConfig::new(AgentKind::MockClaude)
+    })
+    .expect("the stress run is carried out");
+    let own = own.to_string();
+    let calls = run.audited.calls;
+    assert!(calls >= 4, "{}", stress::render(&run));
+    assert_eq!(
+        mentions(&run.violations, Invariant::ReportedSession, &own),
+        // Once in the ledger's record of each call, once as the witness saw it.
+        2 * calls,
+        "{}",
+        stress::render(&run)
+    );
+    assert_eq!(
+        mentions(&run.violations, Invariant::AgentRecord, &own),
+        1,
+        "the transcript of the agent's own session is found: {}",
+        stress::render(&run)
+    );
+    assert!(
+        run.violations
+            .iter()
+            .any(|violation| violation.invariant == Invariant::Scripted),
+        "{}",
+        stress::render(&run)
+    );
+}
+
 /// A run of the in-process mock whose ledger is kept; the directory goes with the guard.
 struct Kept {
     run: StressRun,

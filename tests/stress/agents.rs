@@ -1,7 +1,7 @@
 //! The agents a stress run can use, each set up to play the script in a hermetic
 //! environment, and what each keeps as its own record for the audit.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -91,11 +91,13 @@ const DONE_USAGE: Usage = Usage {
 
 impl Rig {
     /// Sets up `kind` to play `plan`. `program` is the executable for the CLI kinds
-    /// (`mock-claude` or the real `claude`); `scratch` holds the scenario file.
+    /// (`mock-claude` or the real `claude`), and `extra_env` goes into its environment on
+    /// top of the hermetic one; `scratch` holds the scenario file.
     pub fn new(
         kind: AgentKind,
         plan: &Plan,
         program: Option<&Path>,
+        extra_env: &BTreeMap<String, String>,
         scratch: &Path,
     ) -> anyhow::Result<Rig> {
         // The base URL is replaced below for the real CLI, once the stand-in runs; mock-claude
@@ -123,7 +125,7 @@ impl Rig {
                 script::scenario()
                     .write(&scenario)
                     .context("could not write the mock-claude scenario")?;
-                let mut config = cli_config(program()?, &env);
+                let mut config = cli_config(program()?, &env, extra_env);
                 config.env.insert(
                     agent_mock::scenario::SCENARIO_ENV.to_owned(),
                     scenario.to_string_lossy().into_owned(),
@@ -145,7 +147,7 @@ impl Rig {
                     .collect();
                 let standin =
                     StandIn::start(Script::from_fn(move |request| answer(request, &dirs)));
-                let mut config = cli_config(program()?, &env);
+                let mut config = cli_config(program()?, &env, extra_env);
                 config
                     .env
                     .insert("ANTHROPIC_BASE_URL".to_owned(), standin.base_url());
@@ -167,9 +169,10 @@ impl Rig {
     }
 }
 
-fn cli_config(program: PathBuf, env: &ClaudeEnv) -> ClaudeConfig {
+fn cli_config(program: PathBuf, env: &ClaudeEnv, extra: &BTreeMap<String, String>) -> ClaudeConfig {
     let mut config = ClaudeConfig::new(program);
     config.env = env.vars();
+    config.env.extend(extra.clone());
     config.grace = Duration::from_secs(2);
     config
 }
