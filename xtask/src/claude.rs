@@ -46,15 +46,11 @@ fn installed_version(binary: &PathBuf) -> Option<String> {
 /// Installs the pinned CLI unless it is already there; returns the native binary's path.
 pub fn install(force: bool) -> anyhow::Result<PathBuf> {
     let binary = native_binary()?;
-    if !force {
-        if let Some(version) = installed_version(&binary) {
-            if version.starts_with(CLAUDE_CODE_VERSION) {
-                return Ok(binary);
-            }
-            eprintln!(
-                "xtask: found Claude Code `{version}`, want {CLAUDE_CODE_VERSION}: reinstalling"
-            );
+    if !force && let Some(version) = installed_version(&binary) {
+        if version.starts_with(CLAUDE_CODE_VERSION) {
+            return Ok(binary);
         }
+        eprintln!("xtask: found Claude Code `{version}`, want {CLAUDE_CODE_VERSION}: reinstalling");
     }
     let prefix = workspace_root().join(INSTALL_DIR);
     std::fs::create_dir_all(&prefix)
