@@ -493,8 +493,19 @@ impl Agent for MockAgent {
             session_id: reported,
             model: reply.model.clone(),
         });
-        let until = tokio::time::Instant::now() + delay;
-        sleep_unless_stopped(until, deadline, call.timeout, &cancel).await?;
+        if delay.is_zero() {
+            // No timer for an instant answer: a zero-length sleep still waits for the timer
+            // wheel's next tick (up to a millisecond), which would dominate fast tests and
+            // benchmarks. A call cancelled before it started is still cancelled.
+            if cancel.is_cancelled() {
+                return Err(AgentError::Cancelled {
+                    partial_usage: Usage::ZERO,
+                });
+            }
+        } else {
+            let until = tokio::time::Instant::now() + delay;
+            sleep_unless_stopped(until, deadline, call.timeout, &cancel).await?;
+        }
         for (path, contents) in &files {
             let path = call.working_dir.join(path);
             write_file(&path, contents)?;

@@ -1,7 +1,7 @@
 //! The scheduler: picks ready tasks, runs up to `concurrency` of them at once, and reports
 //! how each ended.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 
 use agent::{Agent, CancellationToken, SessionId};
@@ -143,7 +143,10 @@ impl Orchestrator {
             ..RunReport::default()
         };
         let concurrency = self.inner.config.concurrency;
-        let mut running: JoinSet<Result<TaskReport, OrchestratorError>> = JoinSet::new();
+        let mut running: JoinSet<Result<Option<TaskReport>, OrchestratorError>> = JoinSet::new();
+        // Ready tasks fetched but not started yet; refilled from the ledger when none of them
+        // can start, so a long queue is read once rather than after every task.
+        let mut queue: VecDeque<Task> = VecDeque::new();
         let mut in_flight: HashMap<tokio::task::Id, (TaskId, Option<MilestoneId>)> = HashMap::new();
         let mut attempted: HashSet<TaskId> = HashSet::new();
         let mut policies: HashMap<MilestoneId, Option<SessionPolicy>> = HashMap::new();
@@ -157,6 +160,7 @@ impl Orchestrator {
                     .dispatch(
                         selection,
                         &cancel,
+                        &mut queue,
                         &mut running,
                         &mut in_flight,
                         &mut attempted,
@@ -174,7 +178,7 @@ impl Orchestrator {
             match joined {
                 Ok((id, Ok(task_report))) => {
                     in_flight.remove(&id);
-                    report.tasks.push(task_report);
+                    report.tasks.extend(task_report);
                 }
                 Ok((id, Err(err))) => {
                     // The ledger failed: stop everything, let running tasks wind down.
@@ -210,22 +214,37 @@ impl Orchestrator {
 
     /// Starts ready tasks of the selection until `concurrency` run. Tasks sharing a milestone
     /// session take turns.
+    #[allow(clippy::too_many_arguments)]
     async fn dispatch(
         &self,
         selection: &Selection,
         cancel: &CancellationToken,
-        running: &mut JoinSet<Result<TaskReport, OrchestratorError>>,
+        queue: &mut VecDeque<Task>,
+        running: &mut JoinSet<Result<Option<TaskReport>, OrchestratorError>>,
         in_flight: &mut HashMap<tokio::task::Id, (TaskId, Option<MilestoneId>)>,
         attempted: &mut HashSet<TaskId>,
         policies: &mut HashMap<MilestoneId, Option<SessionPolicy>>,
     ) -> Result<(), OrchestratorError> {
         let concurrency = self.inner.config.concurrency;
-        let ready = self.inner.db.run(|store| store.ready_tasks()).await?;
-        for task in ready {
-            if running.len() >= concurrency {
-                break;
-            }
-            if !selection.contains(&task) || attempted.contains(&task.id) {
+        let mut waiting = VecDeque::new();
+        let mut refilled = false;
+        while running.len() < concurrency {
+            let Some(task) = queue.pop_front() else {
+                // Refill once per dispatch, when everything fetched earlier has started or waits
+                // for its milestone: tasks that finished meanwhile may have made others ready.
+                if refilled {
+                    break;
+                }
+                refilled = true;
+                let ready = self.inner.db.run(|store| store.ready_tasks()).await?;
+                queue.extend(ready.into_iter().filter(|task| {
+                    selection.contains(task)
+                        && !attempted.contains(&task.id)
+                        && !waiting.iter().any(|waiting: &Task| waiting.id == task.id)
+                }));
+                continue;
+            };
+            if attempted.contains(&task.id) {
                 continue;
             }
             let policy = self.policy_of(&task, policies).await?;
@@ -237,6 +256,7 @@ impl Orchestrator {
                     .values()
                     .any(|(_, busy)| *busy == shared_milestone)
             {
+                waiting.push_back(task);
                 continue;
             }
             attempted.insert(task.id);
@@ -248,6 +268,8 @@ impl Orchestrator {
             ));
             in_flight.insert(handle.id(), (task.id, shared_milestone));
         }
+        waiting.append(queue);
+        *queue = waiting;
         Ok(())
     }
 

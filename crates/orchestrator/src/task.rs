@@ -63,29 +63,28 @@ impl TaskOutcome {
     }
 }
 
-/// Claims `task_id` and runs it to an end under `policy`.
+/// Claims `task_id` and runs it to an end under `policy`. `None` when the task could not be
+/// claimed: another runner took it first, or it is no longer ready.
 pub(crate) async fn run_task(
     inner: Arc<Inner>,
     task_id: TaskId,
     policy: SessionPolicy,
     cancel: CancellationToken,
-) -> Result<TaskReport, OrchestratorError> {
+) -> Result<Option<TaskReport>, OrchestratorError> {
     let owner = inner.owner.clone();
+    // The claim and the look for a session to continue share one trip to the ledger.
     let claimed = inner
         .db
-        .run(move |store| store.claim_task(task_id, &owner))
+        .run(move |store| {
+            let task = store.claim_task(task_id, &owner)?;
+            let sessions = store.sessions(&continued_sessions(policy, &task))?;
+            Ok((task, sessions))
+        })
         .await;
-    let task = match claimed {
-        Ok(task) => task,
-        Err(
-            err @ (StoreError::InvalidTransition { .. } | StoreError::DependenciesUnmet { .. }),
-        ) => {
-            return Ok(TaskReport {
-                task: task_id,
-                outcome: TaskOutcome::Skipped {
-                    reason: err.to_string(),
-                },
-            });
+    let (task, known_sessions) = match claimed {
+        Ok(claimed) => claimed,
+        Err(StoreError::InvalidTransition { .. } | StoreError::DependenciesUnmet { .. }) => {
+            return Ok(None);
         }
         Err(err) => return Err(err.into()),
     };
@@ -102,9 +101,26 @@ pub(crate) async fn run_task(
         cancel,
         session: None,
         next_session: NewSessionReason::First,
+        called: false,
+        known_sessions: Some(known_sessions),
     };
     let end = run.drive().await;
-    run.finish(end).await
+    run.finish(end).await.map(Some)
+}
+
+/// The sessions a task may continue under `policy`: its own (the `task` and `fresh`
+/// policies), or its milestone's (the `milestone` policy).
+fn continued_sessions(policy: SessionPolicy, task: &Task) -> SessionFilter {
+    match policy {
+        SessionPolicy::Milestone => SessionFilter {
+            milestone: task.milestone,
+            ..SessionFilter::default()
+        },
+        SessionPolicy::Task | SessionPolicy::Fresh => SessionFilter {
+            task: Some(task.id),
+            ..SessionFilter::default()
+        },
+    }
 }
 
 /// Where the task's loop stands.
@@ -121,6 +137,10 @@ struct TaskRun {
     max_turns: Option<u32>,
     /// A person's guidance not yet delivered to the agent.
     guidance: Option<String>,
+    /// Whether this run has recorded an agent call for the task.
+    called: bool,
+    /// The sessions the task could continue, read when it was claimed; used once.
+    known_sessions: Option<Vec<Session>>,
 }
 
 /// The session the loop holds the lease of.
@@ -445,23 +465,18 @@ impl TaskRun {
 
     /// The session this task continues: its own latest (the `task` policy), or its
     /// milestone's latest (the `milestone` policy). A rotated session is never continued.
-    async fn latest_session(&self) -> Result<Option<Session>, OrchestratorError> {
-        let filter = match self.policy {
-            SessionPolicy::Milestone => SessionFilter {
-                milestone: self.task.milestone,
-                ..SessionFilter::default()
-            },
-            SessionPolicy::Task | SessionPolicy::Fresh => SessionFilter {
-                task: Some(self.task.id),
-                ..SessionFilter::default()
-            },
-        };
+    async fn latest_session(&mut self) -> Result<Option<Session>, OrchestratorError> {
         let policy = self.policy;
-        let sessions = self
-            .inner
-            .db
-            .run(move |store| store.sessions(&filter))
-            .await?;
+        let sessions = match self.known_sessions.take() {
+            Some(sessions) => sessions,
+            None => {
+                let filter = continued_sessions(policy, &self.task);
+                self.inner
+                    .db
+                    .run(move |store| store.sessions(&filter))
+                    .await?
+            }
+        };
         Ok(sessions
             .into_iter()
             .rev()
@@ -589,11 +604,15 @@ impl TaskRun {
             return Ok(prompt::next_in_milestone(&brief, guidance));
         }
         let task = self.task.id;
-        let history = self
-            .inner
-            .db
-            .run(move |store| history::load(store, task))
-            .await?;
+        // A task that never ran and has made no call in this run has no history to read.
+        let history = if self.task.iterations == 0 && !self.called {
+            Vec::new()
+        } else {
+            self.inner
+                .db
+                .run(move |store| history::load(store, task))
+                .await?
+        };
         Ok(match (self.next_session, intent) {
             (NewSessionReason::TranscriptLost, _) if !history.is_empty() => {
                 prompt::seed(&brief, SeedReason::TranscriptLost, &history, guidance)
@@ -732,13 +751,13 @@ impl TaskRun {
             .db
             .run(move |store| {
                 store.record_agent_call(&record)?;
-                store.set_agent_pid(session_id, None)?;
                 if delivered_guidance {
                     store.set_task_guidance(task, None)?;
                 }
                 Ok(())
             })
             .await?;
+        self.called = true;
         if delivered_guidance {
             self.guidance = None;
         }
@@ -991,15 +1010,41 @@ impl TaskRun {
                 TaskOutcome::Cancelled,
             ),
         };
-        let closed = self.close_session(session_status, &session_reason).await;
-        let reason = task_reason.clone();
-        // The task's state is set even when the close failed, so that it is not left running.
-        let moved = self
+        // The session is closed and the task's state set in one trip to the ledger, and the
+        // task's state is set even when the close failed, so that it is not left running.
+        let session = self.session.as_ref().map(|session| session.id);
+        let (close_reason, reason) = (session_reason.clone(), task_reason.clone());
+        let (closed, moved) = self
             .inner
             .db
-            .run(move |store| store.set_task_status(task, task_status, reason.as_deref()))
-            .await;
-        closed?;
+            .run(move |store| {
+                let closed = session.map(|id| {
+                    match store.close_session(id, session_status, Some(&close_reason)) {
+                        // Something else ended it first (a sweep while this runner stalled).
+                        Err(StoreError::CloseConflict { .. }) => Ok(false),
+                        other => other.map(|()| true),
+                    }
+                });
+                let moved = store.set_task_status(task, task_status, reason.as_deref());
+                Ok((closed, moved))
+            })
+            .await?;
+        if let Some(closed) = closed {
+            let closed_now = closed?;
+            let id = self
+                .session
+                .take()
+                .map(|session| session.id)
+                .expect("invariant: a session was closed only when there was one");
+            if closed_now {
+                self.inner.events.emit(RunEvent::SessionClosed {
+                    task,
+                    session: id,
+                    status: session_status,
+                    reason: session_reason,
+                });
+            }
+        }
         match moved {
             Ok(_) => {}
             // A person cancelled it meanwhile: their word stands.

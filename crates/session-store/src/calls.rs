@@ -77,7 +77,8 @@ const CALL_COLUMNS: &str = "id, session_id, task_id, iteration, plan, prompt, re
 
 impl Store {
     /// Records one agent call and adds its figures to its session's and its task's totals,
-    /// all in one transaction.
+    /// all in one transaction. The call's agent process has ended, so the session's recorded
+    /// agent process is cleared in the same transaction.
     ///
     /// The session must have been opened ([`StoreError::NotFound`] naming it otherwise) and
     /// still be open ([`StoreError::SessionClosed`]). The call's task must be the session's
@@ -106,7 +107,8 @@ impl Store {
                      input_tokens = input_tokens + ?3, output_tokens = output_tokens + ?4, \
                      cache_read_tokens = cache_read_tokens + ?5, \
                      cache_creation_tokens = cache_creation_tokens + ?6, \
-                     cost_nano_usd = cost_nano_usd + ?7 \
+                     cost_nano_usd = cost_nano_usd + ?7, \
+                     agent_pid = NULL, agent_start_time = NULL \
                      WHERE id = ?1",
                 )?
                 .execute(params![

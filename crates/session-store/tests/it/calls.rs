@@ -327,3 +327,15 @@ fn history_tables_refuse_updates_and_deletes() {
     let store = Store::open(connection.path().unwrap()).unwrap();
     assert_eq!(store.calls_for_task(task).unwrap().len(), 1);
 }
+
+#[test]
+fn recording_a_call_forgets_its_finished_agent_process() {
+    let (directory, mut store) = temp_store();
+    let task = add_task(&mut store, directory.path(), "t");
+    let session = new_session(task, fake_owner(1));
+    store.open_session(&session).unwrap();
+    store.set_agent_pid(session.id, Some(4242)).unwrap();
+    assert!(store.session(session.id).unwrap().agent.is_some());
+    store.record_agent_call(&call(session.id, task, 0)).unwrap();
+    assert_eq!(store.session(session.id).unwrap().agent, None);
+}
