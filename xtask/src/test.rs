@@ -24,6 +24,9 @@ pub fn run(args: &TestArgs) -> anyhow::Result<()> {
     } else {
         Some(claude::install(false).context("the tests need the pinned Claude Code CLI")?)
     };
+    // Doctests first (nextest does not run them), so that nextest's summary of the whole
+    // suite is the last thing the run prints.
+    run_command(cargo().args(["test", "--workspace", "--doc", "--quiet"]))?;
     let mut nextest = cargo();
     nextest
         .args(["nextest", "run", "--workspace", "--no-fail-fast"])
@@ -34,9 +37,7 @@ pub fn run(args: &TestArgs) -> anyhow::Result<()> {
             .env(CLAUDE_BIN_ENV, binary)
             .env(REQUIRE_CLAUDE_ENV, "1");
     }
-    run_command(&mut nextest)?;
-    // nextest does not run doctests.
-    run_command(cargo().args(["test", "--workspace", "--doc", "--quiet"]))
+    run_command(&mut nextest)
 }
 
 pub fn lint() -> anyhow::Result<()> {
