@@ -62,20 +62,21 @@ pub fn clock(elapsed: Duration) -> String {
 
 /// A moment in UTC for a table: `2025-11-24 04:05:06Z`.
 pub fn time(at: Timestamp) -> String {
-    let parts = UtcParts::of(at);
-    format!(
-        "{:04}-{:02}-{:02} {:02}:{:02}:{:02}Z",
-        parts.year, parts.month, parts.day, parts.hour, parts.minute, parts.second
-    )
+    humantime::format_rfc3339_seconds(system_time(at))
+        .to_string()
+        .replacen('T', " ", 1)
 }
 
 /// A moment as RFC 3339 in UTC with milliseconds, for JSON: `2025-11-24T04:05:06.123Z`.
 pub fn rfc3339(at: Timestamp) -> String {
-    let parts = UtcParts::of(at);
-    format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
-        parts.year, parts.month, parts.day, parts.hour, parts.minute, parts.second, parts.millis
-    )
+    humantime::format_rfc3339_millis(system_time(at)).to_string()
+}
+
+/// The ledger's timestamp as a `SystemTime`; moments before 1970 (which Baton never writes)
+/// read as the epoch.
+fn system_time(at: Timestamp) -> std::time::SystemTime {
+    let millis = u64::try_from(at.as_millis()).unwrap_or(0);
+    std::time::UNIX_EPOCH + Duration::from_millis(millis)
 }
 
 /// The time between two moments, or zero when they are out of order.
@@ -103,48 +104,6 @@ pub fn truncate(text: &str, width: usize) -> String {
 
 fn trim_point_zero(text: String) -> String {
     text.replace(".0k", "k").replace(".0M", "M")
-}
-
-struct UtcParts {
-    year: i64,
-    month: u32,
-    day: u32,
-    hour: i64,
-    minute: i64,
-    second: i64,
-    millis: i64,
-}
-
-impl UtcParts {
-    /// Splits a timestamp into civil UTC fields (Howard Hinnant's `civil_from_days`).
-    fn of(at: Timestamp) -> UtcParts {
-        let millis = at.as_millis();
-        let days = millis.div_euclid(86_400_000);
-        let of_day = millis.rem_euclid(86_400_000);
-        let z = days + 719_468;
-        let era = z.div_euclid(146_097);
-        let day_of_era = z.rem_euclid(146_097);
-        let year_of_era =
-            (day_of_era - day_of_era / 1_460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
-        let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
-        let month_index = (5 * day_of_year + 2) / 153;
-        let day = (day_of_year - (153 * month_index + 2) / 5 + 1) as u32;
-        let month = if month_index < 10 {
-            month_index + 3
-        } else {
-            month_index - 9
-        } as u32;
-        let year = year_of_era + era * 400 + i64::from(month <= 2);
-        UtcParts {
-            year,
-            month,
-            day,
-            hour: of_day / 3_600_000,
-            minute: of_day % 3_600_000 / 60_000,
-            second: of_day % 60_000 / 1_000,
-            millis: of_day % 1_000,
-        }
-    }
 }
 
 /// How a column lines up.
