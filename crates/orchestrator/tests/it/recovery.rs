@@ -7,8 +7,7 @@ use std::time::Duration;
 use agent::{PlanKind, SessionId, SessionPlan, Usage};
 use agent_mock::MockAgent;
 use session_store::{
-    CallOutcome, Cost, LeaseOwner, NewAgentCall, NewSession, SessionPolicy, SessionStatus,
-    TaskStatus, Timestamp,
+    CallOutcome, Cost, LeaseOwner, NewAgentCall, SessionStatus, TaskStatus, Timestamp,
 };
 
 use crate::support::Fixture;
@@ -33,17 +32,7 @@ async fn a_dead_runners_session_is_abandoned_and_its_task_completes_by_resuming_
     let dead = dead_owner();
     let session = SessionId::new_v4();
     fixture.store.claim_task(task, &dead).unwrap();
-    fixture
-        .store
-        .open_session(&NewSession {
-            id: session,
-            task,
-            milestone: None,
-            policy: SessionPolicy::Task,
-            owner: dead.clone(),
-            lease_ttl: Duration::from_secs(600),
-        })
-        .unwrap();
+    fixture.open_task_session(session, task, dead.clone(), Duration::from_secs(600));
     fixture
         .store
         .record_agent_call(&NewAgentCall {
@@ -121,17 +110,7 @@ async fn a_stale_agent_process_is_stopped() {
     let dead = dead_owner();
     let session = SessionId::new_v4();
     fixture.store.claim_task(task, &dead).unwrap();
-    fixture
-        .store
-        .open_session(&NewSession {
-            id: session,
-            task,
-            milestone: None,
-            policy: SessionPolicy::Task,
-            owner: dead,
-            lease_ttl: Duration::from_secs(600),
-        })
-        .unwrap();
+    fixture.open_task_session(session, task, dead, Duration::from_secs(600));
     // A stand-in for the orphaned agent: a process leading its own group, as agents do.
     let mut stale = std::process::Command::new("sleep")
         .arg("300")
@@ -168,17 +147,7 @@ async fn an_expired_lease_is_swept() {
     };
     let session = SessionId::new_v4();
     fixture.store.claim_task(task, &alive_elsewhere).unwrap();
-    fixture
-        .store
-        .open_session(&NewSession {
-            id: session,
-            task,
-            milestone: None,
-            policy: SessionPolicy::Task,
-            owner: alive_elsewhere,
-            lease_ttl: Duration::from_millis(1),
-        })
-        .unwrap();
+    fixture.open_task_session(session, task, alive_elsewhere, Duration::from_millis(1));
     std::thread::sleep(Duration::from_millis(20));
     let report = fixture.run(&MockAgent::new()).await;
     assert!(report.all_completed(), "{report:?}");
@@ -210,17 +179,7 @@ async fn a_live_runners_work_is_left_alone() {
     let me = LeaseOwner::current().unwrap();
     let session = SessionId::new_v4();
     fixture.store.claim_task(task, &me).unwrap();
-    fixture
-        .store
-        .open_session(&NewSession {
-            id: session,
-            task,
-            milestone: None,
-            policy: SessionPolicy::Task,
-            owner: me,
-            lease_ttl: Duration::from_secs(600),
-        })
-        .unwrap();
+    fixture.open_task_session(session, task, me, Duration::from_secs(600));
     let agent = MockAgent::new();
     let report = fixture.run(&agent).await;
     assert!(report.recovered.is_empty());

@@ -8,7 +8,7 @@ use std::time::Duration;
 use agent::{CancellationToken, ErrorKind, SessionId, SessionPlan};
 use agent_mock::{MockAgent, Step};
 use orchestrator::{Orchestrator, RunConfig, Selection, TaskOutcome};
-use session_store::{LeaseOwner, NewSession, SessionPolicy, SessionStatus, Store, TaskStatus};
+use session_store::{LeaseOwner, SessionPolicy, SessionStatus, Store, TaskStatus};
 
 use crate::support::{Fixture, bounded, quick_config};
 
@@ -148,17 +148,7 @@ async fn a_session_held_by_another_process_is_left_alone() {
         ..LeaseOwner::current().unwrap()
     };
     let session = SessionId::new_v4();
-    fixture
-        .store
-        .open_session(&NewSession {
-            id: session,
-            task,
-            milestone: None,
-            policy: SessionPolicy::Task,
-            owner: elsewhere,
-            lease_ttl: Duration::from_secs(600),
-        })
-        .unwrap();
+    fixture.open_task_session(session, task, elsewhere, Duration::from_secs(600));
     let agent = MockAgent::new();
     let report = fixture.run(&agent).await;
     assert!(!report.all_completed());

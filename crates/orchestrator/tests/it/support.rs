@@ -8,8 +8,8 @@ use agent::{Agent, CancellationToken, SessionId};
 use agent_mock::MockAgent;
 use orchestrator::{Orchestrator, RunConfig, RunEvent, RunEvents, RunReport, Selection};
 use session_store::{
-    NewMilestone, NewTask, RecordedCall, Session, SessionFilter, SessionPolicy, SessionStatus,
-    Store, Task, TaskId,
+    LeaseOwner, NewMilestone, NewSession, NewTask, RecordedCall, Session, SessionFilter,
+    SessionPolicy, SessionStatus, Store, Task, TaskId,
 };
 use tempfile::TempDir;
 
@@ -63,6 +63,27 @@ impl Fixture {
                 policy,
             })
             .unwrap()
+    }
+
+    /// Opens session `id` of `task` under the task policy, leased to `owner` for `lease_ttl`,
+    /// as another (perhaps dead) runner would have.
+    pub fn open_task_session(
+        &mut self,
+        id: SessionId,
+        task: TaskId,
+        owner: LeaseOwner,
+        lease_ttl: Duration,
+    ) {
+        self.store
+            .open_session(&NewSession {
+                id,
+                task,
+                milestone: None,
+                policy: SessionPolicy::Task,
+                owner,
+                lease_ttl,
+            })
+            .unwrap();
     }
 
     pub fn get(&self, task: TaskId) -> Task {
