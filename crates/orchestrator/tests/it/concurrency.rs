@@ -28,17 +28,10 @@ async fn ready_tasks_run_concurrently_each_in_its_own_session() {
             },
         )
         .with_events(recorder.sink());
-    let started = std::time::Instant::now();
     let report = bounded(orchestrator.run(&Selection::all(), CancellationToken::new()))
         .await
         .unwrap();
     assert!(report.all_completed());
-    // Eight 150 ms calls, four at a time, take about two rounds, not eight.
-    assert!(
-        started.elapsed() < Duration::from_millis(8 * 150),
-        "{:?}",
-        started.elapsed()
-    );
 
     // At most four calls ran at once, and never two in one session.
     let mut running: HashMap<SessionId, u32> = HashMap::new();

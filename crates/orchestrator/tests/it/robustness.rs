@@ -17,7 +17,10 @@ use crate::support::{Fixture, bounded, quick_config};
 #[tokio::test]
 async fn a_lease_that_lapses_during_a_long_check_is_taken_back_not_lost() {
     let mut fixture = Fixture::new();
-    let task = fixture.task("slow check", &["sleep 0.6; test -f done.txt"]);
+    let task = fixture.task(
+        "slow check",
+        &["touch checking; sleep 1.5; rm checking; test -f done.txt"],
+    );
     let agent = MockAgent::with_steps([
         Step::succeed("not yet"),
         Step::succeed("done").write_file("done.txt", ""),
@@ -28,8 +31,18 @@ async fn a_lease_that_lapses_during_a_long_check_is_taken_back_not_lost() {
     };
     let orchestrator = fixture.orchestrator(Arc::new(agent.clone()), config);
     let db_path = fixture.db_path.clone();
+    let checking = fixture.workdir().join("checking");
     let sweeper = tokio::spawn(async move {
-        // Another `baton recover` while the first check runs and the lease has lapsed.
+        // Another `baton recover` while the first check runs, once the lease has lapsed: the
+        // check marks when it runs, and the lease lasts 150 ms.
+        let started = tokio::time::Instant::now();
+        while !checking.exists() {
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "the check never ran"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
         tokio::time::sleep(Duration::from_millis(400)).await;
         let recovered =
             orchestrator::recover(&orchestrator::Db::new(Store::open(&db_path).unwrap()))
