@@ -5,11 +5,11 @@ use std::time::Duration;
 use agent::{ExitInfo, SessionId};
 use rusqlite::Connection;
 use session_store::{
-    Cost, EventFilter, Missing, NewEvent, NewMilestone, NewSession, NewTask, NewVerification,
-    SessionPolicy, SessionStatus, Store, StoreError, TaskId, Totals,
+    Cost, EventFilter, Missing, NewEvent, NewSession, NewTask, NewVerification, SessionPolicy,
+    SessionStatus, Store, StoreError, TaskId, Totals,
 };
 
-use crate::common::{add_task, call, fake_owner, new_session, temp_store};
+use crate::common::{add_milestone, add_task, call, fake_owner, new_session, temp_store};
 
 #[test]
 fn a_recorded_call_reads_back_as_it_was_recorded() {
@@ -67,12 +67,7 @@ fn sum(calls: &[session_store::RecordedCall]) -> Totals {
 #[test]
 fn roll_ups_equal_the_sums_of_their_calls() {
     let (directory, mut store) = temp_store();
-    let milestone = store
-        .create_milestone(&NewMilestone {
-            name: String::from("m"),
-            ..Default::default()
-        })
-        .unwrap();
+    let milestone = add_milestone(&mut store, "m");
     let tasks: Vec<TaskId> = (0..3)
         .map(|index| {
             store
@@ -139,12 +134,7 @@ fn roll_ups_equal_the_sums_of_their_calls() {
     assert_eq!(Cost::from_nano_usd(cost), milestone_sum.cost);
 
     // An empty milestone adds up to zero.
-    let empty = store
-        .create_milestone(&NewMilestone {
-            name: String::from("empty"),
-            ..Default::default()
-        })
-        .unwrap();
+    let empty = add_milestone(&mut store, "empty");
     assert_eq!(store.milestone_usage(empty).unwrap(), Totals::default());
 }
 

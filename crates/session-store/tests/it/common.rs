@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use agent::{ExitInfo, PlanKind, SessionId, Usage};
 use session_store::{
-    CallOutcome, Cost, LeaseOwner, NewAgentCall, NewSession, NewTask, SessionPolicy, Store, TaskId,
-    Timestamp,
+    CallOutcome, Cost, LeaseOwner, MilestoneId, NewAgentCall, NewMilestone, NewSession, NewTask,
+    SessionPolicy, Store, TaskId, Timestamp,
 };
 use tempfile::TempDir;
 
@@ -35,6 +35,16 @@ pub fn dead_local_owner() -> LeaseOwner {
         pid: 1 << 23,
         ..LeaseOwner::current().expect("this process has an identity")
     }
+}
+
+/// A milestone named `name`, with no description or policy.
+pub fn add_milestone(store: &mut Store, name: &str) -> MilestoneId {
+    store
+        .create_milestone(&NewMilestone {
+            name: name.to_owned(),
+            ..NewMilestone::default()
+        })
+        .expect("a new milestone is created")
 }
 
 /// A task in `directory` with default settings.

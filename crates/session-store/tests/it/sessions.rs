@@ -2,11 +2,11 @@
 
 use agent::{ErrorKind, ExitInfo, SessionId};
 use session_store::{
-    CallOutcome, EventFilter, LeaseOwner, Missing, NewMilestone, NewSession, NewTask,
-    SessionFilter, SessionPolicy, SessionStatus, Store, StoreError, TaskId, Timestamp, event_kind,
+    CallOutcome, EventFilter, LeaseOwner, Missing, NewSession, NewTask, SessionFilter,
+    SessionPolicy, SessionStatus, Store, StoreError, TaskId, Timestamp, event_kind,
 };
 
-use crate::common::{add_task, call, fake_owner, new_session, temp_store};
+use crate::common::{add_milestone, add_task, call, fake_owner, new_session, temp_store};
 
 #[test]
 fn an_opened_session_and_its_lease_are_committed_before_open_returns() {
@@ -62,12 +62,7 @@ fn a_session_id_is_opened_once() {
 #[test]
 fn a_session_agrees_with_its_tasks_milestone() {
     let (directory, mut store) = temp_store();
-    let milestone = store
-        .create_milestone(&NewMilestone {
-            name: String::from("m"),
-            ..Default::default()
-        })
-        .unwrap();
+    let milestone = add_milestone(&mut store, "m");
     let grouped = store
         .add_task(&NewTask {
             milestone: Some(milestone),
@@ -196,18 +191,8 @@ fn a_task_cannot_record_into_another_tasks_session() {
 #[test]
 fn a_milestone_session_takes_calls_for_the_tasks_of_its_milestone_only() {
     let (directory, mut store) = temp_store();
-    let milestone = store
-        .create_milestone(&NewMilestone {
-            name: String::from("m"),
-            ..Default::default()
-        })
-        .unwrap();
-    let other_milestone = store
-        .create_milestone(&NewMilestone {
-            name: String::from("other"),
-            ..Default::default()
-        })
-        .unwrap();
+    let milestone = add_milestone(&mut store, "m");
+    let other_milestone = add_milestone(&mut store, "other");
     let in_milestone = |title: &str, milestone| NewTask {
         milestone: Some(milestone),
         ..NewTask::new(title, "p", directory.path())
@@ -495,12 +480,7 @@ fn a_failed_call_records_its_error_kind_and_figures() {
 #[test]
 fn sessions_are_listed_by_milestone() {
     let (directory, mut store) = temp_store();
-    let milestone = store
-        .create_milestone(&NewMilestone {
-            name: String::from("m"),
-            ..Default::default()
-        })
-        .unwrap();
+    let milestone = add_milestone(&mut store, "m");
     let grouped = store
         .add_task(&NewTask {
             milestone: Some(milestone),

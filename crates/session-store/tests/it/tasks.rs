@@ -5,7 +5,7 @@ use session_store::{
     StoreError, TaskFilter, TaskId, TaskStatus, event_kind,
 };
 
-use crate::common::{add_task, dead_local_owner, fake_owner, temp_store};
+use crate::common::{add_milestone, add_task, dead_local_owner, fake_owner, temp_store};
 
 #[test]
 fn a_task_reads_back_as_it_was_added() {
@@ -174,12 +174,7 @@ fn missing_ids_are_typed_not_found_errors_naming_them() {
 #[test]
 fn milestones_are_unique_by_name_and_listed_in_order() {
     let (_directory, mut store) = temp_store();
-    let first = store
-        .create_milestone(&NewMilestone {
-            name: String::from("alpha"),
-            ..Default::default()
-        })
-        .unwrap();
+    let first = add_milestone(&mut store, "alpha");
     let second = store
         .create_milestone(&NewMilestone {
             name: String::from("beta"),
@@ -212,12 +207,7 @@ fn milestones_are_unique_by_name_and_listed_in_order() {
 #[test]
 fn tasks_are_listed_by_status_and_milestone() {
     let (directory, mut store) = temp_store();
-    let milestone = store
-        .create_milestone(&NewMilestone {
-            name: String::from("m"),
-            ..Default::default()
-        })
-        .unwrap();
+    let milestone = add_milestone(&mut store, "m");
     let loose = add_task(&mut store, directory.path(), "loose");
     let grouped = store
         .add_task(&NewTask {
