@@ -40,14 +40,4 @@ impl Db {
             },
         }
     }
-
-    /// Runs `operation` on the store on the calling thread. For places that cannot await,
-    /// such as cleaning up after a panic; the operation must be quick.
-    pub fn run_now<R>(
-        &self,
-        operation: impl FnOnce(&mut Store) -> Result<R, StoreError>,
-    ) -> Result<R, StoreError> {
-        let mut store = self.store.lock().unwrap_or_else(PoisonError::into_inner);
-        operation(&mut store)
-    }
 }

@@ -51,18 +51,6 @@ pub enum TaskOutcome {
     },
 }
 
-impl TaskOutcome {
-    pub fn status(&self) -> Option<TaskStatus> {
-        match self {
-            TaskOutcome::Completed => Some(TaskStatus::Completed),
-            TaskOutcome::Failed { .. } => Some(TaskStatus::Failed),
-            TaskOutcome::Blocked { .. } => Some(TaskStatus::Blocked),
-            TaskOutcome::Cancelled => Some(TaskStatus::Pending),
-            TaskOutcome::Skipped { .. } => None,
-        }
-    }
-}
-
 /// Claims `task_id` and runs it to an end under `policy`. `None` when the task could not be
 /// claimed: another runner took it first, or it is no longer ready.
 pub(crate) async fn run_task(
