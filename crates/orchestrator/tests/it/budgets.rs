@@ -7,7 +7,7 @@ use agent_mock::{MockAgent, Step};
 use orchestrator::{RunConfig, TaskOutcome};
 use session_store::{SessionStatus, TaskStatus};
 
-use crate::support::{Fixture, Recorder, quick_config};
+use crate::support::{Fixture, Recorder, plans, quick_config};
 
 #[tokio::test]
 async fn max_turns_resumes_the_same_session_with_a_larger_budget() {
@@ -30,7 +30,7 @@ async fn max_turns_resumes_the_same_session_with_a_larger_budget() {
     let calls = agent.calls();
     let id = calls[0].plan.session_id();
     assert_eq!(
-        calls.iter().map(|call| call.plan).collect::<Vec<_>>(),
+        plans(&calls),
         [
             SessionPlan::Start(id),
             SessionPlan::Resume(id),

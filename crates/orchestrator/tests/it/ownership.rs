@@ -8,7 +8,7 @@ use agent_mock::{MockAgent, MockAgentTrait, Step};
 use orchestrator::{RunConfig, Selection, TaskOutcome};
 use session_store::{SessionPolicy, SessionStatus, TaskStatus};
 
-use crate::support::{Fixture, quick_config};
+use crate::support::{Fixture, plans, quick_config};
 
 /// Regression 1: every call gets exactly the session the store holds for it, whatever the
 /// policy; and the session was committed before the call started.
@@ -122,7 +122,7 @@ async fn task_policy_resumes_the_same_session() {
     let calls = agent.calls();
     let id = calls[0].plan.session_id();
     assert_eq!(
-        calls.iter().map(|call| call.plan).collect::<Vec<_>>(),
+        plans(&calls),
         [SessionPlan::Start(id), SessionPlan::Resume(id)]
     );
     assert_eq!(fixture.sessions_of(task).len(), 1);
@@ -187,7 +187,7 @@ async fn milestone_policy_shares_one_session_across_tasks() {
     let calls = agent.calls();
     let id = calls[0].plan.session_id();
     assert_eq!(
-        calls.iter().map(|call| call.plan).collect::<Vec<_>>(),
+        plans(&calls),
         [
             SessionPlan::Start(id),
             SessionPlan::Resume(id),
@@ -277,7 +277,7 @@ async fn session_in_use_is_answered_by_resuming() {
     let calls = agent.calls();
     let id = calls[0].plan.session_id();
     assert_eq!(
-        calls.iter().map(|call| call.plan).collect::<Vec<_>>(),
+        plans(&calls),
         [SessionPlan::Start(id), SessionPlan::Resume(id)]
     );
     assert_eq!(fixture.sessions_of(task).len(), 1);

@@ -134,6 +134,11 @@ impl Fixture {
     }
 }
 
+/// The session plans of `calls`, in order: which session each used, and how.
+pub fn plans(calls: &[agent::AgentCall]) -> Vec<agent::SessionPlan> {
+    calls.iter().map(|call| call.plan).collect()
+}
+
 /// A configuration that waits as little as possible.
 pub fn quick_config() -> RunConfig {
     let mut config = RunConfig::default();
