@@ -84,6 +84,9 @@ impl Store {
     /// still be open ([`StoreError::SessionClosed`]). The call's task must be the session's
     /// task ([`StoreError::WrongTask`]), or, for a session with the milestone policy, a task
     /// of the session's milestone ([`StoreError::MilestoneMismatch`]).
+    ///
+    /// The prompt, the result text, the subtype and the error message are redacted on the
+    /// way in.
     pub fn record_agent_call(&mut self, call: &NewAgentCall) -> Result<CallId, StoreError> {
         let session = call.session.to_string();
         let reported = call.reported_session.map(|id| id.to_string());
@@ -136,11 +139,11 @@ impl Store {
                     call.task,
                     call.iteration,
                     call.plan.as_str(),
-                    call.prompt,
-                    call.result_text,
+                    transaction.redact(&call.prompt),
+                    transaction.redact_option(call.result_text.as_deref()),
                     call.outcome,
-                    call.subtype,
-                    call.error_message,
+                    transaction.redact_option(call.subtype.as_deref()),
+                    transaction.redact_option(call.error_message.as_deref()),
                     reported,
                     call.usage.input_tokens,
                     call.usage.output_tokens,

@@ -7,12 +7,12 @@
 //! (triggers refuse it).
 
 use agent::SessionId;
-use rusqlite::{Connection, Row, ToSql, params};
+use rusqlite::{Row, ToSql, params};
 
 use crate::error::StoreError;
 use crate::ids::{EventId, TaskId};
 use crate::sql::optional_session_id_at;
-use crate::store::Store;
+use crate::store::{Store, Write};
 use crate::units::Timestamp;
 
 /// An event to append.
@@ -67,7 +67,8 @@ pub mod event_kind {
 const EVENT_COLUMNS: &str = "id, at, task_id, session_id, kind, detail";
 
 impl Store {
-    /// Appends an event to the log. A task or session it names must exist.
+    /// Appends an event to the log. A task or session it names must exist. Its kind and
+    /// detail are redacted (a JSON detail stays JSON).
     pub fn append_event(&mut self, event: &NewEvent) -> Result<EventId, StoreError> {
         self.write("append an event", |transaction| {
             if let Some(task) = event.task {
@@ -126,20 +127,23 @@ impl Store {
     }
 }
 
-/// Appends one event inside the caller's transaction.
+/// Appends one event inside the caller's write transaction. Its kind and detail pass through
+/// the store's redactor: a JSON detail has its strings redacted and stays JSON.
 pub(crate) fn insert_event(
-    connection: &Connection,
+    transaction: &Write<'_>,
     at: Timestamp,
     task: Option<TaskId>,
     session: Option<&str>,
     kind: &str,
     detail: &str,
 ) -> rusqlite::Result<EventId> {
-    let mut statement = connection.prepare_cached(
+    let kind = transaction.redact(kind);
+    let detail = transaction.redact_json_text(detail);
+    let mut statement = transaction.prepare_cached(
         "INSERT INTO events (at, task_id, session_id, kind, detail) VALUES (?1, ?2, ?3, ?4, ?5)",
     )?;
     statement.execute(params![at, task, session, kind, detail])?;
-    Ok(EventId(connection.last_insert_rowid()))
+    Ok(EventId(transaction.last_insert_rowid()))
 }
 
 fn event_from_row(row: &Row<'_>) -> rusqlite::Result<Event> {

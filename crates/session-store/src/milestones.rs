@@ -33,6 +33,8 @@ const MILESTONE_COLUMNS: &str = "id, name, description, session_policy, created_
 
 impl Store {
     /// Creates a milestone. Its name must be new: [`StoreError::MilestoneExists`] otherwise.
+    /// Its name and description are redacted on the way in (a name that held a secret is
+    /// found by its redacted form).
     pub fn create_milestone(
         &mut self,
         milestone: &NewMilestone,
@@ -44,12 +46,13 @@ impl Store {
             });
         }
         self.write("create a milestone", |transaction| {
+            let name = transaction.redact(&milestone.name);
             let taken = transaction
                 .prepare_cached("SELECT 1 FROM milestones WHERE name = ?1")?
-                .exists([&milestone.name])?;
+                .exists([&name])?;
             if taken {
                 return Err(StoreError::MilestoneExists {
-                    name: milestone.name.clone(),
+                    name: name.into_owned(),
                 }
                 .into());
             }
@@ -59,7 +62,12 @@ impl Store {
                     "INSERT INTO milestones (name, description, session_policy, created_at, updated_at) \
                      VALUES (?1, ?2, ?3, ?4, ?4)",
                 )?
-                .execute(params![milestone.name, milestone.description, milestone.policy, now])?;
+                .execute(params![
+                    name,
+                    transaction.redact(&milestone.description),
+                    milestone.policy,
+                    now
+                ])?;
             Ok(MilestoneId(transaction.last_insert_rowid()))
         })
     }

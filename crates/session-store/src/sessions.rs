@@ -211,7 +211,8 @@ impl Store {
         })
     }
 
-    /// Ends a session as `status` (any state but `open`) and releases its lease.
+    /// Ends a session as `status` (any state but `open`) and releases its lease. The reason
+    /// is redacted on the way in.
     ///
     /// Closing a session again in the state it already ended in succeeds and changes nothing,
     /// so every exit path may close without knowing whether another already did. Closing it
@@ -241,7 +242,12 @@ impl Store {
                      lease_expires_at = NULL \
                      WHERE id = ?1 AND status = 'open'",
                 )?
-                .execute(params![text, status, now, reason])?;
+                .execute(params![
+                    text,
+                    status,
+                    now,
+                    transaction.redact_option(reason)
+                ])?;
             if closed == 0 {
                 let current = session_status(transaction, id, &text)?;
                 if current != status {

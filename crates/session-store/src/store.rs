@@ -3,7 +3,9 @@
 
 mod checkpointer;
 
+use std::borrow::Cow;
 use std::fs::{DirBuilder, OpenOptions};
+use std::ops::Deref;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -12,6 +14,7 @@ use rusqlite::{Connection, OpenFlags};
 
 use crate::error::{Failure, StoreError, is_busy};
 use crate::migrations::{self, MIGRATIONS};
+use crate::redact::Redactor;
 
 use self::checkpointer::{CHECKPOINT_EVERY, Checkpointer};
 
@@ -30,6 +33,8 @@ pub struct Store {
     checkpointer: Option<Checkpointer>,
     /// Commits since the checkpointer was last nudged.
     commits_since_nudge: u32,
+    /// Takes secrets out of every free-text value before it is written.
+    redactor: Redactor,
 }
 
 /// Settings for [`Store::open_with`].
@@ -38,12 +43,19 @@ pub struct StoreOptions {
     /// How long a write waits for another connection's write to finish before it fails with
     /// [`StoreError::Busy`]. Writes are short, so reaching this means something is stuck.
     pub busy_timeout: Duration,
+    /// What is kept out of the ledger. Every free-text value the store writes passes
+    /// through it; see [`Redactor`].
+    pub redactor: Redactor,
 }
 
 impl Default for StoreOptions {
+    /// A 30-second busy timeout, and a redactor that knows the secret-looking variables of
+    /// this process's environment ([`Redactor::from_env`]), so that a store opened without
+    /// a thought for secrets still keeps them out.
     fn default() -> StoreOptions {
         StoreOptions {
             busy_timeout: Duration::from_secs(30),
+            redactor: Redactor::from_env(),
         }
     }
 }
@@ -108,12 +120,24 @@ impl Store {
             path,
             checkpointer,
             commits_since_nudge: 0,
+            redactor: options.redactor.clone(),
         })
     }
 
     /// The file this store reads and writes.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// What this store keeps out of the ledger.
+    pub fn redactor(&self) -> &Redactor {
+        &self.redactor
+    }
+
+    /// What this store keeps out of the ledger, to teach it more values
+    /// ([`Redactor::add`]). Applies to writes from now on; what is written stays as it is.
+    pub fn redactor_mut(&mut self) -> &mut Redactor {
+        &mut self.redactor
     }
 
     /// The schema version of the open database, which after a successful open is always
@@ -133,14 +157,20 @@ impl Store {
     /// `transaction_with_behavior(TransactionBehavior::Immediate)` does, with one difference:
     /// `BEGIN` and `COMMIT` are prepared once and cached rather than parsed at every write,
     /// which is a measurable share of a short write.
+    ///
+    /// `body` gets the connection with the store's redactor ([`Write`]), through which every
+    /// free-text value must go on its way in.
     pub(crate) fn write<T>(
         &mut self,
         operation: &'static str,
-        body: impl FnOnce(&Connection) -> Result<T, Failure>,
+        body: impl FnOnce(&Write<'_>) -> Result<T, Failure>,
     ) -> Result<T, StoreError> {
         let result = (|| {
             let transaction = ImmediateTransaction::begin(&self.connection)?;
-            let value = body(&self.connection)?;
+            let value = body(&Write {
+                connection: &self.connection,
+                redactor: &self.redactor,
+            })?;
             transaction.commit()?;
             Ok(value)
         })();
@@ -192,6 +222,39 @@ impl Store {
     #[cfg(test)]
     pub(crate) fn connection(&self) -> &Connection {
         &self.connection
+    }
+}
+
+/// The inside of a write transaction: the connection (which it dereferences to, so that
+/// statements read as usual) and the redactor that free text must pass through.
+pub(crate) struct Write<'store> {
+    connection: &'store Connection,
+    redactor: &'store Redactor,
+}
+
+impl Write<'_> {
+    /// `text` without the secrets the store knows; see [`Redactor::redact`].
+    pub(crate) fn redact<'t>(&self, text: &'t str) -> Cow<'t, str> {
+        self.redactor.redact(text)
+    }
+
+    /// [`Write::redact`] for an optional text.
+    pub(crate) fn redact_option<'t>(&self, text: Option<&'t str>) -> Option<Cow<'t, str>> {
+        self.redactor.redact_option(text)
+    }
+
+    /// Text that may be JSON, without the secrets the store knows; see
+    /// [`Redactor::redact_json_text`].
+    pub(crate) fn redact_json_text<'t>(&self, text: &'t str) -> Cow<'t, str> {
+        self.redactor.redact_json_text(text)
+    }
+}
+
+impl Deref for Write<'_> {
+    type Target = Connection;
+
+    fn deref(&self) -> &Connection {
+        self.connection
     }
 }
 
@@ -314,6 +377,7 @@ mod tests {
         let directory = tempfile::tempdir().unwrap();
         let options = StoreOptions {
             busy_timeout: Duration::from_millis(1234),
+            ..StoreOptions::default()
         };
         let store = Store::open_with(directory.path().join("ledger.db"), &options).unwrap();
         assert_eq!(pragma(&store, "journal_mode"), "wal");

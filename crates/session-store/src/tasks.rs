@@ -14,7 +14,7 @@ use crate::milestones::ensure_milestone;
 use crate::process::LeaseOwner;
 use crate::sql::{TOTALS_COLUMNS, path_text, totals_at};
 use crate::status::{SessionPolicy, TaskStatus};
-use crate::store::Store;
+use crate::store::{Store, Write};
 use crate::units::{Timestamp, Totals};
 
 /// A task to add.
@@ -153,7 +153,8 @@ const TASK_TOTALS_AT: usize = 19;
 impl Store {
     /// Adds a task in state `pending`, with its verification commands and dependencies.
     ///
-    /// Its milestone and every task in `after` must exist ([`StoreError::NotFound`]).
+    /// Its milestone and every task in `after` must exist ([`StoreError::NotFound`]). Its
+    /// title, prompt and commands are redacted on the way in.
     pub fn add_task(&mut self, task: &NewTask) -> Result<TaskId, StoreError> {
         task.validate()?;
         self.write("add a task", |transaction| {
@@ -164,6 +165,7 @@ impl Store {
                 ensure_task(transaction, *prerequisite)?;
             }
             let now = Timestamp::now();
+            let title = transaction.redact(&task.title);
             transaction
                 .prepare_cached(
                     "INSERT INTO tasks (title, prompt, status, milestone_id, working_dir, \
@@ -171,8 +173,8 @@ impl Store {
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9)",
                 )?
                 .execute(params![
-                    task.title,
-                    task.prompt,
+                    title,
+                    transaction.redact(&task.prompt),
                     TaskStatus::Pending,
                     task.milestone,
                     path_text("working directory", &task.working_dir)?,
@@ -187,7 +189,7 @@ impl Store {
                 "INSERT INTO task_verify_commands (task_id, ordinal, command) VALUES (?1, ?2, ?3)",
             )?;
             for (ordinal, command) in task.verify_commands.iter().enumerate() {
-                insert_command.execute(params![id, ordinal, command])?;
+                insert_command.execute(params![id, ordinal, transaction.redact(command)])?;
             }
             // A new task has no dependents yet, so its dependencies cannot close a cycle.
             let mut insert_dependency = transaction.prepare_cached(
@@ -196,7 +198,7 @@ impl Store {
             for prerequisite in &task.after {
                 insert_dependency.execute(params![id, prerequisite])?;
             }
-            let detail = json!({ "title": task.title }).to_string();
+            let detail = json!({ "title": title }).to_string();
             insert_event(
                 transaction,
                 now,
@@ -294,8 +296,8 @@ impl Store {
     /// Moves a task to state `to`, if the state machine allows it (see [`TaskStatus`]), and
     /// logs the change. Returns the state it left.
     ///
-    /// `reason` is kept as the task's failure reason when `to` is `failed`, `blocked` or
-    /// `cancelled`, and in the event log in every case. A task may only become `running` once
+    /// `reason` is kept (redacted) as the task's failure reason when `to` is `failed`,
+    /// `blocked` or `cancelled`, and in the event log in every case. A task may only become `running` once
     /// all its dependencies completed ([`StoreError::DependenciesUnmet`]). To run a task, a
     /// runner claims it with [`Store::claim_task`], which also records who runs it.
     pub fn set_task_status(
@@ -321,8 +323,8 @@ impl Store {
         })
     }
 
-    /// Makes a failed, blocked or cancelled task pending again, with `guidance` (when given)
-    /// for the next prompt. The task then continues its session where the policy allows.
+    /// Makes a failed, blocked or cancelled task pending again, with `guidance` (when given,
+    /// and redacted) for the next prompt. The task then continues its session where the policy allows.
     pub fn retry_task(&mut self, id: TaskId, guidance: Option<&str>) -> Result<(), StoreError> {
         self.write("retry a task", |transaction| {
             let from = task_status(transaction, id)?;
@@ -352,7 +354,7 @@ impl Store {
         })
     }
 
-    /// Sets (or, with `None`, clears) the guidance for a task's next prompt.
+    /// Sets (or, with `None`, clears) the guidance for a task's next prompt, redacted.
     pub fn set_task_guidance(
         &mut self,
         id: TaskId,
@@ -397,7 +399,7 @@ impl Store {
 /// Moves task `id` to `to` inside `transaction`, enforcing the state machine, recording
 /// `runner` when the task starts running and forgetting it when the task stops.
 fn transition(
-    transaction: &Connection,
+    transaction: &Write<'_>,
     id: TaskId,
     to: TaskStatus,
     reason: Option<&str>,
@@ -418,8 +420,9 @@ fn transition(
         }
     }
     let now = Timestamp::now();
+    let reason = transaction.redact_option(reason);
     let failure_reason = match to {
-        TaskStatus::Failed | TaskStatus::Blocked | TaskStatus::Cancelled => reason,
+        TaskStatus::Failed | TaskStatus::Blocked | TaskStatus::Cancelled => reason.as_deref(),
         TaskStatus::Pending | TaskStatus::Running | TaskStatus::Completed => None,
     };
     let finished_at = to.is_finished().then_some(now);
@@ -479,13 +482,13 @@ fn task_status(connection: &Connection, id: TaskId) -> Result<TaskStatus, Failur
 }
 
 fn set_guidance(
-    connection: &Connection,
+    transaction: &Write<'_>,
     id: TaskId,
     guidance: Option<&str>,
 ) -> Result<(), Failure> {
-    connection
+    transaction
         .prepare_cached("UPDATE tasks SET guidance = ?2 WHERE id = ?1")?
-        .execute(params![id, guidance])?;
+        .execute(params![id, transaction.redact_option(guidance)])?;
     Ok(())
 }
 

@@ -54,7 +54,8 @@ const VERIFICATION_COLUMNS: &str = "id, task_id, iteration, command, exit_code, 
                                     timed_out, output_tail, duration_ms, recorded_at";
 
 impl Store {
-    /// Records one verification run of a task.
+    /// Records one verification run of a task. Its command and output are redacted on the
+    /// way in.
     pub fn record_verification(
         &mut self,
         verification: &NewVerification,
@@ -72,11 +73,11 @@ impl Store {
                 .execute(params![
                     verification.task,
                     verification.iteration,
-                    verification.command,
+                    transaction.redact(&verification.command),
                     exit_code,
                     exit_signal,
                     verification.timed_out,
-                    verification.output_tail,
+                    transaction.redact(&verification.output_tail),
                     duration_millis(verification.duration),
                     now,
                 ])?;

@@ -17,7 +17,7 @@ use crate::events::{event_kind, insert_event};
 use crate::ids::TaskId;
 use crate::process::{AgentProcess, LeaseOwner};
 use crate::status::SessionStatus;
-use crate::store::Store;
+use crate::store::{Store, Write};
 use crate::units::Timestamp;
 
 /// Why a sweep abandoned a session.
@@ -204,7 +204,11 @@ impl Store {
                          lease_expires_at = NULL \
                          WHERE id = ?1",
                     )?
-                    .execute(params![candidate.text, now, end_reason])?;
+                    .execute(params![
+                        candidate.text,
+                        now,
+                        transaction.redact(&end_reason)
+                    ])?;
                 let owner = candidate.lease.map(|lease| lease.owner);
                 let detail = json!({
                     "why": reason.as_str(),
@@ -234,7 +238,7 @@ impl Store {
 
 /// Gives an open session's lease to `owner`, unless another process holds it unexpired.
 pub(super) fn acquire(
-    connection: &Connection,
+    connection: &Write<'_>,
     id: SessionId,
     text: &str,
     state: &SessionState,

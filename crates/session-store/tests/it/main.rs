@@ -5,5 +5,6 @@ mod common;
 mod concurrency;
 mod leases;
 mod open;
+mod secrets;
 mod sessions;
 mod tasks;

@@ -137,6 +137,7 @@ fn a_write_lock_held_past_the_busy_timeout_is_a_typed_busy_error() {
     drop(store);
     let options = StoreOptions {
         busy_timeout: Duration::from_millis(50),
+        ..StoreOptions::default()
     };
     let mut store = Store::open_with(&path, &options).unwrap();
 
