@@ -5,7 +5,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use agent::{AgentEvent, PlanKind, SessionId, Usage};
-use session_store::{CallOutcome, SessionPolicy, SessionStatus, SweptSession, TaskId, TaskStatus};
+use session_store::{
+    CallOutcome, Redactor, SessionPolicy, SessionStatus, SweptSession, TaskId, TaskStatus,
+};
 
 /// Something that happened in a run.
 #[derive(Debug, Clone, PartialEq)]
@@ -84,6 +86,9 @@ pub enum RunEvent {
 }
 
 /// Where a run's [`RunEvent`]s go. Cheap to clone; by default events are dropped.
+///
+/// An [`Orchestrator`](crate::Orchestrator) redacts every event before it is delivered, with
+/// its store's [`Redactor`].
 #[derive(Clone, Default)]
 pub struct RunEvents {
     deliver: Option<Arc<dyn Fn(RunEvent) + Send + Sync>>,
@@ -104,6 +109,110 @@ impl RunEvents {
     pub fn emit(&self, event: RunEvent) {
         if let Some(deliver) = &self.deliver {
             deliver(event);
+        }
+    }
+
+    /// These events, with the secrets `redactor` knows taken out of every text they carry.
+    pub(crate) fn redacting(self, redactor: Redactor) -> RunEvents {
+        match self.deliver {
+            None => self,
+            Some(deliver) => RunEvents::new(move |event: RunEvent| {
+                deliver(event.redacted(&redactor));
+            }),
+        }
+    }
+}
+
+impl RunEvent {
+    /// The event with every text in it (titles, commands, reasons, decisions, what the agent
+    /// said and did) passed through `redactor`.
+    pub fn redacted(self, redactor: &Redactor) -> RunEvent {
+        let clean = |text: String| match redactor.redact(&text) {
+            std::borrow::Cow::Borrowed(_) => text,
+            std::borrow::Cow::Owned(redacted) => redacted,
+        };
+        match self {
+            RunEvent::TaskStarted { task, title } => RunEvent::TaskStarted {
+                task,
+                title: clean(title),
+            },
+            RunEvent::SessionClosed {
+                task,
+                session,
+                status,
+                reason,
+            } => RunEvent::SessionClosed {
+                task,
+                session,
+                status,
+                reason: clean(reason),
+            },
+            RunEvent::Agent {
+                task,
+                session,
+                event,
+            } => RunEvent::Agent {
+                task,
+                session,
+                event: match event {
+                    AgentEvent::Text { text } => AgentEvent::Text { text: clean(text) },
+                    AgentEvent::ToolUse { name, summary } => AgentEvent::ToolUse {
+                        name: clean(name),
+                        summary: clean(summary),
+                    },
+                    AgentEvent::Init { session_id, model } => AgentEvent::Init {
+                        session_id,
+                        model: model.map(clean),
+                    },
+                    other @ (AgentEvent::Spawned { .. }
+                    | AgentEvent::ToolResult { .. }
+                    | AgentEvent::Usage { .. }) => other,
+                },
+            },
+            RunEvent::CheckStarted {
+                task,
+                iteration,
+                command,
+            } => RunEvent::CheckStarted {
+                task,
+                iteration,
+                command: clean(command),
+            },
+            RunEvent::CheckFinished {
+                task,
+                iteration,
+                command,
+                passed,
+                duration,
+            } => RunEvent::CheckFinished {
+                task,
+                iteration,
+                command: clean(command),
+                passed,
+                duration,
+            },
+            RunEvent::Decision {
+                task,
+                iteration,
+                decision,
+            } => RunEvent::Decision {
+                task,
+                iteration,
+                decision: clean(decision),
+            },
+            RunEvent::TaskFinished {
+                task,
+                status,
+                reason,
+            } => RunEvent::TaskFinished {
+                task,
+                status,
+                reason: reason.map(clean),
+            },
+            other @ (RunEvent::Recovered { .. }
+            | RunEvent::SessionOpened { .. }
+            | RunEvent::CallStarted { .. }
+            | RunEvent::CallFinished { .. }) => other,
         }
     }
 }

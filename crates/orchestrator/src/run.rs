@@ -6,8 +6,8 @@ use std::sync::{Arc, Mutex};
 
 use agent::{Agent, CancellationToken, SessionId};
 use session_store::{
-    LeaseOwner, MilestoneId, SessionFilter, SessionPolicy, SessionStatus, Store, Task, TaskFilter,
-    TaskId, TaskStatus,
+    LeaseOwner, MilestoneId, Redactor, SessionFilter, SessionPolicy, SessionStatus, Store, Task,
+    TaskFilter, TaskId, TaskStatus,
 };
 use tokio::task::JoinSet;
 
@@ -76,6 +76,9 @@ pub(crate) struct Inner {
     /// This process, as named in the leases it takes.
     pub(crate) owner: LeaseOwner,
     pub(crate) events: RunEvents,
+    /// The store's redactor: what the loop sends to the agent and reports in events passes
+    /// through it, as everything the store writes does.
+    pub(crate) redactor: Redactor,
     /// Sessions with an agent call under way in this process: the in-process half of "one
     /// live process per session" (the store's lease is the half across processes).
     pub(crate) live_sessions: Mutex<HashSet<SessionId>>,
@@ -83,6 +86,9 @@ pub(crate) struct Inner {
 
 impl Orchestrator {
     /// An orchestrator over `store` that runs tasks through `agent`.
+    ///
+    /// The store's redactor (as it is now) also cleans what the orchestrator sends to the
+    /// agent (feedback from check output, errors) and every event it reports.
     pub fn new(
         store: Store,
         agent: Arc<dyn Agent>,
@@ -90,6 +96,7 @@ impl Orchestrator {
     ) -> Result<Orchestrator, OrchestratorError> {
         validate(&config)?;
         let owner = LeaseOwner::current()?;
+        let redactor = store.redactor().clone();
         Ok(Orchestrator {
             inner: Arc::new(Inner {
                 db: Db::new(store),
@@ -97,15 +104,17 @@ impl Orchestrator {
                 config,
                 owner,
                 events: RunEvents::none(),
+                redactor,
                 live_sessions: Mutex::new(HashSet::new()),
             }),
         })
     }
 
-    /// Sends the run's events to `events`.
+    /// Sends the run's events to `events`, redacted.
     pub fn with_events(self, events: RunEvents) -> Orchestrator {
         let inner = Arc::into_inner(self.inner)
             .expect("invariant: nothing else holds the orchestrator before it runs");
+        let events = events.redacting(inner.redactor.clone());
         Orchestrator {
             inner: Arc::new(Inner { events, ..inner }),
         }

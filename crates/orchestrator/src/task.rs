@@ -268,7 +268,10 @@ impl TaskRun {
             if let Err(end) = self.ensure_session(iteration).await? {
                 return Ok(Phase::End(end));
             }
+            // What the agent is told never carries a secret: the feedback quotes check output
+            // and errors, which may print one.
             let prompt = self.render(intent, iteration).await?;
+            let prompt = redacted(&self.inner.redactor, prompt);
             let result = match self.call_agent(iteration, prompt).await? {
                 Ok(result) => result,
                 Err(end) => return Ok(Phase::End(end)),
@@ -818,7 +821,7 @@ impl TaskRun {
                 iteration,
                 command: command.clone(),
             });
-            let outcome =
+            let mut outcome =
                 match verify::run_check(&command, &self.task.working_dir, timeout, &self.cancel)
                     .await
                 {
@@ -826,6 +829,9 @@ impl TaskRun {
                     Err(VerifyError::Cancelled { .. }) => return Ok(Err(End::Cancelled)),
                     Err(err) => return Ok(Err(End::Failed(err.to_string()))),
                 };
+            // The output goes to the ledger, the events and the agent's next prompt; a check
+            // that prints a key must not send it to any of them.
+            outcome.output_tail = redacted(&self.inner.redactor, outcome.output_tail);
             let record = NewVerification {
                 task: self.task.id,
                 iteration,
@@ -1169,6 +1175,14 @@ fn model_saw_prompt(result: &Result<AgentReply, AgentError>) -> bool {
     }
 }
 
+/// `text` without the secrets `redactor` knows, reusing its allocation when there are none.
+fn redacted(redactor: &session_store::Redactor, text: String) -> String {
+    match redactor.redact(&text) {
+        std::borrow::Cow::Borrowed(_) => text,
+        std::borrow::Cow::Owned(clean) => clean,
+    }
+}
+
 fn describe_check(check: &FailedCheck) -> String {
     match (check.timed_out, check.exit_code) {
         (true, _) => String::from("timed out"),
@@ -1199,6 +1213,7 @@ mod tests {
             config: RunConfig::default(),
             owner: LeaseOwner::current().unwrap(),
             events: RunEvents::none(),
+            redactor: session_store::Redactor::new(),
             live_sessions: Mutex::new(HashSet::new()),
         };
         let (one, other) = (SessionId::new_v4(), SessionId::new_v4());

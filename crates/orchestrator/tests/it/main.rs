@@ -9,3 +9,4 @@ mod feedback;
 mod ownership;
 mod recovery;
 mod robustness;
+mod secrets;
