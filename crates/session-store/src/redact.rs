@@ -196,8 +196,8 @@ impl Redactor {
         if let Some(known) = self.values.iter().find(|known| text.contains(&known.value)) {
             return Some(Found::Value { name: &known.name });
         }
-        let matched = token_spans(text).next()?;
-        let matched = &text[matched.start..matched.end];
+        // The whole match, `Bearer` included, says which shape it is.
+        let matched = ANY_TOKEN.find(text)?.as_str();
         let kind = EACH_TOKEN
             .iter()
             .find(|(_, regex)| regex.is_match(matched))
@@ -528,9 +528,13 @@ mod tests {
             assert_eq!(redactor.redact(&text), "use [redacted] please", "{token}");
             assert_eq!(redactor.find(&text), Some(Found::Token { kind }), "{token}");
         }
+        let header = "Authorization: Bearer eyJFAKE.fake0123456789.sig";
+        assert_eq!(redactor.redact(header), "Authorization: Bearer [redacted]");
         assert_eq!(
-            redactor.redact("Authorization: Bearer eyJFAKE.fake0123456789.sig"),
-            "Authorization: Bearer [redacted]"
+            redactor.find(header),
+            Some(Found::Token {
+                kind: "a bearer token"
+            })
         );
     }
 

@@ -48,15 +48,26 @@ pub struct StoreOptions {
     pub redactor: Redactor,
 }
 
+impl StoreOptions {
+    /// The busy timeout of [`StoreOptions::default`].
+    pub const DEFAULT_BUSY_TIMEOUT: Duration = Duration::from_secs(30);
+
+    /// The default busy timeout and `redactor`, for a caller that knows its secrets (and
+    /// does not want the environment read again).
+    pub fn with_redactor(redactor: Redactor) -> StoreOptions {
+        StoreOptions {
+            busy_timeout: StoreOptions::DEFAULT_BUSY_TIMEOUT,
+            redactor,
+        }
+    }
+}
+
 impl Default for StoreOptions {
     /// A 30-second busy timeout, and a redactor that knows the secret-looking variables of
     /// this process's environment ([`Redactor::from_env`]), so that a store opened without
     /// a thought for secrets still keeps them out.
     fn default() -> StoreOptions {
-        StoreOptions {
-            busy_timeout: Duration::from_secs(30),
-            redactor: Redactor::from_env(),
-        }
+        StoreOptions::with_redactor(Redactor::from_env())
     }
 }
 
