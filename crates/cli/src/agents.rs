@@ -113,6 +113,7 @@ mod tests {
             db: None,
             claude_bin: None,
             no_color: false,
+            redactor: session_store::Redactor::new(),
         };
         let settings = Settings::resolve(&ConfigFile::default(), None, &env);
         assert_eq!(run_config(&settings), defaults);

@@ -5,8 +5,9 @@
 //! (the workspace's `tests` package, for the fault-injection suite) can build their own copy
 //! of the exact same program. Nothing else is public.
 //!
-//! [`main`] is thin: parse the flags ([`flags`]), read the environment once ([`settings::Env`]),
-//! run the command ([`commands`]), and map how it ended to an exit code ([`error`]).
+//! [`main`] is thin: read the environment once ([`settings::Env`]), parse the flags
+//! ([`flags`]), run the command ([`commands`]), and map how it ended to an exit code
+//! ([`error`]). Everything it prints is redacted ([`output`], [`secrets`]).
 
 mod agents;
 mod commands;
@@ -16,6 +17,7 @@ mod flags;
 mod human;
 mod output;
 mod progress;
+mod secrets;
 mod settings;
 mod signals;
 mod views;
@@ -26,8 +28,20 @@ use clap::Parser;
 
 /// Runs `baton` with the process's arguments and environment, and returns its exit code.
 pub fn main() -> ExitCode {
-    let cli = flags::Cli::parse();
-    let result = settings::Env::capture().and_then(|env| commands::dispatch(cli, env));
+    let env = settings::Env::capture();
+    // Everything printed is redacted from the start, clap's messages too: they quote the
+    // arguments, which may hold a key typed in the wrong place.
+    if let Ok(env) = &env {
+        output::redact_with(env.redactor.clone());
+    }
+    let cli = match flags::Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) => {
+            let no_color = env.as_ref().is_ok_and(|env| env.no_color);
+            return output::clap_message(&error, no_color);
+        }
+    };
+    let result = env.and_then(|env| commands::dispatch(cli, env));
     match result {
         Ok(outcome) => outcome.exit_code(),
         Err(error) => {

@@ -6,7 +6,6 @@
 //! renderer thread, which owns the output, so that reporting never waits on the terminal.
 
 use std::collections::{BTreeMap, HashMap};
-use std::io::Write;
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -16,6 +15,7 @@ use orchestrator::{RunEvent, RunEvents};
 use session_store::{Cost, SweepReason, TaskId, TaskStatus};
 
 use crate::human;
+use crate::output;
 
 /// How progress is shown.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -419,14 +419,11 @@ impl Style {
     }
 }
 
+/// Writes through [`output`], which redacts: the lines quote agents, checks and errors.
 fn write_to(stderr: bool, text: &str) {
     if stderr {
-        let mut out = std::io::stderr().lock();
-        let _ = out.write_all(text.as_bytes());
-        let _ = out.flush();
+        output::note(text);
     } else {
-        let mut out = std::io::stdout().lock();
-        let _ = out.write_all(text.as_bytes());
-        let _ = out.flush();
+        output::print(text);
     }
 }

@@ -10,11 +10,12 @@ use std::time::Duration;
 
 use agent::PermissionMode;
 use anyhow::Context as _;
-use session_store::{SessionPolicy, Store};
+use session_store::{Redactor, SessionPolicy, Store, StoreOptions};
 
 use crate::config::{ConfigFile, Defaults};
 use crate::error::{CliError, Kind};
 use crate::flags::AgentKind;
+use crate::{output, secrets};
 
 /// The name of the workspace directory.
 pub const WORKSPACE_DIR: &str = ".baton";
@@ -38,6 +39,9 @@ pub struct Env {
     pub claude_bin: Option<PathBuf>,
     /// Whether `NO_COLOR` asks for no colours.
     pub no_color: bool,
+    /// The values of the secret-looking variables (`ANTHROPIC_API_KEY`, `GITHUB_TOKEN`, …),
+    /// to keep out of the ledger and the output.
+    pub redactor: Redactor,
 }
 
 /// A directory holding `.baton/`.
@@ -92,6 +96,8 @@ pub struct Context {
     pub ledger: PathBuf,
     pub ledger_from: Source,
     pub settings: Settings,
+    /// The environment's secrets and the configuration's (see [`secrets::with_agent_env`]).
+    pub redactor: Redactor,
 }
 
 impl Env {
@@ -110,6 +116,7 @@ impl Env {
             db: var(DB_ENV).map(|path| cwd.join(PathBuf::from(path))),
             claude_bin: var(CLAUDE_BIN_ENV).map(PathBuf::from),
             no_color: var("NO_COLOR").is_some(),
+            redactor: Redactor::from_vars(std::env::vars_os()),
             cwd,
         })
     }
@@ -232,6 +239,8 @@ impl Context {
             None => (ConfigFile::default(), None),
         };
         let settings = Settings::resolve(&file, config_path, &env);
+        let redactor = secrets::with_agent_env(&env.redactor, &settings.agent_env);
+        output::redact_with(redactor.clone());
         Ok(Context {
             env,
             json,
@@ -239,6 +248,7 @@ impl Context {
             ledger,
             ledger_from,
             settings,
+            redactor,
         })
     }
 
@@ -249,7 +259,8 @@ impl Context {
             .map_or(self.env.cwd.as_path(), |workspace| workspace.root.as_path())
     }
 
-    /// Opens the ledger, which must exist (`baton init` creates it).
+    /// Opens the ledger, which must exist (`baton init` creates it), with the context's
+    /// redactor.
     pub fn open_store(&self) -> anyhow::Result<Store> {
         if !self.ledger.is_file() {
             let hint = match self.ledger_from {
@@ -267,7 +278,8 @@ impl Context {
             .with_hint(hint)
             .into());
         }
-        Store::open(&self.ledger).with_context(|| {
+        let options = StoreOptions::with_redactor(self.redactor.clone());
+        Store::open_with(&self.ledger, &options).with_context(|| {
             format!(
                 "could not open the ledger database `{}`",
                 self.ledger.display()
@@ -297,6 +309,7 @@ mod tests {
             db: None,
             claude_bin: None,
             no_color: false,
+            redactor: Redactor::new(),
         }
     }
 

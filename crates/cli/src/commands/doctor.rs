@@ -13,6 +13,7 @@ use crate::error::{self, CliError, Kind, Outcome};
 use crate::flags::AgentKind;
 use crate::human::Fields;
 use crate::output;
+use crate::secrets;
 use crate::settings::{Env, Settings, Source, Workspace, no_workspace};
 
 /// The result of one check.
@@ -71,6 +72,7 @@ pub fn run(db_flag: Option<PathBuf>, json: bool, env: &Env) -> anyhow::Result<Ou
         None => (ConfigFile::default(), None),
     };
     let settings = Settings::resolve(&file, config_path, env);
+    output::redact_with(secrets::with_agent_env(&env.redactor, &settings.agent_env));
     if settings.permission_mode == PermissionMode::BypassPermissions {
         checks.push(Check {
             name: "permissions",

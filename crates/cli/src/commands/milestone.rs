@@ -7,6 +7,7 @@ use crate::error::Outcome;
 use crate::flags::MilestoneCommand;
 use crate::human::{self, Align, Fields, Table};
 use crate::output;
+use crate::secrets;
 use crate::settings::Context;
 use crate::views::{self, MilestoneNames};
 
@@ -17,6 +18,14 @@ pub fn run(command: MilestoneCommand, context: &Context) -> anyhow::Result<Outco
             description,
             session_policy,
         } => {
+            secrets::refuse_secret(&context.redactor, "the milestone's name", &name)?;
+            if let Some(description) = &description {
+                secrets::refuse_secret(
+                    &context.redactor,
+                    "the milestone's description (--description)",
+                    description,
+                )?;
+            }
             let mut store = context.open_store()?;
             let id = store.create_milestone(&NewMilestone {
                 name: name.clone(),

@@ -13,7 +13,7 @@ use agent::{SessionId, Usage};
 use agent_mock::{MockAgent, Step};
 use orchestrator::{Orchestrator, Selection};
 use serde_json::{Value, json};
-use session_store::{NewMilestone, NewTask, SessionFilter, Store, TaskFilter};
+use session_store::{NewMilestone, NewTask, SessionFilter, Store, StoreOptions, TaskFilter};
 
 use crate::agents;
 use crate::commands::init;
@@ -69,7 +69,8 @@ const EXAMPLES: [Example; 3] = [
 pub fn run(args: &QuickstartArgs, json: bool, env: &Env) -> anyhow::Result<Outcome> {
     let root = workspace_dir(args.dir.as_deref(), env)?;
     let created = init::create(&root, None, AgentKind::Mock)?;
-    let mut store = Store::open(&created.ledger)?;
+    let options = StoreOptions::with_redactor(env.redactor.clone());
+    let mut store = Store::open_with(&created.ledger, &options)?;
     write_project(&root)?;
     let ids = add_examples(&mut store, &created.workspace)?;
     if !json {
@@ -89,7 +90,7 @@ pub fn run(args: &QuickstartArgs, json: bool, env: &Env) -> anyhow::Result<Outco
             Orchestrator::new(store, Arc::new(demo_agent()), agents::run_config(&settings))?;
         execute(orchestrator, &Selection::all(), budgets, env, json).await
     })?;
-    let store = Store::open(&created.ledger)?;
+    let store = Store::open_with(&created.ledger, &options)?;
     let tasks = store.tasks(&TaskFilter::default())?;
     let sessions = store.sessions(&SessionFilter::default())?;
     let names = MilestoneNames::load(&store)?;

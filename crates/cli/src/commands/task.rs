@@ -12,6 +12,7 @@ use crate::error::{CliError, Kind, Outcome};
 use crate::flags::{TaskAddArgs, TaskCommand, TaskListArgs};
 use crate::human::{self, Align, Fields, Table};
 use crate::output;
+use crate::secrets;
 use crate::settings::Context;
 use crate::views::{self, MilestoneNames};
 
@@ -37,6 +38,13 @@ fn add(args: TaskAddArgs, context: &Context) -> anyhow::Result<Outcome> {
         return Err(CliError::usage("the task's prompt is empty")
             .with_hint("give the agent something to do with --prompt TEXT or --prompt-file FILE")
             .into());
+    }
+    let redactor = &context.redactor;
+    secrets::refuse_secret(redactor, "the title", &args.title)?;
+    secrets::refuse_secret(redactor, "the prompt", &prompt)?;
+    for (index, command) in args.verify.iter().enumerate() {
+        let what = format!("verification command {} (--verify)", index + 1);
+        secrets::refuse_secret(redactor, &what, command)?;
     }
     let milestone = match &args.milestone {
         Some(name) => Some(super::milestone_named(&store, name)?.id),
@@ -387,6 +395,9 @@ fn cancel(id: TaskId, context: &Context) -> anyhow::Result<Outcome> {
 }
 
 fn retry(id: TaskId, message: Option<&str>, context: &Context) -> anyhow::Result<Outcome> {
+    if let Some(message) = message {
+        secrets::refuse_secret(&context.redactor, "the guidance (--message)", message)?;
+    }
     let mut store = context.open_store()?;
     let was = store.task(id)?.status;
     if !matches!(

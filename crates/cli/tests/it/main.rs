@@ -6,4 +6,5 @@ mod errors;
 mod help;
 mod real_claude;
 mod runs;
+mod secrets;
 mod support;

@@ -79,6 +79,39 @@ impl World {
         }
     }
 
+    /// Runs `baton ARGS` in `work/` with `input` on its standard input.
+    pub fn baton_with_stdin(&self, args: &[&str], input: &[u8]) -> Output {
+        use std::io::Write as _;
+        let mut child = self
+            .command(&self.work(), args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("the baton binary runs");
+        let mut stdin = child.stdin.take().expect("stdin is piped");
+        // baton may stop reading early (and exit): a broken pipe is its business.
+        let _ = stdin.write_all(input);
+        drop(stdin);
+        let output = child.wait_with_output().expect("baton is waited for");
+        Output {
+            code: output.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+            root: self.root(),
+        }
+    }
+
+    /// The bytes of every file of the workspace's ledger: the database, its write-ahead log
+    /// and its shared memory, those that exist.
+    pub fn ledger_bytes(&self) -> Vec<(PathBuf, Vec<u8>)> {
+        ["baton.db", "baton.db-wal", "baton.db-shm"]
+            .iter()
+            .map(|name| self.work().join(".baton").join(name))
+            .filter_map(|path| std::fs::read(&path).ok().map(|bytes| (path, bytes)))
+            .collect()
+    }
+
     /// `baton ARGS` in `dir`, ready to run, in the world's environment.
     pub fn command(&self, dir: &Path, args: &[&str]) -> Command {
         let mut command = Command::new(env!("CARGO_BIN_EXE_baton"));
