@@ -28,24 +28,33 @@ pub fn run(command: TaskCommand, context: &Context) -> anyhow::Result<Outcome> {
 }
 
 fn add(args: TaskAddArgs, context: &Context) -> anyhow::Result<Outcome> {
-    let mut store = context.open_store()?;
-    let prompt = match (&args.prompt, &args.prompt_file) {
-        (Some(prompt), _) => prompt.clone(),
+    // The input is checked whole before the ledger is opened: a refused task writes nothing.
+    if args.title.trim().is_empty() {
+        return Err(CliError::usage("the task's title is empty")
+            .with_hint(
+                "give the task a short name, such as `baton task add \"Fix the parser\" --prompt TEXT`",
+            )
+            .into());
+    }
+    let (prompt, prompt_from) = match (&args.prompt, &args.prompt_file) {
+        (Some(prompt), _) => (prompt.clone(), String::from("the prompt")),
         (None, Some(file)) => read_prompt(file, &context.env.cwd)?,
-        (None, None) => args.title.clone(),
+        (None, None) => (args.title.clone(), String::from("the title")),
     };
     if prompt.trim().is_empty() {
-        return Err(CliError::usage("the task's prompt is empty")
+        return Err(CliError::usage(format!("{prompt_from} is empty"))
             .with_hint("give the agent something to do with --prompt TEXT or --prompt-file FILE")
             .into());
     }
     let redactor = &context.redactor;
     secrets::refuse_secret(redactor, "the title", &args.title)?;
-    secrets::refuse_secret(redactor, "the prompt", &prompt)?;
+    secrets::refuse_secret(redactor, &prompt_from, &prompt)?;
     for (index, command) in args.verify.iter().enumerate() {
         let what = format!("verification command {} (--verify)", index + 1);
         secrets::refuse_secret(redactor, &what, command)?;
     }
+
+    let mut store = context.open_store()?;
     let milestone = match &args.milestone {
         Some(name) => Some(super::milestone_named(&store, name)?.id),
         None => None,
@@ -76,19 +85,20 @@ fn add(args: TaskAddArgs, context: &Context) -> anyhow::Result<Outcome> {
     Ok(Outcome::Success)
 }
 
-/// Reads a prompt file (`-` is standard input).
-fn read_prompt(file: &Path, cwd: &Path) -> anyhow::Result<String> {
+/// Reads a prompt file (`-` is standard input), which must be text. Returns the prompt and
+/// how error messages name where it came from.
+fn read_prompt(file: &Path, cwd: &Path) -> anyhow::Result<(String, String)> {
     if file == Path::new("-") {
-        let mut prompt = String::new();
-        std::io::stdin()
-            .read_to_string(&mut prompt)
-            .map_err(|error| {
-                CliError::usage("could not read the prompt from standard input").with_source(error)
-            })?;
-        return Ok(prompt);
+        let mut bytes = Vec::new();
+        std::io::stdin().read_to_end(&mut bytes).map_err(|error| {
+            CliError::usage("could not read the prompt from standard input").with_source(error)
+        })?;
+        let from = String::from("the prompt read from standard input");
+        let hint = "a prompt must be UTF-8 text; pipe in a text file, or give the prompt with --prompt TEXT";
+        return Ok((prompt_text(bytes, &from, hint)?, from));
     }
     let path = cwd.join(file);
-    std::fs::read_to_string(&path).map_err(|error| {
+    let bytes = std::fs::read(&path).map_err(|error| {
         let kind = if error.kind() == std::io::ErrorKind::NotFound {
             Kind::NotFound
         } else {
@@ -100,8 +110,35 @@ fn read_prompt(file: &Path, cwd: &Path) -> anyhow::Result<String> {
         )
         .with_hint("check the path (relative paths start from the current directory), or give the prompt with --prompt TEXT")
         .with_source(error)
-        .into()
-    })
+    })?;
+    let from = format!("the prompt file `{}`", path.display());
+    let hint = format!(
+        "a prompt must be UTF-8 text; check that `{}` is the file you meant (`file {}` says what it holds), or give the prompt with --prompt TEXT",
+        file.display(),
+        file.display()
+    );
+    Ok((prompt_text(bytes, &from, &hint)?, from))
+}
+
+/// `bytes` as a prompt: UTF-8 text without NUL bytes (which no text file holds, and which
+/// would cut the prompt short on its way to the agent). The first problem is reported, at
+/// its byte offset.
+fn prompt_text(bytes: Vec<u8>, from: &str, hint: &str) -> Result<String, CliError> {
+    let not_text =
+        |problem: String| CliError::usage(format!("{from} is not text: {problem}")).with_hint(hint);
+    let nul_at = |at: usize| format!("it contains a NUL byte at byte {at}");
+    let nul = bytes.iter().position(|&byte| byte == 0);
+    let text = String::from_utf8(bytes).map_err(|error| {
+        let invalid = error.utf8_error().valid_up_to();
+        not_text(match nul {
+            Some(at) if at < invalid => nul_at(at),
+            _ => format!("invalid UTF-8 at byte {invalid}"),
+        })
+    })?;
+    match nul {
+        Some(at) => Err(not_text(nul_at(at))),
+        None => Ok(text),
+    }
 }
 
 /// The absolute, canonical form of a directory that must exist.

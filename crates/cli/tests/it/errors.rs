@@ -171,3 +171,88 @@ fn a_missing_claude_binary_stops_the_run_before_any_task_starts() {
         .json();
     assert_eq!(task["status"], "pending", "nothing ran");
 }
+
+/// No task was added: what a refused `task add` must leave behind.
+#[track_caller]
+fn assert_no_tasks(world: &World) {
+    let tasks = world.baton(&["task", "list", "--json"]).success().json();
+    assert_eq!(tasks, serde_json::json!([]), "a refused task was written");
+}
+
+#[test]
+fn a_prompt_that_is_not_text_is_refused() {
+    let world = World::with_workspace();
+    std::fs::write(world.work().join("bin.md"), b"# Fix it\n\xff\xfe\x00\x01").unwrap();
+    std::fs::write(world.work().join("nul.md"), b"# Fix it\n\x00 and more").unwrap();
+    std::fs::write(world.work().join("latin1.md"), b"# Caf\xe9\n").unwrap();
+    snapshot!(
+        "binary_prompt_file",
+        world
+            .baton(&["task", "add", "t", "--prompt-file", "bin.md"])
+            .code(2)
+            .normalised()
+    );
+    snapshot!(
+        "nul_prompt_file",
+        world
+            .baton(&["task", "add", "t", "--prompt-file", "nul.md"])
+            .code(2)
+            .normalised()
+    );
+    snapshot!(
+        "latin1_prompt_file",
+        world
+            .baton(&["task", "add", "t", "--prompt-file", "latin1.md"])
+            .code(2)
+            .normalised()
+    );
+    snapshot!(
+        "binary_prompt_stdin",
+        world
+            .baton_with_stdin(&["task", "add", "t", "--prompt-file", "-"], b"ok \xc3\x28")
+            .code(2)
+            .normalised()
+    );
+    world
+        .baton_with_stdin(&["task", "add", "t", "--prompt-file", "-"], b"a\x00b")
+        .code(2);
+    assert_no_tasks(&world);
+    // Text from standard input is fine.
+    world
+        .baton_with_stdin(
+            &["task", "add", "t", "--prompt-file", "-"],
+            "Café ✓\n".as_bytes(),
+        )
+        .success();
+}
+
+#[test]
+fn an_empty_title_or_prompt_is_refused() {
+    let world = World::with_workspace();
+    std::fs::write(world.work().join("blank.md"), " \n\t\n").unwrap();
+    snapshot!(
+        "empty_title",
+        world
+            .baton(&["task", "add", " ", "--prompt", "do it"])
+            .code(2)
+            .normalised()
+    );
+    snapshot!(
+        "empty_prompt",
+        world
+            .baton(&["task", "add", "t", "--prompt", ""])
+            .code(2)
+            .normalised()
+    );
+    snapshot!(
+        "blank_prompt_file",
+        world
+            .baton(&["task", "add", "t", "--prompt-file", "blank.md"])
+            .code(2)
+            .normalised()
+    );
+    world
+        .baton_with_stdin(&["task", "add", "t", "--prompt-file", "-"], b"")
+        .code(2);
+    assert_no_tasks(&world);
+}
