@@ -43,7 +43,7 @@ pub struct AgentSection {
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RunSection {
-    pub concurrency: Option<AtLeastOne>,
+    pub concurrency: Option<Concurrency>,
     pub session_policy: Option<Policy>,
     pub context_rotation_threshold: Option<Fraction>,
     pub verify_timeout: Option<HumanDuration>,
@@ -73,6 +73,9 @@ impl Defaults {
     pub const MAX_ITERATIONS: u32 = 5;
 }
 
+/// The most tasks a run may run at once, from the configuration or `run --concurrency`.
+pub const MAX_CONCURRENCY: u32 = 64;
+
 /// A string that is not empty (after trimming).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NonEmpty(pub String);
@@ -80,6 +83,10 @@ pub struct NonEmpty(pub String);
 /// A whole number of at least 1.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AtLeastOne(pub u32);
+
+/// How many tasks run at once: 1 to [`MAX_CONCURRENCY`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Concurrency(pub u32);
 
 /// A number above 0 and at most 1.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -299,6 +306,18 @@ impl<'de> Deserialize<'de> for AtLeastOne {
     }
 }
 
+impl<'de> Deserialize<'de> for Concurrency {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Concurrency, D::Error> {
+        let AtLeastOne(number) = AtLeastOne::deserialize(deserializer)?;
+        if number > MAX_CONCURRENCY {
+            return Err(de::Error::custom(format!(
+                "{number} is too large: at most {MAX_CONCURRENCY} tasks run at once (the limit of --concurrency too)"
+            )));
+        }
+        Ok(Concurrency(number))
+    }
+}
+
 impl<'de> Deserialize<'de> for Fraction {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Fraction, D::Error> {
         let number = f64::deserialize(deserializer)?;
@@ -439,7 +458,7 @@ mod tests {
         let file = parse(&uncommented).unwrap();
         assert_eq!(
             file.run.concurrency,
-            Some(AtLeastOne(Defaults::CONCURRENCY))
+            Some(Concurrency(Defaults::CONCURRENCY))
         );
         assert_eq!(file.agent.timeout, Some(HumanDuration(Defaults::TIMEOUT)));
         assert_eq!(
@@ -477,6 +496,14 @@ mod tests {
                 "line 2: bad value for `run.concurrency`: 0 is too small: it must be at least 1",
             ),
             (
+                "[run]\nconcurrency = 100000\n",
+                "line 2: bad value for `run.concurrency`: 100000 is too large: at most 64 tasks run at once (the limit of --concurrency too)",
+            ),
+            (
+                "[run]\nconcurrency = 65\n",
+                "`run.concurrency`: 65 is too large: at most 64",
+            ),
+            (
                 "[run]\ncontext_rotation_threshold = 1.5\n",
                 "`run.context_rotation_threshold`: 1.5 is out of range",
             ),
@@ -512,6 +539,17 @@ mod tests {
                 "{message}\n  does not contain: {expected}"
             );
         }
+    }
+
+    #[test]
+    fn the_largest_concurrency_is_the_flags_largest() {
+        let file = parse(&format!("[run]\nconcurrency = {MAX_CONCURRENCY}\n")).unwrap();
+        assert_eq!(file.run.concurrency, Some(Concurrency(MAX_CONCURRENCY)));
+        let flag = format!("--concurrency={MAX_CONCURRENCY}");
+        let too_many = format!("--concurrency={}", MAX_CONCURRENCY + 1);
+        use clap::Parser as _;
+        assert!(crate::flags::Cli::try_parse_from(["baton", "run", flag.as_str()]).is_ok());
+        assert!(crate::flags::Cli::try_parse_from(["baton", "run", too_many.as_str()]).is_err());
     }
 
     #[test]

@@ -223,7 +223,7 @@ pub struct RunArgs {
     #[arg(long, value_name = "NAME")]
     pub milestone: Option<String>,
     /// How many tasks run at once (default: run.concurrency, 1)
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=64))]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=i64::from(crate::config::MAX_CONCURRENCY)))]
     pub concurrency: Option<u32>,
     /// The session policy of tasks and milestones that set none (default: run.session_policy)
     #[arg(long, value_name = "POLICY", value_parser = policy_parser())]

@@ -256,3 +256,26 @@ fn an_empty_title_or_prompt_is_refused() {
         .code(2);
     assert_no_tasks(&world);
 }
+
+#[test]
+fn a_configured_concurrency_is_bounded_like_the_flag() {
+    let world = World::with_workspace();
+    let config = world.work().join(".baton/config.toml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        text.replace("# concurrency = 1", "concurrency = 100000"),
+    )
+    .unwrap();
+    snapshot!(
+        "config_concurrency_too_large",
+        world.baton(&["run"]).code(2).normalised()
+    );
+    std::fs::write(
+        &config,
+        text.replace("# concurrency = 1", "concurrency = 64"),
+    )
+    .unwrap();
+    world.baton(&["run"]).success();
+    world.baton(&["run", "--concurrency", "65"]).code(2);
+}
