@@ -1,5 +1,6 @@
 //! Cross-crate integration tests, in one binary.
 
+mod chaos;
 mod contract;
 mod handoff;
 mod stress;

@@ -4,6 +4,7 @@
 //! way to do each thing.
 
 mod bench;
+mod chaos;
 mod claude;
 mod stress;
 mod test;
@@ -38,6 +39,8 @@ enum Cmd {
     Bench,
     /// Runs scripted tasks through the orchestrator and audits the ledger they leave.
     StressTest(stress::StressArgs),
+    /// Runs baton through faults, bad input and leak attempts, and prints a table of results.
+    Chaos(chaos::ChaosArgs),
 }
 
 fn main() -> ExitCode {
@@ -50,6 +53,7 @@ fn main() -> ExitCode {
         }),
         Cmd::Bench => bench::run(),
         Cmd::StressTest(stress_args) => stress::run(&stress_args),
+        Cmd::Chaos(chaos_args) => chaos::run(&chaos_args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

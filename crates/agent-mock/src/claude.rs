@@ -296,6 +296,7 @@ fn log_call(
         "call": index,
         "argv": argv.iter().skip(1).map(|arg| arg.to_string_lossy()).collect::<Vec<_>>(),
         "cwd": cwd.to_string_lossy(),
+        "parent_pid": std::os::unix::process::parent_id(),
         "plan": assigned.plan,
         "session_id": assigned.given.then(|| assigned.session_id.to_string()),
         "prompt": prompt,

@@ -1,0 +1,417 @@
+//! The fault-injection suite: scenarios that run the real `baton` program against faults, bad
+//! input and attempts to leak or escalate, and check that nothing is lost and no one is let in.
+//!
+//! Each [`Scenario`] sets up its own hermetic [`lab::Lab`] (temp dirs, private HOME,
+//! `mock-claude` as the agent, loopback only), does its damage, and returns a one-line account
+//! of what it observed, or an error saying which promise broke. `cargo xtask chaos` runs them
+//! all and prints the table ([`render`]); the `tests` package's `it/chaos.rs` runs each as its
+//! own test.
+
+pub mod faults;
+pub mod input;
+pub mod lab;
+pub mod safety;
+
+use std::fmt::Write as _;
+use std::time::{Duration, Instant};
+
+use crate::chaos::faults::Misbehaviour;
+pub use crate::chaos::lab::Binaries;
+
+/// What a scenario is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Area {
+    Fault,
+    Input,
+    Safety,
+}
+
+impl Area {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Area::Fault => "fault",
+            Area::Input => "input",
+            Area::Safety => "safety",
+        }
+    }
+}
+
+/// One scenario: what it does and what must hold.
+pub struct Scenario {
+    /// A stable kebab-case name, also the test's name (with `_`).
+    pub name: &'static str,
+    pub area: Area,
+    /// What must happen, in a sentence.
+    pub expect: &'static str,
+    run: fn(&Binaries) -> anyhow::Result<String>,
+}
+
+impl Scenario {
+    /// Runs the scenario; `Ok` carries what was observed.
+    pub fn run(&self, bins: &Binaries) -> Outcome {
+        let started = Instant::now();
+        let result = (self.run)(bins).map_err(|error| format!("{error:#}"));
+        Outcome {
+            name: self.name,
+            area: self.area,
+            took: started.elapsed(),
+            result,
+        }
+    }
+}
+
+/// How a scenario went.
+#[derive(Debug)]
+pub struct Outcome {
+    pub name: &'static str,
+    pub area: Area,
+    pub took: Duration,
+    /// What was observed, or what went wrong.
+    pub result: Result<String, String>,
+}
+
+/// Every scenario, in the order the table shows them.
+pub const SCENARIOS: &[Scenario] = &[
+    Scenario {
+        name: "sigkill-mid-call",
+        area: Area::Fault,
+        expect: "agent dies with baton; next run abandons the session and completes the task; finished calls kept, no half call",
+        run: faults::sigkill_mid_call,
+    },
+    Scenario {
+        name: "sigint-mid-call",
+        area: Area::Fault,
+        expect: "exit 130; agent stopped; session abandoned; task pending, completed by the next run",
+        run: |bins| faults::interrupted_mid_call(bins, libc::SIGINT),
+    },
+    Scenario {
+        name: "sigterm-mid-call",
+        area: Area::Fault,
+        expect: "exit 143; agent stopped; session abandoned; task pending, completed by the next run",
+        run: |bins| faults::interrupted_mid_call(bins, libc::SIGTERM),
+    },
+    Scenario {
+        name: "agent-hangs",
+        area: Area::Fault,
+        expect: "the call times out, the agent is killed, the task fails saying so, the next task runs",
+        run: |bins| {
+            faults::agent_misbehaves(
+                bins,
+                &Misbehaviour {
+                    step: serde_json::json!({"outcome": "hang", "ignore_term": true}),
+                    agent_config: "timeout = \"2s\"",
+                    task_ends: "failed",
+                    reason: &["timed out"],
+                    max_rss_mib: 64,
+                },
+            )
+        },
+    },
+    Scenario {
+        name: "agent-crashes-mid-stream",
+        area: Area::Fault,
+        expect: "the task fails naming the crash; the call is recorded; the next task runs",
+        run: |bins| {
+            faults::agent_misbehaves(
+                bins,
+                &Misbehaviour {
+                    step: serde_json::json!({"outcome": "crash", "signal": 9}),
+                    agent_config: "",
+                    task_ends: "failed",
+                    reason: &["signal 9"],
+                    max_rss_mib: 64,
+                },
+            )
+        },
+    },
+    Scenario {
+        name: "agent-prints-garbage",
+        area: Area::Fault,
+        expect: "the task fails saying the output was not the stream protocol; the next task runs",
+        run: |bins| {
+            faults::agent_misbehaves(
+                bins,
+                &Misbehaviour {
+                    step: serde_json::json!({"outcome": "garbage", "garbage_lines": 50}),
+                    agent_config: "",
+                    task_ends: "failed",
+                    reason: &["result"],
+                    max_rss_mib: 64,
+                },
+            )
+        },
+    },
+    Scenario {
+        name: "agent-prints-nothing",
+        area: Area::Fault,
+        expect: "the task fails saying the agent printed no result; the next task runs",
+        run: |bins| {
+            faults::agent_misbehaves(
+                bins,
+                &Misbehaviour {
+                    step: serde_json::json!({"outcome": "garbage", "garbage_lines": 0}),
+                    agent_config: "",
+                    task_ends: "failed",
+                    reason: &["result"],
+                    max_rss_mib: 64,
+                },
+            )
+        },
+    },
+    Scenario {
+        name: "agent-prints-non-utf8",
+        area: Area::Fault,
+        expect: "invalid bytes do not crash baton; the task fails with a reason; the next task runs",
+        run: |bins| {
+            faults::agent_misbehaves(
+                bins,
+                &Misbehaviour {
+                    step: serde_json::json!({"outcome": "non_utf8"}),
+                    agent_config: "",
+                    task_ends: "failed",
+                    reason: &["result"],
+                    max_rss_mib: 64,
+                },
+            )
+        },
+    },
+    Scenario {
+        name: "agent-floods-300-mib",
+        area: Area::Fault,
+        expect: "300 MiB of stream output: baton's memory stays bounded; the call's answer is recorded",
+        run: |bins| {
+            faults::agent_misbehaves(
+                bins,
+                &Misbehaviour {
+                    step: serde_json::json!({"huge_output_mb": 300}),
+                    agent_config: "",
+                    task_ends: "completed",
+                    reason: &[],
+                    max_rss_mib: 160,
+                },
+            )
+        },
+    },
+    Scenario {
+        name: "agent-exits-0-without-result",
+        area: Area::Fault,
+        expect: "exit 0 without a result line is a failure, not a success; the next task runs",
+        run: |bins| {
+            faults::agent_misbehaves(
+                bins,
+                &Misbehaviour {
+                    step: serde_json::json!({"outcome": "no_result"}),
+                    agent_config: "",
+                    task_ends: "failed",
+                    reason: &["result"],
+                    max_rss_mib: 64,
+                },
+            )
+        },
+    },
+    Scenario {
+        name: "two-runs-one-ledger",
+        area: Area::Fault,
+        expect: "no task run twice, no session used by both, no lock error, both exit 0",
+        run: faults::two_runs_one_ledger,
+    },
+    Scenario {
+        name: "ledger-locked",
+        area: Area::Fault,
+        expect: "a short lock is waited out; past the busy timeout: exit 4, says locked, ledger unchanged",
+        run: faults::ledger_locked,
+    },
+    Scenario {
+        name: "ledger-read-only",
+        area: Area::Fault,
+        expect: "writing fails with exit 4 naming the file; nothing changes",
+        run: faults::ledger_read_only,
+    },
+    Scenario {
+        name: "disk-full",
+        area: Area::Fault,
+        expect: "exit 4 saying the disk is full; ledger intact and unchanged; works again with room",
+        run: faults::disk_full,
+    },
+    Scenario {
+        name: "newer-schema",
+        area: Area::Fault,
+        expect: "exit 4 asking for a newer baton; the file is not touched",
+        run: faults::newer_schema,
+    },
+    Scenario {
+        name: "workdir-deleted-while-queued",
+        area: Area::Fault,
+        expect: "that task fails naming the directory, without an agent call; the others go on",
+        run: faults::workdir_deleted,
+    },
+    Scenario {
+        name: "unknown-ids",
+        area: Area::Input,
+        expect: "exit 3 naming the id; ledger unchanged",
+        run: input::unknown_ids,
+    },
+    Scenario {
+        name: "malformed-ids",
+        area: Area::Input,
+        expect: "exit 2 naming the bad value; ledger unchanged",
+        run: input::malformed_ids,
+    },
+    Scenario {
+        name: "bad-config",
+        area: Area::Input,
+        expect: "exit 2 naming the file, line and key; ledger unchanged",
+        run: input::bad_config,
+    },
+    Scenario {
+        name: "missing-claude",
+        area: Area::Input,
+        expect: "exit 5 naming the program before any task starts; ledger unchanged",
+        run: input::missing_claude,
+    },
+    Scenario {
+        name: "bad-prompt-files",
+        area: Area::Input,
+        expect: "missing: exit 3; binary, NUL, empty, a directory: exit 2; ledger unchanged",
+        run: input::bad_prompt_files,
+    },
+    Scenario {
+        name: "huge-prompt-on-stdin",
+        area: Area::Input,
+        expect: "an 8 MiB prompt is stored whole and reaches the agent on stdin, not argv",
+        run: input::huge_prompt_on_stdin,
+    },
+    Scenario {
+        name: "shell-metacharacters",
+        area: Area::Input,
+        expect: "titles, prompts, names and paths kept byte for byte; nothing in them runs",
+        run: input::shell_metacharacters,
+    },
+    Scenario {
+        name: "dependency-cycle",
+        area: Area::Input,
+        expect: "exit 2 naming the cycle; ledger unchanged",
+        run: input::dependency_cycle,
+    },
+    Scenario {
+        name: "zero-and-negative-limits",
+        area: Area::Input,
+        expect: "flags and config keys out of range: exit 2 naming them; ledger unchanged",
+        run: input::zero_and_negative_limits,
+    },
+    Scenario {
+        name: "secrets-stay-out",
+        area: Area::Safety,
+        expect: "a fake key and token appear in no ledger file and no output; shown redacted",
+        run: safety::secrets_stay_out,
+    },
+    Scenario {
+        name: "owner-only-files",
+        area: Area::Safety,
+        expect: "under umask 000, .baton/ is 0700 and every file in it 0600",
+        run: safety::owner_only_files,
+    },
+    Scenario {
+        name: "permissions-only-when-configured",
+        area: Area::Safety,
+        expect: "no bypassPermissions or --dangerously-skip-permissions unless configured",
+        run: safety::permissions_only_when_configured,
+    },
+    Scenario {
+        name: "verification-runs-in-a-shell",
+        area: Area::Safety,
+        expect: "verification commands, and only they, run in sh -c",
+        run: safety::verification_runs_in_a_shell,
+    },
+];
+
+/// The scenario called `name`.
+pub fn scenario(name: &str) -> Option<&'static Scenario> {
+    SCENARIOS.iter().find(|scenario| scenario.name == name)
+}
+
+/// Runs the scenario called `name` and panics, with what went wrong, unless it held: for tests.
+#[track_caller]
+pub fn check(name: &str, bins: &Binaries) {
+    let scenario = scenario(name).unwrap_or_else(|| panic!("no chaos scenario `{name}`"));
+    let outcome = scenario.run(bins);
+    match outcome.result {
+        Ok(observed) => eprintln!("{name}: {observed} ({:.1?})", outcome.took),
+        Err(error) => panic!("{name} broke its promise ({}):\n{error}", scenario.expect),
+    }
+}
+
+/// The table `cargo xtask chaos` prints: one row per scenario, then the failures in full.
+pub fn render(outcomes: &[Outcome]) -> String {
+    let rows: Vec<[String; 5]> = outcomes
+        .iter()
+        .enumerate()
+        .map(|(index, outcome)| {
+            let (result, observed) = match &outcome.result {
+                Ok(observed) => ("pass", observed.clone()),
+                Err(error) => ("FAIL", error.lines().next().unwrap_or_default().to_owned()),
+            };
+            [
+                (index + 1).to_string(),
+                format!("{} {}", outcome.area.as_str(), outcome.name),
+                result.to_owned(),
+                format!("{:.1}s", outcome.took.as_secs_f64()),
+                observed,
+            ]
+        })
+        .collect();
+    let header = ["#", "scenario", "result", "time", "what happened"];
+    let mut widths = header.map(str::len);
+    for row in &rows {
+        for (width, cell) in widths.iter_mut().zip(row).take(4) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let line = |out: &mut String, cells: [&str; 5]| {
+        let _ = writeln!(
+            out,
+            "| {:>w0$} | {:<w1$} | {:<w2$} | {:>w3$} | {} |",
+            cells[0],
+            cells[1],
+            cells[2],
+            cells[3],
+            cells[4],
+            w0 = widths[0],
+            w1 = widths[1],
+            w2 = widths[2],
+            w3 = widths[3],
+        );
+    };
+    line(&mut out, header);
+    let _ = writeln!(
+        out,
+        "|{}:|{}|{}|{}:|---|",
+        "-".repeat(widths[0] + 1),
+        "-".repeat(widths[1] + 2),
+        "-".repeat(widths[2] + 2),
+        "-".repeat(widths[3] + 1),
+    );
+    for row in &rows {
+        line(&mut out, [&row[0], &row[1], &row[2], &row[3], &row[4]]);
+    }
+    let failed: Vec<&Outcome> = outcomes
+        .iter()
+        .filter(|outcome| outcome.result.is_err())
+        .collect();
+    let total: Duration = outcomes.iter().map(|outcome| outcome.took).sum();
+    let _ = writeln!(
+        out,
+        "\n{} scenarios: {} passed, {} failed, in {:.1} s",
+        outcomes.len(),
+        outcomes.len() - failed.len(),
+        failed.len(),
+        total.as_secs_f64()
+    );
+    for outcome in failed {
+        if let Err(error) = &outcome.result {
+            let _ = writeln!(out, "\n{} failed:\n{error}", outcome.name);
+        }
+    }
+    out
+}
