@@ -204,6 +204,18 @@ fn classify_store(error: &StoreError) -> Classified {
                 "another baton process may be running in this workspace; let it finish, or run `baton recover` if it is gone",
             ),
         ),
+        _ if error.is_disk_trouble() => (
+            Kind::Ledger,
+            Some(
+                "the disk that holds the ledger may be full or failing: free some space (`df -h` shows it) and run the command again; the ledger was left as it was",
+            ),
+        ),
+        _ if error.is_read_only() => (
+            Kind::Ledger,
+            Some(
+                "the ledger is read-only for you: check the permissions of the file and of the .baton/ directory that holds it (baton needs to write both)",
+            ),
+        ),
         StoreError::CreateDirectory { .. }
         | StoreError::CreateFile { .. }
         | StoreError::Open { .. }

@@ -237,6 +237,31 @@ impl StoreError {
     pub fn is_busy(&self) -> bool {
         matches!(self, StoreError::Busy { .. })
     }
+
+    /// Whether SQLite could not write to the disk: it is full (`SQLITE_FULL`), or a write or
+    /// sync failed underneath (`SQLITE_IOERR`, which a file-size limit also gives).
+    pub fn is_disk_trouble(&self) -> bool {
+        matches!(
+            self.sqlite_code(),
+            Some(rusqlite::ErrorCode::DiskFull | rusqlite::ErrorCode::SystemIoFailure)
+        )
+    }
+
+    /// Whether the database, or the directory that must hold its journal, is read-only for
+    /// this process.
+    pub fn is_read_only(&self) -> bool {
+        matches!(self.sqlite_code(), Some(rusqlite::ErrorCode::ReadOnly))
+    }
+
+    fn sqlite_code(&self) -> Option<rusqlite::ErrorCode> {
+        match self {
+            StoreError::Open { source, .. }
+            | StoreError::Database { source, .. }
+            | StoreError::Busy { source, .. }
+            | StoreError::Migrate { source, .. } => source.sqlite_error_code(),
+            _ => None,
+        }
+    }
 }
 
 fn allowed_after(from: TaskStatus) -> String {

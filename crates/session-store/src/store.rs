@@ -351,6 +351,10 @@ fn create_private_file(path: &Path) -> Result<(), StoreError> {
                 source,
             })?;
     }
+    if path.is_file() {
+        // SQLite opens it, or says why not (a read-only file is read-only, not "cannot create").
+        return Ok(());
+    }
     // Not `create_new`: another process may create the file at the same moment, and then
     // both must go on to open it. `create` without `truncate` leaves an existing file as it is.
     OpenOptions::new()
