@@ -113,6 +113,7 @@ mod tests {
             db: None,
             claude_bin: None,
             no_color: false,
+            busy_timeout: None,
             redactor: session_store::Redactor::new(),
         };
         let settings = Settings::resolve(&ConfigFile::default(), None, &env);

@@ -24,8 +24,10 @@ Exit codes:
   143  stopped by SIGTERM; the tasks resume on the next run
 
 Environment:
-  BATON_DB          the ledger database, like --db
-  BATON_CLAUDE_BIN  the Claude Code executable, overriding `agent.claude_bin`";
+  BATON_DB            the ledger database, like --db
+  BATON_CLAUDE_BIN    the Claude Code executable, overriding `agent.claude_bin`
+  BATON_BUSY_TIMEOUT  how long a command waits while another process writes the ledger
+                      (default 30s); past it, the command stops with exit 4";
 
 /// Run software tasks through Claude Code and keep an exact ledger of every agent session.
 #[derive(Debug, Parser)]

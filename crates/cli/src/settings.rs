@@ -3,7 +3,7 @@
 //! that order of precedence.
 
 use std::collections::BTreeMap;
-use std::ffi::OsString;
+use std::ffi::{OsStr, OsString};
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -27,6 +27,8 @@ pub const LEDGER_FILE: &str = "baton.db";
 pub const DB_ENV: &str = "BATON_DB";
 /// The variable that names the Claude Code executable.
 pub const CLAUDE_BIN_ENV: &str = "BATON_CLAUDE_BIN";
+/// The variable that sets how long a command waits for another process's write to the ledger.
+pub const BUSY_TIMEOUT_ENV: &str = "BATON_BUSY_TIMEOUT";
 
 /// What the CLI takes from its process environment, read once at start-up so that nothing
 /// else reads environment variables.
@@ -39,6 +41,9 @@ pub struct Env {
     pub claude_bin: Option<PathBuf>,
     /// Whether `NO_COLOR` asks for no colours.
     pub no_color: bool,
+    /// `BATON_BUSY_TIMEOUT`: how long to wait for the ledger's write lock (default: the
+    /// store's, 30 s).
+    pub busy_timeout: Option<Duration>,
     /// The values of the secret-looking variables (`ANTHROPIC_API_KEY`, `GITHUB_TOKEN`, …),
     /// to keep out of the ledger and the output.
     pub redactor: Redactor,
@@ -116,9 +121,34 @@ impl Env {
             db: var(DB_ENV).map(|path| cwd.join(PathBuf::from(path))),
             claude_bin: var(CLAUDE_BIN_ENV).map(PathBuf::from),
             no_color: var("NO_COLOR").is_some(),
+            busy_timeout: var(BUSY_TIMEOUT_ENV)
+                .map(|value| parse_busy_timeout(&value))
+                .transpose()?,
             redactor: Redactor::from_vars(std::env::vars_os()),
             cwd,
         })
+    }
+}
+
+/// `BATON_BUSY_TIMEOUT`'s value: a duration longer than zero, such as `5s` or `2m`.
+fn parse_busy_timeout(value: &OsStr) -> Result<Duration, CliError> {
+    let text = value.to_string_lossy();
+    match humantime::parse_duration(text.trim()) {
+        Ok(duration) if !duration.is_zero() => Ok(duration),
+        Ok(_) => Err(CliError::new(
+            Kind::Usage,
+            format!("{BUSY_TIMEOUT_ENV}=`{text}`: the busy timeout must be longer than zero"),
+        )
+        .with_hint(format!(
+            "set {BUSY_TIMEOUT_ENV} to a duration such as 30s or 2m, or unset it"
+        ))),
+        Err(error) => Err(CliError::new(
+            Kind::Usage,
+            format!("{BUSY_TIMEOUT_ENV}=`{text}` is not a duration: {error}"),
+        )
+        .with_hint(format!(
+            "set {BUSY_TIMEOUT_ENV} to a duration such as 30s or 2m, or unset it"
+        ))),
     }
 }
 
@@ -278,7 +308,10 @@ impl Context {
             .with_hint(hint)
             .into());
         }
-        let options = StoreOptions::with_redactor(self.redactor.clone());
+        let mut options = StoreOptions::with_redactor(self.redactor.clone());
+        if let Some(busy_timeout) = self.env.busy_timeout {
+            options.busy_timeout = busy_timeout;
+        }
         Store::open_with(&self.ledger, &options).with_context(|| {
             format!(
                 "could not open the ledger database `{}`",
@@ -309,6 +342,7 @@ mod tests {
             db: None,
             claude_bin: None,
             no_color: false,
+            busy_timeout: None,
             redactor: Redactor::new(),
         }
     }

@@ -279,3 +279,17 @@ fn a_configured_concurrency_is_bounded_like_the_flag() {
     world.baton(&["run"]).success();
     world.baton(&["run", "--concurrency", "65"]).code(2);
 }
+
+#[test]
+fn a_bad_busy_timeout_names_the_variable() {
+    let mut world = World::with_workspace();
+    world.set("BATON_BUSY_TIMEOUT", "soon");
+    snapshot!(
+        "bad_busy_timeout",
+        world.baton(&["task", "list"]).code(2).normalised()
+    );
+    let mut world = World::with_workspace();
+    world.set("BATON_BUSY_TIMEOUT", "0s");
+    let zero = world.baton(&["task", "list"]).code(2);
+    assert!(zero.stderr.contains("longer than zero"), "{}", zero.stderr);
+}
