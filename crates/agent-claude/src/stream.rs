@@ -18,6 +18,9 @@ use serde_json::Value;
 const BAD_LINE_EXCERPT: usize = 200;
 /// The longest one-line summary of a tool's input.
 const TOOL_SUMMARY_LEN: usize = 120;
+/// How much of an assistant text block a progress event carries (the answer itself is the
+/// result line's): events queue between the agent and the run, so each must stay small.
+const TEXT_EVENT_LEN: usize = 1000;
 
 /// What the `init` line said.
 #[derive(Debug, Clone, PartialEq)]
@@ -156,7 +159,9 @@ impl StreamParser {
             match text(block, "type") {
                 Some("text") => {
                     if let Some(text) = text(block, "text").filter(|text| !text.is_empty()) {
-                        emit(AgentEvent::Text { text: text.into() });
+                        emit(AgentEvent::Text {
+                            text: prefix(text, TEXT_EVENT_LEN),
+                        });
                     }
                 }
                 Some("tool_use") => emit(AgentEvent::ToolUse {
@@ -319,6 +324,19 @@ fn tool_summary(input: &Value) -> String {
         None => input.to_string(),
     };
     excerpt(&summary, TOOL_SUMMARY_LEN)
+}
+
+/// The first `max` characters of `text`, with `…` when it was longer. Reads no further than
+/// it keeps: an agent's text block can be megabytes.
+fn prefix(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        None => text.to_owned(),
+        Some((end, _)) => {
+            let mut cut = text[..end].to_owned();
+            cut.push('…');
+            cut
+        }
+    }
 }
 
 /// `text` on one line (whitespace runs become one space), cut to `max` characters.

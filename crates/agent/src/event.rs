@@ -16,7 +16,8 @@ pub enum AgentEvent {
         session_id: SessionId,
         model: Option<String>,
     },
-    /// The agent said something.
+    /// The agent said something: the start of it, for progress (adapters may cut it; the
+    /// Claude adapter keeps at most 1,000 characters). The whole answer is the reply's.
     Text { text: String },
     /// The agent used a tool. `summary` is a short, single-line description of its input.
     ToolUse { name: String, summary: String },

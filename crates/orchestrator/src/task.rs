@@ -690,7 +690,15 @@ impl TaskRun {
         let result = loop {
             tokio::select! {
                 result = &mut call_future => break result,
-                Some(event) = receiver.recv() => self.on_agent_event(session_id, event, &mut last_usage, &mut streamed).await?,
+                Some(event) = receiver.recv() => {
+                    self.on_agent_event(session_id, event, &mut last_usage, &mut streamed).await?;
+                    // Take everything queued: one read of the agent's output can queue
+                    // hundreds of events, and taking one per turn of this loop would let the
+                    // queue grow for as long as the agent floods.
+                    while let Ok(event) = receiver.try_recv() {
+                        self.on_agent_event(session_id, event, &mut last_usage, &mut streamed).await?;
+                    }
+                }
                 _ = renew.tick() => {
                     let (owner, ttl) = (self.inner.owner.clone(), config.lease_ttl);
                     // A sweep may have abandoned the session if renewals were held up (a busy

@@ -652,3 +652,29 @@ fn tool_summaries_are_short_single_lines() {
     assert!(long.ends_with('…'));
     assert_eq!(tool_summary(&Value::Null), "null");
 }
+
+#[test]
+fn a_text_event_carries_only_the_start_of_a_huge_text_block() {
+    let text = "é".repeat(64 * 1024);
+    let line = serde_json::json!({
+        "type": "assistant",
+        "message": {"id": "m1", "content": [{"type": "text", "text": text}]},
+    })
+    .to_string();
+    let mut parser = StreamParser::new();
+    let mut events = Vec::new();
+    parser.push_line(line.as_bytes(), &mut |event| events.push(event));
+    let [AgentEvent::Text { text: shown }] = events.as_slice() else {
+        panic!("expected one text event, got {events:?}");
+    };
+    assert_eq!(shown.chars().count(), TEXT_EVENT_LEN + 1);
+    assert!(shown.starts_with("éé") && shown.ends_with('…'));
+    let short = serde_json::json!({
+        "type": "assistant",
+        "message": {"id": "m2", "content": [{"type": "text", "text": "fine"}]},
+    })
+    .to_string();
+    events.clear();
+    parser.push_line(short.as_bytes(), &mut |event| events.push(event));
+    assert!(matches!(events.as_slice(), [AgentEvent::Text { text }] if text == "fine"));
+}
