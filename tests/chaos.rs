@@ -187,7 +187,7 @@ pub const SCENARIOS: &[Scenario] = &[
                     agent_config: "",
                     task_ends: "completed",
                     reason: &[],
-                    max_rss_mib: 160,
+                    max_rss_mib: 64,
                 },
             )
         },

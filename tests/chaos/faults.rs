@@ -324,8 +324,8 @@ pub fn ledger_locked(bins: &Binaries) -> anyhow::Result<String> {
     held_briefly.expect_code(0)?;
     lab.expect_intact()?;
     Ok(format!(
-        "held 3 s > timeout 1 s: exit 4, \"{}\", ledger unchanged; held 0.3 s: waited, added",
-        shorten(held_past.first_error_line(), 60)
+        "held 3 s > BATON_BUSY_TIMEOUT 1s: exit 4 (\"{}\"), ledger unchanged; held 0.3 s: waited, added",
+        shorten(hint(&held_past.stderr), 60)
     ))
 }
 
@@ -353,8 +353,10 @@ fn hold_write_lock(
     ran
 }
 
-/// The ledger cannot be written (file and directory read-only for baton's user): reading
-/// still works, writing fails with exit 4 naming the file, and nothing changes.
+/// The ledger cannot be written. With only the file read-only, reading still works and
+/// writing fails with exit 4 saying the ledger is read-only; with its directory read-only too,
+/// writing fails the same way (reading may too, when SQLite cannot make its shared-memory
+/// file). Nothing changes.
 pub fn ledger_read_only(bins: &Binaries) -> anyhow::Result<String> {
     let mut lab = Lab::with_workspace(bins)?;
     lab.add_task(&["Existing"])?;
@@ -365,20 +367,29 @@ pub fn ledger_read_only(bins: &Binaries) -> anyhow::Result<String> {
         lab.give_to(NOBODY, NOBODY)?;
         lab.run_as(NOBODY, NOBODY);
     }
+    let dir = lab.work().join(".baton");
     lab.chmod(&lab.db(), 0o400)?;
-    lab.chmod(&lab.work().join(".baton"), 0o500)?;
     let listed = lab.baton(&["task", "list"])?;
     let added = lab.baton(&["task", "add", "Cannot be written"])?;
-    lab.chmod(&lab.work().join(".baton"), 0o700)?;
+    lab.chmod(&dir, 0o500)?;
+    let listed_in_read_only_dir = lab.baton(&["task", "list"])?;
+    let added_in_read_only_dir = lab.baton(&["task", "add", "Cannot be written either"])?;
+    lab.chmod(&dir, 0o700)?;
     lab.chmod(&lab.db(), 0o600)?;
-    added.expect_code(4)?.expect_stderr(&["baton.db"])?;
+    listed.expect_code(0)?;
+    added
+        .expect_code(4)?
+        .expect_stderr(&["baton.db", "read-only"])?;
+    added_in_read_only_dir
+        .expect_code(4)?
+        .expect_stderr(&["read-only"])?;
     ensure!(lab.fingerprint()? == before, "the ledger changed");
     lab.expect_intact()?;
     Ok(format!(
-        "{}list: {}; add: exit 4, \"{}\"; ledger unchanged",
+        "{}file 0400: list works, add exit 4 (\"{}\"); directory 0500 too: list {}, add exit 4; ledger unchanged",
         if as_user { "as nobody: " } else { "" },
-        listed.status(),
-        shorten(added.first_error_line(), 60)
+        shorten(hint(&added.stderr), 60),
+        listed_in_read_only_dir.status()
     ))
 }
 
@@ -407,8 +418,8 @@ pub fn disk_full(bins: &Binaries) -> anyhow::Result<String> {
     ensure!(lab.fingerprint()? == before, "the ledger changed");
     lab.add_task(&["Fits now", "--prompt-file", "prompt.md"])?;
     Ok(format!(
-        "exit 4, \"{}\"; ledger intact and unchanged; the same add works with room",
-        shorten(full.first_error_line(), 70)
+        "exit 4 (\"{}\"); ledger intact and unchanged; the same add works with room",
+        shorten(hint(&full.stderr), 70)
     ))
 }
 
@@ -425,8 +436,11 @@ pub fn newer_schema(bins: &Binaries) -> anyhow::Result<String> {
     lab.baton(&["run"])?.expect_code(4)?;
     ensure!(lab.fingerprint()? == before, "the ledger changed");
     Ok(format!(
-        "list/add/run: exit 4, \"{}\"; file unchanged",
-        shorten(listed.first_error_line(), 70)
+        "list/add/run: exit 4 (\"{}\"); file unchanged",
+        shorten(
+            &cause_line(&listed.stderr).replace(&*lab.db().to_string_lossy(), ".baton/baton.db"),
+            110
+        )
     ))
 }
 
@@ -465,6 +479,24 @@ pub fn workdir_deleted(bins: &Binaries) -> anyhow::Result<String> {
         "task 1 failed: \"{}\"; task 2 completed",
         shorten(reason, 80)
     ))
+}
+
+/// The text of the `hint:` line of an error baton printed.
+fn hint(stderr: &str) -> &str {
+    stderr
+        .lines()
+        .find_map(|line| line.trim().strip_prefix("hint: "))
+        .unwrap_or("no hint")
+}
+
+/// The last `caused by:` line of an error baton printed, else its first line.
+fn cause_line(stderr: &str) -> &str {
+    stderr
+        .lines()
+        .filter_map(|line| line.trim().strip_prefix("caused by: "))
+        .last()
+        .or_else(|| stderr.lines().next())
+        .unwrap_or_default()
 }
 
 /// The id of the first session in the ledger.

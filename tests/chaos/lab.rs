@@ -86,14 +86,6 @@ impl Ran {
         Ok(self)
     }
 
-    /// The first line of stderr, for the report.
-    pub fn first_error_line(&self) -> &str {
-        self.stderr
-            .lines()
-            .find(|line| !line.trim().is_empty())
-            .unwrap_or("")
-    }
-
     /// `exit N` or `signal N`.
     pub fn status(&self) -> String {
         match (self.code, self.signal) {

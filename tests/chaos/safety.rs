@@ -41,6 +41,10 @@ pub fn secrets_stay_out(bins: &Binaries) -> anyhow::Result<String> {
         "--max-iterations",
         "2",
     ])?);
+    // A connection held open over the run keeps the ledger's -wal and -shm files, which
+    // SQLite removes with the last connection, there to be read too.
+    let keeper = rusqlite::Connection::open(lab.db())?;
+    keeper.query_row("SELECT count(*) FROM tasks", [], |row| row.get::<_, i64>(0))?;
     printed.push(lab.baton(&["run"])?);
     for args in [
         &["task", "show", "1"][..],
@@ -60,6 +64,7 @@ pub fn secrets_stay_out(bins: &Binaries) -> anyhow::Result<String> {
         expect_no_secret(ran)?;
     }
     let files = expect_no_secret_in_dir(&lab.work().join(".baton"))?;
+    drop(keeper);
     ensure!(
         shown.contains("[redacted"),
         "`task show --json` has no redaction marker, so nothing proves the check output was kept:\n{shown}"
@@ -93,11 +98,15 @@ fn expect_no_secret(ran: &Ran) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Reads every file under `dir` as bytes; returns how many there were.
+/// Reads every file under `dir` but the config file (where the user put the token) as bytes;
+/// returns how many there were.
 fn expect_no_secret_in_dir(dir: &Path) -> anyhow::Result<usize> {
     let mut count = 0;
     for entry in std::fs::read_dir(dir)? {
         let path = entry?.path();
+        if path.file_name().is_some_and(|name| name == "config.toml") {
+            continue;
+        }
         if path.is_dir() {
             count += expect_no_secret_in_dir(&path)?;
             continue;
