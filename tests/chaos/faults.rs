@@ -493,8 +493,8 @@ fn hint(stderr: &str) -> &str {
 fn cause_line(stderr: &str) -> &str {
     stderr
         .lines()
-        .filter_map(|line| line.trim().strip_prefix("caused by: "))
-        .last()
+        .rev()
+        .find_map(|line| line.trim().strip_prefix("caused by: "))
         .or_else(|| stderr.lines().next())
         .unwrap_or_default()
 }
