@@ -9,7 +9,7 @@
 //!
 //! What counts as a secret:
 //!
-//! - the value of an environment variable whose name contains one of [`SECRET_NAME_PARTS`]
+//! - the value of an environment variable whose name has a word from [`SECRET_NAME_PARTS`]
 //!   (`ANTHROPIC_API_KEY`, `GITHUB_TOKEN`, `AWS_SECRET_ACCESS_KEY`, …), and any value added
 //!   with [`Redactor::add`]; values shorter than [`MIN_SECRET_LEN`] bytes are ignored, so that
 //!   `FOO_KEY=1` does not redact every `1`;
@@ -26,7 +26,9 @@ use std::sync::{Arc, LazyLock};
 use regex::Regex;
 use serde_json::Value;
 
-/// Parts of a variable name that mark its value as secret, matched case-insensitively.
+/// Words of a variable name (split at `_`, `-` and `.`) that mark its value as secret,
+/// matched case-insensitively: a word that is one of these, or ends with one of the first
+/// four (`APIKEY`, `PGPASSWORD`). Whole words, so that `GIT_AUTHOR_NAME` is not a secret.
 pub const SECRET_NAME_PARTS: [&str; 8] = [
     "KEY",
     "TOKEN",
@@ -36,6 +38,17 @@ pub const SECRET_NAME_PARTS: [&str; 8] = [
     "CREDENTIAL",
     "AUTH",
     "PRIVATE",
+];
+
+/// Plural and short forms of [`SECRET_NAME_PARTS`] that also count as whole words.
+const SECRET_NAME_FORMS: [&str; 7] = [
+    "KEYS",
+    "TOKENS",
+    "SECRETS",
+    "PASSWORDS",
+    "CREDENTIALS",
+    "CREDS",
+    "PASS",
 ];
 
 /// Well-known variables whose names contain a secret-looking part but whose values are paths,
@@ -153,13 +166,19 @@ impl Redactor {
         redactor
     }
 
-    /// Whether a variable's name says its value is a secret: it contains one of
-    /// [`SECRET_NAME_PARTS`], ignoring case, and is not a well-known path variable such as
-    /// `SSH_AUTH_SOCK`.
+    /// Whether a variable's name says its value is a secret: one of its words is one of
+    /// [`SECRET_NAME_PARTS`] (or ends with `KEY`, `TOKEN`, `SECRET` or `PASSWORD`), ignoring
+    /// case, and it is not a well-known path variable such as `SSH_AUTH_SOCK`.
     pub fn is_secret_name(name: &str) -> bool {
         let upper = name.to_ascii_uppercase();
         !NOT_SECRET_NAMES.contains(&upper.as_str())
-            && SECRET_NAME_PARTS.iter().any(|part| upper.contains(part))
+            && upper.split(['_', '-', '.']).any(|word| {
+                SECRET_NAME_PARTS.contains(&word)
+                    || SECRET_NAME_FORMS.contains(&word)
+                    || SECRET_NAME_PARTS[..4]
+                        .iter()
+                        .any(|part| word.ends_with(part))
+            })
     }
 
     /// Treats `value` as a secret, labelled with `name`, whatever the name looks like.
@@ -433,10 +452,23 @@ mod tests {
             "MYSQL_PASSWD",
             "GOOGLE_APPLICATION_CREDENTIALS",
             "private_thing",
+            "OPENAI_APIKEY",
+            "PGPASSWORD",
+            "NPM_AUTH-TOKEN",
         ] {
             assert!(Redactor::is_secret_name(name), "{name}");
         }
-        for name in ["PATH", "HOME", "RUST_LOG", "SSH_AUTH_SOCK", "xauthority"] {
+        for name in [
+            "PATH",
+            "HOME",
+            "RUST_LOG",
+            "SSH_AUTH_SOCK",
+            "xauthority",
+            "GIT_AUTHOR_NAME",
+            "GIT_AUTHOR_EMAIL",
+            "KEYBOARD_LAYOUT",
+            "PASSAGE_DIR",
+        ] {
             assert!(!Redactor::is_secret_name(name), "{name}");
         }
     }
