@@ -437,10 +437,7 @@ pub fn newer_schema(bins: &Binaries) -> anyhow::Result<String> {
     ensure!(lab.fingerprint()? == before, "the ledger changed");
     Ok(format!(
         "list/add/run: exit 4 (\"{}\"); file unchanged",
-        shorten(
-            &cause_line(&listed.stderr).replace(&*lab.db().to_string_lossy(), ".baton/baton.db"),
-            110
-        )
+        shorten(&lab.local(cause_line(&listed.stderr)), 110)
     ))
 }
 
@@ -477,7 +474,7 @@ pub fn workdir_deleted(bins: &Binaries) -> anyhow::Result<String> {
     );
     Ok(format!(
         "task 1 failed: \"{}\"; task 2 completed",
-        shorten(reason, 80)
+        shorten(&lab.local(reason), 80)
     ))
 }
 

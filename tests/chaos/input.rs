@@ -20,8 +20,12 @@ struct Refusal<'a> {
 fn expect_refusals(lab: &Lab, refusals: &[Refusal<'_>]) -> anyhow::Result<String> {
     let before = lab.fingerprint()?;
     let mut codes = Vec::new();
+    let mut example = String::new();
     for refusal in refusals {
         let ran = lab.baton(refusal.args)?;
+        if example.is_empty() {
+            example = lab.local(ran.stderr.lines().next().unwrap_or_default());
+        }
         ran.expect_code(refusal.code)
             .and_then(|ran| ran.expect_stderr(refusal.says))
             .with_context(|| format!("baton {}", refusal.args.join(" ")))?;
@@ -41,10 +45,14 @@ fn expect_refusals(lab: &Lab, refusals: &[Refusal<'_>]) -> anyhow::Result<String
     codes.sort_unstable();
     codes.dedup();
     let codes: Vec<String> = codes.iter().map(ToString::to_string).collect();
+    let commands = match refusals.len() {
+        1 => String::from("refused"),
+        count => format!("{count} commands refused"),
+    };
     Ok(format!(
-        "{} commands refused (exit {}); ledger unchanged",
-        refusals.len(),
-        codes.join("/")
+        "{commands} (exit {}), e.g. \"{}\"; ledger unchanged",
+        codes.join("/"),
+        shorten(&example, 70)
     ))
 }
 
@@ -204,9 +212,7 @@ pub fn missing_claude(bins: &Binaries) -> anyhow::Result<String> {
     )?;
     let task = lab.json(&["task", "show", "1"])?;
     ensure!(task["status"] == "pending", "task: {}", task["status"]);
-    Ok(format!(
-        "run: exit 5 naming the path; task still pending; {summary}"
-    ))
+    Ok(format!("run {summary}; task still pending"))
 }
 
 pub fn bad_prompt_files(bins: &Binaries) -> anyhow::Result<String> {
@@ -221,14 +227,14 @@ pub fn bad_prompt_files(bins: &Binaries) -> anyhow::Result<String> {
         &lab,
         &[
             Refusal {
-                args: &["task", "add", "t", "--prompt-file", "nope.md"],
-                code: 3,
-                says: &["nope.md"],
-            },
-            Refusal {
                 args: &["task", "add", "t", "--prompt-file", "binary.md"],
                 code: 2,
                 says: &["binary.md", "UTF-8"],
+            },
+            Refusal {
+                args: &["task", "add", "t", "--prompt-file", "nope.md"],
+                code: 3,
+                says: &["nope.md"],
             },
             Refusal {
                 args: &["task", "add", "t", "--prompt-file", "nul.md"],

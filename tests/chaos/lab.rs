@@ -240,6 +240,11 @@ impl Lab {
         self.root().join("agent-calls.jsonl")
     }
 
+    /// `text` with the lab's temp dir written as `$LAB`, for reports.
+    pub fn local(&self, text: &str) -> String {
+        text.replace(&*self.root().to_string_lossy(), "$LAB")
+    }
+
     /// Adds a variable to baton's environment (the agent inherits it).
     pub fn set(&mut self, name: &str, value: impl Into<OsString>) {
         self.vars.push((name.into(), value.into()));
