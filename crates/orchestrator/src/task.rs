@@ -231,9 +231,12 @@ impl TaskRun {
             }
             if iteration == last {
                 let check = &failed[0];
+                let iterations = match self.task.max_iterations {
+                    1 => String::from("1 iteration"),
+                    count => format!("{count} iterations"),
+                };
                 return Ok(self.exhausted(format!(
-                    "verification still fails after {} iterations: `{}` {}",
-                    self.task.max_iterations,
+                    "verification still fails after {iterations}: `{}` {}",
                     check.command,
                     describe_check(check)
                 )));
