@@ -127,9 +127,9 @@ impl RunEvent {
     /// The event with every text in it (titles, commands, reasons, decisions, what the agent
     /// said and did) passed through `redactor`.
     pub fn redacted(self, redactor: &Redactor) -> RunEvent {
-        let clean = |text: String| match redactor.redact(&text) {
-            std::borrow::Cow::Borrowed(_) => text,
-            std::borrow::Cow::Owned(redacted) => redacted,
+        let clean = |mut text: String| {
+            redactor.redact_in_place(&mut text);
+            text
         };
         match self {
             RunEvent::TaskStarted { task, title } => RunEvent::TaskStarted {

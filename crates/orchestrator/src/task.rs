@@ -273,8 +273,8 @@ impl TaskRun {
             }
             // What the agent is told never carries a secret: the feedback quotes check output
             // and errors, which may print one.
-            let prompt = self.render(intent, iteration).await?;
-            let prompt = redacted(&self.inner.redactor, prompt);
+            let mut prompt = self.render(intent, iteration).await?;
+            self.inner.redactor.redact_in_place(&mut prompt);
             let result = match self.call_agent(iteration, prompt).await? {
                 Ok(result) => result,
                 Err(end) => return Ok(Phase::End(end)),
@@ -842,7 +842,9 @@ impl TaskRun {
                 };
             // The output goes to the ledger, the events and the agent's next prompt; a check
             // that prints a key must not send it to any of them.
-            outcome.output_tail = redacted(&self.inner.redactor, outcome.output_tail);
+            self.inner
+                .redactor
+                .redact_in_place(&mut outcome.output_tail);
             let record = NewVerification {
                 task: self.task.id,
                 iteration,
@@ -1183,14 +1185,6 @@ fn model_saw_prompt(result: &Result<AgentReply, AgentError>) -> bool {
                 | ErrorKind::Timeout
                 | ErrorKind::SessionMismatch
         ),
-    }
-}
-
-/// `text` without the secrets `redactor` knows, reusing its allocation when there are none.
-fn redacted(redactor: &session_store::Redactor, text: String) -> String {
-    match redactor.redact(&text) {
-        std::borrow::Cow::Borrowed(_) => text,
-        std::borrow::Cow::Owned(clean) => clean,
     }
 }
 

@@ -204,11 +204,6 @@ impl Redactor {
         self.values.iter().map(|known| known.name.as_str())
     }
 
-    /// Whether it knows no values (it still knows the token shapes).
-    pub fn knows_no_values(&self) -> bool {
-        self.values.is_empty()
-    }
-
     /// A secret in `text`, when there is one: a known value (the longest, when several are
     /// there) before a token shape.
     pub fn find(&self, text: &str) -> Option<Found<'_>> {
@@ -256,6 +251,18 @@ impl Redactor {
         Cow::Owned(out)
     }
 
+    /// Redacts `text` in place, keeping its allocation when there is nothing to replace.
+    /// Returns whether anything changed.
+    pub fn redact_in_place(&self, text: &mut String) -> bool {
+        match self.redact(text) {
+            Cow::Borrowed(_) => false,
+            Cow::Owned(redacted) => {
+                *text = redacted;
+                true
+            }
+        }
+    }
+
     /// [`Redactor::redact`] for an optional text.
     pub fn redact_option<'t>(&self, text: Option<&'t str>) -> Option<Cow<'t, str>> {
         text.map(|text| self.redact(text))
@@ -265,13 +272,7 @@ impl Redactor {
     /// anything changed.
     pub fn redact_json(&self, value: &mut Value) -> bool {
         match value {
-            Value::String(text) => match self.redact(text) {
-                Cow::Borrowed(_) => false,
-                Cow::Owned(redacted) => {
-                    *text = redacted;
-                    true
-                }
-            },
+            Value::String(text) => self.redact_in_place(text),
             Value::Array(items) => items
                 .iter_mut()
                 .fold(false, |changed, item| self.redact_json(item) | changed),
@@ -499,7 +500,7 @@ mod tests {
     #[test]
     fn short_values_are_ignored() {
         let redactor = with(&[("FOO_KEY", "1"), ("BAR_TOKEN", "seven77")]);
-        assert!(redactor.knows_no_values());
+        assert_eq!(redactor.names().count(), 0);
         let text = "1 seven77 11";
         assert!(matches!(redactor.redact(text), Cow::Borrowed(_)));
         assert_eq!(redactor.find(text), None);
