@@ -27,17 +27,27 @@ pub fn redact_with(redactor: Redactor) {
     *REDACTOR.write().unwrap_or_else(PoisonError::into_inner) = Some(redactor);
 }
 
+/// Runs `f` with the output's redactor: the one set with [`redact_with`], else one that knows
+/// only the token shapes.
+fn with_redactor<R>(f: impl FnOnce(&Redactor) -> R) -> R {
+    match &*REDACTOR.read().unwrap_or_else(PoisonError::into_inner) {
+        Some(redactor) => f(redactor),
+        None => f(&Redactor::new()),
+    }
+}
+
 /// `text` without the secrets the output's redactor knows.
 pub fn redact(text: &str) -> Cow<'_, str> {
-    match &*REDACTOR.read().unwrap_or_else(PoisonError::into_inner) {
-        Some(redactor) => redactor.redact(text),
-        None => Redactor::new().redact(text),
-    }
+    with_redactor(|redactor| redactor.redact(text))
 }
 
 /// Writes `text` to stdout, redacted.
 pub fn print(text: &str) {
-    let text = redact(text);
+    write_stdout(&redact(text));
+}
+
+/// Writes `text` to stdout as it is: for text already redacted.
+fn write_stdout(text: &str) {
     let mut stdout = std::io::stdout().lock();
     let _ = stdout.write_all(text.as_bytes());
     let _ = stdout.flush();
@@ -47,14 +57,10 @@ pub fn print(text: &str) {
 /// redacted before it is written, so that it stays JSON.
 pub fn print_json(value: &Value) {
     let mut value = value.clone();
-    if let Some(redactor) = &*REDACTOR.read().unwrap_or_else(PoisonError::into_inner) {
-        redactor.redact_json(&mut value);
-    } else {
-        Redactor::new().redact_json(&mut value);
-    }
+    with_redactor(|redactor| redactor.redact_json(&mut value));
     let text = serde_json::to_string_pretty(&value)
         .expect("invariant: a serde_json::Value always serialises");
-    print(&format!("{text}\n"));
+    write_stdout(&format!("{text}\n"));
 }
 
 /// Writes `text` to stderr, redacted.
