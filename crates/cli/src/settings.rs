@@ -133,23 +133,18 @@ impl Env {
 /// `BATON_BUSY_TIMEOUT`'s value: a duration longer than zero, such as `5s` or `2m`.
 fn parse_busy_timeout(value: &OsStr) -> Result<Duration, CliError> {
     let text = value.to_string_lossy();
-    match humantime::parse_duration(text.trim()) {
-        Ok(duration) if !duration.is_zero() => Ok(duration),
-        Ok(_) => Err(CliError::new(
-            Kind::Usage,
-            format!("{BUSY_TIMEOUT_ENV}=`{text}`: the busy timeout must be longer than zero"),
-        )
-        .with_hint(format!(
-            "set {BUSY_TIMEOUT_ENV} to a duration such as 30s or 2m, or unset it"
-        ))),
-        Err(error) => Err(CliError::new(
-            Kind::Usage,
-            format!("{BUSY_TIMEOUT_ENV}=`{text}` is not a duration: {error}"),
-        )
-        .with_hint(format!(
-            "set {BUSY_TIMEOUT_ENV} to a duration such as 30s or 2m, or unset it"
-        ))),
-    }
+    let problem = match humantime::parse_duration(text.trim()) {
+        Ok(duration) if !duration.is_zero() => return Ok(duration),
+        Ok(_) => String::from("is zero: the busy timeout must be longer than zero"),
+        Err(error) => format!("is not a duration: {error}"),
+    };
+    Err(CliError::new(
+        Kind::Usage,
+        format!("{BUSY_TIMEOUT_ENV}=`{text}` {problem}"),
+    )
+    .with_hint(format!(
+        "set {BUSY_TIMEOUT_ENV} to a duration such as 30s or 2m, or unset it"
+    )))
 }
 
 impl Workspace {
