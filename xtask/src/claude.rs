@@ -7,8 +7,9 @@ use anyhow::{Context, bail};
 
 use crate::{run_command, workspace_root};
 
-/// The Claude Code version Baton is tested against. The only place it is written down.
-pub const CLAUDE_CODE_VERSION: &str = "2.1.328";
+/// The Claude Code version Baton is tested against, read from `claude-code.version` at the
+/// workspace root: the only place it is written down.
+pub const CLAUDE_CODE_VERSION: &str = include_str!("../../claude-code.version").trim_ascii();
 
 /// The environment variable through which tests are told where the CLI is.
 pub const CLAUDE_BIN_ENV: &str = "BATON_TEST_CLAUDE_BIN";

@@ -8,6 +8,8 @@ mod chaos;
 mod claude;
 mod stress;
 mod test;
+#[cfg(test)]
+mod tidy;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
