@@ -37,6 +37,13 @@ impl Redactor {
         }
     }
 
+    /// A JSON value as compact JSON text, with every string and key in it redacted: for a
+    /// detail composed of fields, which is redacted once, whole, instead of field by field.
+    pub fn redact_json_value(&self, mut value: Value) -> Redacted {
+        self.redact_json(&mut value);
+        Redacted::by_redactor(value.to_string())
+    }
+
     /// Redacts text that may be JSON: a JSON document has its strings redacted (so a secret
     /// written with JSON escapes is found too, and the result stays JSON, written compactly),
     /// anything else is redacted as plain text. Text with nothing to redact comes back as it
@@ -113,6 +120,24 @@ mod tests {
         assert!(!redactor.redact_json(&mut value));
         let mut plain = serde_json::json!({ "n": 1, "s": ["a", "b"] });
         assert!(!redactor.redact_json(&mut plain));
+    }
+
+    #[test]
+    fn a_composed_json_value_becomes_redacted_json_text() {
+        let redactor = Redactor::new().with_value("DB_PASSWORD", "pa\"ss-word-FAKE-0042");
+        let detail = serde_json::json!({
+            "from": "running",
+            "reason": "the check printed pa\"ss-word-FAKE-0042",
+            "runner": { "pid": 42 },
+        });
+        let text = redactor.redact_json_value(detail);
+        let value: Value = serde_json::from_str(text.as_str()).unwrap();
+        assert_eq!(value["reason"], "the check printed [redacted DB_PASSWORD]");
+        assert_eq!(value["runner"]["pid"], 42);
+        assert_eq!(
+            redactor.redact_json_value(serde_json::json!({ "n": [1, null] })),
+            r#"{"n":[1,null]}"#
+        );
     }
 
     #[test]
