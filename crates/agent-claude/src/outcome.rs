@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime};
 
 use agent::{AgentError, AgentReply, ExitInfo, SessionId, Usage};
 
-use crate::stream::{ParsedStream, ResultLine};
+use crate::stream::{InitLine, ParsedStream, ResultLine};
 
 /// The most stderr an error message carries.
 const STDERR_TAIL_IN_ERROR: usize = 4096;
@@ -40,82 +40,122 @@ pub(crate) fn classify(
     if failed && let Some(session_error) = session_error(&stream, facts, end) {
         return Err(session_error);
     }
-    let reported_at_init = stream
+    let Some(result) = &stream.result else {
+        return Err(without_result(&stream, facts, end));
+    };
+    let reply = reply(&stream, result, end)?;
+    let reply = verify_session(&stream, result, facts.assigned, reply)?;
+    if Subtype::of(result) == Subtype::Success && !result.is_error {
+        return Ok(reply);
+    }
+    Err(failure(&stream, result, facts, reply))
+}
+
+/// The `subtype`s of a result line that decide an outcome.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Subtype<'a> {
+    /// `success`: a success unless `is_error`, which makes it an API failure.
+    Success,
+    /// `error_max_turns`.
+    MaxTurns,
+    /// `error_max_budget_usd`: `--max-budget-usd` was spent.
+    MaxBudget,
+    /// `error_during_execution`.
+    DuringExecution,
+    /// Absent, `error_max_structured_output_retries`, or one from a later CLI.
+    Other(&'a str),
+}
+
+impl Subtype<'_> {
+    fn of(result: &ResultLine) -> Subtype<'_> {
+        match result.subtype.as_deref().unwrap_or_default() {
+            "success" => Subtype::Success,
+            "error_max_turns" => Subtype::MaxTurns,
+            "error_max_budget_usd" => Subtype::MaxBudget,
+            "error_during_execution" => Subtype::DuringExecution,
+            other => Subtype::Other(other),
+        }
+    }
+}
+
+/// Checks the session ids the agent reported (at `init` and in the result) against the
+/// assigned one; a difference keeps the reply inside the error.
+fn verify_session(
+    stream: &ParsedStream,
+    result: &ResultLine,
+    assigned: SessionId,
+    reply: AgentReply,
+) -> Result<AgentReply, AgentError> {
+    let at_init = stream
         .init
         .as_ref()
-        .and_then(|init| init.session_id.clone());
-    let Some(result) = stream.result.clone() else {
-        if let Some(reported) = reported_at_init.as_deref().and_then(parse_id)
-            && reported != facts.assigned
-        {
+        .and_then(|init| init.session_id.as_deref());
+    for reported in [at_init, result.session_id.as_deref()]
+        .into_iter()
+        .flatten()
+    {
+        let reported = parse_reported_id(reported)?;
+        if reported != assigned {
             return Err(AgentError::SessionMismatch {
-                assigned: facts.assigned,
-                reported,
-                reply: None,
-            });
-        }
-        return Err(without_result(&stream, end));
-    };
-
-    let reply = reply(&stream, &result, end)?;
-    let reported_ids = [reported_at_init.as_deref(), result.session_id.as_deref()];
-    for reported in reported_ids.into_iter().flatten() {
-        let Some(reported) = parse_id(reported) else {
-            return Err(AgentError::MalformedOutput {
-                detail: format!(
-                    "the agent reported `{reported}` as its session id, which is not a UUID"
-                ),
-            });
-        };
-        if reported != facts.assigned {
-            return Err(AgentError::SessionMismatch {
-                assigned: facts.assigned,
+                assigned,
                 reported,
                 reply: Some(Box::new(reply)),
             });
         }
     }
+    Ok(reply)
+}
 
-    let subtype = result.subtype.as_deref().unwrap_or_default();
-    let api_failed =
-        result.api_error_status.is_some() || result.terminal_reason.as_deref() == Some("api_error");
-    match subtype {
-        "success" if !result.is_error => Ok(reply),
-        "error_max_turns" => Err(AgentError::MaxTurns {
+/// The error of a call whose result line says it did not succeed.
+fn failure(
+    stream: &ParsedStream,
+    result: &ResultLine,
+    facts: CallFacts,
+    reply: AgentReply,
+) -> AgentError {
+    let reply = Box::new(reply);
+    match Subtype::of(result) {
+        Subtype::MaxTurns => AgentError::MaxTurns {
             max_turns: facts.max_turns,
-            reply: Box::new(reply),
-        }),
-        "error_max_budget_usd" => Err(AgentError::BudgetExceeded {
-            reply: Box::new(reply),
-        }),
-        _ if is_rate_limit(&stream, &result) => Err(AgentError::RateLimited {
+            reply,
+        },
+        Subtype::MaxBudget => AgentError::BudgetExceeded { reply },
+        _ if is_rate_limit(stream, result) => AgentError::RateLimited {
             reset_at: stream
                 .rate_limit_resets_at
                 .map(|secs| SystemTime::UNIX_EPOCH + Duration::from_secs(secs)),
-            message: message(&result),
-            reply: Some(Box::new(reply)),
-        }),
+            message: message(result),
+            reply: Some(reply),
+        },
         // An API failure arrives as `success` + `is_error` with `terminal_reason: api_error`;
         // a bare `success` + `is_error` is read the same way, as the CLI's docs describe it.
-        _ if api_failed || subtype == "success" => Err(AgentError::Api {
-            status: result.api_error_status,
-            message: message(&result),
-            reply: Some(Box::new(reply)),
-        }),
-        "error_during_execution" => Err(AgentError::Execution {
+        Subtype::Success => api_failure(result, reply),
+        _ if is_api_failure(result) => api_failure(result, reply),
+        Subtype::DuringExecution => AgentError::Execution {
             errors: result.errors.clone(),
-            reply: Box::new(reply),
-        }),
-        // A subtype this adapter does not know (`error_max_structured_output_retries`, or one
-        // from a later CLI): an execution error that names it.
-        other => {
+            reply,
+        },
+        // A subtype this adapter does not know: an execution error that names it.
+        Subtype::Other(other) => {
             let mut errors = vec![format!("the agent ended with `{other}`")];
             errors.extend(result.errors.iter().cloned());
-            Err(AgentError::Execution {
-                errors,
-                reply: Box::new(reply),
-            })
+            AgentError::Execution { errors, reply }
         }
+    }
+}
+
+fn is_api_failure(result: &ResultLine) -> bool {
+    result.api_error_status.is_some() || result.terminal_reason.as_deref() == Some("api_error")
+}
+
+/// The error for a model API that refused or failed (a rate limit aside). Its status and
+/// text are what tell a failure that passes (5xx, 529) from one no retry fixes (401, 403, a
+/// 400 for an empty balance, a 404 model), when the taxonomy comes to tell them apart.
+fn api_failure(result: &ResultLine, reply: Box<AgentReply>) -> AgentError {
+    AgentError::Api {
+        status: result.api_error_status,
+        message: message(result),
+        reply: Some(reply),
     }
 }
 
@@ -135,21 +175,34 @@ fn reply(
             detail: String::from("the result line names no session id"),
         });
     };
-    let Some(session_id) = parse_id(session_text) else {
-        return Err(AgentError::MalformedOutput {
-            detail: format!(
-                "the agent reported `{session_text}` as its session id, which is not a UUID"
-            ),
-        });
-    };
-    // This process's own figures, from `model_usage_since_last_result`. `modelUsage` and
-    // `total_cost_usd` cover the whole session when it was resumed, and `usage` can miss the
-    // last response, so they are the fallback only, for a CLI that does not report it.
-    let this_process = result
-        .model_usage_since_last_result
-        .as_ref()
-        .unwrap_or(&result.model_usage);
-    let (usage, cost_usd) = match &result.model_usage_since_last_result {
+    let (usage, cost_usd) = call_figures(result);
+    let (model, context_window) = model_and_window(init, result);
+    Ok(AgentReply {
+        session_id: parse_reported_id(session_text)?,
+        result_text: result.result.clone(),
+        subtype: result
+            .subtype
+            .clone()
+            .unwrap_or_else(|| String::from("unknown")),
+        usage,
+        cost_usd,
+        turns: result.num_turns.unwrap_or(0),
+        duration: Duration::from_millis(result.duration_ms.unwrap_or(0)),
+        model,
+        context_window,
+        permission_denials: result.permission_denials.clone(),
+        exit_code: match end.exit {
+            ExitInfo::Code(code) => Some(code),
+            ExitInfo::Signal(_) => None,
+        },
+    })
+}
+
+/// This process's own usage and cost, from `model_usage_since_last_result`. `modelUsage` and
+/// `total_cost_usd` cover the whole session when it was resumed, and `usage` can miss the
+/// last response, so they are the fallback only, for a CLI that does not report it.
+fn call_figures(result: &ResultLine) -> (Usage, f64) {
+    match &result.model_usage_since_last_result {
         Some(models) => (
             models
                 .values()
@@ -157,7 +210,16 @@ fn reply(
             models.values().filter_map(|figures| figures.cost_usd).sum(),
         ),
         None => (result.usage, result.total_cost_usd.unwrap_or(0.0)),
-    };
+    }
+}
+
+/// The model the call used and its context window: the model from `init` (else the first
+/// one reported), and its window from `modelUsage` (else the largest one reported).
+fn model_and_window(init: Option<&InitLine>, result: &ResultLine) -> (Option<String>, Option<u64>) {
+    let this_process = result
+        .model_usage_since_last_result
+        .as_ref()
+        .unwrap_or(&result.model_usage);
     let model = init
         .and_then(|init| init.model.clone())
         .or_else(|| this_process.keys().next().cloned())
@@ -179,25 +241,7 @@ fn reply(
                 .filter_map(|figures| figures.context_window)
                 .max()
         });
-    Ok(AgentReply {
-        session_id,
-        result_text: result.result.clone(),
-        subtype: result
-            .subtype
-            .clone()
-            .unwrap_or_else(|| String::from("unknown")),
-        usage,
-        cost_usd,
-        turns: result.num_turns.unwrap_or(0),
-        duration: Duration::from_millis(result.duration_ms.unwrap_or(0)),
-        model,
-        context_window,
-        permission_denials: result.permission_denials.clone(),
-        exit_code: match end.exit {
-            ExitInfo::Code(code) => Some(code),
-            ExitInfo::Signal(_) => None,
-        },
-    })
+    (model, context_window)
 }
 
 fn is_rate_limit(stream: &ParsedStream, result: &ResultLine) -> bool {
@@ -241,8 +285,23 @@ fn session_error(stream: &ParsedStream, facts: CallFacts, end: &ProcessEnd) -> O
     }
 }
 
-/// The error for a process that printed no result (and no session error).
-fn without_result(stream: &ParsedStream, end: &ProcessEnd) -> AgentError {
+/// The error for a process that printed no result (and no session error): a mismatch when
+/// its `init` line named another session, else malformed output or a crash.
+fn without_result(stream: &ParsedStream, facts: CallFacts, end: &ProcessEnd) -> AgentError {
+    let reported_at_init = stream
+        .init
+        .as_ref()
+        .and_then(|init| init.session_id.as_deref())
+        .and_then(|id| id.parse::<SessionId>().ok());
+    if let Some(reported) = reported_at_init
+        && reported != facts.assigned
+    {
+        return AgentError::SessionMismatch {
+            assigned: facts.assigned,
+            reported,
+            reply: None,
+        };
+    }
     if let Some(first) = &stream.first_bad_line {
         return AgentError::MalformedOutput {
             detail: format!(
@@ -277,8 +336,11 @@ fn tail(text: &str, max: usize) -> String {
     text[start..].to_owned()
 }
 
-fn parse_id(text: &str) -> Option<SessionId> {
-    text.parse().ok()
+/// A session id the agent reported, which must be a UUID.
+fn parse_reported_id(text: &str) -> Result<SessionId, AgentError> {
+    text.parse().map_err(|_| AgentError::MalformedOutput {
+        detail: format!("the agent reported `{text}` as its session id, which is not a UUID"),
+    })
 }
 
 #[cfg(test)]

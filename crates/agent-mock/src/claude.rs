@@ -18,24 +18,35 @@
 //! It is plain `std` and starts in about a millisecond, so a test can run hundreds of calls.
 //! A broken scenario or an I/O failure of the mock itself exits with [`MOCK_FAILURE_EXIT`] and a
 //! `mock-claude:` message on stderr.
+//!
+//! This file takes a process from its command line to a call: `args` reads the command line,
+//! `session` finds the session it assigns and refuses the ones the CLI refuses, and the
+//! scenario picks the step. `call` then plays the step, printing what `output` shapes (the
+//! JSON objects) and, for API errors, what `api_error` says the CLI reports per status. A
+//! limit the CLI enforces itself (`--max-turns`) turns a step's outcome into the CLI's in
+//! `call`'s `within_limits`.
 
+mod api_error;
 mod args;
+mod call;
 mod output;
+mod session;
 
 use std::ffi::OsString;
 use std::fs::OpenOptions;
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use agent::{PlanKind, SessionId, Usage};
-use serde_json::{Value, json};
+use serde_json::json;
 
 use self::args::{Args, OutputFormat, UsageError};
+use self::call::{Call, CallSetup};
+use self::session::Assigned;
 use crate::error::MockClaudeError;
-use crate::scenario::{self, CallFacts, Outcome, Scenario, Step};
-use crate::transcript::{self, TranscriptWriter, Transcripts};
+use crate::scenario::{self, CallFacts, Outcome, Scenario};
+use crate::transcript::Transcripts;
 
 /// The exit code of `mock-claude` when it fails itself (a broken scenario, a failed write),
 /// distinct from the CLI's own exit codes 0 and 1.
@@ -44,17 +55,6 @@ pub const MOCK_FAILURE_EXIT: u8 = 3;
 /// The Claude Code version `mock-claude --version` reports unless `MOCK_CLAUDE_VERSION` is set:
 /// the version whose behaviour it copies.
 pub const IMITATED_VERSION: &str = "2.1.328";
-
-const DEFAULT_RESULT: &str = "Done.";
-const DEFAULT_MODEL: &str = "claude-mock-1";
-const DEFAULT_CONTEXT_WINDOW: u64 = 200_000;
-const DEFAULT_COST_USD: f64 = 0.001;
-const DEFAULT_USAGE: Usage = Usage {
-    input_tokens: 100,
-    output_tokens: 20,
-    cache_read_tokens: 0,
-    cache_creation_tokens: 0,
-};
 
 /// Runs `mock-claude` with this process's arguments, environment, stdin and stdout.
 pub fn main() -> ExitCode {
@@ -85,129 +85,42 @@ fn refuse(text: &str) -> ExitCode {
     ExitCode::from(1)
 }
 
-/// The session a call was given.
-#[derive(Debug, Clone, Copy)]
-struct Assigned {
-    session_id: SessionId,
-    plan: PlanKind,
-    /// Whether the id came from the command line (rather than being made up by the CLI).
-    given: bool,
-}
-
 fn run(argv: &[OsString], args: &Args, started: Instant) -> Result<u8, MockClaudeError> {
     let version = std::env::var(scenario::VERSION_ENV).unwrap_or_else(|_| IMITATED_VERSION.into());
-    if args.version {
-        println!("{version} (Claude Code)");
-        return Ok(0);
+    if let Some(code) = answer_without_a_call(args, &version) {
+        return Ok(code);
     }
-    if args.help {
-        println!("Usage: mock-claude -p [options] [prompt]\n\nSee the agent-mock crate's docs.");
-        return Ok(0);
-    }
-    if !args.print {
-        eprintln!("mock-claude: only print mode (-p) is imitated");
-        return Ok(1);
-    }
-    if args.output_format == OutputFormat::StreamJson && !args.verbose {
-        eprintln!("Error: When using --print, --output-format=stream-json requires --verbose");
-        return Ok(1);
-    }
-    let session_flag = match &args.session_id {
-        Some(text) => match text.parse::<SessionId>() {
-            Ok(id) => Some(id),
-            Err(_) => {
-                eprintln!("Error: Invalid session ID. Must be a valid UUID.");
-                return Ok(1);
-            }
-        },
-        None => None,
+    let assigned = match session::assign(args) {
+        Ok(assigned) => assigned,
+        Err(UsageError(text)) => {
+            eprintln!("{text}");
+            return Ok(1);
+        }
     };
-    if session_flag.is_some() && args.resume.is_some() {
-        eprintln!("Error: --session-id with --continue or --resume also needs --fork-session.");
-        return Ok(1);
-    }
-    let resume_flag = match &args.resume {
-        Some(text) => match text.parse::<SessionId>() {
-            Ok(id) => Some(id),
-            Err(_) => {
-                eprintln!(
-                    "Error: --resume requires a valid session ID or session title when used with \
-                     --print. Usage: claude -p --resume <session-id|title>. Provided value \
-                     \"{text}\" is not a UUID and does not match any session title."
-                );
-                return Ok(1);
-            }
-        },
-        None => None,
-    };
-    let assigned = match (session_flag, resume_flag) {
-        (_, Some(id)) => Assigned {
-            session_id: id,
-            plan: PlanKind::Resume,
-            given: true,
-        },
-        (Some(id), None) => Assigned {
-            session_id: id,
-            plan: PlanKind::Start,
-            given: true,
-        },
-        (None, None) => Assigned {
-            session_id: SessionId::new_v4(),
-            plan: PlanKind::Start,
-            given: false,
-        },
-    };
-
     let transcripts = transcripts_from_env()?;
     let cwd = std::env::current_dir().map_err(MockClaudeError::WorkingDir)?;
-
-    // Every process started with the scenario takes a call number, refused ones included, so
-    // that "call n" means the n-th process a test started.
-    let scenario_path = std::env::var_os(scenario::SCENARIO_ENV).map(PathBuf::from);
-    let (scenario, index) = match &scenario_path {
-        Some(path) => (Scenario::load(path)?, scenario::next_call_index(path)?),
-        None => (Scenario::default(), 0),
+    let (scenario, index) = scenario_and_call_number()?;
+    let log = CallLog {
+        argv,
+        cwd: &cwd,
+        index,
+        assigned: &assigned,
     };
-
-    let resumed_from = match assigned.plan {
-        PlanKind::Resume => match transcripts.find(&cwd, assigned.session_id) {
-            Some(path) => Some(path),
-            None => {
-                log_call(argv, &cwd, index, &assigned, None, None)?;
-                return not_found(args, assigned.session_id);
-            }
-        },
-        PlanKind::Start => {
-            if assigned.given && transcripts.path(&cwd, assigned.session_id).exists() {
-                log_call(argv, &cwd, index, &assigned, None, None)?;
-                eprintln!(
-                    "Error: Session ID {} is already in use.",
-                    assigned.session_id
-                );
-                return Ok(1);
-            }
-            None
+    let resumed_from = match session::check(&transcripts, &cwd, &assigned) {
+        Ok(resumed_from) => resumed_from,
+        Err(refusal) => {
+            log.append(None, None)?;
+            return refusal.report(args, assigned.session_id);
         }
     };
-
-    let prompt = match &args.prompt {
-        Some(prompt) => prompt.clone(),
-        None => {
-            let mut bytes = Vec::new();
-            io::stdin()
-                .read_to_end(&mut bytes)
-                .map_err(MockClaudeError::Stdin)?;
-            String::from_utf8_lossy(&bytes).into_owned()
-        }
-    };
+    let prompt = read_prompt(args)?;
     if prompt.trim().is_empty() {
-        log_call(argv, &cwd, index, &assigned, Some(&prompt), None)?;
+        log.append(Some(&prompt), None)?;
         eprintln!(
             "Error: Input must be provided either through stdin or as a prompt argument when using --print"
         );
         return Ok(1);
     }
-
     let mut step = scenario.select(&CallFacts {
         index,
         prompt: &prompt,
@@ -215,15 +128,7 @@ fn run(argv: &[OsString], args: &Args, started: Instant) -> Result<u8, MockClaud
         plan: assigned.plan,
     });
     scenario::apply_env_overrides(&mut step, |name| std::env::var(name).ok())?;
-    log_call(
-        argv,
-        &cwd,
-        index,
-        &assigned,
-        Some(&prompt),
-        Some(step.outcome),
-    )?;
-
+    log.append(Some(&prompt), Some(step.outcome))?;
     let call = Call::begin(CallSetup {
         args,
         step: &step,
@@ -238,36 +143,48 @@ fn run(argv: &[OsString], args: &Args, started: Instant) -> Result<u8, MockClaud
     call.play()
 }
 
-/// `--resume` of a session with no transcript: the real CLI prints an
-/// `error_during_execution` result in stream-json (only), and the error on stderr.
-fn not_found(args: &Args, session_id: SessionId) -> Result<u8, MockClaudeError> {
-    let message = format!("No conversation found with session ID: {session_id}");
-    if args.output_format == OutputFormat::StreamJson {
-        let errors = [message.clone()];
-        let result = output::result(&output::ResultFields {
-            subtype: "error_during_execution",
-            is_error: true,
-            session_id,
-            duration_ms: 0,
-            duration_api_ms: 0,
-            num_turns: 0,
-            result: None,
-            stop_reason: None,
-            terminal_reason: None,
-            errors: Some(&errors),
-            api_error: None,
-            usage: Usage::ZERO,
-            total_cost_usd: 0.0,
-            model_usage: json!({}),
-            model_usage_since_last_result: None,
-            permission_denials: &[],
-        });
-        let mut stdout = io::stdout().lock();
-        writeln!(stdout, "{result}").map_err(MockClaudeError::Stdout)?;
-        stdout.flush().map_err(MockClaudeError::Stdout)?;
+/// The whole answer to a command line that makes no call: `--version`, `--help`, and the
+/// refusals that come before any session is looked at.
+fn answer_without_a_call(args: &Args, version: &str) -> Option<u8> {
+    if args.version {
+        println!("{version} (Claude Code)");
+        return Some(0);
     }
-    eprintln!("{message}");
-    Ok(1)
+    if args.help {
+        println!("Usage: mock-claude -p [options] [prompt]\n\nSee the agent-mock crate's docs.");
+        return Some(0);
+    }
+    if !args.print {
+        eprintln!("mock-claude: only print mode (-p) is imitated");
+        return Some(1);
+    }
+    if args.output_format == OutputFormat::StreamJson && !args.verbose {
+        eprintln!("Error: When using --print, --output-format=stream-json requires --verbose");
+        return Some(1);
+    }
+    None
+}
+
+/// The scenario this call follows and its number in it. Every process started with a
+/// scenario takes a number, refused ones included, so that "call n" means the n-th process a
+/// test started.
+fn scenario_and_call_number() -> Result<(Scenario, u64), MockClaudeError> {
+    match std::env::var_os(scenario::SCENARIO_ENV).map(PathBuf::from) {
+        Some(path) => Ok((Scenario::load(&path)?, scenario::next_call_index(&path)?)),
+        None => Ok((Scenario::default(), 0)),
+    }
+}
+
+/// The prompt: the positional arguments, else all of stdin.
+fn read_prompt(args: &Args) -> Result<String, MockClaudeError> {
+    if let Some(prompt) = &args.prompt {
+        return Ok(prompt.clone());
+    }
+    let mut bytes = Vec::new();
+    io::stdin()
+        .read_to_end(&mut bytes)
+        .map_err(MockClaudeError::Stdin)?;
+    Ok(String::from_utf8_lossy(&bytes).into_owned())
 }
 
 fn transcripts_from_env() -> Result<Transcripts, MockClaudeError> {
@@ -280,591 +197,45 @@ fn transcripts_from_env() -> Result<Transcripts, MockClaudeError> {
     }
 }
 
-/// Appends one line about this call to `$MOCK_CLAUDE_LOG`, when it is set.
-fn log_call(
-    argv: &[OsString],
-    cwd: &Path,
+/// What `$MOCK_CLAUDE_LOG` records of a call, whatever becomes of it.
+struct CallLog<'a> {
+    argv: &'a [OsString],
+    cwd: &'a Path,
     index: u64,
-    assigned: &Assigned,
-    prompt: Option<&str>,
-    outcome: Option<Outcome>,
-) -> Result<(), MockClaudeError> {
-    let Some(path) = std::env::var_os(scenario::LOG_ENV).map(PathBuf::from) else {
-        return Ok(());
-    };
-    let line = json!({
-        "call": index,
-        "argv": argv.iter().skip(1).map(|arg| arg.to_string_lossy()).collect::<Vec<_>>(),
-        "cwd": cwd.to_string_lossy(),
-        "parent_pid": std::os::unix::process::parent_id(),
-        "plan": assigned.plan,
-        "session_id": assigned.given.then(|| assigned.session_id.to_string()),
-        "prompt": prompt,
-        "outcome": outcome,
-    });
-    let log_error = |source| MockClaudeError::Log {
-        path: path.clone(),
-        source,
-    };
-    let mut file = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&path)
-        .map_err(log_error)?;
-    file.write_all(format!("{line}\n").as_bytes())
-        .map_err(log_error)
+    assigned: &'a Assigned,
 }
 
-struct CallSetup<'a> {
-    args: &'a Args,
-    step: &'a Step,
-    assigned: Assigned,
-    cwd: &'a Path,
-    transcripts: &'a Transcripts,
-    resumed_from: Option<PathBuf>,
-    prompt: &'a str,
-    version: &'a str,
-    started: Instant,
-}
-
-/// One call being played.
-struct Call<'a> {
-    args: &'a Args,
-    step: &'a Step,
-    cwd: &'a Path,
-    cwd_text: String,
-    /// The session id every line reports.
-    reported: SessionId,
-    model: String,
-    version: &'a str,
-    started: Instant,
-    transcript_path: PathBuf,
-    transcript: TranscriptWriter,
-    /// The session's cost and usage before this call, from its transcript.
-    previous_cost: f64,
-    previous_usage: Usage,
-    out: io::StdoutLock<'static>,
-}
-
-impl<'a> Call<'a> {
-    /// Writes the prompt to the transcript, as the real CLI does as soon as a call starts.
-    fn begin(setup: CallSetup<'a>) -> Result<Call<'a>, MockClaudeError> {
-        let reported = setup.step.session_id.unwrap_or(setup.assigned.session_id);
-        // A call that reports another id keeps its transcript under that id, as an agent that
-        // ignored the id it was given would.
-        let transcript_path = match &setup.resumed_from {
-            Some(path) if reported == setup.assigned.session_id => path.clone(),
-            _ => setup.transcripts.path(setup.cwd, reported),
+impl CallLog<'_> {
+    /// Appends one line about this call to `$MOCK_CLAUDE_LOG`, when it is set: with its
+    /// prompt and outcome once they are known.
+    fn append(
+        &self,
+        prompt: Option<&str>,
+        outcome: Option<Outcome>,
+    ) -> Result<(), MockClaudeError> {
+        let Some(path) = std::env::var_os(scenario::LOG_ENV).map(PathBuf::from) else {
+            return Ok(());
         };
-        let (previous_cost, previous_usage) = match &setup.resumed_from {
-            Some(path) => session_totals(path),
-            None => (0.0, Usage::ZERO),
-        };
-        let transcript_error = |source| MockClaudeError::Transcript {
-            path: transcript_path.clone(),
+        let line = json!({
+            "call": self.index,
+            "argv": self.argv.iter().skip(1).map(|arg| arg.to_string_lossy()).collect::<Vec<_>>(),
+            "cwd": self.cwd.to_string_lossy(),
+            "parent_pid": std::os::unix::process::parent_id(),
+            "plan": self.assigned.plan,
+            "session_id": self.assigned.given.then(|| self.assigned.session_id.to_string()),
+            "prompt": prompt,
+            "outcome": outcome,
+        });
+        let log_error = |source| MockClaudeError::Log {
+            path: path.clone(),
             source,
         };
-        let mut transcript = TranscriptWriter::open(&transcript_path, reported, setup.cwd)
-            .map_err(transcript_error)?;
-        transcript.prompt(setup.prompt).map_err(transcript_error)?;
-        let model = setup
-            .args
-            .model
-            .clone()
-            .or_else(|| setup.step.model.clone())
-            .unwrap_or_else(|| DEFAULT_MODEL.to_owned());
-        Ok(Call {
-            args: setup.args,
-            step: setup.step,
-            cwd: setup.cwd,
-            cwd_text: setup.cwd.to_string_lossy().into_owned(),
-            reported,
-            model,
-            version: setup.version,
-            started: setup.started,
-            transcript_path,
-            transcript,
-            previous_cost,
-            previous_usage,
-            out: io::stdout().lock(),
-        })
-    }
-
-    fn streaming(&self) -> bool {
-        self.args.output_format == OutputFormat::StreamJson
-    }
-
-    fn play(mut self) -> Result<u8, MockClaudeError> {
-        let step = self.step;
-        if let Some(text) = &step.stderr {
-            eprint!("{text}");
-            if !text.ends_with('\n') {
-                eprintln!();
-            }
-        }
-        if step.outcome == Outcome::Hang && step.ignore_term {
-            // Before anything is printed, so that a caller who saw output knows TERM is ignored.
-            ignore_sigterm();
-        }
-        match step.outcome {
-            Outcome::Garbage => {
-                for line in 0..step.garbage_lines.unwrap_or(3) {
-                    self.raw_line(format!("this is not JSON, line {line} {{").as_bytes())?;
-                }
-                return Ok(self.exit_code(0));
-            }
-            Outcome::NonUtf8 => {
-                self.init_line()?;
-                self.raw_line(b"\xff\xfe not UTF-8 \xc3\x28")?;
-                return Ok(self.exit_code(0));
-            }
-            _ => {}
-        }
-        self.init_line()?;
-        if step.delay_ms > 0 {
-            std::thread::sleep(Duration::from_millis(step.delay_ms));
-        }
-        let usage = step.usage.unwrap_or(DEFAULT_USAGE);
-        self.write_files(&usage)?;
-        if step.outcome == Outcome::Hang {
-            hang();
-        }
-        self.huge_lines()?;
-        let files_turns = u32::try_from(step.files.len()).unwrap_or(u32::MAX);
-        let turns = step.num_turns.unwrap_or(files_turns.saturating_add(1));
-        let outcome = match (step.outcome, self.args.max_turns) {
-            (Outcome::Success, Some(limit)) if turns > limit => Outcome::MaxTurns,
-            (outcome, _) => outcome,
-        };
-        match outcome {
-            Outcome::Success => self.success(usage, turns),
-            Outcome::MaxTurns => self.max_turns(usage),
-            Outcome::ApiError => self.api_error(step.api_error_status.unwrap_or(500)),
-            Outcome::RateLimit => self.api_error(429),
-            Outcome::ExecutionError => self.failed(
-                "error_during_execution",
-                usage,
-                turns,
-                &["scripted execution error"],
-            ),
-            Outcome::BudgetExceeded => self.failed(
-                "error_max_budget_usd",
-                usage,
-                turns,
-                &["Reached maximum budget"],
-            ),
-            Outcome::Crash => self.crash(),
-            Outcome::NoResult => {
-                let text = self.result_text();
-                self.assistant_text(&text, &usage)?;
-                Ok(self.exit_code(0))
-            }
-            Outcome::Garbage | Outcome::NonUtf8 | Outcome::Hang => {
-                unreachable!("garbage, non_utf8 and hang end above")
-            }
-        }
-    }
-
-    fn result_text(&self) -> String {
-        let mut text = self
-            .step
-            .result
-            .clone()
-            .unwrap_or_else(|| DEFAULT_RESULT.to_owned());
-        if self.step.huge_output_mb > 0 && !self.streaming() {
-            text.push_str(&"x".repeat(mib(self.step.huge_output_mb)));
-        }
-        text
-    }
-
-    fn success(mut self, usage: Usage, turns: u32) -> Result<u8, MockClaudeError> {
-        let text = self.result_text();
-        // With files, the usage went with the tool calls; the answer carries none.
-        let answer_usage = if self.step.files.is_empty() {
-            usage
-        } else {
-            Usage::ZERO
-        };
-        self.assistant_text(&text, &answer_usage)?;
-        let cost = self.step.cost_usd.unwrap_or(DEFAULT_COST_USD);
-        self.record_answer(&text, &usage, cost)?;
-        let result = self.result_fields(ResultParts {
-            subtype: "success",
-            is_error: false,
-            num_turns: turns,
-            result: Some(&text),
-            stop_reason: Some("end_turn"),
-            terminal_reason: Some("completed"),
-            errors: None,
-            api_error: None,
-            usage,
-            cost_usd: cost,
-        });
-        self.finish(&result, Some(&text))?;
-        Ok(self.exit_code(0))
-    }
-
-    fn max_turns(mut self, usage: Usage) -> Result<u8, MockClaudeError> {
-        let limit = self
-            .args
-            .max_turns
-            .or(self.step.num_turns.map(|turns| turns.saturating_sub(1)))
-            .unwrap_or(1);
-        let cost = self.step.cost_usd.unwrap_or(DEFAULT_COST_USD);
-        if self.step.files.is_empty() {
-            // The turns went on tool calls; show one so the usage appears in the stream.
-            let tool_use_id = "toolu_mock_turns";
-            let content = json!([{
-                "type": "tool_use", "id": tool_use_id, "name": "Bash",
-                "input": {"command": "true"},
-            }]);
-            self.line(&output::assistant(
-                self.reported,
-                &self.model,
-                content,
-                &usage,
-            ))?;
-        }
-        self.record_cost(&usage, cost)?;
-        let errors = [format!("Reached maximum number of turns ({limit})")];
-        let result = self.result_fields(ResultParts {
-            subtype: "error_max_turns",
-            is_error: true,
-            num_turns: limit.saturating_add(1),
-            result: None,
-            stop_reason: Some("tool_use"),
-            terminal_reason: Some("max_turns"),
-            errors: Some(&errors),
-            api_error: None,
-            usage,
-            cost_usd: cost,
-        });
-        self.finish(&result, None)?;
-        Ok(self.exit_code(1))
-    }
-
-    fn api_error(mut self, status: u16) -> Result<u8, MockClaudeError> {
-        let message = self.step.message.as_deref().unwrap_or("scripted failure");
-        let (error, error_type) = match status {
-            429 => ("rate_limit", "rate_limit_error"),
-            401 | 403 => ("authentication_failed", "authentication_error"),
-            500.. => ("unknown", "api_error"),
-            _ => ("unknown", "invalid_request_error"),
-        };
-        let text = api_error_text(status, message, &self.model);
-        if status == 429
-            && let Some(resets_at) = self.step.rate_limit_reset
-        {
-            self.line(&output::rate_limit_event(self.reported, resets_at))?;
-        }
-        self.line(&output::api_error_message(
-            self.reported,
-            &text,
-            status,
-            error,
-            error_type,
-        ))?;
-        self.record_answer(&text, &Usage::ZERO, 0.0)?;
-        let result = self.result_fields(ResultParts {
-            subtype: "success",
-            is_error: true,
-            num_turns: 1,
-            result: Some(&text),
-            stop_reason: Some("stop_sequence"),
-            terminal_reason: Some("api_error"),
-            errors: None,
-            api_error: Some((status, error_type)),
-            usage: Usage::ZERO,
-            cost_usd: 0.0,
-        });
-        self.finish(&result, Some(&text))?;
-        Ok(self.exit_code(1))
-    }
-
-    fn failed(
-        mut self,
-        subtype: &str,
-        usage: Usage,
-        turns: u32,
-        default_errors: &[&str],
-    ) -> Result<u8, MockClaudeError> {
-        let errors: Vec<String> = if self.step.errors.is_empty() {
-            default_errors
-                .iter()
-                .map(|error| (*error).to_owned())
-                .collect()
-        } else {
-            self.step.errors.clone()
-        };
-        let cost = self.step.cost_usd.unwrap_or(DEFAULT_COST_USD);
-        self.record_cost(&usage, cost)?;
-        let result = self.result_fields(ResultParts {
-            subtype,
-            is_error: true,
-            num_turns: turns,
-            result: None,
-            stop_reason: None,
-            terminal_reason: None,
-            errors: Some(&errors),
-            api_error: None,
-            usage,
-            cost_usd: cost,
-        });
-        self.finish(&result, Some(&errors.join("\n")))?;
-        Ok(self.exit_code(1))
-    }
-
-    fn crash(mut self) -> Result<u8, MockClaudeError> {
-        self.out.flush().map_err(MockClaudeError::Stdout)?;
-        if let Some(signal) = self.step.signal {
-            // The default disposition first: Rust's runtime handles SIGSEGV and SIGBUS itself
-            // (to report stack overflows) and would turn the signal into an ordinary exit.
-            // SAFETY: resetting a disposition and raising a signal install no handler code.
-            unsafe {
-                libc::signal(signal, libc::SIG_DFL);
-                libc::raise(signal);
-            }
-        }
-        Ok(self.exit_code(1))
-    }
-
-    fn exit_code(&self, default: u8) -> u8 {
-        match self.step.exit_code {
-            // Exit codes are a byte; `exit(256 + n)` is `exit(n)` for a process too.
-            Some(code) => code.rem_euclid(256) as u8,
-            None => default,
-        }
-    }
-
-    fn init_line(&mut self) -> Result<(), MockClaudeError> {
-        if !self.streaming() {
-            return Ok(());
-        }
-        let permission_mode = self
-            .args
-            .permission_mode
-            .clone()
-            .unwrap_or_else(|| String::from("default"));
-        let init = output::init(&output::Init {
-            session_id: self.reported,
-            cwd: &self.cwd_text,
-            model: &self.model,
-            permission_mode: &permission_mode,
-            version: self.version,
-        });
-        self.line(&init)
-    }
-
-    /// Writes the step's files, each shown as a `Write` tool use and its result. The call's
-    /// usage goes on the first tool use, so that progress shows it before the call ends.
-    fn write_files(&mut self, usage: &Usage) -> Result<(), MockClaudeError> {
-        let files: Vec<(String, String)> = self
-            .step
-            .files
-            .iter()
-            .map(|(path, contents)| (path.clone(), contents.clone()))
-            .collect();
-        for (index, (relative, contents)) in files.iter().enumerate() {
-            let path = self.cwd.join(relative);
-            let write_error = |source| MockClaudeError::WriteFile {
-                path: path.clone(),
-                source,
-            };
-            if let Some(dir) = path.parent() {
-                std::fs::create_dir_all(dir).map_err(write_error)?;
-            }
-            std::fs::write(&path, contents).map_err(write_error)?;
-            let tool_use_id = format!("toolu_mock_{index}");
-            let path_text = path.to_string_lossy();
-            let message_usage = if index == 0 { *usage } else { Usage::ZERO };
-            let tool_use = output::write_tool_use(&tool_use_id, &path_text, contents);
-            let assistant = output::assistant(self.reported, &self.model, tool_use, &message_usage);
-            self.line(&assistant)?;
-            let result =
-                output::write_tool_result(self.reported, &tool_use_id, &path_text, contents);
-            self.line(&result)?;
-        }
-        Ok(())
-    }
-
-    /// In stream-json, `huge_output_mb` MiB of assistant text lines of 64 KiB each.
-    fn huge_lines(&mut self) -> Result<(), MockClaudeError> {
-        if !self.streaming() || self.step.huge_output_mb == 0 {
-            return Ok(());
-        }
-        const CHUNK: usize = 64 * 1024;
-        let chunk = "y".repeat(CHUNK);
-        for _ in 0..mib(self.step.huge_output_mb).div_ceil(CHUNK) {
-            let line = output::assistant(
-                self.reported,
-                &self.model,
-                output::text_block(&chunk),
-                &Usage::ZERO,
-            );
-            self.line(&line)?;
-        }
-        Ok(())
-    }
-
-    fn assistant_text(&mut self, text: &str, usage: &Usage) -> Result<(), MockClaudeError> {
-        if !self.streaming() {
-            return Ok(());
-        }
-        let line = output::assistant(self.reported, &self.model, output::text_block(text), usage);
-        self.line(&line)
-    }
-
-    fn record_answer(
-        &mut self,
-        text: &str,
-        usage: &Usage,
-        cost_usd: f64,
-    ) -> Result<(), MockClaudeError> {
-        let usage = output::usage(usage);
-        let path = self.transcript_path.clone();
-        self.transcript
-            .answer(text, &self.model, &usage, cost_usd)
-            .map_err(|source| MockClaudeError::Transcript { path, source })
-    }
-
-    /// Records a call's cost when it produced no answer text: an assistant line with an empty
-    /// text block, which [`crate::transcript::read_transcript`] skips but the totals count.
-    fn record_cost(&mut self, usage: &Usage, cost_usd: f64) -> Result<(), MockClaudeError> {
-        self.record_answer("", usage, cost_usd)
-    }
-
-    fn result_fields(&self, parts: ResultParts<'_>) -> Value {
-        let session_usage = self.previous_usage + parts.usage;
-        let session_cost = self.previous_cost + parts.cost_usd;
-        let context_window = self.step.context_window.unwrap_or(DEFAULT_CONTEXT_WINDOW);
-        let since_last = self.streaming().then(|| {
-            output::model_usage(&self.model, &parts.usage, parts.cost_usd, context_window)
-        });
-        output::result(&output::ResultFields {
-            subtype: parts.subtype,
-            is_error: parts.is_error,
-            session_id: self.reported,
-            duration_ms: self.started.elapsed().as_millis() as u64,
-            duration_api_ms: self.step.delay_ms,
-            num_turns: parts.num_turns,
-            result: parts.result,
-            stop_reason: parts.stop_reason,
-            terminal_reason: parts.terminal_reason,
-            errors: parts.errors,
-            api_error: parts.api_error,
-            usage: parts.usage,
-            total_cost_usd: session_cost,
-            model_usage: output::model_usage(
-                &self.model,
-                &session_usage,
-                session_cost,
-                context_window,
-            ),
-            model_usage_since_last_result: since_last,
-            permission_denials: &self.step.permission_denials,
-        })
-    }
-
-    /// Prints the result: the line in stream-json, the object in json, the text in text.
-    fn finish(&mut self, result: &Value, text: Option<&str>) -> Result<(), MockClaudeError> {
-        match self.args.output_format {
-            OutputFormat::StreamJson | OutputFormat::Json => self.line(result),
-            OutputFormat::Text => {
-                let text = text.unwrap_or_default();
-                self.raw_line(text.as_bytes())
-            }
-        }
-    }
-
-    fn line(&mut self, value: &Value) -> Result<(), MockClaudeError> {
-        let text = value.to_string();
-        self.raw_line(text.as_bytes())
-    }
-
-    /// Writes one line and flushes it, so that a reader sees it before any delay that follows.
-    fn raw_line(&mut self, bytes: &[u8]) -> Result<(), MockClaudeError> {
-        self.out
-            .write_all(bytes)
-            .and_then(|()| self.out.write_all(b"\n"))
-            .and_then(|()| self.out.flush())
-            .map_err(MockClaudeError::Stdout)
-    }
-}
-
-struct ResultParts<'a> {
-    subtype: &'a str,
-    is_error: bool,
-    num_turns: u32,
-    result: Option<&'a str>,
-    stop_reason: Option<&'a str>,
-    terminal_reason: Option<&'a str>,
-    errors: Option<&'a [String]>,
-    api_error: Option<(u16, &'a str)>,
-    usage: Usage,
-    cost_usd: f64,
-}
-
-/// The text the real CLI shows for an API error with `status` (observed on 2.1.328 for 400,
-/// 401, 403, 404, 413, 429, 500, 502, 503 and 529 against a gateway named by
-/// `ANTHROPIC_BASE_URL`; without one the 5xx text's last sentence is a guess).
-fn api_error_text(status: u16, message: &str, model: &str) -> String {
-    match status {
-        429 => format!("API Error: Request rejected (429) · {message}"),
-        401 | 403 => format!("Failed to authenticate. API Error: {status} {message}"),
-        404 => format!(
-            "There's an issue with the selected model ({model}). It may not exist or you may \
-             not have access to it. Run --model to pick a different model."
-        ),
-        413 => String::from(
-            "Request too large (max 32MB). Accumulated images and attachments in the \
-             conversation pushed the request over the limit. Remove older images or compact \
-             the conversation.",
-        ),
-        500.. => {
-            let gateway = std::env::var("ANTHROPIC_BASE_URL")
-                .ok()
-                .map(|url| {
-                    let without_scheme =
-                        url.split_once("://").map_or(url.as_str(), |(_, rest)| rest);
-                    without_scheme
-                        .split('/')
-                        .next()
-                        .unwrap_or_default()
-                        .to_owned()
-                })
-                .filter(|host| !host.is_empty())
-                .unwrap_or_else(|| String::from("api.anthropic.com"));
-            format!(
-                "API Error: {status} {message}. This is a server-side issue, usually temporary \
-                 — try again in a moment. If it persists, check your inference gateway \
-                 ({gateway})."
-            )
-        }
-        _ => format!("API Error: {status} {message}"),
-    }
-}
-
-/// The cost and usage a session's earlier calls recorded in its transcript.
-fn session_totals(path: &Path) -> (f64, Usage) {
-    // A transcript that cannot be read counts as one with no cost: the call goes on, as the
-    // real CLI's would.
-    transcript::session_totals(path).unwrap_or((0.0, Usage::ZERO))
-}
-
-fn mib(count: u64) -> usize {
-    usize::try_from(count.saturating_mul(1024 * 1024)).unwrap_or(usize::MAX)
-}
-
-fn ignore_sigterm() {
-    // SAFETY: setting a signal's disposition to "ignore" installs no handler code.
-    unsafe {
-        libc::signal(libc::SIGTERM, libc::SIG_IGN);
-    }
-}
-
-/// Sleeps until the process is killed.
-fn hang() -> ! {
-    loop {
-        std::thread::sleep(Duration::from_secs(3600));
+        let mut file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(log_error)?;
+        file.write_all(format!("{line}\n").as_bytes())
+            .map_err(log_error)
     }
 }

@@ -451,7 +451,11 @@ impl Agent for MockAgent {
         events: EventSink,
         cancel: CancellationToken,
     ) -> Result<AgentReply, AgentError> {
-        let deadline = tokio::time::Instant::now() + call.timeout;
+        let stop = Stop {
+            deadline: tokio::time::Instant::now() + call.timeout,
+            timeout: call.timeout,
+            cancel: &cancel,
+        };
         let step = self.take_step(&call);
         if !call.working_dir.is_dir() {
             return Err(AgentError::WorkingDirMissing {
@@ -468,79 +472,19 @@ impl Agent for MockAgent {
         let reply = step.reply(&call, reported);
         let Step {
             action,
-            usage,
             delay,
             files,
             ..
         } = step;
-        // A failing step's error is made now, so that errors which come before a process
-        // would start are returned without touching the transcripts.
-        let play = match action {
-            Action::Fail(make) => {
-                let error = make(&call, reply.clone());
-                if PRE_START_KINDS.contains(&error.kind()) {
-                    return Err(error);
-                }
-                Play::Fail(error)
-            }
-            Action::Succeed => Play::Succeed,
-            Action::Hang => Play::Hang,
-            Action::Panic(message) => Play::Panic(message),
-        };
-
+        let play = Play::new(action, &call, &reply)?;
         self.open_transcript(&call, reported)?;
         events.emit(AgentEvent::Init {
             session_id: reported,
             model: reply.model.clone(),
         });
-        if delay.is_zero() {
-            // No timer for an instant answer: a zero-length sleep still waits for the timer
-            // wheel's next tick (up to a millisecond), which would dominate fast tests and
-            // benchmarks. A call cancelled before it started is still cancelled.
-            if cancel.is_cancelled() {
-                return Err(AgentError::Cancelled {
-                    partial_usage: Usage::ZERO,
-                });
-            }
-        } else {
-            let until = tokio::time::Instant::now() + delay;
-            sleep_unless_stopped(until, deadline, call.timeout, &cancel).await?;
-        }
-        for (path, contents) in &files {
-            let path = call.working_dir.join(path);
-            write_file(&path, contents)?;
-            events.emit(AgentEvent::ToolUse {
-                name: String::from("Write"),
-                summary: path.display().to_string(),
-            });
-            events.emit(AgentEvent::ToolResult { is_error: false });
-        }
-
-        match play {
-            Play::Succeed => {
-                if let Some(text) = &reply.result_text {
-                    events.emit(AgentEvent::Text { text: text.clone() });
-                }
-                events.emit(AgentEvent::Usage { usage });
-                self.record_answer(reported, reply.result_text.clone());
-                if reported != assigned {
-                    return Err(AgentError::SessionMismatch {
-                        assigned,
-                        reported,
-                        reply: Some(Box::new(reply)),
-                    });
-                }
-                Ok(reply)
-            }
-            Play::Fail(error) => {
-                events.emit(AgentEvent::Usage { usage });
-                let answer = error.reply().and_then(|reply| reply.result_text.clone());
-                self.record_answer(reported, answer);
-                Err(error)
-            }
-            Play::Hang => Err(stopped(deadline, call.timeout, &cancel).await),
-            Play::Panic(message) => panic!("{message}"),
-        }
+        stop.wait(delay).await?;
+        write_files(&call, &files, &events)?;
+        self.end(play, assigned, reply, &events, &stop).await
     }
 
     async fn probe(&self) -> Result<AgentInfo, AgentError> {
@@ -552,6 +496,46 @@ impl Agent for MockAgent {
     }
 }
 
+impl MockAgent {
+    /// Ends a call that has started as its step says: with its reply, its error, when it is
+    /// stopped, or with a panic.
+    async fn end(
+        &self,
+        play: Play,
+        assigned: SessionId,
+        reply: AgentReply,
+        events: &EventSink,
+        stop: &Stop<'_>,
+    ) -> Result<AgentReply, AgentError> {
+        let reported = reply.session_id;
+        match play {
+            Play::Succeed => {
+                if let Some(text) = &reply.result_text {
+                    events.emit(AgentEvent::Text { text: text.clone() });
+                }
+                events.emit(AgentEvent::Usage { usage: reply.usage });
+                self.record_answer(reported, reply.result_text.clone());
+                if reported != assigned {
+                    return Err(AgentError::SessionMismatch {
+                        assigned,
+                        reported,
+                        reply: Some(Box::new(reply)),
+                    });
+                }
+                Ok(reply)
+            }
+            Play::Fail(error) => {
+                events.emit(AgentEvent::Usage { usage: reply.usage });
+                let answer = error.reply().and_then(|reply| reply.result_text.clone());
+                self.record_answer(reported, answer);
+                Err(error)
+            }
+            Play::Hang => Err(stop.stopped().await),
+            Play::Panic(message) => panic!("{message}"),
+        }
+    }
+}
+
 /// What a call does once its step's error, if any, is made.
 enum Play {
     Succeed,
@@ -560,34 +544,84 @@ enum Play {
     Panic(String),
 }
 
-/// Waits until the call is stopped: cancelled, or past its deadline.
-async fn stopped(
-    deadline: tokio::time::Instant,
-    timeout: Duration,
-    cancel: &CancellationToken,
-) -> AgentError {
-    tokio::select! {
-        biased;
-        () = cancel.cancelled() => AgentError::Cancelled { partial_usage: Usage::ZERO },
-        () = tokio::time::sleep_until(deadline) => AgentError::Timeout {
-            after: timeout,
-            partial_usage: Usage::ZERO,
-        },
+impl Play {
+    /// Makes a failing step's error now, so that errors which come before a process would
+    /// start are returned before the transcripts are touched.
+    fn new(action: Action, call: &AgentCall, reply: &AgentReply) -> Result<Play, AgentError> {
+        Ok(match action {
+            Action::Fail(make) => {
+                let error = make(call, reply.clone());
+                if PRE_START_KINDS.contains(&error.kind()) {
+                    return Err(error);
+                }
+                Play::Fail(error)
+            }
+            Action::Succeed => Play::Succeed,
+            Action::Hang => Play::Hang,
+            Action::Panic(message) => Play::Panic(message),
+        })
     }
 }
 
-/// Sleeps until `until`, unless the call is stopped first.
-async fn sleep_unless_stopped(
-    until: tokio::time::Instant,
+/// What stops a call early: its cancellation, and its deadline.
+struct Stop<'a> {
     deadline: tokio::time::Instant,
     timeout: Duration,
-    cancel: &CancellationToken,
-) -> Result<(), AgentError> {
-    tokio::select! {
-        biased;
-        error = stopped(deadline, timeout, cancel) => Err(error),
-        () = tokio::time::sleep_until(until) => Ok(()),
+    cancel: &'a CancellationToken,
+}
+
+impl Stop<'_> {
+    /// Waits until the call is stopped: cancelled, or past its deadline.
+    async fn stopped(&self) -> AgentError {
+        tokio::select! {
+            biased;
+            () = self.cancel.cancelled() => AgentError::Cancelled { partial_usage: Usage::ZERO },
+            () = tokio::time::sleep_until(self.deadline) => AgentError::Timeout {
+                after: self.timeout,
+                partial_usage: Usage::ZERO,
+            },
+        }
     }
+
+    /// Takes `delay`, unless the call is stopped first.
+    async fn wait(&self, delay: Duration) -> Result<(), AgentError> {
+        if delay.is_zero() {
+            // No timer for an instant answer: a zero-length sleep still waits for the timer
+            // wheel's next tick (up to a millisecond), which would dominate fast tests and
+            // benchmarks. A call cancelled before it started is still cancelled.
+            if self.cancel.is_cancelled() {
+                return Err(AgentError::Cancelled {
+                    partial_usage: Usage::ZERO,
+                });
+            }
+            return Ok(());
+        }
+        let until = tokio::time::Instant::now() + delay;
+        tokio::select! {
+            biased;
+            error = self.stopped() => Err(error),
+            () = tokio::time::sleep_until(until) => Ok(()),
+        }
+    }
+}
+
+/// Writes a step's files in the call's working directory, each reported as a `Write` tool
+/// use and its result.
+fn write_files(
+    call: &AgentCall,
+    files: &[(PathBuf, Vec<u8>)],
+    events: &EventSink,
+) -> Result<(), AgentError> {
+    for (path, contents) in files {
+        let path = call.working_dir.join(path);
+        write_file(&path, contents)?;
+        events.emit(AgentEvent::ToolUse {
+            name: String::from("Write"),
+            summary: path.display().to_string(),
+        });
+        events.emit(AgentEvent::ToolResult { is_error: false });
+    }
+    Ok(())
 }
 
 fn write_file(path: &std::path::Path, contents: &[u8]) -> Result<(), AgentError> {

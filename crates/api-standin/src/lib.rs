@@ -21,6 +21,7 @@
 
 mod claude;
 mod request;
+mod rfc3339;
 mod script;
 mod server;
 mod sse;

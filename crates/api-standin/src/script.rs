@@ -120,7 +120,7 @@ impl Answer {
     /// `anthropic-ratelimit-requests-reset` / `anthropic-ratelimit-tokens-reset` as RFC 3339
     /// times that far from now.
     pub fn rate_limited(retry_after: Duration) -> Answer {
-        let reset = crate::sse::rfc3339_from_now(retry_after);
+        let reset = crate::rfc3339::from_now(retry_after);
         Answer::error(
             429,
             "rate_limit_error",

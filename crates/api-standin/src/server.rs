@@ -24,7 +24,7 @@ use serde_json::Value;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::request::RecordedRequest;
-use crate::script::{Answer, AnswerKind, Script};
+use crate::script::{Answer, AnswerKind, Block, Script};
 use crate::sse;
 
 /// A Messages-API stand-in listening on `127.0.0.1` at an ephemeral port.
@@ -222,60 +222,9 @@ async fn handle(
     state: Arc<Mutex<State>>,
     request: Request<Incoming>,
 ) -> Result<Response<ChannelBody>, Infallible> {
-    let (parts, body) = request.into_parts();
-    let bytes = body
-        .collect()
-        .await
-        .map(|collected| collected.to_bytes())
-        .unwrap_or_default();
-    let mut headers = std::collections::BTreeMap::<String, String>::new();
-    for (name, value) in &parts.headers {
-        let value = String::from_utf8_lossy(value.as_bytes()).into_owned();
-        headers
-            .entry(name.as_str().to_owned())
-            .and_modify(|joined| {
-                joined.push_str(", ");
-                joined.push_str(&value);
-            })
-            .or_insert(value);
-    }
-    let recorded = RecordedRequest {
-        method: parts.method.as_str().to_owned(),
-        path: parts
-            .uri
-            .path_and_query()
-            .map(|path| path.as_str().to_owned())
-            .unwrap_or_else(|| parts.uri.path().to_owned()),
-        headers,
-        body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-    };
+    let recorded = record(request).await;
     let model = recorded.model().unwrap_or("claude-standin").to_owned();
-
-    let plan = {
-        let mut state = lock(&state);
-        let message_id = state.next_id;
-        let plan = if recorded.is_messages() && recorded.is_streaming() {
-            state.next_id += 1;
-            let answer = state.script.next_answer(&recorded);
-            Plan::Scripted { answer, message_id }
-        } else if recorded.is_messages() {
-            state.next_id += 1;
-            Plan::WholeMessage { message_id }
-        } else if recorded.method == "POST"
-            && recorded.path.starts_with("/v1/messages/count_tokens")
-        {
-            Plan::CountTokens
-        } else {
-            Plan::NotFound
-        };
-        let streaming = matches!(plan, Plan::Scripted { .. });
-        state.requests.push(recorded);
-        if streaming {
-            state.received.send_modify(|seen| *seen += 1);
-        }
-        plan
-    };
-
+    let plan = lock(&state).plan(recorded);
     let response = match plan {
         Plan::Scripted { answer, message_id } => scripted(state, answer, message_id, &model).await,
         Plan::WholeMessage { message_id } => json_response(
@@ -304,6 +253,66 @@ async fn handle(
     Ok(response)
 }
 
+/// Reads a whole request into the record a test sees.
+async fn record(request: Request<Incoming>) -> RecordedRequest {
+    let (parts, body) = request.into_parts();
+    let bytes = body
+        .collect()
+        .await
+        .map(|collected| collected.to_bytes())
+        .unwrap_or_default();
+    let mut headers = std::collections::BTreeMap::<String, String>::new();
+    for (name, value) in &parts.headers {
+        let value = String::from_utf8_lossy(value.as_bytes()).into_owned();
+        headers
+            .entry(name.as_str().to_owned())
+            .and_modify(|joined| {
+                joined.push_str(", ");
+                joined.push_str(&value);
+            })
+            .or_insert(value);
+    }
+    RecordedRequest {
+        method: parts.method.as_str().to_owned(),
+        path: parts
+            .uri
+            .path_and_query()
+            .map(|path| path.as_str().to_owned())
+            .unwrap_or_else(|| parts.uri.path().to_owned()),
+        headers,
+        body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    }
+}
+
+impl State {
+    /// Decides what to do with a request, takes its answer from the script when it has one,
+    /// and records it.
+    fn plan(&mut self, recorded: RecordedRequest) -> Plan {
+        let message_id = self.next_id;
+        let plan = if recorded.is_messages() && recorded.is_streaming() {
+            self.next_id += 1;
+            let answer = self.script.next_answer(&recorded);
+            Plan::Scripted { answer, message_id }
+        } else if recorded.is_messages() {
+            self.next_id += 1;
+            Plan::WholeMessage { message_id }
+        } else if recorded.method == "POST"
+            && recorded.path.starts_with("/v1/messages/count_tokens")
+        {
+            Plan::CountTokens
+        } else {
+            Plan::NotFound
+        };
+        let streaming = matches!(plan, Plan::Scripted { .. });
+        self.requests.push(recorded);
+        if streaming {
+            self.received.send_modify(|seen| *seen += 1);
+        }
+        plan
+    }
+}
+
+/// The response to a streaming message request: the script's answer.
 async fn scripted(
     state: Arc<Mutex<State>>,
     answer: Answer,
@@ -332,38 +341,64 @@ async fn scripted(
             blocks,
             stop_reason,
         } => {
+            let stream = MessageStream {
+                message_id,
+                model: model.to_owned(),
+                blocks,
+                stop_reason,
+                usage: answer.usage,
+                pause: answer.mid_stream_pause,
+            };
             let (sender, body) = ChannelBody::channel();
-            let usage = answer.usage;
-            let pause = answer.mid_stream_pause;
-            let model = model.to_owned();
-            tokio::spawn(async move {
-                let id = format!("msg_standin_{message_id}");
-                if !send(&sender, sse::message_opening(&id, &model, usage)).await {
-                    return;
-                }
-                if !pause.is_zero() {
-                    tokio::time::sleep(pause).await;
-                }
-                for (index, block) in blocks.iter().enumerate() {
-                    let tool_id = format!("toolu_standin_{message_id}_{index}");
-                    if !send(&sender, sse::content_block(index, block, &tool_id)).await {
-                        return;
-                    }
-                }
-                if send(&sender, sse::message_closing(&stop_reason, usage)).await {
-                    lock(&state).served += usage;
-                }
-            });
-            let mut response = Response::new(body);
-            let headers = response.headers_mut();
-            headers.insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
-            headers.insert("cache-control", HeaderValue::from_static("no-cache"));
-            if let Ok(value) = HeaderValue::from_str(&format!("req_standin_{message_id}")) {
-                headers.insert("request-id", value);
-            }
-            response
+            tokio::spawn(stream.send(sender, state));
+            event_stream_response(body, message_id)
         }
     }
+}
+
+/// A scripted message on its way out as server-sent events.
+struct MessageStream {
+    message_id: u64,
+    model: String,
+    blocks: Vec<Block>,
+    stop_reason: String,
+    usage: Usage,
+    /// Waited after `message_start`.
+    pause: Duration,
+}
+
+impl MessageStream {
+    /// Sends the events one by one; the usage counts as served once the last is sent. Stops
+    /// when the client hangs up.
+    async fn send(self, sender: mpsc::Sender<Bytes>, state: Arc<Mutex<State>>) {
+        let id = format!("msg_standin_{}", self.message_id);
+        if !send(&sender, sse::message_opening(&id, &self.model, self.usage)).await {
+            return;
+        }
+        if !self.pause.is_zero() {
+            tokio::time::sleep(self.pause).await;
+        }
+        for (index, block) in self.blocks.iter().enumerate() {
+            let tool_id = format!("toolu_standin_{}_{index}", self.message_id);
+            if !send(&sender, sse::content_block(index, block, &tool_id)).await {
+                return;
+            }
+        }
+        if send(&sender, sse::message_closing(&self.stop_reason, self.usage)).await {
+            lock(&state).served += self.usage;
+        }
+    }
+}
+
+fn event_stream_response(body: ChannelBody, message_id: u64) -> Response<ChannelBody> {
+    let mut response = Response::new(body);
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+    headers.insert("cache-control", HeaderValue::from_static("no-cache"));
+    if let Ok(value) = HeaderValue::from_str(&format!("req_standin_{message_id}")) {
+        headers.insert("request-id", value);
+    }
+    response
 }
 
 async fn send(sender: &mpsc::Sender<Bytes>, text: String) -> bool {

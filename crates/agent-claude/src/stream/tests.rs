@@ -678,3 +678,66 @@ fn a_text_event_carries_only_the_start_of_a_huge_text_block() {
     parser.push_line(short.as_bytes(), &mut |event| events.push(event));
     assert!(matches!(events.as_slice(), [AgentEvent::Text { text }] if text == "fine"));
 }
+
+#[test]
+fn lines_and_fields_of_later_versions_change_nothing() {
+    let fixture = fixture("write_tool");
+    let later = [
+        r#"{"type":"system","subtype":"api_retry","attempt":1,"max_retries":10,"retry_delay_ms":600,"error_status":529,"error":"overloaded","session_id":"s","uuid":"u"}"#,
+        r#"{"type":"stream_event","event":{"type":"message_start","message":{"id":"msg_x","usage":{"input_tokens":999}}},"session_id":"s"}"#,
+        r#"{"type":"rate_limit_event","rate_limit_info":{"status":"allowed_warning","resetsAt":1900000000,"utilization":0.9}}"#,
+        r#"{"type":"assistant","message":{"id":"msg_thinking","content":[{"type":"thinking","thinking":"…"},{"type":"redacted_thinking","data":"x"}],"usage":{"input_tokens":0,"output_tokens":0}},"a_new_field":[1]}"#,
+        r#"{"type":"user","message":{"role":"user","content":[{"type":"image","source":{}}]},"tool_use_result":{"new":true}}"#,
+        r#"{"type":"system"}"#,
+        r#"{"type":"a_kind_from_the_future","subtype":"init","session_id":"not-a-uuid"}"#,
+        r#"{"type":{"nested":"type"}}"#,
+    ];
+    let mut noisy = Vec::new();
+    for line in fixture.stdout.split(|&byte| byte == b'\n') {
+        for extra in later {
+            noisy.extend_from_slice(extra.as_bytes());
+            noisy.push(b'\n');
+        }
+        noisy.extend_from_slice(line);
+        noisy.push(b'\n');
+    }
+    let clean = replay_with_stderr(&fixture, "");
+    let replay = replay_with_stderr(
+        &Fixture {
+            stdout: noisy,
+            ..fixture
+        },
+        "",
+    );
+    assert_eq!(replay.stream.bad_lines, 0);
+    assert!(!replay.stream.rate_limit_rejected);
+    assert_eq!(replay.stream.progress_usage, clean.stream.progress_usage);
+    assert_eq!(replay.events, clean.events);
+    assert_eq!(replay.outcome.unwrap(), clean.outcome.unwrap());
+}
+
+#[test]
+fn a_result_with_retyped_fields_still_decides_the_call() {
+    let id = SessionId::new_v4();
+    let line = format!(
+        r#"{{"type":"result","subtype":"success","is_error":false,"session_id":"{id}","num_turns":"two","duration_ms":"5","total_cost_usd":0.25,"usage":{{"input_tokens":3,"output_tokens":"2"}},"modelUsage":["not","a","map"],"permission_denials":{{"Write":1}},"errors":null,"result":"ok","terminal_reason":{{"new":"shape"}}}}"#
+    );
+    let replay = replay(
+        line.as_bytes(),
+        "",
+        ExitInfo::Code(0),
+        CallFacts {
+            assigned: id,
+            max_turns: None,
+        },
+    );
+    let reply = replay.outcome.unwrap();
+    assert_eq!(reply.session_id, id);
+    assert_eq!(reply.result_text.as_deref(), Some("ok"));
+    assert_eq!(reply.turns, 0);
+    assert_eq!(reply.duration, std::time::Duration::ZERO);
+    assert_eq!(reply.usage.input_tokens, 3);
+    assert_eq!(reply.usage.output_tokens, 0);
+    assert_cost(reply.cost_usd, 0.25);
+    assert!(reply.permission_denials.is_empty());
+}

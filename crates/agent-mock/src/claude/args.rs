@@ -68,22 +68,22 @@ const LIST_OPTIONS: [&str; 4] = [
 ];
 
 pub(crate) fn parse(argv: impl IntoIterator<Item = OsString>) -> Result<Args, UsageError> {
-    let argv: Vec<String> = argv
-        .into_iter()
-        .map(|arg| arg.to_string_lossy().into_owned())
-        .collect();
+    let mut words = Words {
+        argv: argv
+            .into_iter()
+            .map(|arg| arg.to_string_lossy().into_owned())
+            .collect(),
+        next: 0,
+    };
     let mut args = Args::default();
     let mut positionals = Vec::new();
-    let mut index = 0;
-    while index < argv.len() {
-        let arg = &argv[index];
-        index += 1;
+    while let Some(arg) = words.next() {
         if arg == "--" {
-            positionals.extend(argv[index..].iter().cloned());
+            positionals.extend(words.rest());
             break;
         }
         if !arg.starts_with('-') || arg == "-" {
-            positionals.push(arg.clone());
+            positionals.push(arg);
             continue;
         }
         let (name, inline_value) = match arg.split_once('=') {
@@ -104,39 +104,15 @@ pub(crate) fn parse(argv: impl IntoIterator<Item = OsString>) -> Result<Args, Us
             "--verbose" => args.verbose = true,
             "--dangerously-skip-permissions" => args.dangerously_skip_permissions = true,
             _ if LIST_OPTIONS.contains(&name) => {
-                let mut values: Vec<String> = inline_value.into_iter().collect();
-                while index < argv.len() && !argv[index].starts_with('-') {
-                    values.push(argv[index].clone());
-                    index += 1;
-                }
-                let tools = values
-                    .iter()
-                    .flat_map(|value| value.split([',', ' ']))
-                    .filter(|tool| !tool.is_empty())
-                    .map(str::to_owned);
-                if name.to_ascii_lowercase().starts_with("--allowed") {
-                    args.allowed_tools.extend(tools);
-                } else {
-                    args.disallowed_tools.extend(tools);
-                }
+                let values = words.list(inline_value);
+                add_tools(&mut args, name, &values);
             }
             _ => {
                 let Some((_, value_name)) = VALUE_OPTIONS.iter().find(|(known, _)| *known == name)
                 else {
                     return Err(UsageError(format!("error: unknown option '{arg}'")));
                 };
-                let value = match inline_value {
-                    Some(value) => value,
-                    None if index < argv.len() => {
-                        index += 1;
-                        argv[index - 1].clone()
-                    }
-                    None => {
-                        return Err(UsageError(format!(
-                            "error: option '{name} {value_name}' argument missing"
-                        )));
-                    }
-                };
+                let value = words.value(name, value_name, inline_value)?;
                 set_value(&mut args, name, value_name, value)?;
             }
         }
@@ -145,6 +121,70 @@ pub(crate) fn parse(argv: impl IntoIterator<Item = OsString>) -> Result<Args, Us
         args.prompt = Some(positionals.join(" "));
     }
     Ok(args)
+}
+
+/// The command line's words, read front to back.
+struct Words {
+    argv: Vec<String>,
+    next: usize,
+}
+
+impl Words {
+    fn next(&mut self) -> Option<String> {
+        let word = self.argv.get(self.next).cloned();
+        self.next += usize::from(word.is_some());
+        word
+    }
+
+    /// Every word left.
+    fn rest(&mut self) -> Vec<String> {
+        let rest = self.argv[self.next..].to_vec();
+        self.next = self.argv.len();
+        rest
+    }
+
+    /// The values of a list option: the inline one, and every following word that is not an
+    /// option (a prompt after them included, as the real parser takes it).
+    fn list(&mut self, inline_value: Option<String>) -> Vec<String> {
+        let mut values: Vec<String> = inline_value.into_iter().collect();
+        while let Some(word) = self
+            .argv
+            .get(self.next)
+            .filter(|word| !word.starts_with('-'))
+        {
+            values.push(word.clone());
+            self.next += 1;
+        }
+        values
+    }
+
+    /// The value of an option that takes one: the inline one, else the next word.
+    fn value(
+        &mut self,
+        name: &str,
+        value_name: &str,
+        inline_value: Option<String>,
+    ) -> Result<String, UsageError> {
+        inline_value.or_else(|| self.next()).ok_or_else(|| {
+            UsageError(format!(
+                "error: option '{name} {value_name}' argument missing"
+            ))
+        })
+    }
+}
+
+/// Adds the tools a list option names (separated by commas or spaces).
+fn add_tools(args: &mut Args, name: &str, values: &[String]) {
+    let tools = values
+        .iter()
+        .flat_map(|value| value.split([',', ' ']))
+        .filter(|tool| !tool.is_empty())
+        .map(str::to_owned);
+    if name.to_ascii_lowercase().starts_with("--allowed") {
+        args.allowed_tools.extend(tools);
+    } else {
+        args.disallowed_tools.extend(tools);
+    }
 }
 
 fn set_value(

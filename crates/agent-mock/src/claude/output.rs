@@ -3,6 +3,8 @@
 use agent::{SessionId, Usage};
 use serde_json::{Map, Value, json};
 
+use super::api_error::ApiFailure;
+
 /// The tools the init line lists.
 const TOOLS: [&str; 8] = [
     "Task",
@@ -138,13 +140,7 @@ pub(crate) fn write_tool_result(
 }
 
 /// The synthetic assistant message the CLI prints when the API fails.
-pub(crate) fn api_error_message(
-    session_id: SessionId,
-    text: &str,
-    status: u16,
-    error: &str,
-    error_type: &str,
-) -> Value {
+pub(crate) fn api_error_message(session_id: SessionId, failure: &ApiFailure) -> Value {
     json!({
         "type": "assistant",
         "message": {
@@ -152,7 +148,7 @@ pub(crate) fn api_error_message(
             "type": "message",
             "role": "assistant",
             "model": "<synthetic>",
-            "content": [{"type": "text", "text": text}],
+            "content": [{"type": "text", "text": failure.text}],
             "stop_reason": "stop_sequence",
             "stop_sequence": "",
             "usage": usage(&Usage::ZERO),
@@ -160,10 +156,10 @@ pub(crate) fn api_error_message(
         "parent_tool_use_id": null,
         "session_id": session_id.to_string(),
         "uuid": new_uuid(),
-        "error": error,
+        "error": failure.error,
         "is_api_error_message": true,
-        "api_error_status": status,
-        "api_error_type": error_type,
+        "api_error_status": failure.status,
+        "api_error_type": failure.error_type,
     })
 }
 
