@@ -54,7 +54,7 @@ pub const MOCK_FAILURE_EXIT: u8 = 3;
 
 /// The Claude Code version `mock-claude --version` reports unless `MOCK_CLAUDE_VERSION` is set:
 /// the version whose behaviour it copies.
-pub const IMITATED_VERSION: &str = "2.1.328";
+pub const IMITATED_VERSION: &str = include_str!("../../../claude-code.version").trim_ascii();
 
 /// Runs `mock-claude` with this process's arguments, environment, stdin and stdout.
 pub fn main() -> ExitCode {

@@ -9,7 +9,10 @@ use super::*;
 use crate::capture::{Line, LineSplitter};
 use crate::outcome::{CallFacts, ProcessEnd, classify};
 
-const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/2.1.328");
+/// The pinned Claude Code version, whose fixtures these tests read: fixtures are kept per
+/// version, so moving the pin means capturing new ones.
+const PINNED_VERSION: &str = include_str!("../../../../claude-code.version").trim_ascii();
+const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures");
 
 /// A captured run: what the CLI printed and how it ended.
 struct Fixture {
@@ -23,7 +26,7 @@ struct Fixture {
 
 fn fixture(name: &str) -> Fixture {
     let read = |suffix: &str| {
-        let path = format!("{FIXTURES}/{name}.{suffix}");
+        let path = format!("{FIXTURES}/{PINNED_VERSION}/{name}.{suffix}");
         std::fs::read(&path).unwrap_or_else(|err| panic!("read {path}: {err}"))
     };
     let meta: Value = serde_json::from_slice(&read("meta.json")).unwrap();

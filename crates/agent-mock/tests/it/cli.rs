@@ -17,7 +17,10 @@ fn version_reads_like_the_real_cli() {
     let sandbox = Sandbox::new();
     let run = sandbox.run(&["--version"], "");
     assert_eq!(run.code(), Some(0));
-    assert_eq!(run.stdout_text(), "2.1.328 (Claude Code)\n");
+    assert_eq!(
+        run.stdout_text(),
+        format!("{} (Claude Code)\n", agent_mock::claude::IMITATED_VERSION)
+    );
 }
 
 #[test]

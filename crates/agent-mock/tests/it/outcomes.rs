@@ -111,7 +111,11 @@ fn api_error_is_success_with_is_error_and_a_status() {
         ..Step::outcome(Outcome::ApiError)
     });
     let run = sandbox.stream(&[], "go");
-    assert_eq!(run.code(), Some(1), "exit 1 as observed on 2.1.328");
+    assert_eq!(
+        run.code(),
+        Some(1),
+        "exit 1, as observed on the pinned version"
+    );
     let result = run.result();
     assert_eq!(result["subtype"], "success");
     assert_eq!(result["is_error"], true);
