@@ -134,9 +134,8 @@ fn definition(section: &str, key: &Spanned<DeString<'_>>) -> Result<&'static Def
         )));
     };
     if !definition.sources.file {
-        let instead: Vec<String> = [definition.sources.flag, definition.sources.env]
-            .into_iter()
-            .flatten()
+        let instead: Vec<String> = (definition.sources.flags.iter().copied())
+            .chain(definition.sources.env)
             .map(|source| format!("`{source}`"))
             .collect();
         return Err(refused(format!(

@@ -42,8 +42,8 @@ pub struct Sources {
     pub file: bool,
     /// The environment variable that sets it.
     pub env: Option<&'static str>,
-    /// The flag that sets it, with the command that takes it: `run --concurrency`.
-    pub flag: Option<&'static str>,
+    /// The flags that set it, each with the command that takes it: `run --concurrency`.
+    pub flags: &'static [&'static str],
 }
 
 /// What a key is when nothing sets it.
@@ -145,7 +145,7 @@ keys! {
         kind: Kind::Word(words!(AgentKind::ALL)),
         default: DefaultValue::Text("claude"),
         help: "Which agent runs tasks: \"claude\" (Claude Code, headless) or \"mock\" (the built-in mock agent, which answers at once and changes nothing; for trying baton out).",
-        sources: Sources::FILE.flag("run --agent"),
+        sources: Sources::FILE.flags(&["run --agent", "init --agent"]),
     };
     AGENT_CLAUDE_BIN: PathBuf = Definition {
         name: "agent.claude_bin",
@@ -186,7 +186,7 @@ keys! {
         kind: Kind::Count { min: 1, max: u32::MAX as u64, unit: "turns" },
         default: DefaultValue::Count(50),
         help: "The agent's turn budget per call, for tasks that set none.",
-        sources: Sources::FILE.flag("task add --max-turns"),
+        sources: Sources::FILE.flags(&["task add --max-turns"]),
     };
     AGENT_TIMEOUT: Duration = Definition {
         name: "agent.timeout",
@@ -210,14 +210,14 @@ keys! {
         kind: Kind::Count { min: 1, max: MAX_CONCURRENCY as u64, unit: "tasks run at once" },
         default: DefaultValue::Count(1),
         help: "How many tasks run at once.",
-        sources: Sources::FILE.flag("run --concurrency"),
+        sources: Sources::FILE.flags(&["run --concurrency"]),
     };
     RUN_SESSION_POLICY: SessionPolicy = Definition {
         name: "run.session_policy",
         kind: Kind::Word(words!(SessionPolicy::ALL)),
         default: DefaultValue::Text("task"),
         help: "Which sessions a task's agent calls go to, for tasks and milestones that set none: \"task\" (one per task), \"fresh\" (one per iteration) or \"milestone\" (one per milestone).",
-        sources: Sources::FILE.flag("run --session-policy"),
+        sources: Sources::FILE.flags(&["run --session-policy"]),
     };
     RUN_CONTEXT_ROTATION_THRESHOLD: f64 = Definition {
         name: "run.context_rotation_threshold",
@@ -238,7 +238,7 @@ keys! {
         kind: Kind::Count { min: 1, max: u32::MAX as u64, unit: "iterations" },
         default: DefaultValue::Count(NewTask::DEFAULT_MAX_ITERATIONS as u64),
         help: "How many agent-then-verify rounds a new task gets before it fails.",
-        sources: Sources::FILE.flag("task add --max-iterations"),
+        sources: Sources::FILE.flags(&["task add --max-iterations"]),
     };
     LEDGER_PATH: Option<PathBuf> = Definition {
         name: "ledger.path",
@@ -248,7 +248,7 @@ keys! {
             example: "",
         },
         help: "The ledger database; `baton init` with it creates the ledger there, and later commands need it too.",
-        sources: Sources::NONE.env("BATON_DB").flag("--db"),
+        sources: Sources::NONE.env("BATON_DB").flags(&["--db"]),
     };
     LEDGER_BUSY_TIMEOUT: Duration = Definition {
         name: "ledger.busy_timeout",
@@ -271,13 +271,13 @@ impl Sources {
     pub const NONE: Sources = Sources {
         file: false,
         env: None,
-        flag: None,
+        flags: &[],
     };
     /// The configuration file only.
     pub const FILE: Sources = Sources {
         file: true,
         env: None,
-        flag: None,
+        flags: &[],
     };
 
     pub const fn env(self, variable: &'static str) -> Sources {
@@ -287,16 +287,14 @@ impl Sources {
         }
     }
 
-    pub const fn flag(self, flag: &'static str) -> Sources {
-        Sources {
-            flag: Some(flag),
-            ..self
-        }
+    pub const fn flags(self, flags: &'static [&'static str]) -> Sources {
+        Sources { flags, ..self }
     }
 
     /// The flag alone, without its command: `--concurrency`.
     pub fn flag_name(&self) -> Option<&'static str> {
-        self.flag
+        self.flags
+            .first()
             .map(|flag| flag.rsplit(' ').next().unwrap_or(flag))
     }
 }
@@ -419,6 +417,19 @@ impl KeyType for u32 {
 
     fn into_value(self) -> Option<Value> {
         Some(Value::Count(u64::from(self)))
+    }
+}
+
+impl KeyType for u64 {
+    fn from_value(value: Option<&Value>) -> Option<u64> {
+        match value? {
+            Value::Count(count) => Some(*count),
+            _ => None,
+        }
+    }
+
+    fn into_value(self) -> Option<Value> {
+        Some(Value::Count(self))
     }
 }
 
@@ -602,7 +613,7 @@ mod tests {
         for key in ALL {
             let sources = key.sources;
             assert!(
-                sources.file || sources.env.is_some() || sources.flag.is_some(),
+                sources.file || sources.env.is_some() || !sources.flags.is_empty(),
                 "{} cannot be set",
                 key.name
             );
@@ -610,7 +621,7 @@ mod tests {
                 assert!(!key.default_in_file().is_empty(), "{}", key.name);
             }
             if matches!(key.kind, Kind::Variables) {
-                assert!(sources.env.is_none() && sources.flag.is_none());
+                assert!(sources.env.is_none() && sources.flags.is_empty());
             }
         }
     }

@@ -215,7 +215,7 @@ impl Settings {
     /// Sets `key` from its flag, when the flag was given: a flag wins over everything.
     pub fn with_flag<T: KeyType>(mut self, key: Key<T>, value: impl Into<Option<T>>) -> Settings {
         debug_assert!(
-            key.definition.sources.flag.is_some(),
+            !key.definition.sources.flags.is_empty(),
             "{} has no flag",
             key.definition.name
         );

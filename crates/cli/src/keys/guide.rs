@@ -41,7 +41,7 @@ fn environment_table() -> String {
 /// What may set the key, strongest first.
 fn set_by(key: &Definition) -> String {
     let mut sources = Vec::new();
-    if let Some(flag) = key.sources.flag {
+    for flag in key.sources.flags {
         sources.push(format!("`{flag}`"));
     }
     if let Some(variable) = key.sources.env {
