@@ -10,8 +10,8 @@ use agent_mock::{MockAgent, Step};
 use orchestrator::{AgentOptions, RunConfig};
 
 use crate::error::{CliError, Kind};
-use crate::flags::AgentKind;
-use crate::settings::{CLAUDE_BIN_ENV, Settings, Source};
+use crate::keys::{self, AgentKind};
+use crate::settings::{Settings, Source};
 
 /// What the built-in mock agent reports for every call: small, fixed figures, so that a
 /// ledger filled by it shows what the real one records.
@@ -26,8 +26,8 @@ pub const MOCK_COST_USD: f64 = 0.0105;
 
 /// The agent the settings name.
 pub fn build(settings: &Settings) -> Arc<dyn Agent> {
-    match settings.agent {
-        AgentKind::Claude => Arc::new(claude(&settings.claude_bin)),
+    match settings.get(keys::AGENT_KIND) {
+        AgentKind::Claude => Arc::new(claude(&settings.get(keys::AGENT_CLAUDE_BIN))),
         AgentKind::Mock => Arc::new(builtin_mock()),
     }
 }
@@ -60,40 +60,45 @@ pub async fn probe(agent: &dyn Agent, settings: &Settings) -> anyhow::Result<Age
         .map_err(|error| unavailable(error, settings).into())
 }
 
-/// The error for an agent that does not answer its probe.
+/// The error for an agent that does not answer its probe, naming where its program came from.
 pub fn unavailable(error: AgentError, settings: &Settings) -> CliError {
-    let from = match settings.claude_bin_from {
-        Source::Env => format!(" (from {CLAUDE_BIN_ENV})"),
-        Source::File => String::from(" (from agent.claude_bin in the configuration)"),
+    let key = &keys::AGENT_CLAUDE_BIN.definition;
+    let variable = key.sources.env.unwrap_or_default();
+    let from = match settings.source(keys::AGENT_CLAUDE_BIN) {
+        Source::Env => format!(" (from {variable})"),
+        Source::File => format!(" (from {} in the configuration)", key.name),
         Source::Flag | Source::Default => String::new(),
     };
     CliError::new(
         Kind::AgentUnavailable,
         format!(
             "the agent is unavailable: `{}`{from} does not run",
-            settings.claude_bin.display()
+            settings.get(keys::AGENT_CLAUDE_BIN).display()
         ),
     )
     .with_hint(format!(
-        "install Claude Code (npm install -g @anthropic-ai/claude-code), or point {CLAUDE_BIN_ENV} or `agent.claude_bin` at it; `--agent mock` runs the built-in mock agent instead"
+        "install Claude Code (npm install -g @anthropic-ai/claude-code), or point {variable} or `{}` at it; `--agent mock` runs the built-in mock agent instead",
+        key.name
     ))
     .with_source(error)
 }
 
-/// The orchestrator's configuration from the settings.
+/// The orchestrator's configuration from the settings: every field a key sets comes from
+/// the key, so the orchestrator's own defaults decide nothing for `baton`; the rest (turn
+/// escalation, retries, leases) are the orchestrator's until keys set them.
 pub fn run_config(settings: &Settings) -> RunConfig {
     RunConfig {
-        concurrency: settings.concurrency as usize,
-        policy: settings.policy,
-        call_timeout: settings.call_timeout,
-        verify_timeout: settings.verify_timeout,
-        max_turns: Some(settings.max_turns),
-        rotation_threshold: settings.rotation_threshold,
+        concurrency: settings.get(keys::RUN_CONCURRENCY) as usize,
+        policy: settings.get(keys::RUN_SESSION_POLICY),
+        call_timeout: settings.get(keys::AGENT_TIMEOUT),
+        verify_timeout: settings.get(keys::RUN_VERIFY_TIMEOUT),
+        max_turns: Some(settings.get(keys::AGENT_MAX_TURNS)),
+        rotation_threshold: settings.get(keys::RUN_CONTEXT_ROTATION_THRESHOLD),
         agent: AgentOptions {
-            model: settings.model.clone(),
-            permission_mode: Some(settings.permission_mode),
-            allowed_tools: settings.allowed_tools.clone(),
-            env: settings.agent_env.clone(),
+            model: settings.get(keys::AGENT_MODEL),
+            permission_mode: Some(settings.get(keys::AGENT_PERMISSION_MODE)),
+            allowed_tools: settings.get(keys::AGENT_ALLOWED_TOOLS),
+            env: settings.get(keys::AGENT_ENV),
         },
         ..RunConfig::default()
     }
@@ -101,27 +106,48 @@ pub fn run_config(settings: &Settings) -> RunConfig {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+    use std::path::Path;
+    use std::time::Duration;
+
+    use agent::PermissionMode;
+    use session_store::SessionPolicy;
+
     use super::*;
-    use crate::config::{ConfigFile, Defaults};
+    use crate::config::ConfigFile;
     use crate::settings::Env;
 
     #[test]
-    fn the_config_defaults_are_the_orchestrators() {
-        let defaults = RunConfig::default();
+    fn the_run_configuration_comes_from_the_settings() {
+        let file = ConfigFile::parse(
+            "[agent]\nmodel = \"m\"\npermission_mode = \"plan\"\nallowed_tools = [\"Read\"]\nmax_turns = 7\ntimeout = \"90s\"\n\
+             [agent.env]\nA = \"1\"\n\
+             [run]\nconcurrency = 3\nsession_policy = \"fresh\"\ncontext_rotation_threshold = 0.5\nverify_timeout = \"2m\"\n",
+            Path::new("c.toml"),
+        )
+        .unwrap();
         let env = Env {
             cwd: std::env::temp_dir(),
-            db: None,
-            claude_bin: None,
             no_color: false,
-            busy_timeout: None,
             redactor: session_store::Redactor::new(),
+            values: BTreeMap::new(),
         };
-        let settings = Settings::resolve(&ConfigFile::default(), None, &env);
-        assert_eq!(run_config(&settings), defaults);
-        assert_eq!(Defaults::TIMEOUT, agent::DEFAULT_CALL_TIMEOUT);
-        assert_eq!(
-            Defaults::MAX_ITERATIONS,
-            session_store::NewTask::DEFAULT_MAX_ITERATIONS
-        );
+        let config = run_config(&Settings::resolve(&file, None, &env));
+        let expected = RunConfig {
+            concurrency: 3,
+            policy: SessionPolicy::Fresh,
+            call_timeout: Duration::from_secs(90),
+            verify_timeout: Duration::from_secs(120),
+            max_turns: Some(7),
+            rotation_threshold: 0.5,
+            agent: AgentOptions {
+                model: Some(String::from("m")),
+                permission_mode: Some(PermissionMode::Plan),
+                allowed_tools: vec![String::from("Read")],
+                env: BTreeMap::from([(String::from("A"), String::from("1"))]),
+            },
+            ..RunConfig::default()
+        };
+        assert_eq!(config, expected);
     }
 }

@@ -1,104 +1,24 @@
-//! `.baton/config.toml`: its keys, their validation, and the commented file `baton init`
-//! writes.
+//! `.baton/config.toml`: reading it against the key definitions ([`keys::ALL`]), and the
+//! commented file `baton init` writes, made from the same definitions.
 //!
-//! Every key is optional; an absent key takes the default (see [`Defaults`]). Unknown keys
-//! and bad values are errors that name the file, the line and the key (`run.concurrency`).
+//! Every key is optional; an absent key takes its default. Unknown keys, keys the file may
+//! not set and bad values are errors that name the file, the line and the key
+//! (`run.concurrency`).
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::path::Path;
 
-use agent::PermissionMode;
-use serde::Deserialize;
-use serde::de::{self, Deserializer};
-use session_store::SessionPolicy;
+use toml::Spanned;
+use toml::de::{DeString, DeTable, DeValue};
 
 use crate::error::{CliError, Kind};
-use crate::flags::AgentKind;
+use crate::keys::{self, Definition, Value};
 
-/// The configuration file as written: every key optional.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+/// The values the configuration file sets, each valid for its key.
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct ConfigFile {
-    pub agent: AgentSection,
-    pub run: RunSection,
-    pub tasks: TasksSection,
+    values: BTreeMap<&'static str, Value>,
 }
-
-/// `[agent]`: which agent runs tasks and what every call is told.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct AgentSection {
-    pub kind: Option<AgentKind>,
-    pub claude_bin: Option<NonEmpty>,
-    pub model: Option<NonEmpty>,
-    pub permission_mode: Option<PermissionMode>,
-    pub allowed_tools: Option<Vec<NonEmpty>>,
-    pub max_turns: Option<AtLeastOne>,
-    pub timeout: Option<HumanDuration>,
-    pub env: BTreeMap<String, String>,
-}
-
-/// `[run]`: how `baton run` schedules tasks.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct RunSection {
-    pub concurrency: Option<Concurrency>,
-    pub session_policy: Option<Policy>,
-    pub context_rotation_threshold: Option<Fraction>,
-    pub verify_timeout: Option<HumanDuration>,
-}
-
-/// `[tasks]`: defaults for `baton task add`.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct TasksSection {
-    pub max_iterations: Option<AtLeastOne>,
-}
-
-/// The values an absent key takes. They are the orchestrator's own defaults (a test checks
-/// that they agree), written here too because the commented config file shows them.
-pub struct Defaults;
-
-impl Defaults {
-    pub const AGENT: AgentKind = AgentKind::Claude;
-    pub const CLAUDE_BIN: &'static str = "claude";
-    pub const PERMISSION_MODE: PermissionMode = PermissionMode::AcceptEdits;
-    pub const MAX_TURNS: u32 = 50;
-    pub const TIMEOUT: Duration = Duration::from_secs(30 * 60);
-    pub const CONCURRENCY: u32 = 1;
-    pub const SESSION_POLICY: SessionPolicy = SessionPolicy::Task;
-    pub const CONTEXT_ROTATION_THRESHOLD: f64 = 0.8;
-    pub const VERIFY_TIMEOUT: Duration = Duration::from_secs(10 * 60);
-    pub const MAX_ITERATIONS: u32 = 5;
-}
-
-/// The most tasks a run may run at once, from the configuration or `run --concurrency`.
-pub const MAX_CONCURRENCY: u32 = 64;
-
-/// A string that is not empty (after trimming).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NonEmpty(pub String);
-
-/// A whole number of at least 1.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct AtLeastOne(pub u32);
-
-/// How many tasks run at once: 1 to [`MAX_CONCURRENCY`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Concurrency(pub u32);
-
-/// A number above 0 and at most 1.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Fraction(pub f64);
-
-/// A duration written for people: `90s`, `30m`, `1h30m`, `500ms`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct HumanDuration(pub Duration);
-
-/// A session policy word.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Policy(pub SessionPolicy);
 
 impl ConfigFile {
     /// Reads and validates the file at `path`. A missing file is the empty configuration.
@@ -122,34 +42,132 @@ impl ConfigFile {
 
     /// Parses configuration text; `path` only names the file in errors.
     pub fn parse(text: &str, path: &Path) -> Result<ConfigFile, CliError> {
-        toml::from_str(text).map_err(|error| config_error(text, path, &error))
+        let document = DeTable::parse(text).map_err(|error| syntax_error(text, path, &error))?;
+        let values = read(document.get_ref()).map_err(|refusal| {
+            let line = line_of(text, refusal.at);
+            invalid(path, &format!("line {line}: {}", refusal.detail))
+        })?;
+        Ok(ConfigFile { values })
+    }
+
+    /// The value the file gives the key named `name`, if it gives one.
+    pub fn get(&self, name: &str) -> Option<&Value> {
+        self.values.get(name)
     }
 }
 
-/// Turns a TOML error into one that names the file, the line and the dotted key.
-fn config_error(text: &str, path: &Path, error: &toml::de::Error) -> CliError {
-    let message = error.message().trim_end_matches('.');
-    let location = error.span().map(|span| locate(text, span.start));
-    let detail = match &location {
-        Some(Location {
-            line,
-            key: Some(key),
-        }) => {
-            if let Some(rest) = message.strip_prefix("unknown field `") {
-                // "unknown field `foo`, expected …": name the key with its table.
-                let expected = rest.split_once("`, ").map(|(_, tail)| tail).unwrap_or("");
-                if expected.is_empty() {
-                    format!("line {line}: unknown key `{key}`")
-                } else {
-                    format!("line {line}: unknown key `{key}`, {expected}")
+/// A part of the file that is refused: where it starts, and what is wrong with it.
+struct Refusal {
+    at: usize,
+    detail: String,
+}
+
+/// The tables of the file, in the order the definitions first name them.
+fn sections() -> Vec<&'static str> {
+    let mut sections: Vec<&'static str> = Vec::new();
+    for key in keys::ALL.iter().filter(|key| key.sources.file) {
+        if !sections.contains(&key.section()) {
+            sections.push(key.section());
+        }
+    }
+    sections
+}
+
+/// Checks every table and key of the document against the definitions, in the order they
+/// are written, so that the first mistake in the file is the one reported.
+fn read(document: &DeTable<'_>) -> Result<BTreeMap<&'static str, Value>, Refusal> {
+    let sections = sections();
+    let mut values = BTreeMap::new();
+    for (section, table) in in_file_order(document) {
+        let name = section.get_ref().as_ref();
+        if !sections.contains(&name) {
+            return Err(Refusal {
+                at: section.span().start,
+                detail: format!(
+                    "unknown key `{name}`, expected one of {}",
+                    listed(&sections)
+                ),
+            });
+        }
+        let DeValue::Table(table) = table.get_ref() else {
+            return Err(Refusal {
+                at: table.span().start,
+                detail: format!("bad value for `{name}`: it must be a table, such as [{name}]"),
+            });
+        };
+        for (key, value) in in_file_order(table) {
+            let definition = definition(name, key)?;
+            match keys::from_toml(definition, value) {
+                // An empty table of variables (the template's `[agent.env]`) adds nothing.
+                Ok(Value::Variables(variables)) if variables.is_empty() => {}
+                Ok(value) => {
+                    values.insert(definition.name, value);
                 }
-            } else {
-                format!("line {line}: bad value for `{key}`: {message}")
+                Err(problem) => {
+                    return Err(Refusal {
+                        at: problem.span.clone().unwrap_or(value.span()).start,
+                        detail: format!("bad value for `{}`: {problem}", definition.name),
+                    });
+                }
             }
         }
-        Some(Location { line, key: None }) => format!("line {line}: {message}"),
-        None => message.to_owned(),
+    }
+    Ok(values)
+}
+
+/// The definition of `key` in the table `section`, which the file must be allowed to set.
+fn definition(section: &str, key: &Spanned<DeString<'_>>) -> Result<&'static Definition, Refusal> {
+    let name = format!("{section}.{}", key.get_ref());
+    let refused = |detail: String| Refusal {
+        at: key.span().start,
+        detail,
     };
+    let Some(definition) = keys::ALL.iter().copied().find(|known| known.name == name) else {
+        let known: Vec<&str> = keys::ALL
+            .iter()
+            .filter(|known| known.sources.file && known.section() == section)
+            .map(|known| known.short_name())
+            .collect();
+        return Err(refused(format!(
+            "unknown key `{name}`, expected one of {}",
+            listed(&known)
+        )));
+    };
+    if !definition.sources.file {
+        let instead: Vec<String> = (definition.sources.flags.iter().copied())
+            .chain(definition.sources.env)
+            .map(|source| format!("`{source}`"))
+            .collect();
+        return Err(refused(format!(
+            "`{name}` cannot be set in the configuration file; set it with {}",
+            instead.join(" or ")
+        )));
+    }
+    Ok(definition)
+}
+
+fn in_file_order<'t, 'i>(
+    table: &'t DeTable<'i>,
+) -> Vec<(&'t Spanned<DeString<'i>>, &'t Spanned<DeValue<'i>>)> {
+    let mut entries: Vec<_> = table.iter().collect();
+    entries.sort_by_key(|(key, _)| key.span().start);
+    entries
+}
+
+/// `` `a`, `b`, `c` ``
+fn listed(names: &[&str]) -> String {
+    names
+        .iter()
+        .map(|name| format!("`{name}`"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn line_of(text: &str, offset: usize) -> usize {
+    text[..offset.min(text.len())].matches('\n').count() + 1
+}
+
+fn invalid(path: &Path, detail: &str) -> CliError {
     CliError::new(
         Kind::Usage,
         format!("invalid configuration in `{}`, {detail}", path.display()),
@@ -157,6 +175,21 @@ fn config_error(text: &str, path: &Path, error: &toml::de::Error) -> CliError {
     .with_hint(
         "fix or remove that line; docs/user-guide.md lists every key, and `baton doctor` checks the file",
     )
+}
+
+/// Turns a TOML syntax error into one that names the file, the line and, when it can be
+/// told, the dotted key.
+fn syntax_error(text: &str, path: &Path, error: &toml::de::Error) -> CliError {
+    let message = error.message().trim_end_matches('.');
+    let detail = match error.span().map(|span| locate(text, span.start)) {
+        Some(Location {
+            line,
+            key: Some(key),
+        }) => format!("line {line}: bad value for `{key}`: {message}"),
+        Some(Location { line, key: None }) => format!("line {line}: {message}"),
+        None => message.to_owned(),
+    };
+    invalid(path, &detail)
 }
 
 struct Location {
@@ -169,9 +202,7 @@ struct Location {
 /// The line of byte `offset` in `text`, and the dotted key written on it (or on the nearest
 /// line above that assigns one, for values that span lines).
 fn locate(text: &str, offset: usize) -> Location {
-    let offset = offset.min(text.len());
-    let before = &text[..offset];
-    let line = before.matches('\n').count() + 1;
+    let line = line_of(text, offset);
     let lines: Vec<&str> = text.lines().collect();
     let index = line - 1;
     let header = |line: &str| {
@@ -210,220 +241,98 @@ fn locate(text: &str, offset: usize) -> Location {
     Location { line, key }
 }
 
-/// Parses `90s`, `30m`, `1h30m`, `500ms`, `2d`: one or more numbers, each with a unit.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    if text.is_empty() {
-        return Err(String::from(
-            "it is empty; write a duration such as \"90s\", \"30m\" or \"1h\"",
-        ));
-    }
-    let mut total = Duration::ZERO;
-    let mut rest = text;
-    while !rest.is_empty() {
-        let digits = rest
-            .find(|c: char| !c.is_ascii_digit())
-            .unwrap_or(rest.len());
-        if digits == 0 {
-            return Err(format!(
-                "`{text}` is not a duration: write a number and a unit, such as \"90s\", \"30m\" or \"1h30m\""
-            ));
-        }
-        let number: u64 = rest[..digits]
-            .parse()
-            .map_err(|_| format!("`{text}` is too long a duration"))?;
-        rest = &rest[digits..];
-        let unit_len = rest
-            .find(|c: char| c.is_ascii_digit())
-            .unwrap_or(rest.len());
-        let unit = rest[..unit_len].trim();
-        rest = &rest[unit_len..];
-        let part = match unit {
-            "ms" => Duration::from_millis(number),
-            "s" => Duration::from_secs(number),
-            "m" => Duration::from_secs(number.saturating_mul(60)),
-            "h" => Duration::from_secs(number.saturating_mul(3_600)),
-            "d" => Duration::from_secs(number.saturating_mul(86_400)),
-            "" => {
-                return Err(format!(
-                    "`{text}` has no unit: write \"{number}s\" for seconds or \"{number}m\" for minutes"
-                ));
-            }
-            other => {
-                return Err(format!(
-                    "`{other}` is not a unit of time in `{text}`: use ms, s, m, h or d"
-                ));
-            }
-        };
-        total = total.saturating_add(part);
-    }
-    if total.is_zero() {
-        return Err(String::from("it must be longer than zero"));
-    }
-    Ok(total)
-}
+const TEMPLATE_HEADER: &str = "\
+# Baton's configuration for this workspace. Every key is optional: a commented-out key
+# shows its default. Command-line flags win over environment variables, which win over this
+# file. docs/user-guide.md (\"Configuration reference\") explains each key.
+";
 
-/// Writes a duration the way [`parse_duration`] reads it: `30m`, `90s`, `1h30m`.
-pub fn format_duration(duration: Duration) -> String {
-    let millis = duration.as_millis();
-    if !millis.is_multiple_of(1_000) {
-        return format!("{millis}ms");
-    }
-    let mut seconds = duration.as_secs();
-    let mut out = String::new();
-    for (unit, size) in [("d", 86_400), ("h", 3_600), ("m", 60), ("s", 1)] {
-        if seconds >= size {
-            out.push_str(&format!("{}{unit}", seconds / size));
-            seconds %= size;
+/// The widest comment line of the template, `# ` included.
+const TEMPLATE_WIDTH: usize = 95;
+
+/// The configuration file `baton init` writes: every key the file may set, with its help,
+/// commented out at its default (or at an example, for a key with none), except the keys in
+/// `chosen`, which are written as set.
+pub fn template(chosen: &[(&Definition, Value)]) -> String {
+    let mut out = String::from(TEMPLATE_HEADER);
+    for section in sections() {
+        out.push_str(&format!("\n[{section}]\n"));
+        let in_section = || {
+            keys::ALL
+                .iter()
+                .filter(move |key| key.sources.file && key.section() == section)
+        };
+        // Variables are a table of their own, after the section's plain keys.
+        let (tables, plain): (Vec<&&Definition>, Vec<&&Definition>) =
+            in_section().partition(|key| matches!(key.kind, keys::Kind::Variables));
+        for key in plain {
+            out.push_str(&comment(key.help));
+            if let Some(variable) = key.sources.env {
+                out.push_str(&format!(
+                    "# The environment variable {variable} overrides it.\n"
+                ));
+            }
+            match chosen
+                .iter()
+                .find(|(definition, _)| definition.name == key.name)
+            {
+                Some((_, value)) => {
+                    out.push_str(&format!("{} = {}\n", key.short_name(), value.to_toml()))
+                }
+                None => out.push_str(&format!(
+                    "# {} = {}\n",
+                    key.short_name(),
+                    key.default_in_file()
+                )),
+            }
         }
-    }
-    if out.is_empty() {
-        out.push_str("0s");
+        for key in tables {
+            out.push('\n');
+            out.push_str(&comment(key.help));
+            out.push_str(&format!("[{}]\n", key.name));
+            for line in key.default_in_file().lines() {
+                out.push_str(&format!("# {line}\n"));
+            }
+        }
     }
     out
 }
 
-impl<'de> Deserialize<'de> for HumanDuration {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<HumanDuration, D::Error> {
-        let text = String::deserialize(deserializer)?;
-        parse_duration(&text)
-            .map(HumanDuration)
-            .map_err(de::Error::custom)
-    }
-}
-
-impl<'de> Deserialize<'de> for AtLeastOne {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<AtLeastOne, D::Error> {
-        let number = i64::deserialize(deserializer)?;
-        if number < 1 {
-            return Err(de::Error::custom(format!(
-                "{number} is too small: it must be at least 1"
-            )));
+/// `text` as comment lines of at most [`TEMPLATE_WIDTH`] columns, broken between words.
+fn comment(text: &str) -> String {
+    let mut out = String::new();
+    let mut line = String::from("#");
+    for word in text.split_whitespace() {
+        if line.len() + 1 + word.len() > TEMPLATE_WIDTH && line.len() > 1 {
+            out.push_str(&line);
+            out.push('\n');
+            line = String::from("#");
         }
-        u32::try_from(number)
-            .map(AtLeastOne)
-            .map_err(|_| de::Error::custom(format!("{number} is too large")))
+        line.push(' ');
+        line.push_str(word);
     }
+    out.push_str(&line);
+    out.push('\n');
+    out
 }
 
-impl<'de> Deserialize<'de> for Concurrency {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Concurrency, D::Error> {
-        let AtLeastOne(number) = AtLeastOne::deserialize(deserializer)?;
-        if number > MAX_CONCURRENCY {
-            return Err(de::Error::custom(format!(
-                "{number} is too large: at most {MAX_CONCURRENCY} tasks run at once (the limit of --concurrency too)"
-            )));
-        }
-        Ok(Concurrency(number))
-    }
-}
-
-impl<'de> Deserialize<'de> for Fraction {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Fraction, D::Error> {
-        let number = f64::deserialize(deserializer)?;
-        if number > 0.0 && number <= 1.0 {
-            Ok(Fraction(number))
-        } else {
-            Err(de::Error::custom(format!(
-                "{number} is out of range: it must be above 0 and at most 1 (0.8 means 80% of the context window)"
-            )))
-        }
-    }
-}
-
-impl<'de> Deserialize<'de> for NonEmpty {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<NonEmpty, D::Error> {
-        let text = String::deserialize(deserializer)?;
-        if text.trim().is_empty() {
-            Err(de::Error::custom(
-                "it is empty; remove the line to use the default",
-            ))
-        } else {
-            Ok(NonEmpty(text))
-        }
-    }
-}
-
-impl<'de> Deserialize<'de> for Policy {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Policy, D::Error> {
-        let word = String::deserialize(deserializer)?;
-        SessionPolicy::parse(&word).map(Policy).ok_or_else(|| {
-            de::Error::custom(format!(
-                "`{word}` is not a session policy: expected one of task, fresh, milestone"
-            ))
-        })
-    }
-}
-
-impl NonEmpty {
-    pub fn as_path(&self) -> PathBuf {
-        PathBuf::from(&self.0)
-    }
-}
-
-/// The configuration file `baton init` writes: every key, commented out at its default,
-/// except the agent kind.
-pub fn default_file(agent: AgentKind) -> String {
-    format!(
-        r#"# Baton's configuration for this workspace. Every key is optional: a commented-out key
-# shows its default. Command-line flags win over environment variables, which win over this
-# file. docs/user-guide.md ("Configuration reference") explains each key.
-
-[agent]
-# Which agent runs tasks: "claude" (Claude Code, headless) or "mock" (the built-in mock agent,
-# which answers at once and changes nothing; for trying baton out).
-kind = "{kind}"
-# The Claude Code executable: a path, or a name looked up on PATH.
-# The environment variable BATON_CLAUDE_BIN overrides it.
-# claude_bin = "{claude_bin}"
-# The model to use, when not Claude Code's default.
-# model = "claude-sonnet-4-5"
-# How the agent may use tools: "default", "acceptEdits", "plan" or "bypassPermissions".
-# "bypassPermissions" lets every tool run without asking: set it only if you mean it.
-# permission_mode = "{permission_mode}"
-# Tools the agent may use without asking (Claude Code's --allowedTools). Empty: its default.
-# allowed_tools = ["Read", "Edit", "Write", "Bash(cargo test:*)"]
-# The agent's turn budget per call, for tasks that set none.
-# max_turns = {max_turns}
-# The wall-clock limit of one agent call, such as "90s", "30m" or "2h".
-# timeout = "{timeout}"
-
-# Variables added to the agent's environment, on top of the environment baton runs in.
-[agent.env]
-# RUST_BACKTRACE = "1"
-
-[run]
-# How many tasks run at once.
-# concurrency = {concurrency}
-# Which sessions a task's agent calls go to, for tasks and milestones that set none:
-# "task" (one per task), "fresh" (one per iteration) or "milestone" (one per milestone).
-# session_policy = "{policy}"
-# The share of the model's context window (above 0, at most 1) past which a session is
-# replaced by a new one that starts from a handoff summary.
-# context_rotation_threshold = {threshold}
-# The wall-clock limit of one verification command.
-# verify_timeout = "{verify_timeout}"
-
-[tasks]
-# How many agent-then-verify rounds a new task gets before it fails.
-# max_iterations = {max_iterations}
-"#,
-        kind = agent.as_str(),
-        claude_bin = Defaults::CLAUDE_BIN,
-        permission_mode = Defaults::PERMISSION_MODE,
-        max_turns = Defaults::MAX_TURNS,
-        timeout = format_duration(Defaults::TIMEOUT),
-        concurrency = Defaults::CONCURRENCY,
-        policy = Defaults::SESSION_POLICY,
-        threshold = Defaults::CONTEXT_ROTATION_THRESHOLD,
-        verify_timeout = format_duration(Defaults::VERIFY_TIMEOUT),
-        max_iterations = Defaults::MAX_ITERATIONS,
-    )
+/// The file `baton init` writes for a workspace that runs tasks with `agent`.
+pub fn default_file(agent: keys::AgentKind) -> String {
+    use keys::KeyType as _;
+    let chosen: Vec<(&Definition, Value)> = agent
+        .into_value()
+        .map(|value| (&keys::AGENT_KIND.definition, value))
+        .into_iter()
+        .collect();
+    template(&chosen)
 }
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
+    use crate::keys::{AgentKind, MAX_CONCURRENCY};
 
     fn parse(text: &str) -> Result<ConfigFile, String> {
         ConfigFile::parse(text, Path::new("/w/.baton/config.toml")).map_err(|e| e.message)
@@ -433,46 +342,62 @@ mod tests {
     fn the_default_file_parses_and_sets_only_the_agent() {
         let file = parse(&default_file(AgentKind::Mock)).unwrap();
         assert_eq!(
-            file,
-            ConfigFile {
-                agent: AgentSection {
-                    kind: Some(AgentKind::Mock),
-                    ..AgentSection::default()
-                },
-                ..ConfigFile::default()
-            }
+            file.values,
+            BTreeMap::from([("agent.kind", Value::Word("mock"))])
         );
     }
 
+    /// `name = value`, as opposed to a sentence of help.
+    fn is_assignment(line: &str) -> bool {
+        line.split_once(" = ")
+            .is_some_and(|(name, _)| name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'))
+    }
+
     #[test]
-    fn every_commented_default_is_a_valid_value() {
-        // Uncommenting every key of the default file must give a valid file.
+    fn every_commented_default_is_the_default_once_uncommented() {
         let uncommented: String = default_file(AgentKind::Claude)
             .lines()
             .map(|line| match line.strip_prefix("# ") {
-                Some(rest) if rest.contains(" = ") && !rest.contains(':') => rest,
+                Some(rest) if is_assignment(rest) => rest,
                 _ => line,
             })
             .map(|line| format!("{line}\n"))
             .collect();
         let file = parse(&uncommented).unwrap();
+        for key in keys::ALL.iter().filter(|key| key.sources.file) {
+            let value = file.get(key.name);
+            match key.default_value() {
+                Some(default) => assert_eq!(value, Some(&default), "{}", key.name),
+                None => assert!(value.is_some(), "{} has no example", key.name),
+            }
+        }
         assert_eq!(
-            file.run.concurrency,
-            Some(Concurrency(Defaults::CONCURRENCY))
+            file.get("agent.env"),
+            Some(&Value::Variables(BTreeMap::from([(
+                String::from("RUST_BACKTRACE"),
+                String::from("1")
+            )])))
         );
-        assert_eq!(file.agent.timeout, Some(HumanDuration(Defaults::TIMEOUT)));
-        assert_eq!(
-            file.run.context_rotation_threshold,
-            Some(Fraction(Defaults::CONTEXT_ROTATION_THRESHOLD))
-        );
-        assert_eq!(
-            file.agent.env.get("RUST_BACKTRACE").map(String::as_str),
-            Some("1")
-        );
-        assert_eq!(
-            file.tasks.max_iterations,
-            Some(AtLeastOne(Defaults::MAX_ITERATIONS))
-        );
+    }
+
+    #[test]
+    fn the_template_keeps_its_lines() {
+        // The line numbers people (and the error snapshots) know: adding a key to a table
+        // must not move the keys above it.
+        let file = default_file(AgentKind::Claude);
+        let lines: Vec<&str> = file.lines().collect();
+        for (number, line) in [
+            (8, "kind = \"claude\""),
+            (22, "# timeout = \"30m\""),
+            (25, "[agent.env]"),
+            (28, "[run]"),
+            (30, "# concurrency = 1"),
+            (36, "# context_rotation_threshold = 0.8"),
+            (42, "# max_iterations = 5"),
+        ] {
+            assert_eq!(lines[number - 1], line, "line {number}:\n{file}");
+        }
+        assert!(lines.iter().all(|line| line.len() <= TEMPLATE_WIDTH));
     }
 
     #[test]
@@ -481,10 +406,13 @@ mod tests {
             parse("[agent]\nkind = \"mock\"\n\n[run]\nconcurency = 2\n").unwrap_err(),
             "invalid configuration in `/w/.baton/config.toml`, line 5: unknown key `run.concurency`, expected one of `concurrency`, `session_policy`, `context_rotation_threshold`, `verify_timeout`"
         );
+        assert!(parse("[runs]\n").unwrap_err().contains(
+            "line 1: unknown key `runs`, expected one of `agent`, `run`, `tasks`, `ledger`"
+        ),);
         assert!(
-            parse("[runs]\n")
+            parse("[ledger]\npath = \"x.db\"\n")
                 .unwrap_err()
-                .contains("line 1: unknown key `runs`"),
+                .contains("line 2: `ledger.path` cannot be set in the configuration file; set it with `--db` or `BATON_DB`"),
         );
     }
 
@@ -500,36 +428,61 @@ mod tests {
                 "line 2: bad value for `run.concurrency`: 100000 is too large: at most 64 tasks run at once (the limit of --concurrency too)",
             ),
             (
-                "[run]\nconcurrency = 65\n",
-                "`run.concurrency`: 65 is too large: at most 64",
+                "[run]\nconcurrency = \"four\"\n",
+                "`run.concurrency`: the string `four` is not a whole number from 1 to 64",
             ),
             (
                 "[run]\ncontext_rotation_threshold = 1.5\n",
-                "`run.context_rotation_threshold`: 1.5 is out of range",
+                "`run.context_rotation_threshold`: 1.5 is out of range: it must be above 0 and at most 1 (0.8 means 80% of the context window)",
             ),
             (
                 "[agent]\ntimeout = \"30\"\n",
-                "`agent.timeout`: `30` has no unit",
+                "`agent.timeout`: `30` is not a duration: time unit needed",
             ),
             (
-                "[agent]\ntimeout = \"3 weeks\"\n",
-                "`weeks` is not a unit of time",
+                "[agent]\ntimeout = \"3 wekes\"\n",
+                "unknown time unit \"wekes\"",
+            ),
+            ("[agent]\ntimeout = \"0s\"\n", "`0s` is zero"),
+            (
+                "[agent]\ntimeout = 30m\n",
+                "line 2: bad value for `agent.timeout`",
             ),
             (
                 "[agent]\npermission_mode = \"yolo\"\n",
-                "`agent.permission_mode`: unknown variant `yolo`",
+                "`agent.permission_mode`: `yolo` is not one of \"default\", \"acceptEdits\", \"plan\" or \"bypassPermissions\"",
             ),
             (
                 "[run]\nsession_policy = \"shared\"\n",
-                "`shared` is not a session policy",
+                "`shared` is not one of \"task\", \"fresh\" or \"milestone\"",
             ),
             (
                 "[agent]\nkind = \"gpt\"\n",
-                "`agent.kind`: unknown variant `gpt`",
+                "`agent.kind`: `gpt` is not one of",
+            ),
+            (
+                "[agent]\nmodel = \" \"\n",
+                "`agent.model`: the value is empty",
             ),
             (
                 "[agent]\nallowed_tools = [\n  \"Read\",\n  \"\",\n]\n",
-                "line 2: bad value for `agent.allowed_tools`: it is empty",
+                "line 4: bad value for `agent.allowed_tools`: item 2 is empty",
+            ),
+            (
+                "[agent.env]\nGOOD = \"1\"\nBAD = 2\n",
+                "line 3: bad value for `agent.env`: `BAD` is the number 2, not text",
+            ),
+            (
+                "run = 3\n",
+                "line 1: bad value for `run`: it must be a table",
+            ),
+            (
+                "[ledger]\ndurability = \"off\"\n",
+                "`off` is not one of \"full\" or \"normal\"",
+            ),
+            (
+                "[run]\nconcurrency = 1\nconcurrency = 2\n",
+                "line 3: bad value for `run.concurrency`: duplicate key",
             ),
         ];
         for (text, expected) in cases {
@@ -542,30 +495,30 @@ mod tests {
     }
 
     #[test]
+    fn durations_take_humantimes_grammar() {
+        for (written, duration) in [
+            ("90s", Duration::from_secs(90)),
+            ("1h30m", Duration::from_secs(5_400)),
+            ("1h 30m", Duration::from_secs(5_400)),
+            ("500ms", Duration::from_millis(500)),
+            ("2days", Duration::from_secs(2 * 86_400)),
+        ] {
+            let file = parse(&format!("[agent]\ntimeout = \"{written}\"\n")).unwrap();
+            assert_eq!(file.get("agent.timeout"), Some(&Value::Duration(duration)));
+        }
+    }
+
+    #[test]
     fn the_largest_concurrency_is_the_flags_largest() {
         let file = parse(&format!("[run]\nconcurrency = {MAX_CONCURRENCY}\n")).unwrap();
-        assert_eq!(file.run.concurrency, Some(Concurrency(MAX_CONCURRENCY)));
+        assert_eq!(
+            file.get("run.concurrency"),
+            Some(&Value::Count(u64::from(MAX_CONCURRENCY)))
+        );
         let flag = format!("--concurrency={MAX_CONCURRENCY}");
         let too_many = format!("--concurrency={}", MAX_CONCURRENCY + 1);
         use clap::Parser as _;
         assert!(crate::flags::Cli::try_parse_from(["baton", "run", flag.as_str()]).is_ok());
         assert!(crate::flags::Cli::try_parse_from(["baton", "run", too_many.as_str()]).is_err());
-    }
-
-    #[test]
-    fn durations_read_and_write_alike() {
-        assert_eq!(parse_duration("90s"), Ok(Duration::from_secs(90)));
-        assert_eq!(parse_duration("1h30m"), Ok(Duration::from_secs(5_400)));
-        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
-        assert!(parse_duration("0s").is_err());
-        assert!(parse_duration("m").is_err());
-        for duration in [
-            Duration::from_secs(5_400),
-            Duration::from_millis(1_500),
-            Duration::from_secs(600),
-        ] {
-            assert_eq!(parse_duration(&format_duration(duration)), Ok(duration));
-        }
-        assert_eq!(format_duration(Duration::from_secs(1_800)), "30m");
     }
 }

@@ -1,6 +1,6 @@
 //! The command line as clap parses it: low-level arguments, before validation.
 //!
-//! Nothing here reads files, the environment or the ledger. [`crate::settings`] turns these
+//! Nothing here reads files, the environment or the ledger. The settings module turns these
 //! arguments, the environment and the configuration file into what the commands use.
 
 use std::path::PathBuf;
@@ -9,6 +9,10 @@ use agent::SessionId;
 use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use session_store::{SessionPolicy, SessionStatus, TaskStatus};
+
+/// Which agent runs tasks: defined with the key it sets, `agent.kind`.
+pub use crate::keys::AgentKind;
+use crate::keys::MAX_CONCURRENCY;
 
 /// The exit codes, as `--help` shows them. docs/user-guide.md has the same table.
 pub const EXIT_CODES_HELP: &str = "\
@@ -92,25 +96,6 @@ pub struct InitArgs {
     /// The agent the workspace runs tasks with
     #[arg(long, value_enum)]
     pub agent: Option<AgentKind>,
-}
-
-/// Which agent runs tasks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum AgentKind {
-    /// Claude Code, headless (`claude -p`)
-    Claude,
-    /// The built-in mock agent: answers at once, changes nothing; for trying baton out
-    Mock,
-}
-
-impl AgentKind {
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            AgentKind::Claude => "claude",
-            AgentKind::Mock => "mock",
-        }
-    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -225,7 +210,7 @@ pub struct RunArgs {
     #[arg(long, value_name = "NAME")]
     pub milestone: Option<String>,
     /// How many tasks run at once (default: run.concurrency, 1)
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=i64::from(crate::config::MAX_CONCURRENCY)))]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=i64::from(MAX_CONCURRENCY)))]
     pub concurrency: Option<u32>,
     /// The session policy of tasks and milestones that set none (default: run.session_policy)
     #[arg(long, value_name = "POLICY", value_parser = policy_parser())]

@@ -15,6 +15,7 @@ mod config;
 mod error;
 mod flags;
 mod human;
+mod keys;
 mod output;
 mod progress;
 mod secrets;

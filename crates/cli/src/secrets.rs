@@ -2,7 +2,7 @@
 //! refuses because it holds one.
 //!
 //! The [`Redactor`] is built once: the secret-looking variables of baton's environment (read
-//! with the rest of it, in [`Env::capture`](crate::settings::Env::capture)), plus the
+//! with the rest of it, when the settings module captures the environment), plus the
 //! `[agent.env]` values of the configuration that look secret. The store redacts everything
 //! it writes with it, the orchestrator what it sends to the agent and reports, and
 //! [`output`](crate::output) everything printed. Input a person gives (a title, a prompt, a

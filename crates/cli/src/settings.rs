@@ -1,20 +1,22 @@
 //! The high-level configuration the commands use: where the workspace and the ledger are,
-//! and every setting resolved from flags, environment, configuration file and defaults, in
-//! that order of precedence.
+//! and every key of [`keys::ALL`] resolved from flags, the environment, the configuration
+//! file and the defaults, in that order of precedence.
+//!
+//! This is the only module that reads the process's environment ([`Env::capture`]).
 
 use std::collections::BTreeMap;
-use std::ffi::{OsStr, OsString};
+use std::ffi::OsStr;
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
-use agent::PermissionMode;
 use anyhow::Context as _;
-use session_store::{Redactor, SessionPolicy, Store, StoreOptions};
+use serde::Serialize;
+use session_store::{Redactor, Store, StoreOptions};
 
-use crate::config::{ConfigFile, Defaults};
+use crate::config::ConfigFile;
 use crate::error::{CliError, Kind};
-use crate::flags::AgentKind;
+use crate::flags::RunArgs;
+use crate::keys::{self, Definition, Key, KeyType, Problem, Value};
 use crate::{output, secrets};
 
 /// The name of the workspace directory.
@@ -23,30 +25,20 @@ pub const WORKSPACE_DIR: &str = ".baton";
 pub const CONFIG_FILE: &str = "config.toml";
 /// The ledger database inside it.
 pub const LEDGER_FILE: &str = "baton.db";
-/// The variable that names the ledger database.
-pub const DB_ENV: &str = "BATON_DB";
-/// The variable that names the Claude Code executable.
-pub const CLAUDE_BIN_ENV: &str = "BATON_CLAUDE_BIN";
-/// The variable that sets how long a command waits for another process's write to the ledger.
-pub const BUSY_TIMEOUT_ENV: &str = "BATON_BUSY_TIMEOUT";
 
 /// What the CLI takes from its process environment, read once at start-up so that nothing
 /// else reads environment variables.
 #[derive(Debug, Clone)]
 pub struct Env {
     pub cwd: PathBuf,
-    /// `BATON_DB`, when set and not empty.
-    pub db: Option<PathBuf>,
-    /// `BATON_CLAUDE_BIN`, when set and not empty.
-    pub claude_bin: Option<PathBuf>,
     /// Whether `NO_COLOR` asks for no colours.
     pub no_color: bool,
-    /// `BATON_BUSY_TIMEOUT`: how long to wait for the ledger's write lock (default: the
-    /// store's, 30 s).
-    pub busy_timeout: Option<Duration>,
     /// The values of the secret-looking variables (`ANTHROPIC_API_KEY`, `GITHUB_TOKEN`, …),
     /// to keep out of the ledger and the output.
     pub redactor: Redactor,
+    /// The keys set by their environment variables (`BATON_DB`, `BATON_CLAUDE_BIN`, …),
+    /// checked; a variable set to nothing sets nothing.
+    pub values: BTreeMap<&'static str, Value>,
 }
 
 /// A directory holding `.baton/`.
@@ -57,36 +49,32 @@ pub struct Workspace {
 }
 
 /// Where a setting's value came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Source {
     Flag,
+    #[serde(rename = "environment")]
     Env,
     File,
     Default,
 }
 
-/// Every setting, resolved.
+/// One key's value and where it came from; `None` for a key left unset (see
+/// [`Definition::unset_means`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Resolved {
+    pub key: &'static Definition,
+    pub value: Option<Value>,
+    pub source: Source,
+}
+
+/// Every key, resolved. Read a key with [`Settings::get`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct Settings {
     /// The configuration file the settings were read from, when there was one.
     pub config_path: Option<PathBuf>,
-    pub agent: AgentKind,
-    pub agent_from: Source,
-    pub claude_bin: PathBuf,
-    pub claude_bin_from: Source,
-    pub model: Option<String>,
-    pub permission_mode: PermissionMode,
-    pub allowed_tools: Vec<String>,
-    pub max_turns: u32,
-    pub call_timeout: Duration,
-    /// Variables added to the agent's environment.
-    pub agent_env: BTreeMap<String, String>,
-    pub concurrency: u32,
-    pub policy: SessionPolicy,
-    pub rotation_threshold: f64,
-    pub verify_timeout: Duration,
-    /// The iterations a new task gets.
-    pub max_iterations: u32,
+    /// One per key of [`keys::ALL`], in its order.
+    resolved: Vec<Resolved>,
 }
 
 /// Everything a command that works on a workspace needs.
@@ -99,7 +87,6 @@ pub struct Context {
     pub workspace: Option<Workspace>,
     /// The ledger database.
     pub ledger: PathBuf,
-    pub ledger_from: Source,
     pub settings: Settings,
     /// The environment's secrets and the configuration's (see [`secrets::with_agent_env`]).
     pub redactor: Redactor,
@@ -114,37 +101,40 @@ impl Env {
             )
             .with_source(error)
         })?;
-        let var = |name: &str| -> Option<OsString> {
-            std::env::var_os(name).filter(|value| !value.is_empty())
-        };
+        let var = |name: &str| std::env::var_os(name).filter(|value| !value.is_empty());
+        let mut values = BTreeMap::new();
+        for key in keys::ALL {
+            let Some((variable, text)) = key
+                .sources
+                .env
+                .and_then(|variable| Some((variable, var(variable)?)))
+            else {
+                continue;
+            };
+            let value = keys::from_os(key, &text)
+                .map_err(|problem| bad_variable(key, variable, &text, &problem))?;
+            values.insert(key.name, value);
+        }
         Ok(Env {
-            db: var(DB_ENV).map(|path| cwd.join(PathBuf::from(path))),
-            claude_bin: var(CLAUDE_BIN_ENV).map(PathBuf::from),
             no_color: var("NO_COLOR").is_some(),
-            busy_timeout: var(BUSY_TIMEOUT_ENV)
-                .map(|value| parse_busy_timeout(&value))
-                .transpose()?,
             redactor: Redactor::from_vars(std::env::vars_os()),
+            values,
             cwd,
         })
     }
 }
 
-/// `BATON_BUSY_TIMEOUT`'s value: a duration longer than zero, such as `5s` or `2m`.
-fn parse_busy_timeout(value: &OsStr) -> Result<Duration, CliError> {
-    let text = value.to_string_lossy();
-    let problem = match humantime::parse_duration(text.trim()) {
-        Ok(duration) if !duration.is_zero() => return Ok(duration),
-        Ok(_) => String::from("is zero: the busy timeout must be longer than zero"),
-        Err(error) => format!("is not a duration: {error}"),
-    };
-    Err(CliError::new(
-        Kind::Usage,
-        format!("{BUSY_TIMEOUT_ENV}=`{text}` {problem}"),
-    )
+/// The error for a variable whose value its key does not take.
+fn bad_variable(key: &Definition, variable: &str, text: &OsStr, problem: &Problem) -> CliError {
+    CliError::usage(format!(
+        "{variable}=`{}` {}",
+        text.to_string_lossy(),
+        problem.says
+    ))
     .with_hint(format!(
-        "set {BUSY_TIMEOUT_ENV} to a duration such as 30s or 2m, or unset it"
-    )))
+        "set {variable} to {}, or unset it",
+        key.kind.expected()
+    ))
 }
 
 impl Workspace {
@@ -182,65 +172,110 @@ impl fmt::Display for Source {
 }
 
 impl Settings {
-    /// Resolves the settings from a configuration file and the environment.
+    /// Resolves every key from the environment, then the configuration file, then its
+    /// default. Flags come on top, from the command that takes them ([`Settings::with_flag`]).
     pub fn resolve(file: &ConfigFile, config_path: Option<PathBuf>, env: &Env) -> Settings {
-        let (agent, agent_from) = match file.agent.kind {
-            Some(kind) => (kind, Source::File),
-            None => (Defaults::AGENT, Source::Default),
-        };
-        let (claude_bin, claude_bin_from) = match (&env.claude_bin, &file.agent.claude_bin) {
-            (Some(path), _) => (path.clone(), Source::Env),
-            (None, Some(path)) => (path.as_path(), Source::File),
-            (None, None) => (PathBuf::from(Defaults::CLAUDE_BIN), Source::Default),
-        };
+        let resolved = keys::ALL
+            .iter()
+            .copied()
+            .map(|key| {
+                let (value, source) = if let Some(value) = env.values.get(key.name) {
+                    (Some(value.clone()), Source::Env)
+                } else if let Some(value) = file.get(key.name) {
+                    (Some(value.clone()), Source::File)
+                } else {
+                    (key.default_value(), Source::Default)
+                };
+                Resolved { key, value, source }
+            })
+            .collect();
         Settings {
             config_path,
-            agent,
-            agent_from,
-            claude_bin,
-            claude_bin_from,
-            model: file.agent.model.as_ref().map(|model| model.0.clone()),
-            permission_mode: file
-                .agent
-                .permission_mode
-                .unwrap_or(Defaults::PERMISSION_MODE),
-            allowed_tools: file
-                .agent
-                .allowed_tools
-                .iter()
-                .flatten()
-                .map(|tool| tool.0.clone())
-                .collect(),
-            max_turns: file.agent.max_turns.map_or(Defaults::MAX_TURNS, |n| n.0),
-            call_timeout: file.agent.timeout.map_or(Defaults::TIMEOUT, |d| d.0),
-            agent_env: file.agent.env.clone(),
-            concurrency: file.run.concurrency.map_or(Defaults::CONCURRENCY, |n| n.0),
-            policy: file
-                .run
-                .session_policy
-                .map_or(Defaults::SESSION_POLICY, |policy| policy.0),
-            rotation_threshold: file
-                .run
-                .context_rotation_threshold
-                .map_or(Defaults::CONTEXT_ROTATION_THRESHOLD, |fraction| fraction.0),
-            verify_timeout: file
-                .run
-                .verify_timeout
-                .map_or(Defaults::VERIFY_TIMEOUT, |d| d.0),
-            max_iterations: file
-                .tasks
-                .max_iterations
-                .map_or(Defaults::MAX_ITERATIONS, |n| n.0),
+            resolved,
         }
     }
 
-    /// Applies a `--agent` flag.
-    pub fn with_agent_flag(mut self, agent: Option<AgentKind>) -> Settings {
-        if let Some(agent) = agent {
-            self.agent = agent;
-            self.agent_from = Source::Flag;
+    /// The value of `key`.
+    pub fn get<T: KeyType>(&self, key: Key<T>) -> T {
+        T::from_value(self.resolved(key).value.as_ref()).expect(
+            "invariant: a key's kind makes values of its type (keys::tests::every_key_reads_as_its_type)",
+        )
+    }
+
+    /// Where the value of `key` came from.
+    pub fn source<T>(&self, key: Key<T>) -> Source {
+        self.resolved(key).source
+    }
+
+    /// Every key, in the order of [`keys::ALL`].
+    pub fn all(&self) -> &[Resolved] {
+        &self.resolved
+    }
+
+    /// Sets `key` from its flag, when the flag was given: a flag wins over everything.
+    pub fn with_flag<T: KeyType>(mut self, key: Key<T>, value: impl Into<Option<T>>) -> Settings {
+        debug_assert!(
+            !key.definition.sources.flags.is_empty(),
+            "{} has no flag",
+            key.definition.name
+        );
+        if let Some(value) = value.into().and_then(T::into_value) {
+            let resolved = self.resolved_mut(key);
+            resolved.value = Some(value);
+            resolved.source = Source::Flag;
         }
         self
+    }
+
+    /// The flags of `baton run` that set keys.
+    pub fn with_run_flags(self, args: &RunArgs) -> Settings {
+        self.with_flag(keys::AGENT_KIND, args.agent)
+            .with_flag(keys::RUN_CONCURRENCY, args.concurrency)
+            .with_flag(keys::RUN_SESSION_POLICY, args.session_policy)
+    }
+
+    /// Names the ledger: `--db` (relative to the current directory) over `BATON_DB` (the
+    /// same), else the workspace's own, else none.
+    pub fn with_ledger(
+        self,
+        db_flag: Option<PathBuf>,
+        env: &Env,
+        workspace: Option<&Workspace>,
+    ) -> Settings {
+        let mut settings = self.with_flag(keys::LEDGER_PATH, db_flag);
+        let resolved = settings.resolved_mut(keys::LEDGER_PATH);
+        match &mut resolved.value {
+            Some(Value::Path(path)) => *path = env.cwd.join(&*path),
+            _ => resolved.value = workspace.map(|workspace| Value::Path(workspace.ledger_path())),
+        }
+        settings
+    }
+
+    /// How the ledger is opened: with `redactor`, `ledger.busy_timeout` and
+    /// `ledger.durability`. The one place where the settings reach the store.
+    pub fn store_options(&self, redactor: Redactor) -> StoreOptions {
+        let mut options = StoreOptions::with_redactor(redactor);
+        options.busy_timeout = self.get(keys::LEDGER_BUSY_TIMEOUT);
+        let durability = self.get(keys::LEDGER_DURABILITY);
+        // wired at merge: `options.durability = durability.into();` once session-store's
+        // open options take a `Durability` (issue 12, part 2); until then the store keeps
+        // its own.
+        let _ = durability;
+        options
+    }
+
+    fn resolved<T>(&self, key: Key<T>) -> &Resolved {
+        self.resolved
+            .iter()
+            .find(|resolved| resolved.key.name == key.definition.name)
+            .expect("invariant: settings resolve every key of keys::ALL, and every key is in it")
+    }
+
+    fn resolved_mut<T>(&mut self, key: Key<T>) -> &mut Resolved {
+        self.resolved
+            .iter_mut()
+            .find(|resolved| resolved.key.name == key.definition.name)
+            .expect("invariant: settings resolve every key of keys::ALL, and every key is in it")
     }
 }
 
@@ -250,12 +285,6 @@ impl Context {
     /// Without `--db` or `BATON_DB` a workspace must exist at or above the current directory.
     pub fn load(db_flag: Option<PathBuf>, json: bool, env: Env) -> anyhow::Result<Context> {
         let workspace = Workspace::find(&env.cwd);
-        let (ledger, ledger_from) = match (db_flag, &env.db, &workspace) {
-            (Some(path), _, _) => (env.cwd.join(path), Source::Flag),
-            (None, Some(path), _) => (path.clone(), Source::Env),
-            (None, None, Some(workspace)) => (workspace.ledger_path(), Source::Default),
-            (None, None, None) => return Err(no_workspace(&env.cwd).into()),
-        };
         let (file, config_path) = match &workspace {
             Some(workspace) => {
                 let path = workspace.config_path();
@@ -263,15 +292,21 @@ impl Context {
             }
             None => (ConfigFile::default(), None),
         };
-        let settings = Settings::resolve(&file, config_path, &env);
-        let redactor = secrets::with_agent_env(&env.redactor, &settings.agent_env);
+        let settings = Settings::resolve(&file, config_path, &env).with_ledger(
+            db_flag,
+            &env,
+            workspace.as_ref(),
+        );
+        let ledger = settings
+            .get(keys::LEDGER_PATH)
+            .ok_or_else(|| no_workspace(&env.cwd))?;
+        let redactor = secrets::with_agent_env(&env.redactor, &settings.get(keys::AGENT_ENV));
         output::redact_with(redactor.clone());
         Ok(Context {
             env,
             json,
             workspace,
             ledger,
-            ledger_from,
             settings,
             redactor,
         })
@@ -288,12 +323,13 @@ impl Context {
     /// redactor.
     pub fn open_store(&self) -> anyhow::Result<Store> {
         if !self.ledger.is_file() {
-            let hint = match self.ledger_from {
+            let hint = match self.settings.source(keys::LEDGER_PATH) {
                 Source::Default => String::from(
                     "the workspace has lost its ledger; `baton init` in a new directory starts a new one",
                 ),
                 _ => format!(
-                    "check the path; `baton init` with --db or {DB_ENV} creates a new ledger there"
+                    "check the path; `baton init` with --db or {} creates a new ledger there",
+                    ledger_variable()
                 ),
             };
             return Err(CliError::not_found(format!(
@@ -303,10 +339,7 @@ impl Context {
             .with_hint(hint)
             .into());
         }
-        let mut options = StoreOptions::with_redactor(self.redactor.clone());
-        if let Some(busy_timeout) = self.env.busy_timeout {
-            options.busy_timeout = busy_timeout;
-        }
+        let options = self.settings.store_options(self.redactor.clone());
         Store::open_with(&self.ledger, &options).with_context(|| {
             format!(
                 "could not open the ledger database `{}`",
@@ -316,6 +349,11 @@ impl Context {
     }
 }
 
+/// The variable that names the ledger: `BATON_DB`.
+fn ledger_variable() -> &'static str {
+    keys::LEDGER_PATH.definition.sources.env.unwrap_or_default()
+}
+
 /// The error for a command run outside any workspace.
 pub fn no_workspace(cwd: &Path) -> CliError {
     CliError::not_found(format!(
@@ -323,22 +361,26 @@ pub fn no_workspace(cwd: &Path) -> CliError {
         cwd.display()
     ))
     .with_hint(format!(
-        "run `baton init` to create one here, or name a ledger with --db PATH or {DB_ENV}"
+        "run `baton init` to create one here, or name a ledger with --db PATH or {}",
+        ledger_variable()
     ))
 }
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
+    use agent::PermissionMode;
+
     use super::*;
+    use crate::keys::AgentKind;
 
     fn env(cwd: &Path) -> Env {
         Env {
             cwd: cwd.to_owned(),
-            db: None,
-            claude_bin: None,
             no_color: false,
-            busy_timeout: None,
             redactor: Redactor::new(),
+            values: BTreeMap::new(),
         }
     }
 
@@ -361,28 +403,117 @@ mod tests {
     fn flags_beat_the_environment_which_beats_the_file() {
         let dir = tempfile::tempdir().unwrap();
         let file = ConfigFile::parse(
-            "[agent]\nkind = \"mock\"\nclaude_bin = \"/opt/claude\"\n",
+            "[agent]\nkind = \"mock\"\nclaude_bin = \"/opt/claude\"\n[run]\nconcurrency = 3\n",
             Path::new("c.toml"),
         )
         .unwrap();
         let mut with_env = env(dir.path());
         let settings = Settings::resolve(&file, None, &with_env);
-        assert_eq!(settings.claude_bin, PathBuf::from("/opt/claude"));
-        assert_eq!(settings.claude_bin_from, Source::File);
-        with_env.claude_bin = Some(PathBuf::from("/env/claude"));
-        let settings = Settings::resolve(&file, None, &with_env);
-        assert_eq!(settings.claude_bin, PathBuf::from("/env/claude"));
-        assert_eq!(settings.claude_bin_from, Source::Env);
-        assert_eq!(settings.agent, AgentKind::Mock);
-        let settings = settings.with_agent_flag(Some(AgentKind::Claude));
         assert_eq!(
-            (settings.agent, settings.agent_from),
+            settings.get(keys::AGENT_CLAUDE_BIN),
+            PathBuf::from("/opt/claude")
+        );
+        assert_eq!(settings.source(keys::AGENT_CLAUDE_BIN), Source::File);
+        with_env.values.insert(
+            "agent.claude_bin",
+            Value::Path(PathBuf::from("/env/claude")),
+        );
+        let settings = Settings::resolve(&file, None, &with_env);
+        assert_eq!(
+            settings.get(keys::AGENT_CLAUDE_BIN),
+            PathBuf::from("/env/claude")
+        );
+        assert_eq!(settings.source(keys::AGENT_CLAUDE_BIN), Source::Env);
+        assert_eq!(settings.get(keys::AGENT_KIND), AgentKind::Mock);
+        let settings = settings
+            .with_flag(keys::AGENT_KIND, AgentKind::Claude)
+            .with_flag(keys::RUN_CONCURRENCY, None);
+        assert_eq!(
+            (
+                settings.get(keys::AGENT_KIND),
+                settings.source(keys::AGENT_KIND)
+            ),
             (AgentKind::Claude, Source::Flag)
+        );
+        assert_eq!(
+            (
+                settings.get(keys::RUN_CONCURRENCY),
+                settings.source(keys::RUN_CONCURRENCY)
+            ),
+            (3, Source::File),
+            "an absent flag sets nothing"
         );
 
         let defaults = Settings::resolve(&ConfigFile::default(), None, &env(dir.path()));
-        assert_eq!(defaults.permission_mode, PermissionMode::AcceptEdits);
-        assert_eq!(defaults.claude_bin, PathBuf::from("claude"));
+        assert_eq!(
+            defaults.get(keys::AGENT_PERMISSION_MODE),
+            PermissionMode::AcceptEdits
+        );
+        assert_eq!(
+            defaults.get(keys::AGENT_CLAUDE_BIN),
+            PathBuf::from("claude")
+        );
+        assert_eq!(defaults.get(keys::AGENT_MODEL), None);
+        assert!(
+            defaults
+                .all()
+                .iter()
+                .all(|key| key.source == Source::Default)
+        );
+    }
+
+    #[test]
+    fn the_environment_variables_of_the_keys_are_read_and_checked() {
+        let key = &keys::LEDGER_BUSY_TIMEOUT.definition;
+        assert_eq!(
+            keys::from_os(key, OsStr::new("2m")),
+            Ok(Value::Duration(Duration::from_secs(120)))
+        );
+        let problem = keys::from_os(key, OsStr::new("soon")).unwrap_err();
+        let error = bad_variable(key, "BATON_BUSY_TIMEOUT", OsStr::new("soon"), &problem);
+        assert_eq!(
+            error.message,
+            "BATON_BUSY_TIMEOUT=`soon` is not a duration: expected number at 0"
+        );
+        assert_eq!(
+            error.hint.as_deref(),
+            Some("set BATON_BUSY_TIMEOUT to a duration such as 30s or 2m, or unset it")
+        );
+    }
+
+    #[test]
+    fn the_ledger_is_the_flags_then_the_environments_then_the_workspaces() {
+        let dir = tempfile::tempdir().unwrap();
+        let workspace = Workspace {
+            root: dir.path().to_owned(),
+        };
+        let mut with_env = env(dir.path());
+        let resolve = |env: &Env, flag: Option<&str>| {
+            let settings = Settings::resolve(&ConfigFile::default(), None, env).with_ledger(
+                flag.map(PathBuf::from),
+                env,
+                Some(&workspace),
+            );
+            (
+                settings.get(keys::LEDGER_PATH),
+                settings.source(keys::LEDGER_PATH),
+            )
+        };
+        assert_eq!(
+            resolve(&with_env, None),
+            (Some(workspace.ledger_path()), Source::Default)
+        );
+        with_env
+            .values
+            .insert("ledger.path", Value::Path(PathBuf::from("env.db")));
+        assert_eq!(
+            resolve(&with_env, None),
+            (Some(dir.path().join("env.db")), Source::Env)
+        );
+        assert_eq!(
+            resolve(&with_env, Some("flag.db")),
+            (Some(dir.path().join("flag.db")), Source::Flag)
+        );
     }
 
     #[test]

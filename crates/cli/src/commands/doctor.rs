@@ -1,23 +1,24 @@
 //! `baton doctor`: checks the workspace, the configuration, the ledger and the agent, and
-//! shows the settings in force.
+//! shows every key's value and where it came from.
 
 use std::path::{Path, PathBuf};
 
 use agent::PermissionMode;
-use serde_json::{Value, json};
-use session_store::{SessionFilter, SessionStatus, Store, TaskFilter, TaskStatus};
+use serde::{Serialize, Serializer};
+use serde_json::{Map, Value as Json};
+use session_store::{SessionFilter, SessionStatus, Store, StoreOptions, TaskFilter, TaskStatus};
 
 use crate::agents;
-use crate::config::{ConfigFile, format_duration};
+use crate::config::ConfigFile;
 use crate::error::{self, CliError, Kind, Outcome};
-use crate::flags::AgentKind;
 use crate::human::Fields;
+use crate::keys::{self, AgentKind};
 use crate::output;
 use crate::secrets;
-use crate::settings::{Env, Settings, Source, Workspace, no_workspace};
+use crate::settings::{Env, Resolved, Settings, Source, Workspace, no_workspace};
 
 /// The result of one check.
-#[derive(Debug)]
+#[derive(Debug, Serialize)]
 struct Check {
     name: &'static str,
     status: Status,
@@ -32,25 +33,79 @@ enum Status {
     Failed(Kind),
 }
 
+/// `doctor --json`.
+#[derive(Debug, Serialize)]
+struct Report<'a> {
+    checks: &'a [Check],
+    /// The ledger database, when one is named or the workspace has one.
+    ledger: Option<String>,
+    /// Every key's value, by table (`{"run": {"concurrency": 1}}`), and `config_file`.
+    settings: Map<String, Json>,
+    /// Every key with its value and where it came from, in the order of the listing.
+    keys: Vec<KeyReport>,
+}
+
+#[derive(Debug, Serialize)]
+struct KeyReport {
+    key: &'static str,
+    value: Json,
+    source: Source,
+}
+
 pub fn run(db_flag: Option<PathBuf>, json: bool, env: &Env) -> anyhow::Result<Outcome> {
     let mut checks = Vec::new();
-    let workspace = Workspace::find(&env.cwd);
-    let named_ledger = db_flag
-        .map(|path| env.cwd.join(path))
-        .or_else(|| env.db.clone());
-
-    match (&workspace, &named_ledger) {
-        (Some(workspace), _) => checks.push(ok("workspace", workspace.root.display().to_string())),
-        (None, Some(_)) => checks.push(Check {
-            name: "workspace",
-            status: Status::Warning,
-            detail: String::from("none found; the ledger is named with --db or BATON_DB, and the settings are the defaults"),
-            hint: None,
-        }),
-        (None, None) => checks.push(failed("workspace", &no_workspace(&env.cwd).into())),
+    let settings = load_settings(db_flag, env, &mut checks);
+    let redactor = secrets::with_agent_env(&env.redactor, &settings.get(keys::AGENT_ENV));
+    output::redact_with(redactor.clone());
+    if settings.get(keys::AGENT_PERMISSION_MODE) == PermissionMode::BypassPermissions {
+        checks.push(warning(
+            "permissions",
+            "agent.permission_mode is bypassPermissions: the agent runs every tool without asking",
+        ));
     }
+    let ledger = settings.get(keys::LEDGER_PATH);
+    if let Some(ledger) = &ledger {
+        checks.push(check_ledger(ledger, &settings.store_options(redactor)));
+    }
+    let config_failed = checks
+        .iter()
+        .any(|check| check.name == "config" && matches!(check.status, Status::Failed(_)));
+    if config_failed {
+        // The configuration names the agent; with it unreadable, a check would test the wrong one.
+        checks.push(warning(
+            "agent",
+            "not checked: the configuration has an error",
+        ));
+    } else {
+        checks.push(check_agent(&settings)?);
+    }
+    if json {
+        print_json(&checks, ledger.as_deref(), &settings);
+    } else {
+        output::print(&format!(
+            "{}\n{}",
+            checks_text(&checks),
+            settings_text(&settings)
+        ));
+    }
+    let first_failure = checks.iter().find_map(|check| match check.status {
+        Status::Failed(kind) => Some(kind),
+        _ => None,
+    });
+    match first_failure {
+        None => Ok(Outcome::Success),
+        Some(kind) => {
+            Err(CliError::new(kind, "baton doctor found a problem (marked FAIL above)").into())
+        }
+    }
+}
 
-    let (file, config_path) = match &workspace {
+/// Finds the workspace, reads its configuration and resolves the settings, adding the
+/// `workspace` and `config` checks. A configuration that does not read is a failed check,
+/// and the settings are then the flags', the environment's and the defaults.
+fn load_settings(db_flag: Option<PathBuf>, env: &Env, checks: &mut Vec<Check>) -> Settings {
+    let workspace = Workspace::find(&env.cwd);
+    let (file, config_path, config_check) = match &workspace {
         Some(workspace) => {
             let path = workspace.config_path();
             match ConfigFile::load(&path) {
@@ -60,93 +115,37 @@ pub fn run(db_flag: Option<PathBuf>, json: bool, env: &Env) -> anyhow::Result<Ou
                     } else {
                         format!("{} does not exist: the defaults apply", path.display())
                     };
-                    checks.push(ok("config", detail));
-                    (file, Some(path))
+                    (file, Some(path), Some(ok("config", detail)))
                 }
-                Err(error) => {
-                    checks.push(failed("config", &error));
-                    (ConfigFile::default(), Some(path))
-                }
+                Err(error) => (
+                    ConfigFile::default(),
+                    Some(path),
+                    Some(failed("config", &error)),
+                ),
             }
         }
-        None => (ConfigFile::default(), None),
+        None => (ConfigFile::default(), None, None),
     };
-    let settings = Settings::resolve(&file, config_path, env);
-    output::redact_with(secrets::with_agent_env(&env.redactor, &settings.agent_env));
-    if settings.permission_mode == PermissionMode::BypassPermissions {
-        checks.push(Check {
-            name: "permissions",
-            status: Status::Warning,
-            detail: String::from(
-                "agent.permission_mode is bypassPermissions: the agent runs every tool without asking",
-            ),
-            hint: None,
-        });
-    }
-
-    let ledger = named_ledger.or_else(|| workspace.as_ref().map(Workspace::ledger_path));
-    if let Some(ledger) = &ledger {
-        checks.push(check_ledger(ledger));
-    }
-
-    let config_failed = checks
-        .iter()
-        .any(|check| check.name == "config" && matches!(check.status, Status::Failed(_)));
-    if config_failed {
-        // The configuration names the agent; with it unreadable, a check would test the wrong one.
-        checks.push(Check {
-            name: "agent",
-            status: Status::Warning,
-            detail: String::from("not checked: the configuration has an error"),
-            hint: None,
-        });
-    } else {
-        checks.push(check_agent(&settings)?);
-    }
-
-    let first_failure = checks.iter().find_map(|check| match check.status {
-        Status::Failed(kind) => Some(kind),
-        _ => None,
+    let settings =
+        Settings::resolve(&file, config_path, env).with_ledger(db_flag, env, workspace.as_ref());
+    checks.push(match (&workspace, settings.source(keys::LEDGER_PATH)) {
+        (Some(workspace), _) => ok("workspace", workspace.root.display().to_string()),
+        (None, Source::Flag | Source::Env) => warning(
+            "workspace",
+            "none found; the ledger is named with --db or BATON_DB, and the settings are the defaults",
+        ),
+        (None, _) => failed("workspace", &no_workspace(&env.cwd).into()),
     });
-    if json {
-        output::print_json(&json!({
-            "checks": checks.iter().map(|check| json!({
-                "name": check.name,
-                "status": match check.status {
-                    Status::Ok => "ok",
-                    Status::Warning => "warning",
-                    Status::Failed(_) => "failed",
-                },
-                "detail": check.detail,
-                "hint": check.hint,
-            })).collect::<Vec<Value>>(),
-            "ledger": ledger.map(|path| path.to_string_lossy().into_owned()),
-            "settings": settings_json(&settings),
-        }));
-    } else {
-        let mut out = String::new();
-        for check in &checks {
-            let word = match check.status {
-                Status::Ok => "ok  ",
-                Status::Warning => "warn",
-                Status::Failed(_) => "FAIL",
-            };
-            out.push_str(&format!("{word}  {:<11}{}\n", check.name, check.detail));
-            if let Some(hint) = &check.hint {
-                out.push_str(&format!("                 hint: {hint}\n"));
-            }
-        }
-        out.push_str(
-            "\nSettings (flags and environment win over the file, the file over defaults):\n",
-        );
-        out.push_str(&settings_text(&settings));
-        output::print(&out);
-    }
-    match first_failure {
-        None => Ok(Outcome::Success),
-        Some(kind) => {
-            Err(CliError::new(kind, "baton doctor found a problem (marked FAIL above)").into())
-        }
+    checks.extend(config_check);
+    settings
+}
+
+fn warning(name: &'static str, detail: &str) -> Check {
+    Check {
+        name,
+        status: Status::Warning,
+        detail: detail.to_owned(),
+        hint: None,
     }
 }
 
@@ -177,7 +176,7 @@ fn failed(name: &'static str, error: &anyhow::Error) -> Check {
     }
 }
 
-fn check_ledger(path: &Path) -> Check {
+fn check_ledger(path: &Path, options: &StoreOptions) -> Check {
     if !path.is_file() {
         return failed(
             "ledger",
@@ -187,7 +186,7 @@ fn check_ledger(path: &Path) -> Check {
         );
     }
     let summary = (|| -> anyhow::Result<String> {
-        let store = Store::open(path)?;
+        let store = Store::open_with(path, options)?;
         let findings = store.integrity_check()?;
         if !findings.is_empty() {
             return Err(CliError::ledger(format!(
@@ -233,26 +232,26 @@ fn check_ledger(path: &Path) -> Check {
 }
 
 fn check_agent(settings: &Settings) -> anyhow::Result<Check> {
-    if settings.agent == AgentKind::Mock {
+    if settings.get(keys::AGENT_KIND) == AgentKind::Mock {
         return Ok(ok(
             "agent",
             String::from("the built-in mock agent (answers at once, changes nothing)"),
         ));
     }
-    let agent = agents::claude(&settings.claude_bin);
+    let program = settings.get(keys::AGENT_CLAUDE_BIN);
+    let agent = agents::claude(&program);
     let runtime = super::runtime()?;
     let probed = runtime.block_on(agents::probe(&agent, settings));
     Ok(match probed {
         Ok(info) => {
-            let program = info.program.map_or_else(
-                || settings.claude_bin.display().to_string(),
-                |path| path.display().to_string(),
-            );
+            let found = info.program.unwrap_or(program);
             ok(
                 "agent",
                 format!(
-                    "claude {} (`{program}`, {})",
-                    info.version, settings.claude_bin_from
+                    "claude {} (`{}`, {})",
+                    info.version,
+                    found.display(),
+                    settings.source(keys::AGENT_CLAUDE_BIN)
                 ),
             )
         }
@@ -260,91 +259,97 @@ fn check_agent(settings: &Settings) -> anyhow::Result<Check> {
     })
 }
 
-fn settings_json(settings: &Settings) -> Value {
-    json!({
-        "agent": {
-            "kind": settings.agent.as_str(),
-            "claude_bin": settings.claude_bin.to_string_lossy(),
-            "model": settings.model,
-            "permission_mode": settings.permission_mode.as_str(),
-            "allowed_tools": settings.allowed_tools,
-            "max_turns": settings.max_turns,
-            "timeout": format_duration(settings.call_timeout),
-            "env": settings.agent_env.keys().collect::<Vec<_>>(),
-        },
-        "run": {
-            "concurrency": settings.concurrency,
-            "session_policy": settings.policy.as_str(),
-            "context_rotation_threshold": settings.rotation_threshold,
-            "verify_timeout": format_duration(settings.verify_timeout),
-        },
-        "tasks": {
-            "max_iterations": settings.max_iterations,
-        },
-        "config_file": settings.config_path.as_ref().map(|path| path.to_string_lossy()),
-    })
+fn checks_text(checks: &[Check]) -> String {
+    let mut out = String::new();
+    for check in checks {
+        let word = match check.status {
+            Status::Ok => "ok  ",
+            Status::Warning => "warn",
+            Status::Failed(_) => "FAIL",
+        };
+        out.push_str(&format!("{word}  {:<11}{}\n", check.name, check.detail));
+        if let Some(hint) = &check.hint {
+            out.push_str(&format!("                 hint: {hint}\n"));
+        }
+    }
+    out
 }
 
+/// Every key, its value and where it came from.
 fn settings_text(settings: &Settings) -> String {
-    let from = |source: Source| match source {
-        Source::Default => String::from(" (default)"),
-        other => format!(" ({other})"),
-    };
     let mut fields = Fields::new();
-    fields
-        .field(
-            "agent.kind",
-            format!("{}{}", settings.agent.as_str(), from(settings.agent_from)),
-        )
-        .field(
-            "agent.claude_bin",
-            format!(
-                "{}{}",
-                settings.claude_bin.display(),
-                from(settings.claude_bin_from)
-            ),
-        )
-        .field(
-            "agent.model",
-            settings
-                .model
-                .clone()
-                .unwrap_or_else(|| String::from("Claude Code's default")),
-        )
-        .field("agent.permission_mode", settings.permission_mode.as_str())
-        .field(
-            "agent.allowed_tools",
-            if settings.allowed_tools.is_empty() {
-                String::from("Claude Code's default")
-            } else {
-                settings.allowed_tools.join(", ")
+    for resolved in settings.all() {
+        fields.field(
+            resolved.key.name,
+            format!("{} ({})", shown(resolved), resolved.source),
+        );
+    }
+    format!(
+        "Settings (flags and environment win over the file, the file over defaults):\n{}",
+        fields.render()
+    )
+}
+
+/// A key's value for a person: an empty list or table, or no value, says what that means.
+fn shown(resolved: &Resolved) -> String {
+    let means = resolved.key.unset_means().unwrap_or("none");
+    match &resolved.value {
+        Some(keys::Value::List(items)) if items.is_empty() => means.to_owned(),
+        Some(keys::Value::Variables(variables)) if variables.is_empty() => means.to_owned(),
+        Some(value) => value.to_string(),
+        None => means.to_owned(),
+    }
+}
+
+fn print_json(checks: &[Check], ledger: Option<&Path>, settings: &Settings) {
+    let mut by_table = Map::new();
+    let mut keys = Vec::new();
+    for resolved in settings.all() {
+        let value = match &resolved.value {
+            Some(value) => value.to_json(),
+            // An unset list or table is an empty one, as it has always been in this output.
+            None => match resolved.key.kind {
+                keys::Kind::List | keys::Kind::Variables => Json::Array(Vec::new()),
+                _ => Json::Null,
             },
-        )
-        .field("agent.max_turns", settings.max_turns.to_string())
-        .field("agent.timeout", format_duration(settings.call_timeout))
-        .field(
-            "agent.env",
-            if settings.agent_env.is_empty() {
-                String::from("nothing added")
-            } else {
-                settings
-                    .agent_env
-                    .keys()
-                    .cloned()
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            },
-        )
-        .field("run.concurrency", settings.concurrency.to_string())
-        .field("run.session_policy", settings.policy.as_str())
-        .field(
-            "run.context_rotation_threshold",
-            settings.rotation_threshold.to_string(),
-        )
-        .field(
-            "run.verify_timeout",
-            format_duration(settings.verify_timeout),
-        )
-        .field("tasks.max_iterations", settings.max_iterations.to_string());
-    fields.render()
+        };
+        let table = by_table
+            .entry(resolved.key.section())
+            .or_insert_with(|| Json::Object(Map::new()));
+        if let Json::Object(table) = table {
+            table.insert(resolved.key.short_name().to_owned(), value.clone());
+        }
+        keys.push(KeyReport {
+            key: resolved.key.name,
+            value,
+            source: resolved.source,
+        });
+    }
+    let config_file = settings
+        .config_path
+        .as_ref()
+        .map(|path| Json::String(path.to_string_lossy().into_owned()));
+    by_table.insert(
+        String::from("config_file"),
+        config_file.unwrap_or(Json::Null),
+    );
+    let report = Report {
+        checks,
+        ledger: ledger.map(|path| path.to_string_lossy().into_owned()),
+        settings: by_table,
+        keys,
+    };
+    output::print_json(
+        &serde_json::to_value(&report).expect("invariant: the report's fields are all JSON"),
+    );
+}
+
+impl Serialize for Status {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(match self {
+            Status::Ok => "ok",
+            Status::Warning => "warning",
+            Status::Failed(_) => "failed",
+        })
+    }
 }

@@ -9,11 +9,12 @@ use anyhow::Context as _;
 use serde_json::json;
 use session_store::Store;
 
-use crate::config;
+use crate::config::{self, ConfigFile};
 use crate::error::{CliError, Kind, Outcome};
 use crate::flags::{AgentKind, InitArgs};
+use crate::keys;
 use crate::output;
-use crate::settings::{Env, Workspace};
+use crate::settings::{Env, Settings, Workspace};
 
 /// What `init` made.
 #[derive(Debug)]
@@ -28,10 +29,12 @@ pub fn run(
     json: bool,
     env: &Env,
 ) -> anyhow::Result<Outcome> {
-    let ledger = db_flag
-        .map(|path| env.cwd.join(path))
-        .or_else(|| env.db.clone());
-    let agent = args.agent.unwrap_or(config::Defaults::AGENT);
+    // No workspace yet, so no configuration file: the flags, the environment and defaults.
+    let settings = Settings::resolve(&ConfigFile::default(), None, env)
+        .with_flag(keys::AGENT_KIND, args.agent)
+        .with_ledger(db_flag, env, None);
+    let ledger = settings.get(keys::LEDGER_PATH);
+    let agent = settings.get(keys::AGENT_KIND);
     let created = create(&env.cwd, ledger, agent)?;
     let config_path = created.workspace.config_path();
     if json {

@@ -12,6 +12,7 @@ use crate::agents;
 use crate::error::{CliError, Outcome, Signal};
 use crate::flags::{AgentKind, RunArgs};
 use crate::human::{self, Align, Table};
+use crate::keys;
 use crate::output;
 use crate::progress::{Mode, Progress};
 use crate::settings::{Context, Env};
@@ -19,14 +20,7 @@ use crate::signals;
 use crate::views::{self, MilestoneNames};
 
 pub fn run(args: RunArgs, mut context: Context) -> anyhow::Result<Outcome> {
-    let mut settings = context.settings.clone().with_agent_flag(args.agent);
-    if let Some(concurrency) = args.concurrency {
-        settings.concurrency = concurrency;
-    }
-    if let Some(policy) = args.session_policy {
-        settings.policy = policy;
-    }
-    context.settings = settings;
+    context.settings = context.settings.clone().with_run_flags(&args);
     let mut store = context.open_store()?;
     let milestone = match &args.milestone {
         Some(name) => Some(super::milestone_named(&store, name)?.id),
@@ -73,16 +67,16 @@ pub fn run(args: RunArgs, mut context: Context) -> anyhow::Result<Outcome> {
         let agent = agents::build(settings);
         // The agent's version goes into the ledger, so a run can be traced to the CLI that
         // did the work.
-        let version = match settings.agent {
+        let version = match settings.get(keys::AGENT_KIND) {
             AgentKind::Claude => Some(agents::probe(agent.as_ref(), settings).await?.version),
             AgentKind::Mock => None,
         };
         let detail = serde_json::json!({
-            "agent": settings.agent.as_str(),
+            "agent": settings.get(keys::AGENT_KIND).as_str(),
             "agent_version": version,
             "pid": std::process::id(),
-            "concurrency": settings.concurrency,
-            "policy": settings.policy.as_str(),
+            "concurrency": settings.get(keys::RUN_CONCURRENCY),
+            "policy": settings.get(keys::RUN_SESSION_POLICY).as_str(),
         });
         store.append_event(&NewEvent {
             task: None,

@@ -11,6 +11,7 @@ use session_store::{
 use crate::error::{CliError, Kind, Outcome};
 use crate::flags::{TaskAddArgs, TaskCommand, TaskListArgs};
 use crate::human::{self, Align, Fields, Table};
+use crate::keys;
 use crate::output;
 use crate::secrets;
 use crate::settings::Context;
@@ -70,7 +71,7 @@ fn add(args: TaskAddArgs, context: &Context) -> anyhow::Result<Outcome> {
         working_dir,
         max_iterations: args
             .max_iterations
-            .unwrap_or(context.settings.max_iterations),
+            .unwrap_or_else(|| context.settings.get(keys::TASKS_MAX_ITERATIONS)),
         max_turns: args.max_turns,
         policy: args.session_policy,
         verify_commands: args.verify,

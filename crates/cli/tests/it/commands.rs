@@ -272,6 +272,103 @@ fn doctor_checks_the_workspace_with_the_mock_agent() {
         .map(|check| check["name"].as_str().unwrap())
         .collect();
     assert_eq!(names, ["workspace", "config", "ledger", "agent"]);
+    // `settings` keeps its shape: a table per section, lists for lists, null for unset.
+    let settings = &json["settings"];
+    assert_eq!(settings["agent"]["kind"], "mock");
+    assert_eq!(settings["agent"]["model"], serde_json::Value::Null);
+    assert_eq!(settings["agent"]["allowed_tools"], serde_json::json!([]));
+    assert_eq!(settings["agent"]["env"], serde_json::json!([]));
+    assert_eq!(settings["agent"]["timeout"], "30m");
+    assert_eq!(settings["agent"]["max_turns"], 50);
+    assert_eq!(settings["run"]["concurrency"], 1);
+    assert_eq!(settings["run"]["session_policy"], "task");
+    assert_eq!(settings["run"]["context_rotation_threshold"], 0.8);
+    assert_eq!(settings["run"]["verify_timeout"], "10m");
+    assert_eq!(settings["tasks"]["max_iterations"], 5);
+    assert!(
+        settings["config_file"]
+            .as_str()
+            .unwrap()
+            .ends_with(".baton/config.toml")
+    );
+    assert_eq!(
+        json["keys"][0],
+        serde_json::json!({"key": "agent.kind", "value": "mock", "source": "file"})
+    );
+}
+
+#[test]
+fn doctor_says_where_every_setting_came_from() {
+    let mut world = World::with_workspace();
+    let config = world.work().join(".baton/config.toml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        text.replace("# durability = \"full\"", "durability = \"normal\""),
+    )
+    .unwrap();
+    world.set("BATON_BUSY_TIMEOUT", "5s");
+    let json = world
+        .baton(&["doctor", "--json", "--db", ".baton/baton.db"])
+        .success()
+        .json();
+    let source = |key: &str| {
+        let entry = json["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|entry| entry["key"] == key)
+            .unwrap_or_else(|| panic!("{key} is not listed"));
+        (
+            entry["value"].clone(),
+            entry["source"].as_str().unwrap().to_owned(),
+        )
+    };
+    assert_eq!(
+        source("ledger.path"),
+        (
+            serde_json::json!(world.work().join(".baton/baton.db")),
+            String::from("flag")
+        )
+    );
+    assert_eq!(
+        source("ledger.busy_timeout"),
+        (serde_json::json!("5s"), String::from("environment"))
+    );
+    assert_eq!(
+        source("ledger.durability"),
+        (serde_json::json!("normal"), String::from("file"))
+    );
+    assert_eq!(
+        source("run.concurrency"),
+        (serde_json::json!(1), String::from("default"))
+    );
+    assert_eq!(json["settings"]["ledger"]["durability"], "normal");
+
+    let text = world.baton(&["doctor"]).success().stdout;
+    for line in [
+        "  agent.kind                      mock (config file)\n",
+        "  ledger.busy_timeout             5s (environment)\n",
+        "  ledger.durability               normal (config file)\n",
+    ] {
+        assert!(text.contains(line), "{text}");
+    }
+}
+
+#[test]
+fn a_key_the_file_may_not_set_is_refused_naming_what_sets_it() {
+    let world = World::with_workspace();
+    let config = world.work().join(".baton/config.toml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(&config, format!("{text}path = \"other.db\"\n")).unwrap();
+    let refused = world.baton(&["task", "list"]).code(2);
+    assert!(
+        refused
+            .stderr
+            .contains("`ledger.path` cannot be set in the configuration file; set it with `--db` or `BATON_DB`"),
+        "{}",
+        refused.stderr
+    );
 }
 
 #[test]

@@ -108,7 +108,7 @@ fn a_bad_config_value_names_the_key() {
     let text = std::fs::read_to_string(&config).unwrap();
     std::fs::write(
         &config,
-        text.replace("# timeout = \"30m\"", "timeout = \"30 minutes\""),
+        text.replace("# timeout = \"30m\"", "timeout = \"30 mintues\""),
     )
     .unwrap();
     snapshot!(
