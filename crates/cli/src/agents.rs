@@ -53,11 +53,11 @@ pub fn builtin_mock() -> MockAgent {
 }
 
 /// Checks that the agent runs, as an error a person can act on when it does not.
-pub async fn probe(agent: &dyn Agent, settings: &Settings) -> anyhow::Result<AgentInfo> {
+pub async fn probe(agent: &dyn Agent, settings: &Settings) -> Result<AgentInfo, CliError> {
     agent
         .probe()
         .await
-        .map_err(|error| unavailable(error, settings).into())
+        .map_err(|error| unavailable(error, settings))
 }
 
 /// The error for an agent that does not answer its probe.
@@ -113,6 +113,7 @@ mod tests {
             db: None,
             claude_bin: None,
             no_color: false,
+            clicolor_force: false,
             busy_timeout: None,
             redactor: session_store::Redactor::new(),
         };

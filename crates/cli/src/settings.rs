@@ -9,13 +9,12 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use agent::PermissionMode;
-use anyhow::Context as _;
 use session_store::{Redactor, SessionPolicy, Store, StoreOptions};
 
 use crate::config::{ConfigFile, Defaults};
-use crate::error::{CliError, Kind};
+use crate::error::{CliError, ErrorContext as _, Kind};
 use crate::flags::AgentKind;
-use crate::{output, secrets};
+use crate::secrets;
 
 /// The name of the workspace directory.
 pub const WORKSPACE_DIR: &str = ".baton";
@@ -41,6 +40,8 @@ pub struct Env {
     pub claude_bin: Option<PathBuf>,
     /// Whether `NO_COLOR` asks for no colours.
     pub no_color: bool,
+    /// Whether `CLICOLOR_FORCE` asks for colours even where output is not a terminal.
+    pub clicolor_force: bool,
     /// `BATON_BUSY_TIMEOUT`: how long to wait for the ledger's write lock (default: the
     /// store's, 30 s).
     pub busy_timeout: Option<Duration>,
@@ -106,10 +107,10 @@ pub struct Context {
 }
 
 impl Env {
-    pub fn capture() -> anyhow::Result<Env> {
+    pub fn capture() -> crate::error::Result<Env> {
         let cwd = std::env::current_dir().map_err(|error| {
             CliError::new(
-                Kind::Other,
+                Kind::Internal,
                 "could not read the current directory (was it deleted?)",
             )
             .with_source(error)
@@ -121,6 +122,7 @@ impl Env {
             db: var(DB_ENV).map(|path| cwd.join(PathBuf::from(path))),
             claude_bin: var(CLAUDE_BIN_ENV).map(PathBuf::from),
             no_color: var("NO_COLOR").is_some(),
+            clicolor_force: var("CLICOLOR_FORCE").is_some(),
             busy_timeout: var(BUSY_TIMEOUT_ENV)
                 .map(|value| parse_busy_timeout(&value))
                 .transpose()?,
@@ -248,13 +250,13 @@ impl Context {
     /// Finds the workspace and the ledger and reads the configuration.
     ///
     /// Without `--db` or `BATON_DB` a workspace must exist at or above the current directory.
-    pub fn load(db_flag: Option<PathBuf>, json: bool, env: Env) -> anyhow::Result<Context> {
+    pub fn load(db_flag: Option<PathBuf>, json: bool, env: Env) -> crate::error::Result<Context> {
         let workspace = Workspace::find(&env.cwd);
         let (ledger, ledger_from) = match (db_flag, &env.db, &workspace) {
             (Some(path), _, _) => (env.cwd.join(path), Source::Flag),
             (None, Some(path), _) => (path.clone(), Source::Env),
             (None, None, Some(workspace)) => (workspace.ledger_path(), Source::Default),
-            (None, None, None) => return Err(no_workspace(&env.cwd).into()),
+            (None, None, None) => return Err(no_workspace(&env.cwd)),
         };
         let (file, config_path) = match &workspace {
             Some(workspace) => {
@@ -265,7 +267,6 @@ impl Context {
         };
         let settings = Settings::resolve(&file, config_path, &env);
         let redactor = secrets::with_agent_env(&env.redactor, &settings.agent_env);
-        output::redact_with(redactor.clone());
         Ok(Context {
             env,
             json,
@@ -286,7 +287,7 @@ impl Context {
 
     /// Opens the ledger, which must exist (`baton init` creates it), with the context's
     /// redactor.
-    pub fn open_store(&self) -> anyhow::Result<Store> {
+    pub fn open_store(&self) -> crate::error::Result<Store> {
         if !self.ledger.is_file() {
             let hint = match self.ledger_from {
                 Source::Default => String::from(
@@ -300,8 +301,7 @@ impl Context {
                 "the ledger database `{}` does not exist",
                 self.ledger.display()
             ))
-            .with_hint(hint)
-            .into());
+            .with_hint(hint));
         }
         let mut options = StoreOptions::with_redactor(self.redactor.clone());
         if let Some(busy_timeout) = self.env.busy_timeout {
@@ -337,6 +337,7 @@ mod tests {
             db: None,
             claude_bin: None,
             no_color: false,
+            clicolor_force: false,
             busy_timeout: None,
             redactor: Redactor::new(),
         }
@@ -389,7 +390,7 @@ mod tests {
     fn without_a_workspace_or_a_database_there_is_nothing_to_work_on() {
         let dir = tempfile::tempdir().unwrap();
         let error = Context::load(None, false, env(dir.path())).unwrap_err();
-        assert_eq!(crate::error::classify(&error).kind, Kind::NotFound);
+        assert_eq!(error.kind, Kind::NotFound);
         let context = Context::load(Some(PathBuf::from("x.db")), false, env(dir.path())).unwrap();
         assert_eq!(context.ledger, dir.path().join("x.db"));
         assert_eq!(context.default_workdir(), dir.path());

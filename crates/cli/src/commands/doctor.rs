@@ -9,10 +9,10 @@ use session_store::{SessionFilter, SessionStatus, Store, TaskFilter, TaskStatus}
 
 use crate::agents;
 use crate::config::{ConfigFile, format_duration};
-use crate::error::{self, CliError, Kind, Outcome};
+use crate::error::{CliError, Kind, Outcome, Result};
 use crate::flags::AgentKind;
 use crate::human::Fields;
-use crate::output;
+use crate::output::Ui;
 use crate::secrets;
 use crate::settings::{Env, Settings, Source, Workspace, no_workspace};
 
@@ -32,7 +32,7 @@ enum Status {
     Failed(Kind),
 }
 
-pub fn run(db_flag: Option<PathBuf>, json: bool, env: &Env) -> anyhow::Result<Outcome> {
+pub fn run(ui: &mut Ui, db_flag: Option<PathBuf>, json: bool, env: &Env) -> Result<Outcome> {
     let mut checks = Vec::new();
     let workspace = Workspace::find(&env.cwd);
     let named_ledger = db_flag
@@ -47,7 +47,7 @@ pub fn run(db_flag: Option<PathBuf>, json: bool, env: &Env) -> anyhow::Result<Ou
             detail: String::from("none found; the ledger is named with --db or BATON_DB, and the settings are the defaults"),
             hint: None,
         }),
-        (None, None) => checks.push(failed("workspace", &no_workspace(&env.cwd).into())),
+        (None, None) => checks.push(failed("workspace", &no_workspace(&env.cwd))),
     }
 
     let (file, config_path) = match &workspace {
@@ -72,7 +72,7 @@ pub fn run(db_flag: Option<PathBuf>, json: bool, env: &Env) -> anyhow::Result<Ou
         None => (ConfigFile::default(), None),
     };
     let settings = Settings::resolve(&file, config_path, env);
-    output::redact_with(secrets::with_agent_env(&env.redactor, &settings.agent_env));
+    ui.set_redactor(secrets::with_agent_env(&env.redactor, &settings.agent_env));
     if settings.permission_mode == PermissionMode::BypassPermissions {
         checks.push(Check {
             name: "permissions",
@@ -109,7 +109,7 @@ pub fn run(db_flag: Option<PathBuf>, json: bool, env: &Env) -> anyhow::Result<Ou
         _ => None,
     });
     if json {
-        output::print_json(&json!({
+        ui.json(&json!({
             "checks": checks.iter().map(|check| json!({
                 "name": check.name,
                 "status": match check.status {
@@ -122,7 +122,7 @@ pub fn run(db_flag: Option<PathBuf>, json: bool, env: &Env) -> anyhow::Result<Ou
             })).collect::<Vec<Value>>(),
             "ledger": ledger.map(|path| path.to_string_lossy().into_owned()),
             "settings": settings_json(&settings),
-        }));
+        }))?;
     } else {
         let mut out = String::new();
         for check in &checks {
@@ -140,13 +140,14 @@ pub fn run(db_flag: Option<PathBuf>, json: bool, env: &Env) -> anyhow::Result<Ou
             "\nSettings (flags and environment win over the file, the file over defaults):\n",
         );
         out.push_str(&settings_text(&settings));
-        output::print(&out);
+        ui.print(&out);
     }
     match first_failure {
         None => Ok(Outcome::Success),
-        Some(kind) => {
-            Err(CliError::new(kind, "baton doctor found a problem (marked FAIL above)").into())
-        }
+        Some(kind) => Err(CliError::new(
+            kind,
+            "baton doctor found a problem (marked FAIL above)",
+        )),
     }
 }
 
@@ -159,8 +160,7 @@ fn ok(name: &'static str, detail: String) -> Check {
     }
 }
 
-fn failed(name: &'static str, error: &anyhow::Error) -> Check {
-    let classified = error::classify(error);
+fn failed(name: &'static str, error: &CliError) -> Check {
     let mut detail = error.to_string();
     for cause in error.chain().skip(1) {
         let text = cause.to_string();
@@ -171,9 +171,9 @@ fn failed(name: &'static str, error: &anyhow::Error) -> Check {
     }
     Check {
         name,
-        status: Status::Failed(classified.kind),
+        status: Status::Failed(error.kind),
         detail,
-        hint: classified.hint,
+        hint: error.hint.clone(),
     }
 }
 
@@ -182,11 +182,10 @@ fn check_ledger(path: &Path) -> Check {
         return failed(
             "ledger",
             &CliError::not_found(format!("`{}` does not exist", path.display()))
-                .with_hint("`baton init` creates a workspace with its ledger")
-                .into(),
+                .with_hint("`baton init` creates a workspace with its ledger"),
         );
     }
-    let summary = (|| -> anyhow::Result<String> {
+    let summary = (|| -> Result<String> {
         let store = Store::open(path)?;
         let findings = store.integrity_check()?;
         if !findings.is_empty() {
@@ -197,8 +196,7 @@ fn check_ledger(path: &Path) -> Check {
             ))
             .with_hint(
                 "restore the file from a backup; `sqlite3 FILE .recover` may save what is left",
-            )
-            .into());
+            ));
         }
         let version = store.schema_version()?;
         let tasks = store.tasks(&TaskFilter::default())?;
@@ -232,7 +230,7 @@ fn check_ledger(path: &Path) -> Check {
     }
 }
 
-fn check_agent(settings: &Settings) -> anyhow::Result<Check> {
+fn check_agent(settings: &Settings) -> Result<Check> {
     if settings.agent == AgentKind::Mock {
         return Ok(ok(
             "agent",
