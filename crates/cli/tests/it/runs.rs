@@ -260,14 +260,14 @@ fn quickstart_runs_the_examples_and_shows_the_ledger() {
 }
 
 /// A `baton run` in progress, stopped in its first verification, which takes `check_secs`.
-struct RunInProgress {
+pub struct RunInProgress {
     child: std::process::Child,
     lines: std::sync::mpsc::Receiver<String>,
     printed: String,
 }
 
 impl RunInProgress {
-    fn start(world: &World, check_secs: u32) -> RunInProgress {
+    pub fn start(world: &World, check_secs: u32) -> RunInProgress {
         let check = format!("sleep {check_secs}");
         world.add_task(&["Slow check", "--verify", &check, "--max-iterations", "2"]);
         let mut child = world
@@ -307,7 +307,7 @@ impl RunInProgress {
 
     /// Sends `signal` (as `kill` names it), waits for the exit, and returns the exit code and
     /// everything printed.
-    fn signal(mut self, signal: &str) -> (Option<i32>, String) {
+    pub fn signal(mut self, signal: &str) -> (Option<i32>, String) {
         let killed = std::process::Command::new("kill")
             .args([signal, &self.child.id().to_string()])
             .status()
@@ -452,11 +452,7 @@ fn a_sigterm_while_the_agent_is_probed_stops_the_run_with_143() {
         ),
     )
     .unwrap();
-    std::fs::set_permissions(
-        &claude,
-        std::os::unix::fs::PermissionsExt::from_mode(0o755),
-    )
-    .unwrap();
+    std::fs::set_permissions(&claude, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     world.set("BATON_CLAUDE_BIN", claude.to_str().unwrap());
     let child = world
         .command(&world.work(), &["run", "--agent", "claude"])
@@ -466,7 +462,10 @@ fn a_sigterm_while_the_agent_is_probed_stops_the_run_with_143() {
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
     while !started.exists() {
-        assert!(Instant::now() < deadline, "the probe did not start within 30 s");
+        assert!(
+            Instant::now() < deadline,
+            "the probe did not start within 30 s"
+        );
         std::thread::sleep(Duration::from_millis(10));
     }
     let killed = std::process::Command::new("kill")
