@@ -14,7 +14,7 @@ use crate::output::Ui;
 /// The view, drawn on stdout.
 pub struct Live {
     ui: Ui,
-    /// The terminal's width in columns.
+    /// The terminal's width in columns, as last seen.
     width: usize,
     multi: MultiProgress,
     /// The last line: the run as a whole.
@@ -56,6 +56,8 @@ impl Live {
             }
             running
         });
+        // The terminal may have been resized since the last frame.
+        self.width = self.ui.width().unwrap_or(self.width);
         // Room for the spinner and the space after it, and a column spare so that no line
         // reaches the terminal's edge and wraps.
         let width = self.width.saturating_sub(3).max(20);
