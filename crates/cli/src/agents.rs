@@ -53,11 +53,11 @@ pub fn builtin_mock() -> MockAgent {
 }
 
 /// Checks that the agent runs, as an error a person can act on when it does not.
-pub async fn probe(agent: &dyn Agent, settings: &Settings) -> anyhow::Result<AgentInfo> {
+pub async fn probe(agent: &dyn Agent, settings: &Settings) -> Result<AgentInfo, CliError> {
     agent
         .probe()
         .await
-        .map_err(|error| unavailable(error, settings).into())
+        .map_err(|error| unavailable(error, settings))
 }
 
 /// The error for an agent that does not answer its probe, naming where its program came from.
@@ -129,6 +129,7 @@ mod tests {
         let env = Env {
             cwd: std::env::temp_dir(),
             no_color: false,
+            clicolor_force: false,
             redactor: session_store::Redactor::new(),
             values: BTreeMap::new(),
         };

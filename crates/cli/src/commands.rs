@@ -10,38 +10,48 @@ pub mod session;
 pub mod task;
 pub mod usage;
 
+use std::path::PathBuf;
+
 use session_store::{Milestone, Store};
 
-use crate::error::{CliError, Kind, Outcome};
+use crate::error::{CliError, Outcome, Result};
 use crate::flags::{Cli, Command};
+use crate::output::Ui;
 use crate::settings::{Context, Env};
 
 /// Runs the command the command line names.
-pub fn dispatch(cli: Cli, env: Env) -> anyhow::Result<Outcome> {
+pub fn dispatch(cli: Cli, env: Env, ui: &mut Ui) -> Result<Outcome> {
     let Cli { db, json, command } = cli;
     match command {
-        Command::Init(args) => init::run(&args, db, json, &env),
-        Command::Doctor => doctor::run(db, json, &env),
-        Command::Quickstart(args) => quickstart::run(&args, json, &env),
-        Command::Task(command) => task::run(command, &Context::load(db, json, env)?),
-        Command::Milestone(command) => milestone::run(command, &Context::load(db, json, env)?),
-        Command::Run(args) => run::run(args, Context::load(db, json, env)?),
-        Command::Session(command) => session::run(command, &Context::load(db, json, env)?),
-        Command::Usage(args) => usage::run(args.by, &Context::load(db, json, env)?),
-        Command::Recover => recover::run(&Context::load(db, json, env)?),
+        Command::Init(args) => init::run(ui, &args, db, json, &env),
+        Command::Doctor => doctor::run(ui, db, json, &env),
+        Command::Quickstart(args) => quickstart::run(ui, &args, json, &env),
+        Command::Task(command) => task::run(command, &load(db, json, env, ui)?, ui),
+        Command::Milestone(command) => milestone::run(command, &load(db, json, env, ui)?, ui),
+        Command::Run(args) => run::run(args, load(db, json, env, ui)?, ui),
+        Command::Session(command) => session::run(command, &load(db, json, env, ui)?, ui),
+        Command::Usage(args) => usage::run(args.by, &load(db, json, env, ui)?, ui),
+        Command::Recover => recover::run(&load(db, json, env, ui)?, ui),
     }
 }
 
+/// The workspace's context; from here on `ui` also keeps the configuration's secrets out of
+/// what it prints.
+fn load(db: Option<PathBuf>, json: bool, env: Env, ui: &mut Ui) -> Result<Context> {
+    let context = Context::load(db, json, env)?;
+    ui.set_redactor(context.redactor.clone());
+    Ok(context)
+}
+
 /// The milestone called `name`, or an error that says how to find or make one.
-pub fn milestone_named(store: &Store, name: &str) -> anyhow::Result<Milestone> {
+pub fn milestone_named(store: &Store, name: &str) -> Result<Milestone> {
     store.milestone_by_name(name).map_err(|error| match error {
         session_store::StoreError::NotFound(_) => CliError::not_found(format!(
             "there is no milestone named `{name}`"
         ))
         .with_hint(format!(
             "`baton milestone list` shows the milestones; `baton milestone add {name}` creates it"
-        ))
-        .into(),
+        )),
         other => other.into(),
     })
 }
@@ -49,13 +59,9 @@ pub fn milestone_named(store: &Store, name: &str) -> anyhow::Result<Milestone> {
 /// The runtime the async commands run on. One thread: agent calls wait on I/O, the ledger
 /// works on tokio's blocking pool, and agent processes are forked from this long-lived
 /// thread, so the parent-death signal they get is tied to a thread that outlives them.
-pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+pub fn runtime() -> Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .map_err(|error| {
-            CliError::new(Kind::Other, "could not start the async runtime")
-                .with_source(error)
-                .into()
-        })
+        .map_err(|error| CliError::internal("could not start the async runtime").with_source(error))
 }

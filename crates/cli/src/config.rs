@@ -22,7 +22,7 @@ pub struct ConfigFile {
 
 impl ConfigFile {
     /// Reads and validates the file at `path`. A missing file is the empty configuration.
-    pub fn load(path: &Path) -> anyhow::Result<ConfigFile> {
+    pub fn load(path: &Path) -> Result<ConfigFile, CliError> {
         let text = match std::fs::read_to_string(path) {
             Ok(text) => text,
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
@@ -33,11 +33,10 @@ impl ConfigFile {
                     Kind::Ledger,
                     format!("could not read the configuration file `{}`", path.display()),
                 )
-                .with_source(error)
-                .into());
+                .with_source(error));
             }
         };
-        ConfigFile::parse(&text, path).map_err(anyhow::Error::new)
+        ConfigFile::parse(&text, path)
     }
 
     /// Parses configuration text; `path` only names the file in errors.

@@ -1,15 +1,19 @@
 //! The one error type at the edge: what went wrong, which exit code it means, and what to do.
 //!
-//! Commands return `anyhow::Result`. Errors the CLI raises itself are [`CliError`]s with a
-//! [`Kind`]; errors from the libraries keep their own types. [`classify`] walks an error's
-//! chain and maps the first error it recognises to a kind, and so to an exit code, with a hint
-//! when the library's message does not already say what to do.
+//! Commands return [`Result`]: a [`CliError`] carries its [`Kind`], decided where the error's
+//! type is known — by the CLI when it raises one itself, and by the `From` impls below for the
+//! libraries' errors ([`StoreError`], [`AgentError`], [`OrchestratorError`], I/O errors). Nothing
+//! looks inside an error chain at run time: [`exit_code`] is one exhaustive match.
 
+use std::error::Error as StdError;
 use std::fmt;
-use std::process::ExitCode;
 
 use agent::AgentError;
+use orchestrator::OrchestratorError;
 use session_store::{Missing, StoreError};
+
+/// What a command returns.
+pub type Result<T, E = CliError> = std::result::Result<T, E>;
 
 /// How a command ended when it did not fail: the exit codes that are not errors.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,8 +38,6 @@ pub enum Signal {
 /// The kinds of failure, each with its documented exit code (see `flags::EXIT_CODES_HELP`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
-    /// A failure no other kind covers.
-    Other,
     /// A bad flag, configuration key or value, or a state change that is not allowed.
     Usage,
     /// A task, milestone, session, file or the workspace does not exist.
@@ -44,25 +46,33 @@ pub enum Kind {
     Ledger,
     /// The agent cannot be run.
     AgentUnavailable,
+    /// Baton itself failed: a bug, or a system error no other kind covers.
+    Internal,
 }
 
-/// An error the CLI raises itself: a message that says what went wrong and to what, and
-/// optionally what to do about it.
+/// An error a command ends with: a message that says what went wrong and to what, the kind
+/// that decides the exit code, optionally what to do about it, and the cause.
 #[derive(Debug)]
 pub struct CliError {
     pub kind: Kind,
     pub message: String,
     pub hint: Option<String>,
-    pub source: Option<Box<dyn std::error::Error + Send + Sync + 'static>>,
+    pub source: Option<Box<dyn StdError + Send + Sync + 'static>>,
 }
 
-impl Outcome {
-    pub fn exit_code(self) -> ExitCode {
-        ExitCode::from(match self {
-            Outcome::Success => 0,
-            Outcome::TasksNotCompleted => 1,
-            Outcome::Interrupted(signal) => signal.code(),
-        })
+/// The exit code a command's end means: the one place codes are decided.
+pub fn exit_code(ended: &Result<Outcome>) -> u8 {
+    match ended {
+        Ok(Outcome::Success) => 0,
+        Ok(Outcome::TasksNotCompleted) => 1,
+        Ok(Outcome::Interrupted(signal)) => signal.code(),
+        Err(error) => match error.kind {
+            Kind::Usage => 2,
+            Kind::NotFound => 3,
+            Kind::Ledger => 4,
+            Kind::AgentUnavailable => 5,
+            Kind::Internal => 6,
+        },
     }
 }
 
@@ -81,18 +91,6 @@ impl Signal {
             Signal::Interrupt => "SIGINT",
             Signal::Terminate => "SIGTERM",
             Signal::Hangup => "SIGHUP",
-        }
-    }
-}
-
-impl Kind {
-    pub const fn code(self) -> u8 {
-        match self {
-            Kind::Other => 1,
-            Kind::Usage => 2,
-            Kind::NotFound => 3,
-            Kind::Ledger => 4,
-            Kind::AgentUnavailable => 5,
         }
     }
 }
@@ -119,18 +117,55 @@ impl CliError {
         CliError::new(Kind::Ledger, message)
     }
 
+    pub fn internal(message: impl Into<String>) -> CliError {
+        CliError::new(Kind::Internal, message)
+    }
+
     pub fn with_hint(mut self, hint: impl Into<String>) -> CliError {
         self.hint = Some(hint.into());
         self
     }
 
     /// Keeps `source` as the cause, shown after the message.
-    pub fn with_source(
-        mut self,
-        source: impl std::error::Error + Send + Sync + 'static,
-    ) -> CliError {
+    pub fn with_source(mut self, source: impl StdError + Send + Sync + 'static) -> CliError {
         self.source = Some(Box::new(source));
         self
+    }
+
+    /// Says what was being done: `message` leads, and this error becomes its cause. The kind
+    /// and the hint stay, since they are about what failed.
+    pub fn context(mut self, message: impl Into<String>) -> CliError {
+        let hint = self.hint.take();
+        CliError {
+            kind: self.kind,
+            message: message.into(),
+            hint,
+            source: Some(Box::new(self)),
+        }
+    }
+
+    /// This error and its causes, outermost first.
+    pub fn chain(&self) -> impl Iterator<Item = &(dyn StdError + 'static)> {
+        let first: &(dyn StdError + 'static) = self;
+        std::iter::successors(Some(first), |error| (*error).source())
+    }
+
+    /// The error for a person: the message, each cause that adds something, and the hint.
+    pub fn render(&self) -> String {
+        let mut out = format!("error: {}\n", self.message);
+        let mut previous = self.message.clone();
+        for cause in self.chain().skip(1) {
+            let text = cause.to_string();
+            // Library messages often repeat their source's text; say each thing once.
+            if !previous.contains(&text) {
+                out.push_str(&format!("  caused by: {text}\n"));
+            }
+            previous = text;
+        }
+        if let Some(hint) = &self.hint {
+            out.push_str(&format!("  hint: {hint}\n"));
+        }
+        out
     }
 }
 
@@ -140,45 +175,56 @@ impl fmt::Display for CliError {
     }
 }
 
-impl std::error::Error for CliError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+impl StdError for CliError {
+    fn source(&self) -> Option<&(dyn StdError + 'static)> {
         self.source
             .as_deref()
-            .map(|source| source as &(dyn std::error::Error + 'static))
+            .map(|source| source as &(dyn StdError + 'static))
     }
 }
 
-/// What an error means for the person who hit it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Classified {
-    pub kind: Kind,
-    pub hint: Option<String>,
+/// [`CliError::context`] for any result whose error becomes a [`CliError`], made only when
+/// there is an error, as `anyhow::Context::with_context` does.
+pub trait ErrorContext<T> {
+    fn with_context<M: Into<String>>(self, message: impl FnOnce() -> M) -> Result<T>;
 }
 
-/// Finds the kind and hint of an error: the first error in its chain that says.
-pub fn classify(error: &anyhow::Error) -> Classified {
-    for cause in error.chain() {
-        if let Some(cli) = cause.downcast_ref::<CliError>() {
-            return Classified {
-                kind: cli.kind,
-                hint: cli.hint.clone(),
-            };
-        }
-        if let Some(store) = cause.downcast_ref::<StoreError>() {
-            return classify_store(store);
-        }
-        if let Some(agent) = cause.downcast_ref::<AgentError>() {
-            return classify_agent(agent);
-        }
-    }
-    Classified {
-        kind: Kind::Other,
-        hint: None,
+impl<T, E: Into<CliError>> ErrorContext<T> for std::result::Result<T, E> {
+    fn with_context<M: Into<String>>(self, message: impl FnOnce() -> M) -> Result<T> {
+        self.map_err(|error| error.into().context(message()))
     }
 }
 
-fn classify_store(error: &StoreError) -> Classified {
-    let (kind, hint) = match error {
+/// The message is the library's; the source is the error itself, whose own text
+/// [`CliError::render`] does not repeat.
+fn from_library(
+    kind: Kind,
+    hint: Option<&str>,
+    error: impl StdError + Send + Sync + 'static,
+) -> CliError {
+    CliError {
+        kind,
+        message: error.to_string(),
+        hint: hint.map(str::to_owned),
+        source: Some(Box::new(error)),
+    }
+}
+
+impl From<StoreError> for CliError {
+    fn from(error: StoreError) -> CliError {
+        let (kind, hint) = store_kind(&error);
+        from_library(kind, hint, error)
+    }
+}
+
+/// What a ledger error means for the person who hit it, and what to do about it when the
+/// store's message does not already say.
+fn store_kind(error: &StoreError) -> (Kind, Option<&'static str>) {
+    const BUSY: &str = "another baton process may be running in this workspace; let it finish, or run `baton recover` if it is gone";
+    const DISK: &str = "the disk that holds the ledger may be full or failing: free some space (`df -h` shows it) and run the command again; the ledger was left as it was";
+    const READ_ONLY: &str = "the ledger is read-only for you: check the permissions of the file and of the .baton/ directory that holds it (baton needs to write both)";
+    const OPEN: &str = "check that the file is readable and writable and on a local disk; `baton doctor` checks the ledger";
+    match error {
         StoreError::NotFound(missing) => (
             Kind::NotFound,
             Some(match missing {
@@ -198,77 +244,48 @@ fn classify_store(error: &StoreError) -> Classified {
         | StoreError::MilestoneExists { .. }
         | StoreError::MilestoneMismatch { .. }
         | StoreError::Invalid { .. } => (Kind::Usage, None),
-        StoreError::Busy { .. } | StoreError::LeaseHeld { .. } => (
-            Kind::Ledger,
-            Some(
-                "another baton process may be running in this workspace; let it finish, or run `baton recover` if it is gone",
-            ),
-        ),
-        _ if error.is_disk_trouble() => (
-            Kind::Ledger,
-            Some(
-                "the disk that holds the ledger may be full or failing: free some space (`df -h` shows it) and run the command again; the ledger was left as it was",
-            ),
-        ),
-        _ if error.is_read_only() => (
-            Kind::Ledger,
-            Some(
-                "the ledger is read-only for you: check the permissions of the file and of the .baton/ directory that holds it (baton needs to write both)",
-            ),
-        ),
+        StoreError::Busy { .. } | StoreError::LeaseHeld { .. } => (Kind::Ledger, Some(BUSY)),
+        _ if error.is_disk_trouble() => (Kind::Ledger, Some(DISK)),
+        _ if error.is_read_only() => (Kind::Ledger, Some(READ_ONLY)),
         StoreError::CreateDirectory { .. }
         | StoreError::CreateFile { .. }
         | StoreError::Open { .. }
         | StoreError::Database { .. }
-        | StoreError::Migrate { .. } => (
-            Kind::Ledger,
-            Some(
-                "check that the file is readable and writable and on a local disk; `baton doctor` checks the ledger",
-            ),
-        ),
+        | StoreError::Migrate { .. } => (Kind::Ledger, Some(OPEN)),
         // These messages already say what to do.
         _ => (Kind::Ledger, None),
-    };
-    Classified {
-        kind,
-        hint: hint.map(str::to_owned),
     }
 }
 
-fn classify_agent(error: &AgentError) -> Classified {
-    match error {
-        AgentError::CannotSpawn { .. } => Classified {
-            kind: Kind::AgentUnavailable,
-            hint: Some(String::from(
-                "install Claude Code, or point BATON_CLAUDE_BIN or `agent.claude_bin` in .baton/config.toml at it; `baton doctor` checks it",
-            )),
-        },
-        _ => Classified {
-            kind: Kind::AgentUnavailable,
-            hint: Some(String::from(
-                "`baton doctor` checks the agent; `claude --version` should print its version",
-            )),
-        },
+impl From<AgentError> for CliError {
+    fn from(error: AgentError) -> CliError {
+        let hint = match error {
+            AgentError::CannotSpawn { .. } => {
+                "install Claude Code, or point BATON_CLAUDE_BIN or `agent.claude_bin` in .baton/config.toml at it; `baton doctor` checks it"
+            }
+            _ => "`baton doctor` checks the agent; `claude --version` should print its version",
+        };
+        from_library(Kind::AgentUnavailable, Some(hint), error)
     }
 }
 
-/// Writes an error for a person: the message, each cause that adds something, and the hint.
-pub fn render(error: &anyhow::Error) -> String {
-    let classified = classify(error);
-    let mut out = format!("error: {error}\n");
-    let mut previous = error.to_string();
-    for cause in error.chain().skip(1) {
-        let text = cause.to_string();
-        // Library messages often repeat their source's text; say each thing once.
-        if !previous.contains(&text) {
-            out.push_str(&format!("  caused by: {text}\n"));
+impl From<OrchestratorError> for CliError {
+    fn from(error: OrchestratorError) -> CliError {
+        let message = error.to_string();
+        match error {
+            OrchestratorError::Store(store) => CliError::from(store).context(message),
+            // The settings were validated when they were read: one the run refuses is a bug.
+            config @ OrchestratorError::Config { .. } => from_library(Kind::Internal, None, config),
         }
-        previous = text;
     }
-    if let Some(hint) = classified.hint {
-        out.push_str(&format!("  hint: {hint}\n"));
+}
+
+/// An I/O error with nothing to say what it was about. Code that knows which file or stream
+/// failed builds its own [`CliError`] with the path and keeps this as the source.
+impl From<std::io::Error> for CliError {
+    fn from(error: std::io::Error) -> CliError {
+        from_library(Kind::Internal, None, error)
     }
-    out
 }
 
 #[cfg(test)]
@@ -276,46 +293,81 @@ mod tests {
     use super::*;
     use session_store::TaskId;
 
+    const ALL_KINDS: [Kind; 5] = [
+        Kind::Usage,
+        Kind::NotFound,
+        Kind::Ledger,
+        Kind::AgentUnavailable,
+        Kind::Internal,
+    ];
+
+    fn code_of(kind: Kind) -> u8 {
+        exit_code(&Err(CliError::new(kind, "x")))
+    }
+
     #[test]
-    fn kinds_map_to_the_documented_codes() {
-        let codes: Vec<u8> = [
-            Kind::Other,
-            Kind::Usage,
-            Kind::NotFound,
-            Kind::Ledger,
-            Kind::AgentUnavailable,
-        ]
-        .map(Kind::code)
-        .to_vec();
-        assert_eq!(codes, [1, 2, 3, 4, 5]);
-        for code in [0u8, 1, 2, 3, 4, 5, 130, 143] {
+    fn every_exit_code_is_documented_in_help_and_in_the_guide() {
+        let codes: Vec<u8> = ALL_KINDS.map(code_of).to_vec();
+        assert_eq!(codes, [2, 3, 4, 5, 6]);
+        let outcomes = [
+            Outcome::Success,
+            Outcome::TasksNotCompleted,
+            Outcome::Interrupted(Signal::Interrupt),
+            Outcome::Interrupted(Signal::Terminate),
+            Outcome::Interrupted(Signal::Hangup),
+        ];
+        let outcome_codes: Vec<u8> = outcomes.map(|outcome| exit_code(&Ok(outcome))).to_vec();
+        assert_eq!(outcome_codes, [0, 1, 130, 143, 129]);
+        let guide = include_str!("../../../docs/user-guide.md");
+        for code in codes.into_iter().chain(outcome_codes) {
             assert!(
                 crate::flags::EXIT_CODES_HELP.contains(&format!("\n  {code} ")),
                 "exit code {code} is not documented in --help"
+            );
+            assert!(
+                guide.contains(&format!("\n| {code} | ")),
+                "exit code {code} is not documented in docs/user-guide.md"
             );
         }
     }
 
     #[test]
-    fn the_first_recognised_error_in_the_chain_decides() {
-        let error = anyhow::Error::new(StoreError::NotFound(Missing::Task(TaskId(7))))
+    fn a_store_error_decides_its_kind_and_hint_and_keeps_them_under_context() {
+        let error = CliError::from(StoreError::NotFound(Missing::Task(TaskId(7))))
             .context("could not show the task");
-        let classified = classify(&error);
-        assert_eq!(classified.kind, Kind::NotFound);
-        assert!(classified.hint.unwrap().contains("baton task list"));
-        let text = render(&error);
+        assert_eq!(error.kind, Kind::NotFound);
         assert_eq!(
-            text,
+            error.render(),
             "error: could not show the task\n  caused by: task 7 does not exist in the ledger\n  hint: `baton task list` shows the tasks in this ledger\n"
         );
-        let plain = anyhow::anyhow!("something odd");
-        assert_eq!(classify(&plain).kind, Kind::Other);
+    }
+
+    #[test]
+    fn an_orchestrator_error_reads_as_before_and_takes_the_ledgers_kind() {
+        let error = CliError::from(OrchestratorError::Store(StoreError::NotFound(
+            Missing::Task(TaskId(7)),
+        )));
+        assert_eq!(error.kind, Kind::NotFound);
+        assert_eq!(
+            error.render(),
+            "error: the ledger failed\n  caused by: task 7 does not exist in the ledger\n  hint: `baton task list` shows the tasks in this ledger\n"
+        );
+        let config = CliError::from(OrchestratorError::Config {
+            field: "concurrency",
+            reason: String::from("must be at least 1"),
+        });
+        assert_eq!(code_of(config.kind), 6);
     }
 
     #[test]
     fn a_cli_error_carries_its_own_hint() {
-        let error = anyhow::Error::new(CliError::usage("bad").with_hint("do this"));
-        assert_eq!(render(&error), "error: bad\n  hint: do this\n");
-        assert_eq!(classify(&error).kind.code(), 2);
+        let error = CliError::usage("bad").with_hint("do this");
+        assert_eq!(error.render(), "error: bad\n  hint: do this\n");
+        assert_eq!(exit_code(&Err(error)), 2);
+        let io = CliError::from(std::io::Error::other("disk on fire"));
+        assert_eq!(
+            (io.kind, io.render()),
+            (Kind::Internal, String::from("error: disk on fire\n"))
+        );
     }
 }

@@ -23,6 +23,7 @@ Exit codes:
   3    not found: a task, milestone, session, file, or the workspace itself
   4    the workspace or its ledger database could not be read or written
   5    the agent is unavailable: the claude program is missing or does not answer
+  6    baton itself failed: a bug or an unexpected system error; the message says what
   129  stopped because the terminal closed (SIGHUP); the tasks resume on the next run
   130  interrupted by Ctrl-C (SIGINT); the tasks resume on the next run
   143  stopped by SIGTERM; the tasks resume on the next run

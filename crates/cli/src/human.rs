@@ -4,6 +4,7 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use session_store::{Cost, Timestamp};
+use unicode_width::{UnicodeWidthChar, UnicodeWidthStr};
 
 /// A token count in at most four significant characters: `950`, `12.3k`, `4.1M`.
 pub fn tokens(count: u64) -> String {
@@ -86,20 +87,30 @@ pub fn between(start: Timestamp, end: Timestamp) -> Duration {
         .unwrap_or_default()
 }
 
-/// Text cut to `width` characters, ending with `…` when it was cut. Newlines become spaces.
+/// Text cut to `width` columns of a terminal, ending with `…` when it was cut. Newlines
+/// become spaces. Wide characters (most CJK and emoji) take two columns.
 pub fn truncate(text: &str, width: usize) -> String {
     let flat: String = text
         .chars()
         .map(|c| if c.is_control() { ' ' } else { c })
         .collect();
     let flat = flat.trim();
-    if flat.chars().count() <= width {
-        flat.to_owned()
-    } else {
-        let mut cut: String = flat.chars().take(width.saturating_sub(1)).collect();
-        cut.push('…');
-        cut
+    if flat.width() <= width {
+        return flat.to_owned();
     }
+    let room = width.saturating_sub(1);
+    let mut cut = String::new();
+    let mut used = 0;
+    for c in flat.chars() {
+        let columns = c.width().unwrap_or(0);
+        if used + columns > room {
+            break;
+        }
+        cut.push(c);
+        used += columns;
+    }
+    cut.push('…');
+    cut
 }
 
 fn trim_point_zero(text: String) -> String {
@@ -141,16 +152,13 @@ impl Table {
         self.rows.push(cells);
     }
 
-    /// The table as lines, each ending with a newline, trailing spaces trimmed.
+    /// The table as lines, each ending with a newline, trailing spaces trimmed. Cells are
+    /// padded to the columns they take on a terminal, so that wide characters line up.
     pub fn render(&self) -> String {
-        let mut widths: Vec<usize> = self
-            .columns
-            .iter()
-            .map(|(name, _)| name.chars().count())
-            .collect();
+        let mut widths: Vec<usize> = self.columns.iter().map(|(name, _)| name.width()).collect();
         for row in &self.rows {
             for (width, cell) in widths.iter_mut().zip(row) {
-                *width = (*width).max(cell.chars().count());
+                *width = (*width).max(cell.width());
             }
         }
         let mut out = String::new();
@@ -161,14 +169,14 @@ impl Table {
                 if index > 0 {
                     line.push_str("  ");
                 }
-                let pad = widths[index].saturating_sub(cell.chars().count());
+                let pad = " ".repeat(widths[index].saturating_sub(cell.width()));
                 match align {
                     Align::Left => {
                         line.push_str(cell);
-                        line.push_str(&" ".repeat(pad));
+                        line.push_str(&pad);
                     }
                     Align::Right => {
-                        line.push_str(&" ".repeat(pad));
+                        line.push_str(&pad);
                         line.push_str(cell);
                     }
                 }
@@ -199,12 +207,13 @@ impl Fields {
         let width = self
             .lines
             .iter()
-            .map(|(label, _)| label.chars().count())
+            .map(|(label, _)| label.width())
             .max()
             .unwrap_or(0);
         let mut out = String::new();
         for (label, value) in &self.lines {
-            let _ = writeln!(out, "  {label:<width$}  {value}");
+            let pad = " ".repeat(width - label.width());
+            let _ = writeln!(out, "  {label}{pad}  {value}");
         }
         out
     }
@@ -260,5 +269,29 @@ mod tests {
         table.row(vec!["12".into(), "a longer title".into()]);
         assert_eq!(table.render(), "ID  TITLE\n 7  short\n12  a longer title\n");
         assert_eq!(truncate("one\ntwo three", 8), "one two…");
+    }
+
+    #[test]
+    fn wide_characters_line_up_by_the_columns_they_take() {
+        let mut table = Table::new(&[
+            ("ID", Align::Right),
+            ("TITLE", Align::Left),
+            ("COST", Align::Right),
+        ]);
+        table.row(vec!["1".into(), "修复解析器".into(), "$0.01".into()]);
+        table.row(vec!["2".into(), "Ship it 🚀".into(), "$1.00".into()]);
+        table.row(vec!["3".into(), "plain".into(), "$0".into()]);
+        let rendered = table.render();
+        assert_eq!(
+            rendered,
+            "ID  TITLE        COST\n 1  修复解析器  $0.01\n 2  Ship it 🚀  $1.00\n 3  plain          $0\n"
+        );
+        // Every line ends at the same terminal column.
+        let ends: Vec<usize> = rendered.lines().map(UnicodeWidthStr::width).collect();
+        assert_eq!(ends, [21, 21, 21, 21]);
+        // Cut by columns too: five CJK characters take ten.
+        assert_eq!(truncate("修复解析器", 10), "修复解析器");
+        assert_eq!(truncate("修复解析器", 9), "修复解析…");
+        assert_eq!(truncate("Ship it 🚀🚀", 10), "Ship it …");
     }
 }

@@ -5,9 +5,10 @@
 //! (the workspace's `tests` package, for the fault-injection suite) can build their own copy
 //! of the exact same program. Nothing else is public.
 //!
-//! [`main`] is thin: read the environment once ([`settings::Env`]), parse the flags
-//! ([`flags`]), run the command ([`commands`]), and map how it ended to an exit code
-//! ([`error`]). Everything it prints is redacted ([`output`], [`secrets`]).
+//! [`main`] is thin: read the environment once ([`settings::Env`]), make the terminal handle
+//! ([`output::Ui`]), parse the flags ([`flags`]), run the command ([`commands`]), and map how
+//! it ended to an exit code ([`error::exit_code`]). Everything it prints goes through the
+//! handle, which redacts it ([`output`], [`secrets`]).
 
 mod agents;
 mod commands;
@@ -26,28 +27,33 @@ mod views;
 use std::process::ExitCode;
 
 use clap::Parser;
+use session_store::Redactor;
+
+use crate::output::{ColorEnv, Ui};
 
 /// Runs `baton` with the process's arguments and environment, and returns its exit code.
 pub fn main() -> ExitCode {
     let env = settings::Env::capture();
     // Everything printed is redacted from the start, clap's messages too: they quote the
     // arguments, which may hold a key typed in the wrong place.
-    if let Ok(env) = &env {
-        output::redact_with(env.redactor.clone());
-    }
+    let (redactor, colors) = match &env {
+        Ok(env) => (
+            env.redactor.clone(),
+            ColorEnv {
+                no_color: env.no_color,
+                force: env.clicolor_force,
+            },
+        ),
+        Err(_) => (Redactor::new(), ColorEnv::default()),
+    };
+    let mut ui = Ui::new(redactor, colors);
     let cli = match flags::Cli::try_parse() {
         Ok(cli) => cli,
-        Err(error) => {
-            let no_color = env.as_ref().is_ok_and(|env| env.no_color);
-            return output::clap_message(&error, no_color);
-        }
+        Err(error) => return ui.clap_message(&error),
     };
-    let result = env.and_then(|env| commands::dispatch(cli, env));
-    match result {
-        Ok(outcome) => outcome.exit_code(),
-        Err(error) => {
-            output::note(&error::render(&error));
-            ExitCode::from(error::classify(&error).kind.code())
-        }
+    let ended = env.and_then(|env| commands::dispatch(cli, env, &mut ui));
+    if let Err(error) = &ended {
+        ui.error(error);
     }
+    ExitCode::from(error::exit_code(&ended))
 }

@@ -9,15 +9,14 @@ use std::ffi::OsStr;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use anyhow::Context as _;
 use serde::Serialize;
 use session_store::{Redactor, Store, StoreOptions};
 
 use crate::config::ConfigFile;
-use crate::error::{CliError, Kind};
+use crate::error::{CliError, ErrorContext as _, Kind};
 use crate::flags::RunArgs;
 use crate::keys::{self, Definition, Key, KeyType, Problem, Value};
-use crate::{output, secrets};
+use crate::secrets;
 
 /// The name of the workspace directory.
 pub const WORKSPACE_DIR: &str = ".baton";
@@ -33,6 +32,8 @@ pub struct Env {
     pub cwd: PathBuf,
     /// Whether `NO_COLOR` asks for no colours.
     pub no_color: bool,
+    /// Whether `CLICOLOR_FORCE` asks for colours even where output is not a terminal.
+    pub clicolor_force: bool,
     /// The values of the secret-looking variables (`ANTHROPIC_API_KEY`, `GITHUB_TOKEN`, …),
     /// to keep out of the ledger and the output.
     pub redactor: Redactor,
@@ -93,10 +94,10 @@ pub struct Context {
 }
 
 impl Env {
-    pub fn capture() -> anyhow::Result<Env> {
+    pub fn capture() -> crate::error::Result<Env> {
         let cwd = std::env::current_dir().map_err(|error| {
             CliError::new(
-                Kind::Other,
+                Kind::Internal,
                 "could not read the current directory (was it deleted?)",
             )
             .with_source(error)
@@ -117,6 +118,7 @@ impl Env {
         }
         Ok(Env {
             no_color: var("NO_COLOR").is_some(),
+            clicolor_force: var("CLICOLOR_FORCE").is_some(),
             redactor: Redactor::from_vars(std::env::vars_os()),
             values,
             cwd,
@@ -283,7 +285,7 @@ impl Context {
     /// Finds the workspace and the ledger and reads the configuration.
     ///
     /// Without `--db` or `BATON_DB` a workspace must exist at or above the current directory.
-    pub fn load(db_flag: Option<PathBuf>, json: bool, env: Env) -> anyhow::Result<Context> {
+    pub fn load(db_flag: Option<PathBuf>, json: bool, env: Env) -> crate::error::Result<Context> {
         let workspace = Workspace::find(&env.cwd);
         let (file, config_path) = match &workspace {
             Some(workspace) => {
@@ -301,7 +303,6 @@ impl Context {
             .get(keys::LEDGER_PATH)
             .ok_or_else(|| no_workspace(&env.cwd))?;
         let redactor = secrets::with_agent_env(&env.redactor, &settings.get(keys::AGENT_ENV));
-        output::redact_with(redactor.clone());
         Ok(Context {
             env,
             json,
@@ -321,7 +322,7 @@ impl Context {
 
     /// Opens the ledger, which must exist (`baton init` creates it), with the context's
     /// redactor.
-    pub fn open_store(&self) -> anyhow::Result<Store> {
+    pub fn open_store(&self) -> crate::error::Result<Store> {
         if !self.ledger.is_file() {
             let hint = match self.settings.source(keys::LEDGER_PATH) {
                 Source::Default => String::from(
@@ -336,8 +337,7 @@ impl Context {
                 "the ledger database `{}` does not exist",
                 self.ledger.display()
             ))
-            .with_hint(hint)
-            .into());
+            .with_hint(hint));
         }
         let options = self.settings.store_options(self.redactor.clone());
         Store::open_with(&self.ledger, &options).with_context(|| {
@@ -379,6 +379,7 @@ mod tests {
         Env {
             cwd: cwd.to_owned(),
             no_color: false,
+            clicolor_force: false,
             redactor: Redactor::new(),
             values: BTreeMap::new(),
         }
@@ -520,7 +521,7 @@ mod tests {
     fn without_a_workspace_or_a_database_there_is_nothing_to_work_on() {
         let dir = tempfile::tempdir().unwrap();
         let error = Context::load(None, false, env(dir.path())).unwrap_err();
-        assert_eq!(crate::error::classify(&error).kind, Kind::NotFound);
+        assert_eq!(error.kind, Kind::NotFound);
         let context = Context::load(Some(PathBuf::from("x.db")), false, env(dir.path())).unwrap();
         assert_eq!(context.ledger, dir.path().join("x.db"));
         assert_eq!(context.default_workdir(), dir.path());

@@ -1,17 +1,20 @@
-//! What the ledger's records look like in `--json` output, and the lookups the views share.
+//! What the ledger's records look like in `--json` output (one `Serialize` type each, which the
+//! commands' own output types hold), the lookups they share, and the cells and lines of their
+//! human forms.
 //!
 //! The field names are a contract scripts rely on (docs/user-guide.md lists them): fields
 //! are added, never renamed or removed. Times are RFC 3339 in UTC, money is `cost_usd` in
 //! dollars, durations are `*_ms` in milliseconds, and ids are numbers (tasks) or UUIDs
 //! (sessions).
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 
 use agent::{ExitInfo, SessionId};
-use serde_json::{Map, Value, json};
+use serde::Serialize;
 use session_store::{
-    Milestone, MilestoneId, RecordedCall, Session, SessionFilter, Store, StoreError, Task, TaskId,
-    Timestamp, Totals, Verification,
+    Milestone, MilestoneId, RecordedCall, Session, SessionFilter, Store, StoreError, SweepReason,
+    Task, TaskId, Timestamp, Totals, Verification,
 };
 
 use crate::human;
@@ -71,142 +74,293 @@ pub fn sessions_by_task(
 }
 
 /// A task, with its usage totals and the sessions it worked in.
-pub fn task(task: &Task, milestone: Option<&str>, sessions: &[SessionId]) -> Value {
-    let mut object = json!({
-        "id": task.id.get(),
-        "title": task.title,
-        "status": task.status.as_str(),
-        "milestone": milestone,
-        "prompt": task.prompt,
-        "working_dir": task.working_dir.to_string_lossy(),
-        "verify": task.verify_commands,
-        "after": task.after.iter().map(|id| id.get()).collect::<Vec<_>>(),
-        "policy": task.policy.map(|policy| policy.as_str()),
-        "max_iterations": task.max_iterations,
-        "max_turns": task.max_turns,
-        "iterations": task.iterations,
-        "sessions": sessions.iter().map(ToString::to_string).collect::<Vec<_>>(),
-        "failure_reason": task.failure_reason,
-        "guidance": task.guidance,
-        "runner": task.runner.as_ref().map(|runner| json!({ "pid": runner.pid, "host": runner.host })),
-        "created_at": human::rfc3339(task.created_at),
-        "started_at": task.started_at.map(human::rfc3339),
-        "finished_at": task.finished_at.map(human::rfc3339),
-    });
-    add_totals(&mut object, &task.totals);
-    object
+#[derive(Debug, Serialize)]
+pub struct TaskJson<'a> {
+    id: i64,
+    title: &'a str,
+    status: &'static str,
+    milestone: Option<&'a str>,
+    prompt: &'a str,
+    working_dir: Cow<'a, str>,
+    verify: &'a [String],
+    after: Vec<i64>,
+    policy: Option<&'static str>,
+    max_iterations: u32,
+    max_turns: Option<u32>,
+    iterations: u32,
+    sessions: Vec<String>,
+    failure_reason: Option<&'a str>,
+    guidance: Option<&'a str>,
+    runner: Option<RunnerJson<'a>>,
+    created_at: String,
+    started_at: Option<String>,
+    finished_at: Option<String>,
+    #[serde(flatten)]
+    totals: TotalsJson,
+}
+
+/// The process that holds a task or a session.
+#[derive(Debug, Serialize)]
+struct RunnerJson<'a> {
+    pid: u32,
+    host: &'a str,
 }
 
 /// A session, with its usage totals.
-pub fn session(session: &Session, milestone: Option<&str>) -> Value {
-    let mut object = json!({
-        "id": session.id.to_string(),
-        "task_id": session.task.get(),
-        "milestone": milestone,
-        "status": session.status.as_str(),
-        "policy": session.policy.as_str(),
-        "started_at": human::rfc3339(session.started_at),
-        "ended_at": session.ended_at.map(human::rfc3339),
-        "end_reason": session.end_reason,
-        "lease": session.lease.as_ref().map(|lease| json!({
-            "pid": lease.owner.pid,
-            "host": lease.owner.host,
-            "expires_at": human::rfc3339(lease.expires_at),
-        })),
-    });
-    add_totals(&mut object, &session.totals);
-    object
+#[derive(Debug, Serialize)]
+pub struct SessionJson<'a> {
+    id: String,
+    task_id: i64,
+    milestone: Option<&'a str>,
+    status: &'static str,
+    policy: &'static str,
+    started_at: String,
+    ended_at: Option<String>,
+    end_reason: Option<&'a str>,
+    lease: Option<LeaseJson<'a>>,
+    #[serde(flatten)]
+    totals: TotalsJson,
+}
+
+#[derive(Debug, Serialize)]
+struct LeaseJson<'a> {
+    pid: u32,
+    host: &'a str,
+    expires_at: String,
 }
 
 /// One recorded agent call.
-pub fn call(call: &RecordedCall) -> Value {
-    json!({
-        "id": call.id.get(),
-        "session_id": call.session.to_string(),
-        "task_id": call.task.get(),
-        "iteration": call.iteration,
-        "plan": call.plan.as_str(),
-        "outcome": call.outcome.as_str(),
-        "subtype": call.subtype,
-        "error_message": call.error_message,
-        "reported_session_id": call.reported_session.map(|id| id.to_string()),
-        "turns": call.turns,
-        "input_tokens": call.usage.input_tokens,
-        "output_tokens": call.usage.output_tokens,
-        "cache_read_tokens": call.usage.cache_read_tokens,
-        "cache_creation_tokens": call.usage.cache_creation_tokens,
-        "cost_usd": call.cost.as_usd(),
-        "duration_ms": millis(call.duration),
-        "exit": call.exit.map(exit_text),
-        "started_at": human::rfc3339(call.started_at),
-        "ended_at": human::rfc3339(call.ended_at),
-        "prompt": call.prompt,
-        "result_text": call.result_text,
-    })
+#[derive(Debug, Serialize)]
+pub struct CallJson<'a> {
+    id: i64,
+    session_id: String,
+    task_id: i64,
+    iteration: u32,
+    plan: &'static str,
+    outcome: &'static str,
+    subtype: Option<&'a str>,
+    error_message: Option<&'a str>,
+    reported_session_id: Option<String>,
+    turns: u32,
+    input_tokens: u64,
+    output_tokens: u64,
+    cache_read_tokens: u64,
+    cache_creation_tokens: u64,
+    cost_usd: f64,
+    duration_ms: u64,
+    exit: Option<String>,
+    started_at: String,
+    ended_at: String,
+    prompt: &'a str,
+    result_text: Option<&'a str>,
 }
 
 /// One recorded verification run.
-pub fn verification(verification: &Verification) -> Value {
-    json!({
-        "id": verification.id.get(),
-        "iteration": verification.iteration,
-        "command": verification.command,
-        "passed": verification.passed(),
-        "exit": verification.exit.map(exit_text),
-        "timed_out": verification.timed_out,
-        "duration_ms": millis(verification.duration),
-        "output_tail": verification.output_tail,
-        "recorded_at": human::rfc3339(verification.recorded_at),
-    })
+#[derive(Debug, Serialize)]
+pub struct VerificationJson<'a> {
+    id: i64,
+    iteration: u32,
+    command: &'a str,
+    passed: bool,
+    exit: Option<String>,
+    timed_out: bool,
+    duration_ms: u64,
+    output_tail: &'a str,
+    recorded_at: String,
 }
 
 /// A milestone, with its usage and how many of its tasks are in each state.
-pub fn milestone(milestone: &Milestone, tasks: &[Task], totals: &Totals) -> Value {
-    let mut states = Map::new();
-    for task in tasks {
-        let count = states
-            .entry(task.status.as_str())
-            .or_insert(Value::from(0u64));
-        *count = Value::from(count.as_u64().unwrap_or(0) + 1);
-    }
-    let mut object = json!({
-        "id": milestone.id.get(),
-        "name": milestone.name,
-        "description": milestone.description,
-        "policy": milestone.policy.map(|policy| policy.as_str()),
-        "task_count": tasks.len(),
-        "task_states": states,
-        "created_at": human::rfc3339(milestone.created_at),
-    });
-    add_totals(&mut object, totals);
-    object
+#[derive(Debug, Serialize)]
+pub struct MilestoneJson<'a> {
+    id: i64,
+    name: &'a str,
+    description: &'a str,
+    policy: Option<&'static str>,
+    task_count: usize,
+    task_states: BTreeMap<&'static str, u64>,
+    created_at: String,
+    #[serde(flatten)]
+    totals: TotalsJson,
 }
 
 /// The usage fields every record with totals carries.
-pub fn totals(totals: &Totals) -> Value {
-    let mut object = json!({});
-    add_totals(&mut object, totals);
-    object
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct TotalsJson {
+    agent_calls: u64,
+    turns: u64,
+    input_tokens: u64,
+    output_tokens: u64,
+    cache_read_tokens: u64,
+    cache_creation_tokens: u64,
+    cost_usd: f64,
 }
 
-fn add_totals(object: &mut Value, totals: &Totals) {
-    if let Value::Object(map) = object {
-        let usage = &totals.usage;
-        for (key, value) in [
-            ("agent_calls", Value::from(totals.agent_calls)),
-            ("turns", Value::from(totals.turns)),
-            ("input_tokens", Value::from(usage.input_tokens)),
-            ("output_tokens", Value::from(usage.output_tokens)),
-            ("cache_read_tokens", Value::from(usage.cache_read_tokens)),
-            (
-                "cache_creation_tokens",
-                Value::from(usage.cache_creation_tokens),
-            ),
-            ("cost_usd", Value::from(totals.cost.as_usd())),
-        ] {
-            map.insert(key.to_owned(), value);
+impl<'a> TaskJson<'a> {
+    pub fn new(task: &'a Task, milestone: Option<&'a str>, sessions: &[SessionId]) -> Self {
+        TaskJson {
+            id: task.id.get(),
+            title: &task.title,
+            status: task.status.as_str(),
+            milestone,
+            prompt: &task.prompt,
+            working_dir: task.working_dir.to_string_lossy(),
+            verify: &task.verify_commands,
+            after: task.after.iter().map(|id| id.get()).collect(),
+            policy: task.policy.map(|policy| policy.as_str()),
+            max_iterations: task.max_iterations,
+            max_turns: task.max_turns,
+            iterations: task.iterations,
+            sessions: sessions.iter().map(ToString::to_string).collect(),
+            failure_reason: task.failure_reason.as_deref(),
+            guidance: task.guidance.as_deref(),
+            runner: task.runner.as_ref().map(|runner| RunnerJson {
+                pid: runner.pid,
+                host: &runner.host,
+            }),
+            created_at: human::rfc3339(task.created_at),
+            started_at: task.started_at.map(human::rfc3339),
+            finished_at: task.finished_at.map(human::rfc3339),
+            totals: TotalsJson::new(&task.totals),
         }
     }
+
+    /// Each of `tasks`, with its milestone's name and its sessions.
+    pub fn all(
+        tasks: &'a [Task],
+        names: &'a MilestoneNames,
+        sessions: &BTreeMap<TaskId, Vec<SessionId>>,
+    ) -> Vec<Self> {
+        tasks
+            .iter()
+            .map(|task| {
+                TaskJson::new(
+                    task,
+                    names.name(task.milestone),
+                    sessions_of(sessions, task.id),
+                )
+            })
+            .collect()
+    }
+}
+
+impl<'a> SessionJson<'a> {
+    pub fn new(session: &'a Session, milestone: Option<&'a str>) -> Self {
+        SessionJson {
+            id: session.id.to_string(),
+            task_id: session.task.get(),
+            milestone,
+            status: session.status.as_str(),
+            policy: session.policy.as_str(),
+            started_at: human::rfc3339(session.started_at),
+            ended_at: session.ended_at.map(human::rfc3339),
+            end_reason: session.end_reason.as_deref(),
+            lease: session.lease.as_ref().map(|lease| LeaseJson {
+                pid: lease.owner.pid,
+                host: &lease.owner.host,
+                expires_at: human::rfc3339(lease.expires_at),
+            }),
+            totals: TotalsJson::new(&session.totals),
+        }
+    }
+
+    /// Each of `sessions`, with its milestone's name.
+    pub fn all(sessions: &'a [Session], names: &'a MilestoneNames) -> Vec<Self> {
+        sessions
+            .iter()
+            .map(|session| SessionJson::new(session, names.name(session.milestone)))
+            .collect()
+    }
+}
+
+impl<'a> CallJson<'a> {
+    pub fn new(call: &'a RecordedCall) -> Self {
+        CallJson {
+            id: call.id.get(),
+            session_id: call.session.to_string(),
+            task_id: call.task.get(),
+            iteration: call.iteration,
+            plan: call.plan.as_str(),
+            outcome: call.outcome.as_str(),
+            subtype: call.subtype.as_deref(),
+            error_message: call.error_message.as_deref(),
+            reported_session_id: call.reported_session.map(|id| id.to_string()),
+            turns: call.turns,
+            input_tokens: call.usage.input_tokens,
+            output_tokens: call.usage.output_tokens,
+            cache_read_tokens: call.usage.cache_read_tokens,
+            cache_creation_tokens: call.usage.cache_creation_tokens,
+            cost_usd: call.cost.as_usd(),
+            duration_ms: millis(call.duration),
+            exit: call.exit.map(exit_text),
+            started_at: human::rfc3339(call.started_at),
+            ended_at: human::rfc3339(call.ended_at),
+            prompt: &call.prompt,
+            result_text: call.result_text.as_deref(),
+        }
+    }
+
+    pub fn all(calls: &'a [RecordedCall]) -> Vec<Self> {
+        calls.iter().map(CallJson::new).collect()
+    }
+}
+
+impl<'a> VerificationJson<'a> {
+    pub fn new(verification: &'a Verification) -> Self {
+        VerificationJson {
+            id: verification.id.get(),
+            iteration: verification.iteration,
+            command: &verification.command,
+            passed: verification.passed(),
+            exit: verification.exit.map(exit_text),
+            timed_out: verification.timed_out,
+            duration_ms: millis(verification.duration),
+            output_tail: &verification.output_tail,
+            recorded_at: human::rfc3339(verification.recorded_at),
+        }
+    }
+
+    pub fn all(verifications: &'a [Verification]) -> Vec<Self> {
+        verifications.iter().map(VerificationJson::new).collect()
+    }
+}
+
+impl<'a> MilestoneJson<'a> {
+    pub fn new(milestone: &'a Milestone, tasks: &[Task], totals: &Totals) -> Self {
+        let mut task_states = BTreeMap::new();
+        for task in tasks {
+            *task_states.entry(task.status.as_str()).or_insert(0) += 1;
+        }
+        MilestoneJson {
+            id: milestone.id.get(),
+            name: &milestone.name,
+            description: &milestone.description,
+            policy: milestone.policy.map(|policy| policy.as_str()),
+            task_count: tasks.len(),
+            task_states,
+            created_at: human::rfc3339(milestone.created_at),
+            totals: TotalsJson::new(totals),
+        }
+    }
+}
+
+impl TotalsJson {
+    pub fn new(totals: &Totals) -> TotalsJson {
+        let usage = &totals.usage;
+        TotalsJson {
+            agent_calls: totals.agent_calls,
+            turns: totals.turns,
+            input_tokens: usage.input_tokens,
+            output_tokens: usage.output_tokens,
+            cache_read_tokens: usage.cache_read_tokens,
+            cache_creation_tokens: usage.cache_creation_tokens,
+            cost_usd: totals.cost.as_usd(),
+        }
+    }
+}
+
+/// The sessions `task` worked in, from a map [`sessions_by_task`] made.
+pub fn sessions_of(sessions: &BTreeMap<TaskId, Vec<SessionId>>, task: TaskId) -> &[SessionId] {
+    sessions.get(&task).map(Vec::as_slice).unwrap_or_default()
 }
 
 fn millis(duration: std::time::Duration) -> u64 {
@@ -218,6 +372,15 @@ pub fn exit_text(exit: ExitInfo) -> String {
     match exit {
         ExitInfo::Code(code) => format!("exit {code}"),
         ExitInfo::Signal(signal) => format!("signal {signal}"),
+    }
+}
+
+/// Why recovery abandoned a session, in words.
+pub fn why_swept(reason: SweepReason) -> &'static str {
+    match reason {
+        SweepReason::OwnerGone => "its runner is gone",
+        SweepReason::LeaseExpired => "its lease expired",
+        SweepReason::Unowned => "nobody held it",
     }
 }
 

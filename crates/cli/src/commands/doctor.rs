@@ -10,10 +10,10 @@ use session_store::{SessionFilter, SessionStatus, Store, StoreOptions, TaskFilte
 
 use crate::agents;
 use crate::config::ConfigFile;
-use crate::error::{self, CliError, Kind, Outcome};
+use crate::error::{CliError, Kind, Outcome, Result};
 use crate::human::Fields;
 use crate::keys::{self, AgentKind};
-use crate::output;
+use crate::output::Ui;
 use crate::secrets;
 use crate::settings::{Env, Resolved, Settings, Source, Workspace, no_workspace};
 
@@ -52,11 +52,11 @@ struct KeyReport {
     source: Source,
 }
 
-pub fn run(db_flag: Option<PathBuf>, json: bool, env: &Env) -> anyhow::Result<Outcome> {
+pub fn run(ui: &mut Ui, db_flag: Option<PathBuf>, json: bool, env: &Env) -> Result<Outcome> {
     let mut checks = Vec::new();
     let settings = load_settings(db_flag, env, &mut checks);
     let redactor = secrets::with_agent_env(&env.redactor, &settings.get(keys::AGENT_ENV));
-    output::redact_with(redactor.clone());
+    ui.set_redactor(redactor.clone());
     if settings.get(keys::AGENT_PERMISSION_MODE) == PermissionMode::BypassPermissions {
         checks.push(warning(
             "permissions",
@@ -80,9 +80,9 @@ pub fn run(db_flag: Option<PathBuf>, json: bool, env: &Env) -> anyhow::Result<Ou
         checks.push(check_agent(&settings)?);
     }
     if json {
-        print_json(&checks, ledger.as_deref(), &settings);
+        print_json(ui, &checks, ledger.as_deref(), &settings)?;
     } else {
-        output::print(&format!(
+        ui.print(&format!(
             "{}\n{}",
             checks_text(&checks),
             settings_text(&settings)
@@ -94,9 +94,10 @@ pub fn run(db_flag: Option<PathBuf>, json: bool, env: &Env) -> anyhow::Result<Ou
     });
     match first_failure {
         None => Ok(Outcome::Success),
-        Some(kind) => {
-            Err(CliError::new(kind, "baton doctor found a problem (marked FAIL above)").into())
-        }
+        Some(kind) => Err(CliError::new(
+            kind,
+            "baton doctor found a problem (marked FAIL above)",
+        )),
     }
 }
 
@@ -134,7 +135,7 @@ fn load_settings(db_flag: Option<PathBuf>, env: &Env, checks: &mut Vec<Check>) -
             "workspace",
             "none found; the ledger is named with --db or BATON_DB, and the settings are the defaults",
         ),
-        (None, _) => failed("workspace", &no_workspace(&env.cwd).into()),
+        (None, _) => failed("workspace", &no_workspace(&env.cwd)),
     });
     checks.extend(config_check);
     settings
@@ -158,8 +159,7 @@ fn ok(name: &'static str, detail: String) -> Check {
     }
 }
 
-fn failed(name: &'static str, error: &anyhow::Error) -> Check {
-    let classified = error::classify(error);
+fn failed(name: &'static str, error: &CliError) -> Check {
     let mut detail = error.to_string();
     for cause in error.chain().skip(1) {
         let text = cause.to_string();
@@ -170,9 +170,9 @@ fn failed(name: &'static str, error: &anyhow::Error) -> Check {
     }
     Check {
         name,
-        status: Status::Failed(classified.kind),
+        status: Status::Failed(error.kind),
         detail,
-        hint: classified.hint,
+        hint: error.hint.clone(),
     }
 }
 
@@ -181,11 +181,10 @@ fn check_ledger(path: &Path, options: &StoreOptions) -> Check {
         return failed(
             "ledger",
             &CliError::not_found(format!("`{}` does not exist", path.display()))
-                .with_hint("`baton init` creates a workspace with its ledger")
-                .into(),
+                .with_hint("`baton init` creates a workspace with its ledger"),
         );
     }
-    let summary = (|| -> anyhow::Result<String> {
+    let summary = (|| -> Result<String> {
         let store = Store::open_with(path, options)?;
         let findings = store.integrity_check()?;
         if !findings.is_empty() {
@@ -196,8 +195,7 @@ fn check_ledger(path: &Path, options: &StoreOptions) -> Check {
             ))
             .with_hint(
                 "restore the file from a backup; `sqlite3 FILE .recover` may save what is left",
-            )
-            .into());
+            ));
         }
         let version = store.schema_version()?;
         let tasks = store.tasks(&TaskFilter::default())?;
@@ -231,7 +229,7 @@ fn check_ledger(path: &Path, options: &StoreOptions) -> Check {
     }
 }
 
-fn check_agent(settings: &Settings) -> anyhow::Result<Check> {
+fn check_agent(settings: &Settings) -> Result<Check> {
     if settings.get(keys::AGENT_KIND) == AgentKind::Mock {
         return Ok(ok(
             "agent",
@@ -301,7 +299,7 @@ fn shown(resolved: &Resolved) -> String {
     }
 }
 
-fn print_json(checks: &[Check], ledger: Option<&Path>, settings: &Settings) {
+fn print_json(ui: &Ui, checks: &[Check], ledger: Option<&Path>, settings: &Settings) -> Result<()> {
     let mut by_table = Map::new();
     let mut keys = Vec::new();
     for resolved in settings.all() {
@@ -339,13 +337,11 @@ fn print_json(checks: &[Check], ledger: Option<&Path>, settings: &Settings) {
         settings: by_table,
         keys,
     };
-    output::print_json(
-        &serde_json::to_value(&report).expect("invariant: the report's fields are all JSON"),
-    );
+    ui.json(&report)
 }
 
 impl Serialize for Status {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
         serializer.serialize_str(match self {
             Status::Ok => "ok",
             Status::Warning => "warning",

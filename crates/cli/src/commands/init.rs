@@ -5,15 +5,14 @@ use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
-use anyhow::Context as _;
 use serde_json::json;
 use session_store::Store;
 
 use crate::config::{self, ConfigFile};
-use crate::error::{CliError, Kind, Outcome};
+use crate::error::{CliError, ErrorContext as _, Kind, Outcome, Result};
 use crate::flags::{AgentKind, InitArgs};
 use crate::keys;
-use crate::output;
+use crate::output::Ui;
 use crate::settings::{Env, Settings, Workspace};
 
 /// What `init` made.
@@ -24,11 +23,12 @@ pub struct Created {
 }
 
 pub fn run(
+    ui: &Ui,
     args: &InitArgs,
     db_flag: Option<PathBuf>,
     json: bool,
     env: &Env,
-) -> anyhow::Result<Outcome> {
+) -> Result<Outcome> {
     // No workspace yet, so no configuration file: the flags, the environment and defaults.
     let settings = Settings::resolve(&ConfigFile::default(), None, env)
         .with_flag(keys::AGENT_KIND, args.agent)
@@ -38,18 +38,18 @@ pub fn run(
     let created = create(&env.cwd, ledger, agent)?;
     let config_path = created.workspace.config_path();
     if json {
-        output::print_json(&json!({
+        ui.json(&json!({
             "workspace": created.workspace.root.to_string_lossy(),
             "config": config_path.to_string_lossy(),
             "ledger": created.ledger.to_string_lossy(),
             "agent": agent.as_str(),
-        }));
+        }))?;
     } else {
         let next = match agent {
             AgentKind::Claude => "`baton doctor` checks that Claude Code runs; then ",
             AgentKind::Mock => "",
         };
-        output::print(&format!(
+        ui.print(&format!(
             "Created a baton workspace in {}\n  config  {} (agent: {})\n  ledger  {}\n\nNext: {next}`baton task add TITLE --prompt TEXT --verify CMD`, and `baton run`.\n",
             created.workspace.root.display(),
             config_path.display(),
@@ -62,7 +62,7 @@ pub fn run(
 
 /// Creates the workspace in `root`: `.baton/` (mode 0700), its `config.toml` (0600) and the
 /// ledger (0600), at `ledger` when given, else in `.baton/`.
-pub fn create(root: &Path, ledger: Option<PathBuf>, agent: AgentKind) -> anyhow::Result<Created> {
+pub fn create(root: &Path, ledger: Option<PathBuf>, agent: AgentKind) -> Result<Created> {
     let workspace = Workspace {
         root: root.to_owned(),
     };
@@ -74,8 +74,7 @@ pub fn create(root: &Path, ledger: Option<PathBuf>, agent: AgentKind) -> anyhow:
         ))
         .with_hint(
             "edit .baton/config.toml to change its configuration; to start over, remove .baton/ (that deletes its ledger)",
-        )
-        .into());
+        ));
     }
     DirBuilder::new()
         .mode(0o700)

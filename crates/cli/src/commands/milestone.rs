@@ -1,17 +1,32 @@
 //! `baton milestone`: create, list and show milestones.
 
-use serde_json::{Value, json};
+use serde::Serialize;
 use session_store::{NewMilestone, TaskFilter, Totals};
 
-use crate::error::Outcome;
+use crate::error::{Outcome, Result};
 use crate::flags::MilestoneCommand;
 use crate::human::{self, Align, Fields, Table};
-use crate::output;
+use crate::output::Ui;
 use crate::secrets;
 use crate::settings::Context;
-use crate::views::{self, MilestoneNames};
+use crate::views::{self, MilestoneJson, MilestoneNames, TaskJson, sessions_of};
 
-pub fn run(command: MilestoneCommand, context: &Context) -> anyhow::Result<Outcome> {
+/// `milestone add --json`.
+#[derive(Debug, Serialize)]
+struct Added<'a> {
+    id: i64,
+    name: &'a str,
+}
+
+/// `milestone show --json`: the milestone and its tasks.
+#[derive(Debug, Serialize)]
+struct Shown<'a> {
+    #[serde(flatten)]
+    milestone: MilestoneJson<'a>,
+    tasks: Vec<TaskJson<'a>>,
+}
+
+pub fn run(command: MilestoneCommand, context: &Context, ui: &Ui) -> Result<Outcome> {
     match command {
         MilestoneCommand::Add {
             name,
@@ -33,20 +48,23 @@ pub fn run(command: MilestoneCommand, context: &Context) -> anyhow::Result<Outco
                 policy: session_policy,
             })?;
             if context.json {
-                output::print_json(&json!({ "id": id.get(), "name": name }));
+                ui.json(&Added {
+                    id: id.get(),
+                    name: &name,
+                })?;
             } else {
-                output::print(&format!(
+                ui.print(&format!(
                     "Milestone `{name}` created. Add tasks to it with `baton task add TITLE --milestone {name}`.\n"
                 ));
             }
             Ok(Outcome::Success)
         }
-        MilestoneCommand::List => list(context),
-        MilestoneCommand::Show { name } => show(&name, context),
+        MilestoneCommand::List => list(context, ui),
+        MilestoneCommand::Show { name } => show(&name, context, ui),
     }
 }
 
-fn list(context: &Context) -> anyhow::Result<Outcome> {
+fn list(context: &Context, ui: &Ui) -> Result<Outcome> {
     let store = context.open_store()?;
     let milestones = store.milestones()?;
     let mut rows = Vec::new();
@@ -59,15 +77,15 @@ fn list(context: &Context) -> anyhow::Result<Outcome> {
         rows.push((milestone, tasks, totals));
     }
     if context.json {
-        let items: Vec<Value> = rows
+        let items: Vec<MilestoneJson<'_>> = rows
             .iter()
-            .map(|(milestone, tasks, totals)| views::milestone(milestone, tasks, totals))
+            .map(|(milestone, tasks, totals)| MilestoneJson::new(milestone, tasks, totals))
             .collect();
-        output::print_json(&Value::Array(items));
+        ui.json(&items)?;
         return Ok(Outcome::Success);
     }
     if rows.is_empty() {
-        output::print("No milestones yet. Create one with `baton milestone add NAME`.\n");
+        ui.print("No milestones yet. Create one with `baton milestone add NAME`.\n");
         return Ok(Outcome::Success);
     }
     let mut table = Table::new(&[
@@ -91,7 +109,7 @@ fn list(context: &Context) -> anyhow::Result<Outcome> {
             human::truncate(&milestone.description, 50),
         ]);
     }
-    output::print(&table.render());
+    ui.print(&table.render());
     Ok(Outcome::Success)
 }
 
@@ -104,7 +122,7 @@ fn done_cell(tasks: &[session_store::Task]) -> String {
     format!("{done}/{}", tasks.len())
 }
 
-fn show(name: &str, context: &Context) -> anyhow::Result<Outcome> {
+fn show(name: &str, context: &Context, ui: &Ui) -> Result<Outcome> {
     let store = context.open_store()?;
     let milestone = super::milestone_named(&store, name)?;
     let tasks = store.tasks(&TaskFilter {
@@ -115,26 +133,15 @@ fn show(name: &str, context: &Context) -> anyhow::Result<Outcome> {
     let names = MilestoneNames::load(&store)?;
     let sessions = views::sessions_by_task(&store, &tasks)?;
     if context.json {
-        let mut object = views::milestone(&milestone, &tasks, &totals);
-        if let Value::Object(map) = &mut object {
-            map.insert(
-                "tasks".into(),
-                tasks
-                    .iter()
-                    .map(|task| {
-                        views::task(
-                            task,
-                            Some(&milestone.name),
-                            sessions
-                                .get(&task.id)
-                                .map(Vec::as_slice)
-                                .unwrap_or_default(),
-                        )
-                    })
-                    .collect(),
-            );
-        }
-        output::print_json(&object);
+        ui.json(&Shown {
+            milestone: MilestoneJson::new(&milestone, &tasks, &totals),
+            tasks: tasks
+                .iter()
+                .map(|task| {
+                    TaskJson::new(task, Some(&milestone.name), sessions_of(&sessions, task.id))
+                })
+                .collect(),
+        })?;
         return Ok(Outcome::Success);
     }
     let mut out = format!("Milestone {}\n", milestone.name);
@@ -167,6 +174,6 @@ fn show(name: &str, context: &Context) -> anyhow::Result<Outcome> {
                 .collect::<String>(),
         );
     }
-    output::print(&out);
+    ui.print(&out);
     Ok(Outcome::Success)
 }

@@ -5,6 +5,7 @@
 //! its verification catches and fixes it after the feedback (in the same session, resumed),
 //! and one waits for both. Nothing leaves the machine and no API key is needed.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -12,19 +13,28 @@ use std::sync::{Arc, Mutex, PoisonError};
 use agent::{SessionId, Usage};
 use agent_mock::{MockAgent, Step};
 use orchestrator::{Orchestrator, Selection};
-use serde_json::{Value, json};
+use serde::Serialize;
 use session_store::{NewMilestone, NewTask, SessionFilter, Store, StoreOptions, TaskFilter};
 
 use crate::agents;
 use crate::commands::init;
-use crate::commands::run::execute;
+use crate::commands::run::{RunJson, Watch, execute};
 use crate::commands::session::session_table;
 use crate::commands::task::{summary_line, task_table};
-use crate::error::{CliError, Kind, Outcome};
+use crate::error::{CliError, Kind, Outcome, Result};
 use crate::flags::{AgentKind, QuickstartArgs};
-use crate::output;
+use crate::output::Ui;
 use crate::settings::{Env, Settings, Workspace};
-use crate::views::{self, MilestoneNames};
+use crate::views::{self, MilestoneNames, SessionJson, TaskJson};
+
+/// `quickstart --json`: where the workspace is, the run, and the ledger it left.
+#[derive(Debug, Serialize)]
+struct Quickstart<'a> {
+    workspace: Cow<'a, str>,
+    run: RunJson<'a>,
+    tasks: Vec<TaskJson<'a>>,
+    sessions: Vec<SessionJson<'a>>,
+}
 
 /// One example task and what the mock does for it.
 struct Example {
@@ -66,7 +76,7 @@ const EXAMPLES: [Example; 3] = [
     },
 ];
 
-pub fn run(args: &QuickstartArgs, json: bool, env: &Env) -> anyhow::Result<Outcome> {
+pub fn run(ui: &Ui, args: &QuickstartArgs, json: bool, env: &Env) -> Result<Outcome> {
     let root = workspace_dir(args.dir.as_deref(), env)?;
     let created = init::create(&root, None, AgentKind::Mock)?;
     let options = StoreOptions::with_redactor(env.redactor.clone());
@@ -74,7 +84,7 @@ pub fn run(args: &QuickstartArgs, json: bool, env: &Env) -> anyhow::Result<Outco
     write_project(&root)?;
     let ids = add_examples(&mut store, &created.workspace)?;
     if !json {
-        output::print(&format!(
+        ui.print(&format!(
             "Baton quickstart: a throw-away workspace in {}\n\
              Three example tasks in the milestone `demo`, run by a scripted mock agent (no network, no API key).\n\
              Task 2's first attempt has a bug that its verification catches; the agent fixes it after the feedback,\n\
@@ -86,9 +96,10 @@ pub fn run(args: &QuickstartArgs, json: bool, env: &Env) -> anyhow::Result<Outco
     let budgets = ids.iter().map(|id| (*id, 3)).collect();
     let runtime = super::runtime()?;
     let finished = runtime.block_on(async {
+        let watch = Watch::start(ui, json, budgets)?;
         let orchestrator =
             Orchestrator::new(store, Arc::new(demo_agent()), agents::run_config(&settings))?;
-        execute(orchestrator, &Selection::all(), budgets, env, json).await
+        execute(orchestrator, &Selection::all(), watch).await
     })?;
     let store = Store::open_with(&created.ledger, &options)?;
     let tasks = store.tasks(&TaskFilter::default())?;
@@ -96,12 +107,12 @@ pub fn run(args: &QuickstartArgs, json: bool, env: &Env) -> anyhow::Result<Outco
     let names = MilestoneNames::load(&store)?;
     let by_task = views::sessions_by_task(&store, &tasks)?;
     if json {
-        output::print_json(&json!({
-            "workspace": root.to_string_lossy(),
-            "run": finished.json(),
-            "tasks": tasks.iter().map(|task| views::task(task, names.name(task.milestone), by_task.get(&task.id).map(Vec::as_slice).unwrap_or_default())).collect::<Vec<Value>>(),
-            "sessions": sessions.iter().map(|session| views::session(session, names.name(session.milestone))).collect::<Vec<Value>>(),
-        }));
+        ui.json(&Quickstart {
+            workspace: root.to_string_lossy(),
+            run: finished.json(),
+            tasks: TaskJson::all(&tasks, &names, &by_task),
+            sessions: SessionJson::all(&sessions, &names),
+        })?;
     } else {
         let mut out = finished.summary();
         out.push_str("\nThe ledger: tasks (`baton task list`)\n");
@@ -114,14 +125,14 @@ pub fn run(args: &QuickstartArgs, json: bool, env: &Env) -> anyhow::Result<Outco
              For real work: `baton init` in your project, `baton task add`, `baton run` (docs/user-guide.md).\n",
             root.display()
         ));
-        output::print(&out);
+        ui.print(&out);
     }
     Ok(finished.outcome())
 }
 
 /// The directory to create the workspace in: `dir` when given (it must not exist, or be
 /// empty), else a new one under the temp directory, which is kept for the person to explore.
-fn workspace_dir(dir: Option<&Path>, env: &Env) -> anyhow::Result<PathBuf> {
+fn workspace_dir(dir: Option<&Path>, env: &Env) -> Result<PathBuf> {
     match dir {
         Some(dir) => {
             let dir = env.cwd.join(dir);
@@ -132,8 +143,7 @@ fn workspace_dir(dir: Option<&Path>, env: &Env) -> anyhow::Result<PathBuf> {
                             "`{}` is not empty: quickstart wants a directory of its own",
                             dir.display()
                         ))
-                        .with_hint("name a new directory with --dir, or leave --dir out to use a temporary one")
-                        .into());
+                        .with_hint("name a new directory with --dir, or leave --dir out to use a temporary one"));
                     }
                 }
                 Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
@@ -150,8 +160,7 @@ fn workspace_dir(dir: Option<&Path>, env: &Env) -> anyhow::Result<PathBuf> {
                         Kind::Ledger,
                         format!("could not read `{}`", dir.display()),
                     )
-                    .with_source(error)
-                    .into());
+                    .with_source(error));
                 }
             }
             Ok(std::fs::canonicalize(&dir).unwrap_or(dir))
@@ -178,7 +187,7 @@ const TEST_ADD: &str = "# The test of add.sh: the verification command of task 2
 out=$(sh add.sh 2 3 2>&1)\n\
 [ \"$out\" = 5 ] || { echo \"sh add.sh 2 3 printed '$out', expected 5\"; exit 1; }\n";
 
-fn write_project(root: &Path) -> anyhow::Result<()> {
+fn write_project(root: &Path) -> Result<()> {
     let path = root.join("test-add.sh");
     std::fs::write(&path, TEST_ADD).map_err(|error| {
         CliError::new(
@@ -186,15 +195,11 @@ fn write_project(root: &Path) -> anyhow::Result<()> {
             format!("could not write `{}`", path.display()),
         )
         .with_source(error)
-        .into()
     })
 }
 
 /// Adds the milestone and its three tasks; returns their ids in order.
-fn add_examples(
-    store: &mut Store,
-    workspace: &Workspace,
-) -> anyhow::Result<Vec<session_store::TaskId>> {
+fn add_examples(store: &mut Store, workspace: &Workspace) -> Result<Vec<session_store::TaskId>> {
     let milestone = store.create_milestone(&NewMilestone {
         name: String::from("demo"),
         description: String::from("What baton does, in three small tasks"),

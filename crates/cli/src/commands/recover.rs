@@ -1,25 +1,41 @@
 //! `baton recover`: the sweep `baton run` does first, on its own.
 
 use orchestrator::{Db, Recovered};
-use serde_json::{Value, json};
-use session_store::SweepReason;
+use serde::Serialize;
 
-use crate::error::Outcome;
-use crate::output;
+use crate::error::{Outcome, Result};
+use crate::output::Ui;
 use crate::settings::Context;
+use crate::views;
 
-pub fn run(context: &Context) -> anyhow::Result<Outcome> {
+/// `recover --json`.
+#[derive(Debug, Serialize)]
+struct RecoveredAll {
+    recovered: Vec<RecoveredJson>,
+}
+
+/// One session or task recovery left behind by a runner that is gone.
+#[derive(Debug, Serialize)]
+struct RecoveredJson {
+    task_id: i64,
+    session_id: Option<String>,
+    reason: Option<&'static str>,
+    stopped_agent: bool,
+    requeued: bool,
+}
+
+pub fn run(context: &Context, ui: &Ui) -> Result<Outcome> {
     let store = context.open_store()?;
     let runtime = super::runtime()?;
     let recovered = runtime.block_on(orchestrator::recover(&Db::new(store)))?;
     if context.json {
-        output::print_json(
-            &json!({ "recovered": recovered.iter().map(item_json).collect::<Vec<Value>>() }),
-        );
+        ui.json(&RecoveredAll {
+            recovered: recovered.iter().map(RecoveredJson::new).collect(),
+        })?;
         return Ok(Outcome::Success);
     }
     if recovered.is_empty() {
-        output::print(
+        ui.print(
             "Nothing to recover: no session or task was left behind by a runner that is gone.\n",
         );
         return Ok(Outcome::Success);
@@ -31,21 +47,18 @@ pub fn run(context: &Context) -> anyhow::Result<Outcome> {
     out.push_str(
         "`baton run` continues these tasks, resuming their sessions where the transcripts allow.\n",
     );
-    output::print(&out);
+    ui.print(&out);
     Ok(Outcome::Success)
 }
 
 fn describe(item: &Recovered) -> String {
     let task = item.task;
     let mut text = match &item.session {
-        Some(session) => {
-            let why = match session.reason {
-                SweepReason::OwnerGone => "its runner is gone",
-                SweepReason::LeaseExpired => "its lease expired",
-                SweepReason::Unowned => "nobody held it",
-            };
-            format!("task {task}: abandoned session {} ({why})", session.id)
-        }
+        Some(session) => format!(
+            "task {task}: abandoned session {} ({})",
+            session.id,
+            views::why_swept(session.reason)
+        ),
         None => format!("task {task}: its runner is gone"),
     };
     if item.stopped_agent {
@@ -57,12 +70,14 @@ fn describe(item: &Recovered) -> String {
     text
 }
 
-fn item_json(item: &Recovered) -> Value {
-    json!({
-        "task_id": item.task.get(),
-        "session_id": item.session.as_ref().map(|session| session.id.to_string()),
-        "reason": item.session.as_ref().map(|session| session.reason.as_str()),
-        "stopped_agent": item.stopped_agent,
-        "requeued": item.requeued,
-    })
+impl RecoveredJson {
+    fn new(item: &Recovered) -> RecoveredJson {
+        RecoveredJson {
+            task_id: item.task.get(),
+            session_id: item.session.as_ref().map(|session| session.id.to_string()),
+            reason: item.session.as_ref().map(|session| session.reason.as_str()),
+            stopped_agent: item.stopped_agent,
+            requeued: item.requeued,
+        }
+    }
 }

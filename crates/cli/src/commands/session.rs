@@ -1,24 +1,32 @@
 //! `baton session`: list sessions and show one with every agent call made in it.
 
 use agent::SessionId;
-use serde_json::Value;
+use serde::Serialize;
 use session_store::{RecordedCall, Session, SessionFilter, SessionStatus, TaskId, Timestamp};
 
-use crate::error::Outcome;
+use crate::error::{Outcome, Result};
 use crate::flags::SessionCommand;
 use crate::human::{self, Align, Fields, Table};
-use crate::output;
+use crate::output::Ui;
 use crate::settings::Context;
-use crate::views::{self, MilestoneNames};
+use crate::views::{self, CallJson, MilestoneNames, SessionJson};
 
-pub fn run(command: SessionCommand, context: &Context) -> anyhow::Result<Outcome> {
+/// `session show --json`: the session and every call made in it.
+#[derive(Debug, Serialize)]
+struct Shown<'a> {
+    #[serde(flatten)]
+    session: SessionJson<'a>,
+    calls: Vec<CallJson<'a>>,
+}
+
+pub fn run(command: SessionCommand, context: &Context, ui: &Ui) -> Result<Outcome> {
     match command {
         SessionCommand::List {
             task,
             status,
             milestone,
-        } => list(task.map(TaskId), status, milestone.as_deref(), context),
-        SessionCommand::Show { id } => show(id, context),
+        } => list(task.map(TaskId), status, milestone.as_deref(), context, ui),
+        SessionCommand::Show { id } => show(id, context, ui),
     }
 }
 
@@ -27,7 +35,8 @@ fn list(
     status: Option<SessionStatus>,
     milestone: Option<&str>,
     context: &Context,
-) -> anyhow::Result<Outcome> {
+    ui: &Ui,
+) -> Result<Outcome> {
     let store = context.open_store()?;
     let milestone_id = match milestone {
         Some(name) => Some(super::milestone_named(&store, name)?.id),
@@ -40,24 +49,18 @@ fn list(
     })?;
     let names = MilestoneNames::load(&store)?;
     if context.json {
-        let items: Vec<Value> = sessions
-            .iter()
-            .map(|session| views::session(session, names.name(session.milestone)))
-            .collect();
-        output::print_json(&Value::Array(items));
-        return Ok(Outcome::Success);
-    }
-    if sessions.is_empty() {
-        output::print(
+        ui.json(&SessionJson::all(&sessions, &names))?;
+    } else if sessions.is_empty() {
+        ui.print(
             if task.is_some() || status.is_some() || milestone.is_some() {
                 "No sessions match.\n"
             } else {
                 "No sessions yet: `baton run` opens one for each task it runs.\n"
             },
         );
-        return Ok(Outcome::Success);
+    } else {
+        ui.print(&session_table(&sessions, &names));
     }
-    output::print(&session_table(&sessions, &names));
     Ok(Outcome::Success)
 }
 
@@ -139,17 +142,16 @@ pub fn short_id(id: SessionId) -> String {
     id.to_string().chars().take(8).collect()
 }
 
-fn show(id: SessionId, context: &Context) -> anyhow::Result<Outcome> {
+fn show(id: SessionId, context: &Context, ui: &Ui) -> Result<Outcome> {
     let store = context.open_store()?;
     let session = store.session(id)?;
     let calls = store.calls_for_session(id)?;
     let names = MilestoneNames::load(&store)?;
     if context.json {
-        let mut object = views::session(&session, names.name(session.milestone));
-        if let Value::Object(map) = &mut object {
-            map.insert("calls".into(), calls.iter().map(views::call).collect());
-        }
-        output::print_json(&object);
+        ui.json(&Shown {
+            session: SessionJson::new(&session, names.name(session.milestone)),
+            calls: CallJson::all(&calls),
+        })?;
         return Ok(Outcome::Success);
     }
     let task = store.task(session.task)?;
@@ -195,7 +197,7 @@ fn show(id: SessionId, context: &Context) -> anyhow::Result<Outcome> {
             }
         }
     }
-    output::print(&out);
+    ui.print(&out);
     Ok(Outcome::Success)
 }
 

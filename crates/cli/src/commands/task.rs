@@ -3,39 +3,80 @@
 use std::io::Read;
 use std::path::Path;
 
-use serde_json::{Value, json};
+use std::collections::BTreeMap;
+
+use agent::SessionId;
+use serde::Serialize;
 use session_store::{
-    NewTask, SessionFilter, StoreError, Task, TaskFilter, TaskId, TaskStatus, Totals,
+    NewTask, RecordedCall, SessionFilter, Store, StoreError, Task, TaskFilter, TaskId, TaskStatus,
+    Totals, Verification,
 };
 
-use crate::error::{CliError, Kind, Outcome};
+use crate::error::{CliError, Kind, Outcome, Result};
 use crate::flags::{TaskAddArgs, TaskCommand, TaskListArgs};
 use crate::human::{self, Align, Fields, Table};
 use crate::keys;
-use crate::output;
+use crate::output::Ui;
 use crate::secrets;
 use crate::settings::Context;
-use crate::views::{self, MilestoneNames};
+use crate::views::{self, CallJson, MilestoneNames, TaskJson, VerificationJson, sessions_of};
 
-pub fn run(command: TaskCommand, context: &Context) -> anyhow::Result<Outcome> {
+/// `task add --json`.
+#[derive(Debug, Serialize)]
+struct Added {
+    id: i64,
+}
+
+/// `task show --json`: the task, its calls and its verifications.
+#[derive(Debug, Serialize)]
+struct Shown<'a> {
+    #[serde(flatten)]
+    task: TaskJson<'a>,
+    calls: Vec<CallJson<'a>>,
+    verifications: Vec<VerificationJson<'a>>,
+}
+
+/// `task cancel --json`: the task's new state and the one it left.
+#[derive(Debug, Serialize)]
+struct Cancelled {
+    id: i64,
+    status: &'static str,
+    was: &'static str,
+}
+
+/// `task retry --json`: the task's new state, the one it left, and the guidance it got.
+#[derive(Debug, Serialize)]
+struct Retried<'a> {
+    id: i64,
+    status: &'static str,
+    was: &'static str,
+    guidance: Option<&'a str>,
+}
+
+/// `task depend --json`.
+#[derive(Debug, Serialize)]
+struct Depends {
+    id: i64,
+    after: Vec<i64>,
+}
+
+pub fn run(command: TaskCommand, context: &Context, ui: &Ui) -> Result<Outcome> {
     match command {
-        TaskCommand::Add(args) => add(args, context),
-        TaskCommand::List(args) => list(&args, context),
-        TaskCommand::Show { id } => show(TaskId(id), context),
-        TaskCommand::Cancel { id } => cancel(TaskId(id), context),
-        TaskCommand::Retry { id, message } => retry(TaskId(id), message.as_deref(), context),
-        TaskCommand::Depend { id, on } => depend(TaskId(id), &on, context),
+        TaskCommand::Add(args) => add(args, context, ui),
+        TaskCommand::List(args) => list(&args, context, ui),
+        TaskCommand::Show { id } => show(TaskId(id), context, ui),
+        TaskCommand::Cancel { id } => cancel(TaskId(id), context, ui),
+        TaskCommand::Retry { id, message } => retry(TaskId(id), message.as_deref(), context, ui),
+        TaskCommand::Depend { id, on } => depend(TaskId(id), &on, context, ui),
     }
 }
 
-fn add(args: TaskAddArgs, context: &Context) -> anyhow::Result<Outcome> {
+fn add(args: TaskAddArgs, context: &Context, ui: &Ui) -> Result<Outcome> {
     // The input is checked whole before the ledger is opened: a refused task writes nothing.
     if args.title.trim().is_empty() {
-        return Err(CliError::usage("the task's title is empty")
-            .with_hint(
-                "give the task a short name, such as `baton task add \"Fix the parser\" --prompt TEXT`",
-            )
-            .into());
+        return Err(CliError::usage("the task's title is empty").with_hint(
+            "give the task a short name, such as `baton task add \"Fix the parser\" --prompt TEXT`",
+        ));
     }
     let (prompt, prompt_from) = match (&args.prompt, &args.prompt_file) {
         (Some(prompt), _) => (prompt.clone(), String::from("the prompt")),
@@ -44,8 +85,7 @@ fn add(args: TaskAddArgs, context: &Context) -> anyhow::Result<Outcome> {
     };
     if prompt.trim().is_empty() {
         return Err(CliError::usage(format!("{prompt_from} is empty"))
-            .with_hint("give the agent something to do with --prompt TEXT or --prompt-file FILE")
-            .into());
+            .with_hint("give the agent something to do with --prompt TEXT or --prompt-file FILE"));
     }
     let redactor = &context.redactor;
     secrets::refuse_secret(redactor, "the title", &args.title)?;
@@ -79,16 +119,16 @@ fn add(args: TaskAddArgs, context: &Context) -> anyhow::Result<Outcome> {
     };
     let id = store.add_task(&task)?;
     if context.json {
-        output::print_json(&json!({ "id": id.get() }));
+        ui.json(&Added { id: id.get() })?;
     } else {
-        output::print(&format!("{id}\n"));
+        ui.print(&format!("{id}\n"));
     }
     Ok(Outcome::Success)
 }
 
 /// Reads a prompt file (`-` is standard input), which must be text. Returns the prompt and
 /// how error messages name where it came from.
-fn read_prompt(file: &Path, cwd: &Path) -> anyhow::Result<(String, String)> {
+fn read_prompt(file: &Path, cwd: &Path) -> Result<(String, String)> {
     if file == Path::new("-") {
         let mut bytes = Vec::new();
         std::io::stdin().read_to_end(&mut bytes).map_err(|error| {
@@ -143,26 +183,24 @@ fn prompt_text(bytes: Vec<u8>, from: &str, hint: &str) -> Result<String, CliErro
 }
 
 /// The absolute, canonical form of a directory that must exist.
-fn existing_dir(path: &Path) -> anyhow::Result<std::path::PathBuf> {
+fn existing_dir(path: &Path) -> Result<std::path::PathBuf> {
     match std::fs::canonicalize(path) {
         Ok(dir) if dir.is_dir() => Ok(dir),
         Ok(_) => Err(CliError::usage(format!(
             "the working directory `{}` is not a directory",
             path.display()
         ))
-        .with_hint("pass a directory to --workdir")
-        .into()),
+        .with_hint("pass a directory to --workdir")),
         Err(error) => Err(CliError::not_found(format!(
             "the working directory `{}` does not exist",
             path.display()
         ))
         .with_hint("create it first, or pass another --workdir")
-        .with_source(error)
-        .into()),
+        .with_source(error)),
     }
 }
 
-fn list(args: &TaskListArgs, context: &Context) -> anyhow::Result<Outcome> {
+fn list(args: &TaskListArgs, context: &Context, ui: &Ui) -> Result<Outcome> {
     let store = context.open_store()?;
     let milestone = match &args.milestone {
         Some(name) => Some(super::milestone_named(&store, name)?.id),
@@ -175,44 +213,25 @@ fn list(args: &TaskListArgs, context: &Context) -> anyhow::Result<Outcome> {
     let names = MilestoneNames::load(&store)?;
     let sessions = views::sessions_by_task(&store, &tasks)?;
     if context.json {
-        let items: Vec<Value> = tasks
-            .iter()
-            .map(|task| {
-                views::task(
-                    task,
-                    names.name(task.milestone),
-                    session_ids(&sessions, task.id),
-                )
-            })
-            .collect();
-        output::print_json(&Value::Array(items));
-        return Ok(Outcome::Success);
-    }
-    if tasks.is_empty() {
-        output::print(if args.status.is_some() || args.milestone.is_some() {
+        ui.json(&TaskJson::all(&tasks, &names, &sessions))?;
+    } else if tasks.is_empty() {
+        ui.print(if args.status.is_some() || args.milestone.is_some() {
             "No tasks match.\n"
         } else {
             "No tasks yet. Add one with `baton task add TITLE --prompt TEXT --verify CMD`.\n"
         });
-        return Ok(Outcome::Success);
+    } else {
+        ui.print(&task_table(&tasks, &names, &sessions));
+        ui.print(&summary_line(&tasks));
     }
-    output::print(&task_table(&tasks, &names, &sessions));
-    output::print(&summary_line(&tasks));
     Ok(Outcome::Success)
-}
-
-fn session_ids(
-    sessions: &std::collections::BTreeMap<TaskId, Vec<agent::SessionId>>,
-    task: TaskId,
-) -> &[agent::SessionId] {
-    sessions.get(&task).map(Vec::as_slice).unwrap_or_default()
 }
 
 /// The table `task list` and `milestone show` print.
 pub fn task_table(
     tasks: &[Task],
     names: &MilestoneNames,
-    sessions: &std::collections::BTreeMap<TaskId, Vec<agent::SessionId>>,
+    sessions: &BTreeMap<TaskId, Vec<SessionId>>,
 ) -> String {
     let mut table = Table::new(&[
         ("ID", Align::Right),
@@ -231,7 +250,7 @@ pub fn task_table(
             human::truncate(&task.title, 40),
             names.name(task.milestone).unwrap_or("-").to_owned(),
             format!("{}/{}", task.iterations, task.max_iterations),
-            session_ids(sessions, task.id).len().to_string(),
+            sessions_of(sessions, task.id).len().to_string(),
             views::tokens_cell(&task.totals),
             human::dollars(task.totals.cost),
         ]);
@@ -263,28 +282,49 @@ pub fn summary_line(tasks: &[Task]) -> String {
     )
 }
 
-fn show(id: TaskId, context: &Context) -> anyhow::Result<Outcome> {
+/// What `task show` shows: the task as the ledger holds it, with its record.
+struct Record {
+    task: Task,
+    names: MilestoneNames,
+    sessions: Vec<SessionId>,
+    calls: Vec<RecordedCall>,
+    verifications: Vec<Verification>,
+}
+
+fn show(id: TaskId, context: &Context, ui: &Ui) -> Result<Outcome> {
     let store = context.open_store()?;
     let task = store.task(id)?;
     let names = MilestoneNames::load(&store)?;
-    let sessions_of = views::sessions_by_task(&store, std::slice::from_ref(&task))?;
-    let session_ids = session_ids(&sessions_of, id);
-    let calls = store.calls_for_task(id)?;
-    let verifications = store.verifications_for_task(id)?;
+    let sessions = views::sessions_by_task(&store, std::slice::from_ref(&task))?;
+    let record = Record {
+        sessions: sessions_of(&sessions, id).to_vec(),
+        calls: store.calls_for_task(id)?,
+        verifications: store.verifications_for_task(id)?,
+        task,
+        names,
+    };
     if context.json {
-        let mut object = views::task(&task, names.name(task.milestone), session_ids);
-        if let Value::Object(map) = &mut object {
-            map.insert("calls".into(), calls.iter().map(views::call).collect());
-            map.insert(
-                "verifications".into(),
-                verifications.iter().map(views::verification).collect(),
-            );
-        }
-        output::print_json(&object);
-        return Ok(Outcome::Success);
+        ui.json(&Shown {
+            task: TaskJson::new(
+                &record.task,
+                record.names.name(record.task.milestone),
+                &record.sessions,
+            ),
+            calls: CallJson::all(&record.calls),
+            verifications: VerificationJson::all(&record.verifications),
+        })?;
+    } else {
+        let mut out = task_fields(&record.task, &record.names);
+        out.push_str(&prompt_and_checks(&record.task));
+        out.push_str(&sessions_and_calls(&store, &record)?);
+        out.push_str(&verifications(&record.verifications));
+        ui.print(&out);
     }
+    Ok(Outcome::Success)
+}
 
-    let mut out = format!("Task {}: {}\n", task.id, task.title);
+/// The task's title and its fields.
+fn task_fields(task: &Task, names: &MilestoneNames) -> String {
     let mut fields = Fields::new();
     fields
         .field("status", task.status.as_str())
@@ -325,8 +365,12 @@ fn show(id: TaskId, context: &Context) -> anyhow::Result<Outcome> {
         .field("started", views::time_cell(task.started_at))
         .field("finished", views::time_cell(task.finished_at))
         .field("usage", views::usage_line(&task.totals));
-    out.push_str(&fields.render());
-    out.push_str("\nPrompt:\n");
+    format!("Task {}: {}\n{}", task.id, task.title, fields.render())
+}
+
+/// The prompt, and the commands that verify the work.
+fn prompt_and_checks(task: &Task) -> String {
+    let mut out = String::from("\nPrompt:\n");
     for line in task.prompt.lines() {
         out.push_str(&format!("  {line}\n"));
     }
@@ -337,102 +381,122 @@ fn show(id: TaskId, context: &Context) -> anyhow::Result<Outcome> {
     for command in &task.verify_commands {
         out.push_str(&format!("  $ {command}\n"));
     }
-    if !session_ids.is_empty() {
-        let sessions = store.sessions(&SessionFilter::default())?;
-        let mine: Vec<_> = sessions
-            .iter()
-            .filter(|session| session_ids.contains(&session.id))
-            .cloned()
+    out
+}
+
+/// The tables of the task's sessions and agent calls, when it has any.
+fn sessions_and_calls(store: &Store, record: &Record) -> Result<String> {
+    let mut out = String::new();
+    if !record.sessions.is_empty() {
+        let mine: Vec<_> = store
+            .sessions(&SessionFilter::default())?
+            .into_iter()
+            .filter(|session| record.sessions.contains(&session.id))
             .collect();
         out.push_str("\nSessions:\n");
-        out.push_str(&indent(&super::session::session_table(&mine, &names)));
+        out.push_str(&indent(&super::session::session_table(
+            &mine,
+            &record.names,
+        )));
     }
-    if !calls.is_empty() {
+    if !record.calls.is_empty() {
         out.push_str("\nAgent calls:\n");
-        out.push_str(&indent(&super::session::call_table(&calls)));
+        out.push_str(&indent(&super::session::call_table(&record.calls)));
     }
-    if !verifications.is_empty() {
-        let mut table = Table::new(&[
-            ("ITER", Align::Right),
-            ("RESULT", Align::Left),
-            ("TIME", Align::Right),
-            ("COMMAND", Align::Left),
+    Ok(out)
+}
+
+/// The table of verification runs, then the output of the failed ones (what the agent was
+/// sent as feedback).
+fn verifications(verifications: &[Verification]) -> String {
+    if verifications.is_empty() {
+        return String::new();
+    }
+    let mut table = Table::new(&[
+        ("ITER", Align::Right),
+        ("RESULT", Align::Left),
+        ("TIME", Align::Right),
+        ("COMMAND", Align::Left),
+    ]);
+    for verification in verifications {
+        table.row(vec![
+            verification.iteration.to_string(),
+            check_result(verification),
+            human::duration(verification.duration),
+            human::truncate(&verification.command, 60),
         ]);
-        for verification in &verifications {
-            let result = if verification.passed() {
-                String::from("passed")
-            } else if verification.timed_out {
-                String::from("timed out")
-            } else {
-                format!(
-                    "failed ({})",
-                    verification
-                        .exit
-                        .map_or_else(|| String::from("did not run"), views::exit_text)
-                )
-            };
-            table.row(vec![
-                verification.iteration.to_string(),
-                result,
-                human::duration(verification.duration),
-                human::truncate(&verification.command, 60),
-            ]);
-        }
-        out.push_str("\nVerifications:\n");
-        out.push_str(&indent(&table.render()));
-        let failures: Vec<_> = verifications
-            .iter()
-            .filter(|verification| {
-                !verification.passed() && !verification.output_tail.trim().is_empty()
-            })
-            .collect();
-        if !failures.is_empty() {
-            out.push_str("\nOutput of the failed checks (sent back to the agent as feedback):\n");
-            for verification in failures {
-                out.push_str(&format!(
-                    "  iteration {}: $ {}\n",
-                    verification.iteration,
-                    human::truncate(&verification.command, 70)
-                ));
-                let lines: Vec<&str> = verification.output_tail.trim().lines().collect();
-                for line in &lines[lines.len().saturating_sub(10)..] {
-                    out.push_str(&format!("    | {line}\n"));
-                }
-            }
+    }
+    let mut out = format!("\nVerifications:\n{}", indent(&table.render()));
+    let failures: Vec<_> = verifications
+        .iter()
+        .filter(|verification| {
+            !verification.passed() && !verification.output_tail.trim().is_empty()
+        })
+        .collect();
+    if !failures.is_empty() {
+        out.push_str("\nOutput of the failed checks (sent back to the agent as feedback):\n");
+    }
+    for verification in failures {
+        out.push_str(&format!(
+            "  iteration {}: $ {}\n",
+            verification.iteration,
+            human::truncate(&verification.command, 70)
+        ));
+        let lines: Vec<&str> = verification.output_tail.trim().lines().collect();
+        for line in &lines[lines.len().saturating_sub(10)..] {
+            out.push_str(&format!("    | {line}\n"));
         }
     }
-    output::print(&out);
-    Ok(Outcome::Success)
+    out
+}
+
+/// `passed`, `timed out`, `failed (exit 1)`.
+fn check_result(verification: &Verification) -> String {
+    if verification.passed() {
+        String::from("passed")
+    } else if verification.timed_out {
+        String::from("timed out")
+    } else {
+        format!(
+            "failed ({})",
+            verification
+                .exit
+                .map_or_else(|| String::from("did not run"), views::exit_text)
+        )
+    }
 }
 
 fn indent(text: &str) -> String {
     text.lines().map(|line| format!("  {line}\n")).collect()
 }
 
-fn cancel(id: TaskId, context: &Context) -> anyhow::Result<Outcome> {
+fn cancel(id: TaskId, context: &Context, ui: &Ui) -> Result<Outcome> {
     let mut store = context.open_store()?;
     let task = store.task(id)?;
     if task.status == TaskStatus::Running {
         return Err(CliError::usage(format!(
             "task {id} is running: a run is working on it"
         ))
-        .with_hint("stop that run first (Ctrl-C), then cancel; if its runner is gone, `baton recover` makes the task pending")
-        .into());
+        .with_hint("stop that run first (Ctrl-C), then cancel; if its runner is gone, `baton recover` makes the task pending"));
     }
     let was = store
         .set_task_status(id, TaskStatus::Cancelled, Some("cancelled by a person"))
         .map_err(|error| with_state_hint(error, id))?;
     if context.json {
-        output::print_json(&json!({ "id": id.get(), "status": "cancelled", "was": was.as_str() }));
+        ui.json(&Cancelled {
+            id: id.get(),
+            status: TaskStatus::Cancelled.as_str(),
+            was: was.as_str(),
+        })?;
     } else {
-        output::print(&format!(
+        ui.print(&format!(
             "Task {id} is cancelled (it was {was}). `baton task retry {id}` makes it pending again.\n"
         ));
     }
     Ok(Outcome::Success)
 }
 
-fn retry(id: TaskId, message: Option<&str>, context: &Context) -> anyhow::Result<Outcome> {
+fn retry(id: TaskId, message: Option<&str>, context: &Context, ui: &Ui) -> Result<Outcome> {
     if let Some(message) = message {
         secrets::refuse_secret(&context.redactor, "the guidance (--message)", message)?;
     }
@@ -452,46 +516,45 @@ fn retry(id: TaskId, message: Option<&str>, context: &Context) -> anyhow::Result
         return Err(CliError::usage(format!(
             "task {id} is {was}: only a failed, blocked or cancelled task can be retried"
         ))
-        .with_hint(hint)
-        .into());
+        .with_hint(hint));
     }
     store
         .retry_task(id, message)
         .map_err(|error| with_state_hint(error, id))?;
     if context.json {
-        output::print_json(&json!({
-            "id": id.get(),
-            "status": "pending",
-            "was": was.as_str(),
-            "guidance": message,
-        }));
+        ui.json(&Retried {
+            id: id.get(),
+            status: TaskStatus::Pending.as_str(),
+            was: was.as_str(),
+            guidance: message,
+        })?;
     } else {
         let guidance = if message.is_some() {
             ", with your message"
         } else {
             ""
         };
-        output::print(&format!(
+        ui.print(&format!(
             "Task {id} is pending again (it was {was}). The next `baton run` continues it, resuming its session if it has one{guidance}.\n"
         ));
     }
     Ok(Outcome::Success)
 }
 
-fn depend(id: TaskId, on: &[i64], context: &Context) -> anyhow::Result<Outcome> {
+fn depend(id: TaskId, on: &[i64], context: &Context, ui: &Ui) -> Result<Outcome> {
     let mut store = context.open_store()?;
     for prerequisite in on {
         store.add_dependency(id, TaskId(*prerequisite))?;
     }
     let task = store.task(id)?;
     if context.json {
-        output::print_json(&json!({
-            "id": id.get(),
-            "after": task.after.iter().map(|id| id.get()).collect::<Vec<_>>(),
-        }));
+        ui.json(&Depends {
+            id: id.get(),
+            after: task.after.iter().map(|id| id.get()).collect(),
+        })?;
     } else {
         let after: Vec<String> = task.after.iter().map(TaskId::to_string).collect();
-        output::print(&format!(
+        ui.print(&format!(
             "Task {id} now waits for {} {}.\n",
             views::plural(after.len() as u64, "task", "tasks"),
             after.join(", ")
@@ -501,11 +564,10 @@ fn depend(id: TaskId, on: &[i64], context: &Context) -> anyhow::Result<Outcome> 
 }
 
 /// A state change the ledger refused, with what the person can do instead.
-fn with_state_hint(error: StoreError, id: TaskId) -> anyhow::Error {
+fn with_state_hint(error: StoreError, id: TaskId) -> CliError {
     match error {
         StoreError::InvalidTransition { .. } => CliError::usage(error.to_string())
-            .with_hint(format!("`baton task show {id}` shows the task's state"))
-            .into(),
+            .with_hint(format!("`baton task show {id}` shows the task's state")),
         other => other.into(),
     }
 }

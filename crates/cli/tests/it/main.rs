@@ -4,6 +4,7 @@
 mod commands;
 mod errors;
 mod help;
+mod json;
 mod real_claude;
 mod runs;
 mod secrets;

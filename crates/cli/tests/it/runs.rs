@@ -260,14 +260,14 @@ fn quickstart_runs_the_examples_and_shows_the_ledger() {
 }
 
 /// A `baton run` in progress, stopped in its first verification, which takes `check_secs`.
-struct RunInProgress {
+pub struct RunInProgress {
     child: std::process::Child,
     lines: std::sync::mpsc::Receiver<String>,
     printed: String,
 }
 
 impl RunInProgress {
-    fn start(world: &World, check_secs: u32) -> RunInProgress {
+    pub fn start(world: &World, check_secs: u32) -> RunInProgress {
         let check = format!("sleep {check_secs}");
         world.add_task(&["Slow check", "--verify", &check, "--max-iterations", "2"]);
         let mut child = world
@@ -307,7 +307,7 @@ impl RunInProgress {
 
     /// Sends `signal` (as `kill` names it), waits for the exit, and returns the exit code and
     /// everything printed.
-    fn signal(mut self, signal: &str) -> (Option<i32>, String) {
+    pub fn signal(mut self, signal: &str) -> (Option<i32>, String) {
         let killed = std::process::Command::new("kill")
             .args([signal, &self.child.id().to_string()])
             .status()
@@ -435,4 +435,58 @@ fn a_closed_terminal_stops_a_run_with_129() {
         .success()
         .json();
     assert_eq!(task["status"], "pending");
+}
+
+#[test]
+fn a_sigterm_while_the_agent_is_probed_stops_the_run_with_143() {
+    let mut world = World::with_workspace();
+    world.add_task(&["Never starts"]);
+    // A `claude` whose `--version` says it started, then takes its time.
+    let started = world.root().join("probe-started");
+    let claude = world.root().join("slow-claude");
+    std::fs::write(
+        &claude,
+        format!(
+            "#!/bin/sh\ntouch '{}'\nsleep 1\necho '2.1.0 (Claude Code)'\n",
+            started.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&claude, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    world.set("BATON_CLAUDE_BIN", claude.to_str().unwrap());
+    let child = world
+        .command(&world.work(), &["run", "--agent", "claude"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !started.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "the probe did not start within 30 s"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let output = child.wait_with_output().unwrap();
+    let printed = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(
+        output.status.code(),
+        Some(143),
+        "{:?}\n{printed}\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(printed.contains("Interrupted by SIGTERM"), "{printed}");
+    let task = world
+        .baton(&["task", "show", "1", "--json"])
+        .success()
+        .json();
+    assert_eq!(task["status"], "pending");
+    assert_eq!(task["agent_calls"], 0, "no agent call started");
 }
