@@ -17,6 +17,8 @@ use crate::{cargo, run_command, workspace_root};
 const BENCHES: &[(&str, &str)] = &[
     // Store cycle throughput: open a session, record a call, close it.
     ("session-store", "cycle"),
+    // Creating and removing a task's worktree in a repository of 10,000 files.
+    ("git", "worktree"),
     // mock-claude processes per second, without the orchestrator.
     ("agent-mock", "mock_claude"),
     // Orchestrated iterations per second with the in-process mock agent.
