@@ -26,10 +26,8 @@ pub fn sigkill_mid_call(bins: &Binaries) -> anyhow::Result<String> {
     ]}))?;
     lab.add_task(&["Killed mid-call", "--verify", "test -f done.txt"])?;
     let run = lab.spawn(lab.command(&["run"]))?;
-    lab.wait_for("the second agent call to start", WAIT, |lab| {
-        Ok(lab.agent_calls()?.len() == 2 && !lab.live_agents().is_empty())
-    })?;
-    let agent = lab.live_agents();
+    lab.wait_for_agent_call(2, WAIT)?;
+    let agent = lab.live_agent_calls();
     run.signal(libc::SIGKILL)?;
     let killed = run.wait(WAIT)?;
     ensure!(killed.signal == Some(libc::SIGKILL), "{}", killed.status());
@@ -98,9 +96,8 @@ pub fn interrupted_mid_call(bins: &Binaries, signal: i32) -> anyhow::Result<Stri
     lab.agent_plays(&json!({"steps": [{"outcome": "hang"}, {"result": "done"}]}))?;
     lab.add_task(&["Interrupted"])?;
     let run = lab.spawn(lab.command(&["run"]))?;
-    lab.wait_for("the agent call to start", WAIT, |lab| {
-        Ok(!lab.live_agents().is_empty())
-    })?;
+    // The call itself, not the `claude --version` probe that `baton run` makes first.
+    lab.wait_for_agent_call(1, WAIT)?;
     run.signal(signal)?;
     let stopped = run.wait(WAIT)?;
     let expected = 128 + signal;
@@ -365,7 +362,7 @@ pub fn ledger_read_only(bins: &Binaries) -> anyhow::Result<String> {
     let as_user = crate::chaos::lab::is_root();
     if as_user {
         lab.give_to(NOBODY, NOBODY)?;
-        lab.run_as(NOBODY, NOBODY);
+        lab.run_as(NOBODY, NOBODY)?;
     }
     let dir = lab.work().join(".baton");
     lab.chmod(&lab.db(), 0o400)?;
