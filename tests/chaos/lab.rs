@@ -640,8 +640,8 @@ fn expect_others_may_enter_above(path: &Path) -> anyhow::Result<()> {
             .mode();
         ensure!(
             mode & 0o001 != 0,
-            "another user cannot reach the lab at {}: {} (mode {:o}) lets only its owner and \
-             group through; run the chaos suite with TMPDIR set to a directory everyone may \
+            "another user cannot reach the lab at {}: {} (mode {:o}) does not let other users \
+             through; run the chaos suite with TMPDIR set to a directory everyone may \
              enter, such as /tmp",
             path.display(),
             dir.display(),
