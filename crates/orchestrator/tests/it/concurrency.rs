@@ -72,7 +72,11 @@ async fn dependencies_run_in_order() {
     // would start while the first is still running. (The report lists tasks as they finish,
     // which a fast first task would get right by luck.)
     let agent = MockAgent::scripted(|call, _| {
-        let delay = if call.prompt.contains("Do first.") { 300 } else { 0 };
+        let delay = if call.prompt.contains("Do first.") {
+            300
+        } else {
+            0
+        };
         Step::succeed("done").delay(Duration::from_millis(delay))
     });
     let recorder = Recorder::default();
@@ -104,7 +108,10 @@ async fn dependencies_run_in_order() {
         "the second task's call started before the first task finished: {events:#?}"
     );
     // The ledger agrees: the second task's only call started once the first had completed.
-    let finished_at = fixture.get(first).finished_at.expect("the first task finished");
+    let finished_at = fixture
+        .get(first)
+        .finished_at
+        .expect("the first task finished");
     let calls = fixture.calls_of(second);
     assert_eq!(calls.len(), 1);
     assert!(
