@@ -134,6 +134,10 @@ pub struct Misbehaviour {
     pub reason: &'static [&'static str],
     /// The most resident memory baton may reach, in MiB.
     pub max_rss_mib: u64,
+    /// How the ledger must record the call (its `outcome`).
+    pub outcome: &'static str,
+    /// The answer the call must record; `None`: it must record none, as the agent gave none.
+    pub answer: Option<&'static str>,
 }
 
 /// An agent that misbehaves on one task: that task fails with a reason that says what
@@ -175,8 +179,30 @@ pub fn agent_misbehaves(bins: &Binaries, fault: &Misbehaviour) -> anyhow::Result
         );
     }
     let calls = faulty["calls"].as_array().context("calls")?;
-    ensure!(!calls.is_empty(), "the faulty call was not recorded");
+    ensure!(
+        calls.len() == 1,
+        "the faulty task's one iteration recorded {} calls",
+        calls.len()
+    );
     let outcome = calls[0]["outcome"].as_str().unwrap_or_default().to_owned();
+    ensure!(
+        outcome == fault.outcome,
+        "the faulty call was recorded as `{outcome}`, not `{}`",
+        fault.outcome
+    );
+    let answer = calls[0]["result_text"].as_str();
+    ensure!(
+        answer == fault.answer,
+        "the faulty call recorded the answer {answer:?}; the agent answered {:?}",
+        fault.answer
+    );
+    let healthy_calls = healthy["calls"].as_array().context("calls")?;
+    ensure!(
+        healthy_calls.len() == 1
+            && healthy_calls[0]["outcome"] == "success"
+            && healthy_calls[0]["result_text"] == "done",
+        "the next task's call was not recorded as a success answering `done`: {healthy_calls:?}"
+    );
     let rss_mib = ran.max_rss_kib / 1024;
     ensure!(
         rss_mib <= fault.max_rss_mib,
@@ -193,8 +219,9 @@ pub fn agent_misbehaves(bins: &Binaries, fault: &Misbehaviour) -> anyhow::Result
             shorten(cause(reason), 80)
         )
     };
+    let answered = answer.map_or_else(String::new, |answer| format!(" answering \"{answer}\""));
     Ok(format!(
-        "{ended}; call recorded as `{outcome}`; no agent left; next task completed; baton peak RSS {rss_mib} MiB"
+        "{ended}; call recorded as `{outcome}`{answered}; no agent left; next task completed; baton peak RSS {rss_mib} MiB"
     ))
 }
 
