@@ -239,10 +239,12 @@ fn cause(reason: &str) -> &str {
 pub fn two_runs_one_ledger(bins: &Binaries) -> anyhow::Result<String> {
     const TASKS: usize = 24;
     let lab = Lab::with_workspace(bins)?;
+    // Each call takes 50 ms at least: one run alone would need more than a second for the 48
+    // calls, and the second starts a few milliseconds after the first.
     lab.agent_plays(&json!({
         "when": [{"prompt_contains": "did not pass verification",
-                  "step": {"result": "fixed", "files": {"done.txt": "ok\n"}, "delay_ms": 20}}],
-        "steps": [{"result": "first try", "delay_ms": 20}],
+                  "step": {"result": "fixed", "files": {"done.txt": "ok\n"}, "delay_ms": 50}}],
+        "steps": [{"result": "first try", "delay_ms": 50}],
     }))?;
     for index in 0..TASKS {
         let dir = format!("t{index}");
@@ -322,6 +324,11 @@ pub fn two_runs_one_ledger(bins: &Binaries) -> anyhow::Result<String> {
     ensure!(
         by_run.iter().sum::<usize>() == TASKS,
         "calls came from processes other than the two runs: {by_run:?}"
+    );
+    // Otherwise "no session used by both" would hold trivially.
+    ensure!(
+        by_run.iter().all(|sessions| *sessions > 0),
+        "one run did all the work (sessions per run: {by_run:?})"
     );
     Ok(format!(
         "both exit 0, no lock error; {TASKS} tasks split {} + {}, {} calls, each session used by one run only",
