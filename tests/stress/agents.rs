@@ -114,6 +114,26 @@ pub fn cli_cost(usage: Usage) -> Cost {
     Cost::from_nano_usd(nano_usd)
 }
 
+/// What the agent of `kind` serves when it plays `reply`, which the call that played it must
+/// record: its usage and its cost. The scripted agents report the reply's own figures.
+/// Through the real CLI a reply that writes a file takes a second request (the `Write`
+/// tool's result comes back and is answered with "Done."), and the CLI prices the usage
+/// itself.
+pub fn served(kind: AgentKind, reply: Reply) -> (Usage, Cost) {
+    match kind {
+        AgentKind::Mock | AgentKind::MockClaude => {
+            (reply.usage(), Cost::from_usd(reply.cost_usd()))
+        }
+        AgentKind::Claude => {
+            let mut usage = reply.usage();
+            if reply.file().is_some() {
+                usage += DONE_USAGE;
+            }
+            (usage, cli_cost(usage))
+        }
+    }
+}
+
 /// The usage of the answer that ends a turn after a tool ran.
 const DONE_USAGE: Usage = Usage {
     input_tokens: 300,
