@@ -103,6 +103,8 @@ pub const SCENARIOS: &[Scenario] = &[
                     task_ends: "failed",
                     reason: &["timed out"],
                     max_rss_mib: 64,
+                    outcome: "timeout",
+                    answer: None,
                 },
             )
         },
@@ -120,6 +122,8 @@ pub const SCENARIOS: &[Scenario] = &[
                     task_ends: "failed",
                     reason: &["signal 9"],
                     max_rss_mib: 64,
+                    outcome: "crashed",
+                    answer: None,
                 },
             )
         },
@@ -137,6 +141,8 @@ pub const SCENARIOS: &[Scenario] = &[
                     task_ends: "failed",
                     reason: &["result"],
                     max_rss_mib: 64,
+                    outcome: "malformed_output",
+                    answer: None,
                 },
             )
         },
@@ -154,6 +160,8 @@ pub const SCENARIOS: &[Scenario] = &[
                     task_ends: "failed",
                     reason: &["result"],
                     max_rss_mib: 64,
+                    outcome: "crashed",
+                    answer: None,
                 },
             )
         },
@@ -171,6 +179,8 @@ pub const SCENARIOS: &[Scenario] = &[
                     task_ends: "failed",
                     reason: &["result"],
                     max_rss_mib: 64,
+                    outcome: "malformed_output",
+                    answer: None,
                 },
             )
         },
@@ -183,11 +193,13 @@ pub const SCENARIOS: &[Scenario] = &[
             faults::agent_misbehaves(
                 bins,
                 &Misbehaviour {
-                    step: serde_json::json!({"huge_output_mb": 300}),
+                    step: serde_json::json!({"huge_output_mb": 300, "result": "survived the flood"}),
                     agent_config: "",
                     task_ends: "completed",
                     reason: &[],
                     max_rss_mib: 64,
+                    outcome: "success",
+                    answer: Some("survived the flood"),
                 },
             )
         },
@@ -205,6 +217,8 @@ pub const SCENARIOS: &[Scenario] = &[
                     task_ends: "failed",
                     reason: &["result"],
                     max_rss_mib: 64,
+                    outcome: "crashed",
+                    answer: None,
                 },
             )
         },

@@ -7,7 +7,8 @@
 //! current-thread tokio runtime, the way the `baton` binary does. A [`Witness`] between the
 //! orchestrator and the agent records every call (see `timeline`). Afterwards the audit (see
 //! `audit`) checks the ledger against its own invariants, against what the witness saw,
-//! against each task's script, and against the agent's own record.
+//! against each task's script, against what the agent served, and against the agent's own
+//! record.
 
 pub mod agents;
 pub mod audit;
@@ -178,6 +179,7 @@ pub fn run(config: &StressConfig) -> anyhow::Result<StressRun> {
     let mut violations = audit::check_ledger(&ledger);
     violations.extend(audit::check_witness(&ledger, &marks, config.concurrency));
     violations.extend(audit::check_script(&ledger, &plan, &placement));
+    violations.extend(audit::check_served(&ledger, config.agent));
     violations.extend(left_behind(&report));
     let agent_record = match &rig.record {
         Record::Mock(mock) => {

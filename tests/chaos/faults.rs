@@ -26,10 +26,8 @@ pub fn sigkill_mid_call(bins: &Binaries) -> anyhow::Result<String> {
     ]}))?;
     lab.add_task(&["Killed mid-call", "--verify", "test -f done.txt"])?;
     let run = lab.spawn(lab.command(&["run"]))?;
-    lab.wait_for("the second agent call to start", WAIT, |lab| {
-        Ok(lab.agent_calls()?.len() == 2 && !lab.live_agents().is_empty())
-    })?;
-    let agent = lab.live_agents();
+    lab.wait_for_agent_call(2, WAIT)?;
+    let agent = lab.live_agent_calls();
     run.signal(libc::SIGKILL)?;
     let killed = run.wait(WAIT)?;
     ensure!(killed.signal == Some(libc::SIGKILL), "{}", killed.status());
@@ -98,9 +96,8 @@ pub fn interrupted_mid_call(bins: &Binaries, signal: i32) -> anyhow::Result<Stri
     lab.agent_plays(&json!({"steps": [{"outcome": "hang"}, {"result": "done"}]}))?;
     lab.add_task(&["Interrupted"])?;
     let run = lab.spawn(lab.command(&["run"]))?;
-    lab.wait_for("the agent call to start", WAIT, |lab| {
-        Ok(!lab.live_agents().is_empty())
-    })?;
+    // The call itself, not the `claude --version` probe that `baton run` makes first.
+    lab.wait_for_agent_call(1, WAIT)?;
     run.signal(signal)?;
     let stopped = run.wait(WAIT)?;
     let expected = 128 + signal;
@@ -137,6 +134,10 @@ pub struct Misbehaviour {
     pub reason: &'static [&'static str],
     /// The most resident memory baton may reach, in MiB.
     pub max_rss_mib: u64,
+    /// How the ledger must record the call (its `outcome`).
+    pub outcome: &'static str,
+    /// The answer the call must record; `None`: it must record none, as the agent gave none.
+    pub answer: Option<&'static str>,
 }
 
 /// An agent that misbehaves on one task: that task fails with a reason that says what
@@ -178,8 +179,30 @@ pub fn agent_misbehaves(bins: &Binaries, fault: &Misbehaviour) -> anyhow::Result
         );
     }
     let calls = faulty["calls"].as_array().context("calls")?;
-    ensure!(!calls.is_empty(), "the faulty call was not recorded");
+    ensure!(
+        calls.len() == 1,
+        "the faulty task's one iteration recorded {} calls",
+        calls.len()
+    );
     let outcome = calls[0]["outcome"].as_str().unwrap_or_default().to_owned();
+    ensure!(
+        outcome == fault.outcome,
+        "the faulty call was recorded as `{outcome}`, not `{}`",
+        fault.outcome
+    );
+    let answer = calls[0]["result_text"].as_str();
+    ensure!(
+        answer == fault.answer,
+        "the faulty call recorded the answer {answer:?}; the agent answered {:?}",
+        fault.answer
+    );
+    let healthy_calls = healthy["calls"].as_array().context("calls")?;
+    ensure!(
+        healthy_calls.len() == 1
+            && healthy_calls[0]["outcome"] == "success"
+            && healthy_calls[0]["result_text"] == "done",
+        "the next task's call was not recorded as a success answering `done`: {healthy_calls:?}"
+    );
     let rss_mib = ran.max_rss_kib / 1024;
     ensure!(
         rss_mib <= fault.max_rss_mib,
@@ -196,8 +219,9 @@ pub fn agent_misbehaves(bins: &Binaries, fault: &Misbehaviour) -> anyhow::Result
             shorten(cause(reason), 80)
         )
     };
+    let answered = answer.map_or_else(String::new, |answer| format!(" answering \"{answer}\""));
     Ok(format!(
-        "{ended}; call recorded as `{outcome}`; no agent left; next task completed; baton peak RSS {rss_mib} MiB"
+        "{ended}; call recorded as `{outcome}`{answered}; no agent left; next task completed; baton peak RSS {rss_mib} MiB"
     ))
 }
 
@@ -215,10 +239,12 @@ fn cause(reason: &str) -> &str {
 pub fn two_runs_one_ledger(bins: &Binaries) -> anyhow::Result<String> {
     const TASKS: usize = 24;
     let lab = Lab::with_workspace(bins)?;
+    // Each call takes 50 ms at least: one run alone would need more than a second for the 48
+    // calls, and the second starts a few milliseconds after the first.
     lab.agent_plays(&json!({
         "when": [{"prompt_contains": "did not pass verification",
-                  "step": {"result": "fixed", "files": {"done.txt": "ok\n"}, "delay_ms": 20}}],
-        "steps": [{"result": "first try", "delay_ms": 20}],
+                  "step": {"result": "fixed", "files": {"done.txt": "ok\n"}, "delay_ms": 50}}],
+        "steps": [{"result": "first try", "delay_ms": 50}],
     }))?;
     for index in 0..TASKS {
         let dir = format!("t{index}");
@@ -299,6 +325,11 @@ pub fn two_runs_one_ledger(bins: &Binaries) -> anyhow::Result<String> {
         by_run.iter().sum::<usize>() == TASKS,
         "calls came from processes other than the two runs: {by_run:?}"
     );
+    // Otherwise "no session used by both" would hold trivially.
+    ensure!(
+        by_run.iter().all(|sessions| *sessions > 0),
+        "one run did all the work (sessions per run: {by_run:?})"
+    );
     Ok(format!(
         "both exit 0, no lock error; {TASKS} tasks split {} + {}, {} calls, each session used by one run only",
         by_run[0],
@@ -365,7 +396,7 @@ pub fn ledger_read_only(bins: &Binaries) -> anyhow::Result<String> {
     let as_user = crate::chaos::lab::is_root();
     if as_user {
         lab.give_to(NOBODY, NOBODY)?;
-        lab.run_as(NOBODY, NOBODY);
+        lab.run_as(NOBODY, NOBODY)?;
     }
     let dir = lab.work().join(".baton");
     lab.chmod(&lab.db(), 0o400)?;

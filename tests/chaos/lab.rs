@@ -251,8 +251,32 @@ impl Lab {
     }
 
     /// Runs baton as `uid:gid` from now on.
-    pub fn run_as(&mut self, uid: u32, gid: u32) {
+    ///
+    /// The programs are copied into the lab's `bin/` first: the build's own copies sit in the
+    /// checkout, which another user may not be able to reach (a clone under a private home
+    /// directory, or in a `mktemp -d` directory, mode 0700). The lab itself must be reachable,
+    /// so every directory above it must let others through; when one does not, this fails
+    /// naming it.
+    pub fn run_as(&mut self, uid: u32, gid: u32) -> anyhow::Result<()> {
+        expect_others_may_enter_above(self.root())?;
+        let bin = self.root().join("bin");
+        std::fs::create_dir(&bin).context("creating the lab's bin/")?;
+        self.chmod(&bin, 0o755)?;
+        let copy = |program: &Path, name: &str| -> anyhow::Result<PathBuf> {
+            let copied = bin.join(name);
+            std::fs::copy(program, &copied)
+                .with_context(|| format!("copying {} into the lab", program.display()))?;
+            std::fs::set_permissions(&copied, std::fs::Permissions::from_mode(0o755))?;
+            Ok(copied)
+        };
+        self.bins = Binaries {
+            baton: copy(&self.bins.baton, "baton")?,
+            mock_claude: copy(&self.bins.mock_claude, "mock-claude")?,
+        };
+        self.vars.retain(|(name, _)| name != "BATON_CLAUDE_BIN");
+        self.set("BATON_CLAUDE_BIN", self.bins.mock_claude.clone());
         self.user = Some((uid, gid));
+        Ok(())
     }
 
     /// Limits the size of files baton writes (RLIMIT_FSIZE), so that a write past `bytes`
@@ -490,6 +514,28 @@ impl Lab {
         pids
     }
 
+    /// The live agents that are making a call (`claude -p …`), not answering a probe such as
+    /// the `claude --version` that `baton run` makes before its first task.
+    pub fn live_agent_calls(&self) -> Vec<i32> {
+        self.live_agents()
+            .into_iter()
+            .filter(|pid| {
+                std::fs::read(format!("/proc/{pid}/cmdline"))
+                    .is_ok_and(|cmdline| cmdline.split(|byte| *byte == 0).any(|arg| arg == b"-p"))
+            })
+            .collect()
+    }
+
+    /// Waits until the agent's `calls`-th call has started and is still running: `mock-claude`
+    /// logged it (it does so before it plays its step) and a process making a call is alive.
+    /// A probe of the agent's version is neither logged nor a call, so it never counts.
+    pub fn wait_for_agent_call(&self, calls: usize, limit: Duration) -> anyhow::Result<()> {
+        let what = format!("agent call {calls} to start");
+        self.wait_for(&what, limit, |lab| {
+            Ok(lab.agent_calls()?.len() == calls && !lab.live_agent_calls().is_empty())
+        })
+    }
+
     fn is_baton(&self, pid: i32) -> bool {
         std::fs::read_link(format!("/proc/{pid}/exe")).is_ok_and(|exe| exe == self.bins.baton)
     }
@@ -580,6 +626,27 @@ fn chown_tree(path: &Path, uid: u32, gid: u32) -> anyhow::Result<()> {
         for entry in std::fs::read_dir(path)? {
             chown_tree(&entry?.path(), uid, gid)?;
         }
+    }
+    Ok(())
+}
+
+/// Fails unless every directory above `path` lets other users through (its `x` bit for
+/// others), naming the first that does not: a user other than its owner could not reach `path`.
+fn expect_others_may_enter_above(path: &Path) -> anyhow::Result<()> {
+    for dir in path.ancestors().skip(1) {
+        let mode = std::fs::metadata(dir)
+            .with_context(|| format!("reading the mode of {}", dir.display()))?
+            .permissions()
+            .mode();
+        ensure!(
+            mode & 0o001 != 0,
+            "another user cannot reach the lab at {}: {} (mode {:o}) does not let other users \
+             through; run the chaos suite with TMPDIR set to a directory everyone may \
+             enter, such as /tmp",
+            path.display(),
+            dir.display(),
+            mode & 0o7777
+        );
     }
     Ok(())
 }

@@ -147,9 +147,7 @@ pub fn owner_only_files(bins: &Binaries) -> anyhow::Result<String> {
     lab.add_task(&["A"])?;
     let run = lab.spawn(lab.command(&["run"]))?;
     let dir = lab.work().join(".baton");
-    lab.wait_for("the agent call to start", Duration::from_secs(30), |lab| {
-        Ok(!lab.live_agents().is_empty())
-    })?;
+    lab.wait_for_agent_call(1, Duration::from_secs(30))?;
     let mut modes = vec![(".baton/".to_owned(), mode(&dir)?)];
     for entry in std::fs::read_dir(&dir)? {
         let path = entry?.path();

@@ -21,7 +21,7 @@ use api_standin::{Answer, ClaudeEnv, RecordedRequest, Script, StandIn};
 use orchestrator::{Orchestrator, RunConfig, Selection};
 use serde_json::Value;
 use session_store::{CallOutcome, Cost, NewTask, SessionStatus, Store, TaskId, TaskStatus, Totals};
-use tests::stress::agents::latest_user_turn;
+use tests::stress::agents::{CLI_MODEL, cli_cost, latest_user_turn};
 use tests::stress::audit::{self, Ledger};
 
 const MOCK_CLAUDE: &str = env!("CARGO_BIN_EXE_contract-mock-claude");
@@ -412,33 +412,38 @@ async fn two_standalone_tasks_in_sequence_through_the_real_cli() {
 
     let ids = two_tasks_in_sequence(&db, &cli.work, Arc::clone(&cli.agent)).await;
 
-    // Through the real CLI a call's cost is what the CLI computes from the usage; the test
-    // checks the usage exactly and takes the cost from the ledger's own record of the call.
-    let store = Store::open(&db).unwrap();
-    let cost =
-        |task: TaskId, index: usize| store.calls_for_task(task).unwrap()[index].cost.as_usd();
-    let expected = [0, 1].map(|task| {
-        [
-            (FIRST_ANSWER[task], cost(ids[task], 0)),
-            (WRITE_ANSWER[task] + DONE_ANSWER, cost(ids[task], 1)),
-        ]
-    });
+    // Through the real CLI a call's cost is what the CLI charges for the usage it was served,
+    // at its default model's prices: computed here from what the stand-in served, not read
+    // back from the ledger.
+    for request in cli.standin.message_requests() {
+        assert_eq!(
+            request.model(),
+            Some(CLI_MODEL),
+            "the pinned CLI asks for another model: update CLI_MODEL and its prices"
+        );
+    }
+    let served_by_call = |task: usize| [FIRST_ANSWER[task], WRITE_ANSWER[task] + DONE_ANSWER];
+    let expected =
+        [0, 1].map(|task| served_by_call(task).map(|usage| (usage, cli_cost(usage).as_usd())));
     let sessions = assert_handoff(&db, ids, expected);
+    let store = Store::open(&db).unwrap();
     assert_transcripts(&cli.env, &cli.work, sessions);
 
     // Every request named the session Baton assigned, and each session was served exactly
-    // the usage the ledger holds for it.
+    // the usage the ledger holds for it, and charged what that usage costs.
     let served = cli.served_per_session();
-    let recorded: BTreeMap<Option<String>, Usage> = sessions
+    let recorded: BTreeMap<Option<String>, (Usage, Cost)> = sessions
         .iter()
         .map(|session| {
-            (
-                Some(session.to_string()),
-                store.session_usage(*session).unwrap().usage,
-            )
+            let totals = store.session_usage(*session).unwrap();
+            (Some(session.to_string()), (totals.usage, totals.cost))
         })
         .collect();
-    assert_eq!(served, recorded);
+    let charged: BTreeMap<Option<String>, (Usage, Cost)> = served
+        .into_iter()
+        .map(|(session, usage)| (session, (usage, cli_cost(usage))))
+        .collect();
+    assert_eq!(charged, recorded);
     let order: Vec<String> = cli
         .standin
         .message_requests()

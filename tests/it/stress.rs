@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use agent::{PlanKind, SessionId, Usage};
-use session_store::{CallOutcome, SessionPolicy, SessionStatus, TaskStatus};
+use session_store::{CallOutcome, SessionPolicy, SessionStatus, TaskId, TaskStatus};
 use tests::stress::audit::{self, Invariant, Ledger, Violation};
 use tests::stress::timeline::{Mark, Seen};
 use tests::stress::{self, AgentKind, StressConfig, StressRun};
@@ -135,8 +135,14 @@ struct Kept {
 
 impl Kept {
     fn new() -> Kept {
+        Kept::with_policy(SessionPolicy::Task)
+    }
+
+    /// Ten tasks under `policy`: every kind of task, two milestones under the milestone policy.
+    fn with_policy(policy: SessionPolicy) -> Kept {
         let run = run_clean(StressConfig {
             tasks: 10,
+            policy,
             keep_ledger: true,
             ..StressConfig::new(AgentKind::Mock)
         });
@@ -146,6 +152,39 @@ impl Kept {
 
     fn ledger(&self) -> Ledger {
         Ledger::read(&session_store::Store::open(&self.db).unwrap()).unwrap()
+    }
+
+    /// A connection for tampering: it plays a writer that recorded something wrong, so it
+    /// may change a recorded call, which the ledger itself forbids.
+    fn connection(&self) -> rusqlite::Connection {
+        let connection = rusqlite::Connection::open(&self.db).unwrap();
+        connection
+            .execute_batch("DROP TRIGGER IF EXISTS agent_calls_append_only_update")
+            .unwrap();
+        connection
+    }
+
+    /// The ledger's id of the first task the plan gave `kind`.
+    fn task_of_kind(&self, kind: stress::Kind) -> TaskId {
+        self.run
+            .placement
+            .tasks
+            .iter()
+            .find(|(_, task)| task.kind == kind)
+            .map(|(id, _)| *id)
+            .unwrap_or_else(|| panic!("the plan has a {kind} task"))
+    }
+
+    /// Everything the audit finds in the ledger as it is now, from the ledger and the script.
+    fn audit(&self) -> Vec<Violation> {
+        let ledger = self.ledger();
+        let mut found = audit::check_ledger(&ledger);
+        found.extend(audit::check_script(
+            &ledger,
+            &self.run.plan,
+            &self.run.placement,
+        ));
+        found
     }
 }
 
@@ -392,5 +431,223 @@ fn the_transcript_check_reports_missing_repeated_and_foreign_transcripts() {
                 "session {} has calls but the agent kept no transcript",
                 used[1]
             )))
+    );
+}
+
+#[test]
+fn ten_tasks_through_the_real_cli_against_the_stand_in_audit_clean() {
+    // The real CLI, answered by the stand-in: the audit compares the ledger with the requests
+    // the stand-in received and the usage it served, as well as with the script.
+    let Some(claude) = api_standin::require_claude(
+        "ten_tasks_through_the_real_cli_against_the_stand_in_audit_clean",
+    ) else {
+        return;
+    };
+    // Ten tasks deal every kind once at least; two iterations keep the one that never passes
+    // short.
+    let run = run_clean(StressConfig {
+        tasks: 10,
+        concurrency: 2,
+        iterations: 2,
+        seed: 5,
+        program: Some(claude),
+        ..StressConfig::new(AgentKind::Claude)
+    });
+    assert_eq!(
+        run.audited.agent_record,
+        "transcripts and the stand-in's requests"
+    );
+    assert_eq!(run.plan.kind_counts().len(), stress::Kind::ALL.len());
+}
+
+#[test]
+fn the_served_check_reports_figures_other_than_the_agent_served() {
+    let kept = Kept::new();
+    let ledger = kept.ledger();
+    assert!(audit::check_served(&ledger, AgentKind::Mock).is_empty());
+    let with_cache_writes = ledger
+        .calls
+        .iter()
+        .find(|call| call.usage.cache_creation_tokens > 0)
+        .expect("some scripted replies write to the cache")
+        .id;
+    let priced = ledger
+        .calls
+        .iter()
+        .find(|call| call.id != with_cache_writes && call.cost.as_nano_usd() > 0)
+        .expect("another call cost something")
+        .id;
+    let connection = kept.connection();
+    // As an adapter that lost the cache-creation tokens would record them.
+    connection
+        .execute(
+            "UPDATE agent_calls SET cache_creation_tokens = 0 WHERE id = ?1",
+            [with_cache_writes.get()],
+        )
+        .unwrap();
+    connection
+        .execute(
+            "UPDATE agent_calls SET cost_nano_usd = cost_nano_usd * 2 WHERE id = ?1",
+            [priced.get()],
+        )
+        .unwrap();
+    drop(connection);
+
+    let found = audit::check_served(&kept.ledger(), AgentKind::Mock);
+    assert_eq!(found.len(), 2, "{found:#?}");
+    assert!(
+        found
+            .iter()
+            .all(|violation| violation.invariant == Invariant::Served)
+    );
+    for call in [with_cache_writes, priced] {
+        assert_eq!(
+            mentions(&found, Invariant::Served, &format!("call {call} of task")),
+            1,
+            "{found:#?}"
+        );
+    }
+    // Through the real CLI the same ledger would be wrong everywhere: the CLI prices tokens
+    // itself, and a reply that writes a file takes a second request.
+    assert!(audit::check_served(&kept.ledger(), AgentKind::Claude).len() > 2);
+}
+
+#[test]
+fn the_audit_reports_a_call_made_in_another_tasks_session() {
+    let kept = Kept::new();
+    let ledger = kept.ledger();
+    let by_session = ledger.calls_by_session();
+    let mut sessions = by_session.iter();
+    let (_, calls) = sessions.next().unwrap();
+    let (foreign, foreign_calls) = sessions
+        .find(|(_, other)| other[0].task != calls[0].task)
+        .unwrap();
+    let (moved, owner, host) = (calls[0].id, calls[0].task, foreign_calls[0].task);
+    let connection = kept.connection();
+    connection
+        .execute(
+            "UPDATE agent_calls SET session_id = ?1 WHERE id = ?2",
+            rusqlite::params![foreign.to_string(), moved.get()],
+        )
+        .unwrap();
+    drop(connection);
+
+    let found = audit::check_ledger(&kept.ledger());
+    let expected =
+        format!("call {moved} of task {owner} was made in session {foreign} of task {host}");
+    assert_eq!(
+        mentions(&found, Invariant::OpenedBeforeCall, &expected),
+        1,
+        "{found:#?}"
+    );
+}
+
+#[test]
+fn the_audit_reports_a_milestone_session_used_across_milestones_or_doubled() {
+    let kept = Kept::with_policy(SessionPolicy::Milestone);
+    assert_eq!(kept.run.placement.milestones.len(), 2);
+    let ledger = kept.ledger();
+    let session_of = |milestone| {
+        ledger
+            .sessions
+            .iter()
+            .find(|session| session.milestone == Some(milestone))
+            .unwrap()
+            .clone()
+    };
+    let [first, second] = [0, 1].map(|index| session_of(kept.run.placement.milestones[index]));
+    // A call of the first milestone's shared session moved into the second's: sharing stops at
+    // the milestone.
+    let moved = ledger.calls_by_session()[&first.id][0];
+    let connection = kept.connection();
+    connection
+        .execute(
+            "UPDATE agent_calls SET session_id = ?1 WHERE id = ?2",
+            rusqlite::params![second.id.to_string(), moved.id.get()],
+        )
+        .unwrap();
+    // And a second session for the first milestone, as if one of its tasks had started afresh.
+    let extra = SessionId::new_v4();
+    connection
+        .execute(
+            "INSERT INTO sessions (id, task_id, milestone_id, policy, status, started_at, ended_at) \
+             VALUES (?1, ?2, ?3, 'milestone', 'completed', ?4, ?4)",
+            rusqlite::params![
+                extra.to_string(),
+                first.task.0,
+                kept.run.placement.milestones[0].get(),
+                first.started_at.as_millis(),
+            ],
+        )
+        .unwrap();
+    drop(connection);
+
+    let found = kept.audit();
+    let across = format!(
+        "call {} of task {} was made in session {} of task {}",
+        moved.id, moved.task, second.id, second.task
+    );
+    assert_eq!(
+        mentions(&found, Invariant::OpenedBeforeCall, &across),
+        1,
+        "{found:#?}"
+    );
+    let doubled = format!(
+        "milestone {} (number 0 of the plan) has 2 sessions",
+        kept.run.placement.milestones[0]
+    );
+    assert_eq!(
+        mentions(&found, Invariant::Scripted, &doubled),
+        1,
+        "{found:#?}"
+    );
+}
+
+#[test]
+fn the_audit_reports_fresh_iterations_that_share_a_session_or_end_otherwise() {
+    let kept = Kept::with_policy(SessionPolicy::Fresh);
+    // Two iterations, so two sessions under the fresh policy.
+    let task = kept.task_of_kind(stress::Kind::VerifyOnce);
+    let ledger = kept.ledger();
+    let calls = ledger.calls_of(task);
+    assert_eq!(calls.len(), 2);
+    assert_ne!(calls[0].session, calls[1].session);
+    let (first_session, second_call) = (calls[0].session, calls[1].id);
+    let other = kept.task_of_kind(stress::Kind::Exhaust);
+    let other_first = ledger.calls_of(other)[0].session;
+    let connection = kept.connection();
+    // The second iteration resumed the first one's session.
+    connection
+        .execute(
+            "UPDATE agent_calls SET session_id = ?1 WHERE id = ?2",
+            rusqlite::params![first_session.to_string(), second_call.get()],
+        )
+        .unwrap();
+    // An earlier iteration's session ended failed, not completed.
+    connection
+        .execute(
+            "UPDATE sessions SET status = 'failed' WHERE id = ?1",
+            [other_first.to_string()],
+        )
+        .unwrap();
+    drop(connection);
+
+    let found = kept.audit();
+    assert_eq!(
+        mentions(
+            &found,
+            Invariant::Scripted,
+            &format!("iterations 1 and 2 share session {first_session} under the fresh policy"),
+        ),
+        1,
+        "{found:#?}"
+    );
+    assert!(
+        found
+            .iter()
+            .any(|violation| violation.invariant == Invariant::Scripted
+                && violation.detail.starts_with(&format!("task {other} "))
+                && violation.detail.contains("the fresh policy implies")),
+        "{found:#?}"
     );
 }

@@ -14,6 +14,7 @@ use agent_mock::MockAgent;
 use anyhow::Context;
 use api_standin::{Answer, ClaudeEnv, RecordedRequest, Script, StandIn, Usage};
 use serde_json::{Value, json};
+use session_store::Cost;
 
 use crate::stress::script::{self, Plan, Reply};
 
@@ -79,6 +80,58 @@ pub enum Record {
         projects: PathBuf,
         standin: Option<StandIn>,
     },
+}
+
+/// The model the pinned Claude Code CLI asks the stand-in for by default, and prices the usage
+/// it is served at.
+pub const CLI_MODEL: &str = "claude-opus-5-5";
+
+/// What the pinned CLI charges per token of [`CLI_MODEL`], in nano-dollars: input, output,
+/// cache reads, cache writes ($4, $20, $0.20 and $5 per million). Read off the CLI's own
+/// results: in agent-claude's fixtures of 2.1.328, 100 input, 7 output, 20 cache-read and 10
+/// cache-creation tokens cost $0.000594, and 24 input and 10 output tokens $0.000296. A newly
+/// pinned CLI may pick another model or price it otherwise; the tests that use these figures
+/// check the model first, so that they say which.
+const CLI_NANO_USD_PER_TOKEN: [i64; 4] = [4_000, 20_000, 200, 5_000];
+
+/// What the pinned CLI charges for `usage` of [`CLI_MODEL`].
+pub fn cli_cost(usage: Usage) -> Cost {
+    let tokens = [
+        usage.input_tokens,
+        usage.output_tokens,
+        usage.cache_read_tokens,
+        usage.cache_creation_tokens,
+    ];
+    let nano_usd = tokens
+        .into_iter()
+        .zip(CLI_NANO_USD_PER_TOKEN)
+        .map(|(count, price)| {
+            i64::try_from(count)
+                .unwrap_or(i64::MAX)
+                .saturating_mul(price)
+        })
+        .fold(0i64, i64::saturating_add);
+    Cost::from_nano_usd(nano_usd)
+}
+
+/// What the agent of `kind` serves when it plays `reply`, which the call that played it must
+/// record: its usage and its cost. The scripted agents report the reply's own figures.
+/// Through the real CLI a reply that writes a file takes a second request (the `Write`
+/// tool's result comes back and is answered with "Done."), and the CLI prices the usage
+/// itself.
+pub fn served(kind: AgentKind, reply: Reply) -> (Usage, Cost) {
+    match kind {
+        AgentKind::Mock | AgentKind::MockClaude => {
+            (reply.usage(), Cost::from_usd(reply.cost_usd()))
+        }
+        AgentKind::Claude => {
+            let mut usage = reply.usage();
+            if reply.file().is_some() {
+                usage += DONE_USAGE;
+            }
+            (usage, cli_cost(usage))
+        }
+    }
 }
 
 /// The usage of the answer that ends a turn after a tool ran.
@@ -279,6 +332,21 @@ mod tests {
             assert_eq!(kind.as_str().parse::<AgentKind>(), Ok(kind));
         }
         assert!("gpt".parse::<AgentKind>().is_err());
+    }
+
+    #[test]
+    fn cli_prices_match_what_the_cli_charged_in_the_fixtures() {
+        let usage = |input, output, cache_read, cache_creation| Usage {
+            input_tokens: input,
+            output_tokens: output,
+            cache_read_tokens: cache_read,
+            cache_creation_tokens: cache_creation,
+        };
+        // success_text, permission_denied, write_tool and max_turns of 2.1.328.
+        assert_eq!(cli_cost(usage(100, 7, 20, 10)), Cost::from_usd(0.000594));
+        assert_eq!(cli_cost(usage(24, 10, 0, 0)), Cost::from_usd(0.000296));
+        assert_eq!(cli_cost(usage(120, 12, 40, 40)), Cost::from_usd(0.000928));
+        assert_eq!(cli_cost(usage(80, 12, 2, 4)), Cost::from_usd(0.0005804));
     }
 
     #[test]

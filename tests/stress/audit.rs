@@ -12,6 +12,9 @@
 //!   ran at once than allowed, and every call the agent made is recorded with the figures it
 //!   reported.
 //! - [`check_script`] checks that each task ended the way its script implies.
+//! - [`check_served`] compares each call's recorded usage and cost with what the agent
+//!   served for the call's scripted reply: the witness sees only what the adapter returned,
+//!   so a figure the adapter lost or misread shows here and nowhere else.
 //! - [`check_transcripts`] and [`check_standin`] compare the ledger with the agent's own
 //!   record: `mock-claude`'s transcript files, or the requests the stand-in received from
 //!   the real CLI.
@@ -28,7 +31,8 @@ use session_store::{
     SessionStatus, Store, StoreError, Task, TaskFilter, TaskId, TaskStatus, Totals, Verification,
 };
 
-use crate::stress::script::{Plan, ScriptedTask};
+use crate::stress::agents::{self, AgentKind};
+use crate::stress::script::{self, Plan, ScriptedTask};
 use crate::stress::timeline::{Mark, Seen};
 
 /// Which invariant a violation breaks.
@@ -52,6 +56,8 @@ pub enum Invariant {
     AgentRecord,
     /// No more calls ran at once than the run's concurrency.
     Concurrency,
+    /// Each call records exactly the usage and cost the agent served for its scripted reply.
+    Served,
 }
 
 impl Invariant {
@@ -66,6 +72,7 @@ impl Invariant {
             Invariant::EveryCallRecorded => "every-call-recorded",
             Invariant::AgentRecord => "agent-record",
             Invariant::Concurrency => "concurrency",
+            Invariant::Served => "served",
         }
     }
 }
@@ -671,6 +678,27 @@ pub fn check_script(ledger: &Ledger, plan: &Plan, placement: &Placement) -> Vec<
                     ),
                 ));
             }
+        }
+    }
+    found
+}
+
+/// Compares each call's recorded usage and cost with what the `kind` agent served for it:
+/// the figures of the reply the script gives the call's prompt (see [`agents::served`]).
+pub fn check_served(ledger: &Ledger, kind: AgentKind) -> Vec<Violation> {
+    let mut found = Vec::new();
+    for call in &ledger.calls {
+        let reply = script::reply_for(&call.prompt);
+        let (usage, cost) = agents::served(kind, reply);
+        if call.usage != usage || call.cost != cost {
+            found.push(violation(
+                Invariant::Served,
+                format!(
+                    "call {} of task {} records {:?}, {}; the {kind} agent served {:?}, {} \
+                     (its reply {reply:?})",
+                    call.id, call.task, call.usage, call.cost, usage, cost
+                ),
+            ));
         }
     }
     found

@@ -1,12 +1,35 @@
 //! `cargo xtask test`, the one command that runs every test, and `cargo xtask lint`.
+//!
+//! nextest has no way for a test to say it skipped: a test that needs the real Claude Code
+//! CLI and does not find it prints a line saying so and returns, and nextest counts it as
+//! passed. So the run writes a JUnit report that keeps every test's output, and once nextest
+//! is done, the skips are read from it and listed at the end, after nextest's summary.
 
-use anyhow::Context;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use anyhow::{Context, bail};
 
 use crate::claude::{self, CLAUDE_BIN_ENV};
-use crate::{cargo, run_command};
+use crate::{cargo, run_command, workspace_root};
 
 /// The variable that turns "the real CLI is absent" from a skip into a test failure.
 const REQUIRE_CLAUDE_ENV: &str = "BATON_REQUIRE_CLAUDE";
+
+/// The nextest profile the run uses, defined by [`TOOL_CONFIG`] on top of the repository's
+/// configuration: a JUnit report that keeps the output of passing tests too.
+const PROFILE: &str = "xtask";
+const TOOL_CONFIG: &str = "\
+# Written by `cargo xtask test` (xtask/src/test.rs): the run's JUnit report keeps every
+# test's output, from which the skips are read.
+[profile.xtask.junit]
+path = \"junit.xml\"
+store-success-output = true
+";
+
+/// How a test says it skipped, at the start of a line of its output, followed by
+/// `<test>: <reason>` (see `api_standin::require_claude`).
+const SKIP_MARKER: &str = "skipping ";
 
 #[derive(clap::Args)]
 pub struct TestArgs {
@@ -25,11 +48,20 @@ pub fn run(args: &TestArgs) -> anyhow::Result<()> {
         Some(claude::install(false).context("the tests need the pinned Claude Code CLI")?)
     };
     // Doctests first (nextest does not run them), so that nextest's summary of the whole
-    // suite is the last thing the run prints.
+    // suite, and the skips after it, are the last things the run prints.
     run_command(cargo().args(["test", "--workspace", "--doc", "--quiet"]))?;
+    let tool_config = write_tool_config()?;
+    let report = junit_path();
+    if report.exists() {
+        std::fs::remove_file(&report)
+            .with_context(|| format!("failed to remove the old {}", report.display()))?;
+    }
     let mut nextest = cargo();
     nextest
         .args(["nextest", "run", "--workspace", "--no-fail-fast"])
+        .arg("--tool-config-file")
+        .arg(format!("xtask:{}", tool_config.display()))
+        .args(["--profile", PROFILE])
         .args(&args.nextest_args)
         .env("INSTA_UPDATE", "no");
     if let Some(binary) = &claude {
@@ -37,7 +69,20 @@ pub fn run(args: &TestArgs) -> anyhow::Result<()> {
             .env(CLAUDE_BIN_ENV, binary)
             .env(REQUIRE_CLAUDE_ENV, "1");
     }
-    run_command(&mut nextest)
+    let tests = run_command(&mut nextest);
+    let skips = match std::fs::read_to_string(&report) {
+        Ok(xml) => report_skips(&xml),
+        // nextest failed before it ran anything; its own error says why.
+        Err(_) if tests.is_err() => return tests,
+        Err(err) => {
+            return Err(err).with_context(|| format!("failed to read {}", report.display()));
+        }
+    };
+    tests?;
+    if skips > 0 && claude.is_some() {
+        bail!("{skips} tests skipped though the Claude Code CLI is installed");
+    }
+    Ok(())
 }
 
 pub fn lint() -> anyhow::Result<()> {
@@ -50,4 +95,159 @@ pub fn lint() -> anyhow::Result<()> {
         "-D",
         "warnings",
     ]))
+}
+
+/// Writes [`TOOL_CONFIG`] into the target directory and returns its (absolute) path.
+fn write_tool_config() -> anyhow::Result<PathBuf> {
+    let dir = workspace_root().join("target/xtask");
+    std::fs::create_dir_all(&dir).with_context(|| format!("failed to create {}", dir.display()))?;
+    let path = dir.join("nextest.toml");
+    std::fs::write(&path, TOOL_CONFIG)
+        .with_context(|| format!("failed to write {}", path.display()))?;
+    Ok(path)
+}
+
+/// Where nextest writes the JUnit report of [`PROFILE`]: its store, under the workspace root.
+fn junit_path() -> PathBuf {
+    workspace_root()
+        .join("target/nextest")
+        .join(PROFILE)
+        .join("junit.xml")
+}
+
+/// Prints what the JUnit report `xml` says about skips, and returns how many tests skipped.
+fn report_skips(xml: &str) -> usize {
+    let skips = find_skips(xml);
+    let ran = attribute(xml, "testsuites", "tests").unwrap_or_default();
+    if skips.is_empty() {
+        eprintln!("xtask: all {ran} tests ran in full; none skipped");
+        return 0;
+    }
+    let mut by_reason: BTreeMap<&str, Vec<&Skip>> = BTreeMap::new();
+    for skip in &skips {
+        by_reason.entry(&skip.reason).or_default().push(skip);
+    }
+    eprintln!(
+        "xtask: {} of the {ran} tests SKIPPED some or all of their checks (nextest counted them \
+         as passed):",
+        skips.len()
+    );
+    for (reason, skipped) in by_reason {
+        for skip in skipped {
+            eprintln!("  {} {}", skip.binary, skip.test);
+        }
+        eprintln!("  because: {reason}");
+    }
+    skips.len()
+}
+
+/// A test that said it skipped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Skip {
+    /// nextest's name of its test binary, such as `tests::it`.
+    binary: String,
+    test: String,
+    reason: String,
+}
+
+/// Every test of the JUnit report `xml` whose output has a [`SKIP_MARKER`] line, once each.
+fn find_skips(xml: &str) -> Vec<Skip> {
+    let mut skips = Vec::new();
+    for case in xml.split("<testcase ").skip(1) {
+        let body = case.split("</testcase>").next().unwrap_or(case);
+        // The output starts on the line of its element's opening tag.
+        let output = unescape(body)
+            .replace("<system-out>", "\n")
+            .replace("<system-err>", "\n");
+        let reason = output.lines().map(str::trim_start).find_map(|line| {
+            let said = line.strip_prefix(SKIP_MARKER)?;
+            Some(
+                said.split_once(": ")
+                    .map_or(said, |(_, why)| why)
+                    .to_owned(),
+            )
+        });
+        if let Some(reason) = reason {
+            skips.push(Skip {
+                binary: unescape(&tag_attribute(case, "classname").unwrap_or_default()),
+                test: unescape(&tag_attribute(case, "name").unwrap_or_default()),
+                reason,
+            });
+        }
+    }
+    skips
+}
+
+/// The attribute `name` of the first `<element …>` tag in `xml`.
+fn attribute(xml: &str, element: &str, name: &str) -> Option<String> {
+    let start = xml.find(&format!("<{element} "))? + element.len() + 2;
+    tag_attribute(&xml[start..], name)
+}
+
+/// The attribute `name` of the tag whose attributes `tag` starts with.
+fn tag_attribute(tag: &str, name: &str) -> Option<String> {
+    let tag = &tag[..tag.find('>')?];
+    let needle = format!("{name}=\"");
+    let (at, _) = tag
+        .match_indices(&needle)
+        .find(|(at, _)| *at == 0 || tag.as_bytes()[at - 1].is_ascii_whitespace())?;
+    let value = &tag[at + needle.len()..];
+    Some(value[..value.find('"')?].to_owned())
+}
+
+/// `text` with XML's predefined entities replaced by the characters they stand for.
+fn unescape(text: &str) -> String {
+    text.replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&quot;", "\"")
+        .replace("&apos;", "'")
+        .replace("&amp;", "&")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const REPORT: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
+<testsuites name="nextest-run" tests="3" failures="0" errors="0" uuid="x" timestamp="t" time="1.0">
+    <testsuite name="api-standin::it" tests="2" skipped="0" errors="0" failures="0">
+        <testcase name="the_real_cli_runs" classname="api-standin::it" timestamp="t" time="0.011">
+            <system-out>running 1 test
+</system-out>
+            <system-err>skipping the_real_cli_runs: the claude binary named by $BATON_TEST_CLAUDE_BIN does not exist: /x/&lt;y&gt; (run `cargo xtask install-claude`)
+</system-err>
+        </testcase>
+        <testcase name="a_task_was_skipped" classname="api-standin::it" timestamp="t" time="0.011">
+            <system-out>task 1 was skipping nothing
+</system-out>
+        </testcase>
+        <testcase name="quiet" classname="tests::it" timestamp="t" time="0.011"/>
+    </testsuite>
+</testsuites>
+"#;
+
+    #[test]
+    fn skips_are_read_from_the_output_of_each_test_case() {
+        assert_eq!(
+            find_skips(REPORT),
+            [Skip {
+                binary: "api-standin::it".into(),
+                test: "the_real_cli_runs".into(),
+                reason: "the claude binary named by $BATON_TEST_CLAUDE_BIN does not exist: \
+                         /x/<y> (run `cargo xtask install-claude`)"
+                    .into(),
+            }]
+        );
+        assert_eq!(
+            attribute(REPORT, "testsuites", "tests").as_deref(),
+            Some("3")
+        );
+        assert_eq!(report_skips(REPORT), 1);
+    }
+
+    #[test]
+    fn a_report_without_skips_has_none() {
+        let report = REPORT.replace("skipping the_real_cli_runs", "ran the_real_cli_runs");
+        assert!(find_skips(&report).is_empty());
+    }
 }

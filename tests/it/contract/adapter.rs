@@ -411,7 +411,13 @@ async fn probe_reads_the_version_alike() {
     ) {
         let info = agent_for(&side).probe().await.expect("the probe answers");
         assert_eq!(info.name, "claude");
-        assert_eq!(info.version, "2.1.328", "{}", side.name());
+        // The pinned version, which the mock imitates.
+        assert_eq!(
+            info.version,
+            agent_mock::claude::IMITATED_VERSION,
+            "{}",
+            side.name()
+        );
     }
 }
 

@@ -118,10 +118,10 @@ fn start_then_resume_keeps_the_assigned_session() {
         assert_eq!(second.code(), Some(0), "{name}: {}", second.stderr);
 
         for run in [&first, &second] {
+            // Every line names the assigned session, the init and result lines above all:
+            // Baton checks those two.
             for line in run.lines() {
-                if let Some(reported) = line.get("session_id") {
-                    assert_eq!(reported, &json!(id), "{name}: {line}");
-                }
+                assert_eq!(line.get("session_id"), Some(&json!(id)), "{name}: {line}");
             }
             let init = &run.lines()[0];
             assert_eq!(

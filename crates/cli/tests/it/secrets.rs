@@ -125,14 +125,21 @@ fn secrets_printed_by_a_check_reach_no_output_and_no_ledger_file() {
         clean(world.baton(&["session", "show", id]).success());
         clean(world.baton(&["session", "show", id, "--json"]).success());
     }
+    // Each must succeed: a command that failed and printed nothing would show no secret
+    // either.
     for args in [
         &["task", "list"][..],
         &["task", "list", "--json"],
         &["usage", "--by", "session"],
+        &["usage", "--by", "session", "--json"],
         &["doctor"],
         &["doctor", "--json"],
     ] {
-        clean(world.baton(args));
+        let output = clean(world.baton(args).success());
+        assert!(
+            !output.stdout.trim().is_empty(),
+            "`{args:?}` printed nothing"
+        );
     }
     assert_ledger_clean(&world);
 }

@@ -68,19 +68,57 @@ async fn dependencies_run_in_order() {
     let mut second = fixture.new_task("second");
     second.after = vec![first];
     let second = fixture.add(second);
-    let agent = MockAgent::new();
-    let report = fixture
-        .run_with(
-            &agent,
+    // The first task is slow and there is room for both: without the dependency, the second
+    // would start while the first is still running. (The report lists tasks as they finish,
+    // which a fast first task would get right by luck.)
+    let agent = MockAgent::scripted(|call, _| {
+        let delay = if call.prompt.contains("Do first.") {
+            300
+        } else {
+            0
+        };
+        Step::succeed("done").delay(Duration::from_millis(delay))
+    });
+    let recorder = Recorder::default();
+    let orchestrator = fixture
+        .orchestrator(
+            Arc::new(agent.clone()),
             RunConfig {
                 concurrency: 4,
                 ..quick_config()
             },
         )
-        .await;
-    assert!(report.all_completed());
-    let order: Vec<_> = report.tasks.iter().map(|task| task.task).collect();
-    assert_eq!(order, [first, second]);
+        .with_events(recorder.sink());
+    let report = bounded(orchestrator.run(&Selection::all(), CancellationToken::new()))
+        .await
+        .unwrap();
+    assert!(report.all_completed(), "{report:?}");
+
+    let events = recorder.events.lock().unwrap().clone();
+    let first_finished = events
+        .iter()
+        .position(|event| matches!(event, RunEvent::TaskFinished { task, .. } if *task == first))
+        .expect("the first task finished");
+    let second_called = events
+        .iter()
+        .position(|event| matches!(event, RunEvent::CallStarted { task, .. } if *task == second))
+        .expect("the second task's agent was called");
+    assert!(
+        first_finished < second_called,
+        "the second task's call started before the first task finished: {events:#?}"
+    );
+    // The ledger agrees: the second task's only call started once the first had completed.
+    let finished_at = fixture
+        .get(first)
+        .finished_at
+        .expect("the first task finished");
+    let calls = fixture.calls_of(second);
+    assert_eq!(calls.len(), 1);
+    assert!(
+        calls[0].started_at >= finished_at,
+        "the second task's call started at {}, the first task finished at {finished_at}",
+        calls[0].started_at
+    );
 }
 
 #[tokio::test]

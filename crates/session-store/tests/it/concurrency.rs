@@ -1,9 +1,10 @@
 //! Many writers on one ledger file: threads with their own stores, and separate processes.
 //!
-//! The process tests run this test binary again as workers: the parent starts it with
-//! `--exact concurrency::worker` and a job in the environment, so the `worker` test below does
-//! the job instead of returning at once. This works the same under `cargo test` and
-//! `cargo nextest run`, because both run the same libtest binary.
+//! The process tests run this test binary again as their workers: a test starts it with
+//! `--exact concurrency::<its own name>` and a job in the environment, and the test, finding
+//! the job, does it instead of its checks (see [`as_worker`]). No test exists only to be a
+//! worker, so none passes without checking anything. This works the same under `cargo test`
+//! and `cargo nextest run`, because both run the same libtest binary.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -160,10 +161,11 @@ fn threads_creating_one_new_ledger_at_once_all_succeed() {
 /// The environment variable that turns the `worker` test into a worker, and carries its job.
 const WORKER_JOB: &str = "SESSION_STORE_IT_WORKER_JOB";
 
-/// One worker's job, passed through the environment as `kind|database|directory|index|arg`.
+/// One worker's job, passed through the environment as `test|database|directory|index|arg`.
 #[derive(Debug, Clone)]
 struct Job {
-    kind: String,
+    /// The test whose worker this is.
+    test: String,
     database: PathBuf,
     /// Where the ready and go files of the start barrier live.
     directory: PathBuf,
@@ -175,7 +177,7 @@ impl Job {
     fn encode(&self) -> String {
         format!(
             "{}|{}|{}|{}|{}",
-            self.kind,
+            self.test,
             self.database.display(),
             self.directory.display(),
             self.index,
@@ -187,7 +189,7 @@ impl Job {
         let parts: Vec<&str> = text.split('|').collect();
         assert_eq!(parts.len(), 5, "malformed worker job `{text}`");
         Job {
-            kind: parts[0].to_owned(),
+            test: parts[0].to_owned(),
             database: PathBuf::from(parts[1]),
             directory: PathBuf::from(parts[2]),
             index: parts[3].parse().unwrap(),
@@ -215,20 +217,27 @@ fn wait_for(path: &Path) {
     }
 }
 
-/// Not a test on its own: a worker for the process tests. Without a job it does nothing.
-#[test]
-fn worker() {
+/// The process tests, by name: each is also the entry point of its own workers.
+const OPEN_TEST: &str = "processes_creating_one_new_ledger_at_once_all_succeed";
+const WRITE_TEST: &str = "processes_writing_to_one_ledger_at_once_lose_nothing";
+const LEASE_TEST: &str = "processes_racing_for_one_lease_have_exactly_one_winner";
+
+/// Whether this process is a worker that [`run_workers`] started for the test `test`; if so,
+/// it has done its job, and the test returns at once. In the test's own process (no job in
+/// the environment) it does nothing and returns `false`.
+fn as_worker(test: &str) -> bool {
     let Ok(text) = std::env::var(WORKER_JOB) else {
-        return;
+        return false;
     };
     let job = Job::decode(&text);
-    match job.kind.as_str() {
-        "open" => {
+    assert_eq!(job.test, test, "a worker was started for another test");
+    match test {
+        OPEN_TEST => {
             job.ready_then_wait();
             let mut store = Store::open(&job.database).unwrap();
             add_task(&mut store, &job.directory, &format!("worker {}", job.index));
         }
-        "write" => {
+        WRITE_TEST => {
             let mut store = Store::open(&job.database).unwrap();
             let shared = TaskId(job.argument.parse().unwrap());
             let owner = LeaseOwner::current().unwrap();
@@ -248,7 +257,7 @@ fn worker() {
                     .unwrap();
             }
         }
-        "lease" => {
+        LEASE_TEST => {
             let mut store = Store::open(&job.database).unwrap();
             let session: SessionId = job.argument.parse().unwrap();
             let owner = LeaseOwner::current().unwrap();
@@ -261,17 +270,19 @@ fn worker() {
                 Err(other) => panic!("unexpected error racing for the lease: {other}"),
             }
         }
-        other => panic!("unknown worker job `{other}`"),
+        other => panic!("no worker job for the test `{other}`"),
     }
+    true
 }
 
 const PROCESS_SESSIONS: u64 = 4;
 const PROCESS_CALLS: u64 = 25;
 
-/// Starts `count` workers on `kind` jobs, releases them together, and returns each one's
-/// standard output once all have succeeded.
+/// Starts `count` workers for the test `test` (this binary again, running only that test,
+/// with a job in its environment), releases them together, and returns each one's standard
+/// output once all have succeeded.
 fn run_workers(
-    kind: &str,
+    test: &str,
     database: &Path,
     directory: &Path,
     count: u64,
@@ -281,20 +292,15 @@ fn run_workers(
     let children: Vec<Child> = (0..count)
         .map(|index| {
             let job = Job {
-                kind: kind.to_owned(),
+                test: test.to_owned(),
                 database: database.to_owned(),
                 directory: directory.to_owned(),
                 index,
                 argument: argument.to_owned(),
             };
             Command::new(&executable)
-                .args([
-                    "--exact",
-                    "concurrency::worker",
-                    "--nocapture",
-                    "--test-threads",
-                    "1",
-                ])
+                .args(["--exact", &format!("concurrency::{test}")])
+                .args(["--nocapture", "--test-threads", "1"])
                 .env(WORKER_JOB, job.encode())
                 .stdin(Stdio::null())
                 .stdout(Stdio::piped())
@@ -331,10 +337,13 @@ fn run_workers(
 
 #[test]
 fn processes_creating_one_new_ledger_at_once_all_succeed() {
+    if as_worker(OPEN_TEST) {
+        return;
+    }
     const WORKERS: u64 = 4;
     let directory = tempfile::tempdir().unwrap();
     let database = directory.path().join("new").join("baton.db");
-    run_workers("open", &database, directory.path(), WORKERS, "");
+    run_workers(OPEN_TEST, &database, directory.path(), WORKERS, "");
 
     let store = Store::open(&database).unwrap();
     assert_eq!(store.schema_version().unwrap(), SCHEMA_VERSION);
@@ -346,12 +355,15 @@ fn processes_creating_one_new_ledger_at_once_all_succeed() {
 
 #[test]
 fn processes_writing_to_one_ledger_at_once_lose_nothing() {
+    if as_worker(WRITE_TEST) {
+        return;
+    }
     const WORKERS: u64 = 4;
     let (directory, mut store) = temp_store();
     let shared = add_task(&mut store, directory.path(), "shared");
     let database = store.path().to_owned();
     run_workers(
-        "write",
+        WRITE_TEST,
         &database,
         directory.path(),
         WORKERS,
@@ -380,6 +392,9 @@ fn processes_writing_to_one_ledger_at_once_lose_nothing() {
 
 #[test]
 fn processes_racing_for_one_lease_have_exactly_one_winner() {
+    if as_worker(LEASE_TEST) {
+        return;
+    }
     const WORKERS: u64 = 6;
     let (directory, mut store) = temp_store();
     let task = add_task(&mut store, directory.path(), "t");
@@ -391,7 +406,7 @@ fn processes_racing_for_one_lease_have_exactly_one_winner() {
     };
     store.open_session(&session).unwrap();
     let outputs = run_workers(
-        "lease",
+        LEASE_TEST,
         store.path(),
         directory.path(),
         WORKERS,

@@ -1,8 +1,10 @@
 //! Tasks and milestones: adding, reading, listing, the state machine and dependencies.
 
+use std::sync::Barrier;
+
 use session_store::{
     EventFilter, LeaseOwner, MilestoneId, Missing, NewMilestone, NewTask, SessionPolicy, Store,
-    StoreError, TaskFilter, TaskId, TaskStatus, event_kind,
+    StoreError, Task, TaskFilter, TaskId, TaskStatus, event_kind,
 };
 
 use crate::common::{add_milestone, add_task, dead_local_owner, fake_owner, temp_store};
@@ -532,27 +534,77 @@ fn claiming_records_the_runner_and_only_one_claim_wins() {
     assert_eq!(store.task(task).unwrap().runner, None);
 }
 
+/// Threads with stores of their own claim one task at the same moment (a barrier releases
+/// them together), round after round: each time exactly one wins and is recorded as the
+/// runner, and every other is told the task is running already (not, say, that the ledger
+/// was busy).
 #[test]
 fn threads_racing_to_claim_a_task_yield_one_runner() {
+    const THREADS: u32 = 6;
+    const ROUNDS: usize = 20;
     let (directory, mut store) = temp_store();
-    let task = add_task(&mut store, directory.path(), "t");
+    let tasks: Vec<TaskId> = (0..ROUNDS)
+        .map(|round| add_task(&mut store, directory.path(), &format!("t{round}")))
+        .collect();
     let path = store.path().to_path_buf();
-    let winners: usize = std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..6u32)
-            .map(|n| {
-                let path = path.clone();
+    let barrier = Barrier::new(THREADS as usize);
+    // Per thread, its claim of each round's task.
+    let claims: Vec<Vec<Result<Task, StoreError>>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (1..=THREADS)
+            .map(|runner| {
+                let (path, barrier, tasks) = (&path, &barrier, &tasks);
                 scope.spawn(move || {
-                    let mut store = Store::open(&path).unwrap();
-                    store.claim_task(task, &fake_owner(n + 1)).is_ok() as usize
+                    let mut store = Store::open(path).unwrap();
+                    tasks
+                        .iter()
+                        .map(|task| {
+                            barrier.wait();
+                            store.claim_task(*task, &fake_owner(runner))
+                        })
+                        .collect::<Vec<_>>()
                 })
             })
             .collect();
         handles
             .into_iter()
             .map(|handle| handle.join().unwrap())
-            .sum()
+            .collect()
     });
-    assert_eq!(winners, 1);
+    for (round, task) in tasks.iter().enumerate() {
+        let round_claims: Vec<(u32, &Result<Task, StoreError>)> = (1..=THREADS)
+            .zip(&claims)
+            .map(|(runner, claims)| (runner, &claims[round]))
+            .collect();
+        let winners: Vec<u32> = round_claims
+            .iter()
+            .filter(|(_, claim)| claim.is_ok())
+            .map(|(runner, _)| *runner)
+            .collect();
+        assert_eq!(winners.len(), 1, "round {round}: {round_claims:#?}");
+        let claimed = store.task(*task).unwrap();
+        assert_eq!(claimed.status, TaskStatus::Running);
+        assert_eq!(
+            claimed.runner,
+            Some(fake_owner(winners[0])),
+            "round {round}"
+        );
+        for (runner, claim) in &round_claims {
+            if let Err(err) = claim {
+                assert!(
+                    matches!(
+                        err,
+                        StoreError::InvalidTransition {
+                            task: refused,
+                            from: TaskStatus::Running,
+                            to: TaskStatus::Running,
+                        } if refused == task
+                    ),
+                    "round {round}: runner {runner} lost the claim with {err:?}, not \
+                     \"the task is running already\""
+                );
+            }
+        }
+    }
 }
 
 #[test]
