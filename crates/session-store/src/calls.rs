@@ -8,14 +8,13 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use crate::error::{Failure, Missing, StoreError};
 use crate::ids::{CallId, MilestoneId, TaskId};
-use crate::sessions::ensure_session;
+use crate::lookup::{ensure_session, ensure_task, task_milestone};
 use crate::sql::{
     duration_at, duration_millis, exit_at, exit_columns, optional_session_id_at, session_id_at,
     usage_at,
 };
 use crate::status::{CallOutcome, SessionPolicy, SessionStatus};
 use crate::store::Store;
-use crate::tasks::{ensure_task, task_milestone};
 use crate::units::{Cost, Timestamp};
 
 /// An agent call to record, with the figures it reported.

@@ -30,6 +30,7 @@ mod calls;
 mod error;
 mod events;
 mod ids;
+mod lookup;
 mod migrations;
 mod milestones;
 mod process;

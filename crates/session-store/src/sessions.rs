@@ -21,11 +21,11 @@ use serde_json::json;
 use crate::error::{Failure, Missing, StoreError};
 use crate::events::{event_kind, insert_event};
 use crate::ids::{MilestoneId, TaskId};
+use crate::lookup::{ensure_task, session_status, task_milestone};
 use crate::process::{AgentProcess, LeaseOwner};
 use crate::sql::{TOTALS_COLUMNS, session_id_at, totals_at};
 use crate::status::{SessionPolicy, SessionStatus};
 use crate::store::Store;
-use crate::tasks::task_milestone;
 use crate::units::{Timestamp, Totals};
 
 pub use self::lease::{SweepReason, SweptSession};
@@ -168,7 +168,7 @@ impl Store {
     pub fn sessions(&self, filter: &SessionFilter) -> Result<Vec<Session>, StoreError> {
         self.read("list sessions", |connection| {
             if let Some(task) = filter.task {
-                crate::tasks::ensure_task(connection, task)?;
+                ensure_task(connection, task)?;
             }
             let mut statement = connection.prepare_cached(&format!(
                 "SELECT {SESSION_COLUMNS}, {TOTALS_COLUMNS} FROM sessions \
@@ -357,24 +357,6 @@ pub(crate) fn session_state(
         })
         .optional()?
         .ok_or_else(|| StoreError::NotFound(Missing::Session(id)).into())
-}
-
-/// Reads a session's status, or fails with [`StoreError::NotFound`].
-fn session_status(
-    connection: &Connection,
-    id: SessionId,
-    text: &str,
-) -> Result<SessionStatus, Failure> {
-    connection
-        .prepare_cached("SELECT status FROM sessions WHERE id = ?1")?
-        .query_row([text], |row| row.get(0))
-        .optional()?
-        .ok_or_else(|| StoreError::NotFound(Missing::Session(id)).into())
-}
-
-/// Fails with [`StoreError::NotFound`] unless the session exists.
-pub(crate) fn ensure_session(connection: &Connection, id: SessionId) -> Result<(), Failure> {
-    session_status(connection, id, &id.to_string()).map(drop)
 }
 
 /// Reads the four lease columns starting at `first`: a lease when they are set.

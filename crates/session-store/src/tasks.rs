@@ -10,7 +10,7 @@ use serde_json::json;
 use crate::error::{Failure, Missing, StoreError};
 use crate::events::{event_kind, insert_event};
 use crate::ids::{MilestoneId, TaskId};
-use crate::milestones::ensure_milestone;
+use crate::lookup::{ensure_milestone, ensure_task};
 use crate::process::LeaseOwner;
 use crate::sql::{TOTALS_COLUMNS, path_text, totals_at};
 use crate::status::{SessionPolicy, TaskStatus};
@@ -501,30 +501,6 @@ fn runner_at(row: &Row<'_>, first: usize) -> rusqlite::Result<Option<LeaseOwner>
         host: row.get(first + 1)?,
         start_time: row.get(first + 2)?,
     }))
-}
-
-/// Fails with [`StoreError::NotFound`] unless the task exists.
-pub(crate) fn ensure_task(connection: &Connection, id: TaskId) -> Result<(), Failure> {
-    let exists = connection
-        .prepare_cached("SELECT 1 FROM tasks WHERE id = ?1")?
-        .exists([id])?;
-    if exists {
-        Ok(())
-    } else {
-        Err(StoreError::NotFound(Missing::Task(id)).into())
-    }
-}
-
-/// The milestone of a task that must exist.
-pub(crate) fn task_milestone(
-    connection: &Connection,
-    id: TaskId,
-) -> Result<Option<MilestoneId>, Failure> {
-    connection
-        .prepare_cached("SELECT milestone_id FROM tasks WHERE id = ?1")?
-        .query_row([id], |row| row.get(0))
-        .optional()?
-        .ok_or_else(|| StoreError::NotFound(Missing::Task(id)).into())
 }
 
 /// The dependencies of a task that have not completed, in id order.

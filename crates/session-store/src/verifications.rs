@@ -8,9 +8,9 @@ use rusqlite::{Row, params};
 
 use crate::error::StoreError;
 use crate::ids::{TaskId, VerificationId};
+use crate::lookup::ensure_task;
 use crate::sql::{duration_at, duration_millis, exit_at, exit_columns};
 use crate::store::Store;
-use crate::tasks::ensure_task;
 use crate::units::Timestamp;
 
 /// A verification run to record.

@@ -15,7 +15,7 @@ use super::{Lease, SessionState, owner_json, session_state};
 use crate::error::{Failure, StoreError};
 use crate::events::{event_kind, insert_event};
 use crate::ids::TaskId;
-use crate::process::{AgentProcess, LeaseOwner};
+use crate::process::{AgentProcess, LeaseOwner, identify_current};
 use crate::status::SessionStatus;
 use crate::store::{Store, Write};
 use crate::units::Timestamp;
@@ -52,6 +52,13 @@ impl SweepReason {
             SweepReason::LeaseExpired => "lease_expired",
             SweepReason::Unowned => "unowned",
         }
+    }
+}
+
+impl LeaseOwner {
+    /// The identity of the calling process, the owner of the leases it takes.
+    pub fn current() -> Result<LeaseOwner, StoreError> {
+        identify_current().map_err(|source| StoreError::ProcessIdentity { source })
     }
 }
 
