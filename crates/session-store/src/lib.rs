@@ -54,7 +54,7 @@ pub use crate::process::{AgentProcess, LeaseOwner};
 pub use crate::redact::{Found, MIN_SECRET_LEN, Redactor, SECRET_NAME_PARTS, TOKEN_SHAPES};
 pub use crate::sessions::{Lease, NewSession, Session, SessionFilter, SweepReason, SweptSession};
 pub use crate::status::{CallOutcome, SessionPolicy, SessionStatus, TaskStatus};
-pub use crate::store::{Store, StoreOptions};
+pub use crate::store::{Batch, CommitCounter, Durability, Store, StoreOptions};
 pub use crate::tasks::{NewTask, Task, TaskFilter};
 pub use crate::units::{Cost, Timestamp, Totals};
 pub use crate::verifications::{NewVerification, Verification};

@@ -8,6 +8,8 @@ use std::fs::{DirBuilder, OpenOptions};
 use std::ops::Deref;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use rusqlite::{Connection, OpenFlags};
@@ -46,6 +48,55 @@ pub struct StoreOptions {
     /// What is kept out of the ledger. Every free-text value the store writes passes
     /// through it; see [`Redactor`].
     pub redactor: Redactor,
+    /// Whether a commit survives a power cut; see [`Durability`].
+    pub durability: Durability,
+}
+
+/// How hard a commit works to survive a power cut or an operating-system crash: SQLite's
+/// `synchronous` setting, under write-ahead logging.
+///
+/// Either way an application crash (a killed `baton`) loses nothing that was committed, and
+/// the file is never corrupted. The difference is a power cut or an OS crash.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum Durability {
+    /// `synchronous=FULL`: every commit syncs the write-ahead log before it returns, so a
+    /// committed agent call survives a power cut. The ledger reconciles to the token with
+    /// what the API billed, so this is the default.
+    #[default]
+    Full,
+    /// `synchronous=NORMAL`: the log is synced only when it is copied into the database (at
+    /// checkpoints). A power cut or an OS crash can lose the last commits. Cheaper where a
+    /// sync is slow (a spinning disk, a network file system); a documented choice, not the
+    /// default.
+    Normal,
+}
+
+impl Durability {
+    /// Every setting, in the order the documentation lists them.
+    pub const ALL: [Durability; 2] = [Durability::Full, Durability::Normal];
+
+    /// The word for it in configuration: `full` or `normal`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Durability::Full => "full",
+            Durability::Normal => "normal",
+        }
+    }
+
+    /// The setting a word names, as [`Durability::as_str`] writes it.
+    pub fn parse(word: &str) -> Option<Durability> {
+        Durability::ALL
+            .into_iter()
+            .find(|durability| durability.as_str() == word)
+    }
+
+    /// The value of SQLite's `synchronous` pragma that gives it.
+    const fn synchronous(self) -> &'static str {
+        match self {
+            Durability::Full => "FULL",
+            Durability::Normal => "NORMAL",
+        }
+    }
 }
 
 impl StoreOptions {
@@ -58,12 +109,13 @@ impl StoreOptions {
         StoreOptions {
             busy_timeout: StoreOptions::DEFAULT_BUSY_TIMEOUT,
             redactor,
+            durability: Durability::default(),
         }
     }
 }
 
 impl Default for StoreOptions {
-    /// A 30-second busy timeout, and a redactor that knows the secret-looking variables of
+    /// A 30-second busy timeout, [`Durability::Full`], and a redactor that knows the secret-looking variables of
     /// this process's environment ([`Redactor::from_env`]), so that a store opened without
     /// a thought for secrets still keeps them out.
     fn default() -> StoreOptions {
@@ -86,8 +138,8 @@ impl Store {
     ///
     /// A new file is created readable and writable by its owner only (mode 0600), and a
     /// missing directory is created for its owner only (0700): the ledger holds prompts and
-    /// results. The connection is set up with write-ahead logging, `synchronous=NORMAL`,
-    /// foreign keys enforced and the busy timeout, then the schema is migrated. A database
+    /// results. The connection is set up with write-ahead logging, the `synchronous` setting
+    /// of [`StoreOptions::durability`], foreign keys enforced and the busy timeout, then the schema is migrated. A database
     /// from a newer build is refused with [`StoreError::NewerSchema`] and left untouched.
     ///
     /// The store also starts a thread that checkpoints the write-ahead log in the background
@@ -181,6 +233,7 @@ impl Store {
             let value = body(&Write {
                 connection: &self.connection,
                 redactor: &self.redactor,
+                path: &self.path,
             })?;
             transaction.commit()?;
             Ok(value)
@@ -195,6 +248,41 @@ impl Store {
             }
         }
         result.map_err(|failure: Failure| failure.into_store_error(operation, &self.path))
+    }
+
+    /// Runs `body` with a [`Batch`]: every operation it makes is written in one `BEGIN
+    /// IMMEDIATE` transaction, committed once when `body` returns `Ok`, and rolled back whole
+    /// when it returns `Err`. `operation` completes "could not …" when the transaction
+    /// itself fails (it could not begin or commit).
+    ///
+    /// This is how writes that belong together share one commit: an agent call with what it
+    /// consumed, or a task's last checks with closing its session and finishing it. A commit
+    /// is the expensive part of a write (with [`Durability::Full`] it waits for the disk), so
+    /// fewer, fuller commits are both faster and truer: a crash leaves all of a step or none
+    /// of it.
+    pub fn batch<T>(
+        &mut self,
+        operation: &'static str,
+        body: impl FnOnce(&mut Batch<'_>) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        self.write(operation, |write| {
+            body(&mut Batch { write }).map_err(Failure::Store)
+        })
+    }
+
+    /// Counts this store's commits from now on: the handle's [`CommitCounter::count`] grows
+    /// by one each time a write transaction commits (reads are not counted). For benchmarks
+    /// and tests that hold the ledger to a number of commits; it replaces any counter taken
+    /// before.
+    pub fn count_commits(&self) -> CommitCounter {
+        let counter = CommitCounter::default();
+        let commits = Arc::clone(&counter.commits);
+        // SQLite calls the hook for transactions that wrote; `false` lets the commit go on.
+        self.connection.commit_hook(Some(move || {
+            commits.fetch_add(1, Ordering::Relaxed);
+            false
+        }));
+        counter
     }
 
     /// Runs SQLite's quick integrity check and returns what it found wrong: nothing when the
@@ -241,6 +329,70 @@ impl Store {
 pub(crate) struct Write<'store> {
     connection: &'store Connection,
     redactor: &'store Redactor,
+    /// The ledger's file, which errors name.
+    path: &'store Path,
+}
+
+/// Writes made together, in one transaction, by [`Store::batch`].
+///
+/// A batch has the store's write operations, each with the name, arguments and errors of the
+/// [`Store`] method it mirrors. Each one runs inside a savepoint of its own: one that fails
+/// leaves nothing of itself behind, and the batch goes on. So a caller may take a refusal
+/// (say [`StoreError::CloseConflict`]) as an answer and write the rest, or return the error
+/// from the batch's body to roll everything back.
+pub struct Batch<'batch> {
+    write: &'batch Write<'batch>,
+}
+
+impl Batch<'_> {
+    /// Runs one operation of the batch inside its own savepoint; `operation` completes
+    /// "could not …" in its errors, as the [`Store`] method's does.
+    pub(crate) fn apply<T>(
+        &mut self,
+        operation: &'static str,
+        body: impl FnOnce(&Write<'_>) -> Result<T, Failure>,
+    ) -> Result<T, StoreError> {
+        let write = self.write;
+        let result = (|| {
+            write
+                .prepare_cached("SAVEPOINT batch_operation")?
+                .execute([])?;
+            match body(write) {
+                Ok(value) => {
+                    write
+                        .prepare_cached("RELEASE batch_operation")?
+                        .execute([])?;
+                    Ok(value)
+                }
+                Err(failure) => {
+                    // Undo what the operation wrote, then end the savepoint; the
+                    // transaction itself goes on.
+                    write
+                        .prepare_cached("ROLLBACK TO batch_operation")?
+                        .execute([])?;
+                    write
+                        .prepare_cached("RELEASE batch_operation")?
+                        .execute([])?;
+                    Err(failure)
+                }
+            }
+        })();
+        result.map_err(|failure: Failure| failure.into_store_error(operation, write.path))
+    }
+}
+
+/// The commits of one store so far; see [`Store::count_commits`]. Cheap to clone: every
+/// clone reads the same count.
+#[derive(Debug, Clone, Default)]
+pub struct CommitCounter {
+    commits: Arc<AtomicU64>,
+}
+
+impl CommitCounter {
+    /// How many write transactions committed since the counter was taken.
+    pub fn count(&self) -> u64 {
+        self.commits.load(Ordering::Relaxed)
+    }
 }
 
 impl Write<'_> {
@@ -305,9 +457,9 @@ impl Drop for ImmediateTransaction<'_> {
 fn configure(connection: &Connection, options: &StoreOptions) -> rusqlite::Result<()> {
     // The busy timeout first: every later statement may need to wait for a lock.
     connection.busy_timeout(options.busy_timeout)?;
-    // With WAL, NORMAL syncs at checkpoints rather than at every commit: a power cut can lose
-    // the last commits but never corrupts the file, and an application crash loses nothing.
-    connection.pragma_update(None, "synchronous", "NORMAL")?;
+    // With WAL, FULL syncs the log at every commit; NORMAL only at checkpoints, so that a
+    // power cut can lose the last commits (never corrupting the file). See `Durability`.
+    connection.pragma_update(None, "synchronous", options.durability.synchronous())?;
     connection.pragma_update(None, "foreign_keys", "ON")?;
     connection.set_prepared_statement_cache_capacity(STATEMENT_CACHE_CAPACITY);
     Ok(())
@@ -396,8 +548,8 @@ mod tests {
         };
         let store = Store::open_with(directory.path().join("ledger.db"), &options).unwrap();
         assert_eq!(pragma(&store, "journal_mode"), "wal");
-        // 1 is NORMAL.
-        assert_eq!(pragma(&store, "synchronous"), "1");
+        // 2 is FULL: a committed call survives a power cut unless the caller chose otherwise.
+        assert_eq!(pragma(&store, "synchronous"), "2");
         assert_eq!(pragma(&store, "foreign_keys"), "1");
         assert_eq!(pragma(&store, "busy_timeout"), "1234");
         // Checkpoints belong to the background checkpointer.
@@ -407,6 +559,99 @@ mod tests {
             migrations::APPLICATION_ID.to_string()
         );
         assert_eq!(store.schema_version().unwrap(), crate::SCHEMA_VERSION);
+    }
+
+    #[test]
+    fn the_durability_chosen_reaches_sqlite() {
+        let directory = tempfile::tempdir().unwrap();
+        let path = directory.path().join("ledger.db");
+        for (durability, synchronous) in [(Durability::Full, "2"), (Durability::Normal, "1")] {
+            let options = StoreOptions {
+                durability,
+                ..StoreOptions::default()
+            };
+            let store = Store::open_with(&path, &options).unwrap();
+            assert_eq!(pragma(&store, "synchronous"), synchronous, "{durability:?}");
+        }
+        assert_eq!(StoreOptions::default().durability, Durability::Full);
+    }
+
+    #[test]
+    fn durability_words_read_back() {
+        for durability in Durability::ALL {
+            assert_eq!(Durability::parse(durability.as_str()), Some(durability));
+        }
+        assert_eq!(Durability::parse("off"), None);
+    }
+
+    #[test]
+    fn a_batch_is_one_commit_and_reads_are_none() {
+        let directory = tempfile::tempdir().unwrap();
+        let mut store = Store::open(directory.path().join("ledger.db")).unwrap();
+        let task = store
+            .add_task(&crate::NewTask::new("t", "p", directory.path()))
+            .unwrap();
+        let commits = store.count_commits();
+        store.task(task).unwrap();
+        assert_eq!(commits.count(), 0, "a read commits nothing");
+        store
+            .batch("test a batch", |batch| {
+                batch.set_task_guidance(task, Some("one"))?;
+                batch.set_task_guidance(task, Some("two"))?;
+                batch.set_task_status(task, crate::TaskStatus::Cancelled, Some("stop"))
+            })
+            .unwrap();
+        assert_eq!(commits.count(), 1, "three writes, one commit");
+        let task = store.task(task).unwrap();
+        assert_eq!(task.guidance.as_deref(), Some("two"));
+        assert_eq!(task.status, crate::TaskStatus::Cancelled);
+    }
+
+    #[test]
+    fn a_refused_operation_leaves_nothing_and_the_batch_goes_on() {
+        let directory = tempfile::tempdir().unwrap();
+        let mut store = Store::open(directory.path().join("ledger.db")).unwrap();
+        let task = store
+            .add_task(&crate::NewTask::new("t", "p", directory.path()))
+            .unwrap();
+        let refused = store
+            .batch("test a batch", |batch| {
+                // Pending cannot become completed: refused, and the batch writes the rest.
+                let refused = batch.set_task_status(task, crate::TaskStatus::Completed, None);
+                batch.set_task_guidance(task, Some("kept"))?;
+                Ok(refused)
+            })
+            .unwrap();
+        assert!(
+            matches!(refused, Err(StoreError::InvalidTransition { .. })),
+            "{refused:?}"
+        );
+        let read = store.task(task).unwrap();
+        assert_eq!(read.status, crate::TaskStatus::Pending);
+        assert_eq!(read.guidance.as_deref(), Some("kept"));
+    }
+
+    #[test]
+    fn a_batch_that_fails_writes_nothing() {
+        let directory = tempfile::tempdir().unwrap();
+        let mut store = Store::open(directory.path().join("ledger.db")).unwrap();
+        let task = store
+            .add_task(&crate::NewTask::new("t", "p", directory.path()))
+            .unwrap();
+        let events_before = store.events(&crate::EventFilter::default()).unwrap().len();
+        let failed = store.batch("test a batch", |batch| {
+            batch.set_task_guidance(task, Some("lost"))?;
+            batch.set_task_status(task, crate::TaskStatus::Cancelled, None)?;
+            batch.set_task_status(task, crate::TaskStatus::Running, None)
+        });
+        assert!(matches!(failed, Err(StoreError::InvalidTransition { .. })));
+        let read = store.task(task).unwrap();
+        assert_eq!(read.status, crate::TaskStatus::Pending);
+        assert_eq!(read.guidance, None);
+        assert_eq!(
+            store.events(&crate::EventFilter::default()).unwrap().len(),
+            events_before
+        );
     }
 
     #[test]

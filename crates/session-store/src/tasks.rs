@@ -14,7 +14,7 @@ use crate::lookup::{ensure_milestone, ensure_task};
 use crate::process::LeaseOwner;
 use crate::sql::{TOTALS_COLUMNS, path_text, totals_at};
 use crate::status::{SessionPolicy, TaskStatus};
-use crate::store::{Store, Write};
+use crate::store::{Batch, Store, Write};
 use crate::units::{Timestamp, Totals};
 
 /// A task to add.
@@ -306,7 +306,7 @@ impl Store {
         to: TaskStatus,
         reason: Option<&str>,
     ) -> Result<TaskStatus, StoreError> {
-        self.write("change a task's state", |transaction| {
+        self.write(SET_STATUS, |transaction| {
             transition(transaction, id, to, reason, None)
         })
     }
@@ -360,7 +360,7 @@ impl Store {
         id: TaskId,
         guidance: Option<&str>,
     ) -> Result<(), StoreError> {
-        self.write("set a task's guidance", |transaction| {
+        self.write(SET_GUIDANCE, |transaction| {
             ensure_task(transaction, id)?;
             set_guidance(transaction, id, guidance)
         })
@@ -395,6 +395,35 @@ impl Store {
         })
     }
 }
+
+impl Batch<'_> {
+    /// [`Store::set_task_status`], as part of the batch.
+    pub fn set_task_status(
+        &mut self,
+        id: TaskId,
+        to: TaskStatus,
+        reason: Option<&str>,
+    ) -> Result<TaskStatus, StoreError> {
+        self.apply(SET_STATUS, |transaction| {
+            transition(transaction, id, to, reason, None)
+        })
+    }
+
+    /// [`Store::set_task_guidance`], as part of the batch.
+    pub fn set_task_guidance(
+        &mut self,
+        id: TaskId,
+        guidance: Option<&str>,
+    ) -> Result<(), StoreError> {
+        self.apply(SET_GUIDANCE, |transaction| {
+            ensure_task(transaction, id)?;
+            set_guidance(transaction, id, guidance)
+        })
+    }
+}
+
+const SET_STATUS: &str = "change a task's state";
+const SET_GUIDANCE: &str = "set a task's guidance";
 
 /// Moves task `id` to `to` inside `transaction`, enforcing the state machine, recording
 /// `runner` when the task starts running and forgetting it when the task stops.

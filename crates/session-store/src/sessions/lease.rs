@@ -17,7 +17,7 @@ use crate::events::{event_kind, insert_event};
 use crate::ids::TaskId;
 use crate::process::{AgentProcess, LeaseOwner, identify_current};
 use crate::status::SessionStatus;
-use crate::store::{Store, Write};
+use crate::store::{Batch, Store, Write};
 use crate::units::Timestamp;
 
 /// Why a sweep abandoned a session.
@@ -75,10 +75,8 @@ impl Store {
         owner: &LeaseOwner,
         ttl: Duration,
     ) -> Result<Lease, StoreError> {
-        let text = id.to_string();
-        self.write("acquire a session lease", |transaction| {
-            let state = session_state(transaction, id, &text)?;
-            acquire(transaction, id, &text, &state, owner, ttl, Timestamp::now())
+        self.write(ACQUIRE_LEASE, |transaction| {
+            acquire_now(transaction, id, owner, ttl)
         })
     }
 
@@ -93,40 +91,8 @@ impl Store {
         owner: &LeaseOwner,
         ttl: Duration,
     ) -> Result<Lease, StoreError> {
-        let text = id.to_string();
-        self.write("renew a session lease", |transaction| {
-            let state = session_state(transaction, id, &text)?;
-            if !state.status.is_open() {
-                return Err(StoreError::SessionClosed {
-                    id,
-                    status: state.status,
-                }
-                .into());
-            }
-            let now = Timestamp::now();
-            match state.lease {
-                Some(lease) if lease.owner == *owner => {
-                    let renewed = Lease {
-                        owner: lease.owner,
-                        expires_at: now.saturating_add(ttl),
-                    };
-                    transaction
-                        .prepare_cached("UPDATE sessions SET lease_expires_at = ?2 WHERE id = ?1")?
-                        .execute(params![text, renewed.expires_at])?;
-                    Ok(renewed)
-                }
-                Some(lease) if lease.expires_at > now => Err(StoreError::LeaseHeld {
-                    id,
-                    holder: lease.owner,
-                    expires_at: lease.expires_at,
-                }
-                .into()),
-                _ => Err(StoreError::LeaseNotHeld {
-                    id,
-                    owner: owner.clone(),
-                }
-                .into()),
-            }
+        self.write(RENEW_LEASE, |transaction| {
+            renew(transaction, id, owner, ttl)
         })
     }
 
@@ -240,6 +206,89 @@ impl Store {
             }
             Ok(swept)
         })
+    }
+}
+
+impl Batch<'_> {
+    /// [`Store::acquire_lease`], as part of the batch.
+    pub fn acquire_lease(
+        &mut self,
+        id: SessionId,
+        owner: &LeaseOwner,
+        ttl: Duration,
+    ) -> Result<Lease, StoreError> {
+        self.apply(ACQUIRE_LEASE, |transaction| {
+            acquire_now(transaction, id, owner, ttl)
+        })
+    }
+
+    /// [`Store::renew_lease`], as part of the batch.
+    pub fn renew_lease(
+        &mut self,
+        id: SessionId,
+        owner: &LeaseOwner,
+        ttl: Duration,
+    ) -> Result<Lease, StoreError> {
+        self.apply(RENEW_LEASE, |transaction| {
+            renew(transaction, id, owner, ttl)
+        })
+    }
+}
+
+const ACQUIRE_LEASE: &str = "acquire a session lease";
+const RENEW_LEASE: &str = "renew a session lease";
+
+/// Gives the lease of session `id` to `owner`; see [`Store::acquire_lease`].
+fn acquire_now(
+    transaction: &Write<'_>,
+    id: SessionId,
+    owner: &LeaseOwner,
+    ttl: Duration,
+) -> Result<Lease, Failure> {
+    let text = id.to_string();
+    let state = session_state(transaction, id, &text)?;
+    acquire(transaction, id, &text, &state, owner, ttl, Timestamp::now())
+}
+
+/// Extends the lease `owner` holds; see [`Store::renew_lease`].
+fn renew(
+    transaction: &Write<'_>,
+    id: SessionId,
+    owner: &LeaseOwner,
+    ttl: Duration,
+) -> Result<Lease, Failure> {
+    let text = id.to_string();
+    let state = session_state(transaction, id, &text)?;
+    if !state.status.is_open() {
+        return Err(StoreError::SessionClosed {
+            id,
+            status: state.status,
+        }
+        .into());
+    }
+    let now = Timestamp::now();
+    match state.lease {
+        Some(lease) if lease.owner == *owner => {
+            let renewed = Lease {
+                owner: lease.owner,
+                expires_at: now.saturating_add(ttl),
+            };
+            transaction
+                .prepare_cached("UPDATE sessions SET lease_expires_at = ?2 WHERE id = ?1")?
+                .execute(params![text, renewed.expires_at])?;
+            Ok(renewed)
+        }
+        Some(lease) if lease.expires_at > now => Err(StoreError::LeaseHeld {
+            id,
+            holder: lease.owner,
+            expires_at: lease.expires_at,
+        }
+        .into()),
+        _ => Err(StoreError::LeaseNotHeld {
+            id,
+            owner: owner.clone(),
+        }
+        .into()),
     }
 }
 
