@@ -479,14 +479,8 @@ fn transition(
         "reason": reason,
         "runner": runner.map(|runner| json!({ "pid": runner.pid, "host": runner.host })),
     });
-    insert_event(
-        transaction,
-        now,
-        Some(id),
-        None,
-        event_kind::TASK_STATUS,
-        &detail.to_string(),
-    )?;
+    let kind = event_kind::TASK_STATUS;
+    insert_event(transaction, now, Some(id), None, kind, &detail.to_string())?;
     Ok(from)
 }
 

@@ -152,23 +152,10 @@ impl Store {
             let candidates = open_sessions(transaction)?;
             let mut swept = Vec::new();
             for candidate in candidates {
-                let (reason, end_reason) = match &candidate.lease {
-                    None => (
-                        SweepReason::Unowned,
-                        String::from("it was open with no lease holder"),
-                    ),
-                    Some(lease) if !is_owner_alive(&lease.owner) => (
-                        SweepReason::OwnerGone,
-                        format!("its lease holder, {}, is gone", lease.owner),
-                    ),
-                    Some(lease) if lease.expires_at <= now => (
-                        SweepReason::LeaseExpired,
-                        format!(
-                            "the lease of {} expired at {}",
-                            lease.owner, lease.expires_at
-                        ),
-                    ),
-                    Some(_) => continue,
+                let Some((reason, end_reason)) =
+                    staleness(candidate.lease.as_ref(), now, &is_owner_alive)
+                else {
+                    continue;
                 };
                 transaction
                     .prepare_cached(
@@ -289,6 +276,33 @@ fn renew(
             owner: owner.clone(),
         }
         .into()),
+    }
+}
+
+/// Why an open session with `lease` is stale at `now`, with the end reason to record; `None`
+/// while its holder lives and its lease runs.
+fn staleness(
+    lease: Option<&Lease>,
+    now: Timestamp,
+    is_owner_alive: impl Fn(&LeaseOwner) -> bool,
+) -> Option<(SweepReason, String)> {
+    match lease {
+        None => Some((
+            SweepReason::Unowned,
+            String::from("it was open with no lease holder"),
+        )),
+        Some(lease) if !is_owner_alive(&lease.owner) => Some((
+            SweepReason::OwnerGone,
+            format!("its lease holder, {}, is gone", lease.owner),
+        )),
+        Some(lease) if lease.expires_at <= now => Some((
+            SweepReason::LeaseExpired,
+            format!(
+                "the lease of {} expired at {}",
+                lease.owner, lease.expires_at
+            ),
+        )),
+        Some(_) => None,
     }
 }
 
