@@ -9,21 +9,21 @@
 //! The files follow the loop: `iterations` drives the rounds and decides after each one;
 //! `session` opens, leases, reopens, rotates and closes the session; `call` builds the prompt,
 //! calls the agent and records the call; `checks` runs the verification commands; `finish`
-//! closes the session and moves the task to where the loop left it. Every step that can end
-//! the loop returns a [`Stop`] through `?`.
+//! closes the session and moves the task to where the loop left it; `unwritten` holds what
+//! the next write takes along, so that writes that belong together share one commit. Every
+//! step that can end the loop returns a [`Stop`] through `?`.
 
 mod call;
 mod checks;
 mod finish;
 mod iterations;
 mod session;
+mod unwritten;
 
 use std::sync::Arc;
 
 use agent::CancellationToken;
-use session_store::{
-    NewVerification, Session, SessionFilter, SessionPolicy, StoreError, Task, TaskId,
-};
+use session_store::{Session, SessionFilter, SessionPolicy, StoreError, Task, TaskId};
 
 use crate::context::RunContext;
 use crate::error::OrchestratorError;
@@ -31,6 +31,7 @@ use crate::event::RunEvent;
 use crate::prompt::FailedCheck;
 
 use self::session::NewSessionReason;
+use self::unwritten::Unwritten;
 
 /// How a task's run ended, as reported to the scheduler.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -96,7 +97,7 @@ pub(crate) async fn run_task(
         next_session: NewSessionReason::First,
         called: false,
         known_sessions: Some(known_sessions),
-        checks: Vec::new(),
+        unwritten: Unwritten::default(),
     };
     // The session the loop holds lives here, outside the loop, so that whatever way the loop
     // stops, `finish` gets it to close.
@@ -152,9 +153,8 @@ struct TaskLoop {
     called: bool,
     /// The sessions the task could continue, read when it was claimed; used once.
     known_sessions: Option<Vec<Session>>,
-    /// The last round's check records, not yet written: the loop's next write (the lease
-    /// taken for the next call, a session closed, the task finished) commits them with it.
-    checks: Vec<NewVerification>,
+    /// What the loop did and has not written yet, which its next write commits with it.
+    unwritten: Unwritten,
 }
 
 impl TaskLoop {

@@ -12,6 +12,7 @@ use session_store::{CallOutcome, Cost, NewAgentCall, StoreError, TaskId, Timesta
 use tokio::sync::mpsc;
 
 use super::session::{ActiveSession, LeaseClaim, LeaseKept, NewSessionReason};
+use super::unwritten::CallRecord;
 use super::{Intent, Stop, TaskLoop};
 use crate::event::RunEvent;
 use crate::history;
@@ -277,7 +278,9 @@ impl TaskLoop {
 
     /// Records the call with what it consumed, in one commit: the call and the figures it
     /// adds to its session's and task's totals, the guidance its prompt delivered, and a
-    /// renewal of the session's lease, so that the checks that follow start with all of it.
+    /// renewal of the session's lease, so that what follows starts with all of it. A call
+    /// whose answer ends the task with nothing run in between (it replied, and the task has
+    /// no checks) waits instead for the task's finish, which commits it along.
     async fn record_call(
         &mut self,
         record: NewAgentCall,
@@ -287,44 +290,31 @@ impl TaskLoop {
         // Guidance is delivered once the model worked on the prompt that carried it; a call
         // that never got that far leaves it for the next prompt.
         let delivered_guidance = self.guidance.is_some() && model_saw_prompt(result);
-        let finished = RunEvent::CallFinished {
-            task: record.task,
-            session: record.session,
-            iteration: record.iteration,
-            outcome: record.outcome,
-            usage: record.usage,
-            cost_usd: record.cost.as_usd(),
-            turns: record.turns,
-            duration: elapsed,
-        };
-        let (owner, ttl) = (self.context.owner.clone(), self.context.config.lease_ttl);
-        self.context
-            .db
-            .run(move |store| {
-                store.batch("record an agent call", |batch| {
-                    batch.record_agent_call(&record)?;
-                    if delivered_guidance {
-                        batch.set_task_guidance(record.task, None)?;
-                    }
-                    // A renewal refused here is not this write's to act on: the lease is
-                    // taken again before the next call, which finds out then.
-                    match batch.renew_lease(record.session, &owner, ttl) {
-                        Ok(_)
-                        | Err(
-                            StoreError::LeaseHeld { .. }
-                            | StoreError::LeaseNotHeld { .. }
-                            | StoreError::SessionClosed { .. },
-                        ) => Ok(()),
-                        Err(err) => Err(err),
-                    }
-                })
-            })
-            .await?;
+        let ends_task = result.is_ok() && self.task.verify_commands.is_empty();
+        self.unwritten.call = Some(CallRecord {
+            finished: RunEvent::CallFinished {
+                task: record.task,
+                session: record.session,
+                iteration: record.iteration,
+                outcome: record.outcome,
+                usage: record.usage,
+                cost_usd: record.cost.as_usd(),
+                turns: record.turns,
+                duration: elapsed,
+            },
+            record,
+            delivered_guidance,
+            renew: (!ends_task)
+                .then(|| (self.context.owner.clone(), self.context.config.lease_ttl)),
+        });
         self.called = true;
         if delivered_guidance {
             self.guidance = None;
         }
-        self.context.events.emit(finished);
+        if !ends_task {
+            self.write_with_unwritten("record an agent call", |_| Ok(()))
+                .await?;
+        }
         Ok(())
     }
 }

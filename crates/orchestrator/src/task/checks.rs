@@ -1,15 +1,8 @@
-//! The checks: the task's verification commands, run in order after the agent replied, and
-//! their records, which ride on the loop's next write.
-//!
-//! A round's check records are written together, in the commit of whatever the loop writes
-//! next: finishing the task when the round decided it, or the lease taken (or the session
-//! closed) for the next call. That write follows the last check at once, with no wait in
-//! between. The checks before the last wait for the round to end: a crash in the middle of a
-//! round's checks loses that unfinished round's records, and the checks run again after the
-//! task's next call when it resumes.
+//! The checks: the task's verification commands, run in order after the agent replied. Their
+//! records ride on the loop's next write (see the `unwritten` module).
 
 use agent::ExitInfo;
-use session_store::{Batch, NewVerification, StoreError};
+use session_store::NewVerification;
 
 use super::{Stop, TaskLoop};
 use crate::event::RunEvent;
@@ -18,7 +11,7 @@ use crate::verify::{self, VerifyError};
 
 impl TaskLoop {
     /// Runs the task's checks in order, stopping at the first that fails, and returns what
-    /// failed: nothing when every check passed. The records wait in `self.checks`.
+    /// failed: nothing when every check passed. The records wait in `self.unwritten`.
     pub(super) async fn run_checks(&mut self, iteration: u32) -> Result<Vec<FailedCheck>, Stop> {
         let timeout = self.context.config.verify_timeout;
         for command in self.task.verify_commands.clone() {
@@ -38,7 +31,7 @@ impl TaskLoop {
             self.context
                 .redactor
                 .redact_in_place(&mut outcome.output_tail);
-            self.checks.push(NewVerification {
+            self.unwritten.checks.push(NewVerification {
                 task: self.task.id,
                 iteration,
                 command: command.clone(),
@@ -67,33 +60,5 @@ impl TaskLoop {
             }
         }
         Ok(Vec::new())
-    }
-
-    /// Writes the check records not yet written and then `body`, in one batch: one commit.
-    /// The records are forgotten once committed, and kept for the next write when it fails.
-    pub(super) async fn write_with_checks<T, F>(
-        &mut self,
-        operation: &'static str,
-        body: F,
-    ) -> Result<T, StoreError>
-    where
-        F: FnOnce(&mut Batch<'_>) -> Result<T, StoreError> + Send + 'static,
-        T: Send + 'static,
-    {
-        let checks = self.checks.clone();
-        let written = self
-            .context
-            .db
-            .run(move |store| {
-                store.batch(operation, |batch| {
-                    for check in &checks {
-                        batch.record_verification(check)?;
-                    }
-                    body(batch)
-                })
-            })
-            .await?;
-        self.checks.clear();
-        Ok(written)
     }
 }

@@ -1,5 +1,6 @@
 //! Finishing: the loop stopped; close its session and move the task to the state the stop
-//! calls for, with the last round's check records, in one commit.
+//! calls for, with what the loop has not written yet (the last round's checks, the last call
+//! when nothing ran after it), in one commit.
 
 use session_store::{SessionPolicy, SessionStatus, StoreError, TaskStatus};
 
@@ -70,8 +71,8 @@ impl TaskLoop {
         self.settle(session, settlement).await
     }
 
-    /// Closes the session and sets the task's state in one commit, with the checks not yet
-    /// written. The task's state is set even when the close fails, so that it is not left
+    /// Closes the session and sets the task's state in one commit, with what is not written
+    /// yet. The task's state is set even when the close fails, so that it is not left
     /// running.
     async fn settle(
         &mut self,
@@ -89,7 +90,7 @@ impl TaskLoop {
         } = settlement;
         let (close_reason, reason) = (session_reason.clone(), task_reason.clone());
         let (closed, moved) = self
-            .write_with_checks("finish a task", move |batch| {
+            .write_with_unwritten("finish a task", move |batch| {
                 let closed = session.map(|id| {
                     match batch.close_session(id, session_status, Some(&close_reason)) {
                         // Something else ended it first (a sweep while this runner stalled).
@@ -138,7 +139,7 @@ impl TaskLoop {
         let task = self.task.id;
         let requeue = reason.clone();
         let moved = self
-            .write_with_checks("give a task back", move |batch| {
+            .write_with_unwritten("give a task back", move |batch| {
                 Ok(batch.set_task_status(task, TaskStatus::Pending, Some(&requeue)))
             })
             .await?;
@@ -161,7 +162,7 @@ impl TaskLoop {
         err: OrchestratorError,
     ) -> OrchestratorError {
         let reason = format!("baton failed while running the task: {err}");
-        let (task, checks) = (self.task.id, std::mem::take(&mut self.checks));
+        let (task, unwritten) = (self.task.id, std::mem::take(&mut self.unwritten));
         let session = session.map(|session| session.id);
         let closing = reason.clone();
         let closed = self
@@ -169,9 +170,7 @@ impl TaskLoop {
             .db
             .run(move |store| {
                 store.batch("fail a task", |batch| {
-                    for check in &checks {
-                        let _ = batch.record_verification(check);
-                    }
+                    unwritten.write_what_goes(batch);
                     let closed = session.filter(|&id| {
                         batch
                             .close_session(id, SessionStatus::Failed, Some(&closing))

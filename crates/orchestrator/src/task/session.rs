@@ -178,7 +178,7 @@ impl TaskLoop {
     ) -> Result<LeaseKept, StoreError> {
         let (owner, ttl) = (self.context.owner.clone(), self.context.config.lease_ttl);
         let kept = self
-            .write_with_checks("keep a session lease", move |batch| {
+            .write_with_unwritten("keep a session lease", move |batch| {
                 Ok(match claim {
                     LeaseClaim::Renew => match batch.renew_lease(id, &owner, ttl) {
                         Err(StoreError::SessionClosed { .. }) => {
@@ -222,7 +222,7 @@ impl TaskLoop {
             owner: self.context.owner.clone(),
             lease_ttl: self.context.config.lease_ttl,
         };
-        self.write_with_checks("open a session", move |batch| batch.open_session(&new))
+        self.write_with_unwritten("open a session", move |batch| batch.open_session(&new))
             .await?;
         self.context.events.emit(RunEvent::SessionOpened {
             task: self.task.id,
@@ -308,7 +308,7 @@ impl TaskLoop {
         };
         let (id, reason_text) = (session.id, reason.to_owned());
         let closed = self
-            .write_with_checks("close a session", move |batch| {
+            .write_with_unwritten("close a session", move |batch| {
                 Ok(batch.close_session(id, status, Some(&reason_text)))
             })
             .await?;
