@@ -269,8 +269,7 @@ fn orchestrated(
     };
     let store = open_ledger(dir.path(), durability);
     let commits = store.count_commits();
-    let orchestrator =
-        Orchestrator::new(store, agent, config).expect("the orchestrator is set up");
+    let orchestrator = Orchestrator::new(store, agent, config).expect("the orchestrator is set up");
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
