@@ -22,8 +22,8 @@ mod unwritten;
 
 use std::sync::Arc;
 
-use agent::CancellationToken;
-use session_store::{Session, SessionFilter, SessionPolicy, StoreError, Task, TaskId};
+use agent::{CancellationToken, SessionId};
+use session_store::{MilestoneId, SessionPolicy, StoreError, Task, TaskId};
 
 use crate::context::RunContext;
 use crate::error::OrchestratorError;
@@ -58,30 +58,23 @@ pub enum TaskOutcome {
     },
 }
 
-/// Claims `task_id` and runs it to an end under `policy`. `None` when the task could not be
+/// A task the scheduler hands to a loop: which one, in which milestone, under which policy.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Assignment {
+    pub(crate) task: TaskId,
+    pub(crate) milestone: Option<MilestoneId>,
+    pub(crate) policy: SessionPolicy,
+}
+
+/// Claims the assigned task and runs it to an end. `None` when the task could not be
 /// claimed: another runner took it first, or it is no longer ready.
 pub(crate) async fn run_task(
     context: Arc<RunContext>,
-    task_id: TaskId,
-    policy: SessionPolicy,
+    assignment: Assignment,
     cancel: CancellationToken,
 ) -> Result<Option<TaskReport>, OrchestratorError> {
-    let owner = context.owner.clone();
-    // The claim and the look for a session to continue share one trip to the ledger.
-    let claimed = context
-        .db
-        .run(move |store| {
-            let task = store.claim_task(task_id, &owner)?;
-            let sessions = store.sessions(&continued_sessions(policy, &task))?;
-            Ok((task, sessions))
-        })
-        .await;
-    let (task, known_sessions) = match claimed {
-        Ok(claimed) => claimed,
-        Err(StoreError::InvalidTransition { .. } | StoreError::DependenciesUnmet { .. }) => {
-            return Ok(None);
-        }
-        Err(err) => return Err(err.into()),
+    let Some((task, first)) = session::claim(&context, assignment).await? else {
+        return Ok(None);
     };
     context.events.emit(RunEvent::TaskStarted {
         task: task.id,
@@ -92,16 +85,16 @@ pub(crate) async fn run_task(
         guidance: task.guidance.clone(),
         context,
         task,
-        policy,
+        policy: assignment.policy,
         cancel,
         next_session: NewSessionReason::First,
+        continue_first: None,
         called: false,
-        known_sessions: Some(known_sessions),
         unwritten: Unwritten::default(),
     };
     // The session the loop holds lives here, outside the loop, so that whatever way the loop
     // stops, `finish` gets it to close.
-    let mut session = None;
+    let mut session = task_loop.start(first);
     let stop = task_loop.drive(&mut session).await;
     task_loop.finish(stop, session).await.map(Some)
 }
@@ -151,8 +144,9 @@ struct TaskLoop {
     guidance: Option<String>,
     /// Whether this run has recorded an agent call for the task.
     called: bool,
-    /// The sessions the task could continue, read when it was claimed; used once.
-    known_sessions: Option<Vec<Session>>,
+    /// The session to continue when the loop opens its first one, found when the task was
+    /// claimed; used once.
+    continue_first: Option<SessionId>,
     /// What the loop did and has not written yet, which its next write commits with it.
     unwritten: Unwritten,
 }
@@ -178,21 +172,6 @@ impl TaskLoop {
         } else {
             Stop::Failed(reason)
         }
-    }
-}
-
-/// The sessions a task may continue under `policy`: its own (the `task` and `fresh`
-/// policies), or its milestone's (the `milestone` policy).
-fn continued_sessions(policy: SessionPolicy, task: &Task) -> SessionFilter {
-    match policy {
-        SessionPolicy::Milestone => SessionFilter {
-            milestone: task.milestone,
-            ..SessionFilter::default()
-        },
-        SessionPolicy::Task | SessionPolicy::Fresh => SessionFilter {
-            task: Some(task.id),
-            ..SessionFilter::default()
-        },
     }
 }
 

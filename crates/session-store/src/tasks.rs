@@ -317,10 +317,7 @@ impl Store {
     /// Of two runners claiming one task, exactly one succeeds; the other gets
     /// [`StoreError::InvalidTransition`] (the task is `running` already).
     pub fn claim_task(&mut self, id: TaskId, runner: &LeaseOwner) -> Result<Task, StoreError> {
-        self.write("claim a task", |transaction| {
-            transition(transaction, id, TaskStatus::Running, None, Some(runner))?;
-            read_task(transaction, id)
-        })
+        self.write(CLAIM, |transaction| claim(transaction, id, runner))
     }
 
     /// Makes a failed, blocked or cancelled task pending again, with `guidance` (when given,
@@ -397,6 +394,11 @@ impl Store {
 }
 
 impl Batch<'_> {
+    /// [`Store::claim_task`], as part of the batch.
+    pub fn claim_task(&mut self, id: TaskId, runner: &LeaseOwner) -> Result<Task, StoreError> {
+        self.apply(CLAIM, |transaction| claim(transaction, id, runner))
+    }
+
     /// [`Store::set_task_status`], as part of the batch.
     pub fn set_task_status(
         &mut self,
@@ -422,7 +424,14 @@ impl Batch<'_> {
     }
 }
 
+const CLAIM: &str = "claim a task";
 const SET_STATUS: &str = "change a task's state";
+
+/// Claims task `id` for `runner`; see [`Store::claim_task`].
+fn claim(transaction: &Write<'_>, id: TaskId, runner: &LeaseOwner) -> Result<Task, Failure> {
+    transition(transaction, id, TaskStatus::Running, None, Some(runner))?;
+    read_task(transaction, id)
+}
 const SET_GUIDANCE: &str = "set a task's guidance";
 
 /// Moves task `id` to `to` inside `transaction`, enforcing the state machine, recording

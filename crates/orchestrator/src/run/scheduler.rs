@@ -15,7 +15,7 @@ use super::Selection;
 use crate::context::RunContext;
 use crate::error::OrchestratorError;
 use crate::event::RunEvent;
-use crate::task::{self, TaskOutcome, TaskReport};
+use crate::task::{self, Assignment, TaskOutcome, TaskReport};
 
 /// What a task's loop returns to the scheduler.
 type Joined = Result<Option<TaskReport>, OrchestratorError>;
@@ -170,10 +170,14 @@ impl<'run> Scheduler<'run> {
                 continue;
             }
             self.attempted.insert(task.id);
+            let assignment = Assignment {
+                task: task.id,
+                milestone: task.milestone,
+                policy,
+            };
             let handle = self.running.spawn(task::run_task(
                 Arc::clone(&self.context),
-                task.id,
-                policy,
+                assignment,
                 self.cancel.child_token(),
             ));
             self.in_flight

@@ -4,10 +4,12 @@
 
 use agent::{AgentReply, ErrorKind, SessionId, Usage};
 use session_store::{
-    CallOutcome, NewSession, Session, SessionPolicy, SessionStatus, StoreError, TaskId,
+    CallOutcome, MilestoneId, NewSession, Session, SessionFilter, SessionPolicy, SessionStatus,
+    StoreError, Task, TaskId,
 };
 
-use super::{Stop, TaskLoop, continued_sessions};
+use super::{Assignment, Stop, TaskLoop};
+use crate::context::RunContext;
 use crate::event::RunEvent;
 
 /// The session the loop holds the lease of. It lives in a slot outside the loop
@@ -22,6 +24,18 @@ pub(super) struct ActiveSession {
     opened_in: u32,
     /// Prompt tokens of the latest model response, and the model's window, for rotation.
     occupancy: Option<(u64, u64)>,
+    /// Whether its lease was taken just now, when it was opened: the first call needs no
+    /// other. After a call, the lease is taken again before the next.
+    freshly_leased: bool,
+}
+
+/// Where a claimed task's loop starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum FirstSession {
+    /// A new session, opened with its lease in the claim's commit.
+    Opened(SessionId),
+    /// The task's (or its milestone's) latest session, which the loop reopens.
+    Continue(SessionId),
 }
 
 /// Why the next session to open is new, which decides its first prompt.
@@ -72,6 +86,7 @@ impl ActiveSession {
             used_by_task,
             opened_in: iteration,
             occupancy: None,
+            freshly_leased: true,
         }
     }
 
@@ -87,6 +102,7 @@ impl ActiveSession {
         // Any call that reached the agent may have left a transcript; one that could not
         // start the agent did not.
         let spawned = reached_agent(outcome);
+        self.freshly_leased = false;
         self.started |= spawned;
         self.used_by_task |= spawned;
         if let Some(reply) = reply {
@@ -96,7 +112,104 @@ impl ActiveSession {
     }
 }
 
+/// Claims the assigned task for this process and finds the session its loop starts in. When
+/// that is a new one, it is opened in the claim's commit: nothing comes between the two but
+/// the loop's start. `None` when the task could not be claimed: another runner took it
+/// first, or it is no longer ready.
+pub(super) async fn claim(
+    context: &RunContext,
+    assignment: Assignment,
+) -> Result<Option<(Task, FirstSession)>, StoreError> {
+    let (owner, lease_ttl) = (context.owner.clone(), context.config.lease_ttl);
+    let Assignment {
+        task,
+        milestone,
+        policy,
+    } = assignment;
+    let claimed = context
+        .db
+        .run(move |store| {
+            let first = match latest_to_continue(store, task, milestone, policy)? {
+                Some(latest) => FirstSession::Continue(latest),
+                None => FirstSession::Opened(SessionId::new_v4()),
+            };
+            let task = store.batch("claim a task", |batch| {
+                let task = batch.claim_task(task, &owner)?;
+                if let FirstSession::Opened(id) = first {
+                    batch.open_session(&NewSession {
+                        id,
+                        task: task.id,
+                        milestone: task.milestone,
+                        policy,
+                        owner: owner.clone(),
+                        lease_ttl,
+                    })?;
+                }
+                Ok(task)
+            })?;
+            Ok((task, first))
+        })
+        .await;
+    match claimed {
+        Ok(claimed) => Ok(Some(claimed)),
+        Err(StoreError::InvalidTransition { .. } | StoreError::DependenciesUnmet { .. }) => {
+            Ok(None)
+        }
+        Err(err) => Err(err),
+    }
+}
+
+/// The session a task continues under `policy`: its own latest (the `task` policy), or its
+/// milestone's latest (the `milestone` policy); never a rotated one, and never one under the
+/// `fresh` policy, which gives every iteration a session of its own.
+fn latest_to_continue(
+    store: &session_store::Store,
+    task: TaskId,
+    milestone: Option<MilestoneId>,
+    policy: SessionPolicy,
+) -> Result<Option<SessionId>, StoreError> {
+    let filter = match policy {
+        SessionPolicy::Fresh => return Ok(None),
+        SessionPolicy::Milestone => SessionFilter {
+            milestone,
+            ..SessionFilter::default()
+        },
+        SessionPolicy::Task => SessionFilter {
+            task: Some(task),
+            ..SessionFilter::default()
+        },
+    };
+    Ok(store
+        .sessions(&filter)?
+        .into_iter()
+        .rev()
+        .find(|session: &Session| session.policy == policy)
+        .filter(|session| session.status != SessionStatus::Rotated)
+        .map(|session| session.id))
+}
+
 impl TaskLoop {
+    /// The session the loop starts with: the one opened with the claim, held from the
+    /// start; or none yet, and the one to continue noted for the first call.
+    pub(super) fn start(&mut self, first: FirstSession) -> Option<ActiveSession> {
+        match first {
+            FirstSession::Opened(id) => {
+                self.context.events.emit(RunEvent::SessionOpened {
+                    task: self.task.id,
+                    session: id,
+                    policy: self.policy,
+                    reopened: false,
+                });
+                let iteration = self.task.iterations.saturating_add(1);
+                Some(ActiveSession::new(id, iteration, false, false))
+            }
+            FirstSession::Continue(id) => {
+                self.continue_first = Some(id);
+                None
+            }
+        }
+    }
+
     /// Makes sure a session is open and leased for the next call: keeps the current one (and
     /// takes its lease again), retires it (rotation, the fresh policy) or opens one per the
     /// policy. The session stays in `slot`; the call borrows it from there.
@@ -115,6 +228,7 @@ impl TaskLoop {
                         .await?;
                     self.next_session = retirement.next;
                 }
+                None if session.freshly_leased => {}
                 None => self.hold_lease(session.id, iteration).await?,
             }
         }
@@ -203,15 +317,11 @@ impl TaskLoop {
         }
     }
 
-    /// Opens the session for the next call: the task's (or milestone's) latest one, continued,
-    /// when the policy allows and this is the task's first session of the run; otherwise a
-    /// new one.
+    /// Opens the session for the next call: the one found to continue when the task was
+    /// claimed, for its first call; otherwise a new one.
     async fn open_session(&mut self, iteration: u32) -> Result<ActiveSession, Stop> {
-        if self.next_session == NewSessionReason::First
-            && self.policy != SessionPolicy::Fresh
-            && let Some(previous) = self.latest_session().await?
-        {
-            return self.continue_session(previous.id, iteration).await;
+        if let Some(previous) = self.continue_first.take() {
+            return self.continue_session(previous, iteration).await;
         }
         let id = SessionId::new_v4();
         let new = NewSession {
@@ -231,27 +341,6 @@ impl TaskLoop {
             reopened: false,
         });
         Ok(ActiveSession::new(id, iteration, false, false))
-    }
-
-    /// The session this task continues: its own latest (the `task` policy), or its
-    /// milestone's latest (the `milestone` policy). A rotated session is never continued.
-    async fn latest_session(&mut self) -> Result<Option<Session>, StoreError> {
-        let policy = self.policy;
-        let sessions = match self.known_sessions.take() {
-            Some(sessions) => sessions,
-            None => {
-                let filter = continued_sessions(policy, &self.task);
-                self.context
-                    .db
-                    .run(move |store| store.sessions(&filter))
-                    .await?
-            }
-        };
-        Ok(sessions
-            .into_iter()
-            .rev()
-            .find(|session| session.policy == policy)
-            .filter(|session| session.status != SessionStatus::Rotated))
     }
 
     /// Continues session `id`: takes its lease (reopening it when it ended) and works out

@@ -10,9 +10,9 @@ use session_store::{CommitCounter, SessionStatus, Store, TaskStatus};
 
 use crate::support::{Fixture, bounded, quick_config};
 
-/// Recovery's two writes at the start of every run (the sweep of stale sessions and the
-/// requeue of orphaned tasks), then the task's claim.
-const BEFORE_THE_LOOP: u64 = 3;
+/// Recovery's two writes at the start of every run: the sweep of stale sessions and the
+/// requeue of orphaned tasks.
+const RECOVERY: u64 = 2;
 
 /// Runs every task of `fixture` through `agent`, counting the run's commits.
 async fn run_counting(fixture: &Fixture, agent: &MockAgent) -> u64 {
@@ -27,13 +27,13 @@ async fn run_counting(fixture: &Fixture, agent: &MockAgent) -> u64 {
 }
 
 #[tokio::test]
-async fn a_one_iteration_task_commits_three_times_after_its_claim() {
+async fn a_one_iteration_task_commits_three_times() {
     let mut fixture = Fixture::new();
     let task = fixture.task("checked", &["true", "echo fine"]);
     let agent = MockAgent::with_steps([Step::succeed("done")]);
     let commits = run_counting(&fixture, &agent).await;
-    // Open the session; record the call; record the checks, close the session and finish.
-    assert_eq!(commits, BEFORE_THE_LOOP + 3);
+    // The claim with the session opened; the call; the checks with the close and the finish.
+    assert_eq!(commits, RECOVERY + 3);
     assert_eq!(fixture.calls_of(task).len(), 1);
     assert_eq!(fixture.store.verifications_for_task(task).unwrap().len(), 2);
     assert_eq!(fixture.get(task).status, TaskStatus::Completed);
@@ -49,8 +49,8 @@ async fn a_task_without_checks_records_its_call_with_its_finish() {
     let task = fixture.task("unchecked", &[]);
     let agent = MockAgent::with_steps([Step::succeed("done")]);
     let commits = run_counting(&fixture, &agent).await;
-    // Open the session; record the call, close the session and finish.
-    assert_eq!(commits, BEFORE_THE_LOOP + 2);
+    // The claim with the session opened; the call with the close and the finish.
+    assert_eq!(commits, RECOVERY + 2);
     let calls = fixture.calls_of(task);
     assert_eq!(calls.len(), 1);
     assert_eq!(calls[0].result_text.as_deref(), Some("done"));
@@ -67,9 +67,9 @@ async fn a_round_that_fails_its_checks_records_them_with_the_next_lease() {
         Step::succeed("done").write_file("done.txt", ""),
     ]);
     let commits = run_counting(&fixture, &agent).await;
-    // Open; record the first call; the failed check with the lease taken for the second
-    // call; record the second call; its check with the close and the finish.
-    assert_eq!(commits, BEFORE_THE_LOOP + 5);
+    // The claim with the session opened; the first call; the failed check with the lease
+    // taken for the second call; the second call; its check with the close and the finish.
+    assert_eq!(commits, RECOVERY + 5);
     let verifications = fixture.store.verifications_for_task(task).unwrap();
     let passed: Vec<bool> = verifications.iter().map(|check| check.passed()).collect();
     assert_eq!(passed, [false, true]);
