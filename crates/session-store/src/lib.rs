@@ -12,6 +12,12 @@
 //!   opened is [`StoreError::NotFound`] naming the session, never a foreign-key failure.
 //! - **Every write is whole.** Each operation is one `BEGIN IMMEDIATE` transaction: an agent
 //!   call, its session's totals and its task's totals are written together or not at all.
+//!   [`Store::batch`] puts several operations in one transaction, so that writes that belong
+//!   together (a call and what it consumed, a task's last checks and its finish) share one
+//!   commit.
+//! - **A commit survives a power cut** with [`Durability::Full`], the default: every commit
+//!   syncs the write-ahead log. [`Durability::Normal`] is the documented faster choice that
+//!   can lose the last commits to a power cut or an OS crash (never to a killed process).
 //! - **One process per session.** A session's lease names its owner (pid, host, process start
 //!   time) and an expiry; of two processes racing for it exactly one wins, the other gets
 //!   [`StoreError::LeaseHeld`]. [`Store::sweep_stale`] abandons sessions whose owner died or
