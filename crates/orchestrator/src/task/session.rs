@@ -5,7 +5,7 @@
 use agent::{AgentReply, ErrorKind, SessionId, Usage};
 use session_store::{
     CallOutcome, MilestoneId, NewSession, Session, SessionFilter, SessionPolicy, SessionStatus,
-    StoreError, Task, TaskId,
+    Store, StoreError, Task, TaskId,
 };
 
 use super::{Assignment, Stop, TaskLoop};
@@ -163,7 +163,7 @@ pub(super) async fn claim(
 /// milestone's latest (the `milestone` policy); never a rotated one, and never one under the
 /// `fresh` policy, which gives every iteration a session of its own.
 fn latest_to_continue(
-    store: &session_store::Store,
+    store: &Store,
     task: TaskId,
     milestone: Option<MilestoneId>,
     policy: SessionPolicy,
