@@ -15,7 +15,7 @@ mod lease;
 use std::time::Duration;
 
 use agent::SessionId;
-use rusqlite::{Connection, OptionalExtension, Row, params};
+use rusqlite::{Connection, OptionalExtension, Row, ToSql, params};
 use serde_json::json;
 
 use crate::error::{Failure, Missing, StoreError};
@@ -119,17 +119,34 @@ impl Store {
             if let Some(task) = filter.task {
                 ensure_task(connection, task)?;
             }
+            // Only the filters that are set go into the statement, so that it can use the
+            // index of the column it filters on: a task's sessions are looked up before each
+            // task runs, and scanning every session made that grow with the ledger.
+            let mut clauses = Vec::new();
+            let mut parameters: Vec<&dyn ToSql> = Vec::new();
+            if let Some(task) = &filter.task {
+                clauses.push("task_id = ?");
+                parameters.push(task);
+            }
+            if let Some(status) = &filter.status {
+                clauses.push("status = ?");
+                parameters.push(status);
+            }
+            if let Some(milestone) = &filter.milestone {
+                clauses.push("milestone_id = ?");
+                parameters.push(milestone);
+            }
+            let filter_sql = if clauses.is_empty() {
+                String::new()
+            } else {
+                format!("WHERE {}", clauses.join(" AND "))
+            };
             let mut statement = connection.prepare_cached(&format!(
-                "SELECT {SESSION_COLUMNS}, {TOTALS_COLUMNS} FROM sessions \
-                 WHERE (?1 IS NULL OR task_id = ?1) AND (?2 IS NULL OR status = ?2) \
-                 AND (?3 IS NULL OR milestone_id = ?3) \
+                "SELECT {SESSION_COLUMNS}, {TOTALS_COLUMNS} FROM sessions {filter_sql} \
                  ORDER BY started_at, id"
             ))?;
             let sessions = statement
-                .query_map(
-                    params![filter.task, filter.status, filter.milestone],
-                    session_from_row,
-                )?
+                .query_map(parameters.as_slice(), session_from_row)?
                 .collect::<rusqlite::Result<Vec<_>>>()?;
             Ok(sessions)
         })
