@@ -7,6 +7,12 @@
 //! the scheduler's look for ready tasks, the claim, the session opened, one agent call
 //! recorded, the session closed and the task completed.
 //!
+//! It runs under both ledger durabilities: `normal` (the log synced at checkpoints only) and
+//! `full` (the default: every commit waits for the disk). It counts the ledger's commits with
+//! the store's commit counter and prints them per iteration: under `full` a commit costs one
+//! sync of the disk, which it also times, so commits per iteration times one sync bounds the
+//! rate. `full` runs the small ledger only, which is enough to show that bound.
+//!
 //! It runs a small ledger (100 tasks) and a large one (N): the scheduler looks for ready
 //! tasks once per task finished, and each look reads every pending task, so the rate falls as
 //! the ledger grows. To show what bounds it, it also prints the CPU time per iteration next
@@ -29,8 +35,8 @@ use agent::{
 use agent_mock::MockAgent;
 use orchestrator::{Orchestrator, RunConfig, Selection};
 use session_store::{
-    CallOutcome, Cost, LeaseOwner, NewAgentCall, NewSession, NewTask, SessionPolicy, SessionStatus,
-    Store, TaskStatus, Timestamp,
+    CallOutcome, Cost, Durability, LeaseOwner, NewAgentCall, NewSession, NewTask, SessionPolicy,
+    SessionStatus, Store, StoreOptions, TaskStatus, Timestamp,
 };
 
 const DEFAULT_TASKS: usize = 2000;
@@ -41,28 +47,43 @@ const SMALL: usize = 100;
 fn main() {
     let tasks = tasks_from_args();
     let runs = [
-        (AgentChoice::Mock, SMALL),
-        (AgentChoice::Mock, tasks),
-        (AgentChoice::Instant, SMALL),
+        (AgentChoice::Mock, Durability::Normal, SMALL),
+        (AgentChoice::Mock, Durability::Normal, tasks),
+        (AgentChoice::Instant, Durability::Normal, SMALL),
+        (AgentChoice::Mock, Durability::Full, SMALL),
     ];
-    for (choice, size) in runs {
+    for (choice, durability, size) in runs {
         for concurrency in [1, 4] {
-            let (iterations, elapsed, cpu) = orchestrated(choice, size, concurrency);
+            let run = orchestrated(choice, durability, size, concurrency);
+            let per_iteration = |total: f64| total / run.iterations as f64;
             println!(
-                "orchestrated iterations ({}, {size} tasks, concurrency {concurrency}): {:.0} \
-                 iterations/s ({iterations} in {:.2} s; per iteration {:.0} µs wall, {:.0} µs CPU)",
+                "orchestrated iterations ({}, durability {}, {size} tasks, concurrency \
+                 {concurrency}): {:.0} iterations/s ({} in {:.2} s; per iteration {:.0} µs \
+                 wall, {:.0} µs CPU)",
                 choice.describe(),
-                iterations as f64 / elapsed.as_secs_f64(),
-                elapsed.as_secs_f64(),
-                elapsed.as_secs_f64() * 1e6 / iterations as f64,
-                cpu.as_secs_f64() * 1e6 / iterations as f64,
+                durability.as_str(),
+                run.iterations as f64 / run.elapsed.as_secs_f64(),
+                run.iterations,
+                run.elapsed.as_secs_f64(),
+                per_iteration(run.elapsed.as_secs_f64() * 1e6),
+                per_iteration(run.cpu.as_secs_f64() * 1e6),
+            );
+            println!(
+                "  ledger commits per iteration: {:.2} (the run's recovery adds two in all)",
+                per_iteration(run.commits as f64),
             );
         }
     }
+    println!(
+        "  for comparison, one sync of the disk the ledger is on (durability full waits for \
+         one per commit): {:.2} ms",
+        disk_sync().as_secs_f64() * 1000.0
+    );
     let (writes, elapsed) = ledger_writes_alone(tasks);
     println!(
-        "  for comparison, the ledger writes of an iteration alone (claim, open, record, clear \
-         the agent, close, complete: {writes} commits), on one thread: {:.0} iterations/s ({:.0} µs each)",
+        "  and the ledger writes of an iteration alone (the claim with the session opened; the \
+         call with the close and the finish: {writes} commits), durability normal, on one \
+         thread: {:.0} iterations/s ({:.0} µs each)",
         tasks as f64 / elapsed.as_secs_f64(),
         elapsed.as_secs_f64() * 1e6 / tasks as f64,
     );
@@ -73,10 +94,25 @@ fn main() {
         scan.as_secs_f64() * 1000.0
     );
     println!(
-        "  and one round trip to tokio's blocking pool (the orchestrator makes about eight per \
-         iteration, one per ledger operation): {:.1} µs",
+        "  and one round trip to tokio's blocking pool (the orchestrator makes one per ledger \
+         operation, two per iteration here): {:.1} µs",
         blocking_round_trip().as_secs_f64() * 1e6
     );
+}
+
+/// The mean time of one write and sync of a 4 KiB page to a file in a temporary directory,
+/// where the benchmark's ledgers are.
+fn disk_sync() -> Duration {
+    use std::io::Write;
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let mut file = std::fs::File::create(dir.path().join("sync")).expect("a file");
+    let rounds = 50;
+    let started = Instant::now();
+    for _ in 0..rounds {
+        file.write_all(&[0; 4096]).expect("written");
+        file.sync_data().expect("synced");
+    }
+    started.elapsed() / rounds
 }
 
 /// CPU time (user and system) this process has used so far.
@@ -128,8 +164,18 @@ fn tasks_from_args() -> usize {
     DEFAULT_TASKS
 }
 
+fn open_ledger(dir: &Path, durability: Durability) -> Store {
+    let options = StoreOptions {
+        durability,
+        ..StoreOptions::default()
+    };
+    Store::open_with(dir.join("baton.db"), &options).expect("the ledger opens")
+}
+
+/// A ledger of `tasks` pending tasks. It is filled under `normal`, which only the setup
+/// pays for; every benchmark opens it again with the durability it measures.
 fn ledger_with_tasks(dir: &Path, tasks: usize) -> Store {
-    let mut store = Store::open(dir.join("baton.db")).expect("the ledger opens");
+    let mut store = open_ledger(dir, Durability::Normal);
     for number in 1..=tasks {
         store
             .add_task(&NewTask::new(
@@ -189,13 +235,23 @@ impl Agent for InstantAgent {
     }
 }
 
-/// Runs `tasks` one-call tasks through the orchestrator; returns the calls made, the wall
-/// time and the CPU time.
+/// What one orchestrated run measured.
+struct Run {
+    /// Agent calls made.
+    iterations: usize,
+    elapsed: Duration,
+    cpu: Duration,
+    /// The ledger's commits during the run.
+    commits: u64,
+}
+
+/// Runs `tasks` one-call tasks through the orchestrator.
 fn orchestrated(
     choice: AgentChoice,
+    durability: Durability,
     tasks: usize,
     concurrency: usize,
-) -> (usize, Duration, Duration) {
+) -> Run {
     let dir = tempfile::tempdir().expect("a temp dir");
     drop(ledger_with_tasks(dir.path(), tasks));
     let mock = MockAgent::new();
@@ -210,12 +266,9 @@ fn orchestrated(
         concurrency,
         ..RunConfig::default()
     };
-    let orchestrator = Orchestrator::new(
-        Store::open(dir.path().join("baton.db")).expect("the ledger opens"),
-        agent,
-        config,
-    )
-    .expect("the orchestrator is set up");
+    let store = open_ledger(dir.path(), durability);
+    let commits = store.count_commits();
+    let orchestrator = Orchestrator::new(store, agent, config).expect("the orchestrator is set up");
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -228,13 +281,17 @@ fn orchestrated(
     let elapsed = started.elapsed();
     let cpu = cpu_time().saturating_sub(cpu_before);
     assert!(report.all_completed(), "every task completes");
-    let calls = mock.calls().len() + instant.calls.load(Ordering::Relaxed);
-    (calls, elapsed, cpu)
+    Run {
+        iterations: mock.calls().len() + instant.calls.load(Ordering::Relaxed),
+        elapsed,
+        cpu,
+        commits: commits.count(),
+    }
 }
 
-/// The writes one iteration makes, straight to the store; returns the commits per iteration
-/// and the time for `tasks` iterations.
-fn ledger_writes_alone(tasks: usize) -> (usize, Duration) {
+/// The writes one iteration makes, straight to the store, batched as the orchestrator batches
+/// them; returns the commits per iteration and the time for `tasks` iterations.
+fn ledger_writes_alone(tasks: usize) -> (u64, Duration) {
     let dir = tempfile::tempdir().expect("a temp dir");
     let mut store = ledger_with_tasks(dir.path(), tasks);
     let ids: Vec<_> = store
@@ -244,51 +301,58 @@ fn ledger_writes_alone(tasks: usize) -> (usize, Duration) {
         .map(|task| task.id)
         .collect();
     let owner = LeaseOwner::current().expect("this process names itself");
+    let ttl = Duration::from_secs(60);
+    let commits = store.count_commits();
     let started = Instant::now();
     for task in ids {
-        store.claim_task(task, &owner).expect("claimed");
         let session = SessionId::new_v4();
         store
-            .open_session(&NewSession {
-                id: session,
-                task,
-                milestone: None,
-                policy: SessionPolicy::Task,
-                owner: owner.clone(),
-                lease_ttl: Duration::from_secs(60),
+            .batch("claim a task", |batch| {
+                batch.claim_task(task, &owner)?;
+                batch.open_session(&NewSession {
+                    id: session,
+                    task,
+                    milestone: None,
+                    policy: SessionPolicy::Task,
+                    owner: owner.clone(),
+                    lease_ttl: ttl,
+                })
             })
-            .expect("opened");
-        let now = Timestamp::now();
+            .expect("claimed");
+        let call = one_call(task, session);
         store
-            .record_agent_call(&NewAgentCall {
-                session,
-                task,
-                iteration: 1,
-                plan: PlanKind::Start,
-                prompt: String::from("# Task: bench task\n\nAnswer at once."),
-                result_text: Some(String::from("done")),
-                outcome: CallOutcome::Success,
-                subtype: Some(String::from("success")),
-                error_message: None,
-                reported_session: Some(session),
-                usage: Usage::ZERO,
-                cost: Cost::ZERO,
-                turns: 1,
-                duration: Duration::ZERO,
-                exit: None,
-                started_at: now,
-                ended_at: now,
+            .batch("finish a task", |batch| {
+                batch.record_agent_call(&call)?;
+                batch.close_session(session, SessionStatus::Completed, Some("task completed"))?;
+                batch.set_task_status(task, TaskStatus::Completed, None)
             })
-            .expect("recorded");
-        store.set_agent_pid(session, None).expect("cleared");
-        store
-            .close_session(session, SessionStatus::Completed, Some("task completed"))
-            .expect("closed");
-        store
-            .set_task_status(task, TaskStatus::Completed, None)
-            .expect("completed");
+            .expect("finished");
     }
-    (6, started.elapsed())
+    (commits.count() / tasks as u64, started.elapsed())
+}
+
+/// A successful first call in `session`, as the loop records it.
+fn one_call(task: session_store::TaskId, session: SessionId) -> NewAgentCall {
+    let now = Timestamp::now();
+    NewAgentCall {
+        session,
+        task,
+        iteration: 1,
+        plan: PlanKind::Start,
+        prompt: String::from("# Task: bench task\n\nAnswer at once."),
+        result_text: Some(String::from("done")),
+        outcome: CallOutcome::Success,
+        subtype: Some(String::from("success")),
+        error_message: None,
+        reported_session: Some(session),
+        usage: Usage::ZERO,
+        cost: Cost::ZERO,
+        turns: 1,
+        duration: Duration::ZERO,
+        exit: None,
+        started_at: now,
+        ended_at: now,
+    }
 }
 
 /// One scan for ready tasks with `tasks` pending.

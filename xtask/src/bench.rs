@@ -15,13 +15,14 @@ use crate::{cargo, run_command, workspace_root};
 
 /// The benchmarks, as (package, bench target), in the order they run.
 const BENCHES: &[(&str, &str)] = &[
-    // Store cycle throughput: open a session, record a call, close it.
+    // Store cycle throughput (open a session, record a call, close it), normal and full.
     ("session-store", "cycle"),
     // Creating and removing a task's worktree in a repository of 10,000 files.
     ("git", "worktree"),
     // mock-claude processes per second, without the orchestrator.
     ("agent-mock", "mock_claude"),
-    // Orchestrated iterations per second with the in-process mock agent.
+    // Orchestrated iterations per second with the in-process mock agent, and ledger commits
+    // per iteration, under durability normal and full.
     ("tests", "orchestrated"),
     // Tasks per second through mock-claude subprocesses, at concurrency 1 and 4.
     ("tests", "mock_claude_tasks"),

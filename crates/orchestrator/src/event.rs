@@ -126,93 +126,44 @@ impl RunEvents {
 impl RunEvent {
     /// The event with every text in it (titles, commands, reasons, decisions, what the agent
     /// said and did) passed through `redactor`.
-    pub fn redacted(self, redactor: &Redactor) -> RunEvent {
-        let clean = |mut text: String| {
-            redactor.redact_in_place(&mut text);
-            text
-        };
+    pub fn redacted(mut self, redactor: &Redactor) -> RunEvent {
+        self.for_each_text(|text| {
+            redactor.redact_in_place(text);
+        });
+        self
+    }
+
+    /// Calls `visit` on every text the event carries. Ids, numbers, states and paths are not
+    /// texts here.
+    fn for_each_text(&mut self, mut visit: impl FnMut(&mut String)) {
         match self {
-            RunEvent::TaskStarted { task, title } => RunEvent::TaskStarted {
-                task,
-                title: clean(title),
+            RunEvent::TaskStarted { title: text, .. }
+            | RunEvent::SessionClosed { reason: text, .. }
+            | RunEvent::CheckStarted { command: text, .. }
+            | RunEvent::CheckFinished { command: text, .. }
+            | RunEvent::Decision { decision: text, .. }
+            | RunEvent::TaskFinished {
+                reason: Some(text), ..
+            } => visit(text),
+            RunEvent::Agent { event, .. } => match event {
+                AgentEvent::Text { text }
+                | AgentEvent::Init {
+                    model: Some(text), ..
+                } => visit(text),
+                AgentEvent::ToolUse { name, summary } => {
+                    visit(name);
+                    visit(summary);
+                }
+                AgentEvent::Init { model: None, .. }
+                | AgentEvent::Spawned { .. }
+                | AgentEvent::ToolResult { .. }
+                | AgentEvent::Usage { .. } => {}
             },
-            RunEvent::SessionClosed {
-                task,
-                session,
-                status,
-                reason,
-            } => RunEvent::SessionClosed {
-                task,
-                session,
-                status,
-                reason: clean(reason),
-            },
-            RunEvent::Agent {
-                task,
-                session,
-                event,
-            } => RunEvent::Agent {
-                task,
-                session,
-                event: match event {
-                    AgentEvent::Text { text } => AgentEvent::Text { text: clean(text) },
-                    AgentEvent::ToolUse { name, summary } => AgentEvent::ToolUse {
-                        name: clean(name),
-                        summary: clean(summary),
-                    },
-                    AgentEvent::Init { session_id, model } => AgentEvent::Init {
-                        session_id,
-                        model: model.map(clean),
-                    },
-                    other @ (AgentEvent::Spawned { .. }
-                    | AgentEvent::ToolResult { .. }
-                    | AgentEvent::Usage { .. }) => other,
-                },
-            },
-            RunEvent::CheckStarted {
-                task,
-                iteration,
-                command,
-            } => RunEvent::CheckStarted {
-                task,
-                iteration,
-                command: clean(command),
-            },
-            RunEvent::CheckFinished {
-                task,
-                iteration,
-                command,
-                passed,
-                duration,
-            } => RunEvent::CheckFinished {
-                task,
-                iteration,
-                command: clean(command),
-                passed,
-                duration,
-            },
-            RunEvent::Decision {
-                task,
-                iteration,
-                decision,
-            } => RunEvent::Decision {
-                task,
-                iteration,
-                decision: clean(decision),
-            },
-            RunEvent::TaskFinished {
-                task,
-                status,
-                reason,
-            } => RunEvent::TaskFinished {
-                task,
-                status,
-                reason: reason.map(clean),
-            },
-            other @ (RunEvent::Recovered { .. }
+            RunEvent::TaskFinished { reason: None, .. }
+            | RunEvent::Recovered { .. }
             | RunEvent::SessionOpened { .. }
             | RunEvent::CallStarted { .. }
-            | RunEvent::CallFinished { .. }) => other,
+            | RunEvent::CallFinished { .. } => {}
         }
     }
 }

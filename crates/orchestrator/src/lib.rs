@@ -9,6 +9,7 @@
 //! used it, records every call whole, and closes the session on every way out.
 
 mod config;
+mod context;
 mod db;
 mod error;
 mod event;

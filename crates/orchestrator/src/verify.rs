@@ -79,28 +79,10 @@ pub async fn run_check(
         command: command.to_owned(),
         source,
     };
-    let (reader, writer) = std::io::pipe().map_err(io_error)?;
-    let writer_for_stderr = writer.try_clone().map_err(io_error)?;
-
     let started = Instant::now();
-    let mut child = Command::new("sh")
-        .arg("-c")
-        .arg(command)
-        .current_dir(working_dir)
-        .stdin(Stdio::null())
-        .stdout(writer)
-        .stderr(writer_for_stderr)
-        .process_group(0)
-        .kill_on_drop(true)
-        .spawn()
-        .map_err(|source| VerifyError::Spawn {
-            command: command.to_owned(),
-            source,
-        })?;
+    let (mut child, reader) = spawn_check(command, working_dir)?;
     let group = child.id().map(|pid| pid as libc::pid_t);
-    // The parent's copies of the pipe's write end went into the `Command`, which is dropped
-    // with the statement above; the reader sees EOF once every process in the group lets go.
-    let mut drain = tokio::task::spawn_blocking(move || read_tail(reader, OUTPUT_TAIL_BYTES));
+    let drain = tokio::task::spawn_blocking(move || read_tail(reader, OUTPUT_TAIL_BYTES));
 
     let deadline = tokio::time::sleep(timeout);
     tokio::pin!(deadline);
@@ -114,20 +96,7 @@ pub async fn run_check(
         None => stop_group(&mut child, group).await.map_err(io_error)?,
     };
 
-    // A background process left in the group may hold the pipe open; give it a moment, then
-    // stop the group so the tail can be read to the end.
-    let tail = match tokio::time::timeout(DRAIN_GRACE, &mut drain).await {
-        Ok(joined) => joined,
-        Err(_) => {
-            if let Some(group) = group {
-                signal_group(group, libc::SIGKILL);
-            }
-            drain.await
-        }
-    };
-    let tail = tail
-        .map_err(|join| io_error(std::io::Error::other(join)))?
-        .map_err(io_error)?;
+    let tail = drained(drain, group).await.map_err(io_error)?;
 
     if cancelled {
         return Err(VerifyError::Cancelled {
@@ -141,6 +110,55 @@ pub async fn run_check(
         output_tail: String::from_utf8_lossy(&tail).into_owned(),
         duration: started.elapsed(),
     })
+}
+
+/// Starts `sh -c command` in a process group of its own, stdin closed, stdout and stderr into
+/// one pipe, whose read end is returned with the child.
+fn spawn_check(
+    command: &str,
+    working_dir: &Path,
+) -> Result<(tokio::process::Child, std::io::PipeReader), VerifyError> {
+    let io_error = |source| VerifyError::Io {
+        command: command.to_owned(),
+        source,
+    };
+    let (reader, writer) = std::io::pipe().map_err(io_error)?;
+    let writer_for_stderr = writer.try_clone().map_err(io_error)?;
+    let child = Command::new("sh")
+        .arg("-c")
+        .arg(command)
+        .current_dir(working_dir)
+        .stdin(Stdio::null())
+        .stdout(writer)
+        .stderr(writer_for_stderr)
+        .process_group(0)
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|source| VerifyError::Spawn {
+            command: command.to_owned(),
+            source,
+        })?;
+    // The parent's copies of the pipe's write end went into the `Command`, which is dropped
+    // with the statement above; the reader sees EOF once every process in the group lets go.
+    Ok((child, reader))
+}
+
+/// The output tail `drain` read. A background process left in the group may hold the pipe
+/// open; it gets a moment, then the group is killed so that the tail can be read to the end.
+async fn drained(
+    mut drain: tokio::task::JoinHandle<std::io::Result<Vec<u8>>>,
+    group: Option<libc::pid_t>,
+) -> std::io::Result<Vec<u8>> {
+    let tail = match tokio::time::timeout(DRAIN_GRACE, &mut drain).await {
+        Ok(joined) => joined,
+        Err(_) => {
+            if let Some(group) = group {
+                signal_group(group, libc::SIGKILL);
+            }
+            drain.await
+        }
+    };
+    tail.map_err(std::io::Error::other)?
 }
 
 /// Stops the command's process group: TERM, a grace period, KILL; always reaps the leader.

@@ -8,14 +8,13 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use crate::error::{Failure, Missing, StoreError};
 use crate::ids::{CallId, MilestoneId, TaskId};
-use crate::sessions::ensure_session;
+use crate::lookup::{ensure_session, ensure_task, task_milestone};
 use crate::sql::{
     duration_at, duration_millis, exit_at, exit_columns, optional_session_id_at, session_id_at,
     usage_at,
 };
 use crate::status::{CallOutcome, SessionPolicy, SessionStatus};
-use crate::store::Store;
-use crate::tasks::{ensure_task, task_milestone};
+use crate::store::{Batch, Store, Write};
 use crate::units::{Cost, Timestamp};
 
 /// An agent call to record, with the figures it reported.
@@ -88,100 +87,7 @@ impl Store {
     /// The prompt, the result text, the subtype and the error message are redacted on the
     /// way in.
     pub fn record_agent_call(&mut self, call: &NewAgentCall) -> Result<CallId, StoreError> {
-        let session = call.session.to_string();
-        let reported = call.reported_session.map(|id| id.to_string());
-        let (exit_code, exit_signal) = exit_columns(call.exit);
-        let duration = duration_millis(call.duration);
-        self.write("record an agent call", |transaction| {
-            let target = CallTarget::read(transaction, call.session, &session)?;
-            if !target.status.is_open() {
-                return Err(StoreError::SessionClosed {
-                    id: call.session,
-                    status: target.status,
-                }
-                .into());
-            }
-            if call.task != target.task {
-                check_shared_session(call, &target, transaction)?;
-            }
-            transaction
-                .prepare_cached(
-                    "UPDATE sessions SET agent_calls = agent_calls + 1, turns = turns + ?2, \
-                     input_tokens = input_tokens + ?3, output_tokens = output_tokens + ?4, \
-                     cache_read_tokens = cache_read_tokens + ?5, \
-                     cache_creation_tokens = cache_creation_tokens + ?6, \
-                     cost_nano_usd = cost_nano_usd + ?7, \
-                     agent_pid = NULL, agent_start_time = NULL \
-                     WHERE id = ?1",
-                )?
-                .execute(params![
-                    session,
-                    call.turns,
-                    call.usage.input_tokens,
-                    call.usage.output_tokens,
-                    call.usage.cache_read_tokens,
-                    call.usage.cache_creation_tokens,
-                    call.cost.as_nano_usd(),
-                ])?;
-
-            transaction
-                .prepare_cached(
-                    "INSERT INTO agent_calls (session_id, task_id, iteration, plan, prompt, \
-                     result_text, outcome, subtype, error_message, reported_session_id, \
-                     input_tokens, output_tokens, cache_read_tokens, cache_creation_tokens, \
-                     cost_nano_usd, turns, duration_ms, exit_code, exit_signal, started_at, \
-                     ended_at) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, \
-                     ?16, ?17, ?18, ?19, ?20, ?21)",
-                )?
-                .execute(params![
-                    session,
-                    call.task,
-                    call.iteration,
-                    call.plan.as_str(),
-                    transaction.redact(&call.prompt),
-                    transaction.redact_option(call.result_text.as_deref()),
-                    call.outcome,
-                    transaction.redact_option(call.subtype.as_deref()),
-                    transaction.redact_option(call.error_message.as_deref()),
-                    reported,
-                    call.usage.input_tokens,
-                    call.usage.output_tokens,
-                    call.usage.cache_read_tokens,
-                    call.usage.cache_creation_tokens,
-                    call.cost.as_nano_usd(),
-                    call.turns,
-                    duration,
-                    exit_code,
-                    exit_signal,
-                    call.started_at,
-                    call.ended_at,
-                ])?;
-            let id = CallId(transaction.last_insert_rowid());
-
-            transaction
-                .prepare_cached(
-                    "UPDATE tasks SET iterations = max(iterations, ?2), \
-                     agent_calls = agent_calls + 1, turns = turns + ?3, \
-                     input_tokens = input_tokens + ?4, output_tokens = output_tokens + ?5, \
-                     cache_read_tokens = cache_read_tokens + ?6, \
-                     cache_creation_tokens = cache_creation_tokens + ?7, \
-                     cost_nano_usd = cost_nano_usd + ?8, updated_at = ?9 \
-                     WHERE id = ?1",
-                )?
-                .execute(params![
-                    call.task,
-                    call.iteration,
-                    call.turns,
-                    call.usage.input_tokens,
-                    call.usage.output_tokens,
-                    call.usage.cache_read_tokens,
-                    call.usage.cache_creation_tokens,
-                    call.cost.as_nano_usd(),
-                    Timestamp::now(),
-                ])?;
-            Ok(id)
-        })
+        self.write(RECORD_CALL, |write| record_call(write, call))
     }
 
     /// The calls recorded in a session, oldest first.
@@ -221,6 +127,126 @@ impl Store {
             Ok(calls)
         })
     }
+}
+
+impl Batch<'_> {
+    /// [`Store::record_agent_call`], as part of the batch.
+    pub fn record_agent_call(&mut self, call: &NewAgentCall) -> Result<CallId, StoreError> {
+        self.apply(RECORD_CALL, |write| record_call(write, call))
+    }
+}
+
+const RECORD_CALL: &str = "record an agent call";
+
+/// Records `call` and adds its figures to its session's and its task's totals; see
+/// [`Store::record_agent_call`].
+fn record_call(write: &Write<'_>, call: &NewAgentCall) -> Result<CallId, Failure> {
+    let session = call.session.to_string();
+    let target = CallTarget::read(write, call.session, &session)?;
+    if !target.status.is_open() {
+        return Err(StoreError::SessionClosed {
+            id: call.session,
+            status: target.status,
+        }
+        .into());
+    }
+    if call.task != target.task {
+        check_shared_session(call, &target, write)?;
+    }
+    add_to_session(write, &session, call)?;
+    let id = insert_call(write, &session, call)?;
+    add_to_task(write, call)?;
+    Ok(id)
+}
+
+/// Adds the call's figures to its session's totals; its agent process has ended, so the
+/// session's recorded agent process is cleared too.
+fn add_to_session(write: &Write<'_>, session: &str, call: &NewAgentCall) -> rusqlite::Result<()> {
+    write
+        .prepare_cached(
+            "UPDATE sessions SET agent_calls = agent_calls + 1, turns = turns + ?2, \
+             input_tokens = input_tokens + ?3, output_tokens = output_tokens + ?4, \
+             cache_read_tokens = cache_read_tokens + ?5, \
+             cache_creation_tokens = cache_creation_tokens + ?6, \
+             cost_nano_usd = cost_nano_usd + ?7, \
+             agent_pid = NULL, agent_start_time = NULL \
+             WHERE id = ?1",
+        )?
+        .execute(params![
+            session,
+            call.turns,
+            call.usage.input_tokens,
+            call.usage.output_tokens,
+            call.usage.cache_read_tokens,
+            call.usage.cache_creation_tokens,
+            call.cost.as_nano_usd(),
+        ])?;
+    Ok(())
+}
+
+/// Inserts the call's row, its free text redacted.
+fn insert_call(write: &Write<'_>, session: &str, call: &NewAgentCall) -> rusqlite::Result<CallId> {
+    let (exit_code, exit_signal) = exit_columns(call.exit);
+    write
+        .prepare_cached(
+            "INSERT INTO agent_calls (session_id, task_id, iteration, plan, prompt, \
+             result_text, outcome, subtype, error_message, reported_session_id, \
+             input_tokens, output_tokens, cache_read_tokens, cache_creation_tokens, \
+             cost_nano_usd, turns, duration_ms, exit_code, exit_signal, started_at, \
+             ended_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, \
+             ?16, ?17, ?18, ?19, ?20, ?21)",
+        )?
+        .execute(params![
+            session,
+            call.task,
+            call.iteration,
+            call.plan.as_str(),
+            write.redact(&call.prompt),
+            write.redact_option(call.result_text.as_deref()),
+            call.outcome,
+            write.redact_option(call.subtype.as_deref()),
+            write.redact_option(call.error_message.as_deref()),
+            call.reported_session.map(|id| id.to_string()),
+            call.usage.input_tokens,
+            call.usage.output_tokens,
+            call.usage.cache_read_tokens,
+            call.usage.cache_creation_tokens,
+            call.cost.as_nano_usd(),
+            call.turns,
+            duration_millis(call.duration),
+            exit_code,
+            exit_signal,
+            call.started_at,
+            call.ended_at,
+        ])?;
+    Ok(CallId(write.last_insert_rowid()))
+}
+
+/// Adds the call's figures to its task's totals, and its iteration to the task's count.
+fn add_to_task(write: &Write<'_>, call: &NewAgentCall) -> rusqlite::Result<()> {
+    write
+        .prepare_cached(
+            "UPDATE tasks SET iterations = max(iterations, ?2), \
+             agent_calls = agent_calls + 1, turns = turns + ?3, \
+             input_tokens = input_tokens + ?4, output_tokens = output_tokens + ?5, \
+             cache_read_tokens = cache_read_tokens + ?6, \
+             cache_creation_tokens = cache_creation_tokens + ?7, \
+             cost_nano_usd = cost_nano_usd + ?8, updated_at = ?9 \
+             WHERE id = ?1",
+        )?
+        .execute(params![
+            call.task,
+            call.iteration,
+            call.turns,
+            call.usage.input_tokens,
+            call.usage.output_tokens,
+            call.usage.cache_read_tokens,
+            call.usage.cache_creation_tokens,
+            call.cost.as_nano_usd(),
+            Timestamp::now(),
+        ])?;
+    Ok(())
 }
 
 /// What recording a call needs to know about its session.

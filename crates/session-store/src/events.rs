@@ -11,6 +11,7 @@ use rusqlite::{Row, ToSql, params};
 
 use crate::error::StoreError;
 use crate::ids::{EventId, TaskId};
+use crate::lookup::{ensure_session, ensure_task};
 use crate::sql::optional_session_id_at;
 use crate::store::{Store, Write};
 use crate::units::Timestamp;
@@ -72,10 +73,10 @@ impl Store {
     pub fn append_event(&mut self, event: &NewEvent) -> Result<EventId, StoreError> {
         self.write("append an event", |transaction| {
             if let Some(task) = event.task {
-                crate::tasks::ensure_task(transaction, task)?;
+                ensure_task(transaction, task)?;
             }
             if let Some(session) = event.session {
-                crate::sessions::ensure_session(transaction, session)?;
+                ensure_session(transaction, session)?;
             }
             let session = event.session.map(|id| id.to_string());
             Ok(insert_event(
@@ -93,10 +94,10 @@ impl Store {
     pub fn events(&self, filter: &EventFilter) -> Result<Vec<Event>, StoreError> {
         self.read("list events", |connection| {
             if let Some(task) = filter.task {
-                crate::tasks::ensure_task(connection, task)?;
+                ensure_task(connection, task)?;
             }
             if let Some(session) = filter.session {
-                crate::sessions::ensure_session(connection, session)?;
+                ensure_session(connection, session)?;
             }
             let session = filter.session.map(|id| id.to_string());
             // Only the filters that are set go into the statement, so that it can use the

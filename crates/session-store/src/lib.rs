@@ -12,6 +12,12 @@
 //!   opened is [`StoreError::NotFound`] naming the session, never a foreign-key failure.
 //! - **Every write is whole.** Each operation is one `BEGIN IMMEDIATE` transaction: an agent
 //!   call, its session's totals and its task's totals are written together or not at all.
+//!   [`Store::batch`] puts several operations in one transaction, so that writes that belong
+//!   together (a call and what it consumed, a task's last checks and its finish) share one
+//!   commit.
+//! - **A commit survives a power cut** with [`Durability::Full`], the default: every commit
+//!   syncs the write-ahead log. [`Durability::Normal`] is the documented faster choice that
+//!   can lose the last commits to a power cut or an OS crash (never to a killed process).
 //! - **One process per session.** A session's lease names its owner (pid, host, process start
 //!   time) and an expiry; of two processes racing for it exactly one wins, the other gets
 //!   [`StoreError::LeaseHeld`]. [`Store::sweep_stale`] abandons sessions whose owner died or
@@ -30,6 +36,7 @@ mod calls;
 mod error;
 mod events;
 mod ids;
+mod lookup;
 mod migrations;
 mod milestones;
 mod process;
@@ -53,7 +60,7 @@ pub use crate::process::{AgentProcess, LeaseOwner};
 pub use crate::redact::{Found, MIN_SECRET_LEN, Redactor, SECRET_NAME_PARTS, TOKEN_SHAPES};
 pub use crate::sessions::{Lease, NewSession, Session, SessionFilter, SweepReason, SweptSession};
 pub use crate::status::{CallOutcome, SessionPolicy, SessionStatus, TaskStatus};
-pub use crate::store::{Store, StoreOptions};
+pub use crate::store::{Batch, CommitCounter, Durability, Store, StoreOptions};
 pub use crate::tasks::{NewTask, Task, TaskFilter};
 pub use crate::units::{Cost, Timestamp, Totals};
 pub use crate::verifications::{NewVerification, Verification};

@@ -1,8 +1,8 @@
 //! Milestones: named groups of tasks, whose usage is the sum of their tasks'.
 
-use rusqlite::{Connection, OptionalExtension, Row, params};
+use rusqlite::{OptionalExtension, Row, params};
 
-use crate::error::{Failure, Missing, StoreError};
+use crate::error::{Missing, StoreError};
 use crate::ids::MilestoneId;
 use crate::status::SessionPolicy;
 use crate::store::Store;
@@ -111,18 +111,6 @@ impl Store {
                 .collect::<rusqlite::Result<Vec<_>>>()?;
             Ok(milestones)
         })
-    }
-}
-
-/// Fails with [`StoreError::NotFound`] unless the milestone exists.
-pub(crate) fn ensure_milestone(connection: &Connection, id: MilestoneId) -> Result<(), Failure> {
-    let exists = connection
-        .prepare_cached("SELECT 1 FROM milestones WHERE id = ?1")?
-        .exists([id])?;
-    if exists {
-        Ok(())
-    } else {
-        Err(StoreError::NotFound(Missing::Milestone(id)).into())
     }
 }
 

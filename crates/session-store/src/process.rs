@@ -8,8 +8,6 @@ use std::fmt;
 use std::io;
 use std::sync::OnceLock;
 
-use crate::error::StoreError;
-
 /// The process that holds (or held) a session's lease.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct LeaseOwner {
@@ -21,31 +19,6 @@ pub struct LeaseOwner {
 }
 
 impl LeaseOwner {
-    /// The identity of the calling process.
-    pub fn current() -> Result<LeaseOwner, StoreError> {
-        let pid = std::process::id();
-        let host = this_host()
-            .map_err(|source| StoreError::ProcessIdentity { source })?
-            .to_owned();
-        let start_time = match process_stat(pid) {
-            Ok(Some(stat)) => stat.start_time,
-            Ok(None) => {
-                return Err(StoreError::ProcessIdentity {
-                    source: io::Error::new(
-                        io::ErrorKind::NotFound,
-                        format!("/proc/{pid}/stat does not exist for the running process"),
-                    ),
-                });
-            }
-            Err(source) => return Err(StoreError::ProcessIdentity { source }),
-        };
-        Ok(LeaseOwner {
-            pid,
-            host,
-            start_time,
-        })
-    }
-
     /// The default liveness check for [`Store::sweep_stale`](crate::Store::sweep_stale).
     ///
     /// Returns `false` only when this machine can tell that the owner is gone: it ran on this
@@ -72,6 +45,30 @@ impl fmt::Display for LeaseOwner {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "process {} on {}", self.pid, self.host)
     }
+}
+
+/// The identity of the calling process: pid, host name and start time.
+///
+/// [`LeaseOwner::current`] (in the `sessions::lease` module, which turns the failure into a
+/// [`StoreError`](crate::StoreError)) is the public way in; this module reads `/proc` and
+/// knows nothing of the store's errors.
+pub(crate) fn identify_current() -> io::Result<LeaseOwner> {
+    let pid = std::process::id();
+    let host = this_host()?.to_owned();
+    let start_time = match process_stat(pid)? {
+        Some(stat) => stat.start_time,
+        None => {
+            return Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("/proc/{pid}/stat does not exist for the running process"),
+            ));
+        }
+    };
+    Ok(LeaseOwner {
+        pid,
+        host,
+        start_time,
+    })
 }
 
 /// An agent process recorded in a session: its pid and when it started, so that a sweep

@@ -15,17 +15,17 @@ mod lease;
 use std::time::Duration;
 
 use agent::SessionId;
-use rusqlite::{Connection, OptionalExtension, Row, params};
+use rusqlite::{Connection, OptionalExtension, Row, ToSql, params};
 use serde_json::json;
 
 use crate::error::{Failure, Missing, StoreError};
 use crate::events::{event_kind, insert_event};
 use crate::ids::{MilestoneId, TaskId};
+use crate::lookup::{ensure_task, session_status, task_milestone};
 use crate::process::{AgentProcess, LeaseOwner};
 use crate::sql::{TOTALS_COLUMNS, session_id_at, totals_at};
 use crate::status::{SessionPolicy, SessionStatus};
-use crate::store::Store;
-use crate::tasks::task_milestone;
+use crate::store::{Batch, Store, Write};
 use crate::units::{Timestamp, Totals};
 
 pub use self::lease::{SweepReason, SweptSession};
@@ -96,58 +96,7 @@ impl Store {
     /// ([`StoreError::MilestoneMismatch`]). A session id can be opened once
     /// ([`StoreError::SessionExists`]).
     pub fn open_session(&mut self, session: &NewSession) -> Result<Lease, StoreError> {
-        let id = session.id.to_string();
-        self.write("open a session", |transaction| {
-            let milestone = task_milestone(transaction, session.task)?;
-            if milestone != session.milestone {
-                return Err(StoreError::MilestoneMismatch {
-                    task: session.task,
-                    task_milestone: milestone,
-                    expected: session.milestone,
-                }
-                .into());
-            }
-            if session.policy == SessionPolicy::Milestone && milestone.is_none() {
-                return Err(StoreError::Invalid {
-                    field: "session policy",
-                    reason: format!(
-                        "task {} is in no milestone, so it cannot open a session with the milestone policy",
-                        session.task
-                    ),
-                }
-                .into());
-            }
-            let now = Timestamp::now();
-            let lease = Lease {
-                owner: session.owner.clone(),
-                expires_at: now.saturating_add(session.lease_ttl),
-            };
-            let inserted = transaction
-                .prepare_cached(
-                    "INSERT INTO sessions (id, task_id, milestone_id, policy, status, \
-                     lease_pid, lease_host, lease_start_time, lease_expires_at, started_at) \
-                     VALUES (?1, ?2, ?3, ?4, 'open', ?5, ?6, ?7, ?8, ?9)",
-                )?
-                .execute(params![
-                    id,
-                    session.task,
-                    session.milestone,
-                    session.policy,
-                    lease.owner.pid,
-                    lease.owner.host,
-                    lease.owner.start_time,
-                    lease.expires_at,
-                    now,
-                ]);
-            match inserted {
-                Ok(_) => {}
-                Err(error) if is_primary_key_violation(&error) => {
-                    return Err(StoreError::SessionExists { id: session.id }.into());
-                }
-                Err(error) => return Err(error.into()),
-            }
-            Ok(lease)
-        })
+        self.write(OPEN_SESSION, |transaction| open(transaction, session))
     }
 
     /// The session with this id.
@@ -168,19 +117,36 @@ impl Store {
     pub fn sessions(&self, filter: &SessionFilter) -> Result<Vec<Session>, StoreError> {
         self.read("list sessions", |connection| {
             if let Some(task) = filter.task {
-                crate::tasks::ensure_task(connection, task)?;
+                ensure_task(connection, task)?;
             }
+            // Only the filters that are set go into the statement, so that it can use the
+            // index of the column it filters on: a task's sessions are looked up before each
+            // task runs, and scanning every session made that grow with the ledger.
+            let mut clauses = Vec::new();
+            let mut parameters: Vec<&dyn ToSql> = Vec::new();
+            if let Some(task) = &filter.task {
+                clauses.push("task_id = ?");
+                parameters.push(task);
+            }
+            if let Some(status) = &filter.status {
+                clauses.push("status = ?");
+                parameters.push(status);
+            }
+            if let Some(milestone) = &filter.milestone {
+                clauses.push("milestone_id = ?");
+                parameters.push(milestone);
+            }
+            let filter_sql = if clauses.is_empty() {
+                String::new()
+            } else {
+                format!("WHERE {}", clauses.join(" AND "))
+            };
             let mut statement = connection.prepare_cached(&format!(
-                "SELECT {SESSION_COLUMNS}, {TOTALS_COLUMNS} FROM sessions \
-                 WHERE (?1 IS NULL OR task_id = ?1) AND (?2 IS NULL OR status = ?2) \
-                 AND (?3 IS NULL OR milestone_id = ?3) \
+                "SELECT {SESSION_COLUMNS}, {TOTALS_COLUMNS} FROM sessions {filter_sql} \
                  ORDER BY started_at, id"
             ))?;
             let sessions = statement
-                .query_map(
-                    params![filter.task, filter.status, filter.milestone],
-                    session_from_row,
-                )?
+                .query_map(parameters.as_slice(), session_from_row)?
                 .collect::<rusqlite::Result<Vec<_>>>()?;
             Ok(sessions)
         })
@@ -223,43 +189,8 @@ impl Store {
         status: SessionStatus,
         reason: Option<&str>,
     ) -> Result<(), StoreError> {
-        if status.is_open() {
-            return Err(StoreError::Invalid {
-                field: "session end state",
-                reason: String::from(
-                    "open is not an end state; close as completed, failed, abandoned or rotated",
-                ),
-            });
-        }
-        let text = id.to_string();
-        self.write("close a session", |transaction| {
-            let now = Timestamp::now();
-            // The common case in one statement: the session is open and closes now.
-            let closed = transaction
-                .prepare_cached(
-                    "UPDATE sessions SET status = ?2, ended_at = ?3, end_reason = ?4, \
-                     lease_pid = NULL, lease_host = NULL, lease_start_time = NULL, \
-                     lease_expires_at = NULL \
-                     WHERE id = ?1 AND status = 'open'",
-                )?
-                .execute(params![
-                    text,
-                    status,
-                    now,
-                    transaction.redact_option(reason)
-                ])?;
-            if closed == 0 {
-                let current = session_status(transaction, id, &text)?;
-                if current != status {
-                    return Err(StoreError::CloseConflict {
-                        id,
-                        current,
-                        requested: status,
-                    }
-                    .into());
-                }
-            }
-            Ok(())
+        self.write(CLOSE_SESSION, |transaction| {
+            close(transaction, id, status, reason)
         })
     }
 
@@ -276,56 +207,201 @@ impl Store {
         owner: &LeaseOwner,
         lease_ttl: Duration,
     ) -> Result<Lease, StoreError> {
-        let text = id.to_string();
-        self.write("reopen a session", |transaction| {
-            let state = session_state(transaction, id, &text)?;
-            let now = Timestamp::now();
-            match state.status {
-                SessionStatus::Open => {
-                    lease::acquire(transaction, id, &text, &state, owner, lease_ttl, now)
-                }
-                SessionStatus::Rotated => Err(StoreError::SessionRotated { id }.into()),
-                SessionStatus::Completed | SessionStatus::Failed | SessionStatus::Abandoned => {
-                    let lease = Lease {
-                        owner: owner.clone(),
-                        expires_at: now.saturating_add(lease_ttl),
-                    };
-                    // The row is about to forget how the session ended; the event keeps it.
-                    let (ended_at, end_reason): (Option<Timestamp>, Option<String>) = transaction
-                        .prepare_cached("SELECT ended_at, end_reason FROM sessions WHERE id = ?1")?
-                        .query_row([&text], |row| Ok((row.get(0)?, row.get(1)?)))?;
-                    transaction
-                        .prepare_cached(
-                            "UPDATE sessions SET status = 'open', ended_at = NULL, \
-                             end_reason = NULL, agent_pid = NULL, agent_start_time = NULL, lease_pid = ?2, \
-                             lease_host = ?3, lease_start_time = ?4, lease_expires_at = ?5 \
-                             WHERE id = ?1",
-                        )?
-                        .execute(params![
-                            text,
-                            owner.pid,
-                            owner.host,
-                            owner.start_time,
-                            lease.expires_at
-                        ])?;
-                    let detail = json!({
-                        "was": state.status.as_str(),
-                        "ended_at": ended_at.map(Timestamp::as_millis),
-                        "end_reason": end_reason,
-                        "owner": owner_json(owner),
-                    });
-                    insert_event(
-                        transaction,
-                        now,
-                        Some(state.task),
-                        Some(&text),
-                        event_kind::SESSION_REOPENED,
-                        &detail.to_string(),
-                    )?;
-                    Ok(lease)
-                }
-            }
+        self.write(REOPEN_SESSION, |transaction| {
+            reopen(transaction, id, owner, lease_ttl)
         })
+    }
+}
+
+impl Batch<'_> {
+    /// [`Store::open_session`], as part of the batch.
+    pub fn open_session(&mut self, session: &NewSession) -> Result<Lease, StoreError> {
+        self.apply(OPEN_SESSION, |transaction| open(transaction, session))
+    }
+
+    /// [`Store::close_session`], as part of the batch.
+    pub fn close_session(
+        &mut self,
+        id: SessionId,
+        status: SessionStatus,
+        reason: Option<&str>,
+    ) -> Result<(), StoreError> {
+        self.apply(CLOSE_SESSION, |transaction| {
+            close(transaction, id, status, reason)
+        })
+    }
+
+    /// [`Store::reopen_session`], as part of the batch.
+    pub fn reopen_session(
+        &mut self,
+        id: SessionId,
+        owner: &LeaseOwner,
+        lease_ttl: Duration,
+    ) -> Result<Lease, StoreError> {
+        self.apply(REOPEN_SESSION, |transaction| {
+            reopen(transaction, id, owner, lease_ttl)
+        })
+    }
+}
+
+const OPEN_SESSION: &str = "open a session";
+const CLOSE_SESSION: &str = "close a session";
+const REOPEN_SESSION: &str = "reopen a session";
+
+/// Opens a session with its lease; see [`Store::open_session`].
+fn open(transaction: &Write<'_>, session: &NewSession) -> Result<Lease, Failure> {
+    let id = session.id.to_string();
+    let milestone = task_milestone(transaction, session.task)?;
+    if milestone != session.milestone {
+        return Err(StoreError::MilestoneMismatch {
+            task: session.task,
+            task_milestone: milestone,
+            expected: session.milestone,
+        }
+        .into());
+    }
+    if session.policy == SessionPolicy::Milestone && milestone.is_none() {
+        return Err(StoreError::Invalid {
+            field: "session policy",
+            reason: format!(
+                "task {} is in no milestone, so it cannot open a session with the milestone policy",
+                session.task
+            ),
+        }
+        .into());
+    }
+    let now = Timestamp::now();
+    let lease = Lease {
+        owner: session.owner.clone(),
+        expires_at: now.saturating_add(session.lease_ttl),
+    };
+    let inserted = transaction
+        .prepare_cached(
+            "INSERT INTO sessions (id, task_id, milestone_id, policy, status, \
+                 lease_pid, lease_host, lease_start_time, lease_expires_at, started_at) \
+                 VALUES (?1, ?2, ?3, ?4, 'open', ?5, ?6, ?7, ?8, ?9)",
+        )?
+        .execute(params![
+            id,
+            session.task,
+            session.milestone,
+            session.policy,
+            lease.owner.pid,
+            lease.owner.host,
+            lease.owner.start_time,
+            lease.expires_at,
+            now,
+        ]);
+    match inserted {
+        Ok(_) => {}
+        Err(error) if is_primary_key_violation(&error) => {
+            return Err(StoreError::SessionExists { id: session.id }.into());
+        }
+        Err(error) => return Err(error.into()),
+    }
+    Ok(lease)
+}
+
+/// Ends a session; see [`Store::close_session`].
+fn close(
+    transaction: &Write<'_>,
+    id: SessionId,
+    status: SessionStatus,
+    reason: Option<&str>,
+) -> Result<(), Failure> {
+    if status.is_open() {
+        return Err(StoreError::Invalid {
+            field: "session end state",
+            reason: String::from(
+                "open is not an end state; close as completed, failed, abandoned or rotated",
+            ),
+        }
+        .into());
+    }
+    let text = id.to_string();
+    let now = Timestamp::now();
+    // The common case in one statement: the session is open and closes now.
+    let closed = transaction
+        .prepare_cached(
+            "UPDATE sessions SET status = ?2, ended_at = ?3, end_reason = ?4, \
+                 lease_pid = NULL, lease_host = NULL, lease_start_time = NULL, \
+                 lease_expires_at = NULL \
+                 WHERE id = ?1 AND status = 'open'",
+        )?
+        .execute(params![
+            text,
+            status,
+            now,
+            transaction.redact_option(reason)
+        ])?;
+    if closed == 0 {
+        let current = session_status(transaction, id, &text)?;
+        if current != status {
+            return Err(StoreError::CloseConflict {
+                id,
+                current,
+                requested: status,
+            }
+            .into());
+        }
+    }
+    Ok(())
+}
+
+/// Opens a closed session again for `owner`; see [`Store::reopen_session`].
+fn reopen(
+    transaction: &Write<'_>,
+    id: SessionId,
+    owner: &LeaseOwner,
+    lease_ttl: Duration,
+) -> Result<Lease, Failure> {
+    let text = id.to_string();
+    let state = session_state(transaction, id, &text)?;
+    let now = Timestamp::now();
+    match state.status {
+        SessionStatus::Open => {
+            lease::acquire(transaction, id, &text, &state, owner, lease_ttl, now)
+        }
+        SessionStatus::Rotated => Err(StoreError::SessionRotated { id }.into()),
+        SessionStatus::Completed | SessionStatus::Failed | SessionStatus::Abandoned => {
+            let lease = Lease {
+                owner: owner.clone(),
+                expires_at: now.saturating_add(lease_ttl),
+            };
+            // The row is about to forget how the session ended; the event keeps it.
+            let (ended_at, end_reason): (Option<Timestamp>, Option<String>) = transaction
+                .prepare_cached("SELECT ended_at, end_reason FROM sessions WHERE id = ?1")?
+                .query_row([&text], |row| Ok((row.get(0)?, row.get(1)?)))?;
+            transaction
+                    .prepare_cached(
+                        "UPDATE sessions SET status = 'open', ended_at = NULL, \
+                         end_reason = NULL, agent_pid = NULL, agent_start_time = NULL, lease_pid = ?2, \
+                         lease_host = ?3, lease_start_time = ?4, lease_expires_at = ?5 \
+                         WHERE id = ?1",
+                    )?
+                    .execute(params![
+                        text,
+                        owner.pid,
+                        owner.host,
+                        owner.start_time,
+                        lease.expires_at
+                    ])?;
+            let detail = json!({
+                "was": state.status.as_str(),
+                "ended_at": ended_at.map(Timestamp::as_millis),
+                "end_reason": end_reason,
+                "owner": owner_json(owner),
+            });
+            insert_event(
+                transaction,
+                now,
+                Some(state.task),
+                Some(&text),
+                event_kind::SESSION_REOPENED,
+                &detail.to_string(),
+            )?;
+            Ok(lease)
+        }
     }
 }
 
@@ -357,24 +433,6 @@ pub(crate) fn session_state(
         })
         .optional()?
         .ok_or_else(|| StoreError::NotFound(Missing::Session(id)).into())
-}
-
-/// Reads a session's status, or fails with [`StoreError::NotFound`].
-fn session_status(
-    connection: &Connection,
-    id: SessionId,
-    text: &str,
-) -> Result<SessionStatus, Failure> {
-    connection
-        .prepare_cached("SELECT status FROM sessions WHERE id = ?1")?
-        .query_row([text], |row| row.get(0))
-        .optional()?
-        .ok_or_else(|| StoreError::NotFound(Missing::Session(id)).into())
-}
-
-/// Fails with [`StoreError::NotFound`] unless the session exists.
-pub(crate) fn ensure_session(connection: &Connection, id: SessionId) -> Result<(), Failure> {
-    session_status(connection, id, &id.to_string()).map(drop)
 }
 
 /// Reads the four lease columns starting at `first`: a lease when they are set.

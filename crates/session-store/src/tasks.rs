@@ -10,11 +10,11 @@ use serde_json::json;
 use crate::error::{Failure, Missing, StoreError};
 use crate::events::{event_kind, insert_event};
 use crate::ids::{MilestoneId, TaskId};
-use crate::milestones::ensure_milestone;
+use crate::lookup::{ensure_milestone, ensure_task};
 use crate::process::LeaseOwner;
 use crate::sql::{TOTALS_COLUMNS, path_text, totals_at};
 use crate::status::{SessionPolicy, TaskStatus};
-use crate::store::{Store, Write};
+use crate::store::{Batch, Store, Write};
 use crate::units::{Timestamp, Totals};
 
 /// A task to add.
@@ -306,7 +306,7 @@ impl Store {
         to: TaskStatus,
         reason: Option<&str>,
     ) -> Result<TaskStatus, StoreError> {
-        self.write("change a task's state", |transaction| {
+        self.write(SET_STATUS, |transaction| {
             transition(transaction, id, to, reason, None)
         })
     }
@@ -317,10 +317,7 @@ impl Store {
     /// Of two runners claiming one task, exactly one succeeds; the other gets
     /// [`StoreError::InvalidTransition`] (the task is `running` already).
     pub fn claim_task(&mut self, id: TaskId, runner: &LeaseOwner) -> Result<Task, StoreError> {
-        self.write("claim a task", |transaction| {
-            transition(transaction, id, TaskStatus::Running, None, Some(runner))?;
-            read_task(transaction, id)
-        })
+        self.write(CLAIM, |transaction| claim(transaction, id, runner))
     }
 
     /// Makes a failed, blocked or cancelled task pending again, with `guidance` (when given,
@@ -360,7 +357,7 @@ impl Store {
         id: TaskId,
         guidance: Option<&str>,
     ) -> Result<(), StoreError> {
-        self.write("set a task's guidance", |transaction| {
+        self.write(SET_GUIDANCE, |transaction| {
             ensure_task(transaction, id)?;
             set_guidance(transaction, id, guidance)
         })
@@ -395,6 +392,47 @@ impl Store {
         })
     }
 }
+
+impl Batch<'_> {
+    /// [`Store::claim_task`], as part of the batch.
+    pub fn claim_task(&mut self, id: TaskId, runner: &LeaseOwner) -> Result<Task, StoreError> {
+        self.apply(CLAIM, |transaction| claim(transaction, id, runner))
+    }
+
+    /// [`Store::set_task_status`], as part of the batch.
+    pub fn set_task_status(
+        &mut self,
+        id: TaskId,
+        to: TaskStatus,
+        reason: Option<&str>,
+    ) -> Result<TaskStatus, StoreError> {
+        self.apply(SET_STATUS, |transaction| {
+            transition(transaction, id, to, reason, None)
+        })
+    }
+
+    /// [`Store::set_task_guidance`], as part of the batch.
+    pub fn set_task_guidance(
+        &mut self,
+        id: TaskId,
+        guidance: Option<&str>,
+    ) -> Result<(), StoreError> {
+        self.apply(SET_GUIDANCE, |transaction| {
+            ensure_task(transaction, id)?;
+            set_guidance(transaction, id, guidance)
+        })
+    }
+}
+
+const CLAIM: &str = "claim a task";
+const SET_STATUS: &str = "change a task's state";
+
+/// Claims task `id` for `runner`; see [`Store::claim_task`].
+fn claim(transaction: &Write<'_>, id: TaskId, runner: &LeaseOwner) -> Result<Task, Failure> {
+    transition(transaction, id, TaskStatus::Running, None, Some(runner))?;
+    read_task(transaction, id)
+}
+const SET_GUIDANCE: &str = "set a task's guidance";
 
 /// Moves task `id` to `to` inside `transaction`, enforcing the state machine, recording
 /// `runner` when the task starts running and forgetting it when the task stops.
@@ -450,14 +488,8 @@ fn transition(
         "reason": reason,
         "runner": runner.map(|runner| json!({ "pid": runner.pid, "host": runner.host })),
     });
-    insert_event(
-        transaction,
-        now,
-        Some(id),
-        None,
-        event_kind::TASK_STATUS,
-        &detail.to_string(),
-    )?;
+    let kind = event_kind::TASK_STATUS;
+    insert_event(transaction, now, Some(id), None, kind, &detail.to_string())?;
     Ok(from)
 }
 
@@ -501,30 +533,6 @@ fn runner_at(row: &Row<'_>, first: usize) -> rusqlite::Result<Option<LeaseOwner>
         host: row.get(first + 1)?,
         start_time: row.get(first + 2)?,
     }))
-}
-
-/// Fails with [`StoreError::NotFound`] unless the task exists.
-pub(crate) fn ensure_task(connection: &Connection, id: TaskId) -> Result<(), Failure> {
-    let exists = connection
-        .prepare_cached("SELECT 1 FROM tasks WHERE id = ?1")?
-        .exists([id])?;
-    if exists {
-        Ok(())
-    } else {
-        Err(StoreError::NotFound(Missing::Task(id)).into())
-    }
-}
-
-/// The milestone of a task that must exist.
-pub(crate) fn task_milestone(
-    connection: &Connection,
-    id: TaskId,
-) -> Result<Option<MilestoneId>, Failure> {
-    connection
-        .prepare_cached("SELECT milestone_id FROM tasks WHERE id = ?1")?
-        .query_row([id], |row| row.get(0))
-        .optional()?
-        .ok_or_else(|| StoreError::NotFound(Missing::Task(id)).into())
 }
 
 /// The dependencies of a task that have not completed, in id order.

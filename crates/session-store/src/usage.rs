@@ -8,7 +8,7 @@ use rusqlite::OptionalExtension;
 
 use crate::error::{Missing, StoreError};
 use crate::ids::{MilestoneId, TaskId};
-use crate::milestones::ensure_milestone;
+use crate::lookup::ensure_milestone;
 use crate::sql::{TOTALS_COLUMNS, totals_at};
 use crate::store::Store;
 use crate::units::Totals;

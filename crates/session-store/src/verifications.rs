@@ -6,11 +6,11 @@ use std::time::Duration;
 use agent::ExitInfo;
 use rusqlite::{Row, params};
 
-use crate::error::StoreError;
+use crate::error::{Failure, StoreError};
 use crate::ids::{TaskId, VerificationId};
+use crate::lookup::ensure_task;
 use crate::sql::{duration_at, duration_millis, exit_at, exit_columns};
-use crate::store::Store;
-use crate::tasks::ensure_task;
+use crate::store::{Batch, Store, Write};
 use crate::units::Timestamp;
 
 /// A verification run to record.
@@ -60,35 +60,8 @@ impl Store {
         &mut self,
         verification: &NewVerification,
     ) -> Result<VerificationId, StoreError> {
-        let (exit_code, exit_signal) = exit_columns(verification.exit);
-        self.write("record a verification", |transaction| {
-            ensure_task(transaction, verification.task)?;
-            let now = Timestamp::now();
-            transaction
-                .prepare_cached(
-                    "INSERT INTO verifications (task_id, iteration, command, exit_code, \
-                     exit_signal, timed_out, output_tail, duration_ms, recorded_at) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-                )?
-                .execute(params![
-                    verification.task,
-                    verification.iteration,
-                    transaction.redact(&verification.command),
-                    exit_code,
-                    exit_signal,
-                    verification.timed_out,
-                    transaction.redact(&verification.output_tail),
-                    duration_millis(verification.duration),
-                    now,
-                ])?;
-            let id = VerificationId(transaction.last_insert_rowid());
-            transaction
-                .prepare_cached(
-                    "UPDATE tasks SET iterations = max(iterations, ?2), updated_at = ?3 \
-                     WHERE id = ?1",
-                )?
-                .execute(params![verification.task, verification.iteration, now])?;
-            Ok(id)
+        self.write(RECORD_VERIFICATION, |transaction| {
+            record(transaction, verification)
         })
     }
 
@@ -105,6 +78,55 @@ impl Store {
             Ok(verifications)
         })
     }
+}
+
+impl Batch<'_> {
+    /// [`Store::record_verification`], as part of the batch.
+    pub fn record_verification(
+        &mut self,
+        verification: &NewVerification,
+    ) -> Result<VerificationId, StoreError> {
+        self.apply(RECORD_VERIFICATION, |transaction| {
+            record(transaction, verification)
+        })
+    }
+}
+
+const RECORD_VERIFICATION: &str = "record a verification";
+
+/// Records one verification run; see [`Store::record_verification`].
+fn record(
+    transaction: &Write<'_>,
+    verification: &NewVerification,
+) -> Result<VerificationId, Failure> {
+    let (exit_code, exit_signal) = exit_columns(verification.exit);
+    ensure_task(transaction, verification.task)?;
+    let now = Timestamp::now();
+    transaction
+        .prepare_cached(
+            "INSERT INTO verifications (task_id, iteration, command, exit_code, \
+                     exit_signal, timed_out, output_tail, duration_ms, recorded_at) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        )?
+        .execute(params![
+            verification.task,
+            verification.iteration,
+            transaction.redact(&verification.command),
+            exit_code,
+            exit_signal,
+            verification.timed_out,
+            transaction.redact(&verification.output_tail),
+            duration_millis(verification.duration),
+            now,
+        ])?;
+    let id = VerificationId(transaction.last_insert_rowid());
+    transaction
+        .prepare_cached(
+            "UPDATE tasks SET iterations = max(iterations, ?2), updated_at = ?3 \
+                     WHERE id = ?1",
+        )?
+        .execute(params![verification.task, verification.iteration, now])?;
+    Ok(id)
 }
 
 fn verification_from_row(row: &Row<'_>) -> rusqlite::Result<Verification> {

@@ -6,6 +6,7 @@ mod support;
 mod budgets;
 mod concurrency;
 mod feedback;
+mod ledger;
 mod ownership;
 mod recovery;
 mod robustness;

@@ -15,9 +15,9 @@ use super::{Lease, SessionState, owner_json, session_state};
 use crate::error::{Failure, StoreError};
 use crate::events::{event_kind, insert_event};
 use crate::ids::TaskId;
-use crate::process::{AgentProcess, LeaseOwner};
+use crate::process::{AgentProcess, LeaseOwner, identify_current};
 use crate::status::SessionStatus;
-use crate::store::{Store, Write};
+use crate::store::{Batch, Store, Write};
 use crate::units::Timestamp;
 
 /// Why a sweep abandoned a session.
@@ -55,6 +55,13 @@ impl SweepReason {
     }
 }
 
+impl LeaseOwner {
+    /// The identity of the calling process, the owner of the leases it takes.
+    pub fn current() -> Result<LeaseOwner, StoreError> {
+        identify_current().map_err(|source| StoreError::ProcessIdentity { source })
+    }
+}
+
 impl Store {
     /// Gives the lease of an open session to `owner` for `ttl`.
     ///
@@ -68,10 +75,8 @@ impl Store {
         owner: &LeaseOwner,
         ttl: Duration,
     ) -> Result<Lease, StoreError> {
-        let text = id.to_string();
-        self.write("acquire a session lease", |transaction| {
-            let state = session_state(transaction, id, &text)?;
-            acquire(transaction, id, &text, &state, owner, ttl, Timestamp::now())
+        self.write(ACQUIRE_LEASE, |transaction| {
+            acquire_now(transaction, id, owner, ttl)
         })
     }
 
@@ -86,40 +91,8 @@ impl Store {
         owner: &LeaseOwner,
         ttl: Duration,
     ) -> Result<Lease, StoreError> {
-        let text = id.to_string();
-        self.write("renew a session lease", |transaction| {
-            let state = session_state(transaction, id, &text)?;
-            if !state.status.is_open() {
-                return Err(StoreError::SessionClosed {
-                    id,
-                    status: state.status,
-                }
-                .into());
-            }
-            let now = Timestamp::now();
-            match state.lease {
-                Some(lease) if lease.owner == *owner => {
-                    let renewed = Lease {
-                        owner: lease.owner,
-                        expires_at: now.saturating_add(ttl),
-                    };
-                    transaction
-                        .prepare_cached("UPDATE sessions SET lease_expires_at = ?2 WHERE id = ?1")?
-                        .execute(params![text, renewed.expires_at])?;
-                    Ok(renewed)
-                }
-                Some(lease) if lease.expires_at > now => Err(StoreError::LeaseHeld {
-                    id,
-                    holder: lease.owner,
-                    expires_at: lease.expires_at,
-                }
-                .into()),
-                _ => Err(StoreError::LeaseNotHeld {
-                    id,
-                    owner: owner.clone(),
-                }
-                .into()),
-            }
+        self.write(RENEW_LEASE, |transaction| {
+            renew(transaction, id, owner, ttl)
         })
     }
 
@@ -179,23 +152,10 @@ impl Store {
             let candidates = open_sessions(transaction)?;
             let mut swept = Vec::new();
             for candidate in candidates {
-                let (reason, end_reason) = match &candidate.lease {
-                    None => (
-                        SweepReason::Unowned,
-                        String::from("it was open with no lease holder"),
-                    ),
-                    Some(lease) if !is_owner_alive(&lease.owner) => (
-                        SweepReason::OwnerGone,
-                        format!("its lease holder, {}, is gone", lease.owner),
-                    ),
-                    Some(lease) if lease.expires_at <= now => (
-                        SweepReason::LeaseExpired,
-                        format!(
-                            "the lease of {} expired at {}",
-                            lease.owner, lease.expires_at
-                        ),
-                    ),
-                    Some(_) => continue,
+                let Some((reason, end_reason)) =
+                    staleness(candidate.lease.as_ref(), now, &is_owner_alive)
+                else {
+                    continue;
                 };
                 transaction
                     .prepare_cached(
@@ -233,6 +193,116 @@ impl Store {
             }
             Ok(swept)
         })
+    }
+}
+
+impl Batch<'_> {
+    /// [`Store::acquire_lease`], as part of the batch.
+    pub fn acquire_lease(
+        &mut self,
+        id: SessionId,
+        owner: &LeaseOwner,
+        ttl: Duration,
+    ) -> Result<Lease, StoreError> {
+        self.apply(ACQUIRE_LEASE, |transaction| {
+            acquire_now(transaction, id, owner, ttl)
+        })
+    }
+
+    /// [`Store::renew_lease`], as part of the batch.
+    pub fn renew_lease(
+        &mut self,
+        id: SessionId,
+        owner: &LeaseOwner,
+        ttl: Duration,
+    ) -> Result<Lease, StoreError> {
+        self.apply(RENEW_LEASE, |transaction| {
+            renew(transaction, id, owner, ttl)
+        })
+    }
+}
+
+const ACQUIRE_LEASE: &str = "acquire a session lease";
+const RENEW_LEASE: &str = "renew a session lease";
+
+/// Gives the lease of session `id` to `owner`; see [`Store::acquire_lease`].
+fn acquire_now(
+    transaction: &Write<'_>,
+    id: SessionId,
+    owner: &LeaseOwner,
+    ttl: Duration,
+) -> Result<Lease, Failure> {
+    let text = id.to_string();
+    let state = session_state(transaction, id, &text)?;
+    acquire(transaction, id, &text, &state, owner, ttl, Timestamp::now())
+}
+
+/// Extends the lease `owner` holds; see [`Store::renew_lease`].
+fn renew(
+    transaction: &Write<'_>,
+    id: SessionId,
+    owner: &LeaseOwner,
+    ttl: Duration,
+) -> Result<Lease, Failure> {
+    let text = id.to_string();
+    let state = session_state(transaction, id, &text)?;
+    if !state.status.is_open() {
+        return Err(StoreError::SessionClosed {
+            id,
+            status: state.status,
+        }
+        .into());
+    }
+    let now = Timestamp::now();
+    match state.lease {
+        Some(lease) if lease.owner == *owner => {
+            let renewed = Lease {
+                owner: lease.owner,
+                expires_at: now.saturating_add(ttl),
+            };
+            transaction
+                .prepare_cached("UPDATE sessions SET lease_expires_at = ?2 WHERE id = ?1")?
+                .execute(params![text, renewed.expires_at])?;
+            Ok(renewed)
+        }
+        Some(lease) if lease.expires_at > now => Err(StoreError::LeaseHeld {
+            id,
+            holder: lease.owner,
+            expires_at: lease.expires_at,
+        }
+        .into()),
+        _ => Err(StoreError::LeaseNotHeld {
+            id,
+            owner: owner.clone(),
+        }
+        .into()),
+    }
+}
+
+/// Why an open session with `lease` is stale at `now`, with the end reason to record; `None`
+/// while its holder lives and its lease runs.
+fn staleness(
+    lease: Option<&Lease>,
+    now: Timestamp,
+    is_owner_alive: impl Fn(&LeaseOwner) -> bool,
+) -> Option<(SweepReason, String)> {
+    match lease {
+        None => Some((
+            SweepReason::Unowned,
+            String::from("it was open with no lease holder"),
+        )),
+        Some(lease) if !is_owner_alive(&lease.owner) => Some((
+            SweepReason::OwnerGone,
+            format!("its lease holder, {}, is gone", lease.owner),
+        )),
+        Some(lease) if lease.expires_at <= now => Some((
+            SweepReason::LeaseExpired,
+            format!(
+                "the lease of {} expired at {}",
+                lease.owner, lease.expires_at
+            ),
+        )),
+        Some(_) => None,
     }
 }
 

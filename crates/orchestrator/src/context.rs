@@ -1,0 +1,81 @@
+//! What every task's loop in a run shares: the ledger, the agent, the configuration, this
+//! process's name in leases, where events go, the redactor, and which sessions have a call
+//! under way here.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use agent::{Agent, SessionId};
+use session_store::{LeaseOwner, Redactor};
+
+use crate::config::RunConfig;
+use crate::db::Db;
+use crate::event::RunEvents;
+
+/// The run's shared context, behind one `Arc` that the scheduler hands to each task's loop.
+pub(crate) struct RunContext {
+    pub(crate) db: Db,
+    pub(crate) agent: Arc<dyn Agent>,
+    pub(crate) config: RunConfig,
+    /// This process, as named in the leases it takes.
+    pub(crate) owner: LeaseOwner,
+    pub(crate) events: RunEvents,
+    /// The store's redactor: what the loop sends to the agent and reports in events passes
+    /// through it, as everything the store writes does.
+    pub(crate) redactor: Redactor,
+    /// The in-process half of "one live process per session" (the store's lease is the half
+    /// across processes).
+    pub(crate) live_sessions: LiveSessions,
+}
+
+/// Sessions with an agent call under way in this process.
+#[derive(Debug, Default)]
+pub(crate) struct LiveSessions {
+    sessions: Mutex<HashSet<SessionId>>,
+}
+
+/// Marks a session as having a call under way in this process, until dropped.
+pub(crate) struct LiveCall<'sessions> {
+    sessions: &'sessions LiveSessions,
+    id: SessionId,
+}
+
+impl LiveSessions {
+    /// Enters `id`, or returns `None` when a call in it is already under way here.
+    pub(crate) fn enter(&self, id: SessionId) -> Option<LiveCall<'_>> {
+        let inserted = self
+            .sessions
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(id);
+        // Built only when entered: a guard made and dropped here would remove the entry of
+        // the call that holds it.
+        inserted.then_some(LiveCall { sessions: self, id })
+    }
+}
+
+impl Drop for LiveCall<'_> {
+    fn drop(&mut self) {
+        self.sessions
+            .sessions
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&self.id);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_session_takes_one_call_at_a_time_in_a_process() {
+        let live = LiveSessions::default();
+        let (one, other) = (SessionId::new_v4(), SessionId::new_v4());
+        let first = live.enter(one).expect("a free session can be entered");
+        assert!(live.enter(one).is_none(), "a busy session cannot");
+        let _second = live.enter(other).expect("another session is independent");
+        drop(first);
+        assert!(live.enter(one).is_some(), "the session is free again");
+    }
+}

@@ -1,0 +1,64 @@
+//! The checks: the task's verification commands, run in order after the agent replied. Their
+//! records ride on the loop's next write (see the `unwritten` module).
+
+use agent::ExitInfo;
+use session_store::NewVerification;
+
+use super::{Stop, TaskLoop};
+use crate::event::RunEvent;
+use crate::prompt::FailedCheck;
+use crate::verify::{self, VerifyError};
+
+impl TaskLoop {
+    /// Runs the task's checks in order, stopping at the first that fails, and returns what
+    /// failed: nothing when every check passed. The records wait in `self.unwritten`.
+    pub(super) async fn run_checks(&mut self, iteration: u32) -> Result<Vec<FailedCheck>, Stop> {
+        let timeout = self.context.config.verify_timeout;
+        for command in self.task.verify_commands.clone() {
+            self.context.events.emit(RunEvent::CheckStarted {
+                task: self.task.id,
+                iteration,
+                command: command.clone(),
+            });
+            let run = verify::run_check(&command, &self.task.working_dir, timeout, &self.cancel);
+            let mut outcome = match run.await {
+                Ok(outcome) => outcome,
+                Err(VerifyError::Cancelled { .. }) => return Err(Stop::Cancelled),
+                Err(err) => return Err(Stop::Failed(err.to_string())),
+            };
+            // The output goes to the ledger, the events and the agent's next prompt; a check
+            // that prints a key must not send it to any of them.
+            self.context
+                .redactor
+                .redact_in_place(&mut outcome.output_tail);
+            self.unwritten.checks.push(NewVerification {
+                task: self.task.id,
+                iteration,
+                command: command.clone(),
+                exit: match (outcome.timed_out, outcome.exit_code) {
+                    (false, Some(code)) => Some(ExitInfo::Code(code)),
+                    _ => None,
+                },
+                timed_out: outcome.timed_out,
+                output_tail: outcome.output_tail.clone(),
+                duration: outcome.duration,
+            });
+            self.context.events.emit(RunEvent::CheckFinished {
+                task: self.task.id,
+                iteration,
+                command: command.clone(),
+                passed: outcome.passed(),
+                duration: outcome.duration,
+            });
+            if !outcome.passed() {
+                return Ok(vec![FailedCheck {
+                    command,
+                    exit_code: outcome.exit_code,
+                    timed_out: outcome.timed_out,
+                    output_tail: outcome.output_tail,
+                }]);
+            }
+        }
+        Ok(Vec::new())
+    }
+}
