@@ -258,11 +258,10 @@ impl Settings {
     pub fn store_options(&self, redactor: Redactor) -> StoreOptions {
         let mut options = StoreOptions::with_redactor(redactor);
         options.busy_timeout = self.get(keys::LEDGER_BUSY_TIMEOUT);
-        let durability = self.get(keys::LEDGER_DURABILITY);
-        // wired at merge: `options.durability = durability.into();` once session-store's
-        // open options take a `Durability` (issue 12, part 2); until then the store keeps
-        // its own.
-        let _ = durability;
+        options.durability = match self.get(keys::LEDGER_DURABILITY) {
+            keys::Durability::Full => session_store::Durability::Full,
+            keys::Durability::Normal => session_store::Durability::Normal,
+        };
         options
     }
 

@@ -198,6 +198,20 @@ impl Store {
         })
     }
 
+    /// The durability the open connection really has, read back from SQLite's `synchronous`
+    /// pragma (so a caller can show what took effect, not what it asked for). `None` for a
+    /// setting Baton never makes (`OFF`, `EXTRA`).
+    pub fn durability(&self) -> Result<Option<Durability>, StoreError> {
+        let level: i64 = self.read("read the durability setting", |connection| {
+            Ok(connection.pragma_query_value(None, "synchronous", |row| row.get(0))?)
+        })?;
+        Ok(match level {
+            2 => Some(Durability::Full),
+            1 => Some(Durability::Normal),
+            _ => None,
+        })
+    }
+
     /// Runs `body` in one `BEGIN IMMEDIATE` transaction and commits it, or rolls everything
     /// back when `body` fails. `operation` completes "could not …" in error messages.
     ///

@@ -198,6 +198,10 @@ fn check_ledger(path: &Path, options: &StoreOptions) -> Check {
             ));
         }
         let version = store.schema_version()?;
+        let durability = match store.durability()? {
+            Some(durability) => durability.as_str(),
+            None => "unknown",
+        };
         let tasks = store.tasks(&TaskFilter::default())?;
         let open = store
             .sessions(&SessionFilter {
@@ -218,7 +222,7 @@ fn check_ledger(path: &Path, options: &StoreOptions) -> Check {
             format!(" ({})", states.join(", "))
         };
         Ok(format!(
-            "{}: schema {version}, integrity ok, {} tasks{states}, {open} open sessions",
+            "{}: schema {version}, integrity ok, durability {durability}, {} tasks{states}, {open} open sessions",
             path.display(),
             tasks.len(),
         ))

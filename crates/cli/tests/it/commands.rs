@@ -344,6 +344,20 @@ fn doctor_says_where_every_setting_came_from() {
         (serde_json::json!(1), String::from("default"))
     );
     assert_eq!(json["settings"]["ledger"]["durability"], "normal");
+    // What SQLite was really given, read back from the open ledger.
+    let ledger_check = json["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|check| check["name"] == "ledger")
+        .unwrap();
+    assert!(
+        ledger_check["detail"]
+            .as_str()
+            .unwrap()
+            .contains("durability normal,"),
+        "{ledger_check}"
+    );
 
     let text = world.baton(&["doctor"]).success().stdout;
     for line in [
