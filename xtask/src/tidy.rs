@@ -77,13 +77,18 @@ impl Source {
     }
 }
 
-/// The `.rs` files under `crates/*/src`, tests left out (`tests.rs` files hold unit tests).
+/// The `.rs` files under `crates/*/src`, tests left out (unit tests live in `tests.rs` files
+/// and `tests/` directories beside the code they test).
 fn crate_sources() -> Vec<Source> {
     let root = workspace_root();
     let mut sources = Vec::new();
     for src in crate_src_dirs(&root) {
         for path in rust_files(&src) {
-            if path.file_name().is_some_and(|name| name == "tests.rs") {
+            let inside = path.strip_prefix(&src).unwrap_or(&path);
+            if inside
+                .iter()
+                .any(|part| part == "tests" || part == "tests.rs")
+            {
                 continue;
             }
             sources.push(read_source(&root, &path));
