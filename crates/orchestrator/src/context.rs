@@ -6,7 +6,8 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use agent::{Agent, SessionId};
-use session_store::{LeaseOwner, Redactor};
+use redact::Redactor;
+use session_store::LeaseOwner;
 
 use crate::config::RunConfig;
 use crate::db::Db;
