@@ -152,11 +152,19 @@ pub fn run(config: &StressConfig) -> anyhow::Result<StressRun> {
     let timeline = Timeline::default();
     let witness = Witness::new(
         Arc::clone(&rig.agent),
-        Store::open(&db_path).context("could not open the witness's connection")?,
+        Store::open_with(
+            &db_path,
+            &session_store::StoreOptions::new(redact::Redactor::new()),
+        )
+        .context("could not open the witness's connection")?,
         timeline.clone(),
     );
     let orchestrator = Orchestrator::new(
-        Store::open(&db_path).context("could not open the ledger")?,
+        Store::open_with(
+            &db_path,
+            &session_store::StoreOptions::new(redact::Redactor::new()),
+        )
+        .context("could not open the ledger")?,
         Arc::new(witness),
         run_config(config),
     )
@@ -173,7 +181,11 @@ pub fn run(config: &StressConfig) -> anyhow::Result<StressRun> {
     let wall = ended - started;
     drop(orchestrator);
 
-    let store = Store::open(&db_path).context("could not open the ledger for the audit")?;
+    let store = Store::open_with(
+        &db_path,
+        &session_store::StoreOptions::new(redact::Redactor::new()),
+    )
+    .context("could not open the ledger for the audit")?;
     let ledger = Ledger::read(&store).context("could not read the ledger")?;
     let marks = timeline.marks();
     let mut violations = audit::check_ledger(&ledger);
@@ -235,24 +247,35 @@ pub fn run(config: &StressConfig) -> anyhow::Result<StressRun> {
 
 /// Adds the plan's milestones and tasks to a new ledger at `db_path`.
 pub fn place(db_path: &Path, plan: &Plan, work_dirs: &[PathBuf]) -> anyhow::Result<Placement> {
-    let mut store = Store::open(db_path).context("could not create the ledger")?;
+    let mut store = Store::open_with(
+        db_path,
+        &session_store::StoreOptions::new(redact::Redactor::new()),
+    )
+    .context("could not create the ledger")?;
+    // The plan's texts hold no secret; they pass through a redactor as every text the
+    // ledger takes must.
+    let redactor = redact::Redactor::new();
     let mut placement = Placement::default();
     for index in 0..plan.milestones() {
         placement
             .milestones
             .push(store.create_milestone(&NewMilestone {
-                name: format!("stress milestone {index}"),
-                description: String::from("tasks that share one session"),
+                name: redactor.redact_owned(format!("stress milestone {index}")),
+                description: redact::Redacted::trusted("tasks that share one session"),
                 policy: Some(SessionPolicy::Milestone),
             })?);
     }
     for (task, work_dir) in plan.tasks.iter().zip(work_dirs) {
-        let mut new = NewTask::new(task.title(), task.prompt(), work_dir);
+        let mut new = NewTask::new(
+            redactor.redact_owned(task.title()),
+            redactor.redact_owned(task.prompt()),
+            work_dir,
+        );
         new.max_iterations = plan.iterations;
         new.max_turns = task.max_turns();
         new.milestone = task.milestone.map(|index| placement.milestones[index]);
         if plan.verify {
-            new.verify_commands = vec![task.verify_command()];
+            new.verify_commands = vec![redactor.redact_owned(task.verify_command())];
         }
         let id = store.add_task(&new)?;
         placement.tasks.push((id, task.clone()));

@@ -166,14 +166,25 @@ fn claude_direct(claude: &Path, env: &ClaudeEnv, work: &Path) -> Duration {
 async fn through_orchestrator(claude: &Path, env: &ClaudeEnv, work: &Path) -> Duration {
     let dir = tempfile::tempdir().expect("a temp dir");
     let db = dir.path().join("baton.db");
-    let task = Store::open(&db)
-        .expect("the ledger opens")
-        .add_task(&NewTask::new("bench", PROMPT, work))
-        .expect("the task is added");
+    let task = Store::open_with(
+        &db,
+        &session_store::StoreOptions::new(redact::Redactor::new()),
+    )
+    .expect("the ledger opens")
+    .add_task(&NewTask::new(
+        redact::Redacted::trusted("bench"),
+        redact::Redacted::trusted(PROMPT),
+        work,
+    ))
+    .expect("the task is added");
     let mut config = ClaudeConfig::new(claude);
     config.env = env.vars();
     let orchestrator = Orchestrator::new(
-        Store::open(&db).expect("the ledger opens"),
+        Store::open_with(
+            &db,
+            &session_store::StoreOptions::new(redact::Redactor::new()),
+        )
+        .expect("the ledger opens"),
         Arc::new(ClaudeAgent::new(config)),
         RunConfig::default(),
     )

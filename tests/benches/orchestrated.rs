@@ -167,7 +167,7 @@ fn tasks_from_args() -> usize {
 fn open_ledger(dir: &Path, durability: Durability) -> Store {
     let options = StoreOptions {
         durability,
-        ..StoreOptions::default()
+        ..StoreOptions::new(redact::Redactor::new())
     };
     Store::open_with(dir.join("baton.db"), &options).expect("the ledger opens")
 }
@@ -179,8 +179,8 @@ fn ledger_with_tasks(dir: &Path, tasks: usize) -> Store {
     for number in 1..=tasks {
         store
             .add_task(&NewTask::new(
-                format!("bench task {number}"),
-                "Answer at once.",
+                redact::Redactor::new().redact_owned(format!("bench task {number}")),
+                redact::Redacted::trusted("Answer at once."),
                 dir,
             ))
             .expect("the task is added");
@@ -323,7 +323,11 @@ fn ledger_writes_alone(tasks: usize) -> (u64, Duration) {
         store
             .batch("finish a task", |batch| {
                 batch.record_agent_call(&call)?;
-                batch.close_session(session, SessionStatus::Completed, Some("task completed"))?;
+                batch.close_session(
+                    session,
+                    SessionStatus::Completed,
+                    Some(&redact::Redacted::trusted("task completed")),
+                )?;
                 batch.set_task_status(task, TaskStatus::Completed, None)
             })
             .expect("finished");
@@ -339,10 +343,10 @@ fn one_call(task: session_store::TaskId, session: SessionId) -> NewAgentCall {
         task,
         iteration: 1,
         plan: PlanKind::Start,
-        prompt: String::from("# Task: bench task\n\nAnswer at once."),
-        result_text: Some(String::from("done")),
+        prompt: redact::Redacted::trusted("# Task: bench task\n\nAnswer at once."),
+        result_text: Some(redact::Redacted::trusted("done")),
         outcome: CallOutcome::Success,
-        subtype: Some(String::from("success")),
+        subtype: Some(redact::Redacted::trusted("success")),
         error_message: None,
         reported_session: Some(session),
         usage: Usage::ZERO,

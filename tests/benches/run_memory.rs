@@ -127,12 +127,16 @@ fn in_process(tasks: usize) -> (u64, u64) {
     let dir = tempfile::tempdir().expect("a temp dir");
     let db = dir.path().join("baton.db");
     {
-        let mut store = Store::open(&db).expect("the ledger opens");
+        let mut store = Store::open_with(
+            &db,
+            &session_store::StoreOptions::new(redact::Redactor::new()),
+        )
+        .expect("the ledger opens");
         for number in 1..=tasks {
             store
                 .add_task(&NewTask::new(
-                    format!("task {number}"),
-                    "Answer at once.",
+                    redact::Redactor::new().redact_owned(format!("task {number}")),
+                    redact::Redacted::trusted("Answer at once."),
                     dir.path(),
                 ))
                 .expect("the task is added");
@@ -152,7 +156,11 @@ fn in_process(tasks: usize) -> (u64, u64) {
     })
     .without_transcripts();
     let orchestrator = Orchestrator::new(
-        Store::open(&db).expect("the ledger opens"),
+        Store::open_with(
+            &db,
+            &session_store::StoreOptions::new(redact::Redactor::new()),
+        )
+        .expect("the ledger opens"),
         Arc::new(agent),
         RunConfig::default(),
     )

@@ -71,16 +71,17 @@ impl Standalone {
     }
 
     fn new_task(&self, work: &Path) -> NewTask {
+        let redactor = redact::Redactor::new();
         let mut task = NewTask::new(
-            self.name,
-            format!("{}: write {}.", self.brief(), self.file()),
+            redactor.redact(self.name),
+            redactor.redact_owned(format!("{}: write {}.", self.brief(), self.file())),
             work,
         );
-        task.verify_commands = vec![format!(
+        task.verify_commands = vec![redactor.redact_owned(format!(
             "test -f {} || {{ echo '{}'; exit 1; }}",
             self.file(),
             self.missing()
-        )];
+        ))];
         task
     }
 }
@@ -99,16 +100,27 @@ fn quick_config() -> RunConfig {
 /// Adds the two tasks, then runs each on its own, one after the other, each run with a new
 /// orchestrator on the ledger (as two `baton run`s would).
 async fn two_tasks_in_sequence(db: &Path, work: &Path, agent: Arc<dyn Agent>) -> [TaskId; 2] {
-    let mut store = Store::open(db).unwrap();
+    let mut store = Store::open_with(
+        db,
+        &session_store::StoreOptions::new(redact::Redactor::new()),
+    )
+    .unwrap();
     let ids = [
         store.add_task(&ALPHA.new_task(work)).unwrap(),
         store.add_task(&BETA.new_task(work)).unwrap(),
     ];
     drop(store);
     for id in ids {
-        let orchestrator =
-            Orchestrator::new(Store::open(db).unwrap(), Arc::clone(&agent), quick_config())
-                .unwrap();
+        let orchestrator = Orchestrator::new(
+            Store::open_with(
+                db,
+                &session_store::StoreOptions::new(redact::Redactor::new()),
+            )
+            .unwrap(),
+            Arc::clone(&agent),
+            quick_config(),
+        )
+        .unwrap();
         let selection = Selection {
             tasks: vec![id],
             milestone: None,
@@ -128,7 +140,11 @@ async fn two_tasks_in_sequence(db: &Path, work: &Path, agent: Arc<dyn Agent>) ->
 /// What every variant of the scenario must show in the ledger. `expected` is each task's
 /// calls' usage and cost, as the agent reported them. Returns each task's session.
 fn assert_handoff(db: &Path, ids: [TaskId; 2], expected: [[(Usage, f64); 2]; 2]) -> [SessionId; 2] {
-    let store = Store::open(db).unwrap();
+    let store = Store::open_with(
+        db,
+        &session_store::StoreOptions::new(redact::Redactor::new()),
+    )
+    .unwrap();
     let ledger = Ledger::read(&store).unwrap();
     let violations = audit::check_ledger(&ledger);
     assert!(violations.is_empty(), "{violations:#?}");
@@ -426,7 +442,11 @@ async fn two_standalone_tasks_in_sequence_through_the_real_cli() {
     let expected =
         [0, 1].map(|task| served_by_call(task).map(|usage| (usage, cli_cost(usage).as_usd())));
     let sessions = assert_handoff(&db, ids, expected);
-    let store = Store::open(&db).unwrap();
+    let store = Store::open_with(
+        &db,
+        &session_store::StoreOptions::new(redact::Redactor::new()),
+    )
+    .unwrap();
     assert_transcripts(&cli.env, &cli.work, sessions);
 
     // Every request named the session Baton assigned, and each session was served exactly
@@ -481,12 +501,19 @@ async fn feedback_after_a_failed_check_resumes_the_same_session_in_the_real_cli(
     let cli = RealCli::new(&claude, &[&GAMMA]);
     let scratch = tempfile::tempdir().unwrap();
     let db = scratch.path().join("baton.db");
-    let task = Store::open(&db)
-        .unwrap()
-        .add_task(&GAMMA.new_task(&cli.work))
-        .unwrap();
+    let task = Store::open_with(
+        &db,
+        &session_store::StoreOptions::new(redact::Redactor::new()),
+    )
+    .unwrap()
+    .add_task(&GAMMA.new_task(&cli.work))
+    .unwrap();
     let orchestrator = Orchestrator::new(
-        Store::open(&db).unwrap(),
+        Store::open_with(
+            &db,
+            &session_store::StoreOptions::new(redact::Redactor::new()),
+        )
+        .unwrap(),
         Arc::clone(&cli.agent),
         quick_config(),
     )
@@ -500,7 +527,11 @@ async fn feedback_after_a_failed_check_resumes_the_same_session_in_the_real_cli(
     .unwrap();
     assert!(report.all_completed(), "{report:?}");
 
-    let store = Store::open(&db).unwrap();
+    let store = Store::open_with(
+        &db,
+        &session_store::StoreOptions::new(redact::Redactor::new()),
+    )
+    .unwrap();
     let calls = store.calls_for_task(task).unwrap();
     assert_eq!(
         calls

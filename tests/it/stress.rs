@@ -151,7 +151,14 @@ impl Kept {
     }
 
     fn ledger(&self) -> Ledger {
-        Ledger::read(&session_store::Store::open(&self.db).unwrap()).unwrap()
+        Ledger::read(
+            &session_store::Store::open_with(
+                &self.db,
+                &session_store::StoreOptions::new(redact::Redactor::new()),
+            )
+            .unwrap(),
+        )
+        .unwrap()
     }
 
     /// A connection for tampering: it plays a writer that recorded something wrong, so it

@@ -130,7 +130,7 @@ mod tests {
             cwd: std::env::temp_dir(),
             no_color: false,
             clicolor_force: false,
-            redactor: session_store::Redactor::new(),
+            redactor: redact::Redactor::new(),
             values: BTreeMap::new(),
         };
         let config = run_config(&Settings::resolve(&file, None, &env));

@@ -27,7 +27,7 @@ mod views;
 use std::process::ExitCode;
 
 use clap::Parser;
-use session_store::Redactor;
+use redact::Redactor;
 
 use crate::output::{ColorEnv, Ui};
 

@@ -15,14 +15,13 @@
 //! A closed pipe (`baton task list | head -1`) is not an error worth reporting: output that
 //! cannot be written is dropped.
 
-use std::borrow::Cow;
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 
 use anstream::ColorChoice;
 use anstyle::Style;
+use redact::Redactor;
 use serde::Serialize;
-use session_store::Redactor;
 
 use crate::error::CliError;
 
@@ -181,12 +180,12 @@ fn paint(color: ColorChoice, style: Style, text: &str) -> String {
 /// `text` ready for a stream: stripped of escape sequences when it gets no colour, then
 /// redacted (in that order: see the module's comment).
 fn prepare(redactor: &Redactor, color: ColorChoice, text: &str) -> String {
-    let plain: Cow<'_, str> = if color == ColorChoice::Never && text.contains('\x1b') {
-        Cow::Owned(anstream::adapter::strip_str(text).to_string())
+    let redacted = if color == ColorChoice::Never && text.contains('\x1b') {
+        redactor.redact_owned(anstream::adapter::strip_str(text).to_string())
     } else {
-        Cow::Borrowed(text)
+        redactor.redact(text)
     };
-    redactor.redact(&plain).into_owned()
+    redacted.into_string()
 }
 
 fn write_all(stream: &mut impl Write, text: &str) {

@@ -3,35 +3,40 @@
 //!
 //! The [`Redactor`] is built once: the secret-looking variables of baton's environment (read
 //! with the rest of it, when the settings module captures the environment), plus the
-//! `[agent.env]` values of the configuration that look secret. The store redacts everything
-//! it writes with it, the orchestrator what it sends to the agent and reports, and
+//! `[agent.env]` values of the configuration that look secret. The store takes free text only
+//! as [`Redacted`] and is opened with it for the few texts it composes itself; the orchestrator
+//! redacts with it what it sends to the agent, records and reports, and
 //! [`output`](crate::output) everything printed. Input a person gives (a title, a prompt, a
 //! verification command, guidance, a milestone) is refused outright when it holds a secret:
 //! stored redacted, it would not say what the person meant.
 
 use std::collections::BTreeMap;
 
-use session_store::{Found, Redactor};
+use redact::{Found, Redacted, Redactor};
 
 use crate::error::CliError;
 
 /// `base` (the environment's secrets) with the `[agent.env]` values that are secrets: those
 /// of secret-looking names, and any shaped like a token.
 pub fn with_agent_env(base: &Redactor, agent_env: &BTreeMap<String, String>) -> Redactor {
-    let mut redactor = base.clone();
-    for (name, value) in agent_env {
-        if Redactor::is_secret_name(name) || Redactor::new().find(value).is_some() {
-            redactor.add(name, value);
-        }
-    }
-    redactor
+    let shapes = Redactor::new();
+    agent_env
+        .iter()
+        .filter(|(name, value)| Redactor::is_secret_name(name) || shapes.find(value).is_some())
+        .fold(base.clone(), |redactor, (name, value)| {
+            redactor.with_value(name, value)
+        })
 }
 
-/// Fails with a usage error when `text` holds a secret `redactor` knows. `what` names the
-/// input, to complete "… contains the value of NAME": "the prompt", "verification command 2".
-pub fn refuse_secret(redactor: &Redactor, what: &str, text: &str) -> Result<(), CliError> {
-    let Some(found) = redactor.find(text) else {
-        return Ok(());
+/// Fails with a usage error when `text` holds a secret `redactor` knows, and otherwise gives
+/// it back as the store takes it. `what` names the input, to complete "… contains the value
+/// of NAME": "the prompt", "verification command 2".
+///
+/// What comes back is still redacted: [`Redactor::find`] does not look for a secret cut off
+/// at the text's ends, which [`Redactor::redact`] replaces.
+pub fn refuse_secret(redactor: &Redactor, what: &str, text: String) -> Result<Redacted, CliError> {
+    let Some(found) = redactor.find(&text) else {
+        return Ok(redactor.redact_owned(text));
     };
     let hint = match found {
         Found::Value { name } => format!(
@@ -71,7 +76,8 @@ mod tests {
     #[test]
     fn a_secret_in_input_is_refused_naming_it_and_the_input() {
         let redactor = Redactor::from_vars([("ANTHROPIC_API_KEY", "FAKE-base-key-000")]);
-        let error = refuse_secret(&redactor, "the prompt", "use FAKE-base-key-000").unwrap_err();
+        let error =
+            refuse_secret(&redactor, "the prompt", "use FAKE-base-key-000".into()).unwrap_err();
         assert_eq!(
             error.message,
             "the prompt contains the value of ANTHROPIC_API_KEY"
@@ -80,13 +86,16 @@ mod tests {
         let error = refuse_secret(
             &redactor,
             "verification command 1",
-            "curl -H 'Authorization: Bearer FAKEfakeFAKEfake0123'",
+            "curl -H 'Authorization: Bearer FAKEfakeFAKEfake0123'".into(),
         )
         .unwrap_err();
         assert_eq!(
             error.message,
             "verification command 1 contains what looks like a bearer token"
         );
-        assert!(refuse_secret(&redactor, "the prompt", "echo $ANTHROPIC_API_KEY").is_ok());
+        assert_eq!(
+            refuse_secret(&redactor, "the prompt", "echo $ANTHROPIC_API_KEY".into()).unwrap(),
+            "echo $ANTHROPIC_API_KEY"
+        );
     }
 }

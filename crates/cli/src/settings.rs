@@ -9,8 +9,9 @@ use std::ffi::OsStr;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+use redact::Redactor;
 use serde::Serialize;
-use session_store::{Redactor, Store, StoreOptions};
+use session_store::{Store, StoreOptions};
 
 use crate::config::ConfigFile;
 use crate::error::{CliError, ErrorContext as _, Kind};
@@ -256,7 +257,7 @@ impl Settings {
     /// How the ledger is opened: with `redactor`, `ledger.busy_timeout` and
     /// `ledger.durability`. The one place where the settings reach the store.
     pub fn store_options(&self, redactor: Redactor) -> StoreOptions {
-        let mut options = StoreOptions::with_redactor(redactor);
+        let mut options = StoreOptions::new(redactor);
         options.busy_timeout = self.get(keys::LEDGER_BUSY_TIMEOUT);
         options.durability = match self.get(keys::LEDGER_DURABILITY) {
             keys::Durability::Full => session_store::Durability::Full,

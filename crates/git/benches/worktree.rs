@@ -82,6 +82,7 @@ fn run(settings: &Settings) -> Result<(), GitError> {
     let home = root.join("home");
     let repo = root.join("repo");
     let git = Git::new()
+        .with_inherited(std::env::vars_os())
         .with_env("HOME", &home)
         .with_env("XDG_CONFIG_HOME", home.join(".config"))
         .with_env("GIT_CONFIG_NOSYSTEM", "1");

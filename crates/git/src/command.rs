@@ -61,13 +61,18 @@ pub const MINIMUM_VERSION: GitVersion = GitVersion {
     patch: 0,
 };
 
-/// How to run git: which program, for how long at most, with which extra variables.
+/// How to run git: which program, for how long at most, with which environment.
 ///
 /// Cheap to clone; every operation of a [`crate::Repository`] goes through one.
 ///
 /// # The environment
 ///
-/// Every variable whose name starts with `GIT_` is removed from git's environment, except the
+/// Git starts from an empty environment: it gets only the variables the caller hands over
+/// with [`Git::with_inherited`] (this crate reads no environment of its own; the program's
+/// one read of it is its caller's), less the scrubbed ones below, then the fixed ones, then
+/// those of [`Git::with_env`].
+///
+/// Every inherited variable whose name starts with `GIT_` is dropped, except the
 /// few in [`KEPT_GIT_VARIABLES`], which only say how to reach and trust a remote. What goes,
 /// and why it must:
 ///
@@ -98,6 +103,9 @@ pub const MINIMUM_VERSION: GitVersion = GitVersion {
 pub struct Git {
     program: PathBuf,
     timeout: Duration,
+    /// The caller's variables, passed on to git unless scrubbed.
+    inherited: Vec<(OsString, OsString)>,
+    /// Variables set after the scrub and the fixed ones.
     environment: Vec<(OsString, OsString)>,
 }
 
@@ -133,13 +141,30 @@ impl Default for Git {
 }
 
 impl Git {
-    /// `git` from `PATH`, the default timeout, no extra variables.
+    /// `git` from `PATH`, the default timeout, no inherited and no extra variables.
     pub fn new() -> Self {
         Git {
             program: PathBuf::from("git"),
             timeout: DEFAULT_TIMEOUT,
+            inherited: Vec::new(),
             environment: Vec::new(),
         }
+    }
+
+    /// Passes these variables (typically the program's own environment, which its caller
+    /// read) on to git, less the scrubbed `GIT_*` ones; see [the environment](Git#the-environment).
+    /// `PATH` among them is also where `git` is looked for.
+    pub fn with_inherited<N, V>(mut self, vars: impl IntoIterator<Item = (N, V)>) -> Self
+    where
+        N: Into<OsString>,
+        V: Into<OsString>,
+    {
+        self.inherited.extend(
+            vars.into_iter()
+                .map(|(name, value)| (name.into(), value.into()))
+                .filter(|(name, _)| !is_scrubbed(name)),
+        );
+        self
     }
 
     /// Runs this program instead of `git` from `PATH`.
@@ -170,11 +195,8 @@ impl Git {
     pub fn command(&self, dir: &Path) -> Command {
         let mut command = Command::new(&self.program);
         command.current_dir(dir);
-        for (name, _) in std::env::vars_os() {
-            if is_scrubbed(&name) {
-                command.env_remove(name);
-            }
-        }
+        command.env_clear();
+        command.envs(self.inherited.iter().map(|(name, value)| (name, value)));
         for (name, value) in FIXED_VARIABLES {
             command.env(name, value);
         }

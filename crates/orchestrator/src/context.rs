@@ -6,7 +6,8 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use agent::{Agent, SessionId};
-use session_store::{LeaseOwner, Redactor};
+use redact::Redactor;
+use session_store::LeaseOwner;
 
 use crate::config::RunConfig;
 use crate::db::Db;
@@ -20,8 +21,9 @@ pub(crate) struct RunContext {
     /// This process, as named in the leases it takes.
     pub(crate) owner: LeaseOwner,
     pub(crate) events: RunEvents,
-    /// The store's redactor: what the loop sends to the agent and reports in events passes
-    /// through it, as everything the store writes does.
+    /// The redactor the store was opened with: what the loop sends to the agent, records in
+    /// the ledger (which takes free text only as `Redacted`) and reports in events passes
+    /// through it.
     pub(crate) redactor: Redactor,
     /// The in-process half of "one live process per session" (the store's lease is the half
     /// across processes).

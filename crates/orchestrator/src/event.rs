@@ -5,9 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use agent::{AgentEvent, PlanKind, SessionId, Usage};
-use session_store::{
-    CallOutcome, Redactor, SessionPolicy, SessionStatus, SweptSession, TaskId, TaskStatus,
-};
+use redact::Redactor;
+use session_store::{CallOutcome, SessionPolicy, SessionStatus, SweptSession, TaskId, TaskStatus};
 
 /// Something that happened in a run.
 #[derive(Debug, Clone, PartialEq)]
@@ -128,7 +127,7 @@ impl RunEvent {
     /// said and did) passed through `redactor`.
     pub fn redacted(mut self, redactor: &Redactor) -> RunEvent {
         self.for_each_text(|text| {
-            redactor.redact_in_place(text);
+            *text = redactor.redact_owned(std::mem::take(text)).into_string();
         });
         self
     }

@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use redact::Redacted;
 use session_store::{LeaseOwner, StoreError, SweptSession, TaskId, TaskStatus, Timestamp};
 
 use crate::db::Db;
@@ -74,7 +75,9 @@ pub async fn recover(db: &Db) -> Result<Vec<Recovered>, StoreError> {
 /// the runner reopens the session before its next call. A task that moved on in the meantime (it
 /// finished) is left as it is.
 async fn requeue(db: &Db, task: TaskId) -> Result<bool, StoreError> {
-    let reason = "its runner stopped while it was running; it resumes its session on the next run";
+    let reason = Redacted::trusted(
+        "its runner stopped while it was running; it resumes its session on the next run",
+    );
     let requeued = db
         .run(move |store| {
             // Only a runner on this machine can be seen alive; for one elsewhere, the expired
@@ -85,7 +88,7 @@ async fn requeue(db: &Db, task: TaskId) -> Result<bool, StoreError> {
                 return Ok(false);
             }
             store
-                .set_task_status(task, TaskStatus::Pending, Some(reason))
+                .set_task_status(task, TaskStatus::Pending, Some(&reason))
                 .map(|_| true)
         })
         .await;

@@ -72,8 +72,10 @@ pub struct Orchestrator {
 impl Orchestrator {
     /// An orchestrator over `store` that runs tasks through `agent`.
     ///
-    /// The store's redactor (as it is now) also cleans what the orchestrator sends to the
-    /// agent (feedback from check output, errors) and every event it reports.
+    /// The redactor the store was opened with also cleans what the orchestrator sends to the
+    /// agent (the prompt, with its feedback from check output and errors), what it records
+    /// (the agent's answers, check output, reasons: the store takes them only redacted) and
+    /// every event it reports.
     pub fn new(
         store: Store,
         agent: Arc<dyn Agent>,

@@ -79,12 +79,12 @@ fn run(durability: Durability, cycles: u64) -> Result<(), StoreError> {
     })?;
     let options = StoreOptions {
         durability,
-        ..StoreOptions::default()
+        ..StoreOptions::new(redact::Redactor::new())
     };
     let mut store = Store::open_with(directory.path().join("bench.db"), &options)?;
     let task = store.add_task(&NewTask::new(
-        "benchmark",
-        "open, record, close",
+        redact::Redacted::trusted("benchmark"),
+        redact::Redacted::trusted("open, record, close"),
         directory.path(),
     ))?;
     let owner = LeaseOwner::current()?;
@@ -127,10 +127,10 @@ fn cycle(store: &mut Store, task: TaskId, owner: &LeaseOwner) -> Result<(), Stor
         task,
         iteration: 1,
         plan: PlanKind::Start,
-        prompt: String::from("Make the failing test pass."),
-        result_text: Some(String::from("Done: the test passes now.")),
+        prompt: redact::Redacted::trusted("Make the failing test pass."),
+        result_text: Some(redact::Redacted::trusted("Done: the test passes now.")),
         outcome: CallOutcome::Success,
-        subtype: Some(String::from("success")),
+        subtype: Some(redact::Redacted::trusted("success")),
         error_message: None,
         reported_session: Some(id),
         usage: Usage {
@@ -146,5 +146,9 @@ fn cycle(store: &mut Store, task: TaskId, owner: &LeaseOwner) -> Result<(), Stor
         started_at,
         ended_at: started_at,
     })?;
-    store.close_session(id, SessionStatus::Completed, Some("task completed"))
+    store.close_session(
+        id,
+        SessionStatus::Completed,
+        Some(&redact::Redacted::trusted("task completed")),
+    )
 }

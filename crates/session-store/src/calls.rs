@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use agent::{ExitInfo, PlanKind, SessionId, Usage};
+use redact::Redacted;
 use rusqlite::types::Type;
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
@@ -27,12 +28,12 @@ pub struct NewAgentCall {
     /// Which round of the task's agent-then-verify loop this call belongs to, from 1.
     pub iteration: u32,
     pub plan: PlanKind,
-    pub prompt: String,
-    pub result_text: Option<String>,
+    pub prompt: Redacted,
+    pub result_text: Option<Redacted>,
     pub outcome: CallOutcome,
     /// The agent's own word for how the call ended (Claude Code's result `subtype`).
-    pub subtype: Option<String>,
-    pub error_message: Option<String>,
+    pub subtype: Option<Redacted>,
+    pub error_message: Option<Redacted>,
     /// The session id the agent reported, which should equal `session`.
     pub reported_session: Option<SessionId>,
     pub usage: Usage,
@@ -84,8 +85,7 @@ impl Store {
     /// task ([`StoreError::WrongTask`]), or, for a session with the milestone policy, a task
     /// of the session's milestone ([`StoreError::MilestoneMismatch`]).
     ///
-    /// The prompt, the result text, the subtype and the error message are redacted on the
-    /// way in.
+    /// The prompt, the result text, the subtype and the error message come redacted.
     pub fn record_agent_call(&mut self, call: &NewAgentCall) -> Result<CallId, StoreError> {
         self.write(RECORD_CALL, |write| record_call(write, call))
     }
@@ -184,7 +184,7 @@ fn add_to_session(write: &Write<'_>, session: &str, call: &NewAgentCall) -> rusq
     Ok(())
 }
 
-/// Inserts the call's row, its free text redacted.
+/// Inserts the call's row; its free text came redacted.
 fn insert_call(write: &Write<'_>, session: &str, call: &NewAgentCall) -> rusqlite::Result<CallId> {
     let (exit_code, exit_signal) = exit_columns(call.exit);
     write
@@ -202,11 +202,11 @@ fn insert_call(write: &Write<'_>, session: &str, call: &NewAgentCall) -> rusqlit
             call.task,
             call.iteration,
             call.plan.as_str(),
-            write.redact(&call.prompt),
-            write.redact_option(call.result_text.as_deref()),
+            call.prompt.as_str(),
+            call.result_text.as_ref().map(Redacted::as_str),
             call.outcome,
-            write.redact_option(call.subtype.as_deref()),
-            write.redact_option(call.error_message.as_deref()),
+            call.subtype.as_ref().map(Redacted::as_str),
+            call.error_message.as_ref().map(Redacted::as_str),
             call.reported_session.map(|id| id.to_string()),
             call.usage.input_tokens,
             call.usage.output_tokens,

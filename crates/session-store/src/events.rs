@@ -7,7 +7,9 @@
 //! (triggers refuse it).
 
 use agent::SessionId;
+use redact::Redacted;
 use rusqlite::{Row, ToSql, params};
+use serde_json::Value;
 
 use crate::error::StoreError;
 use crate::ids::{EventId, TaskId};
@@ -23,9 +25,10 @@ pub struct NewEvent {
     pub session: Option<SessionId>,
     /// A short word for what happened, such as `guidance_added`. The store's own kinds are
     /// listed in [`event_kind`].
-    pub kind: String,
-    /// Details: free text, or a JSON object (what the store's own events use).
-    pub detail: String,
+    pub kind: Redacted,
+    /// Details: free text, or a JSON object (what the store's own events use), such as
+    /// [`redact::Redactor::redact_json_value`] makes.
+    pub detail: Redacted,
 }
 
 /// One event of the log.
@@ -69,7 +72,7 @@ const EVENT_COLUMNS: &str = "id, at, task_id, session_id, kind, detail";
 
 impl Store {
     /// Appends an event to the log. A task or session it names must exist. Its kind and
-    /// detail are redacted (a JSON detail stays JSON).
+    /// detail come redacted.
     pub fn append_event(&mut self, event: &NewEvent) -> Result<EventId, StoreError> {
         self.write("append an event", |transaction| {
             if let Some(task) = event.task {
@@ -79,13 +82,13 @@ impl Store {
                 ensure_session(transaction, session)?;
             }
             let session = event.session.map(|id| id.to_string());
-            Ok(insert_event(
+            Ok(insert_row(
                 transaction,
                 Timestamp::now(),
                 event.task,
                 session.as_deref(),
-                &event.kind,
-                &event.detail,
+                event.kind.as_str(),
+                event.detail.as_str(),
             )?)
         })
     }
@@ -128,9 +131,23 @@ impl Store {
     }
 }
 
-/// Appends one event inside the caller's write transaction. Its kind and detail pass through
-/// the store's redactor: a JSON detail has its strings redacted and stays JSON.
+/// Appends one of the store's own events (`kind` is one of [`event_kind`]) inside the caller's
+/// write transaction. The detail the store composed passes through the store's redactor, once,
+/// whole: its strings are redacted and it stays JSON.
 pub(crate) fn insert_event(
+    transaction: &Write<'_>,
+    at: Timestamp,
+    task: Option<TaskId>,
+    session: Option<&str>,
+    kind: &'static str,
+    detail: Value,
+) -> rusqlite::Result<EventId> {
+    let detail = transaction.detail(detail);
+    insert_row(transaction, at, task, session, kind, detail.as_str())
+}
+
+/// Inserts an event row as given: the kind is a constant or came redacted, as did the detail.
+fn insert_row(
     transaction: &Write<'_>,
     at: Timestamp,
     task: Option<TaskId>,
@@ -138,8 +155,6 @@ pub(crate) fn insert_event(
     kind: &str,
     detail: &str,
 ) -> rusqlite::Result<EventId> {
-    let kind = transaction.redact(kind);
-    let detail = transaction.redact_json_text(detail);
     let mut statement = transaction.prepare_cached(
         "INSERT INTO events (at, task_id, session_id, kind, detail) VALUES (?1, ?2, ?3, ?4, ?5)",
     )?;

@@ -24,10 +24,12 @@
 //!   whose lease expired.
 //! - **Task states follow the state machine** in [`TaskStatus`], and every change is logged
 //!   as an event in the same transaction.
-//! - **No secret is written.** Every free-text value (titles, prompts, commands, answers,
-//!   check output, reasons, event details) passes through the store's [`Redactor`] on its way
-//!   in: the values of secret-looking environment variables and well-known token shapes are
-//!   replaced by `[redacted NAME]` or `[redacted]`. Ids, paths and numbers are kept as given.
+//! - **No secret is written.** The store takes free text (titles, prompts, commands, answers,
+//!   check output, reasons, event details) only as [`redact::Redacted`], which only a
+//!   [`redact::Redactor`] makes: forgetting to redact is a compile error. The few texts the
+//!   store composes itself (a sweep's reason naming a host, an event's detail, guidance
+//!   folded into a reason) pass through the redactor it was opened with
+//!   ([`StoreOptions::new`]). Ids, paths and numbers are kept as given.
 //!
 //! Units: timestamps are [`Timestamp`]s (unix milliseconds); money is [`Cost`], an exact count
 //! of nano-dollars, converted from the agents' floating-point dollars once, at the edge.
@@ -40,7 +42,6 @@ mod lookup;
 mod migrations;
 mod milestones;
 mod process;
-mod redact;
 mod sessions;
 mod sql;
 mod status;
@@ -57,7 +58,6 @@ pub use crate::ids::{CallId, EventId, MilestoneId, TaskId, VerificationId};
 pub use crate::migrations::SCHEMA_VERSION;
 pub use crate::milestones::{Milestone, NewMilestone};
 pub use crate::process::{AgentProcess, LeaseOwner};
-pub use crate::redact::{Found, MIN_SECRET_LEN, Redactor, SECRET_NAME_PARTS, TOKEN_SHAPES};
 pub use crate::sessions::{Lease, NewSession, Session, SessionFilter, SweepReason, SweptSession};
 pub use crate::status::{CallOutcome, SessionPolicy, SessionStatus, TaskStatus};
 pub use crate::store::{Batch, CommitCounter, Durability, Store, StoreOptions};

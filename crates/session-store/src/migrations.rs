@@ -156,7 +156,11 @@ mod tests {
 
     fn fresh_schema() -> BTreeMap<String, String> {
         let directory = tempfile::tempdir().unwrap();
-        let store = Store::open(directory.path().join("fresh.db")).unwrap();
+        let store = Store::open_with(
+            directory.path().join("fresh.db"),
+            &crate::StoreOptions::new(redact::Redactor::new()),
+        )
+        .unwrap();
         schema(store.connection())
     }
 
@@ -173,7 +177,7 @@ mod tests {
                 migrate(&mut connection, &path, &MIGRATIONS[..start]).unwrap();
                 assert_eq!(user_version(&connection), start as u32);
             }
-            let store = Store::open(&path)
+            let store = Store::open_with(&path, &crate::StoreOptions::new(redact::Redactor::new()))
                 .unwrap_or_else(|err| panic!("upgrading from version {start} failed: {err}"));
             assert_eq!(user_version(store.connection()), SCHEMA_VERSION);
             assert_eq!(
@@ -183,7 +187,8 @@ mod tests {
             );
             // Opening an up-to-date database changes nothing.
             drop(store);
-            let store = Store::open(&path).unwrap();
+            let store = Store::open_with(&path, &crate::StoreOptions::new(redact::Redactor::new()))
+                .unwrap();
             assert_eq!(schema(store.connection()), expected);
         }
     }

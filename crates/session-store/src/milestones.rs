@@ -1,5 +1,6 @@
 //! Milestones: named groups of tasks, whose usage is the sum of their tasks'.
 
+use redact::Redacted;
 use rusqlite::{OptionalExtension, Row, params};
 
 use crate::error::{Missing, StoreError};
@@ -9,11 +10,11 @@ use crate::store::Store;
 use crate::units::Timestamp;
 
 /// A milestone to create.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewMilestone {
     /// Unique among milestones.
-    pub name: String,
-    pub description: String,
+    pub name: Redacted,
+    pub description: Redacted,
     /// The session policy for the milestone's tasks, unless a task sets its own.
     pub policy: Option<SessionPolicy>,
 }
@@ -33,26 +34,26 @@ const MILESTONE_COLUMNS: &str = "id, name, description, session_policy, created_
 
 impl Store {
     /// Creates a milestone. Its name must be new: [`StoreError::MilestoneExists`] otherwise.
-    /// Its name and description are redacted on the way in (a name that held a secret is
-    /// found by its redacted form).
+    /// Its name and description come redacted (a name that held a secret is found by its
+    /// redacted form).
     pub fn create_milestone(
         &mut self,
         milestone: &NewMilestone,
     ) -> Result<MilestoneId, StoreError> {
-        if milestone.name.trim().is_empty() {
+        if milestone.name.as_str().trim().is_empty() {
             return Err(StoreError::Invalid {
                 field: "milestone name",
                 reason: String::from("it is empty"),
             });
         }
         self.write("create a milestone", |transaction| {
-            let name = transaction.redact(&milestone.name);
+            let name = milestone.name.as_str();
             let taken = transaction
                 .prepare_cached("SELECT 1 FROM milestones WHERE name = ?1")?
-                .exists([&name])?;
+                .exists([name])?;
             if taken {
                 return Err(StoreError::MilestoneExists {
-                    name: name.into_owned(),
+                    name: name.to_owned(),
                 }
                 .into());
             }
@@ -64,7 +65,7 @@ impl Store {
                 )?
                 .execute(params![
                     name,
-                    transaction.redact(&milestone.description),
+                    milestone.description.as_str(),
                     milestone.policy,
                     now
                 ])?;

@@ -15,6 +15,7 @@ mod lease;
 use std::time::Duration;
 
 use agent::SessionId;
+use redact::Redacted;
 use rusqlite::{Connection, OptionalExtension, Row, ToSql, params};
 use serde_json::json;
 
@@ -177,8 +178,8 @@ impl Store {
         })
     }
 
-    /// Ends a session as `status` (any state but `open`) and releases its lease. The reason
-    /// is redacted on the way in.
+    /// Ends a session as `status` (any state but `open`) and releases its lease, keeping the
+    /// reason (which comes redacted).
     ///
     /// Closing a session again in the state it already ended in succeeds and changes nothing,
     /// so every exit path may close without knowing whether another already did. Closing it
@@ -187,7 +188,7 @@ impl Store {
         &mut self,
         id: SessionId,
         status: SessionStatus,
-        reason: Option<&str>,
+        reason: Option<&Redacted>,
     ) -> Result<(), StoreError> {
         self.write(CLOSE_SESSION, |transaction| {
             close(transaction, id, status, reason)
@@ -224,7 +225,7 @@ impl Batch<'_> {
         &mut self,
         id: SessionId,
         status: SessionStatus,
-        reason: Option<&str>,
+        reason: Option<&Redacted>,
     ) -> Result<(), StoreError> {
         self.apply(CLOSE_SESSION, |transaction| {
             close(transaction, id, status, reason)
@@ -307,7 +308,7 @@ fn close(
     transaction: &Write<'_>,
     id: SessionId,
     status: SessionStatus,
-    reason: Option<&str>,
+    reason: Option<&Redacted>,
 ) -> Result<(), Failure> {
     if status.is_open() {
         return Err(StoreError::Invalid {
@@ -328,12 +329,7 @@ fn close(
                  lease_expires_at = NULL \
                  WHERE id = ?1 AND status = 'open'",
         )?
-        .execute(params![
-            text,
-            status,
-            now,
-            transaction.redact_option(reason)
-        ])?;
+        .execute(params![text, status, now, reason.map(Redacted::as_str)])?;
     if closed == 0 {
         let current = session_status(transaction, id, &text)?;
         if current != status {
@@ -398,7 +394,7 @@ fn reopen(
                 Some(state.task),
                 Some(&text),
                 event_kind::SESSION_REOPENED,
-                &detail.to_string(),
+                detail,
             )?;
             Ok(lease)
         }

@@ -1,7 +1,6 @@
 //! The [`Store`] handle: opening a ledger file with the settings it must always have, and the
 //! transaction plumbing every operation goes through.
 
-use std::borrow::Cow;
 use std::fs::{DirBuilder, OpenOptions};
 use std::ops::Deref;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
@@ -10,11 +9,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use redact::{Redacted, Redactor};
 use rusqlite::{Connection, OpenFlags};
+use serde_json::Value;
 
 use crate::error::{Failure, StoreError, is_busy};
 use crate::migrations::{self, MIGRATIONS};
-use crate::redact::Redactor;
 
 /// A connection to one ledger file.
 ///
@@ -26,7 +26,8 @@ use crate::redact::Redactor;
 pub struct Store {
     connection: Connection,
     path: PathBuf,
-    /// Takes secrets out of every free-text value before it is written.
+    /// Takes secrets out of the texts the store composes itself (free text from callers comes
+    /// in as [`Redacted`] already).
     redactor: Redactor,
 }
 
@@ -36,8 +37,9 @@ pub struct StoreOptions {
     /// How long a write waits for another connection's write to finish before it fails with
     /// [`StoreError::Busy`]. Writes are short, so reaching this means something is stuck.
     pub busy_timeout: Duration,
-    /// What is kept out of the ledger. Every free-text value the store writes passes
-    /// through it; see [`Redactor`].
+    /// What is kept out of the ledger: the texts the store composes itself (a sweep's reason
+    /// naming a host, an event's detail) pass through it. Free text from callers comes in as
+    /// [`Redacted`], made by the caller's redactor, which should be this one.
     pub redactor: Redactor,
     /// Whether a commit survives a power cut; see [`Durability`].
     pub durability: Durability,
@@ -91,12 +93,12 @@ impl Durability {
 }
 
 impl StoreOptions {
-    /// The busy timeout of [`StoreOptions::default`].
+    /// The busy timeout of [`StoreOptions::new`].
     pub const DEFAULT_BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 
-    /// The default busy timeout and `redactor`, for a caller that knows its secrets (and
-    /// does not want the environment read again).
-    pub fn with_redactor(redactor: Redactor) -> StoreOptions {
+    /// A 30-second busy timeout, [`Durability::Full`], and `redactor`. There is no default:
+    /// the store reads no environment, so the caller says what is secret.
+    pub fn new(redactor: Redactor) -> StoreOptions {
         StoreOptions {
             busy_timeout: StoreOptions::DEFAULT_BUSY_TIMEOUT,
             redactor,
@@ -105,26 +107,11 @@ impl StoreOptions {
     }
 }
 
-impl Default for StoreOptions {
-    /// A 30-second busy timeout, [`Durability::Full`], and a redactor that knows the secret-looking variables of
-    /// this process's environment ([`Redactor::from_env`]), so that a store opened without
-    /// a thought for secrets still keeps them out.
-    fn default() -> StoreOptions {
-        StoreOptions::with_redactor(Redactor::from_env())
-    }
-}
-
 /// How many prepared statements a connection keeps. The hot paths use about a dozen; a
 /// statement evicted from the cache is prepared again, which costs more than the memory.
 const STATEMENT_CACHE_CAPACITY: usize = 64;
 
 impl Store {
-    /// Opens the ledger at `path` with [`StoreOptions::default`], creating it (and its
-    /// directory) when missing and upgrading its schema when it is older than this build.
-    pub fn open(path: impl AsRef<Path>) -> Result<Store, StoreError> {
-        Store::open_with(path, &StoreOptions::default())
-    }
-
     /// Opens the ledger at `path`.
     ///
     /// A new file is created readable and writable by its owner only (mode 0600), and a
@@ -182,12 +169,6 @@ impl Store {
     /// What this store keeps out of the ledger.
     pub fn redactor(&self) -> &Redactor {
         &self.redactor
-    }
-
-    /// What this store keeps out of the ledger, to teach it more values
-    /// ([`Redactor::add`]). Applies to writes from now on; what is written stays as it is.
-    pub fn redactor_mut(&mut self) -> &mut Redactor {
-        &mut self.redactor
     }
 
     /// The schema version of the open database, which after a successful open is always
@@ -317,7 +298,7 @@ impl Store {
 }
 
 /// The inside of a write transaction: the connection (which it dereferences to, so that
-/// statements read as usual) and the redactor that free text must pass through.
+/// statements read as usual) and the redactor that the texts the store composes pass through.
 pub(crate) struct Write<'store> {
     connection: &'store Connection,
     redactor: &'store Redactor,
@@ -388,20 +369,15 @@ impl CommitCounter {
 }
 
 impl Write<'_> {
-    /// `text` without the secrets the store knows; see [`Redactor::redact`].
-    pub(crate) fn redact<'t>(&self, text: &'t str) -> Cow<'t, str> {
-        self.redactor.redact(text)
+    /// A text the store composed itself (from a host name, a reason read back from a row…),
+    /// redacted once, whole, with the redactor the store was opened with.
+    pub(crate) fn composed(&self, text: String) -> Redacted {
+        self.redactor.redact_owned(text)
     }
 
-    /// [`Write::redact`] for an optional text.
-    pub(crate) fn redact_option<'t>(&self, text: Option<&'t str>) -> Option<Cow<'t, str>> {
-        self.redactor.redact_option(text)
-    }
-
-    /// Text that may be JSON, without the secrets the store knows; see
-    /// [`Redactor::redact_json_text`].
-    pub(crate) fn redact_json_text<'t>(&self, text: &'t str) -> Cow<'t, str> {
-        self.redactor.redact_json_text(text)
+    /// An event detail the store composed, as JSON text with every string redacted once.
+    pub(crate) fn detail(&self, detail: Value) -> Redacted {
+        self.redactor.redact_json_value(detail)
     }
 }
 
@@ -536,7 +512,7 @@ mod tests {
         let directory = tempfile::tempdir().unwrap();
         let options = StoreOptions {
             busy_timeout: Duration::from_millis(1234),
-            ..StoreOptions::default()
+            ..crate::StoreOptions::new(redact::Redactor::new())
         };
         let store = Store::open_with(directory.path().join("ledger.db"), &options).unwrap();
         assert_eq!(pragma(&store, "journal_mode"), "wal");
@@ -560,12 +536,15 @@ mod tests {
         for (durability, synchronous) in [(Durability::Full, "2"), (Durability::Normal, "1")] {
             let options = StoreOptions {
                 durability,
-                ..StoreOptions::default()
+                ..crate::StoreOptions::new(redact::Redactor::new())
             };
             let store = Store::open_with(&path, &options).unwrap();
             assert_eq!(pragma(&store, "synchronous"), synchronous, "{durability:?}");
         }
-        assert_eq!(StoreOptions::default().durability, Durability::Full);
+        assert_eq!(
+            crate::StoreOptions::new(redact::Redactor::new()).durability,
+            Durability::Full
+        );
     }
 
     #[test]
@@ -579,18 +558,30 @@ mod tests {
     #[test]
     fn a_batch_is_one_commit_and_reads_are_none() {
         let directory = tempfile::tempdir().unwrap();
-        let mut store = Store::open(directory.path().join("ledger.db")).unwrap();
+        let mut store = Store::open_with(
+            directory.path().join("ledger.db"),
+            &crate::StoreOptions::new(redact::Redactor::new()),
+        )
+        .unwrap();
         let task = store
-            .add_task(&crate::NewTask::new("t", "p", directory.path()))
+            .add_task(&crate::NewTask::new(
+                redact::Redacted::trusted("t"),
+                redact::Redacted::trusted("p"),
+                directory.path(),
+            ))
             .unwrap();
         let commits = store.count_commits();
         store.task(task).unwrap();
         assert_eq!(commits.count(), 0, "a read commits nothing");
         store
             .batch("test a batch", |batch| {
-                batch.set_task_guidance(task, Some("one"))?;
-                batch.set_task_guidance(task, Some("two"))?;
-                batch.set_task_status(task, crate::TaskStatus::Cancelled, Some("stop"))
+                batch.set_task_guidance(task, Some(&redact::Redacted::trusted("one")))?;
+                batch.set_task_guidance(task, Some(&redact::Redacted::trusted("two")))?;
+                batch.set_task_status(
+                    task,
+                    crate::TaskStatus::Cancelled,
+                    Some(&redact::Redacted::trusted("stop")),
+                )
             })
             .unwrap();
         assert_eq!(commits.count(), 1, "three writes, one commit");
@@ -602,15 +593,23 @@ mod tests {
     #[test]
     fn a_refused_operation_leaves_nothing_and_the_batch_goes_on() {
         let directory = tempfile::tempdir().unwrap();
-        let mut store = Store::open(directory.path().join("ledger.db")).unwrap();
+        let mut store = Store::open_with(
+            directory.path().join("ledger.db"),
+            &crate::StoreOptions::new(redact::Redactor::new()),
+        )
+        .unwrap();
         let task = store
-            .add_task(&crate::NewTask::new("t", "p", directory.path()))
+            .add_task(&crate::NewTask::new(
+                redact::Redacted::trusted("t"),
+                redact::Redacted::trusted("p"),
+                directory.path(),
+            ))
             .unwrap();
         let refused = store
             .batch("test a batch", |batch| {
                 // Pending cannot become completed: refused, and the batch writes the rest.
                 let refused = batch.set_task_status(task, crate::TaskStatus::Completed, None);
-                batch.set_task_guidance(task, Some("kept"))?;
+                batch.set_task_guidance(task, Some(&redact::Redacted::trusted("kept")))?;
                 Ok(refused)
             })
             .unwrap();
@@ -626,13 +625,21 @@ mod tests {
     #[test]
     fn a_batch_that_fails_writes_nothing() {
         let directory = tempfile::tempdir().unwrap();
-        let mut store = Store::open(directory.path().join("ledger.db")).unwrap();
+        let mut store = Store::open_with(
+            directory.path().join("ledger.db"),
+            &crate::StoreOptions::new(redact::Redactor::new()),
+        )
+        .unwrap();
         let task = store
-            .add_task(&crate::NewTask::new("t", "p", directory.path()))
+            .add_task(&crate::NewTask::new(
+                redact::Redacted::trusted("t"),
+                redact::Redacted::trusted("p"),
+                directory.path(),
+            ))
             .unwrap();
         let events_before = store.events(&crate::EventFilter::default()).unwrap().len();
         let failed = store.batch("test a batch", |batch| {
-            batch.set_task_guidance(task, Some("lost"))?;
+            batch.set_task_guidance(task, Some(&redact::Redacted::trusted("lost")))?;
             batch.set_task_status(task, crate::TaskStatus::Cancelled, None)?;
             batch.set_task_status(task, crate::TaskStatus::Running, None)
         });
@@ -655,7 +662,11 @@ mod tests {
     #[test]
     fn writes_take_the_write_lock_up_front() {
         let directory = tempfile::tempdir().unwrap();
-        let mut store = Store::open(directory.path().join("ledger.db")).unwrap();
+        let mut store = Store::open_with(
+            directory.path().join("ledger.db"),
+            &crate::StoreOptions::new(redact::Redactor::new()),
+        )
+        .unwrap();
         let autocommit_inside = store
             .write("look at the transaction", |transaction| {
                 // A deferred transaction would not hold a lock yet; an immediate one holds the
@@ -678,7 +689,7 @@ mod tests {
         let path = directory.path().join("ledger.db");
         let options = StoreOptions {
             durability: Durability::Normal,
-            ..StoreOptions::default()
+            ..crate::StoreOptions::new(redact::Redactor::new())
         };
         let mut store = Store::open_with(&path, &options).unwrap();
         let log = directory.path().join("ledger.db-wal");
@@ -688,8 +699,8 @@ mod tests {
         for index in 0..1500 {
             store
                 .add_task(&crate::NewTask::new(
-                    format!("task {index}"),
-                    "p",
+                    redact::Redactor::new().redact_owned(format!("task {index}")),
+                    redact::Redacted::trusted("p"),
                     directory.path(),
                 ))
                 .unwrap();

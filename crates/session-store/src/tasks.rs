@@ -4,6 +4,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
 
+use redact::Redacted;
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde_json::json;
 
@@ -21,9 +22,9 @@ use crate::units::{Timestamp, Totals};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewTask {
     /// A short name for people.
-    pub title: String,
+    pub title: Redacted,
     /// What the agent is asked to do.
-    pub prompt: String,
+    pub prompt: Redacted,
     pub milestone: Option<MilestoneId>,
     /// Where the agent and the verification commands run. Must be absolute: the ledger
     /// outlives the directory it was written from.
@@ -35,7 +36,7 @@ pub struct NewTask {
     /// The task's session policy; `None` inherits the milestone's or the run's.
     pub policy: Option<SessionPolicy>,
     /// Shell commands that must all pass for the task to be done, in order.
-    pub verify_commands: Vec<String>,
+    pub verify_commands: Vec<Redacted>,
     /// Tasks that must complete before this one may start.
     pub after: Vec<TaskId>,
 }
@@ -85,14 +86,10 @@ impl NewTask {
     pub const DEFAULT_MAX_ITERATIONS: u32 = 5;
 
     /// A task with no milestone, dependencies or verification, and default limits.
-    pub fn new(
-        title: impl Into<String>,
-        prompt: impl Into<String>,
-        working_dir: impl Into<PathBuf>,
-    ) -> NewTask {
+    pub fn new(title: Redacted, prompt: Redacted, working_dir: impl Into<PathBuf>) -> NewTask {
         NewTask {
-            title: title.into(),
-            prompt: prompt.into(),
+            title,
+            prompt,
             milestone: None,
             working_dir: working_dir.into(),
             max_iterations: NewTask::DEFAULT_MAX_ITERATIONS,
@@ -110,7 +107,7 @@ impl NewTask {
                 reason: reason.to_owned(),
             })
         };
-        if self.title.trim().is_empty() {
+        if self.title.as_str().trim().is_empty() {
             return invalid("task title", "it is empty");
         }
         if self.max_iterations == 0 {
@@ -132,7 +129,7 @@ impl NewTask {
         if let Some(position) = self
             .verify_commands
             .iter()
-            .position(|command| command.trim().is_empty())
+            .position(|command| command.as_str().trim().is_empty())
         {
             return Err(StoreError::Invalid {
                 field: "verification command",
@@ -154,7 +151,7 @@ impl Store {
     /// Adds a task in state `pending`, with its verification commands and dependencies.
     ///
     /// Its milestone and every task in `after` must exist ([`StoreError::NotFound`]). Its
-    /// title, prompt and commands are redacted on the way in.
+    /// title, prompt and commands come redacted.
     pub fn add_task(&mut self, task: &NewTask) -> Result<TaskId, StoreError> {
         task.validate()?;
         self.write("add a task", |transaction| {
@@ -165,7 +162,7 @@ impl Store {
                 ensure_task(transaction, *prerequisite)?;
             }
             let now = Timestamp::now();
-            let title = transaction.redact(&task.title);
+            let title = task.title.as_str();
             transaction
                 .prepare_cached(
                     "INSERT INTO tasks (title, prompt, status, milestone_id, working_dir, \
@@ -174,7 +171,7 @@ impl Store {
                 )?
                 .execute(params![
                     title,
-                    transaction.redact(&task.prompt),
+                    task.prompt.as_str(),
                     TaskStatus::Pending,
                     task.milestone,
                     path_text("working directory", &task.working_dir)?,
@@ -189,7 +186,7 @@ impl Store {
                 "INSERT INTO task_verify_commands (task_id, ordinal, command) VALUES (?1, ?2, ?3)",
             )?;
             for (ordinal, command) in task.verify_commands.iter().enumerate() {
-                insert_command.execute(params![id, ordinal, transaction.redact(command)])?;
+                insert_command.execute(params![id, ordinal, command.as_str()])?;
             }
             // A new task has no dependents yet, so its dependencies cannot close a cycle.
             let mut insert_dependency = transaction.prepare_cached(
@@ -198,14 +195,14 @@ impl Store {
             for prerequisite in &task.after {
                 insert_dependency.execute(params![id, prerequisite])?;
             }
-            let detail = json!({ "title": title }).to_string();
+            let detail = json!({ "title": title });
             insert_event(
                 transaction,
                 now,
                 Some(id),
                 None,
                 event_kind::TASK_ADDED,
-                &detail,
+                detail,
             )?;
             Ok(id)
         })
@@ -231,14 +228,14 @@ impl Store {
                 )?
                 .execute(params![task, on])?;
             if added > 0 {
-                let detail = json!({ "on": on.get() }).to_string();
+                let detail = json!({ "on": on.get() });
                 insert_event(
                     transaction,
                     Timestamp::now(),
                     Some(task),
                     None,
                     event_kind::DEPENDENCY_ADDED,
-                    &detail,
+                    detail,
                 )?;
             }
             Ok(())
@@ -296,7 +293,7 @@ impl Store {
     /// Moves a task to state `to`, if the state machine allows it (see [`TaskStatus`]), and
     /// logs the change. Returns the state it left.
     ///
-    /// `reason` is kept (redacted) as the task's failure reason when `to` is `failed`,
+    /// `reason` (which comes redacted) is kept as the task's failure reason when `to` is `failed`,
     /// `blocked` or `cancelled`, and in the event log in every case. A task may only become `running` once
     /// all its dependencies completed ([`StoreError::DependenciesUnmet`]). To run a task, a
     /// runner claims it with [`Store::claim_task`], which also records who runs it.
@@ -304,7 +301,7 @@ impl Store {
         &mut self,
         id: TaskId,
         to: TaskStatus,
-        reason: Option<&str>,
+        reason: Option<&Redacted>,
     ) -> Result<TaskStatus, StoreError> {
         self.write(SET_STATUS, |transaction| {
             transition(transaction, id, to, reason, None)
@@ -320,9 +317,13 @@ impl Store {
         self.write(CLAIM, |transaction| claim(transaction, id, runner))
     }
 
-    /// Makes a failed, blocked or cancelled task pending again, with `guidance` (when given,
-    /// and redacted) for the next prompt. The task then continues its session where the policy allows.
-    pub fn retry_task(&mut self, id: TaskId, guidance: Option<&str>) -> Result<(), StoreError> {
+    /// Makes a failed, blocked or cancelled task pending again, with `guidance` (when given;
+    /// it comes redacted) for the next prompt. The task then continues its session where the policy allows.
+    pub fn retry_task(
+        &mut self,
+        id: TaskId,
+        guidance: Option<&Redacted>,
+    ) -> Result<(), StoreError> {
         self.write("retry a task", |transaction| {
             let from = task_status(transaction, id)?;
             if !matches!(
@@ -336,14 +337,13 @@ impl Store {
                 }
                 .into());
             }
-            let reason = guidance.map(|text| format!("retried with guidance: {text}"));
-            transition(
-                transaction,
-                id,
-                TaskStatus::Pending,
-                Some(reason.as_deref().unwrap_or("retried")),
-                None,
-            )?;
+            // Composed, so redacted whole: the guidance's end and the prefix could make a
+            // secret the guidance alone did not show.
+            let reason = match guidance {
+                Some(text) => transaction.composed(format!("retried with guidance: {text}")),
+                None => Redacted::trusted("retried"),
+            };
+            transition(transaction, id, TaskStatus::Pending, Some(&reason), None)?;
             if let Some(text) = guidance {
                 set_guidance(transaction, id, Some(text))?;
             }
@@ -351,11 +351,11 @@ impl Store {
         })
     }
 
-    /// Sets (or, with `None`, clears) the guidance for a task's next prompt, redacted.
+    /// Sets (or, with `None`, clears) the guidance for a task's next prompt; it comes redacted.
     pub fn set_task_guidance(
         &mut self,
         id: TaskId,
-        guidance: Option<&str>,
+        guidance: Option<&Redacted>,
     ) -> Result<(), StoreError> {
         self.write(SET_GUIDANCE, |transaction| {
             ensure_task(transaction, id)?;
@@ -384,7 +384,7 @@ impl Store {
                 if is_runner_alive(&runner) {
                     continue;
                 }
-                let reason = format!("its runner, {runner}, is gone");
+                let reason = transaction.composed(format!("its runner, {runner}, is gone"));
                 transition(transaction, id, TaskStatus::Pending, Some(&reason), None)?;
                 requeued.push(id);
             }
@@ -404,7 +404,7 @@ impl Batch<'_> {
         &mut self,
         id: TaskId,
         to: TaskStatus,
-        reason: Option<&str>,
+        reason: Option<&Redacted>,
     ) -> Result<TaskStatus, StoreError> {
         self.apply(SET_STATUS, |transaction| {
             transition(transaction, id, to, reason, None)
@@ -415,7 +415,7 @@ impl Batch<'_> {
     pub fn set_task_guidance(
         &mut self,
         id: TaskId,
-        guidance: Option<&str>,
+        guidance: Option<&Redacted>,
     ) -> Result<(), StoreError> {
         self.apply(SET_GUIDANCE, |transaction| {
             ensure_task(transaction, id)?;
@@ -440,7 +440,7 @@ fn transition(
     transaction: &Write<'_>,
     id: TaskId,
     to: TaskStatus,
-    reason: Option<&str>,
+    reason: Option<&Redacted>,
     runner: Option<&LeaseOwner>,
 ) -> Result<TaskStatus, Failure> {
     let from = task_status(transaction, id)?;
@@ -458,9 +458,9 @@ fn transition(
         }
     }
     let now = Timestamp::now();
-    let reason = transaction.redact_option(reason);
+    let reason = reason.map(Redacted::as_str);
     let failure_reason = match to {
-        TaskStatus::Failed | TaskStatus::Blocked | TaskStatus::Cancelled => reason.as_deref(),
+        TaskStatus::Failed | TaskStatus::Blocked | TaskStatus::Cancelled => reason,
         TaskStatus::Pending | TaskStatus::Running | TaskStatus::Completed => None,
     };
     let finished_at = to.is_finished().then_some(now);
@@ -489,7 +489,7 @@ fn transition(
         "runner": runner.map(|runner| json!({ "pid": runner.pid, "host": runner.host })),
     });
     let kind = event_kind::TASK_STATUS;
-    insert_event(transaction, now, Some(id), None, kind, &detail.to_string())?;
+    insert_event(transaction, now, Some(id), None, kind, detail)?;
     Ok(from)
 }
 
@@ -516,11 +516,11 @@ fn task_status(connection: &Connection, id: TaskId) -> Result<TaskStatus, Failur
 fn set_guidance(
     transaction: &Write<'_>,
     id: TaskId,
-    guidance: Option<&str>,
+    guidance: Option<&Redacted>,
 ) -> Result<(), Failure> {
     transaction
         .prepare_cached("UPDATE tasks SET guidance = ?2 WHERE id = ?1")?
-        .execute(params![id, transaction.redact_option(guidance)])?;
+        .execute(params![id, guidance.map(Redacted::as_str)])?;
     Ok(())
 }
 

@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use agent::ExitInfo;
+use redact::Redacted;
 use rusqlite::{Row, params};
 
 use crate::error::{Failure, StoreError};
@@ -19,13 +20,13 @@ pub struct NewVerification {
     pub task: TaskId,
     /// The iteration whose work was verified, from 1.
     pub iteration: u32,
-    pub command: String,
+    pub command: Redacted,
     /// How the command ended; `None` when it could not be started or was stopped.
     pub exit: Option<ExitInfo>,
     /// Whether it was stopped for running past its time limit.
     pub timed_out: bool,
     /// The end of its combined output, as much as the caller kept.
-    pub output_tail: String,
+    pub output_tail: Redacted,
     pub duration: Duration,
 }
 
@@ -54,8 +55,7 @@ const VERIFICATION_COLUMNS: &str = "id, task_id, iteration, command, exit_code, 
                                     timed_out, output_tail, duration_ms, recorded_at";
 
 impl Store {
-    /// Records one verification run of a task. Its command and output are redacted on the
-    /// way in.
+    /// Records one verification run of a task. Its command and output come redacted.
     pub fn record_verification(
         &mut self,
         verification: &NewVerification,
@@ -111,11 +111,11 @@ fn record(
         .execute(params![
             verification.task,
             verification.iteration,
-            transaction.redact(&verification.command),
+            verification.command.as_str(),
             exit_code,
             exit_signal,
             verification.timed_out,
-            transaction.redact(&verification.output_tail),
+            verification.output_tail.as_str(),
             duration_millis(verification.duration),
             now,
         ])?;

@@ -6,7 +6,7 @@ use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use serde_json::json;
-use session_store::Store;
+use session_store::{Store, StoreOptions};
 
 use crate::config::{self, ConfigFile};
 use crate::error::{CliError, ErrorContext as _, Kind, Outcome, Result};
@@ -35,7 +35,8 @@ pub fn run(
         .with_ledger(db_flag, env, None);
     let ledger = settings.get(keys::LEDGER_PATH);
     let agent = settings.get(keys::AGENT_KIND);
-    let created = create(&env.cwd, ledger, agent)?;
+    let options = settings.store_options(env.redactor.clone());
+    let created = create(&env.cwd, ledger, agent, &options)?;
     let config_path = created.workspace.config_path();
     if json {
         ui.json(&json!({
@@ -61,8 +62,13 @@ pub fn run(
 }
 
 /// Creates the workspace in `root`: `.baton/` (mode 0700), its `config.toml` (0600) and the
-/// ledger (0600), at `ledger` when given, else in `.baton/`.
-pub fn create(root: &Path, ledger: Option<PathBuf>, agent: AgentKind) -> Result<Created> {
+/// ledger (0600), at `ledger` when given, else in `.baton/`, opened with `options`.
+pub fn create(
+    root: &Path,
+    ledger: Option<PathBuf>,
+    agent: AgentKind,
+    options: &StoreOptions,
+) -> Result<Created> {
     let workspace = Workspace {
         root: root.to_owned(),
     };
@@ -108,7 +114,7 @@ pub fn create(root: &Path, ledger: Option<PathBuf>, agent: AgentKind) -> Result<
             .with_source(error)
         })?;
     let ledger = ledger.unwrap_or_else(|| workspace.ledger_path());
-    Store::open(&ledger).with_context(|| {
+    Store::open_with(&ledger, options).with_context(|| {
         format!(
             "could not create the ledger database `{}`",
             ledger.display()

@@ -33,20 +33,21 @@ pub fn run(command: MilestoneCommand, context: &Context, ui: &Ui) -> Result<Outc
             description,
             session_policy,
         } => {
-            secrets::refuse_secret(&context.redactor, "the milestone's name", &name)?;
-            if let Some(description) = &description {
-                secrets::refuse_secret(
+            let milestone = NewMilestone {
+                name: secrets::refuse_secret(
+                    &context.redactor,
+                    "the milestone's name",
+                    name.clone(),
+                )?,
+                description: secrets::refuse_secret(
                     &context.redactor,
                     "the milestone's description (--description)",
-                    description,
-                )?;
-            }
-            let mut store = context.open_store()?;
-            let id = store.create_milestone(&NewMilestone {
-                name: name.clone(),
-                description: description.unwrap_or_default(),
+                    description.unwrap_or_default(),
+                )?,
                 policy: session_policy,
-            })?;
+            };
+            let mut store = context.open_store()?;
+            let id = store.create_milestone(&milestone)?;
             if context.json {
                 ui.json(&Added {
                     id: id.get(),

@@ -13,8 +13,9 @@ use std::sync::{Arc, Mutex, PoisonError};
 use agent::{SessionId, Usage};
 use agent_mock::{MockAgent, Step};
 use orchestrator::{Orchestrator, Selection};
+use redact::Redacted;
 use serde::Serialize;
-use session_store::{NewMilestone, NewTask, SessionFilter, Store, StoreOptions, TaskFilter};
+use session_store::{NewMilestone, NewTask, SessionFilter, Store, TaskFilter};
 
 use crate::agents;
 use crate::commands::init;
@@ -78,8 +79,11 @@ const EXAMPLES: [Example; 3] = [
 
 pub fn run(ui: &Ui, args: &QuickstartArgs, json: bool, env: &Env) -> Result<Outcome> {
     let root = workspace_dir(args.dir.as_deref(), env)?;
-    let created = init::create(&root, None, AgentKind::Mock)?;
-    let options = StoreOptions::with_redactor(env.redactor.clone());
+    // No configuration file: the environment and defaults, which also say how the ledger is
+    // opened.
+    let settings = Settings::resolve(&Default::default(), None, env);
+    let options = settings.store_options(env.redactor.clone());
+    let created = init::create(&root, None, AgentKind::Mock, &options)?;
     let mut store = Store::open_with(&created.ledger, &options)?;
     write_project(&root)?;
     let ids = add_examples(&mut store, &created.workspace)?;
@@ -92,7 +96,6 @@ pub fn run(ui: &Ui, args: &QuickstartArgs, json: bool, env: &Env) -> Result<Outc
             root.display()
         ));
     }
-    let settings = Settings::resolve(&Default::default(), None, env);
     let budgets = ids.iter().map(|id| (*id, 3)).collect();
     let runtime = super::runtime()?;
     let finished = runtime.block_on(async {
@@ -201,16 +204,20 @@ fn write_project(root: &Path) -> Result<()> {
 /// Adds the milestone and its three tasks; returns their ids in order.
 fn add_examples(store: &mut Store, workspace: &Workspace) -> Result<Vec<session_store::TaskId>> {
     let milestone = store.create_milestone(&NewMilestone {
-        name: String::from("demo"),
-        description: String::from("What baton does, in three small tasks"),
+        name: Redacted::trusted("demo"),
+        description: Redacted::trusted("What baton does, in three small tasks"),
         policy: None,
     })?;
     let mut ids = Vec::new();
     for (index, example) in EXAMPLES.iter().enumerate() {
-        let mut task = NewTask::new(example.title, example.prompt, &workspace.root);
+        let mut task = NewTask::new(
+            Redacted::trusted(example.title),
+            Redacted::trusted(example.prompt),
+            &workspace.root,
+        );
         task.milestone = Some(milestone);
         task.max_iterations = 3;
-        task.verify_commands = vec![example.verify.to_owned()];
+        task.verify_commands = vec![Redacted::trusted(example.verify)];
         if index == 2 {
             task.after = ids.clone();
         }

@@ -7,6 +7,7 @@ use std::collections::HashMap;
 
 use agent::{Agent, CancellationToken};
 use orchestrator::{Orchestrator, Selection};
+use redact::Redacted;
 use session_store::{NewEvent, Store, Task, TaskFilter, TaskId, TaskStatus};
 
 pub use report::{Finished, RunJson};
@@ -126,11 +127,13 @@ async fn record_start(store: &mut Store, settings: &Settings, agent: &dyn Agent)
         "concurrency": settings.get(keys::RUN_CONCURRENCY),
         "policy": settings.get(keys::RUN_SESSION_POLICY).as_str(),
     });
+    // The store was opened with the context's redactor, which knows the run's secrets.
+    let detail = store.redactor().redact_json_value(detail);
     store.append_event(&NewEvent {
         task: None,
         session: None,
-        kind: String::from("run_started"),
-        detail: detail.to_string(),
+        kind: Redacted::trusted("run_started"),
+        detail,
     })?;
     Ok(())
 }

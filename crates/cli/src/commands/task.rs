@@ -6,6 +6,7 @@ use std::path::Path;
 use std::collections::BTreeMap;
 
 use agent::SessionId;
+use redact::Redacted;
 use serde::Serialize;
 use session_store::{
     NewTask, RecordedCall, SessionFilter, Store, StoreError, Task, TaskFilter, TaskId, TaskStatus,
@@ -88,12 +89,17 @@ fn add(args: TaskAddArgs, context: &Context, ui: &Ui) -> Result<Outcome> {
             .with_hint("give the agent something to do with --prompt TEXT or --prompt-file FILE"));
     }
     let redactor = &context.redactor;
-    secrets::refuse_secret(redactor, "the title", &args.title)?;
-    secrets::refuse_secret(redactor, &prompt_from, &prompt)?;
-    for (index, command) in args.verify.iter().enumerate() {
-        let what = format!("verification command {} (--verify)", index + 1);
-        secrets::refuse_secret(redactor, &what, command)?;
-    }
+    let title = secrets::refuse_secret(redactor, "the title", args.title)?;
+    let prompt = secrets::refuse_secret(redactor, &prompt_from, prompt)?;
+    let verify_commands = args
+        .verify
+        .into_iter()
+        .enumerate()
+        .map(|(index, command)| {
+            let what = format!("verification command {} (--verify)", index + 1);
+            secrets::refuse_secret(redactor, &what, command)
+        })
+        .collect::<Result<Vec<_>, _>>()?;
 
     let mut store = context.open_store()?;
     let milestone = match &args.milestone {
@@ -105,7 +111,7 @@ fn add(args: TaskAddArgs, context: &Context, ui: &Ui) -> Result<Outcome> {
         None => context.default_workdir().to_owned(),
     };
     let task = NewTask {
-        title: args.title,
+        title,
         prompt,
         milestone,
         working_dir,
@@ -114,7 +120,7 @@ fn add(args: TaskAddArgs, context: &Context, ui: &Ui) -> Result<Outcome> {
             .unwrap_or_else(|| context.settings.get(keys::TASKS_MAX_ITERATIONS)),
         max_turns: args.max_turns,
         policy: args.session_policy,
-        verify_commands: args.verify,
+        verify_commands,
         after: args.after.into_iter().map(TaskId).collect(),
     };
     let id = store.add_task(&task)?;
@@ -480,7 +486,11 @@ fn cancel(id: TaskId, context: &Context, ui: &Ui) -> Result<Outcome> {
         .with_hint("stop that run first (Ctrl-C), then cancel; if its runner is gone, `baton recover` makes the task pending"));
     }
     let was = store
-        .set_task_status(id, TaskStatus::Cancelled, Some("cancelled by a person"))
+        .set_task_status(
+            id,
+            TaskStatus::Cancelled,
+            Some(&Redacted::trusted("cancelled by a person")),
+        )
         .map_err(|error| with_state_hint(error, id))?;
     if context.json {
         ui.json(&Cancelled {
@@ -497,9 +507,12 @@ fn cancel(id: TaskId, context: &Context, ui: &Ui) -> Result<Outcome> {
 }
 
 fn retry(id: TaskId, message: Option<&str>, context: &Context, ui: &Ui) -> Result<Outcome> {
-    if let Some(message) = message {
-        secrets::refuse_secret(&context.redactor, "the guidance (--message)", message)?;
-    }
+    let guidance = message
+        .map(|message| {
+            let what = "the guidance (--message)";
+            secrets::refuse_secret(&context.redactor, what, message.to_owned())
+        })
+        .transpose()?;
     let mut store = context.open_store()?;
     let was = store.task(id)?.status;
     if !matches!(
@@ -519,7 +532,7 @@ fn retry(id: TaskId, message: Option<&str>, context: &Context, ui: &Ui) -> Resul
         .with_hint(hint));
     }
     store
-        .retry_task(id, message)
+        .retry_task(id, guidance.as_ref())
         .map_err(|error| with_state_hint(error, id))?;
     if context.json {
         ui.json(&Retried {

@@ -170,7 +170,11 @@ fn baton_runs_real_claude_with_feedback_and_keeps_an_exact_ledger() {
     assert_eq!(plans, ["start", "resume"]);
 
     // The run recorded the version of the CLI that did the work.
-    let store = session_store::Store::open(project.join(".baton/baton.db")).unwrap();
+    let store = session_store::Store::open_with(
+        project.join(".baton/baton.db"),
+        &session_store::StoreOptions::new(redact::Redactor::new()),
+    )
+    .unwrap();
     let runs: Vec<serde_json::Value> = store
         .events(&session_store::EventFilter::default())
         .unwrap()

@@ -47,6 +47,7 @@ impl Fixture {
         .expect("write the private git configuration");
         let repo = root.join("repo");
         let git = Git::new()
+            .with_inherited(std::env::vars_os())
             .with_env("HOME", &home)
             .with_env("XDG_CONFIG_HOME", home.join(".config"))
             .with_env("GIT_CONFIG_NOSYSTEM", "1")

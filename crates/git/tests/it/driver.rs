@@ -64,6 +64,7 @@ fn child_half_of_variables_that_redirect_git_are_scrubbed() {
     let repo = passed_path("BATON_GIT_TEST_REPO");
     let home = passed_path("BATON_GIT_TEST_HOME");
     let git = Git::new()
+        .with_inherited(std::env::vars_os())
         .with_env("HOME", &home)
         .with_env("XDG_CONFIG_HOME", home.join(".config"))
         .with_env("GIT_CONFIG_NOSYSTEM", "1");
@@ -93,6 +94,7 @@ fn a_git_that_hangs_is_stopped_at_the_timeout() {
     fs::write(&fake, "#!/bin/sh\nsleep 30 &\nwait\n").unwrap();
     fs::set_permissions(&fake, fs::Permissions::from_mode(0o755)).unwrap();
     let git = Git::new()
+        .with_inherited(std::env::vars_os())
         .with_program(&fake)
         .with_timeout(Duration::from_millis(300));
     let started = Instant::now();
@@ -111,7 +113,9 @@ fn a_git_that_hangs_is_stopped_at_the_timeout() {
 
 #[test]
 fn a_missing_git_says_so() {
-    let git = Git::new().with_program("/nonexistent/git");
+    let git = Git::new()
+        .with_inherited(std::env::vars_os())
+        .with_program("/nonexistent/git");
     let error = git.version().unwrap_err();
     assert!(matches!(error, GitError::Spawn { .. }), "{error}");
     assert!(error.to_string().contains("is git installed"), "{error}");

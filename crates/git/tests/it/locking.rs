@@ -109,6 +109,7 @@ fn child_half_of_the_lock_excludes_another_process() {
     let repo = passed_path("BATON_GIT_TEST_REPO");
     let home = passed_path("BATON_GIT_TEST_HOME");
     let git = git::Git::new()
+        .with_inherited(std::env::vars_os())
         .with_env("HOME", &home)
         .with_env("GIT_CONFIG_NOSYSTEM", "1")
         .with_timeout(Duration::from_millis(300));

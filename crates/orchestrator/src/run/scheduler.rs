@@ -226,7 +226,10 @@ impl<'run> Scheduler<'run> {
         shared_milestone: Option<MilestoneId>,
         message: &str,
     ) -> Result<TaskReport, OrchestratorError> {
-        let reason = format!("baton's loop for the task panicked: {message}");
+        let reason = self
+            .context
+            .redactor
+            .redact_owned(format!("baton's loop for the task panicked: {message}"));
         let owner = self.context.owner.clone();
         let closing = reason.clone();
         let closed = self
@@ -253,17 +256,19 @@ impl<'run> Scheduler<'run> {
                 task,
                 session,
                 status: SessionStatus::Failed,
-                reason: reason.clone(),
+                reason: reason.as_str().to_owned(),
             });
         }
         self.context.events.emit(RunEvent::TaskFinished {
             task,
             status: TaskStatus::Failed,
-            reason: Some(reason.clone()),
+            reason: Some(reason.as_str().to_owned()),
         });
         Ok(TaskReport {
             task,
-            outcome: TaskOutcome::Failed { reason },
+            outcome: TaskOutcome::Failed {
+                reason: reason.into_string(),
+            },
         })
     }
 }

@@ -8,6 +8,7 @@ use agent::{
     AgentCall, AgentError, AgentEvent, AgentReply, EventSink, ExitInfo, SessionId, SessionPlan,
     Usage,
 };
+use redact::{Redacted, Redactor};
 use session_store::{CallOutcome, Cost, NewAgentCall, StoreError, TaskId, Timestamp};
 use tokio::sync::mpsc;
 
@@ -46,7 +47,8 @@ struct CallFacts {
     session: SessionId,
     iteration: u32,
     plan: SessionPlan,
-    prompt: String,
+    /// The prompt as the agent got it, redacted once on its way out.
+    prompt: Redacted,
     started_at: Timestamp,
 }
 
@@ -108,9 +110,9 @@ impl TaskLoop {
         &mut self,
         session: &mut ActiveSession,
         iteration: u32,
-        prompt: String,
+        prompt: Redacted,
     ) -> Result<Answer, Stop> {
-        let call = self.agent_call(session, prompt.clone());
+        let call = self.agent_call(session, prompt.as_str().to_owned());
         let facts = CallFacts {
             task: self.task.id,
             session: session.id,
@@ -142,7 +144,12 @@ impl TaskLoop {
             }),
             other => other,
         };
-        let record = facts.record(&result, finished.progress.streamed, finished.elapsed);
+        let record = facts.record(
+            &context.redactor,
+            &result,
+            finished.progress.streamed,
+            finished.elapsed,
+        );
         self.record_call(record, &result, finished.elapsed).await?;
         let outcome = match &result {
             Ok(_) => CallOutcome::Success,
@@ -322,8 +329,11 @@ impl TaskLoop {
 impl CallFacts {
     /// The ledger row for the call, from whatever the agent answered. `streamed` is what its
     /// progress showed, for a call that ended without a report.
+    /// The ledger row of the call; the agent's words (its answer, subtype, error) pass
+    /// through `redactor` here, once.
     fn record(
         self,
+        redactor: &Redactor,
         result: &Result<AgentReply, AgentError>,
         streamed: Usage,
         elapsed: Duration,
@@ -342,13 +352,18 @@ impl CallFacts {
             iteration: self.iteration,
             plan: self.plan.kind(),
             prompt: self.prompt,
-            result_text: reply.and_then(|reply| reply.result_text.clone()),
+            result_text: reply
+                .and_then(|reply| reply.result_text.clone())
+                .map(|text| redactor.redact_owned(text)),
             outcome: match result {
                 Ok(_) => CallOutcome::Success,
                 Err(error) => CallOutcome::Failed(error.kind()),
             },
-            subtype: reply.map(|reply| reply.subtype.clone()),
-            error_message: result.as_ref().err().map(ToString::to_string),
+            subtype: reply.map(|reply| redactor.redact(&reply.subtype)),
+            error_message: result
+                .as_ref()
+                .err()
+                .map(|error| redactor.redact_owned(error.to_string())),
             reported_session: reply.map(|reply| reply.session_id),
             usage: match result {
                 Ok(reply) => reply.usage,

@@ -21,41 +21,40 @@ impl TaskLoop {
                 command: command.clone(),
             });
             let run = verify::run_check(&command, &self.task.working_dir, timeout, &self.cancel);
-            let mut outcome = match run.await {
+            let outcome = match run.await {
                 Ok(outcome) => outcome,
                 Err(VerifyError::Cancelled { .. }) => return Err(Stop::Cancelled),
                 Err(err) => return Err(Stop::Failed(err.to_string())),
             };
             // The output goes to the ledger, the events and the agent's next prompt; a check
             // that prints a key must not send it to any of them.
-            self.context
-                .redactor
-                .redact_in_place(&mut outcome.output_tail);
+            let passed = outcome.passed();
+            let output_tail = self.context.redactor.redact_owned(outcome.output_tail);
             self.unwritten.checks.push(NewVerification {
                 task: self.task.id,
                 iteration,
-                command: command.clone(),
+                command: self.context.redactor.redact(&command),
                 exit: match (outcome.timed_out, outcome.exit_code) {
                     (false, Some(code)) => Some(ExitInfo::Code(code)),
                     _ => None,
                 },
                 timed_out: outcome.timed_out,
-                output_tail: outcome.output_tail.clone(),
+                output_tail: output_tail.clone(),
                 duration: outcome.duration,
             });
             self.context.events.emit(RunEvent::CheckFinished {
                 task: self.task.id,
                 iteration,
                 command: command.clone(),
-                passed: outcome.passed(),
+                passed,
                 duration: outcome.duration,
             });
-            if !outcome.passed() {
+            if !passed {
                 return Ok(vec![FailedCheck {
                     command,
                     exit_code: outcome.exit_code,
                     timed_out: outcome.timed_out,
-                    output_tail: outcome.output_tail,
+                    output_tail: output_tail.into_string(),
                 }]);
             }
         }

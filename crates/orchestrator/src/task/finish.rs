@@ -2,6 +2,7 @@
 //! calls for, with what the loop has not written yet (the last round's checks, the last call
 //! when nothing ran after it), in one commit.
 
+use redact::Redacted;
 use session_store::{SessionPolicy, SessionStatus, StoreError, TaskStatus};
 
 use super::session::ActiveSession;
@@ -12,9 +13,9 @@ use crate::event::RunEvent;
 /// Where a stop leaves the session and the task.
 struct Settlement {
     session_status: SessionStatus,
-    session_reason: String,
+    session_reason: Redacted,
     task_status: TaskStatus,
-    task_reason: Option<String>,
+    task_reason: Option<Redacted>,
     outcome: TaskOutcome,
 }
 
@@ -27,42 +28,49 @@ impl TaskLoop {
         session: Option<ActiveSession>,
     ) -> Result<TaskReport, OrchestratorError> {
         let task = self.task.id;
+        // Each reason is redacted once, here, on its way to the ledger, the events and the
+        // report; one composed from another is redacted whole.
+        let redactor = self.context.redactor.clone();
         let settlement = match stop {
             Stop::Ledger(err) => return Err(self.after_ledger_failure(session, err).await),
             // Another process holds the session: leave it to its holder.
             Stop::LeaseLost(reason) => return self.give_back(reason).await,
             Stop::Completed => Settlement {
                 session_status: SessionStatus::Completed,
-                session_reason: if self.policy == SessionPolicy::Milestone {
+                session_reason: redactor.redact_owned(if self.policy == SessionPolicy::Milestone {
                     format!("task {task} completed; the milestone's next task resumes this session")
                 } else {
                     format!("task {task} completed")
-                },
+                }),
                 task_status: TaskStatus::Completed,
                 task_reason: None,
                 outcome: TaskOutcome::Completed,
             },
             Stop::Failed(reason) => Settlement {
                 session_status: SessionStatus::Failed,
-                session_reason: format!("task {task} failed: {reason}"),
+                session_reason: redactor.redact_owned(format!("task {task} failed: {reason}")),
                 task_status: TaskStatus::Failed,
-                task_reason: Some(reason.clone()),
-                outcome: TaskOutcome::Failed { reason },
+                outcome: TaskOutcome::Failed {
+                    reason: redactor.redact(&reason).into_string(),
+                },
+                task_reason: Some(redactor.redact_owned(reason)),
             },
             Stop::Blocked(reason) => Settlement {
                 session_status: SessionStatus::Failed,
-                session_reason: format!("task {task} blocked: {reason}"),
+                session_reason: redactor.redact_owned(format!("task {task} blocked: {reason}")),
                 task_status: TaskStatus::Blocked,
-                task_reason: Some(reason.clone()),
-                outcome: TaskOutcome::Blocked { reason },
+                outcome: TaskOutcome::Blocked {
+                    reason: redactor.redact(&reason).into_string(),
+                },
+                task_reason: Some(redactor.redact_owned(reason)),
             },
             // The session did nothing wrong: it was stopped before its work ended, and the
             // task continues it next run.
             Stop::Cancelled => Settlement {
                 session_status: SessionStatus::Abandoned,
-                session_reason: String::from("cancelled"),
+                session_reason: Redacted::trusted("cancelled"),
                 task_status: TaskStatus::Pending,
-                task_reason: Some(String::from(
+                task_reason: Some(Redacted::trusted(
                     "the run was cancelled; the task resumes its session next run",
                 )),
                 outcome: TaskOutcome::Cancelled,
@@ -98,7 +106,7 @@ impl TaskLoop {
                         other => other.map(|()| true),
                     }
                 });
-                let moved = batch.set_task_status(task, task_status, reason.as_deref());
+                let moved = batch.set_task_status(task, task_status, reason.as_ref());
                 Ok((closed, moved))
             })
             .await?;
@@ -109,7 +117,7 @@ impl TaskLoop {
                 task,
                 session: id,
                 status: session_status,
-                reason: session_reason,
+                reason: session_reason.into_string(),
             });
         }
         match moved {
@@ -128,7 +136,7 @@ impl TaskLoop {
         self.context.events.emit(RunEvent::TaskFinished {
             task,
             status: task_status,
-            reason: task_reason,
+            reason: task_reason.map(Redacted::into_string),
         });
         Ok(TaskReport { task, outcome })
     }
@@ -137,6 +145,7 @@ impl TaskLoop {
     /// take it up, and leave the session to its holder.
     async fn give_back(&mut self, reason: String) -> Result<TaskReport, OrchestratorError> {
         let task = self.task.id;
+        let reason = self.context.redactor.redact_owned(reason);
         let requeue = reason.clone();
         let moved = self
             .write_with_unwritten("give a task back", move |batch| {
@@ -149,7 +158,9 @@ impl TaskLoop {
         }
         Ok(TaskReport {
             task,
-            outcome: TaskOutcome::Skipped { reason },
+            outcome: TaskOutcome::Skipped {
+                reason: reason.into_string(),
+            },
         })
     }
 
@@ -161,7 +172,10 @@ impl TaskLoop {
         session: Option<ActiveSession>,
         err: OrchestratorError,
     ) -> OrchestratorError {
-        let reason = format!("baton failed while running the task: {err}");
+        let reason = self
+            .context
+            .redactor
+            .redact_owned(format!("baton failed while running the task: {err}"));
         let (task, unwritten) = (self.task.id, std::mem::take(&mut self.unwritten));
         let session = session.map(|session| session.id);
         let closing = reason.clone();
@@ -186,7 +200,7 @@ impl TaskLoop {
                 task,
                 session: id,
                 status: SessionStatus::Failed,
-                reason,
+                reason: reason.into_string(),
             });
         }
         err

@@ -129,8 +129,8 @@ impl TaskLoop {
             let session = self.session_for_call(slot, iteration).await?;
             // What the agent is told never carries a secret: the feedback quotes check output
             // and errors, which may print one.
-            let mut prompt = self.render(session, &intent, iteration).await?;
-            self.context.redactor.redact_in_place(&mut prompt);
+            let rendered = self.render(session, &intent, iteration).await?;
+            let prompt = self.context.redactor.redact_owned(rendered);
             let error = match self.call_agent(session, iteration, prompt).await? {
                 Answer::Replied => return Ok(Phase::Replied),
                 Answer::Failed(error) => error,

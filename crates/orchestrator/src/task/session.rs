@@ -395,7 +395,9 @@ impl TaskLoop {
         let Some(session) = slot.as_ref() else {
             return Ok(());
         };
-        let (id, reason_text) = (session.id, reason.to_owned());
+        // The reason quotes the agent's error or the rotation's figures: redacted on its way
+        // to the ledger.
+        let (id, reason_text) = (session.id, self.context.redactor.redact(reason));
         let closed = self
             .write_with_unwritten("close a session", move |batch| {
                 Ok(batch.close_session(id, status, Some(&reason_text)))

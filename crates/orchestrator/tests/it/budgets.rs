@@ -192,7 +192,7 @@ async fn verification_that_never_passes_exhausts_the_iterations() {
     let mut fixture = Fixture::new();
     let mut task = fixture.new_task("impossible");
     task.max_iterations = 3;
-    task.verify_commands = vec!["echo nope; exit 1".into()];
+    task.verify_commands = vec![redact::Redacted::trusted("echo nope; exit 1")];
     let task = fixture.add(task);
     let agent = MockAgent::new();
     let _ = fixture.run(&agent).await;
@@ -214,7 +214,7 @@ async fn escalation_blocks_the_task_for_a_person() {
     let mut fixture = Fixture::new();
     let mut task = fixture.new_task("needs a human");
     task.max_iterations = 1;
-    task.verify_commands = vec!["false".into()];
+    task.verify_commands = vec![redact::Redacted::trusted("false")];
     let task = fixture.add(task);
     let agent = MockAgent::new();
     let config = RunConfig {

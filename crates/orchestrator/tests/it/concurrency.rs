@@ -126,7 +126,7 @@ async fn a_failed_dependency_leaves_its_dependents_pending_and_says_why() {
     let mut fixture = Fixture::new();
     let mut first = fixture.new_task("first");
     first.max_iterations = 1;
-    first.verify_commands = vec!["false".into()];
+    first.verify_commands = vec![redact::Redacted::trusted("false")];
     let first = fixture.add(first);
     let mut second = fixture.new_task("second");
     second.after = vec![first];

@@ -26,8 +26,11 @@ fn prompts(agent: &MockAgent) -> String {
 async fn task_policy_feedback_is_short_and_carries_the_failure() {
     let mut fixture = Fixture::new();
     let mut task = fixture.new_task("greet");
-    task.prompt = "Create hello.txt containing hello.".into();
-    task.verify_commands = vec!["true".into(), "grep -q hello hello.txt".into()];
+    task.prompt = redact::Redacted::trusted("Create hello.txt containing hello.");
+    task.verify_commands = vec![
+        redact::Redacted::trusted("true"),
+        redact::Redacted::trusted("grep -q hello hello.txt"),
+    ];
     fixture.add(task);
     let agent = MockAgent::with_steps([
         Step::succeed("wrote it").write_file("hello.txt", "helo"),
@@ -51,8 +54,10 @@ async fn task_policy_feedback_is_short_and_carries_the_failure() {
 async fn fresh_policy_feedback_repeats_the_task() {
     let mut fixture = Fixture::new();
     let mut task = fixture.new_task("greet");
-    task.prompt = "Create hello.txt containing hello.".into();
-    task.verify_commands = vec!["cat hello.txt; grep -q hello hello.txt".into()];
+    task.prompt = redact::Redacted::trusted("Create hello.txt containing hello.");
+    task.verify_commands = vec![redact::Redacted::trusted(
+        "cat hello.txt; grep -q hello hello.txt",
+    )];
     fixture.add(task);
     let agent = MockAgent::with_steps([
         Step::succeed("wrote it").write_file("hello.txt", "helo\n"),
@@ -92,7 +97,7 @@ async fn a_persons_guidance_reaches_the_next_prompt_once() {
     let mut fixture = Fixture::new();
     let mut task = fixture.new_task("greet");
     task.max_iterations = 1;
-    task.verify_commands = vec!["test -f hello.txt".into()];
+    task.verify_commands = vec![redact::Redacted::trusted("test -f hello.txt")];
     let task = fixture.add(task);
     let agent = MockAgent::new();
     let _ = fixture.run(&agent).await;
@@ -100,7 +105,12 @@ async fn a_persons_guidance_reaches_the_next_prompt_once() {
 
     fixture
         .store
-        .retry_task(task, Some("Put the file in the repository root."))
+        .retry_task(
+            task,
+            Some(&redact::Redacted::trusted(
+                "Put the file in the repository root.",
+            )),
+        )
         .unwrap();
     agent.then(Step::succeed("ok").write_file("hello.txt", "hi"));
     let report = fixture.run(&agent).await;

@@ -16,7 +16,7 @@ const RECOVERY: u64 = 2;
 
 /// Runs every task of `fixture` through `agent`, counting the run's commits.
 async fn run_counting(fixture: &Fixture, agent: &MockAgent) -> u64 {
-    let store = Store::open(&fixture.db_path).unwrap();
+    let store = Store::open_with(&fixture.db_path, &crate::support::options()).unwrap();
     let commits: CommitCounter = store.count_commits();
     let orchestrator = Orchestrator::new(store, Arc::new(agent.clone()), quick_config()).unwrap();
     let report = bounded(orchestrator.run(&Selection::all(), CancellationToken::new()))

@@ -23,7 +23,7 @@ async fn every_call_uses_the_session_the_store_holds() {
         let milestone = fixture.milestone("m", None);
         let mut first = fixture.new_task("first");
         first.milestone = Some(milestone);
-        first.verify_commands = vec!["test -f first.txt".into()];
+        first.verify_commands = vec![redact::Redacted::trusted("test -f first.txt")];
         let first = fixture.add(first);
         let mut second = fixture.new_task("second");
         second.milestone = Some(milestone);
@@ -135,7 +135,7 @@ async fn fresh_policy_starts_a_session_per_iteration() {
     let mut fixture = Fixture::new();
     let mut task = fixture.new_task("greet");
     task.policy = Some(SessionPolicy::Fresh);
-    task.verify_commands = vec!["test -f hello.txt".into()];
+    task.verify_commands = vec![redact::Redacted::trusted("test -f hello.txt")];
     let task = fixture.add(task);
     let agent = MockAgent::with_steps([
         Step::succeed("tried"),
@@ -215,7 +215,7 @@ async fn totals_equal_the_sum_of_calls() {
     for title in ["a", "b"] {
         let mut task = fixture.new_task(title);
         task.milestone = Some(milestone);
-        task.verify_commands = vec![format!("test -f {title}.txt")];
+        task.verify_commands = vec![crate::support::composed(format!("test -f {title}.txt"))];
         tasks.push(fixture.add(task));
     }
     let usage = |n: u64| agent::Usage {

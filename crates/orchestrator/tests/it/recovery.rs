@@ -40,10 +40,10 @@ async fn a_dead_runners_session_is_abandoned_and_its_task_completes_by_resuming_
             task,
             iteration: 1,
             plan: PlanKind::Start,
-            prompt: "Do interrupted.".into(),
-            result_text: Some("half done".into()),
+            prompt: redact::Redacted::trusted("Do interrupted."),
+            result_text: Some(redact::Redacted::trusted("half done")),
             outcome: CallOutcome::Success,
-            subtype: Some("success".into()),
+            subtype: Some(redact::Redacted::trusted("success")),
             error_message: None,
             reported_session: Some(session),
             usage: Usage {

@@ -44,10 +44,11 @@ async fn a_lease_that_lapses_during_a_long_check_is_taken_back_not_lost() {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         tokio::time::sleep(Duration::from_millis(400)).await;
-        let recovered =
-            orchestrator::recover(&orchestrator::Db::new(Store::open(&db_path).unwrap()))
-                .await
-                .unwrap();
+        let recovered = orchestrator::recover(&orchestrator::Db::new(
+            Store::open_with(&db_path, &crate::support::options()).unwrap(),
+        ))
+        .await
+        .unwrap();
         recovered.len()
     });
     let report = bounded(orchestrator.run(&Selection::all(), CancellationToken::new()))
@@ -77,7 +78,7 @@ async fn guidance_survives_a_call_that_never_reached_the_model() {
     let mut fixture = Fixture::new();
     let mut task = fixture.new_task("guided");
     task.max_iterations = 1;
-    task.verify_commands = vec!["test -f done.txt".into()];
+    task.verify_commands = vec![redact::Redacted::trusted("test -f done.txt")];
     let task = fixture.add(task);
     // The first call does nothing useful; every later one writes the file.
     let agent = MockAgent::scripted(|_, n| match n {
@@ -87,7 +88,7 @@ async fn guidance_survives_a_call_that_never_reached_the_model() {
     let _ = fixture.run(&agent).await;
     fixture
         .store
-        .retry_task(task, Some("Write done.txt."))
+        .retry_task(task, Some(&redact::Redacted::trusted("Write done.txt.")))
         .unwrap();
 
     let first_session = fixture.sessions_of(task)[0].id;
@@ -119,7 +120,7 @@ async fn guidance_reaches_a_task_joining_a_milestone_session() {
     let second = fixture.add(second);
     fixture
         .store
-        .set_task_guidance(second, Some("Keep it short."))
+        .set_task_guidance(second, Some(&redact::Redacted::trusted("Keep it short.")))
         .unwrap();
     let agent = MockAgent::new();
     let report = fixture.run(&agent).await;

@@ -6,7 +6,8 @@ use std::sync::Arc;
 use agent::{AgentEvent, CancellationToken};
 use agent_mock::{MockAgent, Step};
 use orchestrator::{Orchestrator, RunEvent, Selection};
-use session_store::{Redactor, Store, StoreOptions};
+use redact::Redactor;
+use session_store::{Store, StoreOptions};
 
 use crate::support::{Fixture, Recorder, bounded, quick_config};
 
@@ -30,7 +31,7 @@ async fn a_key_printed_by_a_check_reaches_neither_the_agent_nor_the_events_nor_t
     ]);
     let options = StoreOptions {
         redactor: Redactor::from_vars([("ANTHROPIC_API_KEY", FAKE_KEY)]),
-        ..StoreOptions::default()
+        ..crate::support::options()
     };
     let recorder = Recorder::default();
     let orchestrator = Orchestrator::new(

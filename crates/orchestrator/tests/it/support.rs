@@ -7,11 +7,27 @@ use std::time::Duration;
 use agent::{Agent, CancellationToken, SessionId};
 use agent_mock::MockAgent;
 use orchestrator::{Orchestrator, RunConfig, RunEvent, RunEvents, RunReport, Selection};
+use redact::{Redacted, Redactor};
 use session_store::{
     LeaseOwner, NewMilestone, NewSession, NewTask, RecordedCall, Session, SessionFilter,
-    SessionPolicy, SessionStatus, Store, Task, TaskId,
+    SessionPolicy, SessionStatus, Store, StoreOptions, Task, TaskId,
 };
 use tempfile::TempDir;
+
+/// The store's options in these tests: a redactor that knows the token shapes only.
+pub fn options() -> StoreOptions {
+    StoreOptions::new(Redactor::new())
+}
+
+/// A literal of the test, as the store takes text.
+pub fn text(literal: &'static str) -> Redacted {
+    Redacted::trusted(literal)
+}
+
+/// Text the test composed, as the store takes text.
+pub fn composed(text: impl Into<String>) -> Redacted {
+    Redactor::new().redact_owned(text.into())
+}
 
 pub struct Fixture {
     pub dir: TempDir,
@@ -24,7 +40,7 @@ impl Fixture {
     pub fn new() -> Fixture {
         let dir = tempfile::tempdir().unwrap();
         let db_path = dir.path().join("baton.db");
-        let store = Store::open(&db_path).unwrap();
+        let store = Store::open_with(&db_path, &options()).unwrap();
         Fixture {
             dir,
             db_path,
@@ -38,8 +54,8 @@ impl Fixture {
 
     /// A task with default limits and the given verification commands.
     pub fn task(&mut self, title: &str, verify: &[&str]) -> TaskId {
-        let mut task = NewTask::new(title, format!("Do {title}."), self.workdir());
-        task.verify_commands = verify.iter().map(|command| (*command).to_owned()).collect();
+        let mut task = self.new_task(title);
+        task.verify_commands = verify.iter().map(|command| composed(*command)).collect();
         self.store.add_task(&task).unwrap()
     }
 
@@ -48,7 +64,11 @@ impl Fixture {
     }
 
     pub fn new_task(&self, title: &str) -> NewTask {
-        NewTask::new(title, format!("Do {title}."), self.workdir())
+        NewTask::new(
+            composed(title),
+            composed(format!("Do {title}.")),
+            self.workdir(),
+        )
     }
 
     pub fn milestone(
@@ -58,8 +78,8 @@ impl Fixture {
     ) -> session_store::MilestoneId {
         self.store
             .create_milestone(&NewMilestone {
-                name: name.into(),
-                description: String::new(),
+                name: composed(name),
+                description: text(""),
                 policy,
             })
             .unwrap()
@@ -119,7 +139,12 @@ impl Fixture {
     }
 
     pub fn orchestrator(&self, agent: Arc<dyn Agent>, config: RunConfig) -> Orchestrator {
-        Orchestrator::new(Store::open(&self.db_path).unwrap(), agent, config).unwrap()
+        Orchestrator::new(
+            Store::open_with(&self.db_path, &options()).unwrap(),
+            agent,
+            config,
+        )
+        .unwrap()
     }
 
     pub async fn run(&self, agent: &MockAgent) -> RunReport {

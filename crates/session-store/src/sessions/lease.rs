@@ -117,7 +117,7 @@ impl Store {
                         Some(state.task),
                         Some(&text),
                         event_kind::LEASE_RELEASED,
-                        &detail.to_string(),
+                        detail,
                     )?;
                     Ok(())
                 }
@@ -167,7 +167,7 @@ impl Store {
                     .execute(params![
                         candidate.text,
                         now,
-                        transaction.redact(&end_reason)
+                        transaction.composed(end_reason).as_str()
                     ])?;
                 let owner = candidate.lease.map(|lease| lease.owner);
                 let detail = json!({
@@ -181,7 +181,7 @@ impl Store {
                     Some(candidate.task),
                     Some(&candidate.text),
                     event_kind::SESSION_SWEPT,
-                    &detail.to_string(),
+                    detail,
                 )?;
                 swept.push(SweptSession {
                     id: candidate.id,
@@ -362,7 +362,7 @@ pub(super) fn acquire(
             Some(state.task),
             Some(text),
             event_kind::LEASE_ACQUIRED,
-            &detail.to_string(),
+            detail,
         )?;
     }
     Ok(lease)

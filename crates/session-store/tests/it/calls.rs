@@ -30,11 +30,20 @@ fn a_recorded_call_reads_back_as_it_was_recorded() {
     assert_eq!(recorded.task, new.task);
     assert_eq!(recorded.iteration, new.iteration);
     assert_eq!(recorded.plan, new.plan);
-    assert_eq!(recorded.prompt, new.prompt);
-    assert_eq!(recorded.result_text, new.result_text);
+    assert_eq!(new.prompt, recorded.prompt);
+    assert_eq!(
+        recorded.result_text.as_deref(),
+        new.result_text.as_ref().map(redact::Redacted::as_str)
+    );
     assert_eq!(recorded.outcome, new.outcome);
-    assert_eq!(recorded.subtype, new.subtype);
-    assert_eq!(recorded.error_message, new.error_message);
+    assert_eq!(
+        recorded.subtype.as_deref(),
+        new.subtype.as_ref().map(redact::Redacted::as_str)
+    );
+    assert_eq!(
+        recorded.error_message.as_deref(),
+        new.error_message.as_ref().map(redact::Redacted::as_str)
+    );
     assert_eq!(recorded.reported_session, new.reported_session);
     assert_eq!(recorded.usage, new.usage);
     assert_eq!(recorded.cost, new.cost);
@@ -73,7 +82,11 @@ fn roll_ups_equal_the_sums_of_their_calls() {
             store
                 .add_task(&NewTask {
                     milestone: Some(milestone),
-                    ..NewTask::new(format!("task {index}"), "p", directory.path())
+                    ..NewTask::new(
+                        crate::common::composed(format!("task {index}")),
+                        crate::common::text("p"),
+                        directory.path(),
+                    )
                 })
                 .unwrap()
         })
@@ -155,10 +168,10 @@ fn a_task_remembers_its_highest_iteration() {
         .record_verification(&NewVerification {
             task,
             iteration: 3,
-            command: String::from("true"),
+            command: redact::Redacted::trusted("true"),
             exit: Some(ExitInfo::Code(0)),
             timed_out: false,
-            output_tail: String::new(),
+            output_tail: redact::Redacted::trusted(""),
             duration: Duration::from_millis(5),
         })
         .unwrap();
@@ -173,28 +186,28 @@ fn verifications_read_back_in_order() {
         NewVerification {
             task,
             iteration: 1,
-            command: String::from("cargo test"),
+            command: redact::Redacted::trusted("cargo test"),
             exit: Some(ExitInfo::Code(101)),
             timed_out: false,
-            output_tail: String::from("test result: FAILED"),
+            output_tail: redact::Redacted::trusted("test result: FAILED"),
             duration: Duration::from_millis(1500),
         },
         NewVerification {
             task,
             iteration: 2,
-            command: String::from("cargo test"),
+            command: redact::Redacted::trusted("cargo test"),
             exit: None,
             timed_out: true,
-            output_tail: String::from("still running"),
+            output_tail: redact::Redacted::trusted("still running"),
             duration: Duration::from_secs(600),
         },
         NewVerification {
             task,
             iteration: 3,
-            command: String::from("cargo test"),
+            command: redact::Redacted::trusted("cargo test"),
             exit: Some(ExitInfo::Code(0)),
             timed_out: false,
-            output_tail: String::from("test result: ok"),
+            output_tail: redact::Redacted::trusted("test result: ok"),
             duration: Duration::from_millis(1400),
         },
     ];
@@ -206,10 +219,10 @@ fn verifications_read_back_in_order() {
     for (stored, run) in stored.iter().zip(&runs) {
         assert_eq!(stored.task, run.task);
         assert_eq!(stored.iteration, run.iteration);
-        assert_eq!(stored.command, run.command);
+        assert_eq!(run.command, stored.command);
         assert_eq!(stored.exit, run.exit);
         assert_eq!(stored.timed_out, run.timed_out);
-        assert_eq!(stored.output_tail, run.output_tail);
+        assert_eq!(run.output_tail, stored.output_tail);
         assert_eq!(stored.duration, run.duration);
     }
     let passed: Vec<bool> = stored.iter().map(|run| run.passed()).collect();
@@ -237,16 +250,16 @@ fn events_are_appended_and_filtered() {
         .append_event(&NewEvent {
             task: Some(task),
             session: Some(session.id),
-            kind: String::from("guidance_added"),
-            detail: String::from("use the new API"),
+            kind: redact::Redacted::trusted("guidance_added"),
+            detail: redact::Redacted::trusted("use the new API"),
         })
         .unwrap();
     let note = store
         .append_event(&NewEvent {
             task: None,
             session: None,
-            kind: String::from("run_started"),
-            detail: String::from("{}"),
+            kind: redact::Redacted::trusted("run_started"),
+            detail: redact::Redacted::trusted("{}"),
         })
         .unwrap();
     assert!(note > guidance);
@@ -269,8 +282,8 @@ fn events_are_appended_and_filtered() {
         .append_event(&NewEvent {
             task: Some(TaskId(77)),
             session: None,
-            kind: String::from("x"),
-            detail: String::new(),
+            kind: redact::Redacted::trusted("x"),
+            detail: redact::Redacted::trusted(""),
         })
         .unwrap_err();
     assert!(
@@ -282,8 +295,8 @@ fn events_are_appended_and_filtered() {
         .append_event(&NewEvent {
             task: None,
             session: Some(missing),
-            kind: String::from("x"),
-            detail: String::new(),
+            kind: redact::Redacted::trusted("x"),
+            detail: redact::Redacted::trusted(""),
         })
         .unwrap_err();
     assert!(
@@ -314,7 +327,7 @@ fn history_tables_refuse_updates_and_deletes() {
     }
     drop(store);
     // The store itself still reads everything.
-    let store = Store::open(connection.path().unwrap()).unwrap();
+    let store = Store::open_with(connection.path().unwrap(), &crate::common::options()).unwrap();
     assert_eq!(store.calls_for_task(task).unwrap().len(), 1);
 }
 

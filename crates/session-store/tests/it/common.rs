@@ -5,16 +5,33 @@ use std::path::Path;
 use std::time::Duration;
 
 use agent::{ExitInfo, PlanKind, SessionId, Usage};
+use redact::{Redacted, Redactor};
 use session_store::{
     CallOutcome, Cost, LeaseOwner, MilestoneId, NewAgentCall, NewMilestone, NewSession, NewTask,
-    SessionPolicy, Store, TaskId, Timestamp,
+    SessionPolicy, Store, StoreOptions, TaskId, Timestamp,
 };
 use tempfile::TempDir;
+
+/// The store's options in these tests: a redactor that knows the token shapes only.
+pub fn options() -> StoreOptions {
+    StoreOptions::new(Redactor::new())
+}
+
+/// A literal of the test, as the store takes text.
+pub fn text(literal: &'static str) -> Redacted {
+    Redacted::trusted(literal)
+}
+
+/// Text the test composed, as the store takes text.
+pub fn composed(text: String) -> Redacted {
+    Redactor::new().redact_owned(text)
+}
 
 /// A store on a new file in a new temporary directory, which lives as long as the `TempDir`.
 pub fn temp_store() -> (TempDir, Store) {
     let directory = tempfile::tempdir().expect("a temporary directory can be created");
-    let store = Store::open(directory.path().join("baton.db")).expect("a new ledger opens");
+    let store = Store::open_with(directory.path().join("baton.db"), &options())
+        .expect("a new ledger opens");
     (directory, store)
 }
 
@@ -41,8 +58,9 @@ pub fn dead_local_owner() -> LeaseOwner {
 pub fn add_milestone(store: &mut Store, name: &str) -> MilestoneId {
     store
         .create_milestone(&NewMilestone {
-            name: name.to_owned(),
-            ..NewMilestone::default()
+            name: composed(name.to_owned()),
+            description: text(""),
+            policy: None,
         })
         .expect("a new milestone is created")
 }
@@ -50,7 +68,11 @@ pub fn add_milestone(store: &mut Store, name: &str) -> MilestoneId {
 /// A task in `directory` with default settings.
 pub fn add_task(store: &mut Store, directory: &Path, title: &str) -> TaskId {
     store
-        .add_task(&NewTask::new(title, format!("do {title}"), directory))
+        .add_task(&NewTask::new(
+            composed(title.to_owned()),
+            composed(format!("do {title}")),
+            directory,
+        ))
         .expect("a valid task is added")
 }
 
@@ -79,10 +101,10 @@ pub fn call(session: SessionId, task: TaskId, seed: u64) -> NewAgentCall {
         } else {
             PlanKind::Resume
         },
-        prompt: format!("prompt {seed}"),
-        result_text: Some(format!("result {seed}")),
+        prompt: composed(format!("prompt {seed}")),
+        result_text: Some(composed(format!("result {seed}"))),
         outcome: CallOutcome::Success,
-        subtype: Some(String::from("success")),
+        subtype: Some(text("success")),
         error_message: None,
         reported_session: Some(session),
         usage: Usage {

@@ -95,7 +95,7 @@ fn threads_with_their_own_stores_write_at_once_and_lose_nothing() {
             let path = path.clone();
             let working_dir = directory.path().to_owned();
             std::thread::spawn(move || -> Result<(), StoreError> {
-                let mut store = Store::open(&path)?;
+                let mut store = Store::open_with(&path, &crate::common::options())?;
                 let own = add_task(&mut store, &working_dir, &format!("thread {thread}"));
                 barrier.wait();
                 for session_index in 0..SESSIONS {
@@ -142,7 +142,7 @@ fn threads_creating_one_new_ledger_at_once_all_succeed() {
                 let path = path.clone();
                 std::thread::spawn(move || {
                     barrier.wait();
-                    Store::open(&path).map(drop)
+                    Store::open_with(&path, &crate::common::options()).map(drop)
                 })
             })
             .collect();
@@ -152,7 +152,10 @@ fn threads_creating_one_new_ledger_at_once_all_succeed() {
             }
         }
         assert_eq!(
-            Store::open(&path).unwrap().schema_version().unwrap(),
+            Store::open_with(&path, &crate::common::options())
+                .unwrap()
+                .schema_version()
+                .unwrap(),
             SCHEMA_VERSION
         );
     }
@@ -234,11 +237,11 @@ fn as_worker(test: &str) -> bool {
     match test {
         OPEN_TEST => {
             job.ready_then_wait();
-            let mut store = Store::open(&job.database).unwrap();
+            let mut store = Store::open_with(&job.database, &crate::common::options()).unwrap();
             add_task(&mut store, &job.directory, &format!("worker {}", job.index));
         }
         WRITE_TEST => {
-            let mut store = Store::open(&job.database).unwrap();
+            let mut store = Store::open_with(&job.database, &crate::common::options()).unwrap();
             let shared = TaskId(job.argument.parse().unwrap());
             let owner = LeaseOwner::current().unwrap();
             job.ready_then_wait();
@@ -258,7 +261,7 @@ fn as_worker(test: &str) -> bool {
             }
         }
         LEASE_TEST => {
-            let mut store = Store::open(&job.database).unwrap();
+            let mut store = Store::open_with(&job.database, &crate::common::options()).unwrap();
             let session: SessionId = job.argument.parse().unwrap();
             let owner = LeaseOwner::current().unwrap();
             job.ready_then_wait();
@@ -345,7 +348,7 @@ fn processes_creating_one_new_ledger_at_once_all_succeed() {
     let database = directory.path().join("new").join("baton.db");
     run_workers(OPEN_TEST, &database, directory.path(), WORKERS, "");
 
-    let store = Store::open(&database).unwrap();
+    let store = Store::open_with(&database, &crate::common::options()).unwrap();
     assert_eq!(store.schema_version().unwrap(), SCHEMA_VERSION);
     assert_eq!(
         store.tasks(&TaskFilter::default()).unwrap().len(),

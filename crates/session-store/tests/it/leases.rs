@@ -139,7 +139,7 @@ fn threads_racing_for_one_lease_have_exactly_one_winner() {
             let barrier = Arc::clone(&barrier);
             let path = path.clone();
             std::thread::spawn(move || {
-                let mut store = Store::open(&path).unwrap();
+                let mut store = Store::open_with(&path, &crate::common::options()).unwrap();
                 let owner = fake_owner(index + 1);
                 barrier.wait();
                 (

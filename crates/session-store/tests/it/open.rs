@@ -17,7 +17,7 @@ fn mode(path: &std::path::Path) -> u32 {
 fn a_new_ledger_and_its_directories_are_private_to_their_owner() {
     let root = tempfile::tempdir().unwrap();
     let path = root.path().join("state").join(".baton").join("baton.db");
-    let mut store = Store::open(&path).unwrap();
+    let mut store = Store::open_with(&path, &crate::common::options()).unwrap();
     add_task(&mut store, root.path(), "write something");
 
     assert_eq!(mode(&path), 0o600);
@@ -37,7 +37,7 @@ fn an_existing_file_keeps_the_permissions_its_owner_gave_it() {
     let path = root.path().join("shared.db");
     fs::write(&path, b"").unwrap();
     fs::set_permissions(&path, fs::Permissions::from_mode(0o640)).unwrap();
-    Store::open(&path).unwrap();
+    Store::open_with(&path, &crate::common::options()).unwrap();
     assert_eq!(mode(&path), 0o640);
 }
 
@@ -47,7 +47,7 @@ fn reopening_keeps_the_data() {
     let task = add_task(&mut store, directory.path(), "persist");
     let path = store.path().to_owned();
     drop(store);
-    let store = Store::open(&path).unwrap();
+    let store = Store::open_with(&path, &crate::common::options()).unwrap();
     assert_eq!(store.task(task).unwrap().title, "persist");
     assert_eq!(store.schema_version().unwrap(), SCHEMA_VERSION);
 }
@@ -63,7 +63,7 @@ fn a_ledger_from_a_newer_build_is_refused_and_left_alone() {
         .pragma_update(None, "user_version", newer)
         .unwrap();
 
-    let err = Store::open(&path).unwrap_err();
+    let err = Store::open_with(&path, &crate::common::options()).unwrap_err();
     match &err {
         StoreError::NewerSchema {
             path: named,
@@ -101,7 +101,7 @@ fn another_applications_database_is_refused() {
         .unwrap()
         .execute_batch("CREATE TABLE notes (body TEXT)")
         .unwrap();
-    let err = Store::open(&tables_only).unwrap_err();
+    let err = Store::open_with(&tables_only, &crate::common::options()).unwrap_err();
     assert!(matches!(err, StoreError::ForeignDatabase { .. }), "{err:?}");
     assert!(err.to_string().contains("not a baton ledger"), "{err}");
 
@@ -110,7 +110,7 @@ fn another_applications_database_is_refused() {
         .unwrap()
         .pragma_update(None, "application_id", 42)
         .unwrap();
-    let err = Store::open(&marked).unwrap_err();
+    let err = Store::open_with(&marked, &crate::common::options()).unwrap_err();
     assert!(
         matches!(
             err,
@@ -126,7 +126,7 @@ fn another_applications_database_is_refused() {
 #[test]
 fn a_directory_where_the_file_should_be_is_a_typed_error() {
     let directory = tempfile::tempdir().unwrap();
-    let err = Store::open(directory.path()).unwrap_err();
+    let err = Store::open_with(directory.path(), &crate::common::options()).unwrap_err();
     assert!(matches!(err, StoreError::CreateFile { .. }), "{err:?}");
 }
 
@@ -137,14 +137,18 @@ fn a_write_lock_held_past_the_busy_timeout_is_a_typed_busy_error() {
     drop(store);
     let options = StoreOptions {
         busy_timeout: Duration::from_millis(50),
-        ..StoreOptions::default()
+        ..crate::common::options()
     };
     let mut store = Store::open_with(&path, &options).unwrap();
 
     let blocker = Connection::open(&path).unwrap();
     blocker.execute_batch("BEGIN IMMEDIATE").unwrap();
     let err = store
-        .add_task(&NewTask::new("blocked", "wait", directory.path()))
+        .add_task(&NewTask::new(
+            redact::Redacted::trusted("blocked"),
+            redact::Redacted::trusted("wait"),
+            directory.path(),
+        ))
         .unwrap_err();
     assert!(err.is_busy(), "{err:?}");
     let message = err.to_string();
@@ -154,7 +158,11 @@ fn a_write_lock_held_past_the_busy_timeout_is_a_typed_busy_error() {
 
     // Once the lock is gone the same write goes through.
     store
-        .add_task(&NewTask::new("unblocked", "go", directory.path()))
+        .add_task(&NewTask::new(
+            redact::Redacted::trusted("unblocked"),
+            redact::Redacted::trusted("go"),
+            directory.path(),
+        ))
         .unwrap();
 }
 
@@ -199,7 +207,7 @@ fn a_sound_ledger_passes_its_integrity_check_and_a_damaged_one_does_not() {
     );
     bytes[start..start + 512].fill(0xA5);
     fs::write(&path, bytes).unwrap();
-    let store = Store::open(&path).unwrap();
+    let store = Store::open_with(&path, &crate::common::options()).unwrap();
     let findings = store.integrity_check().unwrap();
     assert!(!findings.is_empty(), "swapped index roots went unnoticed");
 }

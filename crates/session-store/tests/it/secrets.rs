@@ -1,14 +1,20 @@
 //! Secrets never reach the database file: a fake key written through every write API is
 //! absent from the file's bytes, and what is read back says what was taken out.
+//!
+//! The store takes free text only as [`Redacted`], so every field below goes through the
+//! test's redactor: the type leaves no other way (the `redact` crate's doctests pin that a
+//! `Redacted` cannot be made from plain text). What the type cannot prove is that the texts
+//! the store composes itself are redacted with the redactor it was opened with; the second
+//! test shows that.
 
 use std::path::Path;
 use std::time::Duration;
 
 use agent::{ErrorKind, SessionId};
+use redact::{Redacted, Redactor};
 use session_store::{
     CallOutcome, EventFilter, LeaseOwner, NewEvent, NewMilestone, NewSession, NewTask,
-    NewVerification, Redactor, SessionPolicy, SessionStatus, Store, StoreOptions, TaskStatus,
-    Timestamp,
+    NewVerification, SessionPolicy, SessionStatus, Store, StoreOptions, TaskStatus, Timestamp,
 };
 
 use crate::common::{call, dead_local_owner, fake_owner};
@@ -20,19 +26,26 @@ const FAKE_GITHUB: &str = "ghp_FAKEledgerTest0123456789abcdefghijkl";
 /// Made up, in a variable, with a character JSON escapes.
 const FAKE_QUOTED: &str = "pa\"ss-word-FAKE-0042";
 
+/// What the CLI would build from an environment holding the two variables.
+fn redactor() -> Redactor {
+    Redactor::from_vars([
+        ("ANTHROPIC_API_KEY", FAKE_KEY),
+        ("DB_PASSWORD", FAKE_QUOTED),
+    ])
+}
+
 fn options() -> StoreOptions {
-    StoreOptions {
-        redactor: Redactor::from_vars([
-            ("ANTHROPIC_API_KEY", FAKE_KEY),
-            ("DB_PASSWORD", FAKE_QUOTED),
-        ]),
-        ..StoreOptions::default()
-    }
+    StoreOptions::new(redactor())
 }
 
 /// Text that carries every secret, the way check output or an agent's answer might.
-fn leaky(what: &str) -> String {
+fn raw_leaky(what: &str) -> String {
     format!("{what}: key={FAKE_KEY} token={FAKE_GITHUB} password={FAKE_QUOTED}")
+}
+
+/// [`raw_leaky`], redacted as a caller of the store must.
+fn leaky(what: &str) -> Redacted {
+    redactor().redact_owned(raw_leaky(what))
 }
 
 /// Whether `bytes` holds `needle`.
@@ -82,10 +95,14 @@ fn secrets_written_through_every_api_never_reach_the_database_file() {
         .unwrap();
     let mut new_task = NewTask::new(leaky("title"), leaky("prompt"), directory.path());
     new_task.milestone = Some(milestone);
-    new_task.verify_commands = vec![leaky("echo"), String::from("true")];
+    new_task.verify_commands = vec![leaky("echo"), Redacted::trusted("true")];
     let task = store.add_task(&new_task).unwrap();
     let other = store
-        .add_task(&NewTask::new("plain", "plain", directory.path()))
+        .add_task(&NewTask::new(
+            redact::Redacted::trusted("plain"),
+            redact::Redacted::trusted("plain"),
+            directory.path(),
+        ))
         .unwrap();
     store.add_dependency(other, task).unwrap();
 
@@ -114,7 +131,7 @@ fn secrets_written_through_every_api_never_reach_the_database_file() {
             command: leaky("command"),
             exit: None,
             timed_out: true,
-            output_tail: leaky("output").repeat(100),
+            output_tail: redactor().redact_owned(raw_leaky("output").repeat(100)),
             duration: Duration::from_millis(5),
         })
         .unwrap();
@@ -123,14 +140,15 @@ fn secrets_written_through_every_api_never_reach_the_database_file() {
             task: Some(task),
             session: Some(session.id),
             kind: leaky("kind"),
-            detail: serde_json::json!({ "said": leaky("json detail"), "n": 1 }).to_string(),
+            detail: redactor()
+                .redact_json_value(serde_json::json!({ "said": raw_leaky("json detail"), "n": 1 })),
         })
         .unwrap();
     store
         .append_event(&NewEvent {
             task: None,
             session: None,
-            kind: String::from("note"),
+            kind: redact::Redacted::trusted("note"),
             detail: leaky("plain detail"),
         })
         .unwrap();
@@ -165,7 +183,11 @@ fn secrets_written_through_every_api_never_reach_the_database_file() {
         .sweep_stale(Timestamp::now(), LeaseOwner::is_alive)
         .unwrap();
     let third = store
-        .add_task(&NewTask::new(leaky("third"), "p", directory.path()))
+        .add_task(&NewTask::new(
+            leaky("third"),
+            Redacted::trusted("p"),
+            directory.path(),
+        ))
         .unwrap();
     store.claim_task(third, &fake_owner(7)).unwrap();
     store.requeue_orphaned_tasks(|_| false).unwrap();
@@ -223,32 +245,96 @@ fn secrets_written_through_every_api_never_reach_the_database_file() {
     assert_no_secret_in_files(&path);
 }
 
+/// A host name, a reason or guidance that reaches the store redacted by a caller's redactor
+/// that did not know a secret (here, one that knows token shapes only), and that the store
+/// composes into a text of its own: the composed text is redacted with the redactor the store
+/// was opened with.
 #[test]
-fn values_added_to_an_open_store_are_redacted_from_then_on() {
+fn texts_the_store_composes_are_redacted_with_the_redactor_given_at_open() {
+    const SECRET: &str = "composed-secret-value-0042";
     let directory = tempfile::tempdir().unwrap();
-    let mut store = Store::open_with(
-        directory.path().join("baton.db"),
-        &StoreOptions {
-            redactor: Redactor::new(),
-            ..StoreOptions::default()
-        },
-    )
-    .unwrap();
-    assert_eq!(store.redactor().names().count(), 0);
-    assert!(
-        store
-            .redactor_mut()
-            .add("SERVICE_PASSPHRASE", "correct-horse-battery")
-    );
+    let known = Redactor::new().with_value("RUNNER_TOKEN", SECRET);
+    let mut store =
+        Store::open_with(directory.path().join("baton.db"), &StoreOptions::new(known)).unwrap();
+    let unaware = Redactor::new();
     let task = store
         .add_task(&NewTask::new(
-            "t",
-            "log in with correct-horse-battery",
+            Redacted::trusted("t"),
+            Redacted::trusted("p"),
             directory.path(),
         ))
         .unwrap();
+
+    // The sweep's reason names the lease holder, whose host carries the secret.
+    let leaky_owner = LeaseOwner {
+        pid: 4242,
+        host: format!("host-{SECRET}"),
+        start_time: 1,
+    };
+    store.claim_task(task, &fake_owner(7)).unwrap();
+    let swept = NewSession {
+        id: SessionId::new_v4(),
+        task,
+        milestone: None,
+        policy: SessionPolicy::Task,
+        owner: leaky_owner,
+        lease_ttl: Duration::from_secs(3600),
+    };
+    store.open_session(&swept).unwrap();
+    store.sweep_stale(Timestamp::now(), |_| false).unwrap();
+    let end_reason = store.session(swept.id).unwrap().end_reason.unwrap();
     assert_eq!(
-        store.task(task).unwrap().prompt,
-        "log in with [redacted SERVICE_PASSPHRASE]"
+        end_reason,
+        "its lease holder, process 4242 on host-[redacted RUNNER_TOKEN], is gone"
+    );
+
+    // Reopening logs how the session had ended, read back from the row, where a caller's
+    // redactor that did not know the secret let it through.
+    let owner = LeaseOwner::current().unwrap();
+    let resumed = NewSession {
+        id: SessionId::new_v4(),
+        owner: owner.clone(),
+        ..swept.clone()
+    };
+    store.open_session(&resumed).unwrap();
+    let reason = unaware.redact_owned(format!("closed after {SECRET}"));
+    store
+        .close_session(resumed.id, SessionStatus::Failed, Some(&reason))
+        .unwrap();
+    store
+        .reopen_session(resumed.id, &owner, Duration::from_secs(3600))
+        .unwrap();
+
+    // Retrying with guidance logs "retried with guidance: …".
+    store
+        .set_task_status(task, TaskStatus::Failed, Some(&Redacted::trusted("failed")))
+        .unwrap();
+    let guidance = unaware.redact_owned(format!("try {SECRET} instead"));
+    store.retry_task(task, Some(&guidance)).unwrap();
+
+    let events = store.events(&EventFilter::default()).unwrap();
+    let detail = |kind: &str| {
+        let event = events
+            .iter()
+            .rev()
+            .find(|event| event.kind == kind)
+            .unwrap_or_else(|| panic!("a `{kind}` event"));
+        serde_json::from_str::<serde_json::Value>(&event.detail).unwrap()
+    };
+    assert_eq!(
+        detail("session_swept")["owner"]["host"],
+        "host-[redacted RUNNER_TOKEN]"
+    );
+    assert_eq!(
+        detail("session_reopened")["end_reason"],
+        "closed after [redacted RUNNER_TOKEN]"
+    );
+    assert_eq!(
+        detail("task_status")["reason"],
+        "retried with guidance: try [redacted RUNNER_TOKEN] instead"
+    );
+    assert!(
+        !format!("{events:?}").contains(SECRET),
+        "no event holds the secret: {events:#?}"
     );
 }

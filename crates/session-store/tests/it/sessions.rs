@@ -18,7 +18,7 @@ fn an_opened_session_and_its_lease_are_committed_before_open_returns() {
     assert_eq!(lease.owner, owner);
 
     // Another connection, as another process would have, sees the row and the lease.
-    let other = Store::open(store.path()).unwrap();
+    let other = Store::open_with(store.path(), &crate::common::options()).unwrap();
     let seen = other.session(session.id).unwrap();
     assert_eq!(seen.id, session.id);
     assert_eq!(seen.task, task);
@@ -66,7 +66,11 @@ fn a_session_agrees_with_its_tasks_milestone() {
     let grouped = store
         .add_task(&NewTask {
             milestone: Some(milestone),
-            ..NewTask::new("grouped", "p", directory.path())
+            ..NewTask::new(
+                redact::Redacted::trusted("grouped"),
+                redact::Redacted::trusted("p"),
+                directory.path(),
+            )
         })
         .unwrap();
     let loose = add_task(&mut store, directory.path(), "loose");
@@ -195,7 +199,11 @@ fn a_milestone_session_takes_calls_for_the_tasks_of_its_milestone_only() {
     let other_milestone = add_milestone(&mut store, "other");
     let in_milestone = |title: &str, milestone| NewTask {
         milestone: Some(milestone),
-        ..NewTask::new(title, "p", directory.path())
+        ..NewTask::new(
+            crate::common::composed(title.to_owned()),
+            crate::common::text("p"),
+            directory.path(),
+        )
     };
     let first = store.add_task(&in_milestone("first", milestone)).unwrap();
     let second = store.add_task(&in_milestone("second", milestone)).unwrap();
@@ -243,7 +251,11 @@ fn closing_twice_in_the_same_state_is_a_no_op_and_in_another_a_conflict() {
     let session = new_session(task, fake_owner(1));
     store.open_session(&session).unwrap();
     store
-        .close_session(session.id, SessionStatus::Failed, Some("agent crashed"))
+        .close_session(
+            session.id,
+            SessionStatus::Failed,
+            Some(&redact::Redacted::trusted("agent crashed")),
+        )
         .unwrap();
     let closed = store.session(session.id).unwrap();
     assert_eq!(closed.status, SessionStatus::Failed);
@@ -252,7 +264,11 @@ fn closing_twice_in_the_same_state_is_a_no_op_and_in_another_a_conflict() {
     assert!(closed.ended_at.is_some());
 
     store
-        .close_session(session.id, SessionStatus::Failed, Some("a second guard"))
+        .close_session(
+            session.id,
+            SessionStatus::Failed,
+            Some(&redact::Redacted::trusted("a second guard")),
+        )
         .unwrap();
     assert_eq!(
         store.session(session.id).unwrap(),
@@ -298,7 +314,11 @@ fn a_closed_session_can_be_reopened_to_resume_it_unless_it_was_rotated() {
     store.open_session(&session).unwrap();
     store.record_agent_call(&call(session.id, task, 1)).unwrap();
     store
-        .close_session(session.id, SessionStatus::Abandoned, Some("runner died"))
+        .close_session(
+            session.id,
+            SessionStatus::Abandoned,
+            Some(&redact::Redacted::trusted("runner died")),
+        )
         .unwrap();
 
     let successor = fake_owner(2);
@@ -337,7 +357,11 @@ fn a_closed_session_can_be_reopened_to_resume_it_unless_it_was_rotated() {
     assert!(matches!(err, StoreError::LeaseHeld { .. }), "{err:?}");
 
     store
-        .close_session(session.id, SessionStatus::Rotated, Some("context full"))
+        .close_session(
+            session.id,
+            SessionStatus::Rotated,
+            Some(&redact::Redacted::trusted("context full")),
+        )
         .unwrap();
     let err = store
         .reopen_session(session.id, &successor, std::time::Duration::from_secs(60))
@@ -456,8 +480,10 @@ fn a_failed_call_records_its_error_kind_and_figures() {
     store.open_session(&session).unwrap();
     let mut failed = call(session.id, task, 5);
     failed.outcome = CallOutcome::Failed(ErrorKind::MaxTurns);
-    failed.subtype = Some(String::from("error_max_turns"));
-    failed.error_message = Some(String::from("the agent reached its limit of 3 turns"));
+    failed.subtype = Some(crate::common::text("error_max_turns"));
+    failed.error_message = Some(crate::common::text(
+        "the agent reached its limit of 3 turns",
+    ));
     failed.exit = Some(ExitInfo::Signal(15));
     failed.result_text = None;
     store.record_agent_call(&failed).unwrap();
@@ -484,7 +510,11 @@ fn sessions_are_listed_by_milestone() {
     let grouped = store
         .add_task(&NewTask {
             milestone: Some(milestone),
-            ..NewTask::new("grouped", "p", directory.path())
+            ..NewTask::new(
+                redact::Redacted::trusted("grouped"),
+                redact::Redacted::trusted("p"),
+                directory.path(),
+            )
         })
         .unwrap();
     let loose = add_task(&mut store, directory.path(), "loose");

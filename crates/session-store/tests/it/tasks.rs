@@ -14,36 +14,39 @@ fn a_task_reads_back_as_it_was_added() {
     let (directory, mut store) = temp_store();
     let milestone = store
         .create_milestone(&NewMilestone {
-            name: String::from("m1"),
-            description: String::from("the first milestone"),
+            name: redact::Redacted::trusted("m1"),
+            description: redact::Redacted::trusted("the first milestone"),
             policy: Some(SessionPolicy::Milestone),
         })
         .unwrap();
     let first = add_task(&mut store, directory.path(), "first");
     let new = NewTask {
-        title: String::from("second"),
-        prompt: String::from("make the tests pass"),
+        title: redact::Redacted::trusted("second"),
+        prompt: redact::Redacted::trusted("make the tests pass"),
         milestone: Some(milestone),
         working_dir: directory.path().join("work"),
         max_iterations: 4,
         max_turns: Some(30),
         policy: Some(SessionPolicy::Fresh),
-        verify_commands: vec![String::from("cargo test"), String::from("cargo clippy")],
+        verify_commands: vec![
+            crate::common::text("cargo test"),
+            crate::common::text("cargo clippy"),
+        ],
         after: vec![first, first],
     };
     let id = store.add_task(&new).unwrap();
     let task = store.task(id).unwrap();
 
     assert_eq!(task.id, id);
-    assert_eq!(task.title, new.title);
-    assert_eq!(task.prompt, new.prompt);
+    assert_eq!(new.title, task.title);
+    assert_eq!(new.prompt, task.prompt);
     assert_eq!(task.status, TaskStatus::Pending);
     assert_eq!(task.milestone, Some(milestone));
     assert_eq!(task.working_dir, new.working_dir);
     assert_eq!(task.max_iterations, 4);
     assert_eq!(task.max_turns, Some(30));
     assert_eq!(task.policy, Some(SessionPolicy::Fresh));
-    assert_eq!(task.verify_commands, new.verify_commands);
+    assert_eq!(new.verify_commands, task.verify_commands);
     assert_eq!(task.after, vec![first]);
     assert_eq!(task.failure_reason, None);
     assert_eq!(task.started_at, None);
@@ -66,26 +69,52 @@ fn a_task_reads_back_as_it_was_added() {
 fn invalid_tasks_are_refused_before_anything_is_written() {
     let (directory, mut store) = temp_store();
     let cases: Vec<(NewTask, &str)> = vec![
-        (NewTask::new(" ", "p", directory.path()), "task title"),
+        (
+            NewTask::new(
+                redact::Redacted::trusted(" "),
+                redact::Redacted::trusted("p"),
+                directory.path(),
+            ),
+            "task title",
+        ),
         (
             NewTask {
                 max_iterations: 0,
-                ..NewTask::new("t", "p", directory.path())
+                ..NewTask::new(
+                    redact::Redacted::trusted("t"),
+                    redact::Redacted::trusted("p"),
+                    directory.path(),
+                )
             },
             "max iterations",
         ),
         (
             NewTask {
                 max_turns: Some(0),
-                ..NewTask::new("t", "p", directory.path())
+                ..NewTask::new(
+                    redact::Redacted::trusted("t"),
+                    redact::Redacted::trusted("p"),
+                    directory.path(),
+                )
             },
             "max turns",
         ),
-        (NewTask::new("t", "p", "relative/dir"), "working directory"),
+        (
+            NewTask::new(
+                redact::Redacted::trusted("t"),
+                redact::Redacted::trusted("p"),
+                "relative/dir",
+            ),
+            "working directory",
+        ),
         (
             NewTask {
-                verify_commands: vec![String::from("true"), String::new()],
-                ..NewTask::new("t", "p", directory.path())
+                verify_commands: vec![crate::common::text("true"), crate::common::text("")],
+                ..NewTask::new(
+                    redact::Redacted::trusted("t"),
+                    redact::Redacted::trusted("p"),
+                    directory.path(),
+                )
             },
             "verification command",
         ),
@@ -125,7 +154,11 @@ fn missing_ids_are_typed_not_found_errors_naming_them() {
 
     let new = NewTask {
         after: vec![TaskId(99)],
-        ..NewTask::new("t", "p", directory.path())
+        ..NewTask::new(
+            redact::Redacted::trusted("t"),
+            redact::Redacted::trusted("p"),
+            directory.path(),
+        )
     };
     let err = store.add_task(&new).unwrap_err();
     assert!(
@@ -134,7 +167,11 @@ fn missing_ids_are_typed_not_found_errors_naming_them() {
     );
     let new = NewTask {
         milestone: Some(MilestoneId(5)),
-        ..NewTask::new("t", "p", directory.path())
+        ..NewTask::new(
+            redact::Redacted::trusted("t"),
+            redact::Redacted::trusted("p"),
+            directory.path(),
+        )
     };
     let err = store.add_task(&new).unwrap_err();
     assert!(
@@ -179,15 +216,16 @@ fn milestones_are_unique_by_name_and_listed_in_order() {
     let first = add_milestone(&mut store, "alpha");
     let second = store
         .create_milestone(&NewMilestone {
-            name: String::from("beta"),
-            description: String::from("later"),
+            name: redact::Redacted::trusted("beta"),
+            description: redact::Redacted::trusted("later"),
             policy: Some(SessionPolicy::Task),
         })
         .unwrap();
     let err = store
         .create_milestone(&NewMilestone {
-            name: String::from("alpha"),
-            ..Default::default()
+            name: redact::Redacted::trusted("alpha"),
+            description: redact::Redacted::trusted(""),
+            policy: None,
         })
         .unwrap_err();
     assert!(
@@ -214,7 +252,11 @@ fn tasks_are_listed_by_status_and_milestone() {
     let grouped = store
         .add_task(&NewTask {
             milestone: Some(milestone),
-            ..NewTask::new("grouped", "p", directory.path())
+            ..NewTask::new(
+                redact::Redacted::trusted("grouped"),
+                redact::Redacted::trusted("p"),
+                directory.path(),
+            )
         })
         .unwrap();
     store
@@ -302,7 +344,8 @@ fn every_transition_is_allowed_or_refused_as_the_state_machine_says() {
                 .unwrap()
                 .len();
 
-            let result = store.set_task_status(task, to, Some("because"));
+            let result =
+                store.set_task_status(task, to, Some(&redact::Redacted::trusted("because")));
             let events_after = store
                 .events(&EventFilter {
                     task: Some(task),
@@ -351,14 +394,22 @@ fn failure_reasons_and_times_follow_the_state() {
     assert_eq!(running.finished_at, None);
 
     store
-        .set_task_status(task, TaskStatus::Failed, Some("tests still fail"))
+        .set_task_status(
+            task,
+            TaskStatus::Failed,
+            Some(&redact::Redacted::trusted("tests still fail")),
+        )
         .unwrap();
     let failed = store.task(task).unwrap();
     assert_eq!(failed.failure_reason.as_deref(), Some("tests still fail"));
     assert!(failed.finished_at.is_some());
 
     store
-        .set_task_status(task, TaskStatus::Pending, Some("retry"))
+        .set_task_status(
+            task,
+            TaskStatus::Pending,
+            Some(&redact::Redacted::trusted("retry")),
+        )
         .unwrap();
     let retried = store.task(task).unwrap();
     assert_eq!(retried.failure_reason, None);
@@ -375,7 +426,11 @@ fn a_task_starts_only_after_its_dependencies_complete() {
     let last = store
         .add_task(&NewTask {
             after: vec![first, second],
-            ..NewTask::new("last", "p", directory.path())
+            ..NewTask::new(
+                redact::Redacted::trusted("last"),
+                redact::Redacted::trusted("p"),
+                directory.path(),
+            )
         })
         .unwrap();
 
@@ -438,7 +493,11 @@ fn a_dependency_that_closes_a_cycle_is_refused_naming_the_cycle() {
     let two = store
         .add_task(&NewTask {
             after: vec![one],
-            ..NewTask::new("two", "p", directory.path())
+            ..NewTask::new(
+                redact::Redacted::trusted("two"),
+                redact::Redacted::trusted("p"),
+                directory.path(),
+            )
         })
         .unwrap();
     let three = add_task(&mut store, directory.path(), "three");
@@ -482,7 +541,11 @@ fn a_dependency_that_closes_a_cycle_is_refused_naming_the_cycle() {
     let four = store
         .add_task(&NewTask {
             after: vec![two, three],
-            ..NewTask::new("four", "p", directory.path())
+            ..NewTask::new(
+                redact::Redacted::trusted("four"),
+                redact::Redacted::trusted("p"),
+                directory.path(),
+            )
         })
         .unwrap();
     store.add_dependency(four, one).unwrap();
@@ -495,7 +558,13 @@ fn working_directories_must_be_text() {
     let (directory, mut store) = temp_store();
     let mut path = directory.path().to_owned();
     path.push(std::ffi::OsStr::from_bytes(b"not-\xff-utf8"));
-    let err = store.add_task(&NewTask::new("t", "p", path)).unwrap_err();
+    let err = store
+        .add_task(&NewTask::new(
+            redact::Redacted::trusted("t"),
+            redact::Redacted::trusted("p"),
+            path,
+        ))
+        .unwrap_err();
     assert!(
         matches!(
             err,
@@ -554,7 +623,7 @@ fn threads_racing_to_claim_a_task_yield_one_runner() {
             .map(|runner| {
                 let (path, barrier, tasks) = (&path, &barrier, &tasks);
                 scope.spawn(move || {
-                    let mut store = Store::open(path).unwrap();
+                    let mut store = Store::open_with(path, &crate::common::options()).unwrap();
                     tasks
                         .iter()
                         .map(|task| {
@@ -621,16 +690,24 @@ fn a_retry_carries_guidance_until_it_is_cleared() {
         .claim_task(task, &LeaseOwner::current().unwrap())
         .unwrap();
     store
-        .set_task_status(task, TaskStatus::Blocked, Some("needs a person"))
+        .set_task_status(
+            task,
+            TaskStatus::Blocked,
+            Some(&redact::Redacted::trusted("needs a person")),
+        )
         .unwrap();
-    store.retry_task(task, Some("use the other API")).unwrap();
+    store
+        .retry_task(task, Some(&redact::Redacted::trusted("use the other API")))
+        .unwrap();
     let retried = store.task(task).unwrap();
     assert_eq!(retried.status, TaskStatus::Pending);
     assert_eq!(retried.guidance.as_deref(), Some("use the other API"));
     assert_eq!(retried.failure_reason, None);
     store.set_task_guidance(task, None).unwrap();
     assert_eq!(store.task(task).unwrap().guidance, None);
-    let err = store.set_task_guidance(TaskId(999), Some("x")).unwrap_err();
+    let err = store
+        .set_task_guidance(TaskId(999), Some(&redact::Redacted::trusted("x")))
+        .unwrap_err();
     assert!(
         matches!(err, StoreError::NotFound(Missing::Task(_))),
         "{err:?}"

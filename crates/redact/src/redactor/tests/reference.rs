@@ -152,35 +152,64 @@ pub(super) fn small_case(random: &mut Random) -> (Redactor, String) {
     (redactor, text)
 }
 
+/// The alphabet of the large case's secrets and tokens.
+const ALNUM: &[&str] = &[
+    "A", "B", "C", "K", "X", "Z", "a", "b", "c", "k", "x", "z", "0", "1", "7", "9",
+];
+
+/// The words of the large case's log-like text.
+const WORDS: &[&str] = &[
+    "compiling",
+    "crate",
+    "ok",
+    "test",
+    "passed",
+    "warning:",
+    "unused",
+    "at",
+    "src/lib.rs",
+    "1.2.3",
+    "-",
+    "bearer",
+    "sk-",
+    "key",
+    "token",
+];
+
+/// The large case's secrets, and how some of them relate.
+struct LargeSecrets {
+    secrets: Vec<String>,
+    /// (a secret, another that starts with its last four bytes)
+    glued: Vec<(usize, usize)>,
+    /// (a secret that repeats a unit, the unit)
+    periodic: Vec<(usize, String)>,
+}
+
 /// Fifty secrets (some extending another, some starting with another's tail, some repeating
 /// a short unit) and over a MiB of log-like text with them, pieces of them, secrets glued
 /// where one's tail is the next one's head, runs of a repeating secret and tokens strewn
 /// through it; a piece of a secret at each end. Returns the secrets too.
 pub(super) fn large_case(random: &mut Random) -> (Redactor, String, Vec<String>) {
-    const ALNUM: &[&str] = &[
-        "A", "B", "C", "K", "X", "Z", "a", "b", "c", "k", "x", "z", "0", "1", "7", "9",
-    ];
-    const WORDS: &[&str] = &[
-        "compiling",
-        "crate",
-        "ok",
-        "test",
-        "passed",
-        "warning:",
-        "unused",
-        "at",
-        "src/lib.rs",
-        "1.2.3",
-        "-",
-        "bearer",
-        "sk-",
-        "key",
-        "token",
-    ];
+    let large = large_secrets(random);
+    let redactor = Redactor::from_vars(
+        large
+            .secrets
+            .iter()
+            .enumerate()
+            .map(|(index, secret)| (format!("S{index}_TOKEN"), secret.clone())),
+    );
+    let text = large_text(random, &large);
+    assert!(
+        !large.glued.is_empty() && !large.periodic.is_empty(),
+        "the seed makes both"
+    );
+    (redactor, text, large.secrets)
+}
+
+/// The fifty secrets of [`large_case`].
+fn large_secrets(random: &mut Random) -> LargeSecrets {
     let mut secrets: Vec<String> = Vec::new();
-    // (a secret, another that starts with its last four bytes)
     let mut glued: Vec<(usize, usize)> = Vec::new();
-    // (a secret that repeats a unit, the unit)
     let mut periodic: Vec<(usize, String)> = Vec::new();
     while secrets.len() < 50 {
         let count = secrets.len();
@@ -210,12 +239,20 @@ pub(super) fn large_case(random: &mut Random) -> (Redactor, String, Vec<String>)
             secrets.push(secret);
         }
     }
-    let redactor = Redactor::from_vars(
-        secrets
-            .iter()
-            .enumerate()
-            .map(|(index, secret)| (format!("S{index}_TOKEN"), secret.clone())),
-    );
+    LargeSecrets {
+        secrets,
+        glued,
+        periodic,
+    }
+}
+
+/// The text of [`large_case`]: over a MiB, with the secrets strewn through it.
+fn large_text(random: &mut Random, large: &LargeSecrets) -> String {
+    let LargeSecrets {
+        secrets,
+        glued,
+        periodic,
+    } = large;
     let mut text = String::from(tail(&secrets[0], 3));
     while text.len() < 1 << 20 {
         let secret = &secrets[random.below(secrets.len())];
@@ -238,11 +275,7 @@ pub(super) fn large_case(random: &mut Random) -> (Redactor, String, Vec<String>)
         text.push(if random.below(8) == 0 { '\n' } else { ' ' });
     }
     text.push_str(head(&secrets[1], 3));
-    assert!(
-        !glued.is_empty() && !periodic.is_empty(),
-        "the seed makes both"
-    );
-    (redactor, text, secrets)
+    text
 }
 
 /// Something shaped like a token (or nearly: too short, or without its word boundary).
