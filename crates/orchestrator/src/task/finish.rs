@@ -27,6 +27,9 @@ impl TaskLoop {
         session: Option<ActiveSession>,
     ) -> Result<TaskReport, OrchestratorError> {
         let task = self.task.id;
+        let stop = self
+            .leave_workspace(stop, session.as_ref().map(|s| s.id))
+            .await;
         let settlement = match stop {
             Stop::Ledger(err) => return Err(self.after_ledger_failure(session, err).await),
             // Another process holds the session: leave it to its holder.
