@@ -182,6 +182,16 @@ impl Store {
 }
 
 impl Batch<'_> {
+    /// [`Store::clear_check_process`], as part of the batch.
+    pub fn clear_check_process(&mut self, task: TaskId, pid: u32) -> Result<(), StoreError> {
+        self.apply("forget a check process", |transaction| {
+            transaction
+                .prepare_cached("DELETE FROM check_processes WHERE task_id = ?1 AND pid = ?2")?
+                .execute(params![task, pid])?;
+            Ok(())
+        })
+    }
+
     /// [`Store::set_task_workspace`], as part of the batch.
     pub fn set_task_workspace(
         &mut self,
