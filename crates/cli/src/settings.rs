@@ -40,6 +40,8 @@ pub struct Env {
     /// The keys set by their environment variables (`BATON_DB`, `BATON_CLAUDE_BIN`, …),
     /// checked; a variable set to nothing sets nothing.
     pub values: BTreeMap<&'static str, Value>,
+    /// `PAGER`, for `task diff` on a terminal.
+    pub pager: Option<String>,
 }
 
 /// A directory holding `.baton/`.
@@ -121,6 +123,7 @@ impl Env {
             clicolor_force: var("CLICOLOR_FORCE").is_some(),
             redactor: Redactor::from_vars(std::env::vars_os()),
             values,
+            pager: var("PAGER").and_then(|pager| pager.into_string().ok()),
             cwd,
         })
     }
@@ -234,6 +237,7 @@ impl Settings {
         self.with_flag(keys::AGENT_KIND, args.agent)
             .with_flag(keys::RUN_CONCURRENCY, args.concurrency)
             .with_flag(keys::RUN_SESSION_POLICY, args.session_policy)
+            .with_flag(keys::RUN_ISOLATION, args.isolation.map(Some))
     }
 
     /// Names the ledger: `--db` (relative to the current directory) over `BATON_DB` (the
@@ -381,6 +385,7 @@ mod tests {
             clicolor_force: false,
             redactor: Redactor::new(),
             values: BTreeMap::new(),
+            pager: None,
         }
     }
 

@@ -102,16 +102,15 @@ pub(crate) async fn enter(
         let dir = task.working_dir.clone();
         let located = blocking(&workspaces, move |w| w.locate(&dir)).await?;
         let Some(located) = located.filter(|located| located.head.is_some()) else {
-            let why = format!(
-                "{} is not inside a git repository with a commit",
-                task.working_dir.display()
-            );
             if asked == Some(Isolation::Worktree) {
                 return Err(Refusal::Blocked(format!(
-                    "isolation `worktree` was asked for, but {why}"
+                    "isolation `worktree` was asked for, but {} is not inside a git repository \
+                     with a commit",
+                    task.working_dir.display()
                 )));
             }
-            announce(format!("isolation none: {why}"));
+            // Outside a repository a task runs as it always did, and the run's output reads
+            // as it always did: only a worktree is announced.
             return Ok(None);
         };
         record = plan(
