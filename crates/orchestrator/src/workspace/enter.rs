@@ -99,6 +99,11 @@ pub(crate) async fn enter(
         return Ok(None);
     }
     if record.worktree_path.is_none() {
+        if !task.working_dir.is_dir() {
+            // A directory that vanished fails the task as it always did, naming the
+            // directory, at its first call: nothing of git to decide here.
+            return Ok(None);
+        }
         let dir = task.working_dir.clone();
         let located = blocking(&workspaces, move |w| w.locate(&dir)).await?;
         let Some(located) = located.filter(|located| located.head.is_some()) else {
