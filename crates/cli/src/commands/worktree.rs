@@ -285,6 +285,16 @@ fn remove(
                     .with_hint("wait for its run to end, or stop it first"),
             );
         }
+        let sharing = unfinished_sharers(&store, task.id, &workspace)?;
+        if !sharing.is_empty() && !options.force {
+            let ids: Vec<String> = sharing.iter().map(ToString::to_string).collect();
+            return Err(CliError::usage(format!(
+                "the worktree of task {} is shared with task {} of its milestone, not completed yet",
+                task.id,
+                ids.join(", ")
+            ))
+            .with_hint("finish those tasks first, or add --force"));
+        }
         removed.push(remove_one(&git, &task, &workspace, options)?);
     }
     if context.json {
@@ -295,6 +305,25 @@ fn remove(
         ui.print(&removed_text(&removed));
     }
     Ok(Outcome::Success)
+}
+
+/// The other tasks working in the same worktree (the milestone policy shares one) that are
+/// not completed: removing it would take their work away.
+fn unfinished_sharers(
+    store: &session_store::Store,
+    task: TaskId,
+    workspace: &TaskWorkspace,
+) -> Result<Vec<TaskId>> {
+    let mut sharing = Vec::new();
+    for (other, theirs) in store.task_workspaces()? {
+        if other != task
+            && theirs.worktree_path == workspace.worktree_path
+            && store.task(other)?.status != TaskStatus::Completed
+        {
+            sharing.push(other);
+        }
+    }
+    Ok(sharing)
 }
 
 fn removed_text(removed: &[RemovedJson]) -> String {
