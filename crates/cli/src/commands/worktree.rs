@@ -356,6 +356,11 @@ fn remove_one(
             workspace.repository.as_deref().unwrap_or("-")
         ))
     })?;
+    // The task is not running (the caller refused that), so a lock on its worktree was left
+    // by a run that was killed: it protects nothing, and uncommitted work is still refused.
+    if path.is_dir() {
+        let _ = repository.unlock_worktree(&path);
+    }
     let lock = repository.lock_worktrees().map_err(git_failed)?;
     let removal = repository
         .remove_worktree(&lock, &path, options.force)
