@@ -11,6 +11,7 @@ pub mod faults;
 pub mod input;
 pub mod lab;
 pub mod safety;
+pub mod worktrees;
 
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
@@ -336,6 +337,36 @@ pub const SCENARIOS: &[Scenario] = &[
         area: Area::Safety,
         expect: "verification commands, and only they, run in sh -c",
         run: safety::verification_runs_in_a_shell,
+    },
+    Scenario {
+        name: "sigkill-in-worktree",
+        area: Area::Fault,
+        expect: "the next run reuses the task's worktree path and resumes its session; nothing left locked or running",
+        run: worktrees::sigkill_in_worktree,
+    },
+    Scenario {
+        name: "check-outlives-baton",
+        area: Area::Fault,
+        expect: "a check left running by a SIGKILLed baton is stopped, its whole process group, by recovery",
+        run: worktrees::check_outlives_baton,
+    },
+    Scenario {
+        name: "worktree-deleted-by-hand",
+        area: Area::Fault,
+        expect: "the retry re-creates the worktree at the same path from the task's branch and completes",
+        run: worktrees::worktree_deleted_by_hand,
+    },
+    Scenario {
+        name: "repository-locked",
+        area: Area::Fault,
+        expect: "another git process's index.lock blocks the task naming the lock; no work lost; the retry completes",
+        run: worktrees::repository_locked,
+    },
+    Scenario {
+        name: "disk-full-while-committing",
+        area: Area::Fault,
+        expect: "the task is blocked with git's message, its work kept in the worktree; the retry commits it",
+        run: worktrees::disk_full_while_committing,
     },
 ];
 

@@ -62,4 +62,9 @@ scenarios! {
     owner_only_files => "owner-only-files",
     permissions_only_when_configured => "permissions-only-when-configured",
     verification_runs_in_a_shell => "verification-runs-in-a-shell",
+    sigkill_in_worktree => "sigkill-in-worktree",
+    check_outlives_baton => "check-outlives-baton",
+    worktree_deleted_by_hand => "worktree-deleted-by-hand",
+    repository_locked => "repository-locked",
+    disk_full_while_committing => "disk-full-while-committing",
 }

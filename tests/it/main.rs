@@ -4,3 +4,4 @@ mod chaos;
 mod contract;
 mod handoff;
 mod stress;
+mod worktree_handoff;

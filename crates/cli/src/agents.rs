@@ -100,6 +100,14 @@ pub fn run_config(settings: &Settings) -> RunConfig {
             allowed_tools: settings.get(keys::AGENT_ALLOWED_TOOLS),
             env: settings.get(keys::AGENT_ENV),
         },
+        isolation: settings
+            .get(keys::RUN_ISOLATION)
+            .map(crate::workspaces::isolation),
+        worktree_dir: settings.get(keys::RUN_WORKTREE_DIR),
+        deliver: match settings.get(keys::RUN_DELIVER) {
+            keys::Deliver::Branch => orchestrator::DeliverMode::Branch,
+            keys::Deliver::Merge => orchestrator::DeliverMode::Merge,
+        },
         ..RunConfig::default()
     }
 }
@@ -132,6 +140,8 @@ mod tests {
             clicolor_force: false,
             redactor: redact::Redactor::new(),
             values: BTreeMap::new(),
+            pager: None,
+            vars: Vec::new(),
         };
         let config = run_config(&Settings::resolve(&file, None, &env));
         let expected = RunConfig {

@@ -9,6 +9,7 @@ pub mod run;
 pub mod session;
 pub mod task;
 pub mod usage;
+pub mod worktree;
 
 use std::path::PathBuf;
 
@@ -32,6 +33,7 @@ pub fn dispatch(cli: Cli, env: Env, ui: &mut Ui) -> Result<Outcome> {
         Command::Session(command) => session::run(command, &load(db, json, env, ui)?, ui),
         Command::Usage(args) => usage::run(args.by, &load(db, json, env, ui)?, ui),
         Command::Recover => recover::run(&load(db, json, env, ui)?, ui),
+        Command::Worktree(command) => worktree::run(command, &load(db, json, env, ui)?, ui),
     }
 }
 

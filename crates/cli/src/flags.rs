@@ -10,9 +10,9 @@ use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use session_store::{SessionPolicy, SessionStatus, TaskStatus};
 
-/// Which agent runs tasks: defined with the key it sets, `agent.kind`.
-pub use crate::keys::AgentKind;
 use crate::keys::MAX_CONCURRENCY;
+/// Which agent runs tasks: defined with the key it sets, `agent.kind`.
+pub use crate::keys::{AgentKind, Isolation};
 
 /// The exit codes, as `--help` shows them. docs/user-guide.md has the same table.
 pub const EXIT_CODES_HELP: &str = "\
@@ -81,6 +81,9 @@ pub enum Command {
     Usage(UsageArgs),
     /// Abandon sessions whose runner is gone and make their tasks runnable again
     Recover,
+    /// List and remove the git worktrees of tasks
+    #[command(subcommand, after_help = WORKTREE_AFTER_HELP)]
+    Worktree(WorktreeCommand),
     /// Check the agent, the ledger and the configuration
     Doctor,
     /// Create a throw-away workspace, run example tasks with the built-in mock agent, show the ledger
@@ -91,6 +94,34 @@ const RUN_AFTER_HELP: &str = "\
 Exit status: 0 when every task the run took up completed; 1 when one failed, blocked or was
 left pending; 129, 130 or 143 when the run was interrupted (its tasks resume on the next run).
 With --json, progress goes to stderr as lines and stdout carries one JSON report.";
+
+const WORKTREE_AFTER_HELP: &str = "\
+Inside a git repository with a commit, each task runs in a worktree of its own at
+.baton/worktrees/<id> (run.worktree_dir), on the branch baton/<id>-<title>. A completed task's
+work is committed on its branch; failed, blocked and cancelled tasks keep their worktree, and
+`baton task retry` continues there. Baton never deletes work that is not on a branch: `remove`
+refuses (exit 2, listing the files) a worktree holding uncommitted changes unless --force.";
+
+#[derive(Debug, Subcommand)]
+pub enum WorktreeCommand {
+    /// List task worktrees: task, branch, path, state, and whether they hold uncommitted changes
+    List,
+    /// Remove a task's worktree (its branch stays unless --delete-branch)
+    Remove {
+        /// The task whose worktree goes
+        #[arg(value_parser = task_id_parser(), required_unless_present = "finished", conflicts_with = "finished")]
+        id: Option<i64>,
+        /// Remove the worktrees of every completed task
+        #[arg(long)]
+        finished: bool,
+        /// Remove a worktree holding uncommitted changes; delete an unmerged branch
+        #[arg(long)]
+        force: bool,
+        /// Delete the task's branch too (refused when not merged into its base, unless --force)
+        #[arg(long)]
+        delete_branch: bool,
+    },
+}
 
 #[derive(Debug, Args)]
 pub struct InitArgs {
@@ -125,6 +156,12 @@ pub enum TaskCommand {
         /// Guidance for the agent, delivered with the next prompt
         #[arg(long, value_name = "TEXT")]
         message: Option<String>,
+    },
+    /// Print a task's branch diff against its base (through a pager on a terminal)
+    Diff {
+        /// The task's id
+        #[arg(value_parser = task_id_parser())]
+        id: i64,
     },
     /// Make a task wait for other tasks to complete first
     Depend {
@@ -168,6 +205,12 @@ pub struct TaskAddArgs {
     /// The task's session policy (default: its milestone's, else the run's)
     #[arg(long, value_name = "POLICY", value_parser = policy_parser())]
     pub session_policy: Option<SessionPolicy>,
+    /// A git worktree and branch of its own, or its directory as it is (default: run.isolation)
+    #[arg(long, value_enum)]
+    pub isolation: Option<Isolation>,
+    /// The commit the task's branch starts from (default: what HEAD names at its first run)
+    #[arg(long, value_name = "REF")]
+    pub base: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -219,6 +262,9 @@ pub struct RunArgs {
     /// The agent to run tasks with (default: agent.kind)
     #[arg(long, value_enum)]
     pub agent: Option<AgentKind>,
+    /// Isolation of tasks that set none (default: run.isolation; a worktree inside a git repository)
+    #[arg(long, value_enum)]
+    pub isolation: Option<Isolation>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -99,6 +99,25 @@ pub enum Durability {
     Normal,
 }
 
+/// How a task's work is kept apart from other tasks' and from the person's checkout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Isolation {
+    // Plain comments, not doc comments: documented variants would turn `--help` into its
+    // long form. `worktree`: a git worktree and a branch of its own; `none`: the task's
+    // working directory as it is.
+    Worktree,
+    None,
+}
+
+/// What a completed task's branch becomes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Deliver {
+    /// The branch is the result; the person's checkout is untouched.
+    Branch,
+    /// Merged into the base branch in the main worktree when that applies cleanly.
+    Merge,
+}
+
 /// The word list of an enum with `ALL` and a `const fn as_str`, as a `&'static` slice.
 macro_rules! words {
     ($all:expr) => {{
@@ -231,6 +250,33 @@ keys! {
         kind: Kind::Duration,
         default: DefaultValue::Duration(Duration::from_secs(10 * 60)),
         help: "The wall-clock limit of one verification command.",
+        sources: Sources::FILE,
+    };
+    RUN_ISOLATION: Option<Isolation> = Definition {
+        name: "run.isolation",
+        kind: Kind::Word(words!(Isolation::ALL)),
+        default: DefaultValue::Unset {
+            means: "\"worktree\" inside a git repository with a commit, \"none\" otherwise",
+            example: "\"worktree\"",
+        },
+        help: "How a task's work is kept apart, for tasks that set none at `task add`: \"worktree\" (a git worktree and a branch of its own) or \"none\" (its directory as it is).",
+        sources: Sources::FILE.flags(&["run --isolation"]),
+    };
+    RUN_WORKTREE_DIR: Option<PathBuf> = Definition {
+        name: "run.worktree_dir",
+        kind: Kind::Path,
+        default: DefaultValue::Unset {
+            means: ".baton/worktrees under the repository's top level",
+            example: "\"../worktrees\"",
+        },
+        help: "Where task worktrees are made, one directory per task id; relative to the workspace. Outside the repository, tools that walk up from a worktree do not find the checkout's files.",
+        sources: Sources::FILE,
+    };
+    RUN_DELIVER: Deliver = Definition {
+        name: "run.deliver",
+        kind: Kind::Word(words!(Deliver::ALL)),
+        default: DefaultValue::Text("branch"),
+        help: "What a completed task's branch becomes: \"branch\" (the branch is the result) or \"merge\" (merged into its base branch in your checkout when that is clean and merges cleanly).",
         sources: Sources::FILE,
     };
     TASKS_MAX_ITERATIONS: u32 = Definition {
@@ -376,6 +422,28 @@ impl AgentKind {
     }
 }
 
+impl Isolation {
+    pub const ALL: [Isolation; 2] = [Isolation::Worktree, Isolation::None];
+
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Isolation::Worktree => "worktree",
+            Isolation::None => "none",
+        }
+    }
+}
+
+impl Deliver {
+    pub const ALL: [Deliver; 2] = [Deliver::Branch, Deliver::Merge];
+
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Deliver::Branch => "branch",
+            Deliver::Merge => "merge",
+        }
+    }
+}
+
 impl Durability {
     pub const ALL: [Durability; 2] = [Durability::Full, Durability::Normal];
 
@@ -405,7 +473,14 @@ macro_rules! word_type {
     )*};
 }
 
-word_type!(AgentKind, Durability, PermissionMode, SessionPolicy);
+word_type!(
+    AgentKind,
+    Deliver,
+    Durability,
+    Isolation,
+    PermissionMode,
+    SessionPolicy
+);
 
 impl KeyType for u32 {
     fn from_value(value: Option<&Value>) -> Option<u32> {

@@ -23,6 +23,7 @@ mod secrets;
 mod settings;
 mod signals;
 mod views;
+mod workspaces;
 
 use std::process::ExitCode;
 

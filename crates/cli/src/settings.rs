@@ -5,7 +5,7 @@
 //! This is the only module that reads the process's environment ([`Env::capture`]).
 
 use std::collections::BTreeMap;
-use std::ffi::OsStr;
+use std::ffi::{OsStr, OsString};
 use std::fmt;
 use std::path::{Path, PathBuf};
 
@@ -41,6 +41,11 @@ pub struct Env {
     /// The keys set by their environment variables (`BATON_DB`, `BATON_CLAUDE_BIN`, …),
     /// checked; a variable set to nothing sets nothing.
     pub values: BTreeMap<&'static str, Value>,
+    /// `PAGER`, for `task diff` on a terminal.
+    pub pager: Option<String>,
+    /// Every variable, for the programs Baton runs that inherit them (git, which scrubs what
+    /// could redirect it).
+    pub vars: Vec<(OsString, OsString)>,
 }
 
 /// A directory holding `.baton/`.
@@ -121,7 +126,9 @@ impl Env {
             no_color: var("NO_COLOR").is_some(),
             clicolor_force: var("CLICOLOR_FORCE").is_some(),
             redactor: Redactor::from_vars(std::env::vars_os()),
+            vars: std::env::vars_os().collect(),
             values,
+            pager: var("PAGER").and_then(|pager| pager.into_string().ok()),
             cwd,
         })
     }
@@ -235,6 +242,7 @@ impl Settings {
         self.with_flag(keys::AGENT_KIND, args.agent)
             .with_flag(keys::RUN_CONCURRENCY, args.concurrency)
             .with_flag(keys::RUN_SESSION_POLICY, args.session_policy)
+            .with_flag(keys::RUN_ISOLATION, args.isolation.map(Some))
     }
 
     /// Names the ledger: `--db` (relative to the current directory) over `BATON_DB` (the
@@ -382,6 +390,8 @@ mod tests {
             clicolor_force: false,
             redactor: Redactor::new(),
             values: BTreeMap::new(),
+            pager: None,
+            vars: Vec::new(),
         }
     }
 

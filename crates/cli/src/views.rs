@@ -97,6 +97,35 @@ pub struct TaskJson<'a> {
     finished_at: Option<String>,
     #[serde(flatten)]
     totals: TotalsJson,
+    #[serde(flatten)]
+    workspace: WorkspaceJson,
+}
+
+/// Where a task's work lives: its branch and worktree, the commits it started from and ended
+/// at, and how it was delivered. All null for a task without a worktree.
+#[derive(Debug, Serialize, Default)]
+pub struct WorkspaceJson {
+    branch: Option<String>,
+    worktree: Option<String>,
+    base_commit: Option<String>,
+    head_commit: Option<String>,
+    /// `pending`, `branch`, `merged`, `conflict` or `skipped`.
+    delivery: Option<String>,
+}
+
+impl WorkspaceJson {
+    pub fn new(workspace: Option<&session_store::TaskWorkspace>) -> WorkspaceJson {
+        let Some(workspace) = workspace else {
+            return WorkspaceJson::default();
+        };
+        WorkspaceJson {
+            branch: workspace.branch.clone(),
+            worktree: workspace.worktree_path.clone(),
+            base_commit: workspace.base_commit.clone(),
+            head_commit: workspace.head_commit.clone(),
+            delivery: workspace.delivery.clone(),
+        }
+    }
 }
 
 /// The process that holds a task or a session.
@@ -221,6 +250,15 @@ impl<'a> TaskJson<'a> {
             started_at: task.started_at.map(human::rfc3339),
             finished_at: task.finished_at.map(human::rfc3339),
             totals: TotalsJson::new(&task.totals),
+            workspace: WorkspaceJson::default(),
+        }
+    }
+
+    /// This task's JSON with where its work lives.
+    pub fn with_workspace(self, workspace: Option<&session_store::TaskWorkspace>) -> Self {
+        TaskJson {
+            workspace: WorkspaceJson::new(workspace),
+            ..self
         }
     }
 

@@ -1,10 +1,13 @@
 //! How a run behaves: concurrency, budgets, timeouts, retries, and what agents are told.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use agent::PermissionMode;
 use session_store::SessionPolicy;
+
+use crate::workspace::{DeliverMode, Isolation};
 
 /// Everything a run needs to know besides the tasks themselves.
 ///
@@ -33,6 +36,13 @@ pub struct RunConfig {
     pub escalate_when_exhausted: bool,
     /// What every agent call is told besides its prompt and session.
     pub agent: AgentOptions,
+    /// The isolation of tasks that asked for none at `task add`; `None` decides per task:
+    /// a worktree inside a git repository with a commit, the directory as it is otherwise.
+    pub isolation: Option<Isolation>,
+    /// Where task worktrees go; `None` is `.baton/worktrees` under the repository's top level.
+    pub worktree_dir: Option<PathBuf>,
+    /// What a completed task's branch becomes.
+    pub deliver: DeliverMode,
 }
 
 /// How transient failures (an overloaded or failing API, a rate limit) are retried.
@@ -74,6 +84,9 @@ impl Default for RunConfig {
                 permission_mode: Some(PermissionMode::AcceptEdits),
                 ..AgentOptions::default()
             },
+            isolation: None,
+            worktree_dir: None,
+            deliver: DeliverMode::Branch,
         }
     }
 }

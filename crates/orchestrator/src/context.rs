@@ -12,6 +12,7 @@ use session_store::LeaseOwner;
 use crate::config::RunConfig;
 use crate::db::Db;
 use crate::event::RunEvents;
+use crate::workspace::Workspaces;
 
 /// The run's shared context, behind one `Arc` that the scheduler hands to each task's loop.
 pub(crate) struct RunContext {
@@ -28,6 +29,8 @@ pub(crate) struct RunContext {
     /// The in-process half of "one live process per session" (the store's lease is the half
     /// across processes).
     pub(crate) live_sessions: LiveSessions,
+    /// Where tasks get their worktrees; `None` runs every task in its directory as it is.
+    pub(crate) workspaces: Option<Arc<dyn Workspaces>>,
 }
 
 /// Sessions with an agent call under way in this process.

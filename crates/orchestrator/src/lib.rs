@@ -19,6 +19,7 @@ mod recovery;
 mod run;
 mod task;
 pub mod verify;
+pub mod workspace;
 
 pub use crate::config::{AgentOptions, RetryPolicy, RunConfig};
 pub use crate::db::Db;
@@ -27,3 +28,4 @@ pub use crate::event::{RunEvent, RunEvents};
 pub use crate::recovery::{Recovered, recover};
 pub use crate::run::{Orchestrator, RunReport, Selection};
 pub use crate::task::{TaskOutcome, TaskReport};
+pub use crate::workspace::{DeliverMode, GitWorkspaces, Isolation, Workspaces};

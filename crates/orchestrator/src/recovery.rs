@@ -67,7 +67,34 @@ pub async fn recover(db: &Db) -> Result<Vec<Recovered>, StoreError> {
             requeued: true,
         });
     }
+    stop_stale_checks(db).await?;
     Ok(recovered)
+}
+
+/// Stops the check processes a dead runner left running, and forgets every recorded check
+/// whose runner is gone. A check of a task whose runner still runs here is its runner's.
+/// Only the very process recorded (pid and start time) leads the group that is stopped.
+async fn stop_stale_checks(db: &Db) -> Result<(), StoreError> {
+    let stale = db
+        .run(|store| {
+            let mut stale = Vec::new();
+            for check in store.check_processes()? {
+                let runner = store.task(check.task)?.runner;
+                if !runner.is_some_and(|runner| runner.is_alive()) {
+                    stale.push(check);
+                }
+            }
+            Ok(stale)
+        })
+        .await?;
+    for check in stale {
+        if check.is_running_here() {
+            stop_group(check.pid).await;
+        }
+        db.run(move |store| store.clear_check_process(check.task, check.pid))
+            .await?;
+    }
+    Ok(())
 }
 
 /// Puts a task whose runner is gone back to `pending`. A task whose runner still runs on this

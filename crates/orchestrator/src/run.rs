@@ -16,6 +16,7 @@ use crate::error::OrchestratorError;
 use crate::event::{RunEvent, RunEvents};
 use crate::recovery::{self, Recovered};
 use crate::task::{TaskOutcome, TaskReport};
+use crate::workspace::Workspaces;
 
 use self::scheduler::Scheduler;
 
@@ -93,6 +94,7 @@ impl Orchestrator {
                 events: RunEvents::none(),
                 redactor,
                 live_sessions: LiveSessions::default(),
+                workspaces: None,
             }),
         })
     }
@@ -104,6 +106,20 @@ impl Orchestrator {
         let events = events.redacting(context.redactor.clone());
         Orchestrator {
             context: Arc::new(RunContext { events, ..context }),
+        }
+    }
+
+    /// Gives tasks git worktrees through `workspaces` (isolation `worktree` where a task's
+    /// directory is in a repository with a commit; see [`RunConfig::isolation`]). Without
+    /// it every task runs in its directory as it is.
+    pub fn with_workspaces(self, workspaces: Arc<dyn Workspaces>) -> Orchestrator {
+        let context = Arc::into_inner(self.context)
+            .expect("invariant: nothing else holds the orchestrator before it runs");
+        Orchestrator {
+            context: Arc::new(RunContext {
+                workspaces: Some(workspaces),
+                ..context
+            }),
         }
     }
 

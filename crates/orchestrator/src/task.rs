@@ -19,6 +19,7 @@ mod finish;
 mod iterations;
 mod session;
 mod unwritten;
+mod workspace;
 
 use std::sync::Arc;
 
@@ -91,11 +92,15 @@ pub(crate) async fn run_task(
         continue_first: None,
         called: false,
         unwritten: Unwritten::default(),
+        workspace: None,
     };
     // The session the loop holds lives here, outside the loop, so that whatever way the loop
     // stops, `finish` gets it to close.
     let mut session = task_loop.start(first);
-    let stop = task_loop.drive(&mut session).await;
+    let stop = match task_loop.enter_workspace().await {
+        Ok(()) => task_loop.drive(&mut session).await,
+        Err(stop) => stop,
+    };
     task_loop.finish(stop, session).await.map(Some)
 }
 
@@ -149,6 +154,8 @@ struct TaskLoop {
     continue_first: Option<SessionId>,
     /// What the loop did and has not written yet, which its next write commits with it.
     unwritten: Unwritten,
+    /// The task's worktree, entered at the claim; `None` under isolation `none`.
+    workspace: Option<crate::workspace::Entered>,
 }
 
 impl TaskLoop {

@@ -70,6 +70,23 @@ pub async fn run_check(
     timeout: Duration,
     cancel: &CancellationToken,
 ) -> Result<CheckOutcome, VerifyError> {
+    run_check_observed(command, working_dir, timeout, cancel, |_| async {}).await
+}
+
+/// [`run_check`], calling `on_start` with the pid of the check's process group leader once it
+/// runs and before waiting on it: the loop records it, so that recovery can stop a check that
+/// outlived a killed Baton.
+pub async fn run_check_observed<OnStart, Recorded>(
+    command: &str,
+    working_dir: &Path,
+    timeout: Duration,
+    cancel: &CancellationToken,
+    on_start: OnStart,
+) -> Result<CheckOutcome, VerifyError>
+where
+    OnStart: FnOnce(u32) -> Recorded,
+    Recorded: std::future::Future<Output = ()>,
+{
     if !working_dir.is_dir() {
         return Err(VerifyError::WorkingDirMissing {
             path: working_dir.to_path_buf(),
@@ -82,6 +99,9 @@ pub async fn run_check(
     let started = Instant::now();
     let (mut child, reader) = spawn_check(command, working_dir)?;
     let group = child.id().map(|pid| pid as libc::pid_t);
+    if let Some(pid) = child.id() {
+        on_start(pid).await;
+    }
     let drain = tokio::task::spawn_blocking(move || read_tail(reader, OUTPUT_TAIL_BYTES));
 
     let deadline = tokio::time::sleep(timeout);

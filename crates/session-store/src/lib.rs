@@ -50,6 +50,7 @@ mod tasks;
 mod units;
 mod usage;
 mod verifications;
+mod workspaces;
 
 pub use crate::calls::{NewAgentCall, RecordedCall};
 pub use crate::error::{Missing, StoreError};
@@ -64,3 +65,4 @@ pub use crate::store::{Batch, CommitCounter, Durability, Store, StoreOptions};
 pub use crate::tasks::{NewTask, Task, TaskFilter};
 pub use crate::units::{Cost, Timestamp, Totals};
 pub use crate::verifications::{NewVerification, Verification};
+pub use crate::workspaces::{CheckProcess, TaskWorkspace};

@@ -30,6 +30,10 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         description: "record task runners, guidance and agent start times",
         sql: include_str!("migrations/0002_runners_guidance_agent_start.sql"),
     },
+    Migration {
+        description: "record task workspaces and running check processes",
+        sql: include_str!("migrations/0003_task_workspaces_check_processes.sql"),
+    },
 ];
 
 /// The schema version this build writes: the number of migrations it knows.

@@ -122,7 +122,7 @@ impl ProcessStat {
 
 /// This machine's host name, read once: it names the lease owner and decides whether an
 /// owner's pid can be checked here at all.
-fn this_host() -> io::Result<&'static str> {
+pub(crate) fn this_host() -> io::Result<&'static str> {
     static HOST: OnceLock<String> = OnceLock::new();
     if let Some(host) = HOST.get() {
         return Ok(host);

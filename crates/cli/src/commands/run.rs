@@ -43,7 +43,12 @@ pub fn run(args: RunArgs, mut context: Context, ui: &Ui) -> Result<Outcome> {
         let watch = Watch::start(ui, context.json, budgets)?;
         let agent = agents::build(settings);
         record_start(&mut store, settings, agent.as_ref()).await?;
-        let orchestrator = Orchestrator::new(store, agent, agents::run_config(settings))?;
+        let mut config = agents::run_config(settings);
+        config.worktree_dir = config
+            .worktree_dir
+            .map(|dir| context.default_workdir().join(dir));
+        let orchestrator = Orchestrator::new(store, agent, config)?
+            .with_workspaces(crate::workspaces::workspaces(&context.env));
         let finished = execute(orchestrator, &selection, watch).await?;
         finished.report(ui, context.json)
     })

@@ -10,7 +10,7 @@ use redact::Redacted;
 use serde::Serialize;
 use session_store::{
     NewTask, RecordedCall, SessionFilter, Store, StoreError, Task, TaskFilter, TaskId, TaskStatus,
-    Totals, Verification,
+    TaskWorkspace, Totals, Verification,
 };
 
 use crate::error::{CliError, Kind, Outcome, Result};
@@ -69,6 +69,7 @@ pub fn run(command: TaskCommand, context: &Context, ui: &Ui) -> Result<Outcome> 
         TaskCommand::Cancel { id } => cancel(TaskId(id), context, ui),
         TaskCommand::Retry { id, message } => retry(TaskId(id), message.as_deref(), context, ui),
         TaskCommand::Depend { id, on } => depend(TaskId(id), &on, context, ui),
+        TaskCommand::Diff { id } => super::worktree::diff(TaskId(id), context, ui),
     }
 }
 
@@ -110,6 +111,8 @@ fn add(args: TaskAddArgs, context: &Context, ui: &Ui) -> Result<Outcome> {
         Some(dir) => existing_dir(&context.env.cwd.join(dir))?,
         None => context.default_workdir().to_owned(),
     };
+    let workspace =
+        super::worktree::requested(context, &working_dir, args.isolation, args.base.as_deref())?;
     let task = NewTask {
         title,
         prompt,
@@ -124,6 +127,9 @@ fn add(args: TaskAddArgs, context: &Context, ui: &Ui) -> Result<Outcome> {
         after: args.after.into_iter().map(TaskId).collect(),
     };
     let id = store.add_task(&task)?;
+    if let Some(workspace) = workspace {
+        store.set_task_workspace(id, &workspace)?;
+    }
     if context.json {
         ui.json(&Added { id: id.get() })?;
     } else {
@@ -219,7 +225,14 @@ fn list(args: &TaskListArgs, context: &Context, ui: &Ui) -> Result<Outcome> {
     let names = MilestoneNames::load(&store)?;
     let sessions = views::sessions_by_task(&store, &tasks)?;
     if context.json {
-        ui.json(&TaskJson::all(&tasks, &names, &sessions))?;
+        let workspaces: BTreeMap<TaskId, TaskWorkspace> =
+            store.task_workspaces()?.into_iter().collect();
+        let json: Vec<TaskJson<'_>> = TaskJson::all(&tasks, &names, &sessions)
+            .into_iter()
+            .zip(&tasks)
+            .map(|(json, task)| json.with_workspace(workspaces.get(&task.id)))
+            .collect();
+        ui.json(&json)?;
     } else if tasks.is_empty() {
         ui.print(if args.status.is_some() || args.milestone.is_some() {
             "No tasks match.\n"
@@ -302,6 +315,7 @@ fn show(id: TaskId, context: &Context, ui: &Ui) -> Result<Outcome> {
     let task = store.task(id)?;
     let names = MilestoneNames::load(&store)?;
     let sessions = views::sessions_by_task(&store, std::slice::from_ref(&task))?;
+    let workspace = store.task_workspace(id)?;
     let record = Record {
         sessions: sessions_of(&sessions, id).to_vec(),
         calls: store.calls_for_task(id)?,
@@ -315,12 +329,14 @@ fn show(id: TaskId, context: &Context, ui: &Ui) -> Result<Outcome> {
                 &record.task,
                 record.names.name(record.task.milestone),
                 &record.sessions,
-            ),
+            )
+            .with_workspace(workspace.as_ref()),
             calls: CallJson::all(&record.calls),
             verifications: VerificationJson::all(&record.verifications),
         })?;
     } else {
         let mut out = task_fields(&record.task, &record.names);
+        out.push_str(&super::worktree::workspace_fields(workspace.as_ref()));
         out.push_str(&prompt_and_checks(&record.task));
         out.push_str(&sessions_and_calls(&store, &record)?);
         out.push_str(&verifications(&record.verifications));

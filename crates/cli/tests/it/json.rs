@@ -17,7 +17,8 @@ const TASK: &str = "id:integer title:string status:string milestone:string|null 
     working_dir:string verify:array after:array policy:string|null max_iterations:integer \
     max_turns:integer|null iterations:integer sessions:array failure_reason:string|null \
     guidance:string|null runner:object|null created_at:time started_at:time|null \
-    finished_at:time|null";
+    finished_at:time|null branch:string|null worktree:string|null base_commit:string|null \
+    head_commit:string|null delivery:string|null";
 
 const SESSION: &str = "id:uuid task_id:integer milestone:string|null status:string policy:string \
     started_at:time ended_at:time|null end_reason:string|null lease:object|null";

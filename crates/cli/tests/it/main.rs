@@ -9,3 +9,4 @@ mod real_claude;
 mod runs;
 mod secrets;
 mod support;
+mod worktrees;

@@ -20,8 +20,31 @@ impl TaskLoop {
                 iteration,
                 command: command.clone(),
             });
-            let run = verify::run_check(&command, &self.task.working_dir, timeout, &self.cancel);
-            let outcome = match run.await {
+            let (db, task) = (self.context.db.clone(), self.task.id);
+            let recorded = self.context.redactor.redact(&command);
+            let pid = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+            let seen = std::sync::Arc::clone(&pid);
+            // Recorded before the wait, so that recovery can stop a check that outlives a
+            // killed Baton (its `sh` does not pass a parent's death on to the command).
+            let started = move |leader: u32| async move {
+                seen.store(leader, std::sync::atomic::Ordering::Relaxed);
+                let _ = db
+                    .run(move |store| store.record_check_process(task, leader, &recorded))
+                    .await;
+            };
+            let run = verify::run_check_observed(
+                &command,
+                &self.task.working_dir,
+                timeout,
+                &self.cancel,
+                started,
+            );
+            let result = run.await;
+            let leader = pid.load(std::sync::atomic::Ordering::Relaxed);
+            if leader != 0 {
+                self.unwritten.ended_checks.push((task, leader));
+            }
+            let outcome = match result {
                 Ok(outcome) => outcome,
                 Err(VerifyError::Cancelled { .. }) => return Err(Stop::Cancelled),
                 Err(err) => return Err(Stop::Failed(err.to_string())),

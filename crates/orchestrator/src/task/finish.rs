@@ -28,6 +28,9 @@ impl TaskLoop {
         session: Option<ActiveSession>,
     ) -> Result<TaskReport, OrchestratorError> {
         let task = self.task.id;
+        let stop = self
+            .leave_workspace(stop, session.as_ref().map(|s| s.id))
+            .await;
         // Each reason is redacted once, here, on its way to the ledger, the events and the
         // report; one composed from another is redacted whole.
         let redactor = self.context.redactor.clone();

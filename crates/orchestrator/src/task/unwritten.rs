@@ -12,7 +12,7 @@
 
 use std::time::Duration;
 
-use session_store::{Batch, LeaseOwner, NewAgentCall, NewVerification, StoreError};
+use session_store::{Batch, LeaseOwner, NewAgentCall, NewVerification, StoreError, TaskId};
 
 use super::TaskLoop;
 use crate::event::RunEvent;
@@ -24,6 +24,8 @@ pub(super) struct Unwritten {
     pub(super) call: Option<CallRecord>,
     /// The last round's checks, in the order they ran.
     pub(super) checks: Vec<NewVerification>,
+    /// Check processes recorded as running that have ended, to forget.
+    pub(super) ended_checks: Vec<(TaskId, u32)>,
 }
 
 /// An agent call's record with what it consumed.
@@ -48,6 +50,9 @@ impl Unwritten {
         for check in &self.checks {
             batch.record_verification(check)?;
         }
+        for &(task, pid) in &self.ended_checks {
+            batch.clear_check_process(task, pid)?;
+        }
         Ok(())
     }
 
@@ -59,6 +64,9 @@ impl Unwritten {
         }
         for check in &self.checks {
             let _ = batch.record_verification(check);
+        }
+        for &(task, pid) in &self.ended_checks {
+            let _ = batch.clear_check_process(task, pid);
         }
     }
 }

@@ -14,6 +14,10 @@ use crate::support::{Fixture, bounded, quick_config};
 /// requeue of orphaned tasks.
 const RECOVERY: u64 = 2;
 
+/// Each check's process group is committed before the loop waits on it, so that recovery can
+/// stop a check that outlives a killed Baton; forgetting it rides on the check's record.
+const PER_CHECK: u64 = 1;
+
 /// Runs every task of `fixture` through `agent`, counting the run's commits.
 async fn run_counting(fixture: &Fixture, agent: &MockAgent) -> u64 {
     let store = Store::open_with(&fixture.db_path, &crate::support::options()).unwrap();
@@ -27,13 +31,14 @@ async fn run_counting(fixture: &Fixture, agent: &MockAgent) -> u64 {
 }
 
 #[tokio::test]
-async fn a_one_iteration_task_commits_three_times() {
+async fn a_one_iteration_task_commits_three_times_and_once_per_check() {
     let mut fixture = Fixture::new();
     let task = fixture.task("checked", &["true", "echo fine"]);
     let agent = MockAgent::with_steps([Step::succeed("done")]);
     let commits = run_counting(&fixture, &agent).await;
-    // The claim with the session opened; the call; the checks with the close and the finish.
-    assert_eq!(commits, RECOVERY + 3);
+    // The claim with the session opened; the call; the checks with the close and the finish;
+    // and each check's process group as it starts.
+    assert_eq!(commits, RECOVERY + 3 + 2 * PER_CHECK);
     assert_eq!(fixture.calls_of(task).len(), 1);
     assert_eq!(fixture.store.verifications_for_task(task).unwrap().len(), 2);
     assert_eq!(fixture.get(task).status, TaskStatus::Completed);
@@ -69,7 +74,7 @@ async fn a_round_that_fails_its_checks_records_them_with_the_next_lease() {
     let commits = run_counting(&fixture, &agent).await;
     // The claim with the session opened; the first call; the failed check with the lease
     // taken for the second call; the second call; its check with the close and the finish.
-    assert_eq!(commits, RECOVERY + 5);
+    assert_eq!(commits, RECOVERY + 5 + 2 * PER_CHECK);
     let verifications = fixture.store.verifications_for_task(task).unwrap();
     let passed: Vec<bool> = verifications.iter().map(|check| check.passed()).collect();
     assert_eq!(passed, [false, true]);

@@ -11,3 +11,5 @@ mod ownership;
 mod recovery;
 mod robustness;
 mod secrets;
+mod workspaces;
+mod worktrees;

@@ -190,3 +190,31 @@ async fn a_live_runners_work_is_left_alone() {
         SessionStatus::Open
     );
 }
+
+#[tokio::test]
+async fn recovery_stops_a_check_that_outlived_its_runner() {
+    let mut fixture = Fixture::new();
+    let task = fixture.task("checked", &["sleep 60"]);
+    // What a killed Baton leaves: `sh` leading its own group, with the command as its child.
+    let mut check = std::process::Command::new("sh")
+        .args(["-c", "sleep 60; true"])
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    fixture
+        .store
+        .record_check_process(task, check.id(), &redact::Redacted::trusted("sleep 60"))
+        .unwrap();
+    let orchestrator = fixture.orchestrator(
+        std::sync::Arc::new(MockAgent::new()),
+        crate::support::quick_config(),
+    );
+    orchestrator.recover().await.unwrap();
+    let status = check.wait().unwrap();
+    assert!(!status.success(), "the check was stopped: {status:?}");
+    assert_eq!(fixture.store.check_processes().unwrap(), vec![]);
+    // The group is gone: its `sleep` child was stopped with it.
+    // SAFETY: signal 0 only checks for existence.
+    let group_left = unsafe { libc::killpg(check.id() as libc::pid_t, 0) } == 0;
+    assert!(!group_left, "no process of the check's group is left");
+}

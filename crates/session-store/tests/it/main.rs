@@ -8,3 +8,4 @@ mod open;
 mod secrets;
 mod sessions;
 mod tasks;
+mod workspaces;

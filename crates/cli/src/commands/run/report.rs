@@ -20,6 +20,8 @@ pub struct Finished {
     pub tasks: Vec<Task>,
     pub names: MilestoneNames,
     pub sessions: BTreeMap<TaskId, Vec<SessionId>>,
+    /// Where each task's work lives, for the tasks that have a worktree.
+    pub workspaces: BTreeMap<TaskId, session_store::TaskWorkspace>,
     pub signal: Option<Signal>,
 }
 
@@ -60,6 +62,7 @@ impl Finished {
             tasks: Vec::new(),
             names: MilestoneNames::default(),
             sessions: BTreeMap::new(),
+            workspaces: BTreeMap::new(),
             signal: None,
         }
     }
@@ -68,7 +71,7 @@ impl Finished {
     pub async fn read(db: &Db, report: RunReport, signal: Option<Signal>) -> Result<Finished> {
         let mut ids: Vec<TaskId> = report.tasks.iter().map(|report| report.task).collect();
         ids.extend(report.not_run.iter().map(|(id, _)| *id));
-        let (tasks, names, sessions) = db
+        let (tasks, names, sessions, workspaces) = db
             .run(move |store| {
                 let tasks = ids
                     .iter()
@@ -76,7 +79,13 @@ impl Finished {
                     .collect::<Result<Vec<_>, _>>()?;
                 let names = MilestoneNames::load(store)?;
                 let sessions = views::sessions_by_task(store, &tasks)?;
-                Ok((tasks, names, sessions))
+                let mut workspaces = BTreeMap::new();
+                for task in &tasks {
+                    if let Some(workspace) = store.task_workspace(task.id)? {
+                        workspaces.insert(task.id, workspace);
+                    }
+                }
+                Ok((tasks, names, sessions, workspaces))
             })
             .await?;
         Ok(Finished {
@@ -84,6 +93,7 @@ impl Finished {
             tasks,
             names,
             sessions,
+            workspaces,
             signal,
         })
     }
@@ -299,7 +309,8 @@ impl Finished {
                 task,
                 self.names.name(task.milestone),
                 sessions_of(&self.sessions, task.id),
-            ),
+            )
+            .with_workspace(self.workspaces.get(&task.id)),
             outcome,
             outcome_reason,
         }

@@ -1,0 +1,75 @@
+//! The loop's side of the task's workspace: enter it after the claim (the agent and the
+//! checks then run in the worktree), and leave it when the loop stops: commit and deliver on
+//! completion, unlock in every case but a lost lease (the session's new holder has it).
+
+use agent::SessionId;
+
+use super::{Stop, TaskLoop};
+use crate::workspace::enter::{self, Refusal};
+use crate::workspace::leave;
+
+impl TaskLoop {
+    /// Enters the task's workspace; under a worktree, the task's working directory becomes
+    /// its subdirectory of the worktree for the rest of the loop.
+    pub(super) async fn enter_workspace(&mut self) -> Result<(), Stop> {
+        let (events, task, iteration) = (
+            self.context.events.clone(),
+            self.task.id,
+            self.task.iterations.saturating_add(1),
+        );
+        let announce = move |decision: String| {
+            events.emit(crate::event::RunEvent::Decision {
+                task,
+                iteration,
+                decision,
+            });
+        };
+        match enter::enter(&self.context, &self.task, self.policy, &announce).await {
+            Ok(Some(entered)) => {
+                self.task.working_dir = entered.working_dir.clone();
+                self.workspace = Some(entered);
+                Ok(())
+            }
+            Ok(None) => Ok(()),
+            Err(Refusal::Blocked(reason)) => Err(Stop::Blocked(reason)),
+            Err(Refusal::Store(error)) => Err(Stop::from(error)),
+        }
+    }
+
+    /// Leaves the workspace as `stop` calls for, and returns the stop to settle: a completed
+    /// task whose work could not be committed is blocked instead, its work left in place.
+    pub(super) async fn leave_workspace(&mut self, stop: Stop, current: Option<SessionId>) -> Stop {
+        let (Some(entered), Some(workspaces)) =
+            (self.workspace.clone(), self.context.workspaces.clone())
+        else {
+            return stop;
+        };
+        if matches!(stop, Stop::LeaseLost(_) | Stop::Ledger(_)) {
+            return stop;
+        }
+        let mut stop = stop;
+        if let Stop::Completed = stop {
+            match leave::complete(&self.context, &workspaces, &entered, &self.task, current).await {
+                Ok(record) => {
+                    let id = self.task.id;
+                    let written = self
+                        .context
+                        .db
+                        .run(move |store| store.set_task_workspace(id, &record))
+                        .await;
+                    if let Err(error) = written {
+                        stop = Stop::from(error);
+                    }
+                }
+                Err(reason) => stop = Stop::Blocked(reason),
+            }
+        }
+        if let Err(reason) = leave::release(&workspaces, &entered).await {
+            self.emit_decision(
+                self.task.iterations,
+                format!("could not unlock the worktree: {reason}"),
+            );
+        }
+        stop
+    }
+}

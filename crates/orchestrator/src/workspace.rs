@@ -1,0 +1,225 @@
+//! Where a task's work lives: its own git worktree and branch, or its directory as it is.
+//!
+//! The loop reaches git only through [`Workspaces`], so that its tests can use a fake and one
+//! module ([`GitWorkspaces`]) knows git. Every method is synchronous and may block for
+//! seconds: the loop calls them from blocking threads, never holding git's per-repository
+//! lock across an `.await`. The sequence per task (decide the isolation, record the base,
+//! branch and path before creating anything, prepare, lock while the task runs, commit and
+//! deliver on completion, unlock) is in `workspace/enter.rs` and `workspace/leave.rs`.
+
+pub(crate) mod enter;
+mod git;
+pub(crate) mod leave;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+pub(crate) use self::enter::Entered;
+pub use self::git::GitWorkspaces;
+
+/// How a task's work is isolated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Isolation {
+    /// A git worktree and a branch of its own.
+    Worktree,
+    /// The task's working directory as it is.
+    None,
+}
+
+/// What a completed task's branch becomes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum DeliverMode {
+    /// The branch is the result; the person's checkout is untouched.
+    #[default]
+    Branch,
+    /// Merged into the base branch in the main worktree when that applies cleanly.
+    Merge,
+}
+
+/// The repository a directory is in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Located {
+    /// The main worktree's top level.
+    pub repository: PathBuf,
+    /// The directory relative to the top level; empty at the top.
+    pub subdirectory: PathBuf,
+    /// The commit `HEAD` names; `None` when the repository has no commit yet.
+    pub head: Option<String>,
+    /// The branch `HEAD` names; `None` when detached.
+    pub head_branch: Option<String>,
+}
+
+/// A worktree ready to run in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Prepared {
+    /// Absolute, symbolic links resolved.
+    pub path: PathBuf,
+    /// The commit checked out.
+    pub head: String,
+    /// How it came to be ready.
+    pub preparation: Preparation,
+}
+
+/// How a worktree came to be ready.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Preparation {
+    Reused,
+    Created,
+    /// Checked out again from its branch; `repaired` when a stale registration was pruned.
+    Restored {
+        repaired: bool,
+    },
+}
+
+/// What merging the work of several predecessors did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Merged {
+    /// The worktree now holds all of their work.
+    Clean,
+    /// Nothing changed; these files conflict.
+    Conflict { files: Vec<PathBuf> },
+}
+
+/// The completion commit: its head and what the branch changed since its base.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Committed {
+    pub head: String,
+    pub files_changed: u64,
+    pub insertions: u64,
+    pub deletions: u64,
+}
+
+/// How delivery ended: the word the ledger keeps, and why when it did not merge.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivered {
+    /// `merged`, `conflict` or `skipped`.
+    pub state: &'static str,
+    pub reason: Option<String>,
+}
+
+/// A failure of the workspace's git.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct WorkspaceError {
+    /// What failed, in words that read after "failed to …".
+    pub message: String,
+    /// Whether another git process holds a lock (`index.lock`): worth trying again.
+    pub locked: bool,
+    #[source]
+    pub source: Option<Box<dyn std::error::Error + Send + Sync>>,
+}
+
+impl WorkspaceError {
+    pub fn new(message: impl Into<String>) -> WorkspaceError {
+        WorkspaceError {
+            message: message.into(),
+            locked: false,
+            source: None,
+        }
+    }
+}
+
+/// The git operations the loop needs, on the repository at `repository` (a main worktree's
+/// top level). See the module's documentation for the sequence.
+pub trait Workspaces: Send + Sync + 'static {
+    /// The repository `dir` lies in, or `None` outside any. Keeps `/.baton/` out of git's
+    /// view in the repository it finds.
+    fn locate(&self, dir: &Path) -> Result<Option<Located>, WorkspaceError>;
+    /// The commit `revision` names.
+    fn resolve(&self, repository: &Path, revision: &str) -> Result<String, WorkspaceError>;
+    /// The commit a branch points at, or `None` when there is no such branch.
+    fn branch_head(
+        &self,
+        repository: &Path,
+        branch: &str,
+    ) -> Result<Option<String>, WorkspaceError>;
+    /// `wanted`, or `wanted` with a suffix when a branch of that name exists.
+    fn free_branch(&self, repository: &Path, wanted: &str) -> Result<String, WorkspaceError>;
+    /// Makes `path` a worktree on `branch` (created at `base` when it does not exist), reusing
+    /// or repairing what a previous run left.
+    fn prepare(
+        &self,
+        repository: &Path,
+        path: &Path,
+        branch: &str,
+        base: &str,
+    ) -> Result<Prepared, WorkspaceError>;
+    /// Marks the worktree as in use, with a reason naming the task.
+    fn lock(&self, repository: &Path, path: &Path, reason: &str) -> Result<(), WorkspaceError>;
+    fn unlock(&self, repository: &Path, path: &Path) -> Result<(), WorkspaceError>;
+    /// Merges `branches` into the worktree's branch, or changes nothing on a conflict.
+    fn merge(
+        &self,
+        repository: &Path,
+        path: &Path,
+        branches: &[String],
+        message: &str,
+    ) -> Result<Merged, WorkspaceError>;
+    /// Commits whatever the worktree holds on `branch` with `message` (a title, a blank line,
+    /// trailers), and measures the branch against `base`.
+    fn commit(
+        &self,
+        repository: &Path,
+        path: &Path,
+        branch: &str,
+        message: &CommitText,
+        base: &str,
+    ) -> Result<Committed, WorkspaceError>;
+    /// Merges `branch` into `base_branch` in the main worktree when that is clean and applies
+    /// cleanly; never leaves it mid-merge.
+    fn deliver(
+        &self,
+        repository: &Path,
+        branch: &str,
+        base_branch: &str,
+        message: &str,
+    ) -> Result<Delivered, WorkspaceError>;
+}
+
+/// A commit message: a title and `Key: value` trailers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommitText {
+    pub title: String,
+    pub trailers: Vec<(String, String)>,
+}
+
+impl fmt::Display for Isolation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Isolation {
+    /// The word the ledger and the configuration use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Isolation::Worktree => "worktree",
+            Isolation::None => "none",
+        }
+    }
+
+    pub fn parse(word: &str) -> Option<Isolation> {
+        match word {
+            "worktree" => Some(Isolation::Worktree),
+            "none" => Some(Isolation::None),
+            _ => None,
+        }
+    }
+}
+
+impl DeliverMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeliverMode::Branch => "branch",
+            DeliverMode::Merge => "merge",
+        }
+    }
+
+    pub fn parse(word: &str) -> Option<DeliverMode> {
+        match word {
+            "branch" => Some(DeliverMode::Branch),
+            "merge" => Some(DeliverMode::Merge),
+            _ => None,
+        }
+    }
+}

@@ -1,0 +1,387 @@
+//! Entering a task's workspace at its claim: decide the isolation, record the base, branch and
+//! path before creating anything, prepare the worktree (reusing or repairing what an earlier
+//! run left), merge the work of several predecessors, and lock it while the task runs.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use session_store::{SessionPolicy, StoreError, Task, TaskFilter, TaskId, TaskWorkspace};
+
+use super::git::list_files;
+use super::{Isolation, Located, Merged, Preparation, Prepared, WorkspaceError, Workspaces};
+use crate::context::RunContext;
+
+/// A task's worktree, entered and locked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Entered {
+    pub(crate) repository: PathBuf,
+    /// The worktree's path: fixed for the life of the task's sessions.
+    pub(crate) path: PathBuf,
+    /// Where the agent and the checks run: the task's subdirectory of the worktree.
+    pub(crate) working_dir: PathBuf,
+    pub(crate) branch: String,
+    pub(crate) base_commit: String,
+    pub(crate) base_branch: Option<String>,
+    /// The record as written, which completion adds to.
+    pub(crate) record: TaskWorkspace,
+}
+
+/// Why a task could not enter its workspace.
+#[derive(Debug)]
+pub(crate) enum Refusal {
+    /// A person must act; the reason says what.
+    Blocked(String),
+    Store(StoreError),
+}
+
+impl From<StoreError> for Refusal {
+    fn from(error: StoreError) -> Refusal {
+        Refusal::Store(error)
+    }
+}
+
+impl From<WorkspaceError> for Refusal {
+    fn from(error: WorkspaceError) -> Refusal {
+        Refusal::Blocked(error.message)
+    }
+}
+
+/// How many times an operation that met another git process's lock is tried again.
+const LOCKED_RETRIES: u32 = 3;
+
+/// Runs a workspace operation on a blocking thread, trying again with a backoff while another
+/// git process holds a lock in the repository.
+pub(crate) async fn blocking<T: Send + 'static>(
+    workspaces: &Arc<dyn Workspaces>,
+    operation: impl Fn(&dyn Workspaces) -> Result<T, WorkspaceError> + Send + Sync + 'static,
+) -> Result<T, WorkspaceError> {
+    let operation = Arc::new(operation);
+    let mut attempt = 0;
+    loop {
+        let (workspaces, operation) = (Arc::clone(workspaces), Arc::clone(&operation));
+        let result = tokio::task::spawn_blocking(move || operation(workspaces.as_ref()))
+            .await
+            .unwrap_or_else(|join| Err(WorkspaceError::new(format!("git call failed: {join}"))));
+        match result {
+            Err(error) if error.locked && attempt < LOCKED_RETRIES => {
+                attempt += 1;
+                tokio::time::sleep(Duration::from_millis(500) * 2u32.pow(attempt)).await;
+            }
+            other => return other,
+        }
+    }
+}
+
+/// Enters the task's workspace: `None` under isolation `none` (the task runs in its directory
+/// as it is). `announce` tells the run which isolation and why.
+pub(crate) async fn enter(
+    context: &RunContext,
+    task: &Task,
+    policy: SessionPolicy,
+    announce: &(dyn Fn(String) + Send + Sync),
+) -> Result<Option<Entered>, Refusal> {
+    let Some(workspaces) = context.workspaces.clone() else {
+        return Ok(None);
+    };
+    let id = task.id;
+    let mut record = context
+        .db
+        .run(move |store| store.task_workspace(id))
+        .await?
+        .unwrap_or_default();
+    let asked = record
+        .isolation
+        .as_deref()
+        .and_then(Isolation::parse)
+        .or(context.config.isolation);
+    if asked == Some(Isolation::None) {
+        return Ok(None);
+    }
+    if record.worktree_path.is_none() {
+        if !task.working_dir.is_dir() {
+            // A directory that vanished fails the task as it always did, naming the
+            // directory, at its first call: nothing of git to decide here.
+            return Ok(None);
+        }
+        let dir = task.working_dir.clone();
+        let located = blocking(&workspaces, move |w| w.locate(&dir)).await?;
+        let Some(located) = located.filter(|located| located.head.is_some()) else {
+            if asked == Some(Isolation::Worktree) {
+                return Err(Refusal::Blocked(format!(
+                    "isolation `worktree` was asked for, but {} is not inside a git repository \
+                     with a commit",
+                    task.working_dir.display()
+                )));
+            }
+            // Outside a repository a task runs as it always did, and the run's output reads
+            // as it always did: only a worktree is announced.
+            return Ok(None);
+        };
+        record = plan(
+            context,
+            &workspaces,
+            task,
+            policy,
+            located,
+            record,
+            announce,
+        )
+        .await?;
+        let (written, id) = (record.clone(), task.id);
+        context
+            .db
+            .run(move |store| store.set_task_workspace(id, &written))
+            .await?;
+    } else {
+        announce(format!(
+            "isolation worktree: continuing in {} on {}",
+            record.worktree_path.as_deref().unwrap_or_default(),
+            record.branch.as_deref().unwrap_or_default()
+        ));
+    }
+    prepare_and_lock(context, &workspaces, task, record, announce)
+        .await
+        .map(Some)
+}
+
+/// Decides the base, branch and path of a task entering a worktree for the first time.
+async fn plan(
+    context: &RunContext,
+    workspaces: &Arc<dyn Workspaces>,
+    task: &Task,
+    policy: SessionPolicy,
+    located: Located,
+    mut record: TaskWorkspace,
+    announce: &(dyn Fn(String) + Send + Sync),
+) -> Result<TaskWorkspace, Refusal> {
+    let repository = located.repository.clone();
+    record.isolation = Some(String::from("worktree"));
+    record.isolation_reason = Some(format!(
+        "the task's directory is inside the git repository at {}",
+        repository.display()
+    ));
+    record.repository = Some(path_text(&repository));
+    record.subdirectory = Some(path_text(&located.subdirectory));
+    record.delivery = Some(String::from("pending"));
+    if policy == SessionPolicy::Milestone
+        && let Some(shared) = milestone_workspace(context, task).await?
+    {
+        announce(format!(
+            "isolation worktree: sharing the milestone's worktree {} on {}",
+            shared.worktree_path.as_deref().unwrap_or_default(),
+            shared.branch.as_deref().unwrap_or_default()
+        ));
+        record.worktree_path = shared.worktree_path;
+        record.branch = shared.branch;
+        record.base_commit = shared.base_commit;
+        record.base_branch = shared.base_branch;
+        return Ok(record);
+    }
+    record.base_branch = located.head_branch.clone();
+    record.base_commit = Some(base_commit(context, workspaces, task, &located, &record).await?);
+    let wanted = git::task_branch_name(task.id, &task.title);
+    let (repo, wanted_name) = (repository.clone(), wanted.clone());
+    let branch = blocking(workspaces, move |w| w.free_branch(&repo, &wanted_name)).await?;
+    if branch != wanted {
+        announce(format!("branch {wanted} exists; using {branch}"));
+    }
+    let root = context
+        .config
+        .worktree_dir
+        .clone()
+        .unwrap_or_else(|| repository.join(".baton").join("worktrees"));
+    let path = root.join(task.id.to_string());
+    announce(format!(
+        "isolation worktree: {} (branch {branch} in {})",
+        record.isolation_reason.as_deref().unwrap_or_default(),
+        path.display()
+    ));
+    record.branch = Some(branch);
+    record.worktree_path = Some(path_text(&path));
+    Ok(record)
+}
+
+/// The commit a new task's branch starts from: `--base`, its one predecessor's branch head
+/// (several are merged after the worktree exists), or what `HEAD` names now.
+async fn base_commit(
+    context: &RunContext,
+    workspaces: &Arc<dyn Workspaces>,
+    task: &Task,
+    located: &Located,
+    record: &TaskWorkspace,
+) -> Result<String, Refusal> {
+    let repository = located.repository.clone();
+    if let Some(revision) = record.base_revision.clone() {
+        return Ok(blocking(workspaces, move |w| w.resolve(&repository, &revision)).await?);
+    }
+    if let Some(branch) = predecessor_branches(context, task)
+        .await?
+        .into_iter()
+        .next()
+    {
+        let name = branch.clone();
+        let head = blocking(workspaces, move |w| w.branch_head(&repository, &name)).await?;
+        return head.ok_or_else(|| {
+            Refusal::Blocked(format!(
+                "the branch {branch} of a predecessor no longer exists"
+            ))
+        });
+    }
+    Ok(located.head.clone().unwrap_or_default())
+}
+
+/// The branches of the task's predecessors that have one, in the order they were named.
+async fn predecessor_branches(context: &RunContext, task: &Task) -> Result<Vec<String>, Refusal> {
+    let after: Vec<TaskId> = task.after.clone();
+    let branches = context
+        .db
+        .run(move |store| {
+            let mut branches = Vec::new();
+            for predecessor in after {
+                if let Some(branch) = store.task_workspace(predecessor)?.and_then(|w| w.branch) {
+                    branches.push(branch);
+                }
+            }
+            Ok(branches)
+        })
+        .await?;
+    Ok(branches)
+}
+
+/// The worktree another task of the same milestone already has, under the milestone policy.
+async fn milestone_workspace(
+    context: &RunContext,
+    task: &Task,
+) -> Result<Option<TaskWorkspace>, Refusal> {
+    let Some(milestone) = task.milestone else {
+        return Ok(None);
+    };
+    let id = task.id;
+    let shared = context
+        .db
+        .run(move |store| {
+            let tasks = store.tasks(&TaskFilter {
+                status: None,
+                milestone: Some(milestone),
+            })?;
+            for other in tasks.iter().filter(|other| other.id != id) {
+                if let Some(workspace) = store.task_workspace(other.id)?
+                    && workspace.worktree_path.is_some()
+                    && workspace.branch.is_some()
+                {
+                    return Ok(Some(workspace));
+                }
+            }
+            Ok(None)
+        })
+        .await?;
+    Ok(shared)
+}
+
+/// Prepares the recorded worktree, merges several predecessors into a new one, and locks it.
+async fn prepare_and_lock(
+    context: &RunContext,
+    workspaces: &Arc<dyn Workspaces>,
+    task: &Task,
+    record: TaskWorkspace,
+    announce: &(dyn Fn(String) + Send + Sync),
+) -> Result<Entered, Refusal> {
+    let missing = |field: &str| {
+        Refusal::Blocked(format!(
+            "the ledger's workspace of task {} has no {field}",
+            task.id
+        ))
+    };
+    let repository = PathBuf::from(
+        record
+            .repository
+            .clone()
+            .ok_or_else(|| missing("repository"))?,
+    );
+    let path = PathBuf::from(
+        record
+            .worktree_path
+            .clone()
+            .ok_or_else(|| missing("worktree path"))?,
+    );
+    let branch = record.branch.clone().ok_or_else(|| missing("branch"))?;
+    let base = record
+        .base_commit
+        .clone()
+        .ok_or_else(|| missing("base commit"))?;
+    let (repo, at, name, from) = (
+        repository.clone(),
+        path.clone(),
+        branch.clone(),
+        base.clone(),
+    );
+    let prepared: Prepared =
+        blocking(workspaces, move |w| w.prepare(&repo, &at, &name, &from)).await?;
+    match prepared.preparation {
+        Preparation::Restored { repaired: true } => announce(format!(
+            "the worktree {} was missing or stale; repaired from its branch {branch}",
+            path.display()
+        )),
+        Preparation::Created => {
+            merge_predecessors(context, workspaces, task, &repository, &prepared.path).await?;
+        }
+        Preparation::Reused | Preparation::Restored { repaired: false } => {}
+    }
+    let reason = format!(
+        "baton task {} (pid {} on {})",
+        task.id, context.owner.pid, context.owner.host
+    );
+    let (repo, at) = (repository.clone(), prepared.path.clone());
+    blocking(workspaces, move |w| w.lock(&repo, &at, &reason)).await?;
+    let subdirectory = record.subdirectory.clone().unwrap_or_default();
+    Ok(Entered {
+        working_dir: join_subdirectory(&prepared.path, &subdirectory),
+        repository,
+        path: prepared.path,
+        branch,
+        base_commit: base,
+        base_branch: record.base_branch.clone(),
+        record,
+    })
+}
+
+/// With several predecessors, a new worktree (made from the first one's head) takes in the
+/// others' work; a conflict blocks the task naming the files, and changes nothing.
+async fn merge_predecessors(
+    context: &RunContext,
+    workspaces: &Arc<dyn Workspaces>,
+    task: &Task,
+    repository: &Path,
+    path: &Path,
+) -> Result<(), Refusal> {
+    let branches = predecessor_branches(context, task).await?;
+    if branches.len() < 2 {
+        return Ok(());
+    }
+    let others: Vec<String> = branches[1..].to_vec();
+    let ids: Vec<String> = task.after.iter().map(ToString::to_string).collect();
+    let message = format!("Merge the work of tasks {}", ids.join(", "));
+    let (repo, at) = (repository.to_owned(), path.to_owned());
+    match blocking(workspaces, move |w| w.merge(&repo, &at, &others, &message)).await? {
+        Merged::Clean => Ok(()),
+        Merged::Conflict { files } => Err(Refusal::Blocked(format!(
+            "the work of its predecessors ({}) conflicts in {}; merge them by hand in {} and retry",
+            branches.join(", "),
+            list_files(&files),
+            path.display()
+        ))),
+    }
+}
+
+fn join_subdirectory(path: &Path, subdirectory: &str) -> PathBuf {
+    if subdirectory.is_empty() {
+        path.to_owned()
+    } else {
+        path.join(subdirectory)
+    }
+}
+
+fn path_text(path: &Path) -> String {
+    path.to_string_lossy().into_owned()
+}

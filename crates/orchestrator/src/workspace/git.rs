@@ -1,0 +1,221 @@
+//! [`Workspaces`] over the git program (`crates/git`): the one module of the loop that knows
+//! git. Worktree creation takes the repository's lock inside the call and drops it before
+//! returning, so the lock is never held across an `.await` of the caller.
+
+use std::path::{Path, PathBuf};
+
+use git::{CommitMessage, Delivery, Git, GitError, MergeOutcome, Repository};
+
+use super::{
+    CommitText, Committed, Delivered, Located, Merged, Preparation, Prepared, WorkspaceError,
+    Workspaces,
+};
+
+/// The real workspaces: a git driver built by the caller, which owns the environment git
+/// runs with and its timeout.
+#[derive(Debug, Clone)]
+pub struct GitWorkspaces {
+    git: Git,
+}
+
+impl GitWorkspaces {
+    pub fn new(git: Git) -> GitWorkspaces {
+        GitWorkspaces { git }
+    }
+
+    fn open(&self, repository: &Path) -> Result<Repository, WorkspaceError> {
+        Repository::open(&self.git, repository).map_err(failed(format!(
+            "open the repository at {}",
+            repository.display()
+        )))
+    }
+}
+
+/// Wraps a git error as "failed to `what`: cause", keeping whether a lock was in the way.
+fn failed(what: String) -> impl FnOnce(GitError) -> WorkspaceError {
+    move |error| WorkspaceError {
+        message: format!("failed to {what}: {error}"),
+        locked: error.is_locked(),
+        source: Some(Box::new(error)),
+    }
+}
+
+/// Paths as a short list for a reason.
+pub(crate) fn list_files(files: &[PathBuf]) -> String {
+    files
+        .iter()
+        .map(|file| file.display().to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+impl Workspaces for GitWorkspaces {
+    fn locate(&self, dir: &Path) -> Result<Option<Located>, WorkspaceError> {
+        let what = || format!("look for a git repository at {}", dir.display());
+        let Some(repository) = Repository::discover(&self.git, dir).map_err(failed(what()))? else {
+            return Ok(None);
+        };
+        let head = repository
+            .try_resolve_commit("HEAD")
+            .map_err(failed(what()))?
+            .map(|commit| commit.as_str().to_owned());
+        let top = repository.top_level().to_owned();
+        let head_branch = repository.current_branch(&top).map_err(failed(what()))?;
+        if head.is_some() {
+            // Baton's own files (the ledger, the worktrees) must not show in `git status`.
+            repository.exclude("/.baton/").map_err(failed(format!(
+                "keep .baton/ out of git's view in {}",
+                top.display()
+            )))?;
+        }
+        Ok(Some(Located {
+            repository: repository.main_worktree().unwrap_or(&top).to_owned(),
+            subdirectory: repository.subdirectory().to_owned(),
+            head,
+            head_branch,
+        }))
+    }
+
+    fn resolve(&self, repository: &Path, revision: &str) -> Result<String, WorkspaceError> {
+        let commit = self
+            .open(repository)?
+            .resolve_commit(revision)
+            .map_err(failed(format!("resolve `{revision}`")))?;
+        Ok(commit.as_str().to_owned())
+    }
+
+    fn branch_head(
+        &self,
+        repository: &Path,
+        branch: &str,
+    ) -> Result<Option<String>, WorkspaceError> {
+        let head = self
+            .open(repository)?
+            .branch_head(branch)
+            .map_err(failed(format!("read the branch {branch}")))?;
+        Ok(head.map(|commit| commit.as_str().to_owned()))
+    }
+
+    fn free_branch(&self, repository: &Path, wanted: &str) -> Result<String, WorkspaceError> {
+        self.open(repository)?
+            .free_branch_name(wanted)
+            .map_err(failed(format!("find a free branch name for {wanted}")))
+    }
+
+    fn prepare(
+        &self,
+        repository: &Path,
+        path: &Path,
+        branch: &str,
+        base: &str,
+    ) -> Result<Prepared, WorkspaceError> {
+        let what = || format!("prepare the worktree {} on {branch}", path.display());
+        let repository = self.open(repository)?;
+        let base = repository.resolve_commit(base).map_err(failed(what()))?;
+        // Held only for this call: the lock guard is dropped before the caller awaits.
+        let lock = repository.lock_worktrees().map_err(failed(what()))?;
+        let prepared = repository
+            .prepare_worktree(&lock, path, branch, &base)
+            .map_err(failed(what()))?;
+        drop(lock);
+        Ok(Prepared {
+            path: prepared.path,
+            head: prepared.head.as_str().to_owned(),
+            preparation: match prepared.preparation {
+                git::Preparation::Reused => Preparation::Reused,
+                git::Preparation::Created => Preparation::Created,
+                git::Preparation::Restored { repaired } => Preparation::Restored { repaired },
+            },
+        })
+    }
+
+    fn lock(&self, repository: &Path, path: &Path, reason: &str) -> Result<(), WorkspaceError> {
+        self.open(repository)?
+            .lock_worktree(path, reason)
+            .map_err(failed(format!("lock the worktree {}", path.display())))?;
+        Ok(())
+    }
+
+    fn unlock(&self, repository: &Path, path: &Path) -> Result<(), WorkspaceError> {
+        self.open(repository)?
+            .unlock_worktree(path)
+            .map_err(failed(format!("unlock the worktree {}", path.display())))?;
+        Ok(())
+    }
+
+    fn merge(
+        &self,
+        repository: &Path,
+        path: &Path,
+        branches: &[String],
+        message: &str,
+    ) -> Result<Merged, WorkspaceError> {
+        let names: Vec<&str> = branches.iter().map(String::as_str).collect();
+        let outcome = self
+            .open(repository)?
+            .merge_branches(path, &names, message)
+            .map_err(failed(format!("merge {}", names.join(", "))))?;
+        Ok(match outcome {
+            MergeOutcome::Conflict { files } => Merged::Conflict { files },
+            MergeOutcome::UpToDate { .. }
+            | MergeOutcome::FastForward { .. }
+            | MergeOutcome::Merged { .. } => Merged::Clean,
+        })
+    }
+
+    fn commit(
+        &self,
+        repository: &Path,
+        path: &Path,
+        branch: &str,
+        message: &CommitText,
+        base: &str,
+    ) -> Result<Committed, WorkspaceError> {
+        let what = || format!("commit the work in {} on {branch}", path.display());
+        let repository = self.open(repository)?;
+        let message = message.trailers.iter().fold(
+            CommitMessage::new(&message.title),
+            |message, (key, value)| message.with_trailer(key, value),
+        );
+        let outcome = repository
+            .commit_all(path, branch, &message)
+            .map_err(failed(what()))?;
+        let head = outcome.head().as_str().to_owned();
+        let stat = repository.diff_stat(base, &head).map_err(failed(what()))?;
+        Ok(Committed {
+            head,
+            files_changed: stat.files_changed,
+            insertions: stat.insertions,
+            deletions: stat.deletions,
+        })
+    }
+
+    fn deliver(
+        &self,
+        repository: &Path,
+        branch: &str,
+        base_branch: &str,
+        message: &str,
+    ) -> Result<Delivered, WorkspaceError> {
+        let delivery = self
+            .open(repository)?
+            .deliver(branch, base_branch, message)
+            .map_err(failed(format!("merge {branch} into {base_branch}")))?;
+        Ok(match delivery {
+            Delivery::FastForward { .. }
+            | Delivery::Merged { .. }
+            | Delivery::AlreadyMerged { .. } => Delivered {
+                state: "merged",
+                reason: None,
+            },
+            Delivery::Conflict { files } => Delivered {
+                state: "conflict",
+                reason: Some(format!("conflicting files: {}", list_files(&files))),
+            },
+            Delivery::Skipped { reason } => Delivered {
+                state: "skipped",
+                reason: Some(reason.to_string()),
+            },
+        })
+    }
+}
