@@ -32,6 +32,7 @@
 //! Units: timestamps are [`Timestamp`]s (unix milliseconds); money is [`Cost`], an exact count
 //! of nano-dollars, converted from the agents' floating-point dollars once, at the edge.
 
+mod budgets;
 mod calls;
 mod error;
 mod events;
@@ -50,6 +51,7 @@ mod units;
 mod usage;
 mod verifications;
 
+pub use crate::budgets::{BUDGET_SET, Budget, BudgetScope, BudgetStatus, total_tokens, usd};
 pub use crate::calls::{NewAgentCall, RecordedCall};
 pub use crate::error::{Missing, StoreError};
 pub use crate::events::{Event, EventFilter, NewEvent, event_kind};

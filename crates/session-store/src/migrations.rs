@@ -30,6 +30,12 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         description: "record task runners, guidance and agent start times",
         sql: include_str!("migrations/0002_runners_guidance_agent_start.sql"),
     },
+    // Version 3 (worktrees) comes from another branch; this one is written as version 4
+    // and goes after it when the two meet.
+    Migration {
+        description: "keep spending limits on tasks and milestones",
+        sql: include_str!("migrations/0004_budgets.sql"),
+    },
 ];
 
 /// The schema version this build writes: the number of migrations it knows.
