@@ -476,9 +476,17 @@ impl Agent for MockAgent {
             files,
             ..
         } = step;
-        let play = match (action, over_budget(&call, &reply)) {
-            (Action::Succeed, Some(error)) => Play::Fail(error),
-            (action, _) => Play::new(action, &call, &reply)?,
+        // Like the real CLI, a call that would run past its money limit stops there, whether
+        // it was going to finish or to run out of turns.
+        let play = match (
+            Play::new(action, &call, &reply)?,
+            over_budget(&call, &reply),
+        ) {
+            (Play::Succeed, Some(error)) => Play::Fail(error),
+            (Play::Fail(error), Some(budget)) if error.kind() == ErrorKind::MaxTurns => {
+                Play::Fail(budget)
+            }
+            (play, _) => play,
         };
         self.open_transcript(&call, reported)?;
         events.emit(AgentEvent::Init {

@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use agent::{Agent, SessionId};
 use session_store::{LeaseOwner, Redactor};
 
+use crate::budget::Budgets;
 use crate::config::RunConfig;
 use crate::db::Db;
 use crate::event::RunEvents;
@@ -26,6 +27,8 @@ pub(crate) struct RunContext {
     /// The in-process half of "one live process per session" (the store's lease is the half
     /// across processes).
     pub(crate) live_sessions: LiveSessions,
+    /// The run's budget and its calls' reservations.
+    pub(crate) budgets: Budgets,
 }
 
 /// Sessions with an agent call under way in this process.

@@ -8,6 +8,7 @@
 //! before the agent starts, hands the id over as `Start` or `Resume`, checks that the agent
 //! used it, records every call whole, and closes the session on every way out.
 
+mod budget;
 mod config;
 mod context;
 mod db;
@@ -20,6 +21,7 @@ mod run;
 mod task;
 pub mod verify;
 
+pub use crate::budget::{Amount, RunSpend};
 pub use crate::config::{AgentOptions, RetryPolicy, RunConfig};
 pub use crate::db::Db;
 pub use crate::error::OrchestratorError;

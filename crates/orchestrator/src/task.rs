@@ -18,6 +18,7 @@ mod checks;
 mod finish;
 mod iterations;
 mod session;
+mod spend;
 mod unwritten;
 
 use std::sync::Arc;
@@ -25,6 +26,7 @@ use std::sync::Arc;
 use agent::{CancellationToken, SessionId};
 use session_store::{MilestoneId, SessionPolicy, StoreError, Task, TaskId};
 
+use crate::budget::Reservation;
 use crate::context::RunContext;
 use crate::error::OrchestratorError;
 use crate::event::RunEvent;
@@ -91,6 +93,7 @@ pub(crate) async fn run_task(
         continue_first: None,
         called: false,
         unwritten: Unwritten::default(),
+        reservation: None,
     };
     // The session the loop holds lives here, outside the loop, so that whatever way the loop
     // stops, `finish` gets it to close.
@@ -110,6 +113,8 @@ enum Stop {
     Blocked(String),
     /// The run was cancelled.
     Cancelled,
+    /// The run's budget is spent: the task goes back to `pending`, its session resumable.
+    RunBudget(String),
     /// Another process took over the session; this run must touch nothing more.
     LeaseLost(String),
     /// The loop itself failed (the ledger, most likely): nothing more can be recorded, so
@@ -149,6 +154,8 @@ struct TaskLoop {
     continue_first: Option<SessionId>,
     /// What the loop did and has not written yet, which its next write commits with it.
     unwritten: Unwritten,
+    /// What the latest call may spend or spent, held until its record is committed.
+    reservation: Option<Reservation>,
 }
 
 impl TaskLoop {
@@ -186,4 +193,6 @@ enum Intent {
     AfterError(String),
     /// The previous call ran out of turns.
     ContinueTurns,
+    /// The previous call reached the spending limit Baton gave it, with budget left.
+    ContinueBudget,
 }

@@ -8,12 +8,13 @@ use agent::{
     AgentCall, AgentError, AgentEvent, AgentReply, EventSink, ExitInfo, SessionId, SessionPlan,
     Usage,
 };
-use session_store::{CallOutcome, Cost, NewAgentCall, StoreError, TaskId, Timestamp};
+use session_store::{CallOutcome, Cost, NewAgentCall, StoreError, TaskId, Timestamp, total_tokens};
 use tokio::sync::mpsc;
 
 use super::session::{ActiveSession, LeaseClaim, LeaseKept, NewSessionReason};
 use super::unwritten::CallRecord;
 use super::{Intent, Stop, TaskLoop};
+use crate::budget::Amount;
 use crate::event::RunEvent;
 use crate::history;
 use crate::prompt::{self, SeedReason, TaskBrief};
@@ -22,6 +23,8 @@ use crate::prompt::{self, SeedReason, TaskBrief};
 pub(super) enum Answer {
     Replied,
     Failed(AgentError),
+    /// Baton stopped the call when its streamed usage passed the token limit it was given.
+    StoppedAtTokenLimit,
 }
 
 /// What a call's progress events showed, besides its answer.
@@ -31,6 +34,8 @@ struct Progress {
     last_usage: Option<Usage>,
     /// Every model response's usage added up.
     streamed: Usage,
+    /// Whether Baton stopped the call for passing its token limit.
+    over_token_limit: bool,
 }
 
 /// A call that ran to its end, before it is recorded.
@@ -69,6 +74,7 @@ impl TaskLoop {
                 Intent::Feedback(failed) => prompt::feedback(failed, guidance),
                 Intent::AfterError(error) => prompt::after_error(error, guidance),
                 Intent::ContinueTurns => prompt::continue_after_max_turns(guidance),
+                Intent::ContinueBudget => prompt::continue_after_spending_limit(guidance),
             });
         }
         if session.started {
@@ -110,7 +116,10 @@ impl TaskLoop {
         iteration: u32,
         prompt: String,
     ) -> Result<Answer, Stop> {
-        let call = self.agent_call(session, prompt.clone());
+        let reservation = self.reserve_budget().await?;
+        let mut call = self.agent_call(session, prompt.clone());
+        call.max_cost_usd = reservation.max_cost.map(Cost::as_usd);
+        self.reservation = Some(reservation);
         let facts = CallFacts {
             task: self.task.id,
             session: session.id,
@@ -143,7 +152,12 @@ impl TaskLoop {
             other => other,
         };
         let record = facts.record(&result, finished.progress.streamed, finished.elapsed);
+        let spent = Amount {
+            cost: record.cost,
+            tokens: total_tokens(&record.usage),
+        };
         self.record_call(record, &result, finished.elapsed).await?;
+        self.settle_budget(spent);
         let outcome = match &result {
             Ok(_) => CallOutcome::Success,
             Err(error) => CallOutcome::Failed(error.kind()),
@@ -151,6 +165,11 @@ impl TaskLoop {
         session.after_call(outcome, result.as_ref().ok(), finished.progress.last_usage);
         Ok(match result {
             Ok(_) => Answer::Replied,
+            Err(AgentError::Cancelled { .. })
+                if finished.progress.over_token_limit && !self.cancel.is_cancelled() =>
+            {
+                Answer::StoppedAtTokenLimit
+            }
             Err(error) => Answer::Failed(error),
         })
     }
@@ -167,6 +186,8 @@ impl TaskLoop {
             },
             working_dir: self.task.working_dir.clone(),
             max_turns: self.max_turns,
+            // Set from the call's reservation by the caller.
+            max_cost_usd: None,
             timeout: config.call_timeout,
             model: config.agent.model.clone(),
             permission_mode: config.agent.permission_mode,
@@ -210,6 +231,12 @@ impl TaskLoop {
                     // queue grow for as long as the agent floods.
                     while let Ok(event) = receiver.try_recv() {
                         self.on_agent_event(session, event, &mut progress).await?;
+                    }
+                    // A token budget is kept from the streamed usage: the agent has no limit
+                    // of its own for tokens.
+                    if !progress.over_token_limit && self.over_token_limit(&progress.streamed) {
+                        progress.over_token_limit = true;
+                        call_cancel.cancel();
                     }
                 }
                 _ = renew.tick() => {

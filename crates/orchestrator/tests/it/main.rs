@@ -11,3 +11,4 @@ mod ownership;
 mod recovery;
 mod robustness;
 mod secrets;
+mod spending;

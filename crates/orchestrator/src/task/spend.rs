@@ -1,0 +1,102 @@
+//! Budgets in the task's loop: a reservation before each call (or the stop a spent budget
+//! calls for), the call's limits taken from it, and turn escalations written down.
+
+use session_store::{NewEvent, total_tokens};
+
+use super::{Stop, TaskLoop};
+use crate::budget::{Amount, Reservation, Reserved};
+
+/// The event kind of a turn escalation: `{"from", "to"}`, the turn budgets of one call and
+/// the next. `baton task show` lists them.
+pub const TURNS_ESCALATED: &str = "turns_escalated";
+
+impl TaskLoop {
+    /// Reserves what the next call may spend under every budget that covers it. A spent
+    /// task or milestone budget blocks the task; a spent run budget stops the run's work on
+    /// it; while calls in flight hold all that is left, waits for one to give some back.
+    pub(super) async fn reserve_budget(&mut self) -> Result<Reservation, Stop> {
+        // The previous call is in the ledger by now: give back what it held.
+        self.reservation = None;
+        loop {
+            let budgets = self.context.budgets.clone();
+            let released = budgets.released();
+            tokio::pin!(released);
+            released.as_mut().enable();
+            let reader = budgets.clone();
+            let (task, milestone) = (self.task.id, self.task.milestone);
+            let reserved = self
+                .context
+                .db
+                .run(move |store| reader.reserve(store, task, milestone))
+                .await?;
+            match reserved {
+                Reserved::Granted(reservation) => return Ok(reservation),
+                Reserved::Spent(spent) => {
+                    let iteration = self.task.iterations.saturating_add(1);
+                    return Err(if spent.run {
+                        self.emit_decision(
+                            iteration,
+                            format!("{}; the run starts no new call", spent.reason),
+                        );
+                        Stop::RunBudget(spent.reason)
+                    } else {
+                        self.emit_decision(
+                            iteration,
+                            format!(
+                                "{}; raise it with `baton task retry {task} --max-cost USD` (or --max-tokens) to continue",
+                                spent.reason
+                            ),
+                        );
+                        Stop::Blocked(spent.reason)
+                    });
+                }
+                Reserved::Wait => {
+                    tokio::select! {
+                        () = released => {}
+                        () = self.cancel.cancelled() => return Err(Stop::Cancelled),
+                    }
+                }
+            }
+        }
+    }
+
+    /// Whether the streamed usage of the call under way passed its token limit.
+    pub(super) fn over_token_limit(&self, streamed: &agent::Usage) -> bool {
+        self.reservation
+            .as_ref()
+            .and_then(|reservation| reservation.max_tokens)
+            .is_some_and(|limit| total_tokens(streamed) > limit)
+    }
+
+    /// Counts what the recorded call spent against the budgets that cover it.
+    pub(super) fn settle_budget(&mut self, spent: Amount) {
+        if let Some(reservation) = &mut self.reservation {
+            reservation.settle(spent);
+        }
+    }
+
+    /// Whether the call under way had a money limit from a budget.
+    pub(super) fn call_had_cost_limit(&self) -> bool {
+        self.reservation
+            .as_ref()
+            .is_some_and(|reservation| reservation.max_cost.is_some())
+    }
+
+    /// Writes down that the turn budget grew from `from` to `to`.
+    pub(super) async fn record_escalation(&self, from: u32, to: u32) -> Result<(), Stop> {
+        let task = self.task.id;
+        let detail = format!("{{\"from\":{from},\"to\":{to}}}");
+        self.context
+            .db
+            .run(move |store| {
+                store.append_event(&NewEvent {
+                    task: Some(task),
+                    session: None,
+                    kind: TURNS_ESCALATED.to_owned(),
+                    detail,
+                })
+            })
+            .await?;
+        Ok(())
+    }
+}
