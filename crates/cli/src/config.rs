@@ -392,7 +392,7 @@ mod tests {
             (28, "[run]"),
             (30, "# concurrency = 1"),
             (36, "# context_rotation_threshold = 0.8"),
-            (42, "# max_iterations = 5"),
+            (48, "# max_iterations = 5"),
         ] {
             assert_eq!(lines[number - 1], line, "line {number}:\n{file}");
         }
@@ -403,7 +403,7 @@ mod tests {
     fn unknown_keys_are_named_with_their_table_and_line() {
         assert_eq!(
             parse("[agent]\nkind = \"mock\"\n\n[run]\nconcurency = 2\n").unwrap_err(),
-            "invalid configuration in `/w/.baton/config.toml`, line 5: unknown key `run.concurency`, expected one of `concurrency`, `session_policy`, `context_rotation_threshold`, `verify_timeout`"
+            "invalid configuration in `/w/.baton/config.toml`, line 5: unknown key `run.concurency`, expected one of `concurrency`, `session_policy`, `context_rotation_threshold`, `verify_timeout`, `max_cost`, `max_tokens`"
         );
         assert!(parse("[runs]\n").unwrap_err().contains(
             "line 1: unknown key `runs`, expected one of `agent`, `run`, `tasks`, `ledger`"

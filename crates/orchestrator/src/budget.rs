@@ -21,6 +21,10 @@ use session_store::{
 };
 use tokio::sync::Notify;
 
+/// The event kind of a turn escalation: `{"from", "to"}`, the turn budgets of one call and
+/// the next. `baton task show` lists them.
+pub const TURNS_ESCALATED: &str = "turns_escalated";
+
 /// The run's budget, what the run spent, and what its calls in flight have reserved.
 #[derive(Clone)]
 pub(crate) struct Budgets {

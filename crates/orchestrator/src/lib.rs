@@ -21,7 +21,7 @@ mod run;
 mod task;
 pub mod verify;
 
-pub use crate::budget::{Amount, RunSpend};
+pub use crate::budget::{Amount, RunSpend, TURNS_ESCALATED};
 pub use crate::config::{AgentOptions, RetryPolicy, RunConfig};
 pub use crate::db::Db;
 pub use crate::error::OrchestratorError;

@@ -125,6 +125,8 @@ async fn record_start(store: &mut Store, settings: &Settings, agent: &dyn Agent)
         "pid": std::process::id(),
         "concurrency": settings.get(keys::RUN_CONCURRENCY),
         "policy": settings.get(keys::RUN_SESSION_POLICY).as_str(),
+        "max_cost_usd": settings.get(keys::RUN_MAX_COST).map(session_store::Cost::as_usd),
+        "max_tokens": settings.get(keys::RUN_MAX_TOKENS),
     });
     store.append_event(&NewEvent {
         task: None,

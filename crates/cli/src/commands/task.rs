@@ -6,10 +6,11 @@ use std::path::Path;
 use std::collections::BTreeMap;
 
 use agent::SessionId;
+use orchestrator::TURNS_ESCALATED;
 use serde::Serialize;
 use session_store::{
-    NewTask, RecordedCall, SessionFilter, Store, StoreError, Task, TaskFilter, TaskId, TaskStatus,
-    Totals, Verification,
+    Budget, BudgetScope, BudgetStatus, EventFilter, NewTask, RecordedCall, SessionFilter, Store,
+    StoreError, Task, TaskFilter, TaskId, TaskStatus, Totals, Verification,
 };
 
 use crate::error::{CliError, Kind, Outcome, Result};
@@ -32,8 +33,18 @@ struct Added {
 struct Shown<'a> {
     #[serde(flatten)]
     task: TaskJson<'a>,
+    /// Each time the turn budget grew, oldest first; absent when it never did.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    escalations: Vec<EscalationJson>,
     calls: Vec<CallJson<'a>>,
     verifications: Vec<VerificationJson<'a>>,
+}
+
+/// One turn escalation: a call's turn budget grew `from` → `to`.
+#[derive(Debug, Serialize, serde::Deserialize)]
+struct EscalationJson {
+    from: u32,
+    to: u32,
 }
 
 /// `task cancel --json`: the task's new state and the one it left.
@@ -66,7 +77,18 @@ pub fn run(command: TaskCommand, context: &Context, ui: &Ui) -> Result<Outcome> 
         TaskCommand::List(args) => list(&args, context, ui),
         TaskCommand::Show { id } => show(TaskId(id), context, ui),
         TaskCommand::Cancel { id } => cancel(TaskId(id), context, ui),
-        TaskCommand::Retry { id, message } => retry(TaskId(id), message.as_deref(), context, ui),
+        TaskCommand::Retry {
+            id,
+            message,
+            max_cost,
+            max_tokens,
+        } => {
+            let raise = Budget {
+                max_cost,
+                max_tokens,
+            };
+            retry(TaskId(id), message.as_deref(), raise, context, ui)
+        }
         TaskCommand::Depend { id, on } => depend(TaskId(id), &on, context, ui),
     }
 }
@@ -117,7 +139,19 @@ fn add(args: TaskAddArgs, context: &Context, ui: &Ui) -> Result<Outcome> {
         verify_commands: args.verify,
         after: args.after.into_iter().map(TaskId).collect(),
     };
+    let budget = Budget {
+        max_cost: args
+            .max_cost
+            .or_else(|| context.settings.get(keys::TASKS_MAX_COST)),
+        max_tokens: args
+            .max_tokens
+            .or_else(|| context.settings.get(keys::TASKS_MAX_TOKENS)),
+    };
     let id = store.add_task(&task)?;
+    if !budget.is_none() {
+        // Nothing is spent yet, so this cannot be refused.
+        store.set_budget(BudgetScope::Task(id), budget)?;
+    }
     if context.json {
         ui.json(&Added { id: id.get() })?;
     } else {
@@ -285,6 +319,8 @@ pub fn summary_line(tasks: &[Task]) -> String {
 /// What `task show` shows: the task as the ledger holds it, with its record.
 struct Record {
     task: Task,
+    budget: BudgetStatus,
+    escalations: Vec<EscalationJson>,
     names: MilestoneNames,
     sessions: Vec<SessionId>,
     calls: Vec<RecordedCall>,
@@ -300,6 +336,8 @@ fn show(id: TaskId, context: &Context, ui: &Ui) -> Result<Outcome> {
         sessions: sessions_of(&sessions, id).to_vec(),
         calls: store.calls_for_task(id)?,
         verifications: store.verifications_for_task(id)?,
+        budget: store.budget(BudgetScope::Task(id))?,
+        escalations: escalations(&store, id)?,
         task,
         names,
     };
@@ -309,12 +347,15 @@ fn show(id: TaskId, context: &Context, ui: &Ui) -> Result<Outcome> {
                 &record.task,
                 record.names.name(record.task.milestone),
                 &record.sessions,
-            ),
+            )
+            .with_budget(&record.budget.budget),
+            escalations: record.escalations,
             calls: CallJson::all(&record.calls),
             verifications: VerificationJson::all(&record.verifications),
         })?;
     } else {
         let mut out = task_fields(&record.task, &record.names);
+        out.push_str(&budget_and_escalations(&record));
         out.push_str(&prompt_and_checks(&record.task));
         out.push_str(&sessions_and_calls(&store, &record)?);
         out.push_str(&verifications(&record.verifications));
@@ -366,6 +407,34 @@ fn task_fields(task: &Task, names: &MilestoneNames) -> String {
         .field("finished", views::time_cell(task.finished_at))
         .field("usage", views::usage_line(&task.totals));
     format!("Task {}: {}\n{}", task.id, task.title, fields.render())
+}
+
+/// The task's turn escalations, from the events the loop wrote.
+fn escalations(store: &Store, id: TaskId) -> Result<Vec<EscalationJson>> {
+    Ok(store
+        .events(&EventFilter {
+            task: Some(id),
+            session: None,
+        })?
+        .into_iter()
+        .filter(|event| event.kind == TURNS_ESCALATED)
+        .filter_map(|event| serde_json::from_str(&event.detail).ok())
+        .collect())
+}
+
+/// The task's budget with what it spent, and each turn escalation, when it has them.
+fn budget_and_escalations(record: &Record) -> String {
+    let mut fields = Fields::new();
+    if let Some(line) = views::budget_line(&record.budget) {
+        fields.field("budget", line);
+    }
+    for escalation in &record.escalations {
+        fields.field(
+            "escalated",
+            format!("from {} to {} turns", escalation.from, escalation.to),
+        );
+    }
+    fields.render()
 }
 
 /// The prompt, and the commands that verify the work.
@@ -496,7 +565,13 @@ fn cancel(id: TaskId, context: &Context, ui: &Ui) -> Result<Outcome> {
     Ok(Outcome::Success)
 }
 
-fn retry(id: TaskId, message: Option<&str>, context: &Context, ui: &Ui) -> Result<Outcome> {
+fn retry(
+    id: TaskId,
+    message: Option<&str>,
+    raise: Budget,
+    context: &Context,
+    ui: &Ui,
+) -> Result<Outcome> {
     if let Some(message) = message {
         secrets::refuse_secret(&context.redactor, "the guidance (--message)", message)?;
     }
@@ -517,6 +592,10 @@ fn retry(id: TaskId, message: Option<&str>, context: &Context, ui: &Ui) -> Resul
             "task {id} is {was}: only a failed, blocked or cancelled task can be retried"
         ))
         .with_hint(hint));
+    }
+    if !raise.is_none() {
+        // Refused, saying what was spent, when it would leave nothing to spend.
+        store.set_budget(BudgetScope::Task(id), raise)?;
     }
     store
         .retry_task(id, message)

@@ -4,11 +4,7 @@
 use session_store::{NewEvent, total_tokens};
 
 use super::{Stop, TaskLoop};
-use crate::budget::{Amount, Reservation, Reserved};
-
-/// The event kind of a turn escalation: `{"from", "to"}`, the turn budgets of one call and
-/// the next. `baton task show` lists them.
-pub const TURNS_ESCALATED: &str = "turns_escalated";
+use crate::budget::{Amount, Reservation, Reserved, TURNS_ESCALATED};
 
 impl TaskLoop {
     /// Reserves what the next call may spend under every budget that covers it. A spent

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 use agent::SessionId;
 use orchestrator::{Db, RunReport, TaskOutcome};
 use serde::Serialize;
-use session_store::{Task, TaskId, TaskStatus, Totals};
+use session_store::{BudgetStatus, Cost, Task, TaskId, TaskStatus, Totals};
 
 use crate::error::{Outcome, Result, Signal};
 use crate::human::{self, Align, Table};
@@ -32,6 +32,20 @@ pub struct RunJson<'a> {
     tasks: Vec<RunTaskJson<'a>>,
     recovered: Vec<RecoveredJson>,
     total: TotalsJson,
+    /// The run's budget and spend; absent for a run without one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    budget: Option<RunBudgetJson>,
+}
+
+/// `run --json`'s budget: its limits, what the run's calls spent, and what stopped it.
+#[derive(Debug, Serialize)]
+struct RunBudgetJson {
+    max_cost_usd: Option<f64>,
+    max_tokens: Option<u64>,
+    spent_cost_usd: f64,
+    spent_tokens: u64,
+    /// `budget spent: $1.00 of $1.00 (run)` when the budget stopped the run.
+    stopped: Option<String>,
 }
 
 /// A task of the run, with how the run left it.
@@ -114,8 +128,35 @@ impl Finished {
             out.push_str(&self.table());
             out.push('\n');
         }
+        out.push_str(&self.budget_lines());
         out.push_str(&self.headline());
         out.push_str(&self.advice());
+        out
+    }
+
+    /// The run's budget, spent of it, and whether it stopped the run; nothing without one.
+    fn budget_lines(&self) -> String {
+        let spend = self.report.spend;
+        let status = BudgetStatus {
+            budget: spend.budget,
+            spent: Totals {
+                cost: spend.spent.cost,
+                usage: agent::Usage {
+                    input_tokens: spend.spent.tokens,
+                    ..agent::Usage::ZERO
+                },
+                ..Totals::default()
+            },
+        };
+        let mut out = String::new();
+        if let Some(line) = views::budget_line(&status) {
+            out.push_str(&format!("Run budget: {line}.\n"));
+        }
+        if let Some(stop) = &self.report.budget_stop {
+            out.push_str(&format!(
+                "Stopped by the run's budget ({stop}): no new call was started, and unstarted tasks stay pending. `baton run --max-cost USD` continues.\n"
+            ));
+        }
         out
     }
 
@@ -283,6 +324,13 @@ impl Finished {
                 })
                 .collect(),
             total: TotalsJson::new(&total),
+            budget: (!self.report.spend.budget.is_none()).then(|| RunBudgetJson {
+                max_cost_usd: self.report.spend.budget.max_cost.map(Cost::as_usd),
+                max_tokens: self.report.spend.budget.max_tokens,
+                spent_cost_usd: self.report.spend.spent.cost.as_usd(),
+                spent_tokens: self.report.spend.spent.tokens,
+                stopped: self.report.budget_stop.clone(),
+            }),
         }
     }
 
