@@ -183,3 +183,102 @@ fn baton_runs_real_claude_with_feedback_and_keeps_an_exact_ledger() {
     let version = runs[0]["agent_version"].as_str().unwrap();
     assert!(version.starts_with("2."), "{version}");
 }
+
+/// A task whose agent never finishes, under `--max-cost 0.05`: blocked with its budget in the
+/// reason, having spent at most the budget plus one API response; a raise continues the same
+/// session, and the stand-in sees the earlier conversation.
+#[test]
+fn a_task_budget_holds_against_the_real_cli_and_a_raise_continues_its_session() {
+    let Some(claude) = api_standin::require_claude(
+        "a_task_budget_holds_against_the_real_cli_and_a_raise_continues_its_session",
+    ) else {
+        return;
+    };
+    let standin = StandIn::start(Script::queue([]));
+    let claude_env = ClaudeEnv::new(&standin);
+    let project = claude_env.work_dir("project");
+    // Every answer is another tool call: left alone, the agent would never finish. About
+    // $0.006 an answer at the pinned model's prices.
+    let endless =
+        Answer::write_file(project.join("loop.txt"), "x\n").with_usage(usage(1_000, 200, 0, 0));
+    let one_answer = 0.006_f64;
+    standin.enqueue(std::iter::repeat_n(endless, 80));
+
+    let mut world = World::new();
+    for (name, value) in claude_env.vars() {
+        world.set(&name, value);
+    }
+    world.set("BATON_CLAUDE_BIN", claude.to_string_lossy());
+    world.baton_in(&project, &["init"]).success();
+    let config = project.join(".baton/config.toml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        text.replace("# timeout = \"30m\"", "timeout = \"3m\"")
+            .replace("# model = ", "model = "),
+    )
+    .unwrap();
+    world
+        .baton_in(
+            &project,
+            &[
+                "task",
+                "add",
+                "Loop",
+                "--prompt",
+                "Keep writing loop.txt.",
+                "--max-cost",
+                "0.05",
+            ],
+        )
+        .success();
+
+    let run = world.baton_in(&project, &["run"]);
+    assert_eq!(run.code, 1, "{}\n{}", run.stdout, run.stderr);
+    let task = world
+        .baton_in(&project, &["task", "show", "1", "--json"])
+        .success()
+        .json();
+    assert_eq!(task["status"], "blocked", "{task}");
+    let reason = task["failure_reason"].as_str().unwrap();
+    assert!(
+        reason.starts_with("budget spent: $") && reason.ends_with("of $0.05 (task)"),
+        "{reason}"
+    );
+    let spent = task["cost_usd"].as_f64().unwrap();
+    assert!(
+        (0.05..=0.05 + one_answer + 1e-9).contains(&spent),
+        "spent {spent}: at most the budget and one API response"
+    );
+    let session = task["sessions"][0].as_str().unwrap().to_owned();
+    assert_eq!(task["sessions"].as_array().unwrap().len(), 1);
+    let before = standin.message_requests().len();
+
+    world
+        .baton_in(&project, &["task", "retry", "1", "--max-cost", "0.10"])
+        .success();
+    world.baton_in(&project, &["run"]).code(1);
+    let task = world
+        .baton_in(&project, &["task", "show", "1", "--json"])
+        .success()
+        .json();
+    assert_eq!(task["status"], "blocked");
+    assert_eq!(task["sessions"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        task["sessions"][0],
+        session.as_str(),
+        "the same session continued"
+    );
+    let spent = task["cost_usd"].as_f64().unwrap();
+    assert!(
+        (0.10..=0.10 + one_answer + 1e-9).contains(&spent),
+        "spent {spent}"
+    );
+    let requests = standin.message_requests();
+    let resumed = &requests[before];
+    assert_eq!(resumed.session_id(), Some(session.as_str()));
+    assert!(
+        resumed.messages_contain("Keep writing loop.txt."),
+        "the resumed call carries the earlier conversation"
+    );
+}
