@@ -282,3 +282,88 @@ fn a_task_budget_holds_against_the_real_cli_and_a_raise_continues_its_session() 
         "the resumed call carries the earlier conversation"
     );
 }
+
+/// A run budget across 10 endless tasks at concurrency 4: the run passes its budget by at
+/// most one API response per call in flight, stops cleanly (no session open), leaves the tasks
+/// it did not finish pending, and exits 1 naming the budget.
+#[test]
+fn a_run_budget_across_concurrent_real_calls_stops_the_run_cleanly() {
+    let Some(claude) = api_standin::require_claude(
+        "a_run_budget_across_concurrent_real_calls_stops_the_run_cleanly",
+    ) else {
+        return;
+    };
+    let standin = StandIn::start(Script::queue([]));
+    let claude_env = ClaudeEnv::new(&standin);
+    let project = claude_env.work_dir("project");
+    let endless =
+        Answer::write_file(project.join("loop.txt"), "x\n").with_usage(usage(1_000, 200, 0, 0));
+    let one_answer = 0.006_f64;
+    standin.enqueue(std::iter::repeat_n(endless, 200));
+
+    let mut world = World::new();
+    for (name, value) in claude_env.vars() {
+        world.set(&name, value);
+    }
+    world.set("BATON_CLAUDE_BIN", claude.to_string_lossy());
+    world.baton_in(&project, &["init"]).success();
+    let config = project.join(".baton/config.toml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        text.replace("# timeout = \"30m\"", "timeout = \"3m\"")
+            .replace("# model = ", "model = "),
+    )
+    .unwrap();
+    for n in 0..10 {
+        let title = format!("Loop {n}");
+        world
+            .baton_in(
+                &project,
+                &["task", "add", &title, "--prompt", "Keep writing loop.txt."],
+            )
+            .success();
+    }
+
+    let run = world.baton_in(
+        &project,
+        &["run", "--concurrency", "4", "--max-cost", "0.1", "--json"],
+    );
+    assert_eq!(run.code, 1, "{}\n{}", run.stdout, run.stderr);
+    let report = run.json();
+    let stopped = report["budget"]["stopped"].as_str().unwrap_or_default();
+    assert!(
+        stopped.starts_with("budget spent: $") && stopped.ends_with("of $0.10 (run)"),
+        "{report}"
+    );
+    let tasks = world
+        .baton_in(&project, &["task", "list", "--json"])
+        .success()
+        .json();
+    let tasks = tasks.as_array().unwrap();
+    let spent: f64 = tasks
+        .iter()
+        .map(|task| task["cost_usd"].as_f64().unwrap())
+        .sum();
+    assert!(
+        (spent - report["budget"]["spent_cost_usd"].as_f64().unwrap()).abs() < 1e-9,
+        "the report's spend is the ledger's: {spent} vs {report}"
+    );
+    assert!(
+        (0.1..=0.1 + 4.0 * one_answer + 1e-9).contains(&spent),
+        "spent {spent}: past the budget by at most one response per call in flight"
+    );
+    for task in tasks {
+        assert_eq!(
+            task["status"], "pending",
+            "a stopped run leaves tasks pending: {task}"
+        );
+    }
+    let sessions = world
+        .baton_in(&project, &["session", "list", "--json"])
+        .success()
+        .json();
+    for session in sessions.as_array().unwrap() {
+        assert_ne!(session["status"], "open", "the stop is clean: {session}");
+    }
+}
