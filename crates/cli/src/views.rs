@@ -13,8 +13,9 @@ use std::collections::{BTreeMap, HashMap};
 use agent::{ExitInfo, SessionId};
 use serde::Serialize;
 use session_store::{
-    Budget, BudgetStatus, Cost, Milestone, MilestoneId, RecordedCall, Session, SessionFilter,
-    Store, StoreError, SweepReason, Task, TaskId, Timestamp, Totals, Verification, usd,
+    Budget, BudgetScope, BudgetStatus, Cost, Milestone, MilestoneId, RecordedCall, Session,
+    SessionFilter, Store, StoreError, SweepReason, Task, TaskId, Timestamp, Totals, Verification,
+    usd,
 };
 
 use crate::human;
@@ -118,6 +119,17 @@ impl BudgetJson {
             max_tokens: budget.max_tokens,
         }
     }
+}
+
+/// The budget of each of `tasks`, by id.
+pub fn budgets_by_task(
+    store: &Store,
+    tasks: &[Task],
+) -> Result<BTreeMap<TaskId, Budget>, StoreError> {
+    tasks
+        .iter()
+        .map(|task| Ok((task.id, store.budget(BudgetScope::Task(task.id))?.budget)))
+        .collect()
 }
 
 /// A budget and its spend for a person: `$0.05 of $2.00 spent, 1.2k of 500k tokens`; `None`

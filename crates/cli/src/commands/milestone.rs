@@ -1,7 +1,7 @@
 //! `baton milestone`: create, list and show milestones.
 
 use serde::Serialize;
-use session_store::{Budget, BudgetScope, NewMilestone, TaskFilter, Totals};
+use session_store::{Budget, BudgetScope, NewMilestone, StoreError, TaskFilter, Totals};
 
 use crate::error::{Outcome, Result};
 use crate::flags::MilestoneCommand;
@@ -151,8 +151,14 @@ fn show(name: &str, context: &Context, ui: &Ui) -> Result<Outcome> {
             tasks: tasks
                 .iter()
                 .map(|task| {
-                    TaskJson::new(task, Some(&milestone.name), sessions_of(&sessions, task.id))
+                    let budget = store.budget(BudgetScope::Task(task.id))?.budget;
+                    Ok(
+                        TaskJson::new(task, Some(&milestone.name), sessions_of(&sessions, task.id))
+                            .with_budget(&budget),
+                    )
                 })
+                .collect::<Result<Vec<_>, StoreError>>()?
+                .into_iter()
                 .collect(),
         })?;
         return Ok(Outcome::Success);

@@ -247,7 +247,16 @@ fn list(args: &TaskListArgs, context: &Context, ui: &Ui) -> Result<Outcome> {
     let names = MilestoneNames::load(&store)?;
     let sessions = views::sessions_by_task(&store, &tasks)?;
     if context.json {
-        ui.json(&TaskJson::all(&tasks, &names, &sessions))?;
+        let budgets = views::budgets_by_task(&store, &tasks)?;
+        let items: Vec<TaskJson<'_>> = TaskJson::all(&tasks, &names, &sessions)
+            .into_iter()
+            .zip(&tasks)
+            .map(|(json, task)| match budgets.get(&task.id) {
+                Some(budget) => json.with_budget(budget),
+                None => json,
+            })
+            .collect();
+        ui.json(&items)?;
     } else if tasks.is_empty() {
         ui.print(if args.status.is_some() || args.milestone.is_some() {
             "No tasks match.\n"

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 use agent::SessionId;
 use orchestrator::{Db, RunReport, TaskOutcome};
 use serde::Serialize;
-use session_store::{BudgetStatus, Cost, Task, TaskId, TaskStatus, Totals};
+use session_store::{Budget, BudgetStatus, Cost, Task, TaskId, TaskStatus, Totals};
 
 use crate::error::{Outcome, Result, Signal};
 use crate::human::{self, Align, Table};
@@ -20,6 +20,8 @@ pub struct Finished {
     pub tasks: Vec<Task>,
     pub names: MilestoneNames,
     pub sessions: BTreeMap<TaskId, Vec<SessionId>>,
+    /// Each task's budget.
+    pub budgets: BTreeMap<TaskId, Budget>,
     pub signal: Option<Signal>,
 }
 
@@ -74,6 +76,7 @@ impl Finished {
             tasks: Vec::new(),
             names: MilestoneNames::default(),
             sessions: BTreeMap::new(),
+            budgets: BTreeMap::new(),
             signal: None,
         }
     }
@@ -82,7 +85,7 @@ impl Finished {
     pub async fn read(db: &Db, report: RunReport, signal: Option<Signal>) -> Result<Finished> {
         let mut ids: Vec<TaskId> = report.tasks.iter().map(|report| report.task).collect();
         ids.extend(report.not_run.iter().map(|(id, _)| *id));
-        let (tasks, names, sessions) = db
+        let (tasks, names, sessions, budgets) = db
             .run(move |store| {
                 let tasks = ids
                     .iter()
@@ -90,7 +93,8 @@ impl Finished {
                     .collect::<Result<Vec<_>, _>>()?;
                 let names = MilestoneNames::load(store)?;
                 let sessions = views::sessions_by_task(store, &tasks)?;
-                Ok((tasks, names, sessions))
+                let budgets = views::budgets_by_task(store, &tasks)?;
+                Ok((tasks, names, sessions, budgets))
             })
             .await?;
         Ok(Finished {
@@ -98,6 +102,7 @@ impl Finished {
             tasks,
             names,
             sessions,
+            budgets,
             signal,
         })
     }
@@ -347,7 +352,8 @@ impl Finished {
                 task,
                 self.names.name(task.milestone),
                 sessions_of(&self.sessions, task.id),
-            ),
+            )
+            .with_budget(self.budgets.get(&task.id).unwrap_or(&Budget::NONE)),
             outcome,
             outcome_reason,
         }
