@@ -26,7 +26,17 @@ impl TaskLoop {
                 .run(move |store| reader.reserve(store, task, milestone))
                 .await?;
             match reserved {
-                Reserved::Granted(reservation) => return Ok(reservation),
+                Reserved::Granted(reservation) => {
+                    // Say once per run of the task what its budgets leave it, so that a
+                    // person watching sees the limit before it bites.
+                    if !self.called
+                        && let Some(limit) = describe_limit(&reservation)
+                    {
+                        let iteration = self.task.iterations.saturating_add(1);
+                        self.emit_decision(iteration, format!("within budget: {limit}"));
+                    }
+                    return Ok(reservation);
+                }
                 Reserved::Spent(spent) => {
                     let iteration = self.task.iterations.saturating_add(1);
                     return Err(if spent.run {
@@ -95,4 +105,16 @@ impl TaskLoop {
             .await?;
         Ok(())
     }
+}
+
+/// `this call may spend up to $0.05 and 10k tokens`; `None` when no budget limits it.
+fn describe_limit(reservation: &Reservation) -> Option<String> {
+    let mut parts = Vec::new();
+    if let Some(cost) = reservation.max_cost {
+        parts.push(session_store::usd(cost));
+    }
+    if let Some(tokens) = reservation.max_tokens {
+        parts.push(format!("{tokens} tokens"));
+    }
+    (!parts.is_empty()).then(|| format!("this call may spend up to {}", parts.join(" and ")))
 }
