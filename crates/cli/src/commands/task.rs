@@ -363,8 +363,11 @@ fn show(id: TaskId, context: &Context, ui: &Ui) -> Result<Outcome> {
             verifications: VerificationJson::all(&record.verifications),
         })?;
     } else {
-        let mut out = task_fields(&record.task, &record.names);
-        out.push_str(&budget_and_escalations(&record));
+        let mut out = task_fields(
+            &record.task,
+            &record.names,
+            &budget_and_escalations(&record),
+        );
         out.push_str(&prompt_and_checks(&record.task));
         out.push_str(&sessions_and_calls(&store, &record)?);
         out.push_str(&verifications(&record.verifications));
@@ -374,7 +377,7 @@ fn show(id: TaskId, context: &Context, ui: &Ui) -> Result<Outcome> {
 }
 
 /// The task's title and its fields.
-fn task_fields(task: &Task, names: &MilestoneNames) -> String {
+fn task_fields(task: &Task, names: &MilestoneNames, budget: &[(&str, String)]) -> String {
     let mut fields = Fields::new();
     fields
         .field("status", task.status.as_str())
@@ -415,6 +418,9 @@ fn task_fields(task: &Task, names: &MilestoneNames) -> String {
         .field("started", views::time_cell(task.started_at))
         .field("finished", views::time_cell(task.finished_at))
         .field("usage", views::usage_line(&task.totals));
+    for (name, value) in budget {
+        fields.field(name, value.clone());
+    }
     format!("Task {}: {}\n{}", task.id, task.title, fields.render())
 }
 
@@ -431,19 +437,20 @@ fn escalations(store: &Store, id: TaskId) -> Result<Vec<EscalationJson>> {
         .collect())
 }
 
-/// The task's budget with what it spent, and each turn escalation, when it has them.
-fn budget_and_escalations(record: &Record) -> String {
-    let mut fields = Fields::new();
+/// The task's budget with what it spent, and each turn escalation, when it has them: fields
+/// for `task show`.
+fn budget_and_escalations(record: &Record) -> Vec<(&'static str, String)> {
+    let mut fields = Vec::new();
     if let Some(line) = views::budget_line(&record.budget) {
-        fields.field("budget", line);
+        fields.push(("budget", line));
     }
     for escalation in &record.escalations {
-        fields.field(
+        fields.push((
             "escalated",
             format!("from {} to {} turns", escalation.from, escalation.to),
-        );
+        ));
     }
-    fields.render()
+    fields
 }
 
 /// The prompt, and the commands that verify the work.

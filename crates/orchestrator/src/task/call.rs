@@ -116,7 +116,7 @@ impl TaskLoop {
         iteration: u32,
         prompt: String,
     ) -> Result<Answer, Stop> {
-        let reservation = self.reserve_budget().await?;
+        let reservation = self.reserve_budget(iteration).await?;
         let mut call = self.agent_call(session, prompt.clone());
         call.max_cost_usd = reservation.max_cost.map(Cost::as_usd);
         self.reservation = Some(reservation);

@@ -10,7 +10,7 @@ impl TaskLoop {
     /// Reserves what the next call may spend under every budget that covers it. A spent
     /// task or milestone budget blocks the task; a spent run budget stops the run's work on
     /// it; while calls in flight hold all that is left, waits for one to give some back.
-    pub(super) async fn reserve_budget(&mut self) -> Result<Reservation, Stop> {
+    pub(super) async fn reserve_budget(&mut self, iteration: u32) -> Result<Reservation, Stop> {
         // The previous call is in the ledger by now: give back what it held.
         self.reservation = None;
         loop {
@@ -32,13 +32,11 @@ impl TaskLoop {
                     if !self.called
                         && let Some(limit) = describe_limit(&reservation)
                     {
-                        let iteration = self.task.iterations.saturating_add(1);
                         self.emit_decision(iteration, format!("within budget: {limit}"));
                     }
                     return Ok(reservation);
                 }
                 Reserved::Spent(spent) => {
-                    let iteration = self.task.iterations.saturating_add(1);
                     return Err(if spent.run {
                         self.emit_decision(
                             iteration,

@@ -282,8 +282,13 @@ impl Finished {
                 }
                 TaskOutcome::Completed | TaskOutcome::Cancelled => continue,
             };
+            let next = if reason.starts_with("budget spent") {
+                format!("`baton task retry {id} --max-cost USD` raises its budget and continues it")
+            } else {
+                format!("`baton task retry {id} --message TEXT` runs it again with your guidance")
+            };
             out.push_str(&format!(
-                "  task {id} {word}: {}\n    `baton task show {id}` shows what happened; `baton task retry {id} --message TEXT` runs it again with your guidance\n",
+                "  task {id} {word}: {}\n    `baton task show {id}` shows what happened; {next}\n",
                 reason.trim()
             ));
         }
