@@ -193,5 +193,33 @@ pub async fn execute(
     let result = orchestrator.run(selection, cancel).await;
     progress.finish();
     let report = result?;
+    record_spend(orchestrator.db(), &report).await?;
     Finished::read(orchestrator.db(), report, received.get()).await
+}
+
+/// Writes what a run with a budget spent, and whether the budget stopped it, into the ledger
+/// beside its start (which holds the budget). A run without a budget writes nothing more.
+async fn record_spend(db: &orchestrator::Db, report: &orchestrator::RunReport) -> Result<()> {
+    let spend = report.spend;
+    if spend.budget.is_none() {
+        return Ok(());
+    }
+    let detail = serde_json::json!({
+        "pid": std::process::id(),
+        "max_cost_usd": spend.budget.max_cost.map(session_store::Cost::as_usd),
+        "max_tokens": spend.budget.max_tokens,
+        "spent_cost_usd": spend.spent.cost.as_usd(),
+        "spent_tokens": spend.spent.tokens,
+        "stopped": report.budget_stop,
+    });
+    db.run(move |store| {
+        store.append_event(&NewEvent {
+            task: None,
+            session: None,
+            kind: String::from("run_spent"),
+            detail: detail.to_string(),
+        })
+    })
+    .await?;
+    Ok(())
 }
