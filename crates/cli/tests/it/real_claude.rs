@@ -367,3 +367,79 @@ fn a_run_budget_across_concurrent_real_calls_stops_the_run_cleanly() {
         assert_ne!(session["status"], "open", "the stop is clean: {session}");
     }
 }
+
+/// A token budget stops a real CLI call mid-stream: Baton watches the usage the CLI streams
+/// and stops the call once it passes what is left, then blocks the task.
+#[test]
+fn a_token_budget_stops_a_real_call_mid_stream() {
+    let Some(claude) = api_standin::require_claude("a_token_budget_stops_a_real_call_mid_stream")
+    else {
+        return;
+    };
+    let standin = StandIn::start(Script::queue([]));
+    let claude_env = ClaudeEnv::new(&standin);
+    let project = claude_env.work_dir("project");
+    // 1,200 tokens an answer, and never done.
+    let endless =
+        Answer::write_file(project.join("loop.txt"), "x\n").with_usage(usage(1_000, 200, 0, 0));
+    standin.enqueue(std::iter::repeat_n(endless, 40));
+
+    let mut world = World::new();
+    for (name, value) in claude_env.vars() {
+        world.set(&name, value);
+    }
+    world.set("BATON_CLAUDE_BIN", claude.to_string_lossy());
+    world.baton_in(&project, &["init"]).success();
+    let config = project.join(".baton/config.toml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        text.replace("# timeout = \"30m\"", "timeout = \"3m\""),
+    )
+    .unwrap();
+    world
+        .baton_in(
+            &project,
+            &[
+                "task",
+                "add",
+                "Loop",
+                "--prompt",
+                "Keep writing loop.txt.",
+                "--max-tokens",
+                "3000",
+            ],
+        )
+        .success();
+    world.baton_in(&project, &["run"]).code(1);
+    let task = world
+        .baton_in(&project, &["task", "show", "1", "--json"])
+        .success()
+        .json();
+    assert_eq!(task["status"], "blocked", "{task}");
+    assert!(
+        task["failure_reason"]
+            .as_str()
+            .unwrap()
+            .ends_with("of 3000 tokens (task)"),
+        "{task}"
+    );
+    let tokens = [
+        "input_tokens",
+        "output_tokens",
+        "cache_read_tokens",
+        "cache_creation_tokens",
+    ]
+    .iter()
+    .map(|name| task[name].as_u64().unwrap())
+    .sum::<u64>();
+    assert!(
+        (3_000..=3_000 + 1_200).contains(&tokens),
+        "stopped within one streamed answer of the budget: {tokens} tokens"
+    );
+    assert!(
+        standin.message_requests().len() <= 4,
+        "the call was stopped, not left to run: {} requests",
+        standin.message_requests().len()
+    );
+}
