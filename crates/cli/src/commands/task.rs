@@ -9,8 +9,8 @@ use agent::SessionId;
 use orchestrator::TURNS_ESCALATED;
 use serde::Serialize;
 use session_store::{
-    Budget, BudgetScope, BudgetStatus, EventFilter, NewTask, RecordedCall, SessionFilter, Store,
-    StoreError, Task, TaskFilter, TaskId, TaskStatus, Totals, Verification,
+    Budget, BudgetScope, BudgetStatus, Cost, EventFilter, NewTask, RecordedCall, SessionFilter,
+    Store, StoreError, Task, TaskFilter, TaskId, TaskStatus, Totals, Verification,
 };
 
 use crate::error::{CliError, Kind, Outcome, Result};
@@ -632,6 +632,13 @@ fn retry(
         ui.print(&format!(
             "Task {id} is pending again (it was {was}). The next `baton run` continues it, resuming its session if it has one{guidance}.\n"
         ));
+        let budget = store.budget(BudgetScope::Task(id))?;
+        if budget.cost_left() == Some(Cost::ZERO) || budget.tokens_left() == Some(0) {
+            let line = views::budget_line(&budget).unwrap_or_default();
+            ui.note(&format!(
+                "its budget is spent ({line}): the next run blocks it again unless you raise it with `baton task retry {id} --max-cost USD` (or --max-tokens N)\n"
+            ));
+        }
     }
     Ok(Outcome::Success)
 }
