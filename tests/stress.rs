@@ -12,6 +12,7 @@
 
 pub mod agents;
 pub mod audit;
+pub mod budgets;
 mod report;
 pub mod script;
 pub mod timeline;
@@ -28,6 +29,7 @@ use session_store::{NewMilestone, NewTask, SessionPolicy, Store};
 
 pub use crate::stress::agents::{AgentKind, Record, Rig};
 pub use crate::stress::audit::{Invariant, Ledger, Placement, Summary, Violation};
+pub use crate::stress::budgets::Budgets;
 pub use crate::stress::report::render;
 pub use crate::stress::script::{Kind, Mix, Plan};
 pub use crate::stress::timeline::{Overhead, Timeline, Witness};
@@ -53,6 +55,8 @@ pub struct StressConfig {
     pub keep_ledger: bool,
     /// Variables added to a CLI agent's environment, such as `mock-claude`'s overrides.
     pub agent_env: BTreeMap<String, String>,
+    /// The budgets every task, milestone and the run get; the audit checks them.
+    pub budgets: Budgets,
 }
 
 impl StressConfig {
@@ -71,6 +75,7 @@ impl StressConfig {
             time_limit: Duration::from_secs(30 * 60),
             keep_ledger: false,
             agent_env: BTreeMap::new(),
+            budgets: Budgets::ROOMY,
         }
     }
 }
@@ -115,6 +120,7 @@ pub fn run_config(config: &StressConfig) -> RunConfig {
         policy: config.policy,
         call_timeout: Duration::from_secs(120),
         verify_timeout: Duration::from_secs(60),
+        budget: config.budgets.run_budget(),
         ..RunConfig::default()
     };
     run_config.retry.base_delay = Duration::from_millis(1);
@@ -148,6 +154,16 @@ pub fn run(config: &StressConfig) -> anyhow::Result<StressRun> {
         root.path(),
     )?;
     let placement = place(&db_path, &plan, &rig.work_dirs)?;
+    {
+        let mut store = Store::open_with(
+            &db_path,
+            &session_store::StoreOptions::new(redact::Redactor::new()),
+        )
+        .context("could not open the ledger")?;
+        let tasks: Vec<_> = placement.tasks.iter().map(|(id, _)| *id).collect();
+        budgets::set(&mut store, &config.budgets, &tasks, &placement.milestones)
+            .context("could not set the budgets")?;
+    }
 
     let timeline = Timeline::default();
     let witness = Witness::new(
@@ -193,6 +209,10 @@ pub fn run(config: &StressConfig) -> anyhow::Result<StressRun> {
     violations.extend(audit::check_script(&ledger, &plan, &placement));
     violations.extend(audit::check_served(&ledger, config.agent));
     violations.extend(left_behind(&report));
+    violations.extend(
+        budgets::check(&store, &ledger, config.budgets.run, config.concurrency)
+            .context("could not read the budgets")?,
+    );
     let agent_record = match &rig.record {
         Record::Mock(mock) => {
             violations.extend(check_mock(&ledger, mock));

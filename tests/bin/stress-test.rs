@@ -99,6 +99,7 @@ fn main() -> ExitCode {
         time_limit: Duration::from_secs(args.time_limit),
         keep_ledger: args.keep_ledger,
         agent_env: Default::default(),
+        budgets: stress::Budgets::ROOMY,
     };
     match stress::run(&config) {
         Ok(run) => {

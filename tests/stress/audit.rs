@@ -58,6 +58,9 @@ pub enum Invariant {
     Concurrency,
     /// Each call records exactly the usage and cost the agent served for its scripted reply.
     Served,
+    /// No task, milestone or run spent past its budget by more than one response per call in
+    /// flight.
+    Budget,
 }
 
 impl Invariant {
@@ -73,6 +76,7 @@ impl Invariant {
             Invariant::AgentRecord => "agent-record",
             Invariant::Concurrency => "concurrency",
             Invariant::Served => "served",
+            Invariant::Budget => "budget",
         }
     }
 }

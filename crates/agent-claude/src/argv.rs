@@ -26,6 +26,10 @@ pub fn build_argv(call: &AgentCall) -> Vec<String> {
         argv.push("--max-turns".into());
         argv.push(max_turns.to_string());
     }
+    if let Some(max_cost) = call.max_cost_usd {
+        argv.push("--max-budget-usd".into());
+        argv.push(budget_text(max_cost));
+    }
     if let Some(model) = &call.model {
         argv.push("--model".into());
         argv.push(model.clone());
@@ -41,10 +45,31 @@ pub fn build_argv(call: &AgentCall) -> Vec<String> {
     argv
 }
 
+/// A dollar amount as `--max-budget-usd` takes it: a plain decimal, never exponent notation,
+/// rounded down to a nano-dollar so that the limit never exceeds what Baton has left.
+fn budget_text(usd: f64) -> String {
+    let nano = (usd.max(0.0) * 1e9).floor();
+    format!("{:.9}", nano / 1e9)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use agent::SessionId;
+
+    #[test]
+    fn the_money_limit_is_a_plain_decimal() {
+        let mut call = AgentCall::new("p", SessionPlan::Start(SessionId::new_v4()), "/w");
+        assert!(!build_argv(&call).contains(&"--max-budget-usd".to_owned()));
+        call.max_cost_usd = Some(0.05);
+        let argv = build_argv(&call);
+        let at = argv
+            .iter()
+            .position(|arg| arg == "--max-budget-usd")
+            .unwrap();
+        assert_eq!(argv[at + 1], "0.050000000");
+        assert_eq!(budget_text(1e-12), "0.000000000");
+    }
 
     #[test]
     fn start_and_resume_use_one_flag_each() {

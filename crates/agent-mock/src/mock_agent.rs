@@ -476,7 +476,18 @@ impl Agent for MockAgent {
             files,
             ..
         } = step;
-        let play = Play::new(action, &call, &reply)?;
+        // Like the real CLI, a call that would run past its money limit stops there, whether
+        // it was going to finish or to run out of turns.
+        let play = match (
+            Play::new(action, &call, &reply)?,
+            over_budget(&call, &reply),
+        ) {
+            (Play::Succeed, Some(error)) => Play::Fail(error),
+            (Play::Fail(error), Some(budget)) if error.kind() == ErrorKind::MaxTurns => {
+                Play::Fail(budget)
+            }
+            (play, _) => play,
+        };
         self.open_transcript(&call, reported)?;
         events.emit(AgentEvent::Init {
             session_id: reported,
@@ -534,6 +545,23 @@ impl MockAgent {
             Play::Panic(message) => panic!("{message}"),
         }
     }
+}
+
+/// The error of a successful step whose cost reaches the call's money limit, as Claude Code
+/// reports it: `error_max_budget_usd`, no result text, having spent the limit.
+fn over_budget(call: &AgentCall, reply: &AgentReply) -> Option<AgentError> {
+    let limit = call.max_cost_usd?;
+    if reply.cost_usd < limit {
+        return None;
+    }
+    let mut spent = reply.clone();
+    spent.cost_usd = limit;
+    spent.result_text = None;
+    spent.subtype = String::from("error_max_budget_usd");
+    spent.exit_code = Some(1);
+    Some(AgentError::BudgetExceeded {
+        reply: Box::new(spent),
+    })
 }
 
 /// What a call does once its step's error, if any, is made.

@@ -25,6 +25,12 @@ pub struct AgentCall {
     pub working_dir: PathBuf,
     /// The most agentic turns the call may take, when limited.
     pub max_turns: Option<u32>,
+    /// The most money the call may spend, in US dollars, when limited. An agent stops the call
+    /// once its own spend reaches it and fails with [`AgentError::BudgetExceeded`]; what it
+    /// spent before, in earlier calls of the same session, does not count.
+    ///
+    /// [`AgentError::BudgetExceeded`]: crate::AgentError::BudgetExceeded
+    pub max_cost_usd: Option<f64>,
     /// The wall-clock limit of the whole call, after which it is stopped.
     pub timeout: Duration,
     /// The model to use, when not the agent's default.
@@ -49,6 +55,7 @@ impl AgentCall {
             plan,
             working_dir: working_dir.into(),
             max_turns: None,
+            max_cost_usd: None,
             timeout: DEFAULT_CALL_TIMEOUT,
             model: None,
             permission_mode: None,

@@ -8,6 +8,7 @@ use agent::{Agent, AgentError, AgentInfo, Usage};
 use agent_claude::{ClaudeAgent, ClaudeConfig};
 use agent_mock::{MockAgent, Step};
 use orchestrator::{AgentOptions, RunConfig};
+use session_store::Budget;
 
 use crate::error::{CliError, Kind};
 use crate::keys::{self, AgentKind};
@@ -94,6 +95,10 @@ pub fn run_config(settings: &Settings) -> RunConfig {
         verify_timeout: settings.get(keys::RUN_VERIFY_TIMEOUT),
         max_turns: Some(settings.get(keys::AGENT_MAX_TURNS)),
         rotation_threshold: settings.get(keys::RUN_CONTEXT_ROTATION_THRESHOLD),
+        budget: Budget {
+            max_cost: settings.get(keys::RUN_MAX_COST),
+            max_tokens: settings.get(keys::RUN_MAX_TOKENS),
+        },
         agent: AgentOptions {
             model: settings.get(keys::AGENT_MODEL),
             permission_mode: Some(settings.get(keys::AGENT_PERMISSION_MODE)),

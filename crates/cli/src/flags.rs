@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use agent::SessionId;
 use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use session_store::{SessionPolicy, SessionStatus, TaskStatus};
+use session_store::{Cost, SessionPolicy, SessionStatus, TaskStatus};
 
 use crate::keys::MAX_CONCURRENCY;
 /// Which agent runs tasks: defined with the key it sets, `agent.kind`.
@@ -156,6 +156,12 @@ pub enum TaskCommand {
         /// Guidance for the agent, delivered with the next prompt
         #[arg(long, value_name = "TEXT")]
         message: Option<String>,
+        /// Raise the task's budget to this many US dollars (more than it has spent)
+        #[arg(long, value_name = "USD", allow_hyphen_values = true, value_parser = money_parser)]
+        max_cost: Option<Cost>,
+        /// Raise the task's token budget to this many tokens (more than it has used)
+        #[arg(long, value_name = "N", allow_hyphen_values = true, value_parser = tokens_parser())]
+        max_tokens: Option<u64>,
     },
     /// Print a task's branch diff against its base (through a pager on a terminal)
     Diff {
@@ -196,9 +202,18 @@ pub struct TaskAddArgs {
     /// Agent-then-verify rounds before the task fails (default: tasks.max_iterations, 5)
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub max_iterations: Option<u32>,
-    /// The agent's turn budget per call (default: agent.max_turns)
+    /// The agent's turns per call (default: agent.max_turns, 50). A call that runs out is
+    /// resumed with twice the turns, up to 200 a call and never past a budget; `task show`
+    /// lists each escalation
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub max_turns: Option<u32>,
+    /// The task's budget in US dollars, across all its calls (default: tasks.max_cost, none)
+    #[arg(long, value_name = "USD", allow_hyphen_values = true, value_parser = money_parser)]
+    pub max_cost: Option<Cost>,
+    /// The task's token budget: input, output and cache tokens together (default:
+    /// tasks.max_tokens, none)
+    #[arg(long, value_name = "N", allow_hyphen_values = true, value_parser = tokens_parser())]
+    pub max_tokens: Option<u64>,
     /// Where the agent and the verification commands run (default: the workspace directory)
     #[arg(long, value_name = "DIR")]
     pub workdir: Option<PathBuf>,
@@ -235,6 +250,12 @@ pub enum MilestoneCommand {
         /// The session policy of its tasks, unless a task sets its own
         #[arg(long, value_name = "POLICY", value_parser = policy_parser())]
         session_policy: Option<SessionPolicy>,
+        /// The budget its tasks share, in US dollars
+        #[arg(long, value_name = "USD", allow_hyphen_values = true, value_parser = money_parser)]
+        max_cost: Option<Cost>,
+        /// The token budget its tasks share
+        #[arg(long, value_name = "N", allow_hyphen_values = true, value_parser = tokens_parser())]
+        max_tokens: Option<u64>,
     },
     /// List milestones with their progress and usage
     List,
@@ -265,6 +286,13 @@ pub struct RunArgs {
     /// Isolation of tasks that set none (default: run.isolation; a worktree inside a git repository)
     #[arg(long, value_enum)]
     pub isolation: Option<Isolation>,
+    /// The most this run's agent calls may spend together, in US dollars (default:
+    /// run.max_cost, none)
+    #[arg(long, value_name = "USD", allow_hyphen_values = true, value_parser = money_parser)]
+    pub max_cost: Option<Cost>,
+    /// The most tokens this run's agent calls may use together (default: run.max_tokens, none)
+    #[arg(long, value_name = "N", allow_hyphen_values = true, value_parser = tokens_parser())]
+    pub max_tokens: Option<u64>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -309,6 +337,19 @@ pub struct QuickstartArgs {
     /// directory under the system's temp directory)
     #[arg(long, value_name = "DIR")]
     pub dir: Option<PathBuf>,
+}
+
+/// An amount of dollars above zero, read exactly (see [`crate::keys::money`]).
+fn money_parser(text: &str) -> Result<Cost, String> {
+    match crate::keys::money(text) {
+        Ok(crate::keys::Value::Money(cost)) => Ok(cost),
+        Ok(_) => Err(String::from("is not an amount of dollars")),
+        Err(problem) => Err(problem.to_string()),
+    }
+}
+
+fn tokens_parser() -> impl TypedValueParser<Value = u64> {
+    clap::value_parser!(u64).range(1..=i64::MAX as u64)
 }
 
 fn task_id_parser() -> impl TypedValueParser<Value = i64> {

@@ -19,9 +19,9 @@ use std::time::Duration;
 
 use agent::PermissionMode;
 use clap::ValueEnum;
-use session_store::{NewTask, SessionPolicy, StoreOptions};
+use session_store::{Cost, NewTask, SessionPolicy, StoreOptions};
 
-pub use value::{Kind, Problem, Value, from_os, from_toml};
+pub use value::{Kind, Problem, Value, from_os, from_toml, money};
 
 /// One key: everything Baton knows about it.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -279,12 +279,52 @@ keys! {
         help: "What a completed task's branch becomes: \"branch\" (the branch is the result) or \"merge\" (merged into its base branch in your checkout when that is clean and merges cleanly).",
         sources: Sources::FILE,
     };
+    RUN_MAX_COST: Option<Cost> = Definition {
+        name: "run.max_cost",
+        kind: Kind::Money,
+        default: DefaultValue::Unset {
+            means: "no limit",
+            example: "20.00",
+        },
+        help: "The most a run's agent calls together may spend, in US dollars; once spent, the run starts no new call and exits 1.",
+        sources: Sources::FILE.flags(&["run --max-cost"]),
+    };
+    RUN_MAX_TOKENS: Option<u64> = Definition {
+        name: "run.max_tokens",
+        kind: Kind::Count { min: 1, max: i64::MAX as u64, unit: "tokens" },
+        default: DefaultValue::Unset {
+            means: "no limit",
+            example: "50000000",
+        },
+        help: "The most tokens (input, output, cache read and cache creation together) a run's agent calls together may use.",
+        sources: Sources::FILE.flags(&["run --max-tokens"]),
+    };
     TASKS_MAX_ITERATIONS: u32 = Definition {
         name: "tasks.max_iterations",
         kind: Kind::Count { min: 1, max: u32::MAX as u64, unit: "iterations" },
         default: DefaultValue::Count(NewTask::DEFAULT_MAX_ITERATIONS as u64),
         help: "How many agent-then-verify rounds a new task gets before it fails.",
         sources: Sources::FILE.flags(&["task add --max-iterations"]),
+    };
+    TASKS_MAX_COST: Option<Cost> = Definition {
+        name: "tasks.max_cost",
+        kind: Kind::Money,
+        default: DefaultValue::Unset {
+            means: "no limit",
+            example: "5.00",
+        },
+        help: "The budget of a new task in US dollars, across all its calls, sessions and retries; once spent, the task is blocked until a person raises it.",
+        sources: Sources::FILE.flags(&["task add --max-cost"]),
+    };
+    TASKS_MAX_TOKENS: Option<u64> = Definition {
+        name: "tasks.max_tokens",
+        kind: Kind::Count { min: 1, max: i64::MAX as u64, unit: "tokens" },
+        default: DefaultValue::Unset {
+            means: "no limit",
+            example: "5000000",
+        },
+        help: "The token budget of a new task (input, output, cache read and cache creation together), across all its calls.",
+        sources: Sources::FILE.flags(&["task add --max-tokens"]),
     };
     LEDGER_PATH: Option<PathBuf> = Definition {
         name: "ledger.path",
@@ -505,6 +545,19 @@ impl KeyType for u64 {
 
     fn into_value(self) -> Option<Value> {
         Some(Value::Count(self))
+    }
+}
+
+impl KeyType for Cost {
+    fn from_value(value: Option<&Value>) -> Option<Cost> {
+        match value? {
+            Value::Money(cost) => Some(*cost),
+            _ => None,
+        }
+    }
+
+    fn into_value(self) -> Option<Value> {
+        Some(Value::Money(self))
     }
 }
 

@@ -243,6 +243,8 @@ impl Settings {
             .with_flag(keys::RUN_CONCURRENCY, args.concurrency)
             .with_flag(keys::RUN_SESSION_POLICY, args.session_policy)
             .with_flag(keys::RUN_ISOLATION, args.isolation.map(Some))
+            .with_flag(keys::RUN_MAX_COST, args.max_cost)
+            .with_flag(keys::RUN_MAX_TOKENS, args.max_tokens)
     }
 
     /// Names the ledger: `--db` (relative to the current directory) over `BATON_DB` (the

@@ -13,8 +13,9 @@ use std::collections::{BTreeMap, HashMap};
 use agent::{ExitInfo, SessionId};
 use serde::Serialize;
 use session_store::{
-    Milestone, MilestoneId, RecordedCall, Session, SessionFilter, Store, StoreError, SweepReason,
-    Task, TaskId, Timestamp, Totals, Verification,
+    Budget, BudgetScope, BudgetStatus, Cost, Milestone, MilestoneId, RecordedCall, Session,
+    SessionFilter, Store, StoreError, SweepReason, Task, TaskId, Timestamp, Totals, Verification,
+    usd,
 };
 
 use crate::human;
@@ -99,6 +100,55 @@ pub struct TaskJson<'a> {
     totals: TotalsJson,
     #[serde(flatten)]
     workspace: WorkspaceJson,
+    #[serde(flatten)]
+    budget: BudgetJson,
+}
+
+/// A budget's limits, present only when set, so that records without a budget read as they
+/// always did.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct BudgetJson {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_cost_usd: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_tokens: Option<u64>,
+}
+
+impl BudgetJson {
+    pub fn new(budget: &Budget) -> BudgetJson {
+        BudgetJson {
+            max_cost_usd: budget.max_cost.map(Cost::as_usd),
+            max_tokens: budget.max_tokens,
+        }
+    }
+}
+
+/// The budget of each of `tasks`, by id.
+pub fn budgets_by_task(
+    store: &Store,
+    tasks: &[Task],
+) -> Result<BTreeMap<TaskId, Budget>, StoreError> {
+    tasks
+        .iter()
+        .map(|task| Ok((task.id, store.budget(BudgetScope::Task(task.id))?.budget)))
+        .collect()
+}
+
+/// A budget and its spend for a person: `$0.05 of $2.00 spent, 1.2k of 500k tokens`; `None`
+/// without a budget.
+pub fn budget_line(status: &BudgetStatus) -> Option<String> {
+    let mut parts = Vec::new();
+    if let Some(max) = status.budget.max_cost {
+        parts.push(format!("{} of {} spent", usd(status.spent.cost), usd(max)));
+    }
+    if let Some(max) = status.budget.max_tokens {
+        parts.push(format!(
+            "{} of {} tokens",
+            human::tokens(status.spent_tokens()),
+            human::tokens(max)
+        ));
+    }
+    (!parts.is_empty()).then(|| parts.join(", "))
 }
 
 /// Where a task's work lives: its branch and worktree, the commits it started from and ended
@@ -210,6 +260,8 @@ pub struct MilestoneJson<'a> {
     created_at: String,
     #[serde(flatten)]
     totals: TotalsJson,
+    #[serde(flatten)]
+    budget: BudgetJson,
 }
 
 /// The usage fields every record with totals carries.
@@ -225,6 +277,12 @@ pub struct TotalsJson {
 }
 
 impl<'a> TaskJson<'a> {
+    /// The task with its budget's limits.
+    pub fn with_budget(mut self, budget: &Budget) -> Self {
+        self.budget = BudgetJson::new(budget);
+        self
+    }
+
     pub fn new(task: &'a Task, milestone: Option<&'a str>, sessions: &[SessionId]) -> Self {
         TaskJson {
             id: task.id.get(),
@@ -251,6 +309,7 @@ impl<'a> TaskJson<'a> {
             finished_at: task.finished_at.map(human::rfc3339),
             totals: TotalsJson::new(&task.totals),
             workspace: WorkspaceJson::default(),
+            budget: BudgetJson::default(),
         }
     }
 
@@ -377,7 +436,14 @@ impl<'a> MilestoneJson<'a> {
             task_states,
             created_at: human::rfc3339(milestone.created_at),
             totals: TotalsJson::new(totals),
+            budget: BudgetJson::default(),
         }
+    }
+
+    /// The milestone with its budget's limits.
+    pub fn with_budget(mut self, budget: &Budget) -> Self {
+        self.budget = BudgetJson::new(budget);
+        self
     }
 }
 

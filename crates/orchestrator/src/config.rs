@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use agent::PermissionMode;
-use session_store::SessionPolicy;
+use session_store::{Budget, SessionPolicy};
 
 use crate::workspace::{DeliverMode, Isolation};
 
@@ -28,6 +28,9 @@ pub struct RunConfig {
     pub max_turns_cap: u32,
     /// How transient agent failures are retried.
     pub retry: RetryPolicy,
+    /// The run's own budget: what all its agent calls together may spend. Tasks' and
+    /// milestones' budgets are in the ledger.
+    pub budget: Budget,
     /// The share of the model's context window (0 to 1) past which a session is rotated.
     pub rotation_threshold: f64,
     /// How long a session lease lasts unless renewed; running calls renew it.
@@ -77,6 +80,7 @@ impl Default for RunConfig {
             max_turns: Some(50),
             max_turns_cap: 200,
             retry: RetryPolicy::default(),
+            budget: Budget::NONE,
             rotation_threshold: 0.8,
             lease_ttl: Duration::from_secs(60),
             escalate_when_exhausted: false,

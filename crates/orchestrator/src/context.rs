@@ -9,6 +9,7 @@ use agent::{Agent, SessionId};
 use redact::Redactor;
 use session_store::LeaseOwner;
 
+use crate::budget::Budgets;
 use crate::config::RunConfig;
 use crate::db::Db;
 use crate::event::RunEvents;
@@ -31,6 +32,8 @@ pub(crate) struct RunContext {
     pub(crate) live_sessions: LiveSessions,
     /// Where tasks get their worktrees; `None` runs every task in its directory as it is.
     pub(crate) workspaces: Option<Arc<dyn Workspaces>>,
+    /// The run's budget and its calls' reservations.
+    pub(crate) budgets: Budgets,
 }
 
 /// Sessions with an agent call under way in this process.

@@ -8,6 +8,7 @@
 //! before the agent starts, hands the id over as `Start` or `Resume`, checks that the agent
 //! used it, records every call whole, and closes the session on every way out.
 
+mod budget;
 mod config;
 mod context;
 mod db;
@@ -21,6 +22,7 @@ mod task;
 pub mod verify;
 pub mod workspace;
 
+pub use crate::budget::{Amount, RunSpend, TURNS_ESCALATED};
 pub use crate::config::{AgentOptions, RetryPolicy, RunConfig};
 pub use crate::db::Db;
 pub use crate::error::OrchestratorError;

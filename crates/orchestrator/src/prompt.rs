@@ -113,6 +113,17 @@ pub fn continue_after_max_turns(guidance: Option<&str>) -> String {
     out
 }
 
+/// The prompt that continues a task in its session after a call reached the spending limit
+/// Baton gave it while the task's budgets still had room.
+pub fn continue_after_spending_limit(guidance: Option<&str>) -> String {
+    let mut out = String::from(
+        "Your previous call reached its spending limit before you finished. Continue the \
+         task from where you stopped; do not start over.\n",
+    );
+    write_guidance(&mut out, guidance);
+    out
+}
+
 /// The prompt that continues a task in its session after the work was interrupted (Baton
 /// stopped or was cancelled) or a person retried it.
 pub fn resume_after_interruption(guidance: Option<&str>) -> String {

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use agent::{Agent, CancellationToken};
 use session_store::{LeaseOwner, MilestoneId, Store, Task, TaskFilter, TaskId, TaskStatus};
 
+use crate::budget::{Budgets, RunSpend};
 use crate::config::RunConfig;
 use crate::context::{LiveSessions, RunContext};
 use crate::db::Db;
@@ -51,12 +52,17 @@ pub struct RunReport {
     pub not_run: Vec<(TaskId, String)>,
     /// Whether the run was cancelled before it ran out of work.
     pub cancelled: bool,
+    /// The run's budget and what its calls spent.
+    pub spend: RunSpend,
+    /// Why the run's budget stopped it, when it did: `budget spent: $1.00 of $1.00 (run)`.
+    pub budget_stop: Option<String>,
 }
 
 impl RunReport {
     /// Whether every task the run took up completed, and nothing was left behind.
     pub fn all_completed(&self) -> bool {
         !self.cancelled
+            && self.budget_stop.is_none()
             && self.not_run.is_empty()
             && self
                 .tasks
@@ -89,12 +95,13 @@ impl Orchestrator {
             context: Arc::new(RunContext {
                 db: Db::new(store),
                 agent,
-                config,
                 owner,
                 events: RunEvents::none(),
                 redactor,
                 live_sessions: LiveSessions::default(),
                 workspaces: None,
+                budgets: Budgets::new(config.budget, config.concurrency),
+                config,
             }),
         })
     }
@@ -160,6 +167,8 @@ impl Orchestrator {
             tasks: scheduled.finished,
             not_run: self.not_run(selection, &scheduled.attempted).await?,
             cancelled,
+            spend: self.context.budgets.spend(),
+            budget_stop: self.context.budgets.run_stopped(),
         })
     }
 

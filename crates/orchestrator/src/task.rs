@@ -18,6 +18,7 @@ mod checks;
 mod finish;
 mod iterations;
 mod session;
+mod spend;
 mod unwritten;
 mod workspace;
 
@@ -26,6 +27,7 @@ use std::sync::Arc;
 use agent::{CancellationToken, SessionId};
 use session_store::{MilestoneId, SessionPolicy, StoreError, Task, TaskId};
 
+use crate::budget::Reservation;
 use crate::context::RunContext;
 use crate::error::OrchestratorError;
 use crate::event::RunEvent;
@@ -93,6 +95,7 @@ pub(crate) async fn run_task(
         called: false,
         unwritten: Unwritten::default(),
         workspace: None,
+        reservation: None,
     };
     // The session the loop holds lives here, outside the loop, so that whatever way the loop
     // stops, `finish` gets it to close.
@@ -115,6 +118,8 @@ enum Stop {
     Blocked(String),
     /// The run was cancelled.
     Cancelled,
+    /// The run's budget is spent: the task goes back to `pending`, its session resumable.
+    RunBudget(String),
     /// Another process took over the session; this run must touch nothing more.
     LeaseLost(String),
     /// The loop itself failed (the ledger, most likely): nothing more can be recorded, so
@@ -156,6 +161,8 @@ struct TaskLoop {
     unwritten: Unwritten,
     /// The task's worktree, entered at the claim; `None` under isolation `none`.
     workspace: Option<crate::workspace::Entered>,
+    /// What the latest call may spend or spent, held until its record is committed.
+    reservation: Option<Reservation>,
 }
 
 impl TaskLoop {
@@ -193,4 +200,6 @@ enum Intent {
     AfterError(String),
     /// The previous call ran out of turns.
     ContinueTurns,
+    /// The previous call reached the spending limit Baton gave it, with budget left.
+    ContinueBudget,
 }

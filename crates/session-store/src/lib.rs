@@ -34,6 +34,7 @@
 //! Units: timestamps are [`Timestamp`]s (unix milliseconds); money is [`Cost`], an exact count
 //! of nano-dollars, converted from the agents' floating-point dollars once, at the edge.
 
+mod budgets;
 mod calls;
 mod error;
 mod events;
@@ -52,6 +53,7 @@ mod usage;
 mod verifications;
 mod workspaces;
 
+pub use crate::budgets::{BUDGET_SET, Budget, BudgetScope, BudgetStatus, total_tokens, usd};
 pub use crate::calls::{NewAgentCall, RecordedCall};
 pub use crate::error::{Missing, StoreError};
 pub use crate::events::{Event, EventFilter, NewEvent, event_kind};

@@ -34,6 +34,10 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         description: "record task workspaces and running check processes",
         sql: include_str!("migrations/0003_task_workspaces_check_processes.sql"),
     },
+    Migration {
+        description: "keep spending limits on tasks and milestones",
+        sql: include_str!("migrations/0004_budgets.sql"),
+    },
 ];
 
 /// The schema version this build writes: the number of migrations it knows.

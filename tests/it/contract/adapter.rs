@@ -546,3 +546,43 @@ async fn misbehaviour_only_the_mock_can_act_out_is_classified() {
         "a call that ignores TERM is killed after the grace period"
     );
 }
+
+#[tokio::test]
+async fn a_money_limit_is_classified_as_budget_exceeded_alike() {
+    let usage = Usage {
+        input_tokens: 1_000,
+        output_tokens: 200,
+        cache_read_tokens: 0,
+        cache_creation_tokens: 0,
+    };
+    let script = move |work: &Path| {
+        Script::always(Answer::write_file(work.join("loop.txt"), "x").with_usage(usage))
+    };
+    let scenario = Scenario::steps([Step {
+        files: [("loop.txt".to_owned(), "x".to_owned())].into(),
+        cost_usd: Some(0.5),
+        ..Step::success("never reached")
+    }]);
+    for side in sides(
+        "a_money_limit_is_classified_as_budget_exceeded_alike",
+        script,
+        scenario,
+    ) {
+        let agent = agent_for(&side);
+        let mut call = call_in(&side, "loop", SessionPlan::Start(SessionId::new_v4()));
+        call.max_cost_usd = Some(0.02);
+        call.model = Some(String::from("claude-sonnet-4-5"));
+        let outcome = run(&agent, call).await;
+        let Err(AgentError::BudgetExceeded { reply }) = &outcome else {
+            panic!("{}: expected BudgetExceeded, got {outcome:?}", side.name());
+        };
+        assert!(
+            (0.02..0.03).contains(&reply.cost_usd),
+            "{}: spent {} for a $0.02 limit",
+            side.name(),
+            reply.cost_usd
+        );
+        assert_eq!(reply.result_text, None, "{}", side.name());
+        assert_eq!(reply.subtype, "error_max_budget_usd", "{}", side.name());
+    }
+}

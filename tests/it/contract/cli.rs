@@ -482,3 +482,64 @@ fn only_the_mock_can_report_another_session() {
     assert_eq!(run.result()["session_id"], other.to_string());
     assert_ne!(run.result()["session_id"], assigned);
 }
+
+#[test]
+fn reaching_the_budget_ends_alike() {
+    // At the pinned model's prices, about $0.006 an answer: four answers pass $0.02.
+    let usage = Usage {
+        input_tokens: 1_000,
+        output_tokens: 200,
+        cache_read_tokens: 0,
+        cache_creation_tokens: 0,
+    };
+    let script = move |work: &Path| {
+        Script::always(Answer::write_file(work.join("loop.txt"), "x").with_usage(usage))
+    };
+    let scenario = Scenario::steps([Step {
+        files: [("loop.txt".to_owned(), "x".to_owned())].into(),
+        cost_usd: Some(0.5),
+        ..Step::success("never reached")
+    }]);
+    let mut observed = Vec::new();
+    for side in sides("reaching_the_budget_ends_alike", script, scenario) {
+        let name = side.name();
+        let args = [
+            "--max-budget-usd",
+            "0.02",
+            "--permission-mode",
+            "acceptEdits",
+            "--model",
+            MODEL,
+        ];
+        let run = side.stream(&args, "loop");
+        assert_eq!(run.code(), Some(1), "{name}: {}", run.stderr);
+        let result = run.result();
+        let cost = result["total_cost_usd"].as_f64().unwrap();
+        // It stops once its spend reaches the limit: past it by at most one answer.
+        assert!((0.02..0.02 + 0.01).contains(&cost), "{name}: spent {cost}");
+        if let Some(standin) = side.standin() {
+            assert!(standin.message_requests().len() >= 2, "{name}");
+        }
+        observed.push((
+            name,
+            json!({
+                "subtype": result["subtype"],
+                "is_error": result["is_error"],
+                "terminal_reason": result["terminal_reason"],
+                "errors": result["errors"],
+                "has_result": result.get("result").is_some(),
+            }),
+        ));
+    }
+    assert_eq!(
+        observed[0].1,
+        json!({
+            "subtype": "error_max_budget_usd",
+            "is_error": true,
+            "terminal_reason": "budget_exhausted",
+            "errors": ["Reached maximum budget ($0.02)"],
+            "has_result": false,
+        })
+    );
+    agree("reaching the budget", &observed);
+}

@@ -23,6 +23,9 @@ pub(crate) struct Args {
     pub(crate) session_id: Option<String>,
     pub(crate) resume: Option<String>,
     pub(crate) max_turns: Option<u32>,
+    /// `--max-budget-usd`, as given (checked to be a positive number): the most this process
+    /// may spend, not counting what the session spent before it.
+    pub(crate) max_budget_usd: Option<String>,
     pub(crate) model: Option<String>,
     pub(crate) permission_mode: Option<String>,
     pub(crate) allowed_tools: Vec<String>,
@@ -31,6 +34,15 @@ pub(crate) struct Args {
     pub(crate) dangerously_skip_permissions: bool,
     /// The positional arguments, joined by spaces: the prompt, when given on the command line.
     pub(crate) prompt: Option<String>,
+}
+
+impl Args {
+    /// `--max-budget-usd` in dollars, when given.
+    pub(crate) fn max_budget(&self) -> Option<f64> {
+        self.max_budget_usd
+            .as_deref()
+            .and_then(|text| text.trim().parse().ok())
+    }
 }
 
 /// A command line the real CLI would refuse; the text is what it prints on stderr.
@@ -49,11 +61,12 @@ const PERMISSION_MODES: [&str; 7] = [
 ];
 
 /// Options that take one value, with the value's name as commander prints it.
-const VALUE_OPTIONS: [(&str, &str); 7] = [
+const VALUE_OPTIONS: [(&str, &str); 8] = [
     ("--output-format", "<format>"),
     ("--session-id", "<uuid>"),
     ("--resume", "<value>"),
     ("--max-turns", "<turns>"),
+    ("--max-budget-usd", "<amount>"),
     ("--model", "<model>"),
     ("--permission-mode", "<mode>"),
     ("--append-system-prompt", "<prompt>"),
@@ -221,6 +234,13 @@ fn set_value(
                     .parse()
                     .map_err(|_| invalid(&value, "must be a number"))?,
             )
+        }
+        "--max-budget-usd" => {
+            match value.trim().parse::<f64>() {
+                Ok(amount) if amount > 0.0 && amount.is_finite() => {}
+                _ => return Err(invalid(&value, "must be a positive number")),
+            }
+            args.max_budget_usd = Some(value);
         }
         "--model" => args.model = Some(value),
         "--permission-mode" => {

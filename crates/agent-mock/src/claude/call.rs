@@ -136,7 +136,8 @@ impl<'a> Call<'a> {
         self.huge_lines()?;
         let files_turns = u32::try_from(step.files.len()).unwrap_or(u32::MAX);
         let turns = step.num_turns.unwrap_or(files_turns.saturating_add(1));
-        let outcome = within_limits(step.outcome, turns, self.args);
+        let cost = step.cost_usd.unwrap_or(DEFAULT_COST_USD);
+        let outcome = within_limits(step.outcome, turns, cost, self.args);
         self.end(outcome, usage, turns)
     }
 
@@ -154,12 +155,7 @@ impl<'a> Call<'a> {
                 turns,
                 &["scripted execution error"],
             ),
-            Outcome::BudgetExceeded => self.failed(
-                "error_max_budget_usd",
-                usage,
-                turns,
-                &["Reached maximum budget"],
-            ),
+            Outcome::BudgetExceeded => self.budget_exhausted(usage, turns),
             Outcome::Crash => self.crash(),
             Outcome::NoResult => {
                 let text = self.result_text();
@@ -262,6 +258,37 @@ impl<'a> Call<'a> {
             cost_usd: cost,
         });
         self.finish(&result, None)?;
+        Ok(self.exit_code(1))
+    }
+
+    /// `--max-budget-usd` was reached: the real CLI stops with no result text, having spent
+    /// up to the limit (this process's spend; the session's earlier calls do not count).
+    fn budget_exhausted(mut self, usage: Usage, turns: u32) -> Result<u8, MockClaudeError> {
+        let scripted = self.step.cost_usd.unwrap_or(DEFAULT_COST_USD);
+        let limit = self.args.max_budget();
+        let cost = limit.map_or(scripted, |limit| scripted.min(limit));
+        let errors: Vec<String> = match (&self.args.max_budget_usd, self.step.errors.is_empty()) {
+            (_, false) => self.step.errors.clone(),
+            (Some(text), true) => vec![format!(
+                "Reached maximum budget (${})",
+                text.trim().parse::<f64>().unwrap_or(cost)
+            )],
+            (None, true) => vec![String::from("Reached maximum budget")],
+        };
+        self.record_cost(&usage, cost)?;
+        let result = self.result_fields(ResultParts {
+            subtype: "error_max_budget_usd",
+            is_error: true,
+            num_turns: turns,
+            result: None,
+            stop_reason: None,
+            terminal_reason: Some("budget_exhausted"),
+            errors: Some(&errors),
+            api_error: None,
+            usage,
+            cost_usd: cost,
+        });
+        self.finish(&result, Some(&errors.join("\n")))?;
         Ok(self.exit_code(1))
     }
 
@@ -516,9 +543,16 @@ struct ResultParts<'a> {
 
 /// The outcome once the limits the command line sets apply: a success that takes more turns
 /// than `--max-turns` allows ends as `max_turns`, as the real CLI's would.
-fn within_limits(outcome: Outcome, turns: u32, args: &Args) -> Outcome {
+fn within_limits(outcome: Outcome, turns: u32, cost_usd: f64, args: &Args) -> Outcome {
     match (outcome, args.max_turns) {
         (Outcome::Success, Some(limit)) if turns > limit => Outcome::MaxTurns,
+        // The real CLI checks its spend after each model response and stops once it reaches
+        // the limit; a call scripted to cost at least the limit reaches it.
+        (Outcome::Success | Outcome::MaxTurns, _)
+            if args.max_budget().is_some_and(|limit| cost_usd >= limit) =>
+        {
+            Outcome::BudgetExceeded
+        }
         (outcome, _) => outcome,
     }
 }

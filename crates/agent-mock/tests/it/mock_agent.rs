@@ -480,3 +480,24 @@ async fn clones_share_script_and_records() {
     assert_eq!(reply.result_text.as_deref(), Some("through the clone"));
     assert_eq!(agent.calls().len(), 1);
 }
+
+#[tokio::test]
+async fn the_money_limit_turns_a_costly_success_into_budget_exceeded() {
+    let fixture = Fixture::new();
+    let agent = MockAgent::with_steps([
+        Step::succeed("costly").cost_usd(0.5),
+        Step::succeed("cheap").cost_usd(0.01),
+    ]);
+    let mut limited = fixture.start("go", SessionId::new_v4());
+    limited.max_cost_usd = Some(0.05);
+    let error = call(&agent, limited).await.unwrap_err();
+    let AgentError::BudgetExceeded { reply } = &error else {
+        panic!("expected BudgetExceeded, got {error:?}");
+    };
+    assert_eq!(reply.subtype, "error_max_budget_usd");
+    assert_eq!(reply.cost_usd, 0.05, "it spent up to the limit");
+    assert_eq!(reply.result_text, None);
+    let mut roomy = fixture.start("go", SessionId::new_v4());
+    roomy.max_cost_usd = Some(0.05);
+    assert_eq!(call(&agent, roomy).await.unwrap().cost_usd, 0.01);
+}

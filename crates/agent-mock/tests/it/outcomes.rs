@@ -529,3 +529,33 @@ fn a_broken_scenario_file_fails_loudly() {
     );
     assert!(run.stderr.contains("typo"), "{}", run.stderr);
 }
+
+#[test]
+fn max_budget_usd_stops_a_call_that_would_spend_past_it() {
+    let sandbox = sandbox_with(Step {
+        cost_usd: Some(0.5),
+        ..Step::success("expensive")
+    });
+    let session = SessionId::new_v4().to_string();
+    let mut args = start_args(&session);
+    args.extend(["--max-budget-usd", "0.02"]);
+    let run = sandbox.stream(&args, "go");
+    assert_eq!(run.code(), Some(1), "the real CLI exits 1");
+    let result = run.result();
+    assert_eq!(result["subtype"], "error_max_budget_usd");
+    assert_eq!(result["is_error"], true);
+    assert_eq!(result["terminal_reason"], "budget_exhausted");
+    assert_eq!(result["errors"], json!(["Reached maximum budget ($0.02)"]));
+    assert!(
+        result.get("result").is_none(),
+        "no result text, as observed"
+    );
+    assert_eq!(result["total_cost_usd"], 0.02, "it spent up to the limit");
+
+    let cheap = sandbox.stream(&["--max-budget-usd", "0.75"], "go");
+    assert_eq!(cheap.code(), Some(0), "a call under its limit succeeds");
+    for bad in ["0", "-1", "lots"] {
+        let refused = sandbox.stream(&["--max-budget-usd", bad], "go");
+        assert_ne!(refused.code(), Some(0), "`{bad}` is refused");
+    }
+}

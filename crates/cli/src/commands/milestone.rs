@@ -1,7 +1,7 @@
 //! `baton milestone`: create, list and show milestones.
 
 use serde::Serialize;
-use session_store::{NewMilestone, TaskFilter, Totals};
+use session_store::{Budget, BudgetScope, NewMilestone, StoreError, TaskFilter, Totals};
 
 use crate::error::{Outcome, Result};
 use crate::flags::MilestoneCommand;
@@ -32,6 +32,8 @@ pub fn run(command: MilestoneCommand, context: &Context, ui: &Ui) -> Result<Outc
             name,
             description,
             session_policy,
+            max_cost,
+            max_tokens,
         } => {
             let milestone = NewMilestone {
                 name: secrets::refuse_secret(
@@ -48,6 +50,13 @@ pub fn run(command: MilestoneCommand, context: &Context, ui: &Ui) -> Result<Outc
             };
             let mut store = context.open_store()?;
             let id = store.create_milestone(&milestone)?;
+            let budget = Budget {
+                max_cost,
+                max_tokens,
+            };
+            if !budget.is_none() {
+                store.set_budget(BudgetScope::Milestone(id), budget)?;
+            }
             if context.json {
                 ui.json(&Added {
                     id: id.get(),
@@ -75,12 +84,15 @@ fn list(context: &Context, ui: &Ui) -> Result<Outcome> {
             ..TaskFilter::default()
         })?;
         let totals = store.milestone_usage(milestone.id)?;
-        rows.push((milestone, tasks, totals));
+        let budget = store.budget(BudgetScope::Milestone(milestone.id))?.budget;
+        rows.push((milestone, tasks, totals, budget));
     }
     if context.json {
         let items: Vec<MilestoneJson<'_>> = rows
             .iter()
-            .map(|(milestone, tasks, totals)| MilestoneJson::new(milestone, tasks, totals))
+            .map(|(milestone, tasks, totals, budget)| {
+                MilestoneJson::new(milestone, tasks, totals).with_budget(budget)
+            })
             .collect();
         ui.json(&items)?;
         return Ok(Outcome::Success);
@@ -97,7 +109,7 @@ fn list(context: &Context, ui: &Ui) -> Result<Outcome> {
         ("COST", Align::Right),
         ("DESCRIPTION", Align::Left),
     ]);
-    for (milestone, tasks, totals) in &rows {
+    for (milestone, tasks, totals, _) in &rows {
         table.row(vec![
             milestone.name.clone(),
             milestone
@@ -131,16 +143,23 @@ fn show(name: &str, context: &Context, ui: &Ui) -> Result<Outcome> {
         ..TaskFilter::default()
     })?;
     let totals: Totals = store.milestone_usage(milestone.id)?;
+    let budget = store.budget(BudgetScope::Milestone(milestone.id))?;
     let names = MilestoneNames::load(&store)?;
     let sessions = views::sessions_by_task(&store, &tasks)?;
     if context.json {
         ui.json(&Shown {
-            milestone: MilestoneJson::new(&milestone, &tasks, &totals),
+            milestone: MilestoneJson::new(&milestone, &tasks, &totals).with_budget(&budget.budget),
             tasks: tasks
                 .iter()
                 .map(|task| {
-                    TaskJson::new(task, Some(&milestone.name), sessions_of(&sessions, task.id))
+                    let budget = store.budget(BudgetScope::Task(task.id))?.budget;
+                    Ok(
+                        TaskJson::new(task, Some(&milestone.name), sessions_of(&sessions, task.id))
+                            .with_budget(&budget),
+                    )
                 })
+                .collect::<Result<Vec<_>, StoreError>>()?
+                .into_iter()
                 .collect(),
         })?;
         return Ok(Outcome::Success);
@@ -160,6 +179,9 @@ fn show(name: &str, context: &Context, ui: &Ui) -> Result<Outcome> {
         .field("done", format!("{} tasks completed", done_cell(&tasks)))
         .field("created", human::time(milestone.created_at))
         .field("usage", views::usage_line(&totals));
+    if let Some(line) = views::budget_line(&budget) {
+        fields.field("budget", line);
+    }
     out.push_str(&fields.render());
     if tasks.is_empty() {
         out.push_str(&format!(

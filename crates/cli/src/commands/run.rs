@@ -131,6 +131,8 @@ async fn record_start(store: &mut Store, settings: &Settings, agent: &dyn Agent)
         "pid": std::process::id(),
         "concurrency": settings.get(keys::RUN_CONCURRENCY),
         "policy": settings.get(keys::RUN_SESSION_POLICY).as_str(),
+        "max_cost_usd": settings.get(keys::RUN_MAX_COST).map(session_store::Cost::as_usd),
+        "max_tokens": settings.get(keys::RUN_MAX_TOKENS),
     });
     // The store was opened with the context's redactor, which knows the run's secrets.
     let detail = store.redactor().redact_json_value(detail);
@@ -199,5 +201,35 @@ pub async fn execute(
     let result = orchestrator.run(selection, cancel).await;
     progress.finish();
     let report = result?;
+    record_spend(orchestrator.db(), &report).await?;
     Finished::read(orchestrator.db(), report, received.get()).await
+}
+
+/// Writes what a run with a budget spent, and whether the budget stopped it, into the ledger
+/// beside its start (which holds the budget). A run without a budget writes nothing more.
+async fn record_spend(db: &orchestrator::Db, report: &orchestrator::RunReport) -> Result<()> {
+    let spend = report.spend;
+    if spend.budget.is_none() {
+        return Ok(());
+    }
+    let detail = serde_json::json!({
+        "pid": std::process::id(),
+        "max_cost_usd": spend.budget.max_cost.map(session_store::Cost::as_usd),
+        "max_tokens": spend.budget.max_tokens,
+        "spent_cost_usd": spend.spent.cost.as_usd(),
+        "spent_tokens": spend.spent.tokens,
+        "stopped": report.budget_stop,
+    });
+    // Numbers and a reason Baton wrote itself; redacted all the same, as every event is.
+    let detail = redact::Redactor::new().redact_json_value(detail);
+    db.run(move |store| {
+        store.append_event(&NewEvent {
+            task: None,
+            session: None,
+            kind: Redacted::trusted("run_spent"),
+            detail,
+        })
+    })
+    .await?;
+    Ok(())
 }

@@ -6,11 +6,12 @@ use std::path::Path;
 use std::collections::BTreeMap;
 
 use agent::SessionId;
+use orchestrator::TURNS_ESCALATED;
 use redact::Redacted;
 use serde::Serialize;
 use session_store::{
-    NewTask, RecordedCall, SessionFilter, Store, StoreError, Task, TaskFilter, TaskId, TaskStatus,
-    TaskWorkspace, Totals, Verification,
+    Budget, BudgetScope, BudgetStatus, Cost, EventFilter, NewTask, RecordedCall, SessionFilter,
+    Store, StoreError, Task, TaskFilter, TaskId, TaskStatus, TaskWorkspace, Totals, Verification,
 };
 
 use crate::error::{CliError, Kind, Outcome, Result};
@@ -33,8 +34,18 @@ struct Added {
 struct Shown<'a> {
     #[serde(flatten)]
     task: TaskJson<'a>,
+    /// Each time the turn budget grew, oldest first; absent when it never did.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    escalations: Vec<EscalationJson>,
     calls: Vec<CallJson<'a>>,
     verifications: Vec<VerificationJson<'a>>,
+}
+
+/// One turn escalation: a call's turn budget grew `from` → `to`.
+#[derive(Debug, Serialize, serde::Deserialize)]
+struct EscalationJson {
+    from: u32,
+    to: u32,
 }
 
 /// `task cancel --json`: the task's new state and the one it left.
@@ -67,7 +78,18 @@ pub fn run(command: TaskCommand, context: &Context, ui: &Ui) -> Result<Outcome> 
         TaskCommand::List(args) => list(&args, context, ui),
         TaskCommand::Show { id } => show(TaskId(id), context, ui),
         TaskCommand::Cancel { id } => cancel(TaskId(id), context, ui),
-        TaskCommand::Retry { id, message } => retry(TaskId(id), message.as_deref(), context, ui),
+        TaskCommand::Retry {
+            id,
+            message,
+            max_cost,
+            max_tokens,
+        } => {
+            let raise = Budget {
+                max_cost,
+                max_tokens,
+            };
+            retry(TaskId(id), message.as_deref(), raise, context, ui)
+        }
         TaskCommand::Depend { id, on } => depend(TaskId(id), &on, context, ui),
         TaskCommand::Diff { id } => super::worktree::diff(TaskId(id), context, ui),
     }
@@ -126,9 +148,21 @@ fn add(args: TaskAddArgs, context: &Context, ui: &Ui) -> Result<Outcome> {
         verify_commands,
         after: args.after.into_iter().map(TaskId).collect(),
     };
+    let budget = Budget {
+        max_cost: args
+            .max_cost
+            .or_else(|| context.settings.get(keys::TASKS_MAX_COST)),
+        max_tokens: args
+            .max_tokens
+            .or_else(|| context.settings.get(keys::TASKS_MAX_TOKENS)),
+    };
     let id = store.add_task(&task)?;
     if let Some(workspace) = workspace {
         store.set_task_workspace(id, &workspace)?;
+    }
+    if !budget.is_none() {
+        // Nothing is spent yet, so this cannot be refused.
+        store.set_budget(BudgetScope::Task(id), budget)?;
     }
     if context.json {
         ui.json(&Added { id: id.get() })?;
@@ -227,12 +261,19 @@ fn list(args: &TaskListArgs, context: &Context, ui: &Ui) -> Result<Outcome> {
     if context.json {
         let workspaces: BTreeMap<TaskId, TaskWorkspace> =
             store.task_workspaces()?.into_iter().collect();
-        let json: Vec<TaskJson<'_>> = TaskJson::all(&tasks, &names, &sessions)
+        let budgets = views::budgets_by_task(&store, &tasks)?;
+        let items: Vec<TaskJson<'_>> = TaskJson::all(&tasks, &names, &sessions)
             .into_iter()
             .zip(&tasks)
-            .map(|(json, task)| json.with_workspace(workspaces.get(&task.id)))
+            .map(|(json, task)| {
+                let json = json.with_workspace(workspaces.get(&task.id));
+                match budgets.get(&task.id) {
+                    Some(budget) => json.with_budget(budget),
+                    None => json,
+                }
+            })
             .collect();
-        ui.json(&json)?;
+        ui.json(&items)?;
     } else if tasks.is_empty() {
         ui.print(if args.status.is_some() || args.milestone.is_some() {
             "No tasks match.\n"
@@ -304,6 +345,8 @@ pub fn summary_line(tasks: &[Task]) -> String {
 /// What `task show` shows: the task as the ledger holds it, with its record.
 struct Record {
     task: Task,
+    budget: BudgetStatus,
+    escalations: Vec<EscalationJson>,
     names: MilestoneNames,
     sessions: Vec<SessionId>,
     calls: Vec<RecordedCall>,
@@ -320,6 +363,8 @@ fn show(id: TaskId, context: &Context, ui: &Ui) -> Result<Outcome> {
         sessions: sessions_of(&sessions, id).to_vec(),
         calls: store.calls_for_task(id)?,
         verifications: store.verifications_for_task(id)?,
+        budget: store.budget(BudgetScope::Task(id))?,
+        escalations: escalations(&store, id)?,
         task,
         names,
     };
@@ -330,12 +375,18 @@ fn show(id: TaskId, context: &Context, ui: &Ui) -> Result<Outcome> {
                 record.names.name(record.task.milestone),
                 &record.sessions,
             )
-            .with_workspace(workspace.as_ref()),
+            .with_workspace(workspace.as_ref())
+            .with_budget(&record.budget.budget),
+            escalations: record.escalations,
             calls: CallJson::all(&record.calls),
             verifications: VerificationJson::all(&record.verifications),
         })?;
     } else {
-        let mut out = task_fields(&record.task, &record.names);
+        let mut out = task_fields(
+            &record.task,
+            &record.names,
+            &budget_and_escalations(&record),
+        );
         out.push_str(&super::worktree::workspace_fields(workspace.as_ref()));
         out.push_str(&prompt_and_checks(&record.task));
         out.push_str(&sessions_and_calls(&store, &record)?);
@@ -346,7 +397,7 @@ fn show(id: TaskId, context: &Context, ui: &Ui) -> Result<Outcome> {
 }
 
 /// The task's title and its fields.
-fn task_fields(task: &Task, names: &MilestoneNames) -> String {
+fn task_fields(task: &Task, names: &MilestoneNames, budget: &[(&str, String)]) -> String {
     let mut fields = Fields::new();
     fields
         .field("status", task.status.as_str())
@@ -387,7 +438,39 @@ fn task_fields(task: &Task, names: &MilestoneNames) -> String {
         .field("started", views::time_cell(task.started_at))
         .field("finished", views::time_cell(task.finished_at))
         .field("usage", views::usage_line(&task.totals));
+    for (name, value) in budget {
+        fields.field(name, value.clone());
+    }
     format!("Task {}: {}\n{}", task.id, task.title, fields.render())
+}
+
+/// The task's turn escalations, from the events the loop wrote.
+fn escalations(store: &Store, id: TaskId) -> Result<Vec<EscalationJson>> {
+    Ok(store
+        .events(&EventFilter {
+            task: Some(id),
+            session: None,
+        })?
+        .into_iter()
+        .filter(|event| event.kind == TURNS_ESCALATED)
+        .filter_map(|event| serde_json::from_str(&event.detail).ok())
+        .collect())
+}
+
+/// The task's budget with what it spent, and each turn escalation, when it has them: fields
+/// for `task show`.
+fn budget_and_escalations(record: &Record) -> Vec<(&'static str, String)> {
+    let mut fields = Vec::new();
+    if let Some(line) = views::budget_line(&record.budget) {
+        fields.push(("budget", line));
+    }
+    for escalation in &record.escalations {
+        fields.push((
+            "escalated",
+            format!("from {} to {} turns", escalation.from, escalation.to),
+        ));
+    }
+    fields
 }
 
 /// The prompt, and the commands that verify the work.
@@ -522,7 +605,13 @@ fn cancel(id: TaskId, context: &Context, ui: &Ui) -> Result<Outcome> {
     Ok(Outcome::Success)
 }
 
-fn retry(id: TaskId, message: Option<&str>, context: &Context, ui: &Ui) -> Result<Outcome> {
+fn retry(
+    id: TaskId,
+    message: Option<&str>,
+    raise: Budget,
+    context: &Context,
+    ui: &Ui,
+) -> Result<Outcome> {
     let guidance = message
         .map(|message| {
             let what = "the guidance (--message)";
@@ -547,6 +636,10 @@ fn retry(id: TaskId, message: Option<&str>, context: &Context, ui: &Ui) -> Resul
         ))
         .with_hint(hint));
     }
+    if !raise.is_none() {
+        // Refused, saying what was spent, when it would leave nothing to spend.
+        store.set_budget(BudgetScope::Task(id), raise)?;
+    }
     store
         .retry_task(id, guidance.as_ref())
         .map_err(|error| with_state_hint(error, id))?;
@@ -566,6 +659,13 @@ fn retry(id: TaskId, message: Option<&str>, context: &Context, ui: &Ui) -> Resul
         ui.print(&format!(
             "Task {id} is pending again (it was {was}). The next `baton run` continues it, resuming its session if it has one{guidance}.\n"
         ));
+        let budget = store.budget(BudgetScope::Task(id))?;
+        if budget.cost_left() == Some(Cost::ZERO) || budget.tokens_left() == Some(0) {
+            let line = views::budget_line(&budget).unwrap_or_default();
+            ui.note(&format!(
+                "its budget is spent ({line}): the next run blocks it again unless you raise it with `baton task retry {id} --max-cost USD` (or --max-tokens N)\n"
+            ));
+        }
     }
     Ok(Outcome::Success)
 }

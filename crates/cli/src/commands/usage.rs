@@ -1,14 +1,14 @@
 //! `baton usage`: what the agent calls cost, by task, milestone or session.
 
 use serde::Serialize;
-use session_store::{SessionFilter, Store, Task, TaskFilter, Totals};
+use session_store::{Budget, BudgetScope, SessionFilter, Store, Task, TaskFilter, Totals, usd};
 
 use crate::error::{Outcome, Result};
 use crate::flags::UsageBy;
 use crate::human::{self, Align, Table};
 use crate::output::Ui;
 use crate::settings::Context;
-use crate::views::{MilestoneNames, TotalsJson};
+use crate::views::{BudgetJson, MilestoneNames, TotalsJson};
 
 /// `usage --json`: the grouping, a row per group, and the grand total.
 #[derive(Debug, Serialize)]
@@ -27,6 +27,9 @@ struct RowJson<'a> {
     status: Option<&'a str>,
     #[serde(flatten)]
     totals: TotalsJson,
+    /// `max_cost_usd` and `max_tokens`, when the task or milestone has a budget.
+    #[serde(flatten)]
+    budget: BudgetJson,
 }
 
 /// What a row counts, as its JSON names it.
@@ -54,13 +57,14 @@ struct Row {
     label: String,
     status: Option<String>,
     totals: Totals,
+    budget: Budget,
 }
 
 pub fn run(by: UsageBy, context: &Context, ui: &Ui) -> Result<Outcome> {
     let store = context.open_store()?;
     let tasks = store.tasks(&TaskFilter::default())?;
     let rows = match by {
-        UsageBy::Task => task_rows(&tasks),
+        UsageBy::Task => task_rows(&store, &tasks)?,
         UsageBy::Milestone => milestone_rows(&store, &tasks)?,
         UsageBy::Session => session_rows(&store)?,
     };
@@ -84,6 +88,7 @@ pub fn run(by: UsageBy, context: &Context, ui: &Ui) -> Result<Outcome> {
                     key: &row.key,
                     status: row.status.as_deref(),
                     totals: TotalsJson::new(&row.totals),
+                    budget: BudgetJson::new(&row.budget),
                 })
                 .collect(),
             total: TotalsJson::new(&total),
@@ -96,10 +101,10 @@ pub fn run(by: UsageBy, context: &Context, ui: &Ui) -> Result<Outcome> {
     Ok(Outcome::Success)
 }
 
-fn task_rows(tasks: &[Task]) -> Vec<Row> {
-    tasks
-        .iter()
-        .map(|task| Row {
+fn task_rows(store: &Store, tasks: &[Task]) -> Result<Vec<Row>> {
+    let mut rows = Vec::new();
+    for task in tasks {
+        rows.push(Row {
             key: Key::Task {
                 task_id: task.id.get(),
                 title: task.title.clone(),
@@ -107,8 +112,10 @@ fn task_rows(tasks: &[Task]) -> Vec<Row> {
             label: format!("{}  {}", task.id, human::truncate(&task.title, 40)),
             status: Some(task.status.to_string()),
             totals: task.totals,
-        })
-        .collect()
+            budget: store.budget(BudgetScope::Task(task.id))?.budget,
+        });
+    }
+    Ok(rows)
 }
 
 /// A row per milestone, then one for the tasks in none, when there are such tasks.
@@ -122,6 +129,7 @@ fn milestone_rows(store: &Store, tasks: &[Task]) -> Result<Vec<Row>> {
             },
             status: None,
             totals: store.milestone_usage(milestone.id)?,
+            budget: store.budget(BudgetScope::Milestone(milestone.id))?.budget,
         });
     }
     let outside: Vec<&Task> = tasks
@@ -138,6 +146,7 @@ fn milestone_rows(store: &Store, tasks: &[Task]) -> Result<Vec<Row>> {
             label: String::from("(no milestone)"),
             status: None,
             totals,
+            budget: Budget::NONE,
         });
     }
     Ok(rows)
@@ -157,14 +166,17 @@ fn session_rows(store: &Store) -> Result<Vec<Row>> {
             label: format!("{}  task {}", session.id, session.task),
             status: Some(session.status.to_string()),
             totals: session.totals,
+            budget: Budget::NONE,
         })
         .collect())
 }
 
-/// The rows as a table, with the total under them.
+/// The rows as a table, with the total under them; a BUDGET column when a row has one.
 fn table(by_word: &str, rows: &[Row], total: Totals) -> String {
-    let mut table = Table::new(&[
-        (by_word.to_uppercase().as_str(), Align::Left),
+    let budgets = rows.iter().any(|row| !row.budget.is_none());
+    let by_title = by_word.to_uppercase();
+    let mut columns = vec![
+        (by_title.as_str(), Align::Left),
         ("STATUS", Align::Left),
         ("CALLS", Align::Right),
         ("TURNS", Align::Right),
@@ -173,14 +185,26 @@ fn table(by_word: &str, rows: &[Row], total: Totals) -> String {
         ("CACHE READ", Align::Right),
         ("CACHE WRITE", Align::Right),
         ("COST", Align::Right),
-    ]);
+    ];
+    if budgets {
+        columns.push(("BUDGET", Align::Right));
+    }
+    let mut table = Table::new(&columns);
     let figures = rows
         .iter()
-        .map(|row| (row.label.as_str(), row.status.as_deref(), &row.totals))
-        .chain(std::iter::once(("total", None, &total)));
-    for (label, status, totals) in figures {
+        .map(|row| {
+            let budget = &row.budget;
+            (
+                row.label.as_str(),
+                row.status.as_deref(),
+                &row.totals,
+                *budget,
+            )
+        })
+        .chain(std::iter::once(("total", None, &total, Budget::NONE)));
+    for (label, status, totals, budget) in figures {
         let usage = &totals.usage;
-        table.row(vec![
+        let mut cells = vec![
             label.to_owned(),
             status.unwrap_or_default().to_owned(),
             totals.agent_calls.to_string(),
@@ -190,7 +214,27 @@ fn table(by_word: &str, rows: &[Row], total: Totals) -> String {
             human::tokens(usage.cache_read_tokens),
             human::tokens(usage.cache_creation_tokens),
             human::dollars(totals.cost),
-        ]);
+        ];
+        if budgets {
+            cells.push(budget_cell(&budget));
+        }
+        table.row(cells);
     }
     table.render()
+}
+
+/// `$2.00`, `500k tokens`, both, or `-`.
+fn budget_cell(budget: &Budget) -> String {
+    let mut parts = Vec::new();
+    if let Some(cost) = budget.max_cost {
+        parts.push(usd(cost));
+    }
+    if let Some(tokens) = budget.max_tokens {
+        parts.push(format!("{} tokens", human::tokens(tokens)));
+    }
+    if parts.is_empty() {
+        String::from("-")
+    } else {
+        parts.join(", ")
+    }
 }

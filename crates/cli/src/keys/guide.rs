@@ -80,6 +80,7 @@ fn allowed(kind: Kind) -> String {
         }
         Kind::Count { min, max, .. } => format!("whole number, {min} to {max}"),
         Kind::Share { .. } => String::from("number, above 0 and at most 1"),
+        Kind::Money => String::from("US dollars, above 0"),
         Kind::Duration => String::from("duration, above zero"),
         Kind::Word(words) => words
             .iter()

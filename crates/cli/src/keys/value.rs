@@ -10,6 +10,7 @@ use std::ops::{Range, RangeInclusive};
 use std::path::PathBuf;
 use std::time::Duration;
 
+use session_store::Cost;
 use toml::Spanned;
 use toml::de::{DeInteger, DeValue};
 
@@ -26,6 +27,8 @@ pub enum Kind {
     },
     /// A share of something (`of`): above 0 and at most 1.
     Share { of: &'static str },
+    /// An amount of US dollars above zero, such as `2.50`, kept exactly (to the nano-dollar).
+    Money,
     /// A duration longer than zero.
     Duration,
     /// One of these words.
@@ -45,6 +48,7 @@ pub enum Kind {
 pub enum Value {
     Count(u64),
     Share(f64),
+    Money(Cost),
     Duration(Duration),
     Word(&'static str),
     Text(String),
@@ -80,7 +84,12 @@ pub fn from_toml(key: &Definition, value: &Spanned<DeValue<'_>>) -> Result<Value
             Ok(number) => share(key, number, float.as_str()),
             Err(_) => Err(Problem::new(float.as_str(), "is not a number")),
         },
-        (Kind::Duration | Kind::Word(_) | Kind::Text | Kind::Path, DeValue::String(text)) => {
+        (Kind::Money, DeValue::Integer(integer)) => money(integer.as_str()),
+        (Kind::Money, DeValue::Float(float)) => money(float.as_str()),
+        (
+            Kind::Money | Kind::Duration | Kind::Word(_) | Kind::Text | Kind::Path,
+            DeValue::String(text),
+        ) => {
             if text.trim().is_empty() {
                 return Err(Problem::new(
                     "the value",
@@ -130,6 +139,7 @@ pub fn from_text(key: &Definition, text: &str) -> Result<Value, Problem> {
             Ok(number) => share(key, number, text.trim()),
             Err(_) => Err(Problem::new(quoted(), "is not a number")),
         },
+        Kind::Money => money(text),
         Kind::Duration => match humantime::parse_duration(text.trim()) {
             Ok(duration) if duration.is_zero() => Err(Problem::new(
                 quoted(),
@@ -176,6 +186,7 @@ impl Kind {
             }
             Kind::Count { min, max, .. } => format!("a whole number from {min} to {max}"),
             Kind::Share { .. } => String::from("a number above 0 and at most 1"),
+            Kind::Money => String::from("an amount of dollars above 0, such as 2.50"),
             Kind::Duration => String::from("a duration such as 30s or 2m"),
             Kind::Word(words) => format!("one of {}", quoted_words(words)),
             Kind::Text => String::from("text in quotes"),
@@ -193,6 +204,7 @@ impl Value {
         match self {
             Value::Count(count) => count.to_string(),
             Value::Share(share) => share.to_string(),
+            Value::Money(cost) => money_text(*cost),
             Value::Duration(duration) => string(&humantime::format_duration(*duration).to_string()),
             Value::Word(word) => string(word),
             Value::Text(text) => string(text),
@@ -220,6 +232,7 @@ impl Value {
         match self {
             Value::Count(count) => json!(count),
             Value::Share(share) => json!(share),
+            Value::Money(cost) => json!(cost.as_usd()),
             Value::Duration(duration) => json!(humantime::format_duration(*duration).to_string()),
             Value::Word(word) => json!(word),
             Value::Text(text) => json!(text),
@@ -236,6 +249,7 @@ impl fmt::Display for Value {
         match self {
             Value::Count(count) => write!(f, "{count}"),
             Value::Share(share) => write!(f, "{share}"),
+            Value::Money(cost) => f.write_str(&money_text(*cost)),
             Value::Duration(duration) => write!(f, "{}", humantime::format_duration(*duration)),
             Value::Word(word) => f.write_str(word),
             Value::Text(text) => f.write_str(text),
@@ -267,6 +281,58 @@ impl fmt::Display for Problem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{} {}", self.found, self.says)
     }
+}
+
+/// Reads an amount of dollars exactly: digits, optionally a point and up to nine more (a
+/// nano-dollar is the ledger's unit), optionally after a `$`. Above zero: a budget of nothing
+/// is a mistake, and a negative, `NaN` or `inf` one is not an amount.
+pub fn money(text: &str) -> Result<Value, Problem> {
+    let quoted = || format!("`{text}`");
+    let trimmed = text.trim();
+    let digits = trimmed.strip_prefix('$').unwrap_or(trimmed);
+    let (whole, fraction) = digits.split_once('.').unwrap_or((digits, ""));
+    let is_digits = |part: &str| part.bytes().all(|byte| byte.is_ascii_digit());
+    if whole.is_empty() && fraction.is_empty()
+        || !is_digits(whole)
+        || !is_digits(fraction)
+        || digits.is_empty()
+    {
+        let says = if digits.starts_with('-') {
+            "is negative: an amount must be above 0"
+        } else {
+            "is not an amount of dollars such as 2.50"
+        };
+        return Err(Problem::new(quoted(), says));
+    }
+    if fraction.len() > 9 {
+        return Err(Problem::new(
+            quoted(),
+            "has more than nine decimals: the ledger counts nano-dollars",
+        ));
+    }
+    let nano = (|| {
+        let whole: i64 = if whole.is_empty() {
+            0
+        } else {
+            whole.parse().ok()?
+        };
+        let fraction: i64 = format!("{fraction:0<9}").parse().ok()?;
+        whole.checked_mul(1_000_000_000)?.checked_add(fraction)
+    })();
+    match nano {
+        None => Err(Problem::new(quoted(), "is too large")),
+        Some(0) => Err(Problem::new(quoted(), "is zero: an amount must be above 0")),
+        Some(nano) => Ok(Value::Money(Cost::from_nano_usd(nano))),
+    }
+}
+
+/// An amount as the file writes it and people read it: `2.5`, `0.05`.
+fn money_text(cost: Cost) -> String {
+    let nano = cost.as_nano_usd();
+    let text = format!("{}.{:09}", nano / 1_000_000_000, nano % 1_000_000_000);
+    let text = text.trim_end_matches('0');
+    let text = text.strip_suffix('.').unwrap_or(text);
+    text.to_owned()
 }
 
 fn integer_of(integer: &DeInteger<'_>) -> Result<i64, Problem> {

@@ -1,6 +1,7 @@
 //! Tests of the `baton` binary: it runs in a temp directory with a private HOME and a cleared
 //! environment, and its normalised output is compared with reviewed insta snapshots.
 
+mod budgets;
 mod commands;
 mod errors;
 mod help;

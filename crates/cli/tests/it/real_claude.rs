@@ -187,3 +187,263 @@ fn baton_runs_real_claude_with_feedback_and_keeps_an_exact_ledger() {
     let version = runs[0]["agent_version"].as_str().unwrap();
     assert!(version.starts_with("2."), "{version}");
 }
+
+/// A task whose agent never finishes, under `--max-cost 0.05`: blocked with its budget in the
+/// reason, having spent at most the budget plus one API response; a raise continues the same
+/// session, and the stand-in sees the earlier conversation.
+#[test]
+fn a_task_budget_holds_against_the_real_cli_and_a_raise_continues_its_session() {
+    let Some(claude) = api_standin::require_claude(
+        "a_task_budget_holds_against_the_real_cli_and_a_raise_continues_its_session",
+    ) else {
+        return;
+    };
+    let standin = StandIn::start(Script::queue([]));
+    let claude_env = ClaudeEnv::new(&standin);
+    let project = claude_env.work_dir("project");
+    // Every answer is another tool call: left alone, the agent would never finish. About
+    // $0.006 an answer at the pinned model's prices.
+    let endless =
+        Answer::write_file(project.join("loop.txt"), "x\n").with_usage(usage(1_000, 200, 0, 0));
+    let one_answer = 0.006_f64;
+    standin.enqueue(std::iter::repeat_n(endless, 80));
+
+    let mut world = World::new();
+    for (name, value) in claude_env.vars() {
+        world.set(&name, value);
+    }
+    world.set("BATON_CLAUDE_BIN", claude.to_string_lossy());
+    world.baton_in(&project, &["init"]).success();
+    let config = project.join(".baton/config.toml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        text.replace("# timeout = \"30m\"", "timeout = \"3m\"")
+            .replace("# model = ", "model = "),
+    )
+    .unwrap();
+    world
+        .baton_in(
+            &project,
+            &[
+                "task",
+                "add",
+                "Loop",
+                "--prompt",
+                "Keep writing loop.txt.",
+                "--max-cost",
+                "0.05",
+            ],
+        )
+        .success();
+
+    let run = world.baton_in(&project, &["run"]);
+    assert_eq!(run.code, 1, "{}\n{}", run.stdout, run.stderr);
+    let task = world
+        .baton_in(&project, &["task", "show", "1", "--json"])
+        .success()
+        .json();
+    assert_eq!(task["status"], "blocked", "{task}");
+    let reason = task["failure_reason"].as_str().unwrap();
+    assert!(
+        reason.starts_with("budget spent: $") && reason.ends_with("of $0.05 (task)"),
+        "{reason}"
+    );
+    let spent = task["cost_usd"].as_f64().unwrap();
+    assert!(
+        (0.05..=0.05 + one_answer + 1e-9).contains(&spent),
+        "spent {spent}: at most the budget and one API response"
+    );
+    let session = task["sessions"][0].as_str().unwrap().to_owned();
+    assert_eq!(task["sessions"].as_array().unwrap().len(), 1);
+    let before = standin.message_requests().len();
+
+    world
+        .baton_in(&project, &["task", "retry", "1", "--max-cost", "0.10"])
+        .success();
+    world.baton_in(&project, &["run"]).code(1);
+    let task = world
+        .baton_in(&project, &["task", "show", "1", "--json"])
+        .success()
+        .json();
+    assert_eq!(task["status"], "blocked");
+    assert_eq!(task["sessions"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        task["sessions"][0],
+        session.as_str(),
+        "the same session continued"
+    );
+    let spent = task["cost_usd"].as_f64().unwrap();
+    assert!(
+        (0.10..=0.10 + one_answer + 1e-9).contains(&spent),
+        "spent {spent}"
+    );
+    let requests = standin.message_requests();
+    let resumed = &requests[before];
+    assert_eq!(resumed.session_id(), Some(session.as_str()));
+    assert!(
+        resumed.messages_contain("Keep writing loop.txt."),
+        "the resumed call carries the earlier conversation"
+    );
+}
+
+/// A run budget across 10 endless tasks at concurrency 4: the run passes its budget by at
+/// most one API response per call in flight, stops cleanly (no session open), leaves the tasks
+/// it did not finish pending, and exits 1 naming the budget.
+#[test]
+fn a_run_budget_across_concurrent_real_calls_stops_the_run_cleanly() {
+    let Some(claude) = api_standin::require_claude(
+        "a_run_budget_across_concurrent_real_calls_stops_the_run_cleanly",
+    ) else {
+        return;
+    };
+    let standin = StandIn::start(Script::queue([]));
+    let claude_env = ClaudeEnv::new(&standin);
+    let project = claude_env.work_dir("project");
+    let endless =
+        Answer::write_file(project.join("loop.txt"), "x\n").with_usage(usage(1_000, 200, 0, 0));
+    let one_answer = 0.006_f64;
+    standin.enqueue(std::iter::repeat_n(endless, 200));
+
+    let mut world = World::new();
+    for (name, value) in claude_env.vars() {
+        world.set(&name, value);
+    }
+    world.set("BATON_CLAUDE_BIN", claude.to_string_lossy());
+    world.baton_in(&project, &["init"]).success();
+    let config = project.join(".baton/config.toml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        text.replace("# timeout = \"30m\"", "timeout = \"3m\"")
+            .replace("# model = ", "model = "),
+    )
+    .unwrap();
+    for n in 0..10 {
+        let title = format!("Loop {n}");
+        world
+            .baton_in(
+                &project,
+                &["task", "add", &title, "--prompt", "Keep writing loop.txt."],
+            )
+            .success();
+    }
+
+    let run = world.baton_in(
+        &project,
+        &["run", "--concurrency", "4", "--max-cost", "0.1", "--json"],
+    );
+    assert_eq!(run.code, 1, "{}\n{}", run.stdout, run.stderr);
+    let report = run.json();
+    let stopped = report["budget"]["stopped"].as_str().unwrap_or_default();
+    assert!(
+        stopped.starts_with("budget spent: $") && stopped.ends_with("of $0.10 (run)"),
+        "{report}"
+    );
+    let tasks = world
+        .baton_in(&project, &["task", "list", "--json"])
+        .success()
+        .json();
+    let tasks = tasks.as_array().unwrap();
+    let spent: f64 = tasks
+        .iter()
+        .map(|task| task["cost_usd"].as_f64().unwrap())
+        .sum();
+    assert!(
+        (spent - report["budget"]["spent_cost_usd"].as_f64().unwrap()).abs() < 1e-9,
+        "the report's spend is the ledger's: {spent} vs {report}"
+    );
+    assert!(
+        (0.1..=0.1 + 4.0 * one_answer + 1e-9).contains(&spent),
+        "spent {spent}: past the budget by at most one response per call in flight"
+    );
+    for task in tasks {
+        assert_eq!(
+            task["status"], "pending",
+            "a stopped run leaves tasks pending: {task}"
+        );
+    }
+    let sessions = world
+        .baton_in(&project, &["session", "list", "--json"])
+        .success()
+        .json();
+    for session in sessions.as_array().unwrap() {
+        assert_ne!(session["status"], "open", "the stop is clean: {session}");
+    }
+}
+
+/// A token budget stops a real CLI call mid-stream: Baton watches the usage the CLI streams
+/// and stops the call once it passes what is left, then blocks the task.
+#[test]
+fn a_token_budget_stops_a_real_call_mid_stream() {
+    let Some(claude) = api_standin::require_claude("a_token_budget_stops_a_real_call_mid_stream")
+    else {
+        return;
+    };
+    let standin = StandIn::start(Script::queue([]));
+    let claude_env = ClaudeEnv::new(&standin);
+    let project = claude_env.work_dir("project");
+    // 1,200 tokens an answer, and never done.
+    let endless =
+        Answer::write_file(project.join("loop.txt"), "x\n").with_usage(usage(1_000, 200, 0, 0));
+    standin.enqueue(std::iter::repeat_n(endless, 40));
+
+    let mut world = World::new();
+    for (name, value) in claude_env.vars() {
+        world.set(&name, value);
+    }
+    world.set("BATON_CLAUDE_BIN", claude.to_string_lossy());
+    world.baton_in(&project, &["init"]).success();
+    let config = project.join(".baton/config.toml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        text.replace("# timeout = \"30m\"", "timeout = \"3m\""),
+    )
+    .unwrap();
+    world
+        .baton_in(
+            &project,
+            &[
+                "task",
+                "add",
+                "Loop",
+                "--prompt",
+                "Keep writing loop.txt.",
+                "--max-tokens",
+                "3000",
+            ],
+        )
+        .success();
+    world.baton_in(&project, &["run"]).code(1);
+    let task = world
+        .baton_in(&project, &["task", "show", "1", "--json"])
+        .success()
+        .json();
+    assert_eq!(task["status"], "blocked", "{task}");
+    assert!(
+        task["failure_reason"]
+            .as_str()
+            .unwrap()
+            .ends_with("of 3000 tokens (task)"),
+        "{task}"
+    );
+    let tokens = [
+        "input_tokens",
+        "output_tokens",
+        "cache_read_tokens",
+        "cache_creation_tokens",
+    ]
+    .iter()
+    .map(|name| task[name].as_u64().unwrap())
+    .sum::<u64>();
+    assert!(
+        (3_000..=3_000 + 1_200).contains(&tokens),
+        "stopped within one streamed answer of the budget: {tokens} tokens"
+    );
+    assert!(
+        standin.message_requests().len() <= 4,
+        "the call was stopped, not left to run: {} requests",
+        standin.message_requests().len()
+    );
+}

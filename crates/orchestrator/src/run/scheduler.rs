@@ -74,6 +74,7 @@ impl<'run> Scheduler<'run> {
         loop {
             if !self.cancel.is_cancelled()
                 && self.failure.is_none()
+                && self.context.budgets.run_stopped().is_none()
                 && self.running.len() < concurrency
             {
                 // A failure here stops dispatching but never abandons tasks already running:

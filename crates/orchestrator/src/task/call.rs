@@ -9,12 +9,13 @@ use agent::{
     Usage,
 };
 use redact::{Redacted, Redactor};
-use session_store::{CallOutcome, Cost, NewAgentCall, StoreError, TaskId, Timestamp};
+use session_store::{CallOutcome, Cost, NewAgentCall, StoreError, TaskId, Timestamp, total_tokens};
 use tokio::sync::mpsc;
 
 use super::session::{ActiveSession, LeaseClaim, LeaseKept, NewSessionReason};
 use super::unwritten::CallRecord;
 use super::{Intent, Stop, TaskLoop};
+use crate::budget::Amount;
 use crate::event::RunEvent;
 use crate::history;
 use crate::prompt::{self, SeedReason, TaskBrief};
@@ -23,6 +24,8 @@ use crate::prompt::{self, SeedReason, TaskBrief};
 pub(super) enum Answer {
     Replied,
     Failed(AgentError),
+    /// Baton stopped the call when its streamed usage passed the token limit it was given.
+    StoppedAtTokenLimit,
 }
 
 /// What a call's progress events showed, besides its answer.
@@ -32,6 +35,8 @@ struct Progress {
     last_usage: Option<Usage>,
     /// Every model response's usage added up.
     streamed: Usage,
+    /// Whether Baton stopped the call for passing its token limit.
+    over_token_limit: bool,
 }
 
 /// A call that ran to its end, before it is recorded.
@@ -71,6 +76,7 @@ impl TaskLoop {
                 Intent::Feedback(failed) => prompt::feedback(failed, guidance),
                 Intent::AfterError(error) => prompt::after_error(error, guidance),
                 Intent::ContinueTurns => prompt::continue_after_max_turns(guidance),
+                Intent::ContinueBudget => prompt::continue_after_spending_limit(guidance),
             });
         }
         if session.started {
@@ -112,7 +118,10 @@ impl TaskLoop {
         iteration: u32,
         prompt: Redacted,
     ) -> Result<Answer, Stop> {
-        let call = self.agent_call(session, prompt.as_str().to_owned());
+        let reservation = self.reserve_budget(iteration).await?;
+        let mut call = self.agent_call(session, prompt.as_str().to_owned());
+        call.max_cost_usd = reservation.max_cost.map(Cost::as_usd);
+        self.reservation = Some(reservation);
         let facts = CallFacts {
             task: self.task.id,
             session: session.id,
@@ -150,7 +159,12 @@ impl TaskLoop {
             finished.progress.streamed,
             finished.elapsed,
         );
+        let spent = Amount {
+            cost: record.cost,
+            tokens: total_tokens(&record.usage),
+        };
         self.record_call(record, &result, finished.elapsed).await?;
+        self.settle_budget(spent);
         let outcome = match &result {
             Ok(_) => CallOutcome::Success,
             Err(error) => CallOutcome::Failed(error.kind()),
@@ -158,6 +172,11 @@ impl TaskLoop {
         session.after_call(outcome, result.as_ref().ok(), finished.progress.last_usage);
         Ok(match result {
             Ok(_) => Answer::Replied,
+            Err(AgentError::Cancelled { .. })
+                if finished.progress.over_token_limit && !self.cancel.is_cancelled() =>
+            {
+                Answer::StoppedAtTokenLimit
+            }
             Err(error) => Answer::Failed(error),
         })
     }
@@ -174,6 +193,8 @@ impl TaskLoop {
             },
             working_dir: self.task.working_dir.clone(),
             max_turns: self.max_turns,
+            // Set from the call's reservation by the caller.
+            max_cost_usd: None,
             timeout: config.call_timeout,
             model: config.agent.model.clone(),
             permission_mode: config.agent.permission_mode,
@@ -217,6 +238,12 @@ impl TaskLoop {
                     // queue grow for as long as the agent floods.
                     while let Ok(event) = receiver.try_recv() {
                         self.on_agent_event(session, event, &mut progress).await?;
+                    }
+                    // A token budget is kept from the streamed usage: the agent has no limit
+                    // of its own for tokens.
+                    if !progress.over_token_limit && self.over_token_limit(&progress.streamed) {
+                        progress.over_token_limit = true;
+                        call_cancel.cancel();
                     }
                 }
                 _ = renew.tick() => {

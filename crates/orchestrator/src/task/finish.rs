@@ -78,6 +78,17 @@ impl TaskLoop {
                 )),
                 outcome: TaskOutcome::Cancelled,
             },
+            // Like a cancellation: the task was stopped before its work ended, and continues
+            // its session in a run with budget to spend.
+            Stop::RunBudget(reason) => Settlement {
+                session_status: SessionStatus::Abandoned,
+                session_reason: redactor.redact_owned(format!("the run stopped: {reason}")),
+                task_status: TaskStatus::Pending,
+                task_reason: Some(redactor.redact_owned(format!(
+                    "the run stopped ({reason}); the task resumes its session next run"
+                ))),
+                outcome: TaskOutcome::Cancelled,
+            },
         };
         self.settle(session, settlement).await
     }

@@ -134,6 +134,11 @@ impl TaskLoop {
             let error = match self.call_agent(session, iteration, prompt).await? {
                 Answer::Replied => return Ok(Phase::Replied),
                 Answer::Failed(error) => error,
+                Answer::StoppedAtTokenLimit => {
+                    // The next reservation says whether any budget is left to go on with.
+                    intent = Intent::ContinueBudget;
+                    continue;
+                }
             };
             let next = self
                 .after_error(slot, iteration, error, &mut retries, &mut intent)
@@ -158,8 +163,14 @@ impl TaskLoop {
     ) -> Result<AfterError, Stop> {
         match error.kind() {
             ErrorKind::MaxTurns => {
-                self.grow_turns(iteration)?;
+                let (from, to) = self.grow_turns(iteration)?;
+                self.record_escalation(from, to).await?;
                 *intent = Intent::ContinueTurns;
+            }
+            // The call reached the money limit Baton gave it: the next reservation says
+            // whether any budget is left to go on with.
+            ErrorKind::BudgetExceeded if self.call_had_cost_limit() => {
+                *intent = Intent::ContinueBudget;
             }
             _ if error.is_transient() => self.wait_to_retry(iteration, &error, retries).await?,
             ErrorKind::SessionInUse => {
@@ -206,7 +217,7 @@ impl TaskLoop {
 
     /// The agent ran out of turns: the next call resumes with twice the budget, up to the
     /// cap, past which the task fails.
-    fn grow_turns(&mut self, iteration: u32) -> Result<(), Stop> {
+    fn grow_turns(&mut self, iteration: u32) -> Result<(u32, u32), Stop> {
         let cap = self.context.config.max_turns_cap;
         match self.max_turns {
             Some(budget) if budget < cap => {
@@ -216,7 +227,7 @@ impl TaskLoop {
                     iteration,
                     format!("the agent ran out of {budget} turns; resuming with {grown}"),
                 );
-                Ok(())
+                Ok((budget, grown))
             }
             _ => {
                 let budget = self

@@ -11,5 +11,6 @@ mod ownership;
 mod recovery;
 mod robustness;
 mod secrets;
+mod spending;
 mod workspaces;
 mod worktrees;

@@ -1,5 +1,6 @@
 //! Integration tests of the ledger, against real SQLite files in temporary directories.
 
+mod budgets;
 mod calls;
 mod common;
 mod concurrency;

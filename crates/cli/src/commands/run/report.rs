@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 use agent::SessionId;
 use orchestrator::{Db, RunReport, TaskOutcome};
 use serde::Serialize;
-use session_store::{Task, TaskId, TaskStatus, Totals};
+use session_store::{Budget, BudgetStatus, Cost, Task, TaskId, TaskStatus, Totals};
 
 use crate::error::{Outcome, Result, Signal};
 use crate::human::{self, Align, Table};
@@ -22,6 +22,8 @@ pub struct Finished {
     pub sessions: BTreeMap<TaskId, Vec<SessionId>>,
     /// Where each task's work lives, for the tasks that have a worktree.
     pub workspaces: BTreeMap<TaskId, session_store::TaskWorkspace>,
+    /// Each task's budget.
+    pub budgets: BTreeMap<TaskId, Budget>,
     pub signal: Option<Signal>,
 }
 
@@ -34,6 +36,20 @@ pub struct RunJson<'a> {
     tasks: Vec<RunTaskJson<'a>>,
     recovered: Vec<RecoveredJson>,
     total: TotalsJson,
+    /// The run's budget and spend; absent for a run without one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    budget: Option<RunBudgetJson>,
+}
+
+/// `run --json`'s budget: its limits, what the run's calls spent, and what stopped it.
+#[derive(Debug, Serialize)]
+struct RunBudgetJson {
+    max_cost_usd: Option<f64>,
+    max_tokens: Option<u64>,
+    spent_cost_usd: f64,
+    spent_tokens: u64,
+    /// `budget spent: $1.00 of $1.00 (run)` when the budget stopped the run.
+    stopped: Option<String>,
 }
 
 /// A task of the run, with how the run left it.
@@ -63,6 +79,7 @@ impl Finished {
             names: MilestoneNames::default(),
             sessions: BTreeMap::new(),
             workspaces: BTreeMap::new(),
+            budgets: BTreeMap::new(),
             signal: None,
         }
     }
@@ -71,7 +88,7 @@ impl Finished {
     pub async fn read(db: &Db, report: RunReport, signal: Option<Signal>) -> Result<Finished> {
         let mut ids: Vec<TaskId> = report.tasks.iter().map(|report| report.task).collect();
         ids.extend(report.not_run.iter().map(|(id, _)| *id));
-        let (tasks, names, sessions, workspaces) = db
+        let (tasks, names, sessions, workspaces, budgets) = db
             .run(move |store| {
                 let tasks = ids
                     .iter()
@@ -85,7 +102,8 @@ impl Finished {
                         workspaces.insert(task.id, workspace);
                     }
                 }
-                Ok((tasks, names, sessions, workspaces))
+                let budgets = views::budgets_by_task(store, &tasks)?;
+                Ok((tasks, names, sessions, workspaces, budgets))
             })
             .await?;
         Ok(Finished {
@@ -94,6 +112,7 @@ impl Finished {
             names,
             sessions,
             workspaces,
+            budgets,
             signal,
         })
     }
@@ -124,8 +143,35 @@ impl Finished {
             out.push_str(&self.table());
             out.push('\n');
         }
+        out.push_str(&self.budget_lines());
         out.push_str(&self.headline());
         out.push_str(&self.advice());
+        out
+    }
+
+    /// The run's budget, spent of it, and whether it stopped the run; nothing without one.
+    fn budget_lines(&self) -> String {
+        let spend = self.report.spend;
+        let status = BudgetStatus {
+            budget: spend.budget,
+            spent: Totals {
+                cost: spend.spent.cost,
+                usage: agent::Usage {
+                    input_tokens: spend.spent.tokens,
+                    ..agent::Usage::ZERO
+                },
+                ..Totals::default()
+            },
+        };
+        let mut out = String::new();
+        if let Some(line) = views::budget_line(&status) {
+            out.push_str(&format!("Run budget: {line}.\n"));
+        }
+        if let Some(stop) = &self.report.budget_stop {
+            out.push_str(&format!(
+                "Stopped by the run's budget ({stop}): no new call was started, and unstarted tasks stay pending. `baton run --max-cost USD` continues.\n"
+            ));
+        }
         out
     }
 
@@ -246,8 +292,13 @@ impl Finished {
                 }
                 TaskOutcome::Completed | TaskOutcome::Cancelled => continue,
             };
+            let next = if reason.starts_with("budget spent") {
+                format!("`baton task retry {id} --max-cost USD` raises its budget and continues it")
+            } else {
+                format!("`baton task retry {id} --message TEXT` runs it again with your guidance")
+            };
             out.push_str(&format!(
-                "  task {id} {word}: {}\n    `baton task show {id}` shows what happened; `baton task retry {id} --message TEXT` runs it again with your guidance\n",
+                "  task {id} {word}: {}\n    `baton task show {id}` shows what happened; {next}\n",
                 reason.trim()
             ));
         }
@@ -293,6 +344,13 @@ impl Finished {
                 })
                 .collect(),
             total: TotalsJson::new(&total),
+            budget: (!self.report.spend.budget.is_none()).then(|| RunBudgetJson {
+                max_cost_usd: self.report.spend.budget.max_cost.map(Cost::as_usd),
+                max_tokens: self.report.spend.budget.max_tokens,
+                spent_cost_usd: self.report.spend.spent.cost.as_usd(),
+                spent_tokens: self.report.spend.spent.tokens,
+                stopped: self.report.budget_stop.clone(),
+            }),
         }
     }
 
@@ -310,7 +368,8 @@ impl Finished {
                 self.names.name(task.milestone),
                 sessions_of(&self.sessions, task.id),
             )
-            .with_workspace(self.workspaces.get(&task.id)),
+            .with_workspace(self.workspaces.get(&task.id))
+            .with_budget(self.budgets.get(&task.id).unwrap_or(&Budget::NONE)),
             outcome,
             outcome_reason,
         }
