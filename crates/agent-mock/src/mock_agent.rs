@@ -22,7 +22,7 @@ use std::time::{Duration, SystemTime};
 
 use agent::{
     Agent, AgentCall, AgentError, AgentEvent, AgentInfo, AgentReply, CancellationToken, ErrorKind,
-    EventSink, ExitInfo, SessionId, SessionPlan, Usage,
+    EventSink, ExitInfo, Refusal, SessionId, SessionPlan, Usage,
 };
 
 /// Builds the error of a failing step from the call and the reply the step would have made.
@@ -696,5 +696,39 @@ fn representative_error(kind: ErrorKind, call: &AgentCall, reply: AgentReply) ->
             reply: with_subtype("error_during_execution"),
         },
         ErrorKind::Io => AgentError::Io(std::io::Error::other("mock i/o failure")),
+        ErrorKind::Authentication => refused(
+            Refusal::Authentication,
+            401,
+            "Invalid API key · Fix external API key",
+            with_subtype("success"),
+        ),
+        ErrorKind::Permission => refused(
+            Refusal::Permission,
+            403,
+            "Failed to authenticate. API Error: 403 not allowed (mock)",
+            with_subtype("success"),
+        ),
+        ErrorKind::Billing => refused(
+            Refusal::Billing,
+            400,
+            "Credit balance is too low",
+            with_subtype("success"),
+        ),
+        ErrorKind::ModelUnavailable => refused(
+            Refusal::ModelUnavailable,
+            404,
+            "There's an issue with the selected model (mock). It may not exist or you may not have access to it.",
+            with_subtype("success"),
+        ),
+    }
+}
+
+/// A refusal no retry fixes, as the real adapter reports it.
+fn refused(refusal: Refusal, status: u16, message: &str, reply: Box<AgentReply>) -> AgentError {
+    AgentError::Refused {
+        refusal,
+        status: Some(status),
+        message: message.to_owned(),
+        reply: Some(reply),
     }
 }

@@ -240,6 +240,20 @@ keys! {
         help: "How many agent-then-verify rounds a new task gets before it fails.",
         sources: Sources::FILE.flags(&["task add --max-iterations"]),
     };
+    API_CLI_RETRIES: u32 = Definition {
+        name: "api.cli_retries",
+        kind: Kind::Count { min: 0, max: 20, unit: "retries" },
+        default: DefaultValue::Count(1),
+        help: "How often Claude Code itself retries a failed API request (its CLAUDE_CODE_MAX_RETRIES) before it reports the failure; Baton's own retries, pauses and fail-fast stops handle the rest. Raise it to prefer Claude Code's retries.",
+        sources: Sources::FILE,
+    };
+    API_MAX_OUTAGE: Duration = Definition {
+        name: "api.max_outage",
+        kind: Kind::Duration,
+        default: DefaultValue::Duration(Duration::from_secs(30 * 60)),
+        help: "How long a run waits, in all, for a model API that keeps failing (5xx, overloaded, unreachable) before it stops with exit 5 and leaves its tasks pending.",
+        sources: Sources::FILE,
+    };
     LEDGER_PATH: Option<PathBuf> = Definition {
         name: "ledger.path",
         kind: Kind::Path,

@@ -1,6 +1,6 @@
 //! What every task's loop in a run shares: the ledger, the agent, the configuration, this
-//! process's name in leases, where events go, the redactor, and which sessions have a call
-//! under way here.
+//! process's name in leases, where events go, the redactor, which sessions have a call
+//! under way here, and the switch that stops the run when the agent cannot work.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -11,6 +11,7 @@ use session_store::{LeaseOwner, Redactor};
 use crate::config::RunConfig;
 use crate::db::Db;
 use crate::event::RunEvents;
+use crate::halt::Halt;
 
 /// The run's shared context, behind one `Arc` that the scheduler hands to each task's loop.
 pub(crate) struct RunContext {
@@ -26,6 +27,8 @@ pub(crate) struct RunContext {
     /// The in-process half of "one live process per session" (the store's lease is the half
     /// across processes).
     pub(crate) live_sessions: LiveSessions,
+    /// Stops the whole run when the agent cannot work (see [`Halt`]).
+    pub(crate) halt: Halt,
 }
 
 /// Sessions with an agent call under way in this process.

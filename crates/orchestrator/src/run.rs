@@ -14,6 +14,7 @@ use crate::context::{LiveSessions, RunContext};
 use crate::db::Db;
 use crate::error::OrchestratorError;
 use crate::event::{RunEvent, RunEvents};
+use crate::halt::{AgentUnavailable, Halt};
 use crate::recovery::{self, Recovered};
 use crate::task::{TaskOutcome, TaskReport};
 
@@ -50,12 +51,16 @@ pub struct RunReport {
     pub not_run: Vec<(TaskId, String)>,
     /// Whether the run was cancelled before it ran out of work.
     pub cancelled: bool,
+    /// Why the run stopped early because the agent cannot work, when it did: its tasks are
+    /// pending, and nothing about them was wrong.
+    pub unavailable: Option<AgentUnavailable>,
 }
 
 impl RunReport {
     /// Whether every task the run took up completed, and nothing was left behind.
     pub fn all_completed(&self) -> bool {
         !self.cancelled
+            && self.unavailable.is_none()
             && self.not_run.is_empty()
             && self
                 .tasks
@@ -91,6 +96,7 @@ impl Orchestrator {
                 events: RunEvents::none(),
                 redactor,
                 live_sessions: LiveSessions::default(),
+                halt: Halt::default(),
             }),
         })
     }
@@ -133,7 +139,11 @@ impl Orchestrator {
         cancel: CancellationToken,
     ) -> Result<RunReport, OrchestratorError> {
         let recovered = self.recover().await?;
-        let scheduled = Scheduler::new(Arc::clone(&self.context), selection, &cancel)
+        // The run's own token: the caller's cancels it, and so does a halt, which leaves the
+        // caller's alone.
+        let run_cancel = cancel.child_token();
+        self.context.halt.arm(run_cancel.clone());
+        let scheduled = Scheduler::new(Arc::clone(&self.context), selection, &run_cancel)
             .run()
             .await?;
         let cancelled = cancel.is_cancelled();
@@ -142,6 +152,7 @@ impl Orchestrator {
             tasks: scheduled.finished,
             not_run: self.not_run(selection, &scheduled.attempted).await?,
             cancelled,
+            unavailable: self.context.halt.cause(),
         })
     }
 

@@ -110,6 +110,9 @@ enum Stop {
     Blocked(String),
     /// The run was cancelled.
     Cancelled,
+    /// The agent cannot work (a refusal no retry fixes, an outage past its bound): the run
+    /// stops, and the task, which did nothing wrong, waits for the next run.
+    Halted(String),
     /// Another process took over the session; this run must touch nothing more.
     LeaseLost(String),
     /// The loop itself failed (the ledger, most likely): nothing more can be recorded, so

@@ -10,6 +10,7 @@ use session_store::SessionStatus;
 use super::call::Answer;
 use super::session::{ActiveSession, NewSessionReason};
 use super::{Intent, Stop, TaskLoop};
+use crate::halt::AgentUnavailable;
 use crate::prompt::FailedCheck;
 
 /// How a round ended when the loop did not stop inside it.
@@ -189,6 +190,10 @@ impl TaskLoop {
                 ));
             }
             ErrorKind::Cancelled => return Err(Stop::Cancelled),
+            ErrorKind::Authentication
+            | ErrorKind::Permission
+            | ErrorKind::Billing
+            | ErrorKind::ModelUnavailable => return Err(self.halt_run(iteration, &error)),
             ErrorKind::SessionMismatch
             | ErrorKind::CannotSpawn
             | ErrorKind::WorkingDirMissing
@@ -202,6 +207,39 @@ impl TaskLoop {
             | ErrorKind::Io => return Ok(AfterError::EndRound(error.to_string())),
         }
         Ok(AfterError::CallAgain)
+    }
+
+    /// The API refused in a way no retry fixes: every task would fail the same way, so the
+    /// whole run stops, with the cause in the API's words and what to do about it.
+    fn halt_run(&self, iteration: u32, error: &AgentError) -> Stop {
+        let cause = match error {
+            AgentError::Refused {
+                message, status, ..
+            } => match status {
+                Some(status) => format!("{message} (HTTP {status})"),
+                None => message.clone(),
+            },
+            other => other.to_string(),
+        };
+        let what_to_do = error
+            .refusal()
+            .map(|refusal| refusal.what_to_do().to_owned())
+            .unwrap_or_default();
+        let first = self.context.halt.stop(AgentUnavailable {
+            kind: error.kind(),
+            cause: cause.clone(),
+            what_to_do,
+            task: self.task.id,
+        });
+        if first {
+            self.emit_decision(
+                iteration,
+                format!(
+                    "the model API refused ({cause}); no retry can fix that, so the run stops and its tasks stay pending"
+                ),
+            );
+        }
+        Stop::Halted(cause)
     }
 
     /// The agent ran out of turns: the next call resumes with twice the budget, up to the
