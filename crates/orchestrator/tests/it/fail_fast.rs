@@ -1,0 +1,107 @@
+//! Errors no retry fixes stop the whole run: the first refusal ends it, its tasks stay
+//! pending in resumable sessions, and the next run continues them.
+
+use agent::{ErrorKind, SessionPlan};
+use agent_mock::{MockAgent, Step};
+use orchestrator::{RunConfig, TaskOutcome};
+use session_store::{CallOutcome, SessionStatus, TaskStatus};
+
+use crate::support::{Fixture, quick_config};
+
+#[tokio::test]
+async fn the_first_refusal_stops_the_run_and_leaves_every_task_pending() {
+    for kind in [
+        ErrorKind::Authentication,
+        ErrorKind::Permission,
+        ErrorKind::Billing,
+        ErrorKind::ModelUnavailable,
+    ] {
+        let mut fixture = Fixture::new();
+        let tasks: Vec<_> = (0..10)
+            .map(|n| fixture.task(&format!("task {n}"), &[]))
+            .collect();
+        // Every call is refused, as with a bad key.
+        let agent = MockAgent::scripted(move |_, _| Step::fail_kind(kind));
+        let config = RunConfig {
+            concurrency: 2,
+            ..quick_config()
+        };
+        let report = fixture.run_with(&agent, config).await;
+
+        let unavailable = report
+            .unavailable
+            .clone()
+            .expect("the run says why it stopped");
+        assert_eq!(unavailable.kind, kind);
+        assert!(!unavailable.what_to_do.is_empty());
+        assert!(!report.all_completed());
+        assert!(!report.cancelled, "a halt is not a person's Ctrl-C");
+        // At most the calls already under way when the refusal came: one per running task.
+        assert!(agent.calls().len() <= 2, "{} calls", agent.calls().len());
+        for task in &tasks {
+            assert_eq!(fixture.get(*task).status, TaskStatus::Pending, "{kind}");
+        }
+        assert!(
+            report
+                .tasks
+                .iter()
+                .all(|task| task.outcome == TaskOutcome::Cancelled),
+            "{report:?}"
+        );
+        fixture.assert_no_open_session();
+        // Each call is recorded with the refusal's own kind, or as cancelled when the halt
+        // stopped it first.
+        let recorded: Vec<_> = tasks
+            .iter()
+            .flat_map(|task| fixture.calls_of(*task))
+            .collect();
+        assert!(!recorded.is_empty() && recorded.len() <= 2);
+        assert_eq!(
+            fixture.calls_of(unavailable.task)[0].outcome,
+            CallOutcome::Failed(kind)
+        );
+        for call in recorded {
+            assert!(
+                [
+                    CallOutcome::Failed(kind),
+                    CallOutcome::Failed(ErrorKind::Cancelled)
+                ]
+                .contains(&call.outcome),
+                "{:?}",
+                call.outcome
+            );
+        }
+        for session in fixture.all_sessions() {
+            assert_eq!(session.status, SessionStatus::Abandoned);
+        }
+    }
+}
+
+#[tokio::test]
+async fn after_the_cause_is_fixed_the_next_run_continues_in_the_same_sessions() {
+    let mut fixture = Fixture::new();
+    let tasks: Vec<_> = (0..3)
+        .map(|n| fixture.task(&format!("task {n}"), &[]))
+        .collect();
+    let refusing = MockAgent::with_steps([Step::fail_kind(ErrorKind::Authentication)]);
+    let report = fixture.run(&refusing).await;
+    assert!(report.unavailable.is_some());
+    let refused_task = report.unavailable.unwrap().task;
+    let first_session = fixture.sessions_of(refused_task)[0].id;
+
+    let fixed = MockAgent::with_steps([]);
+    let report = fixture.run(&fixed).await;
+    assert!(report.all_completed(), "{report:?}");
+    for task in &tasks {
+        assert_eq!(fixture.get(*task).status, TaskStatus::Completed);
+    }
+    let resumed = fixed.calls_in(first_session);
+    assert!(
+        matches!(
+            resumed.first().map(|call| call.plan),
+            Some(SessionPlan::Resume(_))
+        ),
+        "the refused task continues its session: {:?}",
+        fixed.calls()
+    );
+}
