@@ -11,6 +11,7 @@ pub mod faults;
 pub mod input;
 pub mod lab;
 pub mod safety;
+pub mod stops;
 
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
@@ -336,6 +337,38 @@ pub const SCENARIOS: &[Scenario] = &[
         area: Area::Safety,
         expect: "verification commands, and only they, run in sh -c",
         run: safety::verification_runs_in_a_shell,
+    },
+    Scenario {
+        name: "bad-key",
+        area: Area::Fault,
+        expect: "10 tasks, a key the API refuses (401): exit 5 after one call, naming the cause and `claude auth login`; all pending, nothing open; fixed, the next run completes them in their sessions",
+        run: |bins| {
+            stops::refused(
+                bins,
+                &stops::Refused {
+                    status: 401,
+                    message: "invalid x-api-key",
+                    says: &["Invalid API key", "claude auth login", "ANTHROPIC_API_KEY"],
+                    kind: "authentication_error",
+                },
+            )
+        },
+    },
+    Scenario {
+        name: "empty-account",
+        area: Area::Fault,
+        expect: "10 tasks, an account out of credit (400): exit 5 after one call, naming the cause and billing; all pending, nothing open; fixed, the next run completes them",
+        run: |bins| {
+            stops::refused(
+                bins,
+                &stops::Refused {
+                    status: 400,
+                    message: "Your credit balance is too low to access the Anthropic API.",
+                    says: &["Credit balance is too low", "Plans & Billing"],
+                    kind: "billing_error",
+                },
+            )
+        },
     },
 ];
 

@@ -62,4 +62,6 @@ scenarios! {
     owner_only_files => "owner-only-files",
     permissions_only_when_configured => "permissions-only-when-configured",
     verification_runs_in_a_shell => "verification-runs-in-a-shell",
+    bad_key => "bad-key",
+    empty_account => "empty-account",
 }

@@ -1,0 +1,98 @@
+//! Runs that must stop early, and stop cleanly: an API that refuses in a way no retry fixes
+//! (a bad key, an empty account), an API that is down or gone, and a run stopped the way
+//! `timeout`, systemd and `docker stop` stop programs.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, ensure};
+use serde_json::json;
+
+use crate::chaos::lab::{Binaries, Lab};
+
+/// How many tasks a scenario queues: enough that failing each in turn would show.
+const TASKS: usize = 10;
+
+/// The longest a scenario waits for something it set in motion.
+const WAIT: Duration = Duration::from_secs(30);
+
+/// An API refusal as `mock-claude` plays it, and what baton must say about it.
+pub struct Refused {
+    pub status: u16,
+    pub message: &'static str,
+    /// Words the error must carry: the cause, in the CLI's words, and what to do.
+    pub says: &'static [&'static str],
+    /// The error kind the refused call is recorded with.
+    pub kind: &'static str,
+}
+
+/// A run of ten tasks against an API that refuses them all: it stops at the first refusal with
+/// exit 5 naming the cause and what to do, asks the agent once, leaves every task pending and
+/// nothing open; once the cause is fixed, the next run completes them all, the refused one in
+/// its original session.
+pub fn refused(bins: &Binaries, refusal: &Refused) -> anyhow::Result<String> {
+    let lab = Lab::with_workspace(bins)?;
+    lab.agent_plays(&json!({"steps": [{
+        "outcome": "api_error",
+        "api_error_status": refusal.status,
+        "message": refusal.message,
+    }]}))?;
+    for n in 0..TASKS {
+        lab.add_task(&[&format!("Task {n}")])?;
+    }
+    let started = Instant::now();
+    let ran = lab.baton(&["run"])?;
+    let took = started.elapsed();
+    ran.expect_code(5)?.expect_stderr(refusal.says)?;
+    let calls = lab.agent_calls()?.len();
+    ensure!(
+        calls == 1,
+        "the agent was called {calls} times; expected once"
+    );
+    let pending = lab.count("SELECT count(*) FROM tasks WHERE status = 'pending'")?;
+    ensure!(
+        pending == TASKS as i64,
+        "{pending} of {TASKS} tasks pending"
+    );
+    expect_nothing_open(&lab)?;
+    let (kind, session): (String, String) = lab.ledger()?.query_row(
+        "SELECT outcome, session_id FROM agent_calls ORDER BY id LIMIT 1",
+        [],
+        |row| Ok((row.get(0)?, row.get(1)?)),
+    )?;
+    ensure!(
+        kind.contains(refusal.kind),
+        "the refused call is recorded as `{kind}`"
+    );
+
+    lab.agent_plays(&json!({}))?;
+    lab.baton(&["run"])?.expect_code(0)?;
+    let completed = lab.count("SELECT count(*) FROM tasks WHERE status = 'completed'")?;
+    ensure!(
+        completed == TASKS as i64,
+        "{completed} of {TASKS} tasks completed"
+    );
+    let resumed = lab.agent_calls()?.iter().any(|call| {
+        call["plan"] == "resume" && call["session_id"].as_str() == Some(session.as_str())
+    });
+    ensure!(
+        resumed,
+        "the refused task did not continue its session {session}"
+    );
+    lab.expect_intact()?;
+    Ok(format!(
+        "exit 5 in {:.1}s after 1 call, naming the cause; {TASKS} tasks pending, nothing open; fixed: next run completed all, the first in its own session",
+        took.as_secs_f64()
+    ))
+}
+
+/// No session open and no task running.
+fn expect_nothing_open(lab: &Lab) -> anyhow::Result<()> {
+    let open = lab.count("SELECT count(*) FROM sessions WHERE status = 'open'")?;
+    ensure!(open == 0, "{open} sessions left open");
+    let running = lab.count("SELECT count(*) FROM tasks WHERE status = 'running'")?;
+    ensure!(running == 0, "{running} tasks left running");
+    lab.expect_no_live_agents(Duration::from_secs(5))
+        .context("an agent outlived the run")?;
+    let _ = WAIT;
+    Ok(())
+}
