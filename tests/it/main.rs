@@ -2,5 +2,6 @@
 
 mod chaos;
 mod contract;
+mod fail_fast;
 mod handoff;
 mod stress;
