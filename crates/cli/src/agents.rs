@@ -7,7 +7,7 @@ use std::sync::Arc;
 use agent::{Agent, AgentError, AgentInfo, Usage};
 use agent_claude::{ClaudeAgent, ClaudeConfig};
 use agent_mock::{MockAgent, Step};
-use orchestrator::{AgentOptions, RunConfig};
+use orchestrator::{AgentOptions, RetryPolicy, RunConfig};
 
 use crate::error::{CliError, Kind};
 use crate::keys::{self, AgentKind};
@@ -99,6 +99,11 @@ pub fn run_config(settings: &Settings) -> RunConfig {
             permission_mode: Some(settings.get(keys::AGENT_PERMISSION_MODE)),
             allowed_tools: settings.get(keys::AGENT_ALLOWED_TOOLS),
             env: agent_env(settings),
+        },
+        retry: RetryPolicy {
+            outage_pause: settings.get(keys::API_OUTAGE_PAUSE),
+            max_outage: settings.get(keys::API_MAX_OUTAGE),
+            ..RetryPolicy::default()
         },
         ..RunConfig::default()
     }

@@ -254,6 +254,13 @@ keys! {
         help: "How long a run waits, in all, for a model API that keeps failing (5xx, overloaded, unreachable) before it stops with exit 5 and leaves its tasks pending.",
         sources: Sources::FILE,
     };
+    API_OUTAGE_PAUSE: Duration = Definition {
+        name: "api.outage_pause",
+        kind: Kind::Duration,
+        default: DefaultValue::Duration(Duration::from_secs(10)),
+        help: "When the model API fails several times in a row across tasks, the whole run pauses this long before one call probes it; each failed probe doubles the pause, up to a minute.",
+        sources: Sources::FILE,
+    };
     LEDGER_PATH: Option<PathBuf> = Definition {
         name: "ledger.path",
         kind: Kind::Path,

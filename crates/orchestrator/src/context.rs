@@ -12,6 +12,7 @@ use crate::config::RunConfig;
 use crate::db::Db;
 use crate::event::RunEvents;
 use crate::halt::Halt;
+use crate::outage::Outage;
 
 /// The run's shared context, behind one `Arc` that the scheduler hands to each task's loop.
 pub(crate) struct RunContext {
@@ -29,6 +30,8 @@ pub(crate) struct RunContext {
     pub(crate) live_sessions: LiveSessions,
     /// Stops the whole run when the agent cannot work (see [`Halt`]).
     pub(crate) halt: Halt,
+    /// Pauses the whole run while the API keeps failing (see [`Outage`]).
+    pub(crate) outage: Outage,
 }
 
 /// Sessions with an agent call under way in this process.

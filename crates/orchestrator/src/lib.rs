@@ -15,6 +15,7 @@ mod error;
 mod event;
 mod halt;
 mod history;
+mod outage;
 pub mod prompt;
 mod recovery;
 mod run;

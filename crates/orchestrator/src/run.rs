@@ -15,6 +15,7 @@ use crate::db::Db;
 use crate::error::OrchestratorError;
 use crate::event::{RunEvent, RunEvents};
 use crate::halt::{AgentUnavailable, Halt};
+use crate::outage::Outage;
 use crate::recovery::{self, Recovered};
 use crate::task::{TaskOutcome, TaskReport};
 
@@ -97,6 +98,7 @@ impl Orchestrator {
                 redactor,
                 live_sessions: LiveSessions::default(),
                 halt: Halt::default(),
+                outage: Outage::default(),
             }),
         })
     }

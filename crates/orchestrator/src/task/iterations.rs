@@ -11,6 +11,7 @@ use super::call::Answer;
 use super::session::{ActiveSession, NewSessionReason};
 use super::{Intent, Stop, TaskLoop};
 use crate::halt::AgentUnavailable;
+use crate::outage::AfterFailure;
 use crate::prompt::FailedCheck;
 
 /// How a round ended when the loop did not stop inside it.
@@ -127,15 +128,27 @@ impl TaskLoop {
             if self.cancel.is_cancelled() {
                 return Err(Stop::Cancelled);
             }
+            // While the API is out, the whole run waits here (see `outage`).
+            tokio::select! {
+                () = self.context.outage.before_call() => {}
+                () = self.cancel.cancelled() => return Err(Stop::Cancelled),
+            }
             let session = self.session_for_call(slot, iteration).await?;
             // What the agent is told never carries a secret: the feedback quotes check output
             // and errors, which may print one.
             let mut prompt = self.render(session, &intent, iteration).await?;
             self.context.redactor.redact_in_place(&mut prompt);
             let error = match self.call_agent(session, iteration, prompt).await? {
-                Answer::Replied => return Ok(Phase::Replied),
+                Answer::Replied => {
+                    self.context.outage.succeeded();
+                    return Ok(Phase::Replied);
+                }
                 Answer::Failed(error) => error,
             };
+            if !is_outage(&error) {
+                // The API answered (or was never reached for a reason of its own).
+                self.context.outage.succeeded();
+            }
             let next = self
                 .after_error(slot, iteration, error, &mut retries, &mut intent)
                 .await?;
@@ -221,21 +234,23 @@ impl TaskLoop {
             },
             other => other.to_string(),
         };
-        let what_to_do = error
-            .refusal()
-            .map(|refusal| refusal.what_to_do().to_owned())
-            .unwrap_or_default();
+        let what_to_do = error.refusal().map_or("", |refusal| refusal.what_to_do());
+        self.halt(iteration, error.kind(), cause, what_to_do)
+    }
+
+    /// Stops the whole run because the agent cannot work; this task stays pending.
+    fn halt(&self, iteration: u32, kind: ErrorKind, cause: String, what_to_do: &str) -> Stop {
         let first = self.context.halt.stop(AgentUnavailable {
-            kind: error.kind(),
+            kind,
             cause: cause.clone(),
-            what_to_do,
+            what_to_do: what_to_do.to_owned(),
             task: self.task.id,
         });
         if first {
             self.emit_decision(
                 iteration,
                 format!(
-                    "the model API refused ({cause}); no retry can fix that, so the run stops and its tasks stay pending"
+                    "{cause}; no retry can fix that, so the run stops and its tasks stay pending"
                 ),
             );
         }
@@ -277,6 +292,36 @@ impl TaskLoop {
         retries: &mut Retries,
     ) -> Result<(), Stop> {
         let retry = &self.context.config.retry;
+        if is_outage(error) {
+            match self.context.outage.failed(retry) {
+                AfterFailure::OwnRetry => {}
+                AfterFailure::Paused {
+                    failures,
+                    wait,
+                    announce,
+                } => {
+                    if announce {
+                        self.emit_decision(
+                            iteration,
+                            format!(
+                                "the API has failed {failures} times in a row; waiting {} s before trying again (the whole run pauses)",
+                                wait.as_secs_f64().ceil()
+                            ),
+                        );
+                    }
+                    // The call is made again once the pause is over, and counts against no
+                    // retry of the task's own.
+                    return Ok(());
+                }
+                AfterFailure::GiveUp { paused } => {
+                    let cause = format!(
+                        "the model API kept failing ({error}); the run paused {} s in all, as long as api.max_outage lets it",
+                        paused.as_secs()
+                    );
+                    return Err(self.halt(iteration, error.kind(), cause, OUTAGE_ADVICE));
+                }
+            }
+        }
         retries.transient += 1;
         if retries.transient > retry.max_retries {
             return Err(Stop::Failed(format!(
@@ -330,6 +375,15 @@ impl TaskLoop {
             describe_check(check)
         )
     }
+}
+
+/// What to do when the API has been out longer than the run may wait.
+const OUTAGE_ADVICE: &str = "check the API's status (status.anthropic.com) and the network to it (ANTHROPIC_BASE_URL, a proxy), or raise api.max_outage";
+
+/// Whether a failed call says the API is failing for everyone (5xx, overloaded, no
+/// connection), which the run's outage handles; a rate limit is the account's, not an outage.
+fn is_outage(error: &AgentError) -> bool {
+    matches!(error, AgentError::Api { .. }) && error.is_transient()
 }
 
 fn describe_check(check: &FailedCheck) -> String {

@@ -1,12 +1,16 @@
 //! Errors no retry fixes stop the whole run: the first refusal ends it, its tasks stay
-//! pending in resumable sessions, and the next run continues them.
+//! pending in resumable sessions, and the next run continues them. A failing API pauses the
+//! whole run instead, up to a bound.
 
-use agent::{ErrorKind, SessionPlan};
+use std::sync::Arc;
+use std::time::Duration;
+
+use agent::{CancellationToken, ErrorKind, SessionPlan};
 use agent_mock::{MockAgent, Step};
-use orchestrator::{RunConfig, TaskOutcome};
+use orchestrator::{RunConfig, Selection, TaskOutcome};
 use session_store::{CallOutcome, SessionStatus, TaskStatus};
 
-use crate::support::{Fixture, quick_config};
+use crate::support::{Fixture, Recorder, bounded, quick_config};
 
 #[tokio::test]
 async fn the_first_refusal_stops_the_run_and_leaves_every_task_pending() {
@@ -104,4 +108,84 @@ async fn after_the_cause_is_fixed_the_next_run_continues_in_the_same_sessions() 
         "the refused task continues its session: {:?}",
         fixed.calls()
     );
+}
+
+/// A configuration whose outage pauses are short.
+fn outage_config(concurrency: usize) -> RunConfig {
+    let mut config = RunConfig {
+        concurrency,
+        ..quick_config()
+    };
+    config.retry.outage_pause = Duration::from_millis(50);
+    config.retry.max_delay = Duration::from_millis(200);
+    config
+}
+
+#[tokio::test]
+async fn a_failing_api_pauses_the_run_once_and_every_task_completes() {
+    let mut fixture = Fixture::new();
+    let tasks: Vec<_> = (0..6)
+        .map(|n| fixture.task(&format!("task {n}"), &[]))
+        .collect();
+    // The API fails the first eight calls (529, as when overloaded), then recovers.
+    let agent = MockAgent::scripted(|_, n| {
+        if n < 8 {
+            Step::fail_kind(ErrorKind::Api)
+        } else {
+            Step::succeed("done")
+        }
+    });
+    let recorder = Recorder::default();
+    let orchestrator = fixture
+        .orchestrator(Arc::new(agent.clone()), outage_config(3))
+        .with_events(recorder.sink());
+    let report = bounded(orchestrator.run(&Selection::all(), CancellationToken::new()))
+        .await
+        .unwrap();
+    assert!(report.all_completed(), "{report:?}");
+    for task in &tasks {
+        let task = fixture.get(*task);
+        assert_eq!(task.status, TaskStatus::Completed);
+        assert_eq!(
+            task.iterations, 1,
+            "no task spends an iteration on the outage"
+        );
+    }
+    let pauses: Vec<String> = recorder
+        .decisions()
+        .into_iter()
+        .filter(|decision| decision.contains("times in a row"))
+        .collect();
+    assert!(!pauses.is_empty(), "{:?}", recorder.decisions());
+    assert!(
+        pauses[0].starts_with("the API has failed 3 times in a row; waiting"),
+        "{pauses:?}"
+    );
+    // Every attempt is a recorded call.
+    let calls: usize = tasks.iter().map(|task| fixture.calls_of(*task).len()).sum();
+    assert_eq!(calls, agent.calls().len());
+}
+
+#[tokio::test]
+async fn an_outage_longer_than_the_bound_stops_the_run_with_tasks_pending() {
+    let mut fixture = Fixture::new();
+    let tasks: Vec<_> = (0..4)
+        .map(|n| fixture.task(&format!("task {n}"), &[]))
+        .collect();
+    let agent = MockAgent::scripted(|_, _| Step::fail_kind(ErrorKind::Api));
+    let mut config = outage_config(2);
+    config.retry.max_outage = Duration::from_millis(300);
+    let report = fixture.run_with(&agent, config).await;
+    let unavailable = report.unavailable.expect("the run says why it stopped");
+    assert_eq!(unavailable.kind, ErrorKind::Api);
+    assert!(
+        unavailable.cause.contains("kept failing"),
+        "{}",
+        unavailable.cause
+    );
+    assert!(unavailable.what_to_do.contains("api.max_outage"));
+    for task in &tasks {
+        assert_eq!(fixture.get(*task).status, TaskStatus::Pending);
+    }
+    fixture.assert_no_open_session();
 }
