@@ -370,6 +370,18 @@ pub const SCENARIOS: &[Scenario] = &[
             )
         },
     },
+    Scenario {
+        name: "api-down-for-a-minute",
+        area: Area::Fault,
+        expect: "the API fails 6 calls (529) then recovers: the run pauses for all tasks and says so; every task completes in one iteration; each attempt recorded",
+        run: stops::api_down_for_a_while,
+    },
+    Scenario {
+        name: "api-gone",
+        area: Area::Fault,
+        expect: "the API never answers (503): past api.max_outage the run stops with exit 5; tasks pending, nothing open",
+        run: stops::api_gone,
+    },
 ];
 
 /// The scenario called `name`.

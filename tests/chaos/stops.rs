@@ -96,3 +96,79 @@ fn expect_nothing_open(lab: &Lab) -> anyhow::Result<()> {
     let _ = WAIT;
     Ok(())
 }
+
+/// Short pauses, so that an outage of a few calls passes in a second.
+fn short_pauses(lab: &Lab, max_outage: &str) -> anyhow::Result<()> {
+    lab.edit_config("# outage_pause = \"10s\"", "outage_pause = \"200ms\"")?;
+    lab.edit_config(
+        "# max_outage = \"30m\"",
+        &format!("max_outage = \"{max_outage}\""),
+    )?;
+    lab.edit_config("# concurrency = 1", "concurrency = 3")
+}
+
+/// The API fails (529) for the first calls, then recovers: the run pauses for all its tasks
+/// instead of each retrying on its own, says so, and completes every task without spending an
+/// iteration on the outage; every attempt is a recorded call.
+pub fn api_down_for_a_while(bins: &Binaries) -> anyhow::Result<String> {
+    let lab = Lab::with_workspace(bins)?;
+    short_pauses(&lab, "1m")?;
+    let overloaded =
+        json!({"outcome": "api_error", "api_error_status": 529, "message": "Overloaded"});
+    let mut steps: Vec<_> = (0..6).map(|_| overloaded.clone()).collect();
+    steps.push(json!({"result": "done"}));
+    lab.agent_plays(&json!({ "steps": steps }))?;
+    for n in 0..TASKS {
+        lab.add_task(&[&format!("Task {n}")])?;
+    }
+    let ran = lab.baton(&["run"])?;
+    ran.expect_code(0)?;
+    ensure!(
+        ran.stdout.contains("times in a row; waiting"),
+        "the pause is not shown:\n{}",
+        ran.stdout
+    );
+    let completed = lab.count("SELECT count(*) FROM tasks WHERE status = 'completed'")?;
+    ensure!(
+        completed == TASKS as i64,
+        "{completed} of {TASKS} tasks completed"
+    );
+    let burned = lab.count("SELECT count(*) FROM tasks WHERE iterations > 1")?;
+    ensure!(burned == 0, "{burned} tasks spent iterations on the outage");
+    let failed = lab.count("SELECT count(*) FROM agent_calls WHERE outcome = 'api_error'")?;
+    ensure!(failed == 6, "{failed} failed attempts recorded; expected 6");
+    expect_nothing_open(&lab)?;
+    lab.expect_intact()?;
+    Ok(format!(
+        "6 calls failed (529), the run paused and probed; {TASKS} tasks completed, none used a second iteration"
+    ))
+}
+
+/// The API never comes back: past `api.max_outage` the run stops with exit 5, tasks pending.
+pub fn api_gone(bins: &Binaries) -> anyhow::Result<String> {
+    let lab = Lab::with_workspace(bins)?;
+    short_pauses(&lab, "1s")?;
+    lab.agent_plays(&json!({"steps": [{
+        "outcome": "api_error", "api_error_status": 503, "message": "Service Unavailable",
+    }]}))?;
+    for n in 0..TASKS {
+        lab.add_task(&[&format!("Task {n}")])?;
+    }
+    let started = Instant::now();
+    let ran = lab.baton(&["run"])?;
+    let took = started.elapsed();
+    ran.expect_code(5)?
+        .expect_stderr(&["kept failing", "api.max_outage"])?;
+    let pending = lab.count("SELECT count(*) FROM tasks WHERE status = 'pending'")?;
+    ensure!(
+        pending == TASKS as i64,
+        "{pending} of {TASKS} tasks pending"
+    );
+    expect_nothing_open(&lab)?;
+    lab.expect_intact()?;
+    Ok(format!(
+        "exit 5 after {:.1}s of pauses (bound 1s), {} attempts recorded; {TASKS} tasks pending, nothing open",
+        took.as_secs_f64(),
+        lab.count("SELECT count(*) FROM agent_calls")?
+    ))
+}

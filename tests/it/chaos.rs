@@ -64,4 +64,6 @@ scenarios! {
     verification_runs_in_a_shell => "verification-runs-in-a-shell",
     bad_key => "bad-key",
     empty_account => "empty-account",
+    api_down_for_a_minute => "api-down-for-a-minute",
+    api_gone => "api-gone",
 }

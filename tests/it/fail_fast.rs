@@ -149,3 +149,91 @@ fn an_unknown_model_stops_the_run_at_once() {
         &["issue with the selected model", "HTTP 404", "pick a model"],
     );
 }
+
+/// A lab whose `baton` runs the real CLI against `base_url`, with short outage pauses.
+fn real_cli_lab(claude: std::path::PathBuf, env: &ClaudeEnv, max_outage: &str) -> Lab {
+    let mut lab = Lab::with_workspace(&bins()).unwrap();
+    for (name, value) in env.vars() {
+        if name != "CLAUDE_CODE_MAX_RETRIES" {
+            lab.set(&name, value);
+        }
+    }
+    lab.set("BATON_CLAUDE_BIN", claude);
+    lab.edit_config("# outage_pause = \"10s\"", "outage_pause = \"200ms\"")
+        .unwrap();
+    lab.edit_config(
+        "# max_outage = \"30m\"",
+        &format!("max_outage = \"{max_outage}\""),
+    )
+    .unwrap();
+    lab.edit_config("# concurrency = 1", "concurrency = 3")
+        .unwrap();
+    lab
+}
+
+#[test]
+fn an_overloaded_api_pauses_the_run_once_and_every_task_completes() {
+    let Some(claude) = api_standin::require_claude(
+        "an_overloaded_api_pauses_the_run_once_and_every_task_completes",
+    ) else {
+        return;
+    };
+    // Eight overloaded answers (the CLI's own retry included), then the API recovers.
+    let standin = StandIn::start(
+        Script::queue((0..8).map(|_| Answer::overloaded())).then_always(Answer::text("Done.")),
+    );
+    let env = ClaudeEnv::new(&standin);
+    let lab = real_cli_lab(claude, &env, "1m");
+    for n in 0..4 {
+        lab.add_task(&[&format!("Task {n}")]).unwrap();
+    }
+    let ran = lab.baton(&["run"]).unwrap();
+    ran.expect_code(0)
+        .unwrap_or_else(|error| panic!("{error:#}\n{}", ran.stdout));
+    assert!(
+        ran.stdout.contains("times in a row; waiting"),
+        "{}",
+        ran.stdout
+    );
+    let completed = lab
+        .count("SELECT count(*) FROM tasks WHERE status = 'completed' AND iterations = 1")
+        .unwrap();
+    assert_eq!(completed, 4, "every task completes in its first iteration");
+    let failed = lab
+        .count("SELECT count(*) FROM agent_calls WHERE outcome = 'api_error'")
+        .unwrap();
+    assert!(
+        failed >= 3,
+        "the ledger shows the failed attempts: {failed}"
+    );
+    lab.expect_intact().unwrap();
+}
+
+#[test]
+fn no_server_at_all_is_a_lasting_outage() {
+    let Some(claude) = api_standin::require_claude("no_server_at_all_is_a_lasting_outage") else {
+        return;
+    };
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let base_url = format!("http://{}", closed.local_addr().unwrap());
+    drop(closed);
+    let env = ClaudeEnv::for_base_url(base_url);
+    let lab = real_cli_lab(claude, &env, "1s");
+    for n in 0..TASKS {
+        lab.add_task(&[&format!("Task {n}")]).unwrap();
+    }
+    let started = Instant::now();
+    let ran = lab.baton(&["run"]).unwrap();
+    ran.expect_code(5)
+        .and_then(|ran| ran.expect_stderr(&["Connection refused", "api.max_outage"]))
+        .unwrap_or_else(|error| panic!("{error:#}\n{}", ran.stdout));
+    assert!(started.elapsed() < Duration::from_secs(30));
+    let pending = lab
+        .count("SELECT count(*) FROM tasks WHERE status = 'pending'")
+        .unwrap();
+    assert_eq!(pending, TASKS as i64);
+    let open = lab
+        .count("SELECT count(*) FROM sessions WHERE status = 'open'")
+        .unwrap();
+    assert_eq!(open, 0);
+}
