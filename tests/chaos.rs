@@ -382,6 +382,18 @@ pub const SCENARIOS: &[Scenario] = &[
         expect: "the API never answers (503): past api.max_outage the run stops with exit 5; tasks pending, nothing open",
         run: stops::api_gone,
     },
+    Scenario {
+        name: "stopped-by-timeout",
+        area: Area::Fault,
+        expect: "`timeout` stops the run mid-call (SIGTERM to baton, then its group): one request, exit 143; call recorded as cancelled, session abandoned, task pending; next run resumes it",
+        run: |bins| stops::stopped(bins, stops::StoppedBy::Timeout),
+    },
+    Scenario {
+        name: "stopped-like-a-service",
+        area: Area::Fault,
+        expect: "SIGTERM to baton and its agent at once (systemd, docker stop): exit 143 within 10 s; the agent's death is the shutdown, not a crash; task pending; next run resumes it",
+        run: |bins| stops::stopped(bins, stops::StoppedBy::Service),
+    },
 ];
 
 /// The scenario called `name`.

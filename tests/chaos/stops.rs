@@ -172,3 +172,110 @@ pub fn api_gone(bins: &Binaries) -> anyhow::Result<String> {
         lab.count("SELECT count(*) FROM agent_calls")?
     ))
 }
+
+/// How a run is stopped from outside.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoppedBy {
+    /// `timeout --preserve-status 3 baton run`: SIGTERM to baton, then to its process group.
+    Timeout,
+    /// SIGTERM to baton, then to its process group, as `timeout` sends them.
+    ProcessGroup,
+    /// SIGTERM to baton and its agent at once, then SIGKILL to what is left after 10 s, as
+    /// `systemctl stop` and `docker stop` do.
+    Service,
+}
+
+/// The promise of a service manager's grace: everything recorded, baton gone, within it.
+const GRACE: Duration = Duration::from_secs(10);
+
+/// A run stopped mid-call the way tools stop programs: one request to stop, not "quit now";
+/// baton records everything and exits 143 within the grace; nothing open or running, the task
+/// pending; the next run completes it in the same session.
+pub fn stopped(bins: &Binaries, how: StoppedBy) -> anyhow::Result<String> {
+    let lab = Lab::with_workspace(bins)?;
+    lab.agent_plays(&json!({"steps": [{"outcome": "hang"}, {"result": "done"}]}))?;
+    lab.add_task(&["Stopped mid-call"])?;
+    let mut command = match how {
+        // Long enough for baton to start its call; `timeout` then does the rest.
+        StoppedBy::Timeout => lab.command_under(&["timeout", "--preserve-status", "3"], &["run"]),
+        StoppedBy::ProcessGroup | StoppedBy::Service => lab.command(&["run"]),
+    };
+    if how == StoppedBy::ProcessGroup {
+        std::os::unix::process::CommandExt::process_group(&mut command, 0);
+    }
+    let run = lab.spawn(command)?;
+    lab.wait_for_agent_call(1, WAIT)?;
+    let agents = lab.live_agent_calls();
+    let stopping = Instant::now();
+    match how {
+        StoppedBy::Timeout => {}
+        StoppedBy::ProcessGroup => {
+            // What GNU `timeout` does, by hand: the program, then its whole group.
+            kill(run.pid(), libc::SIGTERM)?;
+            std::thread::sleep(Duration::from_millis(2));
+            kill(-run.pid(), libc::SIGTERM)?;
+        }
+        StoppedBy::Service => {
+            // The agent first, so that it dies before baton hears of the stop: the order a
+            // service manager's signals happen to arrive in is not Baton's to choose.
+            for agent in &agents {
+                kill(*agent, libc::SIGTERM)?;
+            }
+            // Baton's own signal a moment later, as under a loaded service manager.
+            std::thread::sleep(Duration::from_millis(200));
+            kill(run.pid(), libc::SIGTERM)?;
+        }
+    }
+    let ran = run.wait(GRACE + Duration::from_secs(5))?;
+    let took = stopping.elapsed();
+    ran.expect_code(143)?;
+    ensure!(
+        how == StoppedBy::Timeout || took < GRACE,
+        "baton took {took:?} to stop; a service manager would have killed it"
+    );
+    ensure!(
+        !ran.stderr.contains("quitting now"),
+        "one request to stop was taken for two:\n{}",
+        ran.stderr
+    );
+    expect_nothing_open(&lab)?;
+    let (session, outcome): (String, String) = lab.ledger()?.query_row(
+        "SELECT session_id, outcome FROM agent_calls ORDER BY id LIMIT 1",
+        [],
+        |row| Ok((row.get(0)?, row.get(1)?)),
+    )?;
+    ensure!(
+        outcome == "cancelled",
+        "the stopped call is recorded as `{outcome}`"
+    );
+    let (status, task): (String, String) = lab.ledger()?.query_row(
+        "SELECT s.status, t.status FROM sessions s JOIN tasks t ON t.id = s.task_id WHERE s.id = ?1",
+        [&session],
+        |row| Ok((row.get(0)?, row.get(1)?)),
+    )?;
+    ensure!(
+        status == "abandoned" && task == "pending",
+        "session {status}, task {task}"
+    );
+    lab.baton(&["run"])?.expect_code(0)?;
+    let resumed = lab.agent_calls()?.iter().any(|call| {
+        call["plan"] == "resume" && call["session_id"].as_str() == Some(session.as_str())
+    });
+    ensure!(resumed, "the next run did not continue session {session}");
+    lab.expect_intact()?;
+    Ok(format!(
+        "{how:?}: exit 143 in {:.1}s; the call recorded as cancelled, session abandoned, task pending; the next run resumed it and completed",
+        took.as_secs_f64()
+    ))
+}
+
+fn kill(pid: i32, signal: i32) -> anyhow::Result<()> {
+    // SAFETY: kill(2) on a process (or group) this scenario started.
+    let sent = unsafe { libc::kill(pid, signal) };
+    ensure!(
+        sent == 0,
+        "kill({pid}, {signal}): {}",
+        std::io::Error::last_os_error()
+    );
+    Ok(())
+}

@@ -66,4 +66,6 @@ scenarios! {
     empty_account => "empty-account",
     api_down_for_a_minute => "api-down-for-a-minute",
     api_gone => "api-gone",
+    stopped_by_timeout => "stopped-by-timeout",
+    stopped_like_a_service => "stopped-like-a-service",
 }

@@ -237,3 +237,12 @@ fn no_server_at_all_is_a_lasting_outage() {
         .unwrap();
     assert_eq!(open, 0);
 }
+
+#[test]
+fn sigterm_to_baton_then_its_process_group_is_one_request_to_stop() {
+    let outcome =
+        tests::chaos::stops::stopped(&bins(), tests::chaos::stops::StoppedBy::ProcessGroup);
+    if let Err(error) = outcome {
+        panic!("{error:#}");
+    }
+}

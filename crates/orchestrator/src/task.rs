@@ -9,7 +9,8 @@
 //! The files follow the loop: `iterations` drives the rounds and decides after each one;
 //! `session` opens, leases, reopens, rotates and closes the session; `call` builds the prompt,
 //! calls the agent and records the call; `checks` runs the verification commands; `finish`
-//! closes the session and moves the task to where the loop left it; `unwritten` holds what
+//! closes the session and moves the task to where the loop left it; `shutdown` tells an agent
+//! killed by the signal stopping the run from a crash; `unwritten` holds what
 //! the next write takes along, so that writes that belong together share one commit. Every
 //! step that can end the loop returns a [`Stop`] through `?`.
 
@@ -18,6 +19,7 @@ mod checks;
 mod finish;
 mod iterations;
 mod session;
+mod shutdown;
 mod unwritten;
 
 use std::sync::Arc;
