@@ -116,7 +116,7 @@ pub const CLI_RETRIES_VARIABLE: &str = "CLAUDE_CODE_MAX_RETRIES";
 /// set low (`api.cli_retries`) unless `agent.env` sets them. Left to itself Claude Code
 /// retries for minutes, a refused key included (11 times, 3 minutes, on 2.1.328), out of
 /// Baton's sight; low, every failure reaches Baton in seconds and Baton decides.
-fn agent_env(settings: &Settings) -> std::collections::BTreeMap<String, String> {
+pub fn agent_env(settings: &Settings) -> std::collections::BTreeMap<String, String> {
     let mut env = settings.get(keys::AGENT_ENV);
     env.entry(String::from(CLI_RETRIES_VARIABLE))
         .or_insert_with(|| settings.get(keys::API_CLI_RETRIES).to_string());

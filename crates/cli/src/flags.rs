@@ -82,7 +82,7 @@ pub enum Command {
     /// Abandon sessions whose runner is gone and make their tasks runnable again
     Recover,
     /// Check the agent, the ledger and the configuration
-    Doctor,
+    Doctor(DoctorArgs),
     /// Create a throw-away workspace, run example tasks with the built-in mock agent, show the ledger
     Quickstart(QuickstartArgs),
 }
@@ -91,6 +91,14 @@ const RUN_AFTER_HELP: &str = "\
 Exit status: 0 when every task the run took up completed; 1 when one failed, blocked or was
 left pending; 129, 130 or 143 when the run was interrupted (its tasks resume on the next run).
 With --json, progress goes to stderr as lines and stdout carries one JSON report.";
+
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    /// Also make one minimal agent call, to prove the credentials work (it costs a fraction
+    /// of a cent)
+    #[arg(long)]
+    pub probe: bool,
+}
 
 #[derive(Debug, Args)]
 pub struct InitArgs {
