@@ -696,35 +696,33 @@ fn representative_error(kind: ErrorKind, call: &AgentCall, reply: AgentReply) ->
             reply: with_subtype("error_during_execution"),
         },
         ErrorKind::Io => AgentError::Io(std::io::Error::other("mock i/o failure")),
-        ErrorKind::Authentication => refused(
-            Refusal::Authentication,
-            401,
-            "Invalid API key · Fix external API key",
-            with_subtype("success"),
-        ),
-        ErrorKind::Permission => refused(
-            Refusal::Permission,
-            403,
-            "Failed to authenticate. API Error: 403 not allowed (mock)",
-            with_subtype("success"),
-        ),
-        ErrorKind::Billing => refused(
-            Refusal::Billing,
-            400,
-            "Credit balance is too low",
-            with_subtype("success"),
-        ),
-        ErrorKind::ModelUnavailable => refused(
-            Refusal::ModelUnavailable,
-            404,
-            "There's an issue with the selected model (mock). It may not exist or you may not have access to it.",
-            with_subtype("success"),
-        ),
+        ErrorKind::Authentication
+        | ErrorKind::Permission
+        | ErrorKind::Billing
+        | ErrorKind::ModelUnavailable => refused(kind, with_subtype("success")),
     }
 }
 
-/// A refusal no retry fixes, as the real adapter reports it.
-fn refused(refusal: Refusal, status: u16, message: &str, reply: Box<AgentReply>) -> AgentError {
+/// A refusal no retry fixes, as the real adapter reports it (the real CLI's texts).
+fn refused(kind: ErrorKind, reply: Box<AgentReply>) -> AgentError {
+    let (refusal, status, message) = match kind {
+        ErrorKind::Permission => (
+            Refusal::Permission,
+            403,
+            "Failed to authenticate. API Error: 403 not allowed (mock)",
+        ),
+        ErrorKind::Billing => (Refusal::Billing, 400, "Credit balance is too low"),
+        ErrorKind::ModelUnavailable => (
+            Refusal::ModelUnavailable,
+            404,
+            "There's an issue with the selected model (mock). It may not exist or you may not have access to it.",
+        ),
+        _ => (
+            Refusal::Authentication,
+            401,
+            "Invalid API key · Fix external API key",
+        ),
+    };
     AgentError::Refused {
         refusal,
         status: Some(status),

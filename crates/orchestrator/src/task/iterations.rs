@@ -2,7 +2,7 @@
 //! continuations that stay inside the round) and then the checks; after each round the loop
 //! decides whether the task is done, goes round again with feedback, or has run out of rounds.
 
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use agent::{AgentError, ErrorKind};
 use session_store::SessionStatus;
@@ -292,35 +292,10 @@ impl TaskLoop {
         retries: &mut Retries,
     ) -> Result<(), Stop> {
         let retry = &self.context.config.retry;
-        if is_outage(error) {
-            match self.context.outage.failed(retry) {
-                AfterFailure::OwnRetry => {}
-                AfterFailure::Paused {
-                    failures,
-                    wait,
-                    announce,
-                } => {
-                    if announce {
-                        self.emit_decision(
-                            iteration,
-                            format!(
-                                "the API has failed {failures} times in a row; waiting {} s before trying again (the whole run pauses)",
-                                wait.as_secs_f64().ceil()
-                            ),
-                        );
-                    }
-                    // The call is made again once the pause is over, and counts against no
-                    // retry of the task's own.
-                    return Ok(());
-                }
-                AfterFailure::GiveUp { paused } => {
-                    let cause = format!(
-                        "the model API kept failing ({error}); the run paused {} s in all, as long as api.max_outage lets it",
-                        paused.as_secs()
-                    );
-                    return Err(self.halt(iteration, error.kind(), cause, OUTAGE_ADVICE));
-                }
-            }
+        if is_outage(error)
+            && let Some(paused) = self.pause_for_outage(iteration, error)
+        {
+            return paused;
         }
         retries.transient += 1;
         if retries.transient > retry.max_retries {
@@ -348,18 +323,68 @@ impl TaskLoop {
             }
             _ => retry.backoff(retries.transient),
         };
-        self.emit_decision(
-            iteration,
-            format!(
+        let decision = match error {
+            // Said once per wait, with the time: a usage limit can be hours away.
+            AgentError::RateLimited {
+                reset_at: Some(reset_at),
+                ..
+            } => format!(
+                "the usage limit is reached until {} (in {}); waiting for the reset (retry {} of {})",
+                utc_time_of_day(*reset_at),
+                in_words(wait),
+                retries.transient,
+                retry.max_retries
+            ),
+            _ => format!(
                 "{error}; retry {} of {} in {:.1}s",
                 retries.transient,
                 retry.max_retries,
                 wait.as_secs_f64()
             ),
-        );
+        };
+        self.emit_decision(iteration, decision);
         tokio::select! {
             () = tokio::time::sleep(wait) => Ok(()),
             () = self.cancel.cancelled() => Err(Stop::Cancelled),
+        }
+    }
+
+    /// The run-wide pause for a failure that looks like an outage: `None` when there is no
+    /// outage (yet) and the task retries on its own, else how the pause ended for this loop
+    /// (go on and call again, or the run stops).
+    fn pause_for_outage(&self, iteration: u32, error: &AgentError) -> Option<Result<(), Stop>> {
+        match self.context.outage.failed(&self.context.config.retry) {
+            AfterFailure::OwnRetry => None,
+            AfterFailure::Paused {
+                failures,
+                wait,
+                announce,
+            } => {
+                if announce {
+                    self.emit_decision(
+                        iteration,
+                        format!(
+                            "the API has failed {failures} times in a row; waiting {} s before trying again (the whole run pauses)",
+                            wait.as_secs_f64().ceil()
+                        ),
+                    );
+                }
+                // The call is made again once the pause is over (`Outage::before_call`), and
+                // counts against no retry of the task's own.
+                Some(Ok(()))
+            }
+            AfterFailure::GiveUp { paused } => {
+                let cause = format!(
+                    "the model API kept failing ({error}); the run paused {} s in all, as long as api.max_outage lets it",
+                    paused.as_secs()
+                );
+                Some(Err(self.halt(
+                    iteration,
+                    error.kind(),
+                    cause,
+                    OUTAGE_ADVICE,
+                )))
+            }
         }
     }
 
@@ -375,6 +400,30 @@ impl TaskLoop {
             describe_check(check)
         )
     }
+}
+
+/// A wait in whole seconds under two minutes, else in whole minutes.
+fn in_words(wait: Duration) -> String {
+    let seconds = wait.as_secs_f64().ceil() as u64;
+    if seconds < 120 {
+        format!("{seconds} s")
+    } else {
+        format!("{} min", seconds.div_ceil(60))
+    }
+}
+
+/// `at` as a time of day in UTC, `HH:MM:SS UTC`.
+fn utc_time_of_day(at: SystemTime) -> String {
+    let seconds = at
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |since| since.as_secs())
+        % 86_400;
+    format!(
+        "{:02}:{:02}:{:02} UTC",
+        seconds / 3600,
+        seconds / 60 % 60,
+        seconds % 60
+    )
 }
 
 /// What to do when the API has been out longer than the run may wait.

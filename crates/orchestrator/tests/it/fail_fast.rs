@@ -189,3 +189,30 @@ async fn an_outage_longer_than_the_bound_stops_the_run_with_tasks_pending() {
     }
     fixture.assert_no_open_session();
 }
+
+#[tokio::test]
+async fn a_usage_limit_waits_for_its_reset_and_says_so_once_with_the_time() {
+    let mut fixture = Fixture::new();
+    fixture.task("limited", &[]);
+    let reset = std::time::SystemTime::now() + Duration::from_millis(300);
+    let agent = MockAgent::with_steps([Step::rate_limited(Some(reset)), Step::succeed("done")]);
+    let recorder = Recorder::default();
+    let orchestrator = fixture
+        .orchestrator(Arc::new(agent.clone()), quick_config())
+        .with_events(recorder.sink());
+    let report = bounded(orchestrator.run(&Selection::all(), CancellationToken::new()))
+        .await
+        .unwrap();
+    assert!(report.all_completed(), "{report:?}");
+    let said: Vec<String> = recorder
+        .decisions()
+        .into_iter()
+        .filter(|decision| decision.contains("usage limit"))
+        .collect();
+    assert_eq!(said.len(), 1, "{said:?}");
+    assert!(
+        said[0].contains(" UTC (in 1 s); waiting for the reset"),
+        "{}",
+        said[0]
+    );
+}
