@@ -317,7 +317,8 @@ fn api_errors_end_alike() {
         }]);
         let mut observed = Vec::new();
         for side in sides("api_errors_end_alike", script, scenario) {
-            let run = side.stream(&[], "hi");
+            // A model both sides name alike: the 404 text quotes it.
+            let run = side.stream(&["--model", "claude-test-model"], "hi");
             let result = run.result();
             assert_eq!(result["is_error"], true, "{}: {status}", side.name());
             assert_eq!(result["terminal_reason"], "api_error");
