@@ -11,6 +11,7 @@ pub mod faults;
 pub mod input;
 pub mod lab;
 pub mod safety;
+pub mod stops;
 pub mod worktrees;
 
 use std::fmt::Write as _;
@@ -367,6 +368,62 @@ pub const SCENARIOS: &[Scenario] = &[
         area: Area::Fault,
         expect: "the task is blocked with git's message, its work kept in the worktree; the retry commits it",
         run: worktrees::disk_full_while_committing,
+    },
+    Scenario {
+        name: "bad-key",
+        area: Area::Fault,
+        expect: "10 tasks, a key the API refuses (401): exit 5 after one call, naming the cause and `claude auth login`; all pending, nothing open; fixed, the next run completes them in their sessions",
+        run: |bins| {
+            stops::refused(
+                bins,
+                &stops::Refused {
+                    status: 401,
+                    message: "invalid x-api-key",
+                    says: &["Invalid API key", "claude auth login", "ANTHROPIC_API_KEY"],
+                    kind: "authentication_error",
+                },
+            )
+        },
+    },
+    Scenario {
+        name: "empty-account",
+        area: Area::Fault,
+        expect: "10 tasks, an account out of credit (400): exit 5 after one call, naming the cause and billing; all pending, nothing open; fixed, the next run completes them",
+        run: |bins| {
+            stops::refused(
+                bins,
+                &stops::Refused {
+                    status: 400,
+                    message: "Your credit balance is too low to access the Anthropic API.",
+                    says: &["Credit balance is too low", "Plans & Billing"],
+                    kind: "billing_error",
+                },
+            )
+        },
+    },
+    Scenario {
+        name: "api-down-for-a-minute",
+        area: Area::Fault,
+        expect: "the API fails 6 calls (529) then recovers: the run pauses for all tasks and says so; every task completes in one iteration; each attempt recorded",
+        run: stops::api_down_for_a_while,
+    },
+    Scenario {
+        name: "api-gone",
+        area: Area::Fault,
+        expect: "the API never answers (503): past api.max_outage the run stops with exit 5; tasks pending, nothing open",
+        run: stops::api_gone,
+    },
+    Scenario {
+        name: "stopped-by-timeout",
+        area: Area::Fault,
+        expect: "`timeout` stops the run mid-call (SIGTERM to baton, then its group): one request, exit 143; call recorded as cancelled, session abandoned, task pending; next run resumes it",
+        run: |bins| stops::stopped(bins, stops::StoppedBy::Timeout),
+    },
+    Scenario {
+        name: "stopped-like-a-service",
+        area: Area::Fault,
+        expect: "SIGTERM to baton and its agent at once (systemd, docker stop): exit 143 within 10 s; the agent's death is the shutdown, not a crash; task pending; next run resumes it",
+        run: |bins| stops::stopped(bins, stops::StoppedBy::Service),
     },
 ];
 

@@ -334,8 +334,20 @@ impl Lab {
 
     pub fn command_in(&self, dir: &Path, args: &[&str]) -> Command {
         let mut command = Command::new(&self.bins.baton);
+        command.args(args);
+        self.prepare(command, dir)
+    }
+
+    /// `baton ARGS` in `work/` run by `wrapper` (such as `timeout 3`), ready to spawn.
+    pub fn command_under(&self, wrapper: &[&str], args: &[&str]) -> Command {
+        let mut command = Command::new(wrapper[0]);
+        command.args(&wrapper[1..]).arg(&self.bins.baton).args(args);
+        self.prepare(command, &self.work())
+    }
+
+    /// `command` with the lab's directory, environment, pipes, user and limits.
+    fn prepare(&self, mut command: Command, dir: &Path) -> Command {
         command
-            .args(args)
             .current_dir(dir)
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())

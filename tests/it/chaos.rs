@@ -67,4 +67,10 @@ scenarios! {
     worktree_deleted_by_hand => "worktree-deleted-by-hand",
     repository_locked => "repository-locked",
     disk_full_while_committing => "disk-full-while-committing",
+    bad_key => "bad-key",
+    empty_account => "empty-account",
+    api_down_for_a_minute => "api-down-for-a-minute",
+    api_gone => "api-gone",
+    stopped_by_timeout => "stopped-by-timeout",
+    stopped_like_a_service => "stopped-like-a-service",
 }

@@ -2,6 +2,7 @@
 
 mod chaos;
 mod contract;
+mod fail_fast;
 mod handoff;
 mod stress;
 mod worktree_handoff;

@@ -8,7 +8,11 @@
 //! `<scenario>.stderr`, and `<scenario>.meta.json` (the session id assigned, the exit code,
 //! the usage the stand-in served). Run it again when the pinned CLI version changes, and keep
 //! the old directory: the fixtures record what each version printed.
+//!
+//! Scenario names given as arguments capture only those (`… -- api_401 api_404`), so that a
+//! new scenario does not rewrite the fixtures already in the directory.
 
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -35,7 +39,12 @@ fn main() {
         .join("tests/fixtures")
         .join(version);
     std::fs::create_dir_all(&out_dir).expect("create the fixture dir");
-    let capture = Capture { claude, out_dir };
+    let only: Vec<String> = std::env::args().skip(1).collect();
+    let capture = Capture {
+        claude,
+        out_dir,
+        only,
+    };
 
     let usage = |input, output, cache_read, cache_creation| Usage {
         input_tokens: input,
@@ -193,13 +202,78 @@ fn main() {
         ("api_500", Answer::server_error()),
         ("api_529", Answer::overloaded()),
         ("api_429", Answer::rate_limited(Duration::from_secs(30))),
+        // The answers no retry fixes, in the API's own words.
+        (
+            "api_401",
+            Answer::error(401, "authentication_error", "invalid x-api-key"),
+        ),
+        (
+            "api_403",
+            Answer::error(
+                403,
+                "permission_error",
+                "Your API key does not have permission to use the specified resource.",
+            ),
+        ),
+        (
+            "api_400_credit",
+            Answer::error(
+                400,
+                "invalid_request_error",
+                "Your credit balance is too low to access the Anthropic API. Please go to Plans & Billing to upgrade or purchase credits.",
+            ),
+        ),
+        (
+            "api_404_model",
+            Answer::error(404, "not_found_error", "model: claude-nonexistent-9"),
+        ),
     ] {
-        let standin = StandIn::start(Script::always(answer));
+        // The real API refuses an unknown model on the CLI's non-streaming fallback too.
+        let standin = StandIn::start(Script::always(answer.clone()).with_whole_messages(answer));
         let env = ClaudeEnv::new(&standin);
         let work_dir = env.work_dir("w");
         let id = new_id();
         capture.run(
             name,
+            &standin,
+            &env,
+            &work_dir,
+            &["--session-id", &id],
+            &id,
+            None,
+        );
+    }
+
+    // No login at all: no key, no credentials file. The CLI does not call the API.
+    {
+        let standin = StandIn::start(Script::always(Answer::text("unused")));
+        let env = ClaudeEnv::new(&standin);
+        let work_dir = env.work_dir("w");
+        let mut vars = env.vars();
+        vars.remove("ANTHROPIC_API_KEY");
+        let id = new_id();
+        capture.run_with_vars(
+            "not_logged_in",
+            &standin,
+            vars,
+            &work_dir,
+            &["--session-id", &id],
+            &id,
+            None,
+        );
+    }
+
+    // No server at all: the connection is refused.
+    {
+        let standin = StandIn::start(Script::always(Answer::text("unused")));
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
+        let base_url = format!("http://{}", closed.local_addr().expect("its address"));
+        drop(closed);
+        let env = ClaudeEnv::for_base_url(base_url);
+        let work_dir = env.work_dir("w");
+        let id = new_id();
+        capture.run(
+            "connection_refused",
             &standin,
             &env,
             &work_dir,
@@ -230,6 +304,8 @@ fn main() {
 struct Capture {
     claude: PathBuf,
     out_dir: PathBuf,
+    /// The scenarios to capture; empty means all.
+    only: Vec<String>,
 }
 
 impl Capture {
@@ -246,12 +322,38 @@ impl Capture {
         assigned: &str,
         terminate_after: Option<Duration>,
     ) {
+        self.run_with_vars(
+            name,
+            standin,
+            env.vars(),
+            work_dir,
+            args,
+            assigned,
+            terminate_after,
+        );
+    }
+
+    /// [`Capture::run`] with the CLI's environment given whole.
+    #[allow(clippy::too_many_arguments)]
+    fn run_with_vars(
+        &self,
+        name: &str,
+        standin: &StandIn,
+        vars: BTreeMap<String, String>,
+        work_dir: &Path,
+        args: &[&str],
+        assigned: &str,
+        terminate_after: Option<Duration>,
+    ) {
+        if !self.only.is_empty() && !self.only.iter().any(|wanted| wanted == name) {
+            return;
+        }
         let served_before = standin.served_usage();
         let requests_before = standin.message_requests().len();
         let mut child = Command::new(&self.claude)
             .args(PRINT_MODE)
             .args(args)
-            .envs(env.vars())
+            .envs(vars)
             .current_dir(work_dir)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())

@@ -6,6 +6,8 @@
 //! whatever its exit code. Only without a result does stderr get a say, for the two session
 //! errors the CLI reports there.
 
+mod refusal;
+
 use std::time::{Duration, SystemTime};
 
 use agent::{AgentError, AgentReply, ExitInfo, SessionId, Usage};
@@ -129,8 +131,8 @@ fn failure(
         },
         // An API failure arrives as `success` + `is_error` with `terminal_reason: api_error`;
         // a bare `success` + `is_error` is read the same way, as the CLI's docs describe it.
-        Subtype::Success => api_failure(result, reply),
-        _ if is_api_failure(result) => api_failure(result, reply),
+        Subtype::Success => api_failure(stream, result, reply),
+        _ if is_api_failure(result) => api_failure(stream, result, reply),
         Subtype::DuringExecution => AgentError::Execution {
             errors: result.errors.clone(),
             reply,
@@ -148,14 +150,30 @@ fn is_api_failure(result: &ResultLine) -> bool {
     result.api_error_status.is_some() || result.terminal_reason.as_deref() == Some("api_error")
 }
 
-/// The error for a model API that refused or failed (a rate limit aside). Its status and
-/// text are what tell a failure that passes (5xx, 529) from one no retry fixes (401, 403, a
-/// 400 for an empty balance, a 404 model), when the taxonomy comes to tell them apart.
-fn api_failure(result: &ResultLine, reply: Box<AgentReply>) -> AgentError {
-    AgentError::Api {
+/// The error for a model API that refused or failed (a rate limit aside). Its status, type,
+/// the CLI's word and the text tell a failure that passes (5xx, 529, a dropped connection)
+/// from one no retry fixes (401, 403, a 400 for an empty balance, a 404 model, no login).
+fn api_failure(stream: &ParsedStream, result: &ResultLine, reply: Box<AgentReply>) -> AgentError {
+    let message = message(result);
+    let text = format!("{message}\n{}", result.errors.join("\n"));
+    let facts = refusal::ApiFailureFacts {
         status: result.api_error_status,
-        message: message(result),
-        reply: Some(reply),
+        error_type: result.api_error_type.as_deref(),
+        word: stream.api_error_word.as_deref(),
+        text: &text,
+    };
+    match refusal::refusal(facts) {
+        Some(refusal) => AgentError::Refused {
+            refusal,
+            status: result.api_error_status,
+            message,
+            reply: Some(reply),
+        },
+        None => AgentError::Api {
+            status: result.api_error_status,
+            message,
+            reply: Some(reply),
+        },
     }
 }
 

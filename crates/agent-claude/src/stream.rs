@@ -47,6 +47,8 @@ pub(crate) struct ParsedStream {
     /// When a `rate_limit_event` said the limit was hit: when it resets (unix seconds).
     pub(crate) rate_limit_resets_at: Option<u64>,
     pub(crate) rate_limit_rejected: bool,
+    /// The CLI's word for the last failed API call (the `error` of its synthetic message).
+    pub(crate) api_error_word: Option<String>,
     /// Lines that were not JSON objects.
     pub(crate) bad_lines: usize,
     pub(crate) first_bad_line: Option<String>,
@@ -79,9 +81,16 @@ impl StreamParser {
             StreamLine::System(SystemLine::Init(init)) => self.init(init, emit),
             StreamLine::Assistant(MessageLine {
                 message: Some(message),
-            }) => self.assistant(message, emit),
+                error,
+            }) => {
+                if error.is_some() {
+                    self.parsed.api_error_word = error;
+                }
+                self.assistant(message, emit);
+            }
             StreamLine::User(MessageLine {
                 message: Some(message),
+                ..
             }) => tool_results(&message, emit),
             StreamLine::RateLimitEvent(event) => self.rate_limit_event(event),
             StreamLine::Result(result) => self.parsed.result = Some(*result),

@@ -22,7 +22,7 @@ use std::time::{Duration, SystemTime};
 
 use agent::{
     Agent, AgentCall, AgentError, AgentEvent, AgentInfo, AgentReply, CancellationToken, ErrorKind,
-    EventSink, ExitInfo, SessionId, SessionPlan, Usage,
+    EventSink, ExitInfo, Refusal, SessionId, SessionPlan, Usage,
 };
 
 /// Builds the error of a failing step from the call and the reply the step would have made.
@@ -724,5 +724,37 @@ fn representative_error(kind: ErrorKind, call: &AgentCall, reply: AgentReply) ->
             reply: with_subtype("error_during_execution"),
         },
         ErrorKind::Io => AgentError::Io(std::io::Error::other("mock i/o failure")),
+        ErrorKind::Authentication
+        | ErrorKind::Permission
+        | ErrorKind::Billing
+        | ErrorKind::ModelUnavailable => refused(kind, with_subtype("success")),
+    }
+}
+
+/// A refusal no retry fixes, as the real adapter reports it (the real CLI's texts).
+fn refused(kind: ErrorKind, reply: Box<AgentReply>) -> AgentError {
+    let (refusal, status, message) = match kind {
+        ErrorKind::Permission => (
+            Refusal::Permission,
+            403,
+            "Failed to authenticate. API Error: 403 not allowed (mock)",
+        ),
+        ErrorKind::Billing => (Refusal::Billing, 400, "Credit balance is too low"),
+        ErrorKind::ModelUnavailable => (
+            Refusal::ModelUnavailable,
+            404,
+            "There's an issue with the selected model (mock). It may not exist or you may not have access to it.",
+        ),
+        _ => (
+            Refusal::Authentication,
+            401,
+            "Invalid API key · Fix external API key",
+        ),
+    };
+    AgentError::Refused {
+        refusal,
+        status: Some(status),
+        message: message.to_owned(),
+        reply: Some(reply),
     }
 }

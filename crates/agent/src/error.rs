@@ -91,6 +91,17 @@ pub enum AgentError {
         reply: Option<Box<AgentReply>>,
     },
 
+    /// The model API refused in a way no retry fixes: the credentials, the account or the
+    /// model must change first (see [`Refusal`]).
+    #[error("the model API refused{}: {message}", status.map(|s| format!(" with status {s}")).unwrap_or_default())]
+    Refused {
+        refusal: Refusal,
+        status: Option<u16>,
+        /// What the agent said, in its own words.
+        message: String,
+        reply: Option<Box<AgentReply>>,
+    },
+
     /// The model API refused for a rate limit.
     #[error("the model API rate limit was hit{}: {message}", reset_suffix(*reset_at))]
     RateLimited {
@@ -139,6 +150,49 @@ fn reset_suffix(reset_at: Option<SystemTime>) -> String {
     }
 }
 
+/// Why the model API refused a call in a way no retry fixes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Refusal {
+    /// The credentials are missing, wrong or expired (401, "Not logged in").
+    Authentication,
+    /// The credentials may not do this (403).
+    Permission,
+    /// The account cannot pay (400 "credit balance is too low").
+    Billing,
+    /// The model does not exist or the account may not use it (404).
+    ModelUnavailable,
+}
+
+impl Refusal {
+    /// The error kind a call refused this way is recorded with.
+    pub const fn kind(self) -> ErrorKind {
+        match self {
+            Refusal::Authentication => ErrorKind::Authentication,
+            Refusal::Permission => ErrorKind::Permission,
+            Refusal::Billing => ErrorKind::Billing,
+            Refusal::ModelUnavailable => ErrorKind::ModelUnavailable,
+        }
+    }
+
+    /// What a person does about it, in a sentence.
+    pub const fn what_to_do(self) -> &'static str {
+        match self {
+            Refusal::Authentication => {
+                "log in with `claude auth login`, or set ANTHROPIC_API_KEY to a valid key; `baton doctor` shows what Claude Code uses"
+            }
+            Refusal::Permission => {
+                "use credentials that may call this API (`claude auth login`, or another ANTHROPIC_API_KEY); `baton doctor` shows what Claude Code uses"
+            }
+            Refusal::Billing => {
+                "add credits or check the plan in the Anthropic Console's Plans & Billing, or use other credentials"
+            }
+            Refusal::ModelUnavailable => {
+                "pick a model the account can use (the agent.model setting, or the model in the Claude Code settings)"
+            }
+        }
+    }
+}
+
 /// The kind of an [`AgentError`], without its data: what the ledger records and what a
 /// caller's decision table is keyed on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -158,10 +212,14 @@ pub enum ErrorKind {
     BudgetExceeded,
     Execution,
     Io,
+    Authentication,
+    Permission,
+    Billing,
+    ModelUnavailable,
 }
 
 impl ErrorKind {
-    pub const ALL: [ErrorKind; 15] = [
+    pub const ALL: [ErrorKind; 19] = [
         ErrorKind::SessionInUse,
         ErrorKind::SessionNotFound,
         ErrorKind::SessionMismatch,
@@ -177,6 +235,10 @@ impl ErrorKind {
         ErrorKind::BudgetExceeded,
         ErrorKind::Execution,
         ErrorKind::Io,
+        ErrorKind::Authentication,
+        ErrorKind::Permission,
+        ErrorKind::Billing,
+        ErrorKind::ModelUnavailable,
     ];
 
     /// The stable word stored in the ledger.
@@ -197,6 +259,10 @@ impl ErrorKind {
             ErrorKind::BudgetExceeded => "budget_exceeded",
             ErrorKind::Execution => "execution_error",
             ErrorKind::Io => "io",
+            ErrorKind::Authentication => "authentication_error",
+            ErrorKind::Permission => "permission_error",
+            ErrorKind::Billing => "billing_error",
+            ErrorKind::ModelUnavailable => "model_unavailable",
         }
     }
 
@@ -224,6 +290,7 @@ impl AgentError {
             AgentError::CannotSpawn { .. } => ErrorKind::CannotSpawn,
             AgentError::WorkingDirMissing { .. } => ErrorKind::WorkingDirMissing,
             AgentError::Api { .. } => ErrorKind::Api,
+            AgentError::Refused { refusal, .. } => refusal.kind(),
             AgentError::RateLimited { .. } => ErrorKind::RateLimited,
             AgentError::MaxTurns { .. } => ErrorKind::MaxTurns,
             AgentError::BudgetExceeded { .. } => ErrorKind::BudgetExceeded,
@@ -237,6 +304,7 @@ impl AgentError {
         match self {
             AgentError::SessionMismatch { reply, .. }
             | AgentError::Api { reply, .. }
+            | AgentError::Refused { reply, .. }
             | AgentError::RateLimited { reply, .. } => reply.as_deref(),
             AgentError::MaxTurns { reply, .. }
             | AgentError::BudgetExceeded { reply }
@@ -253,6 +321,15 @@ impl AgentError {
                 *partial_usage
             }
             other => other.reply().map(|reply| reply.usage).unwrap_or_default(),
+        }
+    }
+
+    /// Why the API refused the call, when no retry can fix it: the run stops at the first
+    /// such error rather than fail every task the same way.
+    pub fn refusal(&self) -> Option<Refusal> {
+        match self {
+            AgentError::Refused { refusal, .. } => Some(*refusal),
+            _ => None,
         }
     }
 
@@ -327,6 +404,24 @@ mod tests {
         assert_eq!(
             overloaded.to_string(),
             "the model API failed with status 529: overloaded"
+        );
+    }
+
+    #[test]
+    fn refusals_have_their_own_kinds_and_are_never_transient() {
+        let refused = AgentError::Refused {
+            refusal: Refusal::Billing,
+            status: Some(400),
+            message: "Credit balance is too low".into(),
+            reply: None,
+        };
+        assert_eq!(refused.kind(), ErrorKind::Billing);
+        assert_eq!(refused.kind().as_str(), "billing_error");
+        assert_eq!(refused.refusal(), Some(Refusal::Billing));
+        assert!(!refused.is_transient());
+        assert_eq!(
+            refused.to_string(),
+            "the model API refused with status 400: Credit balance is too low"
         );
     }
 

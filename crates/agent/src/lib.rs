@@ -15,7 +15,7 @@ mod reply;
 mod session;
 
 pub use crate::call::{AgentCall, DEFAULT_CALL_TIMEOUT, ParsePermissionModeError, PermissionMode};
-pub use crate::error::{AgentError, ErrorKind, ExitInfo};
+pub use crate::error::{AgentError, ErrorKind, ExitInfo, Refusal};
 pub use crate::event::{AgentEvent, EventSink};
 pub use crate::reply::{AgentReply, PermissionDenial, Usage};
 pub use crate::session::{ParseSessionIdError, PlanKind, SessionId, SessionPlan};

@@ -194,6 +194,8 @@ pub struct Script {
     queue: VecDeque<Answer>,
     then: Option<Answer>,
     responder: Option<Responder>,
+    /// The answer to non-streaming message requests, when not the stand-in's fixed text.
+    pub(crate) whole_messages: Option<Answer>,
 }
 
 impl Script {
@@ -203,6 +205,7 @@ impl Script {
             queue: answers.into_iter().collect(),
             then: None,
             responder: None,
+            whole_messages: None,
         }
     }
 
@@ -223,7 +226,16 @@ impl Script {
             queue: VecDeque::new(),
             then: None,
             responder: Some(Box::new(responder)),
+            whole_messages: None,
         }
+    }
+
+    /// Answers non-streaming message requests with `answer` (an error) too. The CLI falls
+    /// back to a non-streaming request when a streaming one is refused with 404, so a model
+    /// the API does not know must be refused on both.
+    pub fn with_whole_messages(mut self, answer: Answer) -> Script {
+        self.whole_messages = Some(answer);
+        self
     }
 
     /// Adds answers to the end of the queue.

@@ -295,7 +295,10 @@ impl State {
             Plan::Scripted { answer, message_id }
         } else if recorded.is_messages() {
             self.next_id += 1;
-            Plan::WholeMessage { message_id }
+            match self.script.whole_messages.clone() {
+                Some(answer) => Plan::Scripted { answer, message_id },
+                None => Plan::WholeMessage { message_id },
+            }
         } else if recorded.method == "POST"
             && recorded.path.starts_with("/v1/messages/count_tokens")
         {
@@ -303,7 +306,7 @@ impl State {
         } else {
             Plan::NotFound
         };
-        let streaming = matches!(plan, Plan::Scripted { .. });
+        let streaming = recorded.is_messages() && recorded.is_streaming();
         self.requests.push(recorded);
         if streaming {
             self.received.send_modify(|seen| *seen += 1);

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use agent::{Agent, AgentError, AgentInfo, Usage};
 use agent_claude::{ClaudeAgent, ClaudeConfig};
 use agent_mock::{MockAgent, Step};
-use orchestrator::{AgentOptions, RunConfig};
+use orchestrator::{AgentOptions, RetryPolicy, RunConfig};
 use session_store::Budget;
 
 use crate::error::{CliError, Kind};
@@ -103,7 +103,12 @@ pub fn run_config(settings: &Settings) -> RunConfig {
             model: settings.get(keys::AGENT_MODEL),
             permission_mode: Some(settings.get(keys::AGENT_PERMISSION_MODE)),
             allowed_tools: settings.get(keys::AGENT_ALLOWED_TOOLS),
-            env: settings.get(keys::AGENT_ENV),
+            env: agent_env(settings),
+        },
+        retry: RetryPolicy {
+            outage_pause: settings.get(keys::API_OUTAGE_PAUSE),
+            max_outage: settings.get(keys::API_MAX_OUTAGE),
+            ..RetryPolicy::default()
         },
         isolation: settings
             .get(keys::RUN_ISOLATION)
@@ -115,6 +120,20 @@ pub fn run_config(settings: &Settings) -> RunConfig {
         },
         ..RunConfig::default()
     }
+}
+
+/// The variable through which Claude Code reads how often to retry a failed API request.
+pub const CLI_RETRIES_VARIABLE: &str = "CLAUDE_CODE_MAX_RETRIES";
+
+/// The variables added to the agent's environment: `agent.env`, and Claude Code's own retries
+/// set low (`api.cli_retries`) unless `agent.env` sets them. Left to itself Claude Code
+/// retries for minutes, a refused key included (11 times, 3 minutes, on 2.1.328), out of
+/// Baton's sight; low, every failure reaches Baton in seconds and Baton decides.
+pub fn agent_env(settings: &Settings) -> std::collections::BTreeMap<String, String> {
+    let mut env = settings.get(keys::AGENT_ENV);
+    env.entry(String::from(CLI_RETRIES_VARIABLE))
+        .or_insert_with(|| settings.get(keys::API_CLI_RETRIES).to_string());
+    env
 }
 
 #[cfg(test)]
@@ -160,10 +179,37 @@ mod tests {
                 model: Some(String::from("m")),
                 permission_mode: Some(PermissionMode::Plan),
                 allowed_tools: vec![String::from("Read")],
-                env: BTreeMap::from([(String::from("A"), String::from("1"))]),
+                // Claude Code's own retries come with every call, low (api.cli_retries).
+                env: BTreeMap::from([
+                    (String::from("A"), String::from("1")),
+                    (String::from(CLI_RETRIES_VARIABLE), String::from("1")),
+                ]),
             },
             ..RunConfig::default()
         };
         assert_eq!(config, expected);
+    }
+
+    #[test]
+    fn agent_env_may_set_the_cli_retries_itself() {
+        let file = ConfigFile::parse(
+            "[api]\ncli_retries = 0\n[agent.env]\nCLAUDE_CODE_MAX_RETRIES = \"10\"\n",
+            Path::new("c.toml"),
+        )
+        .unwrap();
+        let env = Env {
+            cwd: std::env::temp_dir(),
+            no_color: false,
+            clicolor_force: false,
+            redactor: redact::Redactor::new(),
+            values: BTreeMap::new(),
+            pager: None,
+            vars: Vec::new(),
+        };
+        let config = run_config(&Settings::resolve(&file, None, &env));
+        assert_eq!(config.agent.env[CLI_RETRIES_VARIABLE], "10");
+        let file = ConfigFile::parse("[api]\ncli_retries = 0\n", Path::new("c.toml")).unwrap();
+        let config = run_config(&Settings::resolve(&file, None, &env));
+        assert_eq!(config.agent.env[CLI_RETRIES_VARIABLE], "0");
     }
 }

@@ -25,7 +25,7 @@ pub fn dispatch(cli: Cli, env: Env, ui: &mut Ui) -> Result<Outcome> {
     let Cli { db, json, command } = cli;
     match command {
         Command::Init(args) => init::run(ui, &args, db, json, &env),
-        Command::Doctor => doctor::run(ui, db, json, &env),
+        Command::Doctor(args) => doctor::run(ui, db, json, args.probe, &env),
         Command::Quickstart(args) => quickstart::run(ui, &args, json, &env),
         Command::Task(command) => task::run(command, &load(db, json, env, ui)?, ui),
         Command::Milestone(command) => milestone::run(command, &load(db, json, env, ui)?, ui),

@@ -408,7 +408,7 @@ mod tests {
             "invalid configuration in `/w/.baton/config.toml`, line 5: unknown key `run.concurency`, expected one of `concurrency`, `session_policy`, `context_rotation_threshold`, `verify_timeout`, `isolation`, `worktree_dir`, `deliver`, `max_cost`, `max_tokens`"
         );
         assert!(parse("[runs]\n").unwrap_err().contains(
-            "line 1: unknown key `runs`, expected one of `agent`, `run`, `tasks`, `ledger`"
+            "line 1: unknown key `runs`, expected one of `agent`, `run`, `tasks`, `api`, `ledger`"
         ),);
         assert!(
             parse("[ledger]\npath = \"x.db\"\n")

@@ -85,7 +85,7 @@ pub enum Command {
     #[command(subcommand, after_help = WORKTREE_AFTER_HELP)]
     Worktree(WorktreeCommand),
     /// Check the agent, the ledger and the configuration
-    Doctor,
+    Doctor(DoctorArgs),
     /// Create a throw-away workspace, run example tasks with the built-in mock agent, show the ledger
     Quickstart(QuickstartArgs),
 }
@@ -121,6 +121,14 @@ pub enum WorktreeCommand {
         #[arg(long)]
         delete_branch: bool,
     },
+}
+
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    /// Also make one minimal agent call, to prove the credentials work (it costs a fraction
+    /// of a cent)
+    #[arg(long)]
+    pub probe: bool,
 }
 
 #[derive(Debug, Args)]

@@ -326,6 +326,27 @@ keys! {
         help: "The token budget of a new task (input, output, cache read and cache creation together), across all its calls.",
         sources: Sources::FILE.flags(&["task add --max-tokens"]),
     };
+    API_CLI_RETRIES: u32 = Definition {
+        name: "api.cli_retries",
+        kind: Kind::Count { min: 0, max: 20, unit: "retries" },
+        default: DefaultValue::Count(1),
+        help: "How often Claude Code itself retries a failed API request (its CLAUDE_CODE_MAX_RETRIES) before it reports the failure; Baton's own retries, pauses and fail-fast stops handle the rest. Raise it to prefer Claude Code's retries.",
+        sources: Sources::FILE,
+    };
+    API_MAX_OUTAGE: Duration = Definition {
+        name: "api.max_outage",
+        kind: Kind::Duration,
+        default: DefaultValue::Duration(Duration::from_secs(30 * 60)),
+        help: "How long a run waits, in all, for a model API that keeps failing (5xx, overloaded, unreachable) before it stops with exit 5 and leaves its tasks pending.",
+        sources: Sources::FILE,
+    };
+    API_OUTAGE_PAUSE: Duration = Definition {
+        name: "api.outage_pause",
+        kind: Kind::Duration,
+        default: DefaultValue::Duration(Duration::from_secs(10)),
+        help: "When the model API fails several times in a row across tasks, the whole run pauses this long before one call probes it; each failed probe doubles the pause, up to a minute.",
+        sources: Sources::FILE,
+    };
     LEDGER_PATH: Option<PathBuf> = Definition {
         name: "ledger.path",
         kind: Kind::Path,

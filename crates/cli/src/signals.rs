@@ -1,7 +1,13 @@
 //! Ctrl-C, SIGTERM and SIGHUP (the terminal closed) during a run: the first one cancels the run gracefully (sessions are
 //! closed, tasks go back to pending); a second one exits at once.
+//!
+//! Signals that arrive together are one request: GNU `timeout` sends SIGTERM to baton and then
+//! to its whole process group, and a service manager signals every process of the unit, so
+//! baton can receive two at once. Only a signal that comes a while after the first is a person
+//! insisting.
 
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use agent::CancellationToken;
 use tokio::signal::unix::{SignalKind, signal};
@@ -34,7 +40,7 @@ pub fn watch(
     let received = Received::default();
     let record = received.clone();
     tokio::spawn(async move {
-        let mut count = 0;
+        let mut first: Option<Instant> = None;
         loop {
             let which = tokio::select! {
                 Some(()) = interrupt.recv() => Signal::Interrupt,
@@ -42,16 +48,47 @@ pub fn watch(
                 Some(()) = hangup.recv() => Signal::Hangup,
                 else => return,
             };
-            count += 1;
-            if count == 1 {
-                *record.signal.lock().unwrap_or_else(PoisonError::into_inner) = Some(which);
-                on_first(which);
-                cancel.cancel();
-            } else {
-                on_second(which);
-                std::process::exit(i32::from(which.code()));
+            match first {
+                None => {
+                    first = Some(Instant::now());
+                    *record.signal.lock().unwrap_or_else(PoisonError::into_inner) = Some(which);
+                    on_first(which);
+                    cancel.cancel();
+                }
+                Some(at) if is_same_request(at.elapsed()) => {}
+                Some(_) => {
+                    on_second(which);
+                    std::process::exit(i32::from(which.code()));
+                }
             }
         }
     });
     Ok(received)
+}
+
+/// Signals closer together than this are one request to stop. A person who means "quit now"
+/// presses Ctrl-C again after seeing the first one acknowledged, well after this.
+const TOGETHER: Duration = Duration::from_millis(500);
+
+/// Whether a signal `since_first` after the first one belongs to the same request.
+fn is_same_request(since_first: Duration) -> bool {
+    since_first < TOGETHER
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signals_that_arrive_together_are_one_request() {
+        for (since_first, same) in [
+            (Duration::ZERO, true),
+            (Duration::from_millis(5), true),
+            (Duration::from_millis(499), true),
+            (Duration::from_millis(500), false),
+            (Duration::from_secs(3), false),
+        ] {
+            assert_eq!(is_same_request(since_first), same, "{since_first:?}");
+        }
+    }
 }

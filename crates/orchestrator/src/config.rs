@@ -58,6 +58,15 @@ pub struct RetryPolicy {
     pub max_delay: Duration,
     /// The longest wait for a rate limit's reset; a later reset fails the task instead.
     pub max_rate_limit_wait: Duration,
+    /// Transient API failures in a row, across the run's tasks, that make an outage: the
+    /// whole run pauses instead of each task retrying on its own. 0 never pauses the run.
+    pub outage_after: u32,
+    /// Failures further apart than this are no streak.
+    pub outage_window: Duration,
+    /// The first pause of an outage; each later one doubles, up to `max_delay`.
+    pub outage_pause: Duration,
+    /// The most an outage may pause the run, in all, before the run stops (tasks pending).
+    pub max_outage: Duration,
 }
 
 /// Options handed to the agent on every call.
@@ -102,6 +111,10 @@ impl Default for RetryPolicy {
             base_delay: Duration::from_secs(2),
             max_delay: Duration::from_secs(60),
             max_rate_limit_wait: Duration::from_secs(60 * 60),
+            outage_after: 3,
+            outage_window: Duration::from_secs(60),
+            outage_pause: Duration::from_secs(10),
+            max_outage: Duration::from_secs(30 * 60),
         }
     }
 }

@@ -1,6 +1,6 @@
 //! What every task's loop in a run shares: the ledger, the agent, the configuration, this
-//! process's name in leases, where events go, the redactor, and which sessions have a call
-//! under way here.
+//! process's name in leases, where events go, the redactor, which sessions have a call
+//! under way here, and the switch that stops the run when the agent cannot work.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -13,6 +13,8 @@ use crate::budget::Budgets;
 use crate::config::RunConfig;
 use crate::db::Db;
 use crate::event::RunEvents;
+use crate::halt::Halt;
+use crate::outage::Outage;
 use crate::workspace::Workspaces;
 
 /// The run's shared context, behind one `Arc` that the scheduler hands to each task's loop.
@@ -34,6 +36,10 @@ pub(crate) struct RunContext {
     pub(crate) workspaces: Option<Arc<dyn Workspaces>>,
     /// The run's budget and its calls' reservations.
     pub(crate) budgets: Budgets,
+    /// Stops the whole run when the agent cannot work (see [`Halt`]).
+    pub(crate) halt: Halt,
+    /// Pauses the whole run while the API keeps failing (see [`Outage`]).
+    pub(crate) outage: Outage,
 }
 
 /// Sessions with an agent call under way in this process.

@@ -15,6 +15,8 @@ use crate::context::{LiveSessions, RunContext};
 use crate::db::Db;
 use crate::error::OrchestratorError;
 use crate::event::{RunEvent, RunEvents};
+use crate::halt::{AgentUnavailable, Halt};
+use crate::outage::Outage;
 use crate::recovery::{self, Recovered};
 use crate::task::{TaskOutcome, TaskReport};
 use crate::workspace::Workspaces;
@@ -56,6 +58,9 @@ pub struct RunReport {
     pub spend: RunSpend,
     /// Why the run's budget stopped it, when it did: `budget spent: $1.00 of $1.00 (run)`.
     pub budget_stop: Option<String>,
+    /// Why the run stopped early because the agent cannot work, when it did: its tasks are
+    /// pending, and nothing about them was wrong.
+    pub unavailable: Option<AgentUnavailable>,
 }
 
 impl RunReport {
@@ -63,6 +68,7 @@ impl RunReport {
     pub fn all_completed(&self) -> bool {
         !self.cancelled
             && self.budget_stop.is_none()
+            && self.unavailable.is_none()
             && self.not_run.is_empty()
             && self
                 .tasks
@@ -101,6 +107,8 @@ impl Orchestrator {
                 live_sessions: LiveSessions::default(),
                 workspaces: None,
                 budgets: Budgets::new(config.budget, config.concurrency),
+                halt: Halt::default(),
+                outage: Outage::default(),
                 config,
             }),
         })
@@ -158,7 +166,11 @@ impl Orchestrator {
         cancel: CancellationToken,
     ) -> Result<RunReport, OrchestratorError> {
         let recovered = self.recover().await?;
-        let scheduled = Scheduler::new(Arc::clone(&self.context), selection, &cancel)
+        // The run's own token: the caller's cancels it, and so does a halt, which leaves the
+        // caller's alone.
+        let run_cancel = cancel.child_token();
+        self.context.halt.arm(run_cancel.clone());
+        let scheduled = Scheduler::new(Arc::clone(&self.context), selection, &run_cancel)
             .run()
             .await?;
         let cancelled = cancel.is_cancelled();
@@ -169,6 +181,7 @@ impl Orchestrator {
             cancelled,
             spend: self.context.budgets.spend(),
             budget_stop: self.context.budgets.run_stopped(),
+            unavailable: self.context.halt.cause(),
         })
     }
 

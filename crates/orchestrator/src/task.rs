@@ -9,7 +9,8 @@
 //! The files follow the loop: `iterations` drives the rounds and decides after each one;
 //! `session` opens, leases, reopens, rotates and closes the session; `call` builds the prompt,
 //! calls the agent and records the call; `checks` runs the verification commands; `finish`
-//! closes the session and moves the task to where the loop left it; `unwritten` holds what
+//! closes the session and moves the task to where the loop left it; `shutdown` tells an agent
+//! killed by the signal stopping the run from a crash; `unwritten` holds what
 //! the next write takes along, so that writes that belong together share one commit. Every
 //! step that can end the loop returns a [`Stop`] through `?`.
 
@@ -18,6 +19,7 @@ mod checks;
 mod finish;
 mod iterations;
 mod session;
+mod shutdown;
 mod spend;
 mod unwritten;
 mod workspace;
@@ -120,6 +122,9 @@ enum Stop {
     Cancelled,
     /// The run's budget is spent: the task goes back to `pending`, its session resumable.
     RunBudget(String),
+    /// The agent cannot work (a refusal no retry fixes, an outage past its bound): the run
+    /// stops, and the task, which did nothing wrong, waits for the next run.
+    Halted(String),
     /// Another process took over the session; this run must touch nothing more.
     LeaseLost(String),
     /// The loop itself failed (the ledger, most likely): nothing more can be recorded, so

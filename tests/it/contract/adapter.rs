@@ -192,7 +192,7 @@ async fn sessions_start_resume_and_refuse_alike() {
 #[tokio::test]
 async fn max_turns_api_errors_and_rate_limits_are_classified_alike() {
     type Case = (&'static str, fn(&Path) -> Script, Step, ErrorKind);
-    let cases: [Case; 4] = [
+    let cases: [Case; 8] = [
         (
             "max turns",
             |work| Script::always(Answer::write_file(work.join("loop.txt"), "x").with_usage(USAGE)),
@@ -230,6 +230,48 @@ async fn max_turns_api_errors_and_rate_limits_are_classified_alike() {
             Step::outcome(Outcome::RateLimit),
             ErrorKind::RateLimited,
         ),
+        (
+            "bad key",
+            |_| {
+                Script::always(Answer::error(
+                    401,
+                    "authentication_error",
+                    "invalid x-api-key",
+                ))
+            },
+            refusal_step(401, "invalid x-api-key"),
+            ErrorKind::Authentication,
+        ),
+        (
+            "no permission",
+            |_| Script::always(Answer::error(403, "permission_error", "not allowed")),
+            refusal_step(403, "not allowed"),
+            ErrorKind::Permission,
+        ),
+        (
+            "empty account",
+            |_| {
+                Script::always(Answer::error(
+                    400,
+                    "invalid_request_error",
+                    "Your credit balance is too low to access the Anthropic API.",
+                ))
+            },
+            refusal_step(
+                400,
+                "Your credit balance is too low to access the Anthropic API.",
+            ),
+            ErrorKind::Billing,
+        ),
+        (
+            "unknown model",
+            |_| {
+                let answer = Answer::error(404, "not_found_error", "model: nonexistent");
+                Script::always(answer.clone()).with_whole_messages(answer)
+            },
+            refusal_step(404, "model: nonexistent"),
+            ErrorKind::ModelUnavailable,
+        ),
     ];
     for (what, script, step, kind) in cases {
         let mut observed = Vec::new();
@@ -249,12 +291,24 @@ async fn max_turns_api_errors_and_rate_limits_are_classified_alike() {
             assert_eq!(reply.session_id, session);
             match error {
                 AgentError::MaxTurns { max_turns, .. } => assert_eq!(*max_turns, Some(1)),
-                AgentError::Api { status, .. } => assert!(status.is_some()),
+                AgentError::Api { status, .. } | AgentError::Refused { status, .. } => {
+                    assert!(status.is_some());
+                }
                 _ => {}
             }
             observed.push((side.name(), verdict(&outcome)));
         }
         assert_agree(what, &observed);
+    }
+}
+
+/// mock-claude's step for an API that refuses with `status` and `message`.
+fn refusal_step(status: u16, message: &str) -> Step {
+    Step {
+        api_error_status: Some(status),
+        message: Some(message.into()),
+        usage: Some(Usage::ZERO),
+        ..Step::outcome(Outcome::ApiError)
     }
 }
 

@@ -291,8 +291,25 @@ fn api_errors_end_alike() {
         (400, "invalid_request_error", "scripted failure"),
         (500, "api_error", "Internal server error"),
         (529, "overloaded_error", "Overloaded"),
+        (401, "authentication_error", "invalid x-api-key"),
+        (401, "authentication_error", "scripted failure"),
+        (
+            403,
+            "permission_error",
+            "Your API key does not have permission to use the specified resource.",
+        ),
+        (
+            400,
+            "invalid_request_error",
+            "Your credit balance is too low to access the Anthropic API. Please go to Plans & Billing to upgrade or purchase credits.",
+        ),
+        (404, "not_found_error", "model: claude-nonexistent-9"),
     ] {
-        let script = |_: &Path| Script::always(Answer::error(status, error_type, message));
+        // The real API refuses the CLI's non-streaming fallback the same way.
+        let script = |_: &Path| {
+            let answer = Answer::error(status, error_type, message);
+            Script::always(answer.clone()).with_whole_messages(answer)
+        };
         let scenario = Scenario::steps([Step {
             api_error_status: Some(status),
             message: Some(message.to_owned()),
@@ -300,7 +317,8 @@ fn api_errors_end_alike() {
         }]);
         let mut observed = Vec::new();
         for side in sides("api_errors_end_alike", script, scenario) {
-            let run = side.stream(&[], "hi");
+            // A model both sides name alike: the 404 text quotes it.
+            let run = side.stream(&["--model", "claude-test-model"], "hi");
             let result = run.result();
             assert_eq!(result["is_error"], true, "{}: {status}", side.name());
             assert_eq!(result["terminal_reason"], "api_error");
@@ -315,6 +333,8 @@ fn api_errors_end_alike() {
                 side.name(),
                 json!({
                     "code": run.code(),
+                    "error": assistant["error"],
+                    "api_error_type": result["api_error_type"],
                     "shape": shape(&result),
                     "result": without_port(result["result"].as_str().unwrap()),
                     "conversation": run.conversation(),

@@ -66,6 +66,10 @@ pub(crate) struct InitLine {
 pub(crate) struct MessageLine {
     #[serde(default, deserialize_with = "lenient::optional")]
     pub(crate) message: Option<Message>,
+    /// On the CLI's synthetic message for a failed API call: its word for the failure
+    /// (`authentication_failed`, `billing_error`, `model_not_found`, `server_error`, …).
+    #[serde(default, deserialize_with = "lenient::optional")]
+    pub(crate) error: Option<String>,
 }
 
 /// A Messages-API message.
@@ -430,6 +434,7 @@ mod tests {
         ],"usage":{"input_tokens":3,"output_tokens":2,"iterations":[],"speed":"standard"}}}"#;
         let Some(StreamLine::Assistant(MessageLine {
             message: Some(message),
+            ..
         })) = read_text(text)
         else {
             panic!("expected an assistant message");
@@ -459,8 +464,8 @@ mod tests {
                 matches!(
                     read_text(text),
                     Some(
-                        StreamLine::Assistant(MessageLine { message: None })
-                            | StreamLine::User(MessageLine { message: None })
+                        StreamLine::Assistant(MessageLine { message: None, .. })
+                            | StreamLine::User(MessageLine { message: None, .. })
                     )
                 ),
                 "{text}"
@@ -470,6 +475,7 @@ mod tests {
         let prompt = r#"{"type":"user","message":{"role":"user","content":"do it"}}"#;
         let Some(StreamLine::User(MessageLine {
             message: Some(message),
+            ..
         })) = read_text(prompt)
         else {
             panic!("expected a user message");

@@ -280,6 +280,73 @@ fn server_errors_are_api_errors_with_their_status() {
 }
 
 #[test]
+fn refusals_no_retry_fixes_have_their_own_kinds() {
+    for (name, kind, status, words) in [
+        (
+            "api_401",
+            ErrorKind::Authentication,
+            Some(401),
+            "Invalid API key",
+        ),
+        (
+            "api_403",
+            ErrorKind::Permission,
+            Some(403),
+            "does not have permission",
+        ),
+        (
+            "api_400_credit",
+            ErrorKind::Billing,
+            Some(400),
+            "Credit balance is too low",
+        ),
+        (
+            "api_404_model",
+            ErrorKind::ModelUnavailable,
+            Some(404),
+            "issue with the selected model",
+        ),
+        (
+            "not_logged_in",
+            ErrorKind::Authentication,
+            None,
+            "Not logged in",
+        ),
+    ] {
+        let (_, replay) = replay_fixture(name);
+        let err = replay.outcome.unwrap_err();
+        assert_eq!(err.kind(), kind, "{name}: {err:?}");
+        let AgentError::Refused {
+            status: seen,
+            message,
+            ..
+        } = &err
+        else {
+            panic!("{name}: expected a refusal, got {err:?}");
+        };
+        assert_eq!(*seen, status, "{name}");
+        assert!(message.contains(words), "{name}: {message}");
+        assert!(!err.is_transient(), "{name}");
+        assert_eq!(err.usage_spent(), Usage::ZERO, "{name}");
+    }
+}
+
+#[test]
+fn a_refused_connection_is_a_transient_api_error() {
+    let (_, replay) = replay_fixture("connection_refused");
+    let err = replay.outcome.unwrap_err();
+    let AgentError::Api {
+        status, message, ..
+    } = &err
+    else {
+        panic!("expected an API error, got {err:?}");
+    };
+    assert_eq!(*status, None);
+    assert!(message.contains("ECONNREFUSED"), "{message}");
+    assert!(err.is_transient());
+}
+
+#[test]
 fn a_429_is_a_rate_limit() {
     let (_, replay) = replay_fixture("api_429");
     let err = replay.outcome.unwrap_err();

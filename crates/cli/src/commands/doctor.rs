@@ -1,5 +1,7 @@
-//! `baton doctor`: checks the workspace, the configuration, the ledger and the agent, and
-//! shows every key's value and where it came from.
+//! `baton doctor`: checks the workspace, the configuration, the ledger, the agent and its
+//! account (`account`), and shows every key's value and where it came from.
+
+mod account;
 
 use std::path::{Path, PathBuf};
 
@@ -43,6 +45,17 @@ struct Report<'a> {
     settings: Map<String, Json>,
     /// Every key with its value and where it came from, in the order of the listing.
     keys: Vec<KeyReport>,
+    /// What `claude auth status` printed, when the agent is Claude Code and it printed JSON.
+    account: Option<Json>,
+    /// With `--probe`: the probe call's figures (`cost_usd`, tokens, `model`, `duration_ms`).
+    probe: Option<Json>,
+}
+
+/// What the account checks found, for `--json`.
+#[derive(Debug, Default)]
+struct AccountFacts {
+    status: Option<Json>,
+    probe: Option<Json>,
 }
 
 #[derive(Debug, Serialize)]
@@ -52,7 +65,13 @@ struct KeyReport {
     source: Source,
 }
 
-pub fn run(ui: &mut Ui, db_flag: Option<PathBuf>, json: bool, env: &Env) -> Result<Outcome> {
+pub fn run(
+    ui: &mut Ui,
+    db_flag: Option<PathBuf>,
+    json: bool,
+    probe: bool,
+    env: &Env,
+) -> Result<Outcome> {
     let mut checks = Vec::new();
     let settings = load_settings(db_flag, env, &mut checks);
     let redactor = secrets::with_agent_env(&env.redactor, &settings.get(keys::AGENT_ENV));
@@ -79,8 +98,9 @@ pub fn run(ui: &mut Ui, db_flag: Option<PathBuf>, json: bool, env: &Env) -> Resu
     } else {
         checks.push(check_agent(&settings)?);
     }
+    let facts = check_the_account(&settings, probe, &mut checks)?;
     if json {
-        print_json(ui, &checks, ledger.as_deref(), &settings)?;
+        print_json(ui, &checks, ledger.as_deref(), &settings, facts)?;
     } else {
         ui.print(&format!(
             "{}\n{}",
@@ -261,6 +281,31 @@ fn check_agent(settings: &Settings) -> Result<Check> {
     })
 }
 
+/// The account checks, for Claude Code that runs: `claude auth status`, and with `probe` one
+/// minimal call.
+fn check_the_account(
+    settings: &Settings,
+    probe: bool,
+    checks: &mut Vec<Check>,
+) -> Result<AccountFacts> {
+    let agent_runs = checks
+        .iter()
+        .any(|check| check.name == "agent" && check.status == Status::Ok);
+    if settings.get(keys::AGENT_KIND) != AgentKind::Claude || !agent_runs {
+        return Ok(AccountFacts::default());
+    }
+    let (check, status) = account::check_account(settings);
+    checks.push(check);
+    let probe = if probe {
+        let (check, figures) = account::check_probe(settings)?;
+        checks.push(check);
+        figures
+    } else {
+        None
+    };
+    Ok(AccountFacts { status, probe })
+}
+
 fn checks_text(checks: &[Check]) -> String {
     let mut out = String::new();
     for check in checks {
@@ -303,7 +348,13 @@ fn shown(resolved: &Resolved) -> String {
     }
 }
 
-fn print_json(ui: &Ui, checks: &[Check], ledger: Option<&Path>, settings: &Settings) -> Result<()> {
+fn print_json(
+    ui: &Ui,
+    checks: &[Check],
+    ledger: Option<&Path>,
+    settings: &Settings,
+    facts: AccountFacts,
+) -> Result<()> {
     let mut by_table = Map::new();
     let mut keys = Vec::new();
     for resolved in settings.all() {
@@ -340,6 +391,8 @@ fn print_json(ui: &Ui, checks: &[Check], ledger: Option<&Path>, settings: &Setti
         ledger: ledger.map(|path| path.to_string_lossy().into_owned()),
         settings: by_table,
         keys,
+        account: facts.status,
+        probe: facts.probe,
     };
     ui.json(&report)
 }

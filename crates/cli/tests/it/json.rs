@@ -134,7 +134,9 @@ fn doctor() {
     let report = json(&world, &["doctor"]);
     check(
         &report,
-        &["checks:array ledger:string|null settings:object keys:array"],
+        &[
+            "checks:array ledger:string|null settings:object keys:array account:object|null probe:object|null",
+        ],
     );
     check_each(
         &report["checks"],

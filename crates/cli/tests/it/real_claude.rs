@@ -447,3 +447,64 @@ fn a_token_budget_stops_a_real_call_mid_stream() {
         standin.message_requests().len()
     );
 }
+
+/// `baton doctor` reports what `claude auth status` says and, with `--probe`, makes one
+/// minimal call and prints its cost; without credentials the account check fails with exit 5.
+#[test]
+fn doctor_checks_the_account_and_probes_it() {
+    let Some(claude) = api_standin::require_claude("doctor_checks_the_account_and_probes_it")
+    else {
+        return;
+    };
+    let standin = StandIn::start(Script::always(
+        Answer::text("ok").with_usage(usage(12, 1, 0, 0)),
+    ));
+    let claude_env = ClaudeEnv::new(&standin);
+    let project = claude_env.work_dir("project");
+    let mut world = World::new();
+    for (name, value) in claude_env.vars() {
+        world.set(&name, value);
+    }
+    world.set("BATON_CLAUDE_BIN", claude.to_string_lossy());
+    world.baton_in(&project, &["init"]).success();
+
+    let report = world
+        .baton_in(&project, &["doctor", "--probe", "--json"])
+        .success()
+        .json();
+    assert_eq!(report["account"]["loggedIn"], true, "{report:#}");
+    assert_eq!(report["account"]["authMethod"], "api_key");
+    assert!(
+        report["probe"]["cost_usd"].as_f64().unwrap() > 0.0,
+        "{report:#}"
+    );
+    assert_eq!(report["probe"]["input_tokens"], 12);
+    let text = world
+        .baton_in(&project, &["doctor", "--probe"])
+        .success()
+        .stdout;
+    assert!(
+        text.contains("logged in (api_key, key from ANTHROPIC_API_KEY)"),
+        "{text}"
+    );
+    assert!(text.contains("costing $0.0"), "{text}");
+
+    let mut logged_out = World::new();
+    for (name, value) in claude_env.vars() {
+        if name != "ANTHROPIC_API_KEY" {
+            logged_out.set(&name, value);
+        }
+    }
+    logged_out.set("BATON_CLAUDE_BIN", claude.to_string_lossy());
+    let refused = logged_out.baton_in(&project, &["doctor"]).code(5);
+    assert!(
+        refused.stdout.contains("not logged in"),
+        "{}",
+        refused.stdout
+    );
+    assert!(
+        refused.stdout.contains("claude auth login"),
+        "{}",
+        refused.stdout
+    );
+}

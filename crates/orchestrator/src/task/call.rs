@@ -143,7 +143,10 @@ impl TaskLoop {
             iteration,
             plan: facts.plan.kind(),
         });
-        let finished = self.watch_call(facts.session, call).await?;
+        let mut finished = self.watch_call(facts.session, call).await?;
+        finished.result = self
+            .within_shutdown(finished.result, finished.progress.streamed)
+            .await;
         // Verify, don't trust: the session the agent reports must be the one it was given.
         let result = match finished.result {
             Ok(reply) if reply.session_id != facts.session => Err(AgentError::SessionMismatch {

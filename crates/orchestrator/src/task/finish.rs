@@ -89,6 +89,15 @@ impl TaskLoop {
                 ))),
                 outcome: TaskOutcome::Cancelled,
             },
+            Stop::Halted(cause) => Settlement {
+                session_status: SessionStatus::Abandoned,
+                session_reason: redactor.redact_owned(format!("the run stopped: {cause}")),
+                task_status: TaskStatus::Pending,
+                task_reason: Some(redactor.redact_owned(format!(
+                    "the run stopped because the agent is unavailable ({cause}); the task resumes its session next run"
+                ))),
+                outcome: TaskOutcome::Cancelled,
+            },
         };
         self.settle(session, settlement).await
     }

@@ -2,7 +2,7 @@
 //! continuations that stay inside the round) and then the checks; after each round the loop
 //! decides whether the task is done, goes round again with feedback, or has run out of rounds.
 
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use agent::{AgentError, ErrorKind};
 use session_store::SessionStatus;
@@ -10,6 +10,8 @@ use session_store::SessionStatus;
 use super::call::Answer;
 use super::session::{ActiveSession, NewSessionReason};
 use super::{Intent, Stop, TaskLoop};
+use crate::halt::AgentUnavailable;
+use crate::outage::AfterFailure;
 use crate::prompt::FailedCheck;
 
 /// How a round ended when the loop did not stop inside it.
@@ -126,13 +128,21 @@ impl TaskLoop {
             if self.cancel.is_cancelled() {
                 return Err(Stop::Cancelled);
             }
+            // While the API is out, the whole run waits here (see `outage`).
+            tokio::select! {
+                () = self.context.outage.before_call() => {}
+                () = self.cancel.cancelled() => return Err(Stop::Cancelled),
+            }
             let session = self.session_for_call(slot, iteration).await?;
             // What the agent is told never carries a secret: the feedback quotes check output
             // and errors, which may print one.
             let rendered = self.render(session, &intent, iteration).await?;
             let prompt = self.context.redactor.redact_owned(rendered);
             let error = match self.call_agent(session, iteration, prompt).await? {
-                Answer::Replied => return Ok(Phase::Replied),
+                Answer::Replied => {
+                    self.context.outage.succeeded();
+                    return Ok(Phase::Replied);
+                }
                 Answer::Failed(error) => error,
                 Answer::StoppedAtTokenLimit => {
                     // The next reservation says whether any budget is left to go on with.
@@ -140,6 +150,10 @@ impl TaskLoop {
                     continue;
                 }
             };
+            if !is_outage(&error) {
+                // The API answered (or was never reached for a reason of its own).
+                self.context.outage.succeeded();
+            }
             let next = self
                 .after_error(slot, iteration, error, &mut retries, &mut intent)
                 .await?;
@@ -200,6 +214,10 @@ impl TaskLoop {
                 ));
             }
             ErrorKind::Cancelled => return Err(Stop::Cancelled),
+            ErrorKind::Authentication
+            | ErrorKind::Permission
+            | ErrorKind::Billing
+            | ErrorKind::ModelUnavailable => return Err(self.halt_run(iteration, &error)),
             ErrorKind::SessionMismatch
             | ErrorKind::CannotSpawn
             | ErrorKind::WorkingDirMissing
@@ -213,6 +231,41 @@ impl TaskLoop {
             | ErrorKind::Io => return Ok(AfterError::EndRound(error.to_string())),
         }
         Ok(AfterError::CallAgain)
+    }
+
+    /// The API refused in a way no retry fixes: every task would fail the same way, so the
+    /// whole run stops, with the cause in the API's words and what to do about it.
+    fn halt_run(&self, iteration: u32, error: &AgentError) -> Stop {
+        let cause = match error {
+            AgentError::Refused {
+                message, status, ..
+            } => match status {
+                Some(status) => format!("{message} (HTTP {status})"),
+                None => message.clone(),
+            },
+            other => other.to_string(),
+        };
+        let what_to_do = error.refusal().map_or("", |refusal| refusal.what_to_do());
+        self.halt(iteration, error.kind(), cause, what_to_do)
+    }
+
+    /// Stops the whole run because the agent cannot work; this task stays pending.
+    fn halt(&self, iteration: u32, kind: ErrorKind, cause: String, what_to_do: &str) -> Stop {
+        let first = self.context.halt.stop(AgentUnavailable {
+            kind,
+            cause: cause.clone(),
+            what_to_do: what_to_do.to_owned(),
+            task: self.task.id,
+        });
+        if first {
+            self.emit_decision(
+                iteration,
+                format!(
+                    "{cause}; no retry can fix that, so the run stops and its tasks stay pending"
+                ),
+            );
+        }
+        Stop::Halted(cause)
     }
 
     /// The agent ran out of turns: the next call resumes with twice the budget, up to the
@@ -250,6 +303,11 @@ impl TaskLoop {
         retries: &mut Retries,
     ) -> Result<(), Stop> {
         let retry = &self.context.config.retry;
+        if is_outage(error)
+            && let Some(paused) = self.pause_for_outage(iteration, error)
+        {
+            return paused;
+        }
         retries.transient += 1;
         if retries.transient > retry.max_retries {
             return Err(Stop::Failed(format!(
@@ -276,18 +334,68 @@ impl TaskLoop {
             }
             _ => retry.backoff(retries.transient),
         };
-        self.emit_decision(
-            iteration,
-            format!(
+        let decision = match error {
+            // Said once per wait, with the time: a usage limit can be hours away.
+            AgentError::RateLimited {
+                reset_at: Some(reset_at),
+                ..
+            } => format!(
+                "the usage limit is reached until {} (in {}); waiting for the reset (retry {} of {})",
+                utc_time_of_day(*reset_at),
+                in_words(wait),
+                retries.transient,
+                retry.max_retries
+            ),
+            _ => format!(
                 "{error}; retry {} of {} in {:.1}s",
                 retries.transient,
                 retry.max_retries,
                 wait.as_secs_f64()
             ),
-        );
+        };
+        self.emit_decision(iteration, decision);
         tokio::select! {
             () = tokio::time::sleep(wait) => Ok(()),
             () = self.cancel.cancelled() => Err(Stop::Cancelled),
+        }
+    }
+
+    /// The run-wide pause for a failure that looks like an outage: `None` when there is no
+    /// outage (yet) and the task retries on its own, else how the pause ended for this loop
+    /// (go on and call again, or the run stops).
+    fn pause_for_outage(&self, iteration: u32, error: &AgentError) -> Option<Result<(), Stop>> {
+        match self.context.outage.failed(&self.context.config.retry) {
+            AfterFailure::OwnRetry => None,
+            AfterFailure::Paused {
+                failures,
+                wait,
+                announce,
+            } => {
+                if announce {
+                    self.emit_decision(
+                        iteration,
+                        format!(
+                            "the API has failed {failures} times in a row; waiting {} s before trying again (the whole run pauses)",
+                            wait.as_secs_f64().ceil()
+                        ),
+                    );
+                }
+                // The call is made again once the pause is over (`Outage::before_call`), and
+                // counts against no retry of the task's own.
+                Some(Ok(()))
+            }
+            AfterFailure::GiveUp { paused } => {
+                let cause = format!(
+                    "the model API kept failing ({error}); the run paused {} s in all, as long as api.max_outage lets it",
+                    paused.as_secs()
+                );
+                Some(Err(self.halt(
+                    iteration,
+                    error.kind(),
+                    cause,
+                    OUTAGE_ADVICE,
+                )))
+            }
         }
     }
 
@@ -303,6 +411,39 @@ impl TaskLoop {
             describe_check(check)
         )
     }
+}
+
+/// A wait in whole seconds under two minutes, else in whole minutes.
+fn in_words(wait: Duration) -> String {
+    let seconds = wait.as_secs_f64().ceil() as u64;
+    if seconds < 120 {
+        format!("{seconds} s")
+    } else {
+        format!("{} min", seconds.div_ceil(60))
+    }
+}
+
+/// `at` as a time of day in UTC, `HH:MM:SS UTC`.
+fn utc_time_of_day(at: SystemTime) -> String {
+    let seconds = at
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |since| since.as_secs())
+        % 86_400;
+    format!(
+        "{:02}:{:02}:{:02} UTC",
+        seconds / 3600,
+        seconds / 60 % 60,
+        seconds % 60
+    )
+}
+
+/// What to do when the API has been out longer than the run may wait.
+const OUTAGE_ADVICE: &str = "check the API's status (status.anthropic.com) and the network to it (ANTHROPIC_BASE_URL, a proxy), or raise api.max_outage";
+
+/// Whether a failed call says the API is failing for everyone (5xx, overloaded, no
+/// connection), which the run's outage handles; a rate limit is the account's, not an outage.
+fn is_outage(error: &AgentError) -> bool {
+    matches!(error, AgentError::Api { .. }) && error.is_transient()
 }
 
 fn describe_check(check: &FailedCheck) -> String {

@@ -138,6 +138,9 @@ async fn a_failing_api_fails_the_task_after_the_last_retry() {
     let agent = MockAgent::scripted(|_, _| Step::api_error(503, "unavailable"));
     let mut config = quick_config();
     config.retry.max_retries = 2;
+    // Without the run-wide pause (on by default, see `fail_fast`), which would wait for the
+    // API instead of spending the task's retries.
+    config.retry.outage_after = 0;
     let report = fixture.run_with(&agent, config).await;
     assert!(!report.all_completed());
     assert_eq!(fixture.calls_of(task).len(), 3);

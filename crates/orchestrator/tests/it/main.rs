@@ -5,6 +5,7 @@ mod support;
 
 mod budgets;
 mod concurrency;
+mod fail_fast;
 mod feedback;
 mod ledger;
 mod ownership;

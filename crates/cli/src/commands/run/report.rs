@@ -4,11 +4,11 @@
 use std::collections::{BTreeMap, HashMap};
 
 use agent::SessionId;
-use orchestrator::{Db, RunReport, TaskOutcome};
+use orchestrator::{AgentUnavailable, Db, RunReport, TaskOutcome};
 use serde::Serialize;
 use session_store::{Budget, BudgetStatus, Cost, Task, TaskId, TaskStatus, Totals};
 
-use crate::error::{Outcome, Result, Signal};
+use crate::error::{CliError, Kind, Outcome, Result, Signal};
 use crate::human::{self, Align, Table};
 use crate::output::Ui;
 use crate::views::{self, MilestoneNames, TaskJson, TotalsJson, sessions_of};
@@ -124,7 +124,10 @@ impl Finished {
         } else {
             ui.print(&self.summary());
         }
-        Ok(self.outcome())
+        match (&self.report.unavailable, self.signal) {
+            (Some(unavailable), None) => Err(agent_unavailable(unavailable)),
+            _ => Ok(self.outcome()),
+        }
     }
 
     /// How the command ends: success only when every task the run took up completed.
@@ -385,4 +388,25 @@ fn outcome_json(outcome: &TaskOutcome) -> (&'static str, Option<&str>) {
         TaskOutcome::Cancelled => ("interrupted", None),
         TaskOutcome::Skipped { reason } => ("skipped", Some(reason)),
     }
+}
+
+/// The error a run ends with when the agent cannot work: exit 5, the cause in the API's
+/// words, and what to do.
+fn agent_unavailable(unavailable: &AgentUnavailable) -> CliError {
+    let hint = if unavailable.what_to_do.is_empty() {
+        String::from("`baton doctor` checks the agent; `baton run` continues the tasks")
+    } else {
+        format!(
+            "{}; then `baton run` continues the tasks in their sessions",
+            unavailable.what_to_do
+        )
+    };
+    CliError::new(
+        Kind::AgentUnavailable,
+        format!(
+            "the agent is unavailable: {} (found by task {}); the run stopped and its tasks are pending",
+            unavailable.cause, unavailable.task
+        ),
+    )
+    .with_hint(hint)
 }
