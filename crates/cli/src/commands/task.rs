@@ -382,12 +382,9 @@ fn show(id: TaskId, context: &Context, ui: &Ui) -> Result<Outcome> {
             verifications: VerificationJson::all(&record.verifications),
         })?;
     } else {
-        let mut out = task_fields(
-            &record.task,
-            &record.names,
-            &budget_and_escalations(&record),
-        );
-        out.push_str(&super::worktree::workspace_fields(workspace.as_ref()));
+        let mut more = budget_and_escalations(&record);
+        more.extend(super::worktree::workspace_fields(workspace.as_ref()));
+        let mut out = task_fields(&record.task, &record.names, &more);
         out.push_str(&prompt_and_checks(&record.task));
         out.push_str(&sessions_and_calls(&store, &record)?);
         out.push_str(&verifications(&record.verifications));

@@ -15,7 +15,7 @@ use session_store::{Task, TaskFilter, TaskId, TaskStatus, TaskWorkspace};
 
 use crate::error::{CliError, Outcome, Result};
 use crate::flags::{Isolation, WorktreeCommand};
-use crate::human::{Align, Fields, Table};
+use crate::human::{Align, Table};
 use crate::output::Ui;
 use crate::settings::Context;
 
@@ -63,9 +63,9 @@ pub fn requested(
 }
 
 /// The lines `task show` adds for a task with a worktree: nothing for one without.
-pub fn workspace_fields(workspace: Option<&TaskWorkspace>) -> String {
+pub fn workspace_fields(workspace: Option<&TaskWorkspace>) -> Vec<(&'static str, String)> {
     let Some(workspace) = workspace.filter(|workspace| workspace.branch.is_some()) else {
-        return String::new();
+        return Vec::new();
     };
     let text = |value: &Option<String>| value.clone().unwrap_or_else(|| String::from("-"));
     let short = |value: &Option<String>| {
@@ -74,35 +74,36 @@ pub fn workspace_fields(workspace: Option<&TaskWorkspace>) -> String {
             |commit| commit.chars().take(12).collect(),
         )
     };
-    let mut fields = Fields::new();
-    fields
-        .field("branch", text(&workspace.branch))
-        .field("worktree", text(&workspace.worktree_path))
-        .field(
+    let mut fields = vec![
+        ("branch", text(&workspace.branch)),
+        ("worktree", text(&workspace.worktree_path)),
+        (
             "base",
             match &workspace.base_branch {
                 Some(branch) => format!("{} ({branch})", short(&workspace.base_commit)),
                 None => short(&workspace.base_commit),
             },
-        )
-        .field("head", short(&workspace.head_commit));
+        ),
+        ("head", short(&workspace.head_commit)),
+    ];
     if let (Some(files), Some(insertions), Some(deletions)) = (
         workspace.files_changed,
         workspace.insertions,
         workspace.deletions,
     ) {
-        fields.field(
+        let noun = if files == 1 { "file" } else { "files" };
+        fields.push((
             "diff",
-            format!("{files} files changed, +{insertions} -{deletions}"),
-        );
+            format!("{files} {noun} changed, +{insertions} -{deletions}"),
+        ));
     }
     let delivery = match (&workspace.delivery, &workspace.delivery_reason) {
         (Some(delivery), Some(reason)) => format!("{delivery}: {reason}"),
         (Some(delivery), None) => delivery.clone(),
         _ => String::from("-"),
     };
-    fields.field("delivery", delivery);
-    fields.render()
+    fields.push(("delivery", delivery));
+    fields
 }
 
 /// Runs a `baton worktree` command.

@@ -83,7 +83,7 @@ fn a_task_runs_in_its_own_worktree_and_its_work_is_committed_on_its_branch() {
     let text = world.baton(&["task", "show", &id.to_string()]).success();
     assert!(text.stdout.contains(&branch), "{}", text.stdout);
     assert!(
-        text.stdout.contains("1 files changed, +1 -0"),
+        text.stdout.contains("diff         1 file changed, +1 -0"),
         "{}",
         text.stdout
     );
