@@ -1,8 +1,15 @@
 //! [`Workspaces`] over the git program (`crates/git`): the one module of the loop that knows
 //! git. Worktree creation takes the repository's lock inside the call and drops it before
 //! returning, so the lock is never held across an `.await` of the caller.
+//!
+//! The operations of one process run one at a time. Git reads every registered worktree for
+//! `worktree list`, `lock` and `unlock`, and fails outright ("failed to read
+//! .git/worktrees/N/commondir") on one that a concurrent `worktree add` has registered but
+//! not finished writing; with tasks running side by side, that race was seen. Git operations
+//! are short beside an agent call, so serialising them costs nothing that matters.
 
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use git::{CommitMessage, Delivery, Git, GitError, MergeOutcome, Repository};
 
@@ -16,11 +23,21 @@ use super::{
 #[derive(Debug, Clone)]
 pub struct GitWorkspaces {
     git: Git,
+    /// Held for the whole of each operation; see the module documentation.
+    serial: Arc<Mutex<()>>,
 }
 
 impl GitWorkspaces {
     pub fn new(git: Git) -> GitWorkspaces {
-        GitWorkspaces { git }
+        GitWorkspaces {
+            git,
+            serial: Arc::default(),
+        }
+    }
+
+    /// This process's turn at git, until the guard drops.
+    fn serial(&self) -> MutexGuard<'_, ()> {
+        self.serial.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     fn open(&self, repository: &Path) -> Result<Repository, WorkspaceError> {
@@ -51,6 +68,7 @@ pub(crate) fn list_files(files: &[PathBuf]) -> String {
 
 impl Workspaces for GitWorkspaces {
     fn locate(&self, dir: &Path) -> Result<Option<Located>, WorkspaceError> {
+        let _serial = self.serial();
         let what = || format!("look for a git repository at {}", dir.display());
         let Some(repository) = Repository::discover(&self.git, dir).map_err(failed(what()))? else {
             return Ok(None);
@@ -77,6 +95,7 @@ impl Workspaces for GitWorkspaces {
     }
 
     fn resolve(&self, repository: &Path, revision: &str) -> Result<String, WorkspaceError> {
+        let _serial = self.serial();
         let commit = self
             .open(repository)?
             .resolve_commit(revision)
@@ -89,6 +108,7 @@ impl Workspaces for GitWorkspaces {
         repository: &Path,
         branch: &str,
     ) -> Result<Option<String>, WorkspaceError> {
+        let _serial = self.serial();
         let head = self
             .open(repository)?
             .branch_head(branch)
@@ -97,6 +117,7 @@ impl Workspaces for GitWorkspaces {
     }
 
     fn free_branch(&self, repository: &Path, wanted: &str) -> Result<String, WorkspaceError> {
+        let _serial = self.serial();
         self.open(repository)?
             .free_branch_name(wanted)
             .map_err(failed(format!("find a free branch name for {wanted}")))
@@ -109,6 +130,7 @@ impl Workspaces for GitWorkspaces {
         branch: &str,
         base: &str,
     ) -> Result<Prepared, WorkspaceError> {
+        let _serial = self.serial();
         let what = || format!("prepare the worktree {} on {branch}", path.display());
         let repository = self.open(repository)?;
         let base = repository.resolve_commit(base).map_err(failed(what()))?;
@@ -130,6 +152,7 @@ impl Workspaces for GitWorkspaces {
     }
 
     fn lock(&self, repository: &Path, path: &Path, reason: &str) -> Result<(), WorkspaceError> {
+        let _serial = self.serial();
         self.open(repository)?
             .lock_worktree(path, reason)
             .map_err(failed(format!("lock the worktree {}", path.display())))?;
@@ -137,6 +160,7 @@ impl Workspaces for GitWorkspaces {
     }
 
     fn unlock(&self, repository: &Path, path: &Path) -> Result<(), WorkspaceError> {
+        let _serial = self.serial();
         self.open(repository)?
             .unlock_worktree(path)
             .map_err(failed(format!("unlock the worktree {}", path.display())))?;
@@ -150,6 +174,7 @@ impl Workspaces for GitWorkspaces {
         branches: &[String],
         message: &str,
     ) -> Result<Merged, WorkspaceError> {
+        let _serial = self.serial();
         let names: Vec<&str> = branches.iter().map(String::as_str).collect();
         let outcome = self
             .open(repository)?
@@ -171,6 +196,7 @@ impl Workspaces for GitWorkspaces {
         message: &CommitText,
         base: &str,
     ) -> Result<Committed, WorkspaceError> {
+        let _serial = self.serial();
         let what = || format!("commit the work in {} on {branch}", path.display());
         let repository = self.open(repository)?;
         let message = message.trailers.iter().fold(
@@ -197,6 +223,7 @@ impl Workspaces for GitWorkspaces {
         base_branch: &str,
         message: &str,
     ) -> Result<Delivered, WorkspaceError> {
+        let _serial = self.serial();
         let delivery = self
             .open(repository)?
             .deliver(branch, base_branch, message)
