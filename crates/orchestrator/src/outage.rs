@@ -47,27 +47,64 @@ struct State {
     pauses: u32,
     /// The pauses of this outage, in all.
     paused: Duration,
-    /// A probe call is under way: everyone else waits for its answer.
-    probing: bool,
+    /// The probe call under way, if any: everyone else waits for its answer.
+    probe: Option<u64>,
+    /// The number the next probe gets, so that a probe's guard clears its own turn only.
+    next_probe: u64,
+}
+
+/// A loop's turn to call, from [`Outage::before_call`]. When the loop is the probe and ends
+/// without reporting an answer ([`Outage::succeeded`], [`Outage::failed`]) — its task was
+/// blocked, cancelled, or the ledger failed — dropping this hands the probe to another loop,
+/// so that no loop waits for an answer that never comes.
+#[must_use = "the turn lasts until the call's answer is reported"]
+pub(crate) struct Probe<'outage> {
+    outage: &'outage Outage,
+    probe: Option<u64>,
+}
+
+impl Drop for Probe<'_> {
+    fn drop(&mut self) {
+        let Some(probe) = self.probe else {
+            return;
+        };
+        let mut state = self.outage.lock();
+        if state.probe == Some(probe) {
+            state.probe = None;
+            drop(state);
+            self.outage.changed.notify_waiters();
+        }
+    }
 }
 
 impl Outage {
     /// Waits until this loop may call the agent: not while the run is paused, and not while
     /// another loop's probe is under way. After a pause, the first loop to get here is the
-    /// probe. Cancellation-safe: dropping the future leaves no state behind.
-    pub(crate) async fn before_call(&self) {
+    /// probe, until its answer is reported or the returned [`Probe`] drops. Cancellation-safe:
+    /// dropping the future leaves no state behind.
+    pub(crate) async fn before_call(&self) -> Probe<'_> {
         loop {
             let notified = self.changed.notified();
             let wait = {
                 let mut state = self.lock();
                 match state.paused_until {
                     Some(until) if Instant::now() < until => Some(until),
-                    Some(_) if state.probing => None,
+                    Some(_) if state.probe.is_some() => None,
                     Some(_) => {
-                        state.probing = true;
-                        return;
+                        let probe = state.next_probe;
+                        state.next_probe = probe.wrapping_add(1);
+                        state.probe = Some(probe);
+                        return Probe {
+                            outage: self,
+                            probe: Some(probe),
+                        };
                     }
-                    None => return,
+                    None => {
+                        return Probe {
+                            outage: self,
+                            probe: None,
+                        };
+                    }
                 }
             };
             match wait {
@@ -87,7 +124,10 @@ impl Outage {
     pub(crate) fn succeeded(&self) {
         let mut state = self.lock();
         let was_paused = state.paused_until.is_some();
-        *state = State::default();
+        *state = State {
+            next_probe: state.next_probe,
+            ..State::default()
+        };
         drop(state);
         if was_paused {
             self.changed.notify_waiters();
@@ -136,7 +176,7 @@ impl Outage {
         state.pauses = state.pauses.saturating_add(1);
         state.paused = state.paused.saturating_add(wait);
         state.paused_until = Some(now + wait);
-        state.probing = false;
+        state.probe = None;
         let failures = state.failures;
         drop(state);
         self.changed.notify_waiters();
@@ -189,7 +229,7 @@ mod tests {
                 AfterFailure::Paused { wait, announce, .. } => {
                     assert!(announce);
                     waits.push(wait.as_secs());
-                    outage.before_call().await;
+                    let _probe = outage.before_call().await;
                 }
                 AfterFailure::GiveUp { paused } => {
                     // The next pause (60 s) would take the total past the 100 s bound.
@@ -209,15 +249,41 @@ mod tests {
         for _ in 0..3 {
             outage.failed(&policy);
         }
-        outage.before_call().await; // the probe
+        let _probe = outage.before_call().await;
         let waiting = {
             let outage = std::sync::Arc::clone(&outage);
-            tokio::spawn(async move { outage.before_call().await })
+            tokio::spawn(async move {
+                let _probe = outage.before_call().await;
+            })
         };
         tokio::time::sleep(Duration::from_secs(1)).await;
         assert!(!waiting.is_finished(), "others wait for the probe");
         outage.succeeded();
         waiting.await.unwrap();
         assert_eq!(outage.failed(&policy), AfterFailure::OwnRetry);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_probe_that_ends_without_an_answer_hands_the_turn_on() {
+        let outage = std::sync::Arc::new(Outage::default());
+        let policy = policy();
+        for _ in 0..3 {
+            outage.failed(&policy);
+        }
+        let probe = outage.before_call().await;
+        let waiting = {
+            let outage = std::sync::Arc::clone(&outage);
+            tokio::spawn(async move {
+                let _probe = outage.before_call().await;
+            })
+        };
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert!(!waiting.is_finished(), "others wait for the probe");
+        // The probe's task is blocked before it calls: another loop becomes the probe.
+        drop(probe);
+        tokio::time::timeout(Duration::from_secs(5), waiting)
+            .await
+            .expect("the waiting loop goes on once the probe is given up")
+            .unwrap();
     }
 }

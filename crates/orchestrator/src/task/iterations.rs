@@ -2,6 +2,7 @@
 //! continuations that stay inside the round) and then the checks; after each round the loop
 //! decides whether the task is done, goes round again with feedback, or has run out of rounds.
 
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use agent::{AgentError, ErrorKind};
@@ -129,10 +130,12 @@ impl TaskLoop {
                 return Err(Stop::Cancelled);
             }
             // While the API is out, the whole run waits here (see `outage`).
-            tokio::select! {
-                () = self.context.outage.before_call() => {}
+            // Held until the call's answer is reported; dropped on any other way out.
+            let context = Arc::clone(&self.context);
+            let _turn = tokio::select! {
+                turn = context.outage.before_call() => turn,
                 () = self.cancel.cancelled() => return Err(Stop::Cancelled),
-            }
+            };
             let session = self.session_for_call(slot, iteration).await?;
             // What the agent is told never carries a secret: the feedback quotes check output
             // and errors, which may print one.
@@ -145,6 +148,8 @@ impl TaskLoop {
                 }
                 Answer::Failed(error) => error,
                 Answer::StoppedAtTokenLimit => {
+                    // The API answered; Baton stopped the call.
+                    self.context.outage.succeeded();
                     // The next reservation says whether any budget is left to go on with.
                     intent = Intent::ContinueBudget;
                     continue;
