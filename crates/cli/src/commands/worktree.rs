@@ -39,7 +39,7 @@ pub fn requested(
         if isolation == Some(Isolation::None) {
             return Err(
                 CliError::usage("--base needs a worktree, not --isolation none")
-                    .with_hint("drop --base, or --isolation none"),
+                    .with_hint("drop --base, or drop --isolation none"),
             );
         }
         let git = crate::workspaces::git(&context.env);
@@ -429,8 +429,20 @@ fn refused(task: TaskId, error: GitError) -> CliError {
     }
 }
 
+/// A git failure as the CLI reports it: what a person can fix (git missing, another git
+/// process holding a lock) says what to do; anything else is Baton's own failure.
 fn git_failed(error: GitError) -> CliError {
-    CliError::internal(format!("git failed: {error}")).with_source(error)
+    let message = format!("git failed: {error}");
+    match &error {
+        GitError::Spawn { .. } => CliError::usage(message)
+            .with_hint("install git (2.38 or newer) and make sure it is on PATH"),
+        GitError::Locked { lock_file, .. } => CliError::usage(message).with_hint(format!(
+            "another git process is working in this repository: let it finish, or remove `{}` if none is running",
+            lock_file.display()
+        )),
+        _ => CliError::internal(message),
+    }
+    .with_source(error)
 }
 
 /// `baton task diff ID`: the branch's diff against its base, through a pager on a terminal.
