@@ -318,16 +318,16 @@ async fn prepare_and_lock(
     );
     let prepared: Prepared =
         blocking(workspaces, move |w| w.prepare(&repo, &at, &name, &from)).await?;
-    match prepared.preparation {
-        Preparation::Restored { repaired: true } => announce(format!(
+    if prepared.preparation == (Preparation::Restored { repaired: true }) {
+        announce(format!(
             "the worktree {} was missing or stale; repaired from its branch {branch}",
             path.display()
-        )),
-        Preparation::Created => {
-            merge_predecessors(context, workspaces, task, &repository, &prepared.path).await?;
-        }
-        Preparation::Reused | Preparation::Restored { repaired: false } => {}
+        ));
     }
+    // Every time, not only when the worktree is made: a retry after a conflict, or after a
+    // crash between making the worktree and merging, must not go on without the others'
+    // work. Already merged, it changes nothing.
+    merge_predecessors(context, workspaces, task, &repository, &prepared.path).await?;
     let reason = format!(
         "baton task {} (pid {} on {})",
         task.id, context.owner.pid, context.owner.host
@@ -366,7 +366,7 @@ async fn merge_predecessors(
     match blocking(workspaces, move |w| w.merge(&repo, &at, &others, &message)).await? {
         Merged::Clean => Ok(()),
         Merged::Conflict { files } => Err(Refusal::Blocked(format!(
-            "the work of its predecessors ({}) conflicts in {}; merge them by hand in {} and retry",
+            "the work of its predecessors ({}) conflicts in {}; merge them by hand in {}, commit, and retry",
             branches.join(", "),
             list_files(&files),
             path.display()

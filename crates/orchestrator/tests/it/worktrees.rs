@@ -276,6 +276,20 @@ async fn dependencies_start_from_their_predecessors_work_and_a_conflict_blocks()
             .iter()
             .any(|call| call.prompt.contains("Do both."))
     );
+
+    // Retried without the conflict resolved, it is blocked again: its worktree exists now,
+    // and it must not go on with only the first predecessor's work.
+    repo.fixture.store.retry_task(both, None).unwrap();
+    repo.run(&agent, quick_config()).await;
+    let again = repo.fixture.get(both);
+    assert_eq!(again.status, TaskStatus::Blocked, "{again:?}");
+    assert!(
+        !agent
+            .calls()
+            .iter()
+            .any(|call| call.prompt.contains("Do both.")),
+        "no agent call without the predecessors' work"
+    );
 }
 
 #[tokio::test]
