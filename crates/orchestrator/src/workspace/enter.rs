@@ -110,7 +110,9 @@ pub(crate) async fn enter(
             if asked == Some(Isolation::Worktree) {
                 return Err(Refusal::Blocked(format!(
                     "isolation `worktree` was asked for, but {} is not inside a git repository \
-                     with a commit",
+                     with a commit: make a first commit there, or run it where it is \
+                     (`baton run --isolation none`; a task added with `--isolation worktree` \
+                     must be added again with `--isolation none`)",
                     task.working_dir.display()
                 )));
             }
