@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use agent::PermissionMode;
 use clap::ValueEnum;
-use session_store::{Cost, NewTask, SessionPolicy, StoreOptions};
+use session_store::{Cost, Durability, NewTask, SessionPolicy, StoreOptions};
 
 pub use value::{Kind, Problem, Value, from_os, from_toml, money};
 
@@ -87,16 +87,6 @@ pub enum AgentKind {
     Claude,
     /// The built-in mock agent: answers at once, changes nothing; for trying baton out
     Mock,
-}
-
-/// When the ledger's committed writes reach the disk.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Durability {
-    /// Every commit is on disk before it returns: a committed call survives a power cut.
-    Full,
-    /// Commits reach the disk at checkpoints: faster, and the last ones before a power cut or
-    /// an operating-system crash may be lost; a crash of Baton alone loses nothing committed.
-    Normal,
 }
 
 /// How a task's work is kept apart from other tasks' and from the person's checkout.
@@ -501,17 +491,6 @@ impl Deliver {
         match self {
             Deliver::Branch => "branch",
             Deliver::Merge => "merge",
-        }
-    }
-}
-
-impl Durability {
-    pub const ALL: [Durability; 2] = [Durability::Full, Durability::Normal];
-
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Durability::Full => "full",
-            Durability::Normal => "normal",
         }
     }
 }

@@ -269,10 +269,7 @@ impl Settings {
     pub fn store_options(&self, redactor: Redactor) -> StoreOptions {
         let mut options = StoreOptions::new(redactor);
         options.busy_timeout = self.get(keys::LEDGER_BUSY_TIMEOUT);
-        options.durability = match self.get(keys::LEDGER_DURABILITY) {
-            keys::Durability::Full => session_store::Durability::Full,
-            keys::Durability::Normal => session_store::Durability::Normal,
-        };
+        options.durability = self.get(keys::LEDGER_DURABILITY);
         options
     }
 
