@@ -474,21 +474,24 @@ pub fn diff(id: TaskId, context: &Context, ui: &Ui) -> Result<Outcome> {
             .clone()
             .unwrap_or_else(|| base.clone()),
     };
+    // Without colour: escape codes glued to a token would hide it from the redactor.
+    let bytes = repository.diff(&base, &head).map_err(git_failed)?;
     if context.json || !ui.stdout_is_terminal() {
-        let bytes = repository.diff(&base, &head).map_err(git_failed)?;
         if context.json {
             ui.json(&serde_json::json!({ "task": id.get(), "base_commit": base, "head": head, "diff": String::from_utf8_lossy(&bytes) }))?;
         } else {
-            let mut stdout = std::io::stdout().lock();
-            let _ = stdout.write_all(&bytes);
+            // Through the handle, as everything printed: a diff may show a key an agent wrote.
+            ui.print(&String::from_utf8_lossy(&bytes));
         }
         return Ok(Outcome::Success);
     }
-    page(repository.diff_command(&base, &head, true), context)
+    page(&ui.printable(&String::from_utf8_lossy(&bytes)), context);
+    Ok(Outcome::Success)
 }
 
-/// Streams `diff` into the pager: `$PAGER`, else `less -R`.
-fn page(mut diff: Command, context: &Context) -> Result<Outcome> {
+/// Shows `text` (already redacted) through the pager, `$PAGER` or else `less -R`; straight on
+/// stdout when there is no pager to start. Quitting the pager early is no error.
+fn page(text: &str, context: &Context) {
     let pager = context
         .env
         .pager
@@ -496,27 +499,17 @@ fn page(mut diff: Command, context: &Context) -> Result<Outcome> {
         .unwrap_or_else(|| String::from("less -R"));
     let mut words = pager.split_whitespace();
     let program = words.next().unwrap_or("less");
-    let spawn_failed = |error: std::io::Error| {
-        CliError::internal(format!("could not start `{pager}`")).with_source(error)
-    };
-    let mut pager_process = Command::new(program)
+    let Ok(mut pager_process) = Command::new(program)
         .args(words)
         .stdin(Stdio::piped())
         .spawn()
-        .map_err(spawn_failed)?;
-    let stdin = pager_process
-        .stdin
-        .take()
-        .map(Stdio::from)
-        .unwrap_or_else(Stdio::null);
-    let status = diff
-        .stdout(stdin)
-        .status()
-        .map_err(|error| CliError::internal("could not run git diff").with_source(error))?;
-    let _ = pager_process.wait();
-    if status.success() {
-        Ok(Outcome::Success)
-    } else {
-        Err(CliError::internal(format!("git diff exited with {status}")))
+    else {
+        let _ = std::io::stdout().lock().write_all(text.as_bytes());
+        return;
+    };
+    if let Some(mut stdin) = pager_process.stdin.take() {
+        // A broken pipe means the person quit the pager before the end: nothing to report.
+        let _ = stdin.write_all(text.as_bytes());
     }
+    let _ = pager_process.wait();
 }
