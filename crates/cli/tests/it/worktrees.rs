@@ -55,7 +55,13 @@ fn git_in(world: &World, dir: &Path, args: &[&str]) -> String {
 #[test]
 fn a_task_runs_in_its_own_worktree_and_its_work_is_committed_on_its_branch() {
     let world = repository_world();
-    let id = world.add_task(&["make a file", "--verify", "echo made > made.txt"]);
+    // The check also leaves a token-shaped line behind (built by the shell, so that the
+    // command itself holds none): the diff must show it redacted.
+    let id = world.add_task(&[
+        "make a file",
+        "--verify",
+        "echo made > made.txt && printf '%s%s\\n' ghp_abcdefghij klmnopqrstuvwxyz0123456789AB > leak.txt",
+    ]);
     world.baton(&["run"]).success();
 
     let shown = world
@@ -83,13 +89,15 @@ fn a_task_runs_in_its_own_worktree_and_its_work_is_committed_on_its_branch() {
     let text = world.baton(&["task", "show", &id.to_string()]).success();
     assert!(text.stdout.contains(&branch), "{}", text.stdout);
     assert!(
-        text.stdout.contains("diff         1 file changed, +1 -0"),
+        text.stdout.contains("diff         2 files changed, +2 -0"),
         "{}",
         text.stdout
     );
 
     let diff = world.baton(&["task", "diff", &id.to_string()]).success();
     assert!(diff.stdout.contains("+++ b/made.txt"), "{}", diff.stdout);
+    assert!(diff.stdout.contains("+[redacted]"), "{}", diff.stdout);
+    assert!(!diff.stdout.contains("ghp_abcdefghij"), "{}", diff.stdout);
 
     let listed = world
         .baton(&["--json", "worktree", "list"])
