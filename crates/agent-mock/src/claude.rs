@@ -26,7 +26,7 @@
 //! limit the CLI enforces itself (`--max-turns`) turns a step's outcome into the CLI's in
 //! `call`'s `within_limits`.
 
-mod api_error;
+pub(crate) mod api_error;
 mod args;
 mod call;
 mod output;

@@ -25,6 +25,8 @@ use agent::{
     EventSink, ExitInfo, Refusal, SessionId, SessionPlan, Usage,
 };
 
+use crate::claude::api_error::ApiFailure;
+
 /// Builds the error of a failing step from the call and the reply the step would have made.
 type MakeError = Box<dyn FnOnce(&AgentCall, AgentReply) -> AgentError + Send>;
 
@@ -731,30 +733,23 @@ fn representative_error(kind: ErrorKind, call: &AgentCall, reply: AgentReply) ->
     }
 }
 
-/// A refusal no retry fixes, as the real adapter reports it (the real CLI's texts).
+/// A refusal no retry fixes, as the real adapter reports it: the real CLI's text for what
+/// the API answered, from the one table `mock-claude` plays too.
 fn refused(kind: ErrorKind, reply: Box<AgentReply>) -> AgentError {
-    let (refusal, status, message) = match kind {
-        ErrorKind::Permission => (
-            Refusal::Permission,
-            403,
-            "Failed to authenticate. API Error: 403 not allowed (mock)",
+    let (refusal, status, api_says) = match kind {
+        ErrorKind::Permission => (Refusal::Permission, 403, "not allowed (mock)"),
+        ErrorKind::Billing => (
+            Refusal::Billing,
+            400,
+            "Your credit balance is too low to access the Anthropic API. (mock)",
         ),
-        ErrorKind::Billing => (Refusal::Billing, 400, "Credit balance is too low"),
-        ErrorKind::ModelUnavailable => (
-            Refusal::ModelUnavailable,
-            404,
-            "There's an issue with the selected model (mock). It may not exist or you may not have access to it.",
-        ),
-        _ => (
-            Refusal::Authentication,
-            401,
-            "Invalid API key · Fix external API key",
-        ),
+        ErrorKind::ModelUnavailable => (Refusal::ModelUnavailable, 404, "model: mock"),
+        _ => (Refusal::Authentication, 401, "invalid x-api-key (mock)"),
     };
     AgentError::Refused {
         refusal,
         status: Some(status),
-        message: message.to_owned(),
+        message: ApiFailure::new(status, api_says, "mock").text,
         reply: Some(reply),
     }
 }
