@@ -541,11 +541,12 @@ struct ResultParts<'a> {
     cost_usd: f64,
 }
 
-/// The outcome once the limits the command line sets apply: a success that takes more turns
-/// than `--max-turns` allows ends as `max_turns`, as the real CLI's would.
+/// The outcome once the limits the command line sets apply: a call that reaches
+/// `--max-budget-usd` ends as `error_max_budget_usd` whether it was going to finish or to run
+/// out of turns (as `MockAgent` has it); else a success that takes more turns than
+/// `--max-turns` allows ends as `max_turns`, as the real CLI's would.
 fn within_limits(outcome: Outcome, turns: u32, cost_usd: f64, args: &Args) -> Outcome {
     match (outcome, args.max_turns) {
-        (Outcome::Success, Some(limit)) if turns > limit => Outcome::MaxTurns,
         // The real CLI checks its spend after each model response and stops once it reaches
         // the limit; a call scripted to cost at least the limit reaches it.
         (Outcome::Success | Outcome::MaxTurns, _)
@@ -553,6 +554,7 @@ fn within_limits(outcome: Outcome, turns: u32, cost_usd: f64, args: &Args) -> Ou
         {
             Outcome::BudgetExceeded
         }
+        (Outcome::Success, Some(limit)) if turns > limit => Outcome::MaxTurns,
         (outcome, _) => outcome,
     }
 }
