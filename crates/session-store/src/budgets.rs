@@ -17,7 +17,7 @@ use serde_json::json;
 use crate::error::{Failure, Missing, StoreError};
 use crate::events::insert_event;
 use crate::ids::{MilestoneId, TaskId};
-use crate::store::{Batch, Store, Write};
+use crate::store::{Store, Write};
 use crate::units::{Cost, Timestamp, Totals};
 
 /// The event kind of a budget set on a task: `{"max_cost_nano_usd", "max_tokens"}` as they
@@ -121,15 +121,6 @@ impl Store {
     /// ([`StoreError::Invalid`], saying what was spent): it would leave nothing to spend.
     pub fn set_budget(&mut self, scope: BudgetScope, budget: Budget) -> Result<(), StoreError> {
         self.write(SET_BUDGET, |transaction| {
-            set_budget(transaction, scope, budget)
-        })
-    }
-}
-
-impl Batch<'_> {
-    /// [`Store::set_budget`], as part of the batch.
-    pub fn set_budget(&mut self, scope: BudgetScope, budget: Budget) -> Result<(), StoreError> {
-        self.apply(SET_BUDGET, |transaction| {
             set_budget(transaction, scope, budget)
         })
     }

@@ -150,12 +150,7 @@ impl Store {
     /// Forgets a check process that ended (or was stopped). Forgetting one that is not
     /// recorded changes nothing.
     pub fn clear_check_process(&mut self, task: TaskId, pid: u32) -> Result<(), StoreError> {
-        self.write("forget a check process", |transaction| {
-            transaction
-                .prepare_cached("DELETE FROM check_processes WHERE task_id = ?1 AND pid = ?2")?
-                .execute(params![task, pid])?;
-            Ok(())
-        })
+        self.write(CLEAR_CHECK, |transaction| clear_check(transaction, task, pid))
     }
 
     /// Every check process recorded as running, oldest first.
@@ -186,12 +181,7 @@ impl Store {
 impl Batch<'_> {
     /// [`Store::clear_check_process`], as part of the batch.
     pub fn clear_check_process(&mut self, task: TaskId, pid: u32) -> Result<(), StoreError> {
-        self.apply("forget a check process", |transaction| {
-            transaction
-                .prepare_cached("DELETE FROM check_processes WHERE task_id = ?1 AND pid = ?2")?
-                .execute(params![task, pid])?;
-            Ok(())
-        })
+        self.apply(CLEAR_CHECK, |transaction| clear_check(transaction, task, pid))
     }
 
     /// [`Store::set_task_workspace`], as part of the batch.
@@ -204,6 +194,15 @@ impl Batch<'_> {
             set_workspace(transaction, task, workspace)
         })
     }
+}
+
+const CLEAR_CHECK: &str = "forget a check process";
+
+fn clear_check(transaction: &Write<'_>, task: TaskId, pid: u32) -> Result<(), Failure> {
+    transaction
+        .prepare_cached("DELETE FROM check_processes WHERE task_id = ?1 AND pid = ?2")?
+        .execute(params![task, pid])?;
+    Ok(())
 }
 
 fn set_workspace(

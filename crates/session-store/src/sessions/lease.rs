@@ -197,18 +197,6 @@ impl Store {
 }
 
 impl Batch<'_> {
-    /// [`Store::acquire_lease`], as part of the batch.
-    pub fn acquire_lease(
-        &mut self,
-        id: SessionId,
-        owner: &LeaseOwner,
-        ttl: Duration,
-    ) -> Result<Lease, StoreError> {
-        self.apply(ACQUIRE_LEASE, |transaction| {
-            acquire_now(transaction, id, owner, ttl)
-        })
-    }
-
     /// [`Store::renew_lease`], as part of the batch.
     pub fn renew_lease(
         &mut self,
