@@ -20,8 +20,8 @@ use crate::ids::{MilestoneId, TaskId};
 use crate::store::{Store, Write};
 use crate::units::{Cost, Timestamp, Totals};
 
-/// The event kind of a budget set on a task: `{"max_cost_nano_usd", "max_tokens"}` as they
-/// are after the change (`null` for no limit).
+/// The event kind of a budget set: `{"max_cost_nano_usd", "max_tokens"}` as they are after the
+/// change (`null` for no limit); a milestone's names no task and adds `"milestone"`.
 pub const BUDGET_SET: &str = "budget_set";
 
 /// The limits of one budget. `None` is no limit.
@@ -183,6 +183,17 @@ fn set_budget(transaction: &Write<'_>, scope: BudgetScope, budget: Budget) -> Re
                     "UPDATE milestones SET max_cost_nano_usd = ?2, max_tokens = ?3 WHERE id = ?1",
                 )?
                 .execute(params![id, cost, tokens])?;
+            // A milestone's limit changes leave a trace too; its event names no task.
+            let detail =
+                json!({"milestone": id.get(), "max_cost_nano_usd": cost, "max_tokens": tokens});
+            insert_event(
+                transaction,
+                Timestamp::now(),
+                None,
+                None,
+                BUDGET_SET,
+                detail,
+            )?;
         }
     }
     Ok(())

@@ -150,7 +150,9 @@ impl Store {
     /// Forgets a check process that ended (or was stopped). Forgetting one that is not
     /// recorded changes nothing.
     pub fn clear_check_process(&mut self, task: TaskId, pid: u32) -> Result<(), StoreError> {
-        self.write(CLEAR_CHECK, |transaction| clear_check(transaction, task, pid))
+        self.write(CLEAR_CHECK, |transaction| {
+            clear_check(transaction, task, pid)
+        })
     }
 
     /// Every check process recorded as running, oldest first.
@@ -181,7 +183,9 @@ impl Store {
 impl Batch<'_> {
     /// [`Store::clear_check_process`], as part of the batch.
     pub fn clear_check_process(&mut self, task: TaskId, pid: u32) -> Result<(), StoreError> {
-        self.apply(CLEAR_CHECK, |transaction| clear_check(transaction, task, pid))
+        self.apply(CLEAR_CHECK, |transaction| {
+            clear_check(transaction, task, pid)
+        })
     }
 
     /// [`Store::set_task_workspace`], as part of the batch.

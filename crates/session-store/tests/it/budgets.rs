@@ -36,6 +36,23 @@ fn a_budget_reads_back_with_what_the_ledger_says_was_spent() {
             },
         )
         .unwrap();
+    // Both changes leave an event: the milestone's names no task, and says which milestone.
+    let set: Vec<_> = store
+        .events(&session_store::EventFilter::default())
+        .unwrap()
+        .into_iter()
+        .filter(|event| event.kind == session_store::BUDGET_SET)
+        .collect();
+    assert_eq!(set.len(), 2, "{set:?}");
+    assert_eq!(set[0].task, Some(task));
+    assert_eq!(set[1].task, None);
+    assert!(
+        set[1]
+            .detail
+            .contains(&format!("\"milestone\":{}", milestone.get())),
+        "{}",
+        set[1].detail
+    );
 
     let mut session = new_session(task, fake_owner(1));
     session.milestone = Some(milestone);
