@@ -63,19 +63,9 @@ pub enum VerifyError {
     Cancelled { command: String },
 }
 
-/// Runs one verification command to completion, timeout or cancellation.
-pub async fn run_check(
-    command: &str,
-    working_dir: &Path,
-    timeout: Duration,
-    cancel: &CancellationToken,
-) -> Result<CheckOutcome, VerifyError> {
-    run_check_observed(command, working_dir, timeout, cancel, |_| async {}).await
-}
-
-/// [`run_check`], calling `on_start` with the pid of the check's process group leader once it
-/// runs and before waiting on it: the loop records it, so that recovery can stop a check that
-/// outlived a killed Baton.
+/// Runs one verification command to completion, timeout or cancellation, calling `on_start`
+/// with the pid of the check's process group leader once it runs and before waiting on it:
+/// the loop records it, so that recovery can stop a check that outlived a killed Baton.
 pub async fn run_check_observed<OnStart, Recorded>(
     command: &str,
     working_dir: &Path,
@@ -232,6 +222,16 @@ fn read_tail(mut reader: impl Read, max: usize) -> std::io::Result<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A check run with nobody watching its start.
+    async fn run_check(
+        command: &str,
+        working_dir: &Path,
+        timeout: Duration,
+        cancel: &CancellationToken,
+    ) -> Result<CheckOutcome, VerifyError> {
+        run_check_observed(command, working_dir, timeout, cancel, |_| async {}).await
+    }
 
     /// Whether `pid` is a live process: it exists and is not a zombie waiting to be reaped.
     fn is_running(pid: u32) -> bool {
