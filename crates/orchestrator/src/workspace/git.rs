@@ -9,7 +9,7 @@
 //! are short beside an agent call, so serialising them costs nothing that matters.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 
 use git::{CommitMessage, Delivery, Git, GitError, MergeOutcome, Repository};
 
@@ -25,6 +25,9 @@ pub struct GitWorkspaces {
     git: Git,
     /// Held for the whole of each operation; see the module documentation.
     serial: Arc<Mutex<()>>,
+    /// Whether the installed git is new enough, asked once: a task must not find out at its
+    /// delivery, after the agent's work, that `merge-tree --write-tree` is missing.
+    supported: Arc<OnceLock<Result<(), String>>>,
 }
 
 impl GitWorkspaces {
@@ -32,6 +35,7 @@ impl GitWorkspaces {
         GitWorkspaces {
             git,
             serial: Arc::default(),
+            supported: Arc::default(),
         }
     }
 
@@ -77,6 +81,24 @@ impl Workspaces for GitWorkspaces {
             .try_resolve_commit("HEAD")
             .map_err(failed(what()))?
             .map(|commit| commit.as_str().to_owned());
+        if head.is_some() {
+            let supported = self.supported.get_or_init(|| {
+                self.git
+                    .check_version()
+                    .map(|_| ())
+                    .map_err(|error| error.to_string())
+            });
+            if let Err(too_old) = supported {
+                return Err(WorkspaceError {
+                    message: format!(
+                        "failed to use git for a worktree: {too_old}; upgrade git, or run the \
+                         task where it is with `baton run --isolation none`"
+                    ),
+                    locked: false,
+                    source: None,
+                });
+            }
+        }
         let top = repository.top_level().to_owned();
         let head_branch = repository.current_branch(&top).map_err(failed(what()))?;
         if head.is_some() {
