@@ -210,21 +210,18 @@ pub fn usd(cost: Cost) -> String {
 }
 
 fn read_budget(connection: &Connection, scope: BudgetScope) -> Result<BudgetStatus, Failure> {
-    let (limits, spent) = match scope {
-        BudgetScope::Task(id) => {
-            let limits = connection
-                .prepare_cached("SELECT max_cost_nano_usd, max_tokens FROM tasks WHERE id = ?1")?
-                .query_row([id], limits_at)
-                .optional()?
-                .ok_or(StoreError::NotFound(Missing::Task(id)))?;
-            let spent = connection
-                .prepare_cached(&format!(
-                    "SELECT {} FROM tasks WHERE id = ?1",
-                    crate::sql::TOTALS_COLUMNS
-                ))?
-                .query_row([id], |row| crate::sql::totals_at(row, 0))?;
-            (limits, spent)
-        }
+    let (budget, spent) = match scope {
+        // The limits and the totals are one row of `tasks`, read at once.
+        BudgetScope::Task(id) => connection
+            .prepare_cached(&format!(
+                "SELECT max_cost_nano_usd, max_tokens, {} FROM tasks WHERE id = ?1",
+                crate::sql::TOTALS_COLUMNS
+            ))?
+            .query_row([id], |row| {
+                Ok((limits_at(row)?, crate::sql::totals_at(row, 2)?))
+            })
+            .optional()?
+            .ok_or(StoreError::NotFound(Missing::Task(id)))?,
         BudgetScope::Milestone(id) => {
             let limits = connection
                 .prepare_cached(
@@ -233,22 +230,10 @@ fn read_budget(connection: &Connection, scope: BudgetScope) -> Result<BudgetStat
                 .query_row([id], limits_at)
                 .optional()?
                 .ok_or(StoreError::NotFound(Missing::Milestone(id)))?;
-            let spent = connection
-                .prepare_cached(
-                    "SELECT coalesce(sum(agent_calls), 0), coalesce(sum(turns), 0), \
-                     coalesce(sum(input_tokens), 0), coalesce(sum(output_tokens), 0), \
-                     coalesce(sum(cache_read_tokens), 0), coalesce(sum(cache_creation_tokens), 0), \
-                     coalesce(sum(cost_nano_usd), 0) \
-                     FROM tasks WHERE milestone_id = ?1",
-                )?
-                .query_row([id], |row| crate::sql::totals_at(row, 0))?;
-            (limits, spent)
+            (limits, crate::usage::milestone_totals(connection, id)?)
         }
     };
-    Ok(BudgetStatus {
-        budget: limits,
-        spent,
-    })
+    Ok(BudgetStatus { budget, spent })
 }
 
 fn limits_at(row: &rusqlite::Row<'_>) -> rusqlite::Result<Budget> {

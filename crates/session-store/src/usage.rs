@@ -4,7 +4,7 @@
 //! call, so their roll-ups are one row read. A milestone's is the sum of its tasks'.
 
 use agent::SessionId;
-use rusqlite::OptionalExtension;
+use rusqlite::{Connection, OptionalExtension};
 
 use crate::error::{Missing, StoreError};
 use crate::ids::{MilestoneId, TaskId};
@@ -42,15 +42,23 @@ impl Store {
     pub fn milestone_usage(&self, milestone: MilestoneId) -> Result<Totals, StoreError> {
         self.read("read a milestone's usage", |connection| {
             ensure_milestone(connection, milestone)?;
-            Ok(connection
-                .prepare_cached(
-                    "SELECT coalesce(sum(agent_calls), 0), coalesce(sum(turns), 0), \
-                     coalesce(sum(input_tokens), 0), coalesce(sum(output_tokens), 0), \
-                     coalesce(sum(cache_read_tokens), 0), coalesce(sum(cache_creation_tokens), 0), \
-                     coalesce(sum(cost_nano_usd), 0) \
-                     FROM tasks WHERE milestone_id = ?1",
-                )?
-                .query_row([milestone], |row| totals_at(row, 0))?)
+            Ok(milestone_totals(connection, milestone)?)
         })
     }
+}
+
+/// The sum of a milestone's tasks' totals: its usage, and what its budget has spent.
+pub(crate) fn milestone_totals(
+    connection: &Connection,
+    milestone: MilestoneId,
+) -> rusqlite::Result<Totals> {
+    connection
+        .prepare_cached(
+            "SELECT coalesce(sum(agent_calls), 0), coalesce(sum(turns), 0), \
+             coalesce(sum(input_tokens), 0), coalesce(sum(output_tokens), 0), \
+             coalesce(sum(cache_read_tokens), 0), coalesce(sum(cache_creation_tokens), 0), \
+             coalesce(sum(cost_nano_usd), 0) \
+             FROM tasks WHERE milestone_id = ?1",
+        )?
+        .query_row([milestone], |row| totals_at(row, 0))
 }
