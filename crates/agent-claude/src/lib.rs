@@ -103,6 +103,38 @@ impl ClaudeAgent {
             source,
         }
     }
+
+    /// What `claude auth status` prints (its JSON), supervised as every call is: own process
+    /// group, bounded by the probe timeout, stopped whole. It exits 1 when not logged in,
+    /// with the same JSON, so the exit code is not an error here.
+    pub async fn auth_status(&self, env: &BTreeMap<String, String>) -> Result<String, AgentError> {
+        let args = ["auth".to_owned(), "status".to_owned()];
+        let mut child = process::spawn(self.command(&args, env), self.config.output_cap)
+            .await
+            .map_err(|source| self.cannot_spawn(source))?;
+        let mut sink = AllLines::default();
+        let end = child
+            .run(
+                Vec::new(),
+                &mut sink,
+                deadline_after(self.config.probe_timeout),
+                &CancellationToken::new(),
+                self.config.grace,
+            )
+            .await
+            .map_err(AgentError::Io)?;
+        match end {
+            RunEnd::Exited(ExitInfo::Code(_)) => Ok(sink.text),
+            RunEnd::Exited(exit) => Err(AgentError::Crashed {
+                exit,
+                stderr_tail: child.stderr_tail(),
+            }),
+            RunEnd::TimedOut | RunEnd::Cancelled => Err(AgentError::Timeout {
+                after: self.config.probe_timeout,
+                partial_usage: agent::Usage::ZERO,
+            }),
+        }
+    }
 }
 
 #[async_trait::async_trait]
@@ -235,6 +267,21 @@ impl LineSink for StreamSink<'_> {
                 .parser
                 .push_line(bytes, &mut |event| self.events.emit(event)),
             Line::Oversized { .. } => self.parser.push_oversized(),
+        }
+    }
+}
+
+/// Keeps every whole stdout line.
+#[derive(Default)]
+struct AllLines {
+    text: String,
+}
+
+impl LineSink for AllLines {
+    fn line(&mut self, line: Line<'_>) {
+        if let Line::Complete(bytes) = line {
+            self.text.push_str(&String::from_utf8_lossy(bytes));
+            self.text.push('\n');
         }
     }
 }

@@ -1,10 +1,8 @@
 //! `baton doctor`'s account checks: what `claude auth status` says (logged in, how), and with
 //! `--probe` one minimal call that proves the credentials work and says what it cost.
 
-use std::io::Read;
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use agent::{Agent, AgentCall, EventSink, PermissionMode, SessionId, SessionPlan};
 use serde_json::{Value as Json, json};
@@ -15,8 +13,6 @@ use crate::error::{CliError, Kind, Result};
 use crate::keys;
 use crate::settings::Settings;
 
-/// The longest `claude auth status` may take.
-const STATUS_TIMEOUT: Duration = Duration::from_secs(20);
 /// The longest the probe call may take.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(120);
 
@@ -54,35 +50,11 @@ pub(super) fn check_account(settings: &Settings) -> (Check, Option<Json>) {
 
 /// Runs `claude auth status` with the agent's environment and reads its JSON.
 fn auth_status(program: &Path, settings: &Settings) -> std::result::Result<Json, String> {
-    let mut child = Command::new(program)
-        .args(["auth", "status"])
-        .envs(agents::agent_env(settings))
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
+    let agent = agents::claude(program);
+    let runtime = super::super::runtime().map_err(|error| error.to_string())?;
+    let stdout = runtime
+        .block_on(agent.auth_status(&agents::agent_env(settings)))
         .map_err(|error| error.to_string())?;
-    let deadline = Instant::now() + STATUS_TIMEOUT;
-    // It prints a few hundred bytes, well within a pipe's buffer, so waiting first is safe.
-    loop {
-        match child.try_wait().map_err(|error| error.to_string())? {
-            Some(_) => break,
-            None if Instant::now() >= deadline => {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err(format!(
-                    "it did not answer within {}s",
-                    STATUS_TIMEOUT.as_secs()
-                ));
-            }
-            None => std::thread::sleep(Duration::from_millis(20)),
-        }
-    }
-    let mut stdout = String::new();
-    if let Some(mut pipe) = child.stdout.take() {
-        pipe.read_to_string(&mut stdout)
-            .map_err(|error| error.to_string())?;
-    }
     // It exits 1 when not logged in, with the same JSON: the JSON decides.
     serde_json::from_str(stdout.trim()).map_err(|_| String::from("it printed no JSON"))
 }
