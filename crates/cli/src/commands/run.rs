@@ -220,9 +220,10 @@ async fn record_spend(db: &orchestrator::Db, report: &orchestrator::RunReport) -
         "spent_tokens": spend.spent.tokens,
         "stopped": report.budget_stop,
     });
-    // Numbers and a reason Baton wrote itself; redacted all the same, as every event is.
-    let detail = redact::Redactor::new().redact_json_value(detail);
     db.run(move |store| {
+        // Numbers and a reason Baton wrote itself; redacted all the same, as every event is,
+        // with the ledger's own redactor.
+        let detail = store.redactor().redact_json_value(detail);
         store.append_event(&NewEvent {
             task: None,
             session: None,
