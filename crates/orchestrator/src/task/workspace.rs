@@ -3,6 +3,7 @@
 //! completion, unlock in every case but a lost lease (the session's new holder has it).
 
 use agent::SessionId;
+use session_store::TaskStatus;
 
 use super::{Stop, TaskLoop};
 use crate::workspace::enter::{self, Refusal};
@@ -38,6 +39,18 @@ impl TaskLoop {
 
     /// Leaves the workspace as `stop` calls for, and returns the stop to settle: a completed
     /// task whose work could not be committed is blocked instead, its work left in place.
+    /// Whether the ledger still has the task running: a person may have cancelled it while
+    /// it ran, and then its work is neither committed nor delivered into their checkout (it
+    /// stays in the worktree, and the finish reports the task as changed by someone else).
+    async fn still_running(&self) -> bool {
+        let id = self.task.id;
+        self.context
+            .db
+            .run(move |store| store.task(id))
+            .await
+            .is_ok_and(|task| task.status == TaskStatus::Running)
+    }
+
     pub(super) async fn leave_workspace(&mut self, stop: Stop, current: Option<SessionId>) -> Stop {
         let (Some(entered), Some(workspaces)) =
             (self.workspace.clone(), self.context.workspaces.clone())
@@ -48,7 +61,9 @@ impl TaskLoop {
             return stop;
         }
         let mut stop = stop;
-        if let Stop::Completed = stop {
+        if let Stop::Completed = stop
+            && self.still_running().await
+        {
             match leave::complete(&self.context, &workspaces, &entered, &self.task, current).await {
                 Ok(record) => {
                     let id = self.task.id;
