@@ -10,8 +10,8 @@
 
 use std::fmt;
 
+use crate::db::{Connection, OptionalExtension, Row, params};
 use agent::Usage;
-use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::json;
 
 use crate::error::{Failure, Missing, StoreError};
@@ -236,7 +236,7 @@ fn read_budget(connection: &Connection, scope: BudgetScope) -> Result<BudgetStat
     Ok(BudgetStatus { budget, spent })
 }
 
-fn limits_at(row: &rusqlite::Row<'_>) -> rusqlite::Result<Budget> {
+fn limits_at(row: &Row<'_>) -> crate::db::Result<Budget> {
     let cost: Option<i64> = row.get(0)?;
     let tokens: Option<i64> = row.get(1)?;
     Ok(Budget {

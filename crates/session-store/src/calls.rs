@@ -2,10 +2,9 @@
 
 use std::time::Duration;
 
+use crate::db::{Connection, OptionalExtension, Row, params};
 use agent::{ExitInfo, PlanKind, SessionId, Usage};
 use redact::Redacted;
-use rusqlite::types::Type;
-use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use crate::error::{Failure, Missing, StoreError};
 use crate::ids::{CallId, MilestoneId, TaskId};
@@ -109,7 +108,7 @@ impl Store {
             ))?;
             let calls = statement
                 .query_map([&text], call_from_row)?
-                .collect::<rusqlite::Result<Vec<_>>>()?;
+                .collect::<crate::db::Result<Vec<_>>>()?;
             Ok(calls)
         })
     }
@@ -123,7 +122,7 @@ impl Store {
             ))?;
             let calls = statement
                 .query_map([task], call_from_row)?
-                .collect::<rusqlite::Result<Vec<_>>>()?;
+                .collect::<crate::db::Result<Vec<_>>>()?;
             Ok(calls)
         })
     }
@@ -161,7 +160,7 @@ fn record_call(write: &Write<'_>, call: &NewAgentCall) -> Result<CallId, Failure
 
 /// Adds the call's figures to its session's totals; its agent process has ended, so the
 /// session's recorded agent process is cleared too.
-fn add_to_session(write: &Write<'_>, session: &str, call: &NewAgentCall) -> rusqlite::Result<()> {
+fn add_to_session(write: &Write<'_>, session: &str, call: &NewAgentCall) -> crate::db::Result<()> {
     write
         .prepare_cached(
             "UPDATE sessions SET agent_calls = agent_calls + 1, turns = turns + ?2, \
@@ -185,9 +184,9 @@ fn add_to_session(write: &Write<'_>, session: &str, call: &NewAgentCall) -> rusq
 }
 
 /// Inserts the call's row; its free text came redacted.
-fn insert_call(write: &Write<'_>, session: &str, call: &NewAgentCall) -> rusqlite::Result<CallId> {
+fn insert_call(write: &Write<'_>, session: &str, call: &NewAgentCall) -> crate::db::Result<CallId> {
     let (exit_code, exit_signal) = exit_columns(call.exit);
-    write
+    let id = write
         .prepare_cached(
             "INSERT INTO agent_calls (session_id, task_id, iteration, plan, prompt, \
              result_text, outcome, subtype, error_message, reported_session_id, \
@@ -195,39 +194,42 @@ fn insert_call(write: &Write<'_>, session: &str, call: &NewAgentCall) -> rusqlit
              cost_nano_usd, turns, duration_ms, exit_code, exit_signal, started_at, \
              ended_at) \
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, \
-             ?16, ?17, ?18, ?19, ?20, ?21)",
+             ?16, ?17, ?18, ?19, ?20, ?21) RETURNING id",
         )?
-        .execute(params![
-            session,
-            call.task,
-            call.iteration,
-            call.plan.as_str(),
-            call.prompt.as_str(),
-            call.result_text.as_ref().map(Redacted::as_str),
-            call.outcome,
-            call.subtype.as_ref().map(Redacted::as_str),
-            call.error_message.as_ref().map(Redacted::as_str),
-            call.reported_session.map(|id| id.to_string()),
-            call.usage.input_tokens,
-            call.usage.output_tokens,
-            call.usage.cache_read_tokens,
-            call.usage.cache_creation_tokens,
-            call.cost.as_nano_usd(),
-            call.turns,
-            duration_millis(call.duration),
-            exit_code,
-            exit_signal,
-            call.started_at,
-            call.ended_at,
-        ])?;
-    Ok(CallId(write.last_insert_rowid()))
+        .query_row(
+            params![
+                session,
+                call.task,
+                call.iteration,
+                call.plan.as_str(),
+                call.prompt.as_str(),
+                call.result_text.as_ref().map(Redacted::as_str),
+                call.outcome,
+                call.subtype.as_ref().map(Redacted::as_str),
+                call.error_message.as_ref().map(Redacted::as_str),
+                call.reported_session.map(|id| id.to_string()),
+                call.usage.input_tokens,
+                call.usage.output_tokens,
+                call.usage.cache_read_tokens,
+                call.usage.cache_creation_tokens,
+                call.cost.as_nano_usd(),
+                call.turns,
+                duration_millis(call.duration),
+                exit_code,
+                exit_signal,
+                call.started_at,
+                call.ended_at,
+            ],
+            |row| row.get(0),
+        )?;
+    Ok(CallId(id))
 }
 
 /// Adds the call's figures to its task's totals, and its iteration to the task's count.
-fn add_to_task(write: &Write<'_>, call: &NewAgentCall) -> rusqlite::Result<()> {
+fn add_to_task(write: &Write<'_>, call: &NewAgentCall) -> crate::db::Result<()> {
     write
         .prepare_cached(
-            "UPDATE tasks SET iterations = max(iterations, ?2), \
+            "UPDATE tasks SET iterations = CASE WHEN iterations > ?2 THEN iterations ELSE ?2 END, \
              agent_calls = agent_calls + 1, turns = turns + ?3, \
              input_tokens = input_tokens + ?4, output_tokens = output_tokens + ?5, \
              cache_read_tokens = cache_read_tokens + ?6, \
@@ -306,14 +308,10 @@ fn check_shared_session(
     Ok(())
 }
 
-fn call_from_row(row: &Row<'_>) -> rusqlite::Result<RecordedCall> {
+fn call_from_row(row: &Row<'_>) -> crate::db::Result<RecordedCall> {
     let plan_word = row.get_ref(4)?.as_str()?;
     let plan = PlanKind::parse(plan_word).ok_or_else(|| {
-        rusqlite::Error::FromSqlConversionFailure(
-            4,
-            Type::Text,
-            format!("unknown session plan `{plan_word}`").into(),
-        )
+        crate::db::DatabaseError::conversion(4, format!("unknown session plan `{plan_word}`"))
     })?;
     Ok(RecordedCall {
         id: row.get(0)?,

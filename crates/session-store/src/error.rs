@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use agent::SessionId;
 
+use crate::db::DatabaseError;
 use crate::ids::{MilestoneId, TaskId};
 use crate::process::LeaseOwner;
 use crate::status::{SessionStatus, TaskStatus};
@@ -35,12 +36,13 @@ pub enum StoreError {
         source: io::Error,
     },
 
-    /// SQLite could not open or configure the database.
+    /// SQLite could not open or configure the database, or the PostgreSQL server could not
+    /// be reached or refused the connection.
     #[error("could not open the ledger database `{}`", path.display())]
     Open {
         path: PathBuf,
         #[source]
-        source: rusqlite::Error,
+        source: DatabaseError,
     },
 
     /// The database could not be switched to write-ahead logging, which the ledger's
@@ -69,6 +71,13 @@ pub enum StoreError {
     )]
     ForeignDatabase { path: PathBuf, application_id: i32 },
 
+    /// The PostgreSQL database holds another application's tables where the ledger's go.
+    #[error(
+        "the PostgreSQL database `{}` already holds a `tasks` table that is not a baton ledger's: use another database, or another schema through the URL's `options=-csearch_path=…`",
+        path.display()
+    )]
+    ForeignTables { path: PathBuf },
+
     /// A schema migration failed; the database stays at the version it had.
     #[error(
         "could not upgrade the ledger database `{}` to schema version {version} ({description}); it was left unchanged",
@@ -79,7 +88,7 @@ pub enum StoreError {
         version: u32,
         description: &'static str,
         #[source]
-        source: rusqlite::Error,
+        source: DatabaseError,
     },
 
     /// The calling process's pid, host name or start time could not be read.
@@ -199,16 +208,16 @@ pub enum StoreError {
         operation: &'static str,
         path: PathBuf,
         #[source]
-        source: rusqlite::Error,
+        source: DatabaseError,
     },
 
-    /// SQLite itself failed.
+    /// The database itself failed (SQLite, or PostgreSQL and the connection to it).
     #[error("could not {operation} in the ledger database `{}`", path.display())]
     Database {
         operation: &'static str,
         path: PathBuf,
         #[source]
-        source: rusqlite::Error,
+        source: DatabaseError,
     },
 }
 
@@ -238,27 +247,35 @@ impl StoreError {
         matches!(self, StoreError::Busy { .. })
     }
 
-    /// Whether SQLite could not write to the disk: it is full (`SQLITE_FULL`), or a write or
-    /// sync failed underneath (`SQLITE_IOERR`, which a file-size limit also gives).
+    /// Whether the database could not write to the disk: SQLite's disk is full (`SQLITE_FULL`),
+    /// or a write or sync failed underneath (`SQLITE_IOERR`, which a file-size limit also
+    /// gives); or the PostgreSQL server's disk is full or failed.
     pub fn is_disk_trouble(&self) -> bool {
-        matches!(
-            self.sqlite_code(),
-            Some(rusqlite::ErrorCode::DiskFull | rusqlite::ErrorCode::SystemIoFailure)
-        )
+        self.database_error()
+            .is_some_and(DatabaseError::is_disk_trouble)
     }
 
     /// Whether the database, or the directory that must hold its journal, is read-only for
-    /// this process.
+    /// this process (for PostgreSQL: the server or the transaction is read-only).
     pub fn is_read_only(&self) -> bool {
-        matches!(self.sqlite_code(), Some(rusqlite::ErrorCode::ReadOnly))
+        self.database_error()
+            .is_some_and(DatabaseError::is_read_only)
     }
 
-    fn sqlite_code(&self) -> Option<rusqlite::ErrorCode> {
+    /// Whether the connection to a PostgreSQL server was lost or could not be made (the
+    /// server restarted, the network went away). The next operation connects again, so
+    /// such a failure is worth retrying; a SQLite file never gives it.
+    pub fn is_connection_lost(&self) -> bool {
+        self.database_error()
+            .is_some_and(DatabaseError::is_connection_lost)
+    }
+
+    fn database_error(&self) -> Option<&DatabaseError> {
         match self {
             StoreError::Open { source, .. }
             | StoreError::Database { source, .. }
             | StoreError::Busy { source, .. }
-            | StoreError::Migrate { source, .. } => source.sqlite_error_code(),
+            | StoreError::Migrate { source, .. } => Some(source),
             _ => None,
         }
     }
@@ -303,7 +320,7 @@ fn milestone_text(milestone: Option<MilestoneId>) -> String {
 #[derive(Debug)]
 pub(crate) enum Failure {
     Store(StoreError),
-    Sqlite(rusqlite::Error),
+    Database(DatabaseError),
 }
 
 impl From<StoreError> for Failure {
@@ -312,9 +329,15 @@ impl From<StoreError> for Failure {
     }
 }
 
+impl From<DatabaseError> for Failure {
+    fn from(error: DatabaseError) -> Failure {
+        Failure::Database(error)
+    }
+}
+
 impl From<rusqlite::Error> for Failure {
     fn from(error: rusqlite::Error) -> Failure {
-        Failure::Sqlite(error)
+        Failure::Database(error.into())
     }
 }
 
@@ -322,18 +345,19 @@ impl Failure {
     pub(crate) fn into_store_error(self, operation: &'static str, path: &Path) -> StoreError {
         match self {
             Failure::Store(error) => error,
-            Failure::Sqlite(source) => sqlite_error(operation, path, source),
+            Failure::Database(source) => database_error(operation, path, source),
         }
     }
 }
 
-/// Gives a SQLite error its context, keeping a lock timeout apart from every other failure.
-pub(crate) fn sqlite_error(
+/// Gives a database error its context, keeping a lock timeout apart from every other failure.
+pub(crate) fn database_error(
     operation: &'static str,
     path: &Path,
-    source: rusqlite::Error,
+    source: impl Into<DatabaseError>,
 ) -> StoreError {
-    if is_busy(&source) {
+    let source = source.into();
+    if source.is_busy() {
         StoreError::Busy {
             operation,
             path: path.to_owned(),

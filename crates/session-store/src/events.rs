@@ -6,9 +6,9 @@
 //! Callers append their own with [`Store::append_event`]. Rows are never updated or deleted
 //! (triggers refuse it).
 
+use crate::db::{Row, ToSql, params};
 use agent::SessionId;
 use redact::Redacted;
-use rusqlite::{Row, ToSql, params};
 use serde_json::Value;
 
 use crate::error::StoreError;
@@ -125,7 +125,7 @@ impl Store {
             ))?;
             let events = statement
                 .query_map(parameters.as_slice(), event_from_row)?
-                .collect::<rusqlite::Result<Vec<_>>>()?;
+                .collect::<crate::db::Result<Vec<_>>>()?;
             Ok(events)
         })
     }
@@ -141,7 +141,7 @@ pub(crate) fn insert_event(
     session: Option<&str>,
     kind: &'static str,
     detail: Value,
-) -> rusqlite::Result<EventId> {
+) -> crate::db::Result<EventId> {
     let detail = transaction.detail(detail);
     insert_row(transaction, at, task, session, kind, detail.as_str())
 }
@@ -154,15 +154,16 @@ fn insert_row(
     session: Option<&str>,
     kind: &str,
     detail: &str,
-) -> rusqlite::Result<EventId> {
+) -> crate::db::Result<EventId> {
     let mut statement = transaction.prepare_cached(
-        "INSERT INTO events (at, task_id, session_id, kind, detail) VALUES (?1, ?2, ?3, ?4, ?5)",
+        "INSERT INTO events (at, task_id, session_id, kind, detail) VALUES (?1, ?2, ?3, ?4, ?5) \
+         RETURNING id",
     )?;
-    statement.execute(params![at, task, session, kind, detail])?;
-    Ok(EventId(transaction.last_insert_rowid()))
+    let id = statement.query_row(params![at, task, session, kind, detail], |row| row.get(0))?;
+    Ok(EventId(id))
 }
 
-fn event_from_row(row: &Row<'_>) -> rusqlite::Result<Event> {
+fn event_from_row(row: &Row<'_>) -> crate::db::Result<Event> {
     Ok(Event {
         id: row.get(0)?,
         at: row.get(1)?,

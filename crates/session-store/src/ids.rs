@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use rusqlite::types::{FromSql, FromSqlResult, ToSql, ToSqlOutput, ValueRef};
+use crate::db::{FromSql, FromSqlResult, ToSql, Value, ValueRef};
 
 macro_rules! row_id {
     ($(#[$doc:meta])* $name:ident, $word:literal) => {
@@ -25,8 +25,8 @@ macro_rules! row_id {
         }
 
         impl ToSql for $name {
-            fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
-                Ok(ToSqlOutput::from(self.0))
+            fn to_sql(&self) -> Value<'_> {
+                Value::Integer(self.0)
             }
         }
 

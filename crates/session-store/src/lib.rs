@@ -36,9 +36,11 @@
 
 mod budgets;
 mod calls;
+mod db;
 mod error;
 mod events;
 mod ids;
+mod location;
 mod lookup;
 mod migrations;
 mod milestones;
@@ -55,9 +57,11 @@ mod workspaces;
 
 pub use crate::budgets::{BUDGET_SET, Budget, BudgetScope, BudgetStatus, total_tokens, usd};
 pub use crate::calls::{NewAgentCall, RecordedCall};
+pub use crate::db::DatabaseError;
 pub use crate::error::{Missing, StoreError};
 pub use crate::events::{Event, EventFilter, NewEvent, event_kind};
 pub use crate::ids::{CallId, EventId, MilestoneId, TaskId, VerificationId};
+pub use crate::location::{Location, PgpassKey, PostgresPassword, PostgresUrl};
 pub use crate::migrations::SCHEMA_VERSION;
 pub use crate::milestones::{Milestone, NewMilestone};
 pub use crate::process::{AgentProcess, LeaseOwner};

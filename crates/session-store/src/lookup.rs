@@ -6,8 +6,8 @@
 //! which checks what an event names) can use one another's checks without depending on each
 //! other.
 
+use crate::db::{Connection, OptionalExtension};
 use agent::SessionId;
-use rusqlite::{Connection, OptionalExtension};
 
 use crate::error::{Failure, Missing, StoreError};
 use crate::ids::{MilestoneId, TaskId};

@@ -5,11 +5,13 @@
 //! means the first `n` migrations have been applied. A migration is never edited once it has
 //! shipped; a change to the schema is a new migration at the end of [`MIGRATIONS`].
 
+pub(crate) mod postgres;
+
 use std::path::Path;
 
 use rusqlite::{Connection, TransactionBehavior};
 
-use crate::error::{StoreError, sqlite_error};
+use crate::error::{StoreError, database_error};
 
 /// One step of the schema's history.
 #[derive(Debug, Clone, Copy)]
@@ -46,6 +48,20 @@ pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
 /// The `application_id` that marks a SQLite file as a Baton ledger ("Batn").
 pub(crate) const APPLICATION_ID: i32 = 0x4261_746e;
 
+/// The schema version of an open ledger, SQLite's or PostgreSQL's.
+pub(crate) fn version(connection: &crate::db::Connection) -> crate::db::Result<u32> {
+    match connection {
+        crate::db::Connection::Sqlite(sqlite) => {
+            Ok(sqlite.pragma_query_value(None, "user_version", |row| row.get(0))?)
+        }
+        crate::db::Connection::Postgres(_) => {
+            connection.query_row("SELECT schema_version FROM baton_ledger", (), |row| {
+                row.get(0)
+            })
+        }
+    }
+}
+
 /// Brings the database at `path` up to the version of `migrations`, or explains why it cannot.
 ///
 /// All pending migrations run in one `BEGIN IMMEDIATE` transaction, so a failure leaves the
@@ -63,11 +79,11 @@ pub(crate) fn migrate(
         let operation = "read the schema version";
         let snapshot = connection
             .unchecked_transaction()
-            .map_err(|source| sqlite_error(operation, path, source))?;
+            .map_err(|source| database_error(operation, path, source))?;
         let found = check_version(&snapshot, path, target)?;
         snapshot
             .commit()
-            .map_err(|source| sqlite_error(operation, path, source))?;
+            .map_err(|source| database_error(operation, path, source))?;
         found
     };
     if found == target {
@@ -77,7 +93,7 @@ pub(crate) fn migrate(
     let operation = "upgrade the schema";
     let transaction = connection
         .transaction_with_behavior(TransactionBehavior::Immediate)
-        .map_err(|source| sqlite_error(operation, path, source))?;
+        .map_err(|source| database_error(operation, path, source))?;
     // Read again under the write lock: another process may have migrated since.
     let found = check_version(&transaction, path, target)?;
     for (index, migration) in migrations.iter().enumerate().skip(found as usize) {
@@ -88,13 +104,13 @@ pub(crate) fn migrate(
                 path: path.to_owned(),
                 version,
                 description: migration.description,
-                source,
+                source: source.into(),
             })?;
     }
     transaction
         .pragma_update(None, "user_version", target)
         .and_then(|()| transaction.commit())
-        .map_err(|source| sqlite_error(operation, path, source))
+        .map_err(|source| database_error(operation, path, source))
 }
 
 /// Reads the schema version and refuses a database this build must not touch: one from a
@@ -104,7 +120,7 @@ fn check_version(connection: &Connection, path: &Path, target: u32) -> Result<u3
     let read = |pragma: &str| -> Result<i64, StoreError> {
         connection
             .pragma_query_value(None, pragma, |row| row.get(0))
-            .map_err(|source| sqlite_error(operation, path, source))
+            .map_err(|source| database_error(operation, path, source))
     };
     let found = read("user_version")?;
     let application_id = read("application_id")?;
@@ -129,7 +145,7 @@ fn check_version(connection: &Connection, path: &Path, target: u32) -> Result<u3
         // it would mix our tables into theirs.
         let tables: i64 = connection
             .query_row("SELECT count(*) FROM sqlite_master", [], |row| row.get(0))
-            .map_err(|source| sqlite_error(operation, path, source))?;
+            .map_err(|source| database_error(operation, path, source))?;
         if tables > 0 {
             return Err(foreign());
         }
@@ -169,7 +185,7 @@ mod tests {
             &crate::StoreOptions::new(redact::Redactor::new()),
         )
         .unwrap();
-        schema(store.connection())
+        schema(store.sqlite())
     }
 
     /// Upgrading from every older version must give exactly the schema of a fresh database.
@@ -187,9 +203,9 @@ mod tests {
             }
             let store = Store::open_with(&path, &crate::StoreOptions::new(redact::Redactor::new()))
                 .unwrap_or_else(|err| panic!("upgrading from version {start} failed: {err}"));
-            assert_eq!(user_version(store.connection()), SCHEMA_VERSION);
+            assert_eq!(user_version(store.sqlite()), SCHEMA_VERSION);
             assert_eq!(
-                schema(store.connection()),
+                schema(store.sqlite()),
                 expected,
                 "upgrading from version {start} gave a different schema"
             );
@@ -197,7 +213,7 @@ mod tests {
             drop(store);
             let store = Store::open_with(&path, &crate::StoreOptions::new(redact::Redactor::new()))
                 .unwrap();
-            assert_eq!(schema(store.connection()), expected);
+            assert_eq!(schema(store.sqlite()), expected);
         }
     }
 

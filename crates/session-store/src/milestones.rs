@@ -1,7 +1,7 @@
 //! Milestones: named groups of tasks, whose usage is the sum of their tasks'.
 
+use crate::db::{OptionalExtension, Row, params};
 use redact::Redacted;
-use rusqlite::{OptionalExtension, Row, params};
 
 use crate::error::{Missing, StoreError};
 use crate::ids::MilestoneId;
@@ -58,18 +58,16 @@ impl Store {
                 .into());
             }
             let now = Timestamp::now();
-            transaction
+            let id = transaction
                 .prepare_cached(
                     "INSERT INTO milestones (name, description, session_policy, created_at, updated_at) \
-                     VALUES (?1, ?2, ?3, ?4, ?4)",
+                     VALUES (?1, ?2, ?3, ?4, ?4) RETURNING id",
                 )?
-                .execute(params![
-                    name,
-                    milestone.description.as_str(),
-                    milestone.policy,
-                    now
-                ])?;
-            Ok(MilestoneId(transaction.last_insert_rowid()))
+                .query_row(
+                    params![name, milestone.description.as_str(), milestone.policy, now],
+                    |row| row.get(0),
+                )?;
+            Ok(MilestoneId(id))
         })
     }
 
@@ -108,14 +106,14 @@ impl Store {
                 "SELECT {MILESTONE_COLUMNS} FROM milestones ORDER BY id"
             ))?;
             let milestones = statement
-                .query_map([], milestone_from_row)?
-                .collect::<rusqlite::Result<Vec<_>>>()?;
+                .query_map((), milestone_from_row)?
+                .collect::<crate::db::Result<Vec<_>>>()?;
             Ok(milestones)
         })
     }
 }
 
-fn milestone_from_row(row: &Row<'_>) -> rusqlite::Result<Milestone> {
+fn milestone_from_row(row: &Row<'_>) -> crate::db::Result<Milestone> {
     Ok(Milestone {
         id: row.get(0)?,
         name: row.get(1)?,

@@ -14,9 +14,9 @@ mod lease;
 
 use std::time::Duration;
 
+use crate::db::{Connection, OptionalExtension, Row, ToSql, params};
 use agent::SessionId;
 use redact::Redacted;
-use rusqlite::{Connection, OptionalExtension, Row, ToSql, params};
 use serde_json::json;
 
 use crate::error::{Failure, Missing, StoreError};
@@ -148,7 +148,7 @@ impl Store {
             ))?;
             let sessions = statement
                 .query_map(parameters.as_slice(), session_from_row)?
-                .collect::<rusqlite::Result<Vec<_>>>()?;
+                .collect::<crate::db::Result<Vec<_>>>()?;
             Ok(sessions)
         })
     }
@@ -295,7 +295,7 @@ fn open(transaction: &Write<'_>, session: &NewSession) -> Result<Lease, Failure>
         ]);
     match inserted {
         Ok(_) => {}
-        Err(error) if is_primary_key_violation(&error) => {
+        Err(error) if error.is_primary_key_violation() => {
             return Err(StoreError::SessionExists { id: session.id }.into());
         }
         Err(error) => return Err(error.into()),
@@ -432,7 +432,7 @@ pub(crate) fn session_state(
 }
 
 /// Reads the four lease columns starting at `first`: a lease when they are set.
-fn lease_at(row: &Row<'_>, first: usize) -> rusqlite::Result<Option<Lease>> {
+fn lease_at(row: &Row<'_>, first: usize) -> crate::db::Result<Option<Lease>> {
     let pid: Option<u32> = row.get(first)?;
     let Some(pid) = pid else {
         return Ok(None);
@@ -447,7 +447,7 @@ fn lease_at(row: &Row<'_>, first: usize) -> rusqlite::Result<Option<Lease>> {
     }))
 }
 
-fn session_from_row(row: &Row<'_>) -> rusqlite::Result<Session> {
+fn session_from_row(row: &Row<'_>) -> crate::db::Result<Session> {
     Ok(Session {
         id: session_id_at(row, 0)?,
         task: row.get(1)?,
@@ -468,7 +468,7 @@ pub(crate) fn agent_at(
     row: &Row<'_>,
     pid_at: usize,
     start_time_at: usize,
-) -> rusqlite::Result<Option<AgentProcess>> {
+) -> crate::db::Result<Option<AgentProcess>> {
     let pid: Option<u32> = row.get(pid_at)?;
     let start_time: Option<u64> = row.get(start_time_at)?;
     Ok(pid.map(|pid| AgentProcess {
@@ -480,12 +480,4 @@ pub(crate) fn agent_at(
 /// A lease owner as it appears in event details.
 fn owner_json(owner: &LeaseOwner) -> serde_json::Value {
     json!({ "pid": owner.pid, "host": owner.host, "start_time": owner.start_time })
-}
-
-fn is_primary_key_violation(error: &rusqlite::Error) -> bool {
-    matches!(
-        error,
-        rusqlite::Error::SqliteFailure(failure, _)
-            if failure.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY
-    )
 }

@@ -4,9 +4,8 @@
 use std::path::Path;
 use std::time::Duration;
 
+use crate::db::Row;
 use agent::{ExitInfo, SessionId, Usage};
-use rusqlite::Row;
-use rusqlite::types::Type;
 
 use crate::error::StoreError;
 use crate::units::{Cost, Totals};
@@ -17,7 +16,7 @@ pub(crate) const TOTALS_COLUMNS: &str = "agent_calls, turns, input_tokens, outpu
                                          cache_read_tokens, cache_creation_tokens, cost_nano_usd";
 
 /// Reads [`TOTALS_COLUMNS`] starting at column `first`.
-pub(crate) fn totals_at(row: &Row<'_>, first: usize) -> rusqlite::Result<Totals> {
+pub(crate) fn totals_at(row: &Row<'_>, first: usize) -> crate::db::Result<Totals> {
     Ok(Totals {
         agent_calls: row.get(first)?,
         turns: row.get(first + 1)?,
@@ -28,7 +27,7 @@ pub(crate) fn totals_at(row: &Row<'_>, first: usize) -> rusqlite::Result<Totals>
 
 /// Reads the four token counts starting at column `first`, in the order input, output, cache
 /// read, cache creation.
-pub(crate) fn usage_at(row: &Row<'_>, first: usize) -> rusqlite::Result<Usage> {
+pub(crate) fn usage_at(row: &Row<'_>, first: usize) -> crate::db::Result<Usage> {
     Ok(Usage {
         input_tokens: row.get(first)?,
         output_tokens: row.get(first + 1)?,
@@ -38,23 +37,23 @@ pub(crate) fn usage_at(row: &Row<'_>, first: usize) -> rusqlite::Result<Usage> {
 }
 
 /// Reads a session id stored as text.
-pub(crate) fn session_id_at(row: &Row<'_>, index: usize) -> rusqlite::Result<SessionId> {
+pub(crate) fn session_id_at(row: &Row<'_>, index: usize) -> crate::db::Result<SessionId> {
     let text = row.get_ref(index)?.as_str()?;
-    text.parse().map_err(|error| {
-        rusqlite::Error::FromSqlConversionFailure(index, Type::Text, Box::new(error))
-    })
+    text.parse()
+        .map_err(|error| crate::db::DatabaseError::conversion(index, error))
 }
 
 /// Reads an optional session id stored as text.
 pub(crate) fn optional_session_id_at(
     row: &Row<'_>,
     index: usize,
-) -> rusqlite::Result<Option<SessionId>> {
+) -> crate::db::Result<Option<SessionId>> {
     match row.get_ref(index)?.as_str_or_null()? {
         None => Ok(None),
-        Some(text) => text.parse().map(Some).map_err(|error| {
-            rusqlite::Error::FromSqlConversionFailure(index, Type::Text, Box::new(error))
-        }),
+        Some(text) => text
+            .parse()
+            .map(Some)
+            .map_err(|error| crate::db::DatabaseError::conversion(index, error)),
     }
 }
 
@@ -68,7 +67,7 @@ pub(crate) fn exit_columns(exit: Option<ExitInfo>) -> (Option<i32>, Option<i32>)
 }
 
 /// Reads the `exit_code` and `exit_signal` columns at `first` and `first + 1`.
-pub(crate) fn exit_at(row: &Row<'_>, first: usize) -> rusqlite::Result<Option<ExitInfo>> {
+pub(crate) fn exit_at(row: &Row<'_>, first: usize) -> crate::db::Result<Option<ExitInfo>> {
     let code: Option<i32> = row.get(first)?;
     let signal: Option<i32> = row.get(first + 1)?;
     Ok(match (code, signal) {
@@ -85,7 +84,7 @@ pub(crate) fn duration_millis(duration: Duration) -> i64 {
 }
 
 /// Reads a duration stored as milliseconds.
-pub(crate) fn duration_at(row: &Row<'_>, index: usize) -> rusqlite::Result<Duration> {
+pub(crate) fn duration_at(row: &Row<'_>, index: usize) -> crate::db::Result<Duration> {
     let millis: u64 = row.get(index)?;
     Ok(Duration::from_millis(millis))
 }
@@ -106,9 +105,15 @@ pub(crate) fn path_text<'path>(
 mod tests {
     use super::*;
 
+    use crate::db::{Connection, DatabaseError, params};
+
+    fn in_memory() -> Connection {
+        Connection::Sqlite(rusqlite::Connection::open_in_memory().unwrap())
+    }
+
     #[test]
     fn exit_statuses_round_trip_through_their_columns() {
-        let connection = rusqlite::Connection::open_in_memory().unwrap();
+        let connection = in_memory();
         for exit in [
             None,
             Some(ExitInfo::Code(0)),
@@ -117,7 +122,9 @@ mod tests {
         ] {
             let (code, signal) = exit_columns(exit);
             let back = connection
-                .query_row("SELECT ?1, ?2", (code, signal), |row| exit_at(row, 0))
+                .query_row("SELECT ?1, ?2", params![code, signal], |row| {
+                    exit_at(row, 0)
+                })
                 .unwrap();
             assert_eq!(back, exit);
         }
@@ -125,13 +132,12 @@ mod tests {
 
     #[test]
     fn a_malformed_session_id_is_a_conversion_error() {
-        let connection = rusqlite::Connection::open_in_memory().unwrap();
-        let err = connection
-            .query_row("SELECT 'nope'", [], |row| session_id_at(row, 0))
+        let err = in_memory()
+            .query_row("SELECT 'nope'", (), |row| session_id_at(row, 0))
             .unwrap_err();
-        assert!(matches!(
-            err,
-            rusqlite::Error::FromSqlConversionFailure(0, Type::Text, _)
-        ));
+        assert!(
+            matches!(err, DatabaseError::Conversion { index: 0, .. }),
+            "{err:?}"
+        );
     }
 }

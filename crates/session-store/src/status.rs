@@ -6,8 +6,8 @@
 
 use std::fmt;
 
+use crate::db::{FromSql, FromSqlError, FromSqlResult, ToSql, Value, ValueRef};
 use agent::ErrorKind;
-use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSql, ToSqlOutput, ValueRef};
 
 /// Where a task is in its life.
 ///
@@ -225,8 +225,8 @@ macro_rules! stored_as_word {
         }
 
         impl ToSql for $name {
-            fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
-                Ok(ToSqlOutput::from(self.as_str()))
+            fn to_sql(&self) -> Value<'_> {
+                Value::Text(self.as_str())
             }
         }
 

@@ -10,22 +10,29 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use redact::{Redacted, Redactor};
-use rusqlite::{Connection, OpenFlags};
+use rusqlite::OpenFlags;
 use serde_json::Value;
 
+use crate::db::{Connection, PgConnection};
 use crate::error::{Failure, StoreError, is_busy};
+use crate::location::{Location, PostgresPassword};
 use crate::migrations::{self, MIGRATIONS};
 
-/// A connection to one ledger file.
+/// A connection to one ledger: a SQLite file, or a PostgreSQL database.
 ///
 /// Open one `Store` per thread (it is `Send`, not `Sync`); any number of stores, in any
-/// number of processes, may share one file. Every write is one `BEGIN IMMEDIATE`
-/// transaction, so concurrent writers queue on SQLite's write lock (up to the busy timeout)
-/// instead of failing, and a reader always sees whole operations.
+/// number of processes (on any number of hosts, for PostgreSQL), may share one ledger. Every
+/// write is one transaction that first takes the ledger's write lock (SQLite's `BEGIN
+/// IMMEDIATE`; on PostgreSQL a transaction-scoped advisory lock), so concurrent writers queue
+/// (up to the busy timeout) instead of failing, each write sees every write committed before
+/// it, and a reader always sees whole operations.
 #[derive(Debug)]
 pub struct Store {
     connection: Connection,
+    /// The file, or for PostgreSQL the URL without its password: what messages name.
     path: PathBuf,
+    /// Commits counted by [`Store::count_commits`] on PostgreSQL (SQLite counts in its hook).
+    commits: Option<Arc<AtomicU64>>,
     /// Takes secrets out of the texts the store composes itself (free text from callers comes
     /// in as [`Redacted`] already).
     redactor: Redactor,
@@ -43,6 +50,9 @@ pub struct StoreOptions {
     pub redactor: Redactor,
     /// Whether a commit survives a power cut; see [`Durability`].
     pub durability: Durability,
+    /// The password for a PostgreSQL ledger whose URL has none (from `PGPASSWORD` or
+    /// `~/.pgpass`, which the caller reads: the store reads no environment).
+    pub postgres_password: Option<PostgresPassword>,
 }
 
 /// How hard a commit works to survive a power cut or an operating-system crash: SQLite's
@@ -103,6 +113,7 @@ impl StoreOptions {
             busy_timeout: StoreOptions::DEFAULT_BUSY_TIMEOUT,
             redactor,
             durability: Durability::default(),
+            postgres_password: None,
         }
     }
 }
@@ -126,8 +137,18 @@ impl Store {
     /// dropped: under `full` it halved the commit rate, its syncs competing with the writer's;
     /// under `normal` its gain came from a log that never restarted under a steady writer and
     /// grew to 1.9 GB over the cycle benchmark, and with the log bounded it gained nothing.)
+    ///
+    /// `path` may also be a PostgreSQL URL (`postgres://` or `postgresql://`, in libpq's
+    /// syntax): see [`Location`]. Then the schema is created or migrated in that database,
+    /// and [`StoreOptions::postgres_password`] is used when the URL carries no password.
     pub fn open_with(path: impl AsRef<Path>, options: &StoreOptions) -> Result<Store, StoreError> {
-        let path = path.as_ref().to_owned();
+        match Location::of(path.as_ref())? {
+            Location::File(path) => Store::open_file(path, options),
+            Location::Postgres(url) => Store::open_postgres(&url, options),
+        }
+    }
+
+    fn open_file(path: PathBuf, options: &StoreOptions) -> Result<Store, StoreError> {
         create_private_file(&path)?;
 
         let open_error = |source: rusqlite::Error| {
@@ -136,18 +157,19 @@ impl Store {
                 StoreError::Busy {
                     operation: "open the ledger",
                     path: path.clone(),
-                    source,
+                    source: source.into(),
                 }
             } else {
                 StoreError::Open {
                     path: path.clone(),
-                    source,
+                    source: source.into(),
                 }
             }
         };
         // The file exists now, so SQLite must not create it: that would bypass the mode above.
         let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-        let mut connection = Connection::open_with_flags(&path, flags).map_err(open_error)?;
+        let mut connection =
+            rusqlite::Connection::open_with_flags(&path, flags).map_err(open_error)?;
         configure(&connection, options).map_err(open_error)?;
         let journal_mode = switch_to_wal(&connection, options.busy_timeout).map_err(open_error)?;
         if !journal_mode.eq_ignore_ascii_case("wal") {
@@ -155,8 +177,28 @@ impl Store {
         }
         migrations::migrate(&mut connection, &path, MIGRATIONS)?;
         Ok(Store {
-            connection,
+            connection: Connection::Sqlite(connection),
             path,
+            commits: None,
+            redactor: options.redactor.clone(),
+        })
+    }
+
+    fn open_postgres(
+        url: &crate::location::PostgresUrl,
+        options: &StoreOptions,
+    ) -> Result<Store, StoreError> {
+        let path = PathBuf::from(url.without_password());
+        let target = url.target(options)?;
+        let connection = PgConnection::connect(target).map_err(|source| StoreError::Open {
+            path: path.clone(),
+            source,
+        })?;
+        migrations::postgres::migrate(&connection, &path, migrations::postgres::MIGRATIONS)?;
+        Ok(Store {
+            connection: Connection::Postgres(Box::new(connection)),
+            path,
+            commits: Some(Arc::default()),
             redactor: options.redactor.clone(),
         })
     }
@@ -175,21 +217,41 @@ impl Store {
     /// [`SCHEMA_VERSION`](crate::SCHEMA_VERSION).
     pub fn schema_version(&self) -> Result<u32, StoreError> {
         self.read("read the schema version", |connection| {
-            Ok(connection.pragma_query_value(None, "user_version", |row| row.get(0))?)
+            Ok(migrations::version(connection)?)
         })
     }
 
+    /// Whether this ledger is a PostgreSQL database (rather than a SQLite file).
+    pub fn is_postgres(&self) -> bool {
+        self.connection.is_postgres()
+    }
+
     /// The durability the open connection really has, read back from SQLite's `synchronous`
-    /// pragma (so a caller can show what took effect, not what it asked for). `None` for a
-    /// setting Baton never makes (`OFF`, `EXTRA`).
+    /// pragma, or PostgreSQL's `synchronous_commit` setting (so a caller can show what took
+    /// effect, not what it asked for). `None` for a setting Baton never makes (SQLite's `OFF`
+    /// or `EXTRA`, PostgreSQL's `local` or `remote_write`).
     pub fn durability(&self) -> Result<Option<Durability>, StoreError> {
-        let level: i64 = self.read("read the durability setting", |connection| {
-            Ok(connection.pragma_query_value(None, "synchronous", |row| row.get(0))?)
-        })?;
-        Ok(match level {
-            2 => Some(Durability::Full),
-            1 => Some(Durability::Normal),
-            _ => None,
+        self.read("read the durability setting", |connection| {
+            Ok(match connection {
+                Connection::Sqlite(sqlite) => {
+                    let level: i64 =
+                        sqlite.pragma_query_value(None, "synchronous", |row| row.get(0))?;
+                    match level {
+                        2 => Some(Durability::Full),
+                        1 => Some(Durability::Normal),
+                        _ => None,
+                    }
+                }
+                Connection::Postgres(_) => {
+                    let setting: String =
+                        connection.query_row("SHOW synchronous_commit", (), |row| row.get(0))?;
+                    match setting.as_str() {
+                        "on" | "remote_apply" => Some(Durability::Full),
+                        "off" => Some(Durability::Normal),
+                        _ => None,
+                    }
+                }
+            })
         })
     }
 
@@ -211,13 +273,16 @@ impl Store {
         body: impl FnOnce(&Write<'_>) -> Result<T, Failure>,
     ) -> Result<T, StoreError> {
         let result = (|| {
-            let transaction = ImmediateTransaction::begin(&self.connection)?;
+            let transaction = WriteTransaction::begin(&self.connection)?;
             let value = body(&Write {
                 connection: &self.connection,
                 redactor: &self.redactor,
                 path: &self.path,
             })?;
             transaction.commit()?;
+            if let Some(commits) = &self.commits {
+                commits.fetch_add(1, Ordering::Relaxed);
+            }
             Ok(value)
         })();
         result.map_err(|failure: Failure| failure.into_store_error(operation, &self.path))
@@ -247,22 +312,36 @@ impl Store {
     /// by one each time a write transaction commits (reads are not counted). For benchmarks
     /// and tests that hold the ledger to a number of commits; it replaces any counter taken
     /// before.
+    /// On PostgreSQL every write transaction counts, including one that changed no row.
     pub fn count_commits(&self) -> CommitCounter {
-        let counter = CommitCounter::default();
-        let commits = Arc::clone(&counter.commits);
-        // SQLite calls the hook for transactions that wrote; `false` lets the commit go on.
-        self.connection.commit_hook(Some(move || {
-            commits.fetch_add(1, Ordering::Relaxed);
-            false
-        }));
-        counter
+        match (&self.connection, &self.commits) {
+            (Connection::Sqlite(connection), _) => {
+                let counter = CommitCounter::default();
+                let commits = Arc::clone(&counter.commits);
+                // SQLite calls the hook for transactions that wrote; `false` lets the commit go
+                // on.
+                connection.commit_hook(Some(move || {
+                    commits.fetch_add(1, Ordering::Relaxed);
+                    false
+                }));
+                counter
+            }
+            (Connection::Postgres(_), commits) => {
+                let commits = commits.clone().unwrap_or_default();
+                let base = commits.load(Ordering::Relaxed);
+                CommitCounter { commits, base }
+            }
+        }
     }
 
     /// Runs SQLite's quick integrity check and returns what it found wrong: nothing when the
-    /// file is sound.
+    /// file is sound. A PostgreSQL server checks its own pages, so there this finds nothing.
     pub fn integrity_check(&self) -> Result<Vec<String>, StoreError> {
         self.read("check the ledger's integrity", |connection| {
-            let findings: Vec<String> = connection
+            let Connection::Sqlite(sqlite) = connection else {
+                return Ok(Vec::new());
+            };
+            let findings: Vec<String> = sqlite
                 .prepare("PRAGMA quick_check")?
                 .query_map([], |row| row.get(0))?
                 .collect::<rusqlite::Result<_>>()?;
@@ -282,18 +361,20 @@ impl Store {
     ) -> Result<T, StoreError> {
         let result = (|| {
             // A deferred transaction takes no lock until the first read, and never writes, so
-            // it cannot deadlock with a writer.
-            let transaction = self.connection.unchecked_transaction()?;
-            let value = body(&transaction)?;
+            // it cannot deadlock with a writer; on PostgreSQL a read-only repeatable-read
+            // transaction gives the same single snapshot.
+            let transaction = ReadTransaction::begin(&self.connection)?;
+            let value = body(&self.connection)?;
             transaction.commit()?;
             Ok(value)
         })();
         result.map_err(|failure: Failure| failure.into_store_error(operation, &self.path))
     }
 
+    /// The SQLite connection underneath, for tests that look at its settings.
     #[cfg(test)]
-    pub(crate) fn connection(&self) -> &Connection {
-        &self.connection
+    pub(crate) fn sqlite(&self) -> &rusqlite::Connection {
+        self.connection.sqlite()
     }
 }
 
@@ -327,25 +408,17 @@ impl Batch<'_> {
     ) -> Result<T, StoreError> {
         let write = self.write;
         let result = (|| {
-            write
-                .prepare_cached("SAVEPOINT batch_operation")?
-                .execute([])?;
+            write.run("SAVEPOINT batch_operation")?;
             match body(write) {
                 Ok(value) => {
-                    write
-                        .prepare_cached("RELEASE batch_operation")?
-                        .execute([])?;
+                    write.run("RELEASE batch_operation")?;
                     Ok(value)
                 }
                 Err(failure) => {
                     // Undo what the operation wrote, then end the savepoint; the
                     // transaction itself goes on.
-                    write
-                        .prepare_cached("ROLLBACK TO batch_operation")?
-                        .execute([])?;
-                    write
-                        .prepare_cached("RELEASE batch_operation")?
-                        .execute([])?;
+                    write.run("ROLLBACK TO batch_operation")?;
+                    write.run("RELEASE batch_operation")?;
                     Err(failure)
                 }
             }
@@ -359,12 +432,14 @@ impl Batch<'_> {
 #[derive(Debug, Clone, Default)]
 pub struct CommitCounter {
     commits: Arc<AtomicU64>,
+    /// The count when the counter was taken.
+    base: u64,
 }
 
 impl CommitCounter {
     /// How many write transactions committed since the counter was taken.
     pub fn count(&self) -> u64 {
-        self.commits.load(Ordering::Relaxed)
+        self.commits.load(Ordering::Relaxed) - self.base
     }
 }
 
@@ -389,40 +464,71 @@ impl Deref for Write<'_> {
     }
 }
 
-/// An open `BEGIN IMMEDIATE` transaction; rolled back when dropped without a commit, so an
-/// error or a panic in the middle of a write leaves nothing half done.
-struct ImmediateTransaction<'connection> {
+/// An open write transaction, holding the ledger's write lock; rolled back when dropped
+/// without a commit, so an error or a panic in the middle of a write leaves nothing half done.
+struct WriteTransaction<'connection> {
     connection: &'connection Connection,
     committed: bool,
 }
 
-impl<'connection> ImmediateTransaction<'connection> {
-    fn begin(connection: &'connection Connection) -> rusqlite::Result<Self> {
-        connection.prepare_cached("BEGIN IMMEDIATE")?.execute([])?;
-        Ok(ImmediateTransaction {
+impl<'connection> WriteTransaction<'connection> {
+    fn begin(connection: &'connection Connection) -> crate::db::Result<Self> {
+        connection.begin_write()?;
+        Ok(WriteTransaction {
             connection,
             committed: false,
         })
     }
 
-    fn commit(mut self) -> rusqlite::Result<()> {
-        self.connection.prepare_cached("COMMIT")?.execute([])?;
+    fn commit(mut self) -> crate::db::Result<()> {
+        self.connection.run("COMMIT")?;
         self.committed = true;
         Ok(())
     }
 }
 
-impl Drop for ImmediateTransaction<'_> {
+impl Drop for WriteTransaction<'_> {
     fn drop(&mut self) {
-        if !self.committed && !self.connection.is_autocommit() {
+        if !self.committed {
             // Nothing to report to: the error that got us here is already on its way to the
-            // caller, and if the rollback fails SQLite rolls back when the connection closes.
-            let _ = self.connection.execute_batch("ROLLBACK");
+            // caller, and if the rollback fails the database rolls back when the connection
+            // closes.
+            self.connection.rollback_if_open();
         }
     }
 }
 
-fn configure(connection: &Connection, options: &StoreOptions) -> rusqlite::Result<()> {
+/// An open read transaction: one snapshot for every statement of a read.
+struct ReadTransaction<'connection> {
+    connection: &'connection Connection,
+    committed: bool,
+}
+
+impl<'connection> ReadTransaction<'connection> {
+    fn begin(connection: &'connection Connection) -> crate::db::Result<Self> {
+        connection.begin_read()?;
+        Ok(ReadTransaction {
+            connection,
+            committed: false,
+        })
+    }
+
+    fn commit(mut self) -> crate::db::Result<()> {
+        self.connection.run("COMMIT")?;
+        self.committed = true;
+        Ok(())
+    }
+}
+
+impl Drop for ReadTransaction<'_> {
+    fn drop(&mut self) {
+        if !self.committed {
+            self.connection.rollback_if_open();
+        }
+    }
+}
+
+fn configure(connection: &rusqlite::Connection, options: &StoreOptions) -> rusqlite::Result<()> {
     // The busy timeout first: every later statement may need to wait for a lock.
     connection.busy_timeout(options.busy_timeout)?;
     // With WAL, FULL syncs the log at every commit; NORMAL only at checkpoints, so that a
@@ -440,7 +546,10 @@ fn configure(connection: &Connection, options: &StoreOptions) -> rusqlite::Resul
 /// the same time (waiting there could deadlock two readers that both want to write). So the
 /// switch is retried, with short growing pauses, for up to the busy timeout. Once the file is
 /// in WAL mode the statement changes nothing and succeeds at once.
-fn switch_to_wal(connection: &Connection, busy_timeout: Duration) -> rusqlite::Result<String> {
+fn switch_to_wal(
+    connection: &rusqlite::Connection,
+    busy_timeout: Duration,
+) -> rusqlite::Result<String> {
     let deadline = Instant::now() + busy_timeout;
     let mut pause = Duration::from_millis(1);
     loop {
@@ -497,7 +606,7 @@ mod tests {
 
     fn pragma(store: &Store, name: &str) -> String {
         store
-            .connection()
+            .sqlite()
             .pragma_query_value(None, name, |row| {
                 Ok(match row.get_ref(0)? {
                     rusqlite::types::ValueRef::Integer(number) => number.to_string(),
@@ -671,13 +780,13 @@ mod tests {
             .write("look at the transaction", |transaction| {
                 // A deferred transaction would not hold a lock yet; an immediate one holds the
                 // write lock, which another connection can observe as busy.
-                let other = Connection::open(directory.path().join("ledger.db"))?;
+                let other = rusqlite::Connection::open(directory.path().join("ledger.db"))?;
                 other.busy_timeout(Duration::ZERO)?;
                 let busy = other
                     .execute_batch("BEGIN IMMEDIATE; COMMIT;")
                     .err()
                     .is_some_and(|error| crate::error::is_busy(&error));
-                Ok((transaction.is_autocommit(), busy))
+                Ok((transaction.sqlite().is_autocommit(), busy))
             })
             .unwrap();
         assert_eq!(autocommit_inside, (false, true));

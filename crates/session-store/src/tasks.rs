@@ -4,8 +4,8 @@
 use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
 
+use crate::db::{Connection, OptionalExtension, Row, params};
 use redact::Redacted;
-use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde_json::json;
 
 use crate::error::{Failure, Missing, StoreError};
@@ -163,24 +163,27 @@ impl Store {
             }
             let now = Timestamp::now();
             let title = task.title.as_str();
-            transaction
+            let id = transaction
                 .prepare_cached(
                     "INSERT INTO tasks (title, prompt, status, milestone_id, working_dir, \
                      max_iterations, max_turns, session_policy, created_at, updated_at) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9)",
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9) RETURNING id",
                 )?
-                .execute(params![
-                    title,
-                    task.prompt.as_str(),
-                    TaskStatus::Pending,
-                    task.milestone,
-                    path_text("working directory", &task.working_dir)?,
-                    task.max_iterations,
-                    task.max_turns,
-                    task.policy,
-                    now,
-                ])?;
-            let id = TaskId(transaction.last_insert_rowid());
+                .query_row(
+                    params![
+                        title,
+                        task.prompt.as_str(),
+                        TaskStatus::Pending,
+                        task.milestone,
+                        path_text("working directory", &task.working_dir)?,
+                        task.max_iterations,
+                        task.max_turns,
+                        task.policy,
+                        now,
+                    ],
+                    |row| row.get(0),
+                )?;
+            let id = TaskId(id);
 
             let mut insert_command = transaction.prepare_cached(
                 "INSERT INTO task_verify_commands (task_id, ordinal, command) VALUES (?1, ?2, ?3)",
@@ -190,7 +193,8 @@ impl Store {
             }
             // A new task has no dependents yet, so its dependencies cannot close a cycle.
             let mut insert_dependency = transaction.prepare_cached(
-                "INSERT OR IGNORE INTO task_dependencies (task_id, depends_on) VALUES (?1, ?2)",
+                "INSERT INTO task_dependencies (task_id, depends_on) VALUES (?1, ?2) \
+                 ON CONFLICT DO NOTHING",
             )?;
             for prerequisite in &task.after {
                 insert_dependency.execute(params![id, prerequisite])?;
@@ -224,7 +228,8 @@ impl Store {
             }
             let added = transaction
                 .prepare_cached(
-                    "INSERT OR IGNORE INTO task_dependencies (task_id, depends_on) VALUES (?1, ?2)",
+                    "INSERT INTO task_dependencies (task_id, depends_on) VALUES (?1, ?2) \
+                 ON CONFLICT DO NOTHING",
                 )?
                 .execute(params![task, on])?;
             if added > 0 {
@@ -255,12 +260,13 @@ impl Store {
             }
             let mut statement = connection.prepare_cached(&format!(
                 "SELECT {TASK_COLUMNS}, {TOTALS_COLUMNS} FROM tasks \
-                 WHERE (?1 IS NULL OR status = ?1) AND (?2 IS NULL OR milestone_id = ?2) \
+                 WHERE (CAST(?1 AS TEXT) IS NULL OR status = ?1) \
+                 AND (CAST(?2 AS BIGINT) IS NULL OR milestone_id = ?2) \
                  ORDER BY id"
             ))?;
             let mut tasks = statement
                 .query_map(params![filter.status, filter.milestone], task_from_row)?
-                .collect::<rusqlite::Result<Vec<_>>>()?;
+                .collect::<crate::db::Result<Vec<_>>>()?;
             for task in &mut tasks {
                 load_links(connection, task)?;
             }
@@ -281,8 +287,8 @@ impl Store {
                  ORDER BY id"
             ))?;
             let mut tasks = statement
-                .query_map([], task_from_row)?
-                .collect::<rusqlite::Result<Vec<_>>>()?;
+                .query_map((), task_from_row)?
+                .collect::<crate::db::Result<Vec<_>>>()?;
             for task in &mut tasks {
                 load_links(connection, task)?;
             }
@@ -376,8 +382,8 @@ impl Store {
                     "SELECT id, runner_pid, runner_host, runner_start_time FROM tasks \
                      WHERE status = 'running' ORDER BY id",
                 )?
-                .query_map([], |row| Ok((row.get(0)?, runner_at(row, 1)?)))?
-                .collect::<rusqlite::Result<_>>()?;
+                .query_map((), |row| Ok((row.get(0)?, runner_at(row, 1)?)))?
+                .collect::<crate::db::Result<_>>()?;
             let mut requeued = Vec::new();
             for (id, runner) in running {
                 let Some(runner) = runner else { continue };
@@ -525,7 +531,7 @@ fn set_guidance(
 }
 
 /// Reads a runner from its pid, host and start-time columns.
-fn runner_at(row: &Row<'_>, first: usize) -> rusqlite::Result<Option<LeaseOwner>> {
+fn runner_at(row: &Row<'_>, first: usize) -> crate::db::Result<Option<LeaseOwner>> {
     let pid: Option<u32> = row.get(first)?;
     let Some(pid) = pid else { return Ok(None) };
     Ok(Some(LeaseOwner {
@@ -536,7 +542,7 @@ fn runner_at(row: &Row<'_>, first: usize) -> rusqlite::Result<Option<LeaseOwner>
 }
 
 /// The dependencies of a task that have not completed, in id order.
-fn unmet_dependencies(connection: &Connection, id: TaskId) -> rusqlite::Result<Vec<TaskId>> {
+fn unmet_dependencies(connection: &Connection, id: TaskId) -> crate::db::Result<Vec<TaskId>> {
     let mut statement = connection.prepare_cached(
         "SELECT dependency.depends_on FROM task_dependencies AS dependency \
          JOIN tasks AS prerequisite ON prerequisite.id = dependency.depends_on \
@@ -553,7 +559,7 @@ fn dependency_path(
     connection: &Connection,
     from: TaskId,
     to: TaskId,
-) -> rusqlite::Result<Option<Vec<TaskId>>> {
+) -> crate::db::Result<Option<Vec<TaskId>>> {
     let mut statement =
         connection.prepare_cached("SELECT depends_on FROM task_dependencies WHERE task_id = ?1")?;
     // Each reached task, and the task it was reached from.
@@ -572,7 +578,7 @@ fn dependency_path(
         }
         let next: Vec<TaskId> = statement
             .query_map([current], |row| row.get(0))?
-            .collect::<rusqlite::Result<_>>()?;
+            .collect::<crate::db::Result<_>>()?;
         for task in next {
             reached_from.entry(task).or_insert_with(|| {
                 queue.push_back(task);
@@ -583,7 +589,7 @@ fn dependency_path(
     Ok(None)
 }
 
-fn task_from_row(row: &Row<'_>) -> rusqlite::Result<Task> {
+fn task_from_row(row: &Row<'_>) -> crate::db::Result<Task> {
     let working_dir: String = row.get(5)?;
     Ok(Task {
         id: row.get(0)?,
@@ -610,18 +616,18 @@ fn task_from_row(row: &Row<'_>) -> rusqlite::Result<Task> {
 }
 
 /// Fills in a task's verification commands and dependencies, which live in their own tables.
-fn load_links(connection: &Connection, task: &mut Task) -> rusqlite::Result<()> {
+fn load_links(connection: &Connection, task: &mut Task) -> crate::db::Result<()> {
     task.verify_commands = connection
         .prepare_cached(
             "SELECT command FROM task_verify_commands WHERE task_id = ?1 ORDER BY ordinal",
         )?
         .query_map([task.id], |row| row.get(0))?
-        .collect::<rusqlite::Result<_>>()?;
+        .collect::<crate::db::Result<_>>()?;
     task.after = connection
         .prepare_cached(
             "SELECT depends_on FROM task_dependencies WHERE task_id = ?1 ORDER BY depends_on",
         )?
         .query_map([task.id], |row| row.get(0))?
-        .collect::<rusqlite::Result<_>>()?;
+        .collect::<crate::db::Result<_>>()?;
     Ok(())
 }

@@ -4,8 +4,8 @@ use std::fmt;
 use std::ops::{Add, AddAssign};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use crate::db::{FromSql, FromSqlResult, ToSql, Value, ValueRef};
 use agent::Usage;
-use rusqlite::types::{FromSql, FromSqlResult, ToSql, ToSqlOutput, ValueRef};
 
 /// A point in time, as whole milliseconds since the Unix epoch (UTC).
 ///
@@ -92,8 +92,8 @@ impl fmt::Display for Timestamp {
 }
 
 impl ToSql for Timestamp {
-    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
-        Ok(ToSqlOutput::from(self.0))
+    fn to_sql(&self) -> Value<'_> {
+        Value::Integer(self.0)
     }
 }
 

@@ -3,8 +3,8 @@
 //! Sessions and tasks keep running totals, updated in the transaction that records each
 //! call, so their roll-ups are one row read. A milestone's is the sum of its tasks'.
 
+use crate::db::{Connection, OptionalExtension};
 use agent::SessionId;
-use rusqlite::{Connection, OptionalExtension};
 
 use crate::error::{Missing, StoreError};
 use crate::ids::{MilestoneId, TaskId};
@@ -51,13 +51,13 @@ impl Store {
 pub(crate) fn milestone_totals(
     connection: &Connection,
     milestone: MilestoneId,
-) -> rusqlite::Result<Totals> {
+) -> crate::db::Result<Totals> {
     connection
         .prepare_cached(
-            "SELECT coalesce(sum(agent_calls), 0), coalesce(sum(turns), 0), \
-             coalesce(sum(input_tokens), 0), coalesce(sum(output_tokens), 0), \
-             coalesce(sum(cache_read_tokens), 0), coalesce(sum(cache_creation_tokens), 0), \
-             coalesce(sum(cost_nano_usd), 0) \
+            "SELECT CAST(coalesce(sum(agent_calls), 0) AS BIGINT), CAST(coalesce(sum(turns), 0) AS BIGINT), \
+             CAST(coalesce(sum(input_tokens), 0) AS BIGINT), CAST(coalesce(sum(output_tokens), 0) AS BIGINT), \
+             CAST(coalesce(sum(cache_read_tokens), 0) AS BIGINT), CAST(coalesce(sum(cache_creation_tokens), 0) AS BIGINT), \
+             CAST(coalesce(sum(cost_nano_usd), 0) AS BIGINT) \
              FROM tasks WHERE milestone_id = ?1",
         )?
         .query_row([milestone], |row| totals_at(row, 0))

@@ -3,9 +3,9 @@
 
 use std::time::Duration;
 
+use crate::db::{Row, params};
 use agent::ExitInfo;
 use redact::Redacted;
-use rusqlite::{Row, params};
 
 use crate::error::{Failure, StoreError};
 use crate::ids::{TaskId, VerificationId};
@@ -74,7 +74,7 @@ impl Store {
             ))?;
             let verifications = statement
                 .query_map([task], verification_from_row)?
-                .collect::<rusqlite::Result<Vec<_>>>()?;
+                .collect::<crate::db::Result<Vec<_>>>()?;
             Ok(verifications)
         })
     }
@@ -102,34 +102,38 @@ fn record(
     let (exit_code, exit_signal) = exit_columns(verification.exit);
     ensure_task(transaction, verification.task)?;
     let now = Timestamp::now();
-    transaction
+    let id = transaction
         .prepare_cached(
             "INSERT INTO verifications (task_id, iteration, command, exit_code, \
                      exit_signal, timed_out, output_tail, duration_ms, recorded_at) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) RETURNING id",
         )?
-        .execute(params![
-            verification.task,
-            verification.iteration,
-            verification.command.as_str(),
-            exit_code,
-            exit_signal,
-            verification.timed_out,
-            verification.output_tail.as_str(),
-            duration_millis(verification.duration),
-            now,
-        ])?;
-    let id = VerificationId(transaction.last_insert_rowid());
+        .query_row(
+            params![
+                verification.task,
+                verification.iteration,
+                verification.command.as_str(),
+                exit_code,
+                exit_signal,
+                verification.timed_out,
+                verification.output_tail.as_str(),
+                duration_millis(verification.duration),
+                now,
+            ],
+            |row| row.get(0),
+        )?;
+    let id = VerificationId(id);
     transaction
         .prepare_cached(
-            "UPDATE tasks SET iterations = max(iterations, ?2), updated_at = ?3 \
+            "UPDATE tasks SET updated_at = ?3, \
+                     iterations = CASE WHEN iterations > ?2 THEN iterations ELSE ?2 END \
                      WHERE id = ?1",
         )?
         .execute(params![verification.task, verification.iteration, now])?;
     Ok(id)
 }
 
-fn verification_from_row(row: &Row<'_>) -> rusqlite::Result<Verification> {
+fn verification_from_row(row: &Row<'_>) -> crate::db::Result<Verification> {
     Ok(Verification {
         id: row.get(0)?,
         task: row.get(1)?,

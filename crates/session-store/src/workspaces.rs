@@ -6,8 +6,8 @@
 //! comes [`Redacted`], and the two reasons (which the orchestrator builds from git's messages)
 //! pass through the redactor the store was opened with, as the texts it composes do.
 
+use crate::db::{OptionalExtension, Row, params};
 use redact::Redacted;
-use rusqlite::{OptionalExtension, Row, params};
 
 use crate::error::{Failure, StoreError};
 use crate::ids::TaskId;
@@ -78,6 +78,18 @@ const WORKSPACE_COLUMNS: &str = "isolation, isolation_reason, repository, subdir
 
 const SET_WORKSPACE: &str = "record a task's workspace";
 
+/// `column = excluded.column` for every workspace column and `updated_at`: a new record of a
+/// task's workspace replaces the old one whole.
+fn upsert_assignments() -> String {
+    WORKSPACE_COLUMNS
+        .split(',')
+        .map(str::trim)
+        .chain(["updated_at"])
+        .map(|column| format!("{column} = excluded.{column}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 impl Store {
     /// The workspace recorded for a task, if any.
     pub fn task_workspace(&self, task: TaskId) -> Result<Option<TaskWorkspace>, StoreError> {
@@ -99,8 +111,8 @@ impl Store {
                 "SELECT task_id, {WORKSPACE_COLUMNS} FROM task_workspaces ORDER BY task_id"
             ))?;
             let rows = statement
-                .query_map([], |row| Ok((row.get(0)?, workspace_from_row_at(row, 1)?)))?
-                .collect::<rusqlite::Result<Vec<_>>>()?;
+                .query_map((), |row| Ok((row.get(0)?, workspace_from_row_at(row, 1)?)))?
+                .collect::<crate::db::Result<Vec<_>>>()?;
             Ok(rows)
         })
     }
@@ -131,9 +143,12 @@ impl Store {
             ensure_task(transaction, task)?;
             transaction
                 .prepare_cached(
-                    "INSERT OR REPLACE INTO check_processes \
+                    "INSERT INTO check_processes \
                      (task_id, pid, start_time, host, command, started_at) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
+                     ON CONFLICT (task_id, pid) DO UPDATE SET start_time = excluded.start_time, \
+                     host = excluded.host, command = excluded.command, \
+                     started_at = excluded.started_at",
                 )?
                 .execute(params![
                     task,
@@ -163,7 +178,7 @@ impl Store {
                  FROM check_processes ORDER BY started_at, task_id, pid",
             )?;
             let rows = statement
-                .query_map([], |row| {
+                .query_map((), |row| {
                     let start_time: i64 = row.get(2)?;
                     Ok(CheckProcess {
                         task: row.get(0)?,
@@ -174,7 +189,7 @@ impl Store {
                         started_at: row.get(5)?,
                     })
                 })?
-                .collect::<rusqlite::Result<Vec<_>>>()?;
+                .collect::<crate::db::Result<Vec<_>>>()?;
             Ok(rows)
         })
     }
@@ -218,8 +233,10 @@ fn set_workspace(
     let count = |value: Option<u64>| value.map(|value| i64::try_from(value).unwrap_or(i64::MAX));
     transaction
         .prepare_cached(&format!(
-            "INSERT OR REPLACE INTO task_workspaces (task_id, {WORKSPACE_COLUMNS}, updated_at) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)"
+            "INSERT INTO task_workspaces (task_id, {WORKSPACE_COLUMNS}, updated_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17) \
+             ON CONFLICT (task_id) DO UPDATE SET {}",
+            upsert_assignments()
         ))?
         .execute(params![
             task,
@@ -249,12 +266,12 @@ fn set_workspace(
     Ok(())
 }
 
-fn workspace_from_row(row: &Row<'_>) -> rusqlite::Result<TaskWorkspace> {
+fn workspace_from_row(row: &Row<'_>) -> crate::db::Result<TaskWorkspace> {
     workspace_from_row_at(row, 0)
 }
 
-fn workspace_from_row_at(row: &Row<'_>, first: usize) -> rusqlite::Result<TaskWorkspace> {
-    let count = |index: usize| -> rusqlite::Result<Option<u64>> {
+fn workspace_from_row_at(row: &Row<'_>, first: usize) -> crate::db::Result<TaskWorkspace> {
+    let count = |index: usize| -> crate::db::Result<Option<u64>> {
         let value: Option<i64> = row.get(first + index)?;
         Ok(value.map(|value| u64::try_from(value).unwrap_or(0)))
     };

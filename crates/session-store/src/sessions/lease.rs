@@ -7,8 +7,8 @@
 
 use std::time::Duration;
 
+use crate::db::{Connection, params};
 use agent::SessionId;
-use rusqlite::{Connection, params};
 use serde_json::json;
 
 use super::{Lease, SessionState, owner_json, session_state};
@@ -356,7 +356,7 @@ pub(super) fn acquire(
     Ok(lease)
 }
 
-fn clear_lease(connection: &Connection, text: &str) -> rusqlite::Result<()> {
+fn clear_lease(connection: &Connection, text: &str) -> crate::db::Result<()> {
     connection
         .prepare_cached(
             "UPDATE sessions SET lease_pid = NULL, lease_host = NULL, lease_start_time = NULL, \
@@ -375,13 +375,13 @@ struct OpenSession {
     lease: Option<Lease>,
 }
 
-fn open_sessions(connection: &Connection) -> rusqlite::Result<Vec<OpenSession>> {
+fn open_sessions(connection: &Connection) -> crate::db::Result<Vec<OpenSession>> {
     let mut statement = connection.prepare_cached(
         "SELECT id, task_id, agent_pid, lease_pid, lease_host, lease_start_time, lease_expires_at, \
          agent_start_time FROM sessions WHERE status = 'open' ORDER BY started_at, id",
     )?;
     statement
-        .query_map([], |row| {
+        .query_map((), |row| {
             Ok(OpenSession {
                 id: crate::sql::session_id_at(row, 0)?,
                 text: row.get(0)?,

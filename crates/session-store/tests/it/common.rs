@@ -1,7 +1,7 @@
 //! Helpers shared by the integration tests: temporary stores, fake lease owners, and calls
 //! with distinct figures.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use agent::{ExitInfo, PlanKind, SessionId, Usage};
@@ -11,6 +11,8 @@ use session_store::{
     SessionPolicy, Store, StoreOptions, TaskId, Timestamp,
 };
 use tempfile::TempDir;
+
+pub use crate::pg::TestDatabase;
 
 /// The store's options in these tests: a redactor that knows the token shapes only.
 pub fn options() -> StoreOptions {
@@ -27,12 +29,111 @@ pub fn composed(text: String) -> Redacted {
     Redactor::new().redact_owned(text)
 }
 
-/// A store on a new file in a new temporary directory, which lives as long as the `TempDir`.
-pub fn temp_store() -> (TempDir, Store) {
-    let directory = tempfile::tempdir().expect("a temporary directory can be created");
-    let store = Store::open_with(directory.path().join("baton.db"), &options())
-        .expect("a new ledger opens");
-    (directory, store)
+/// A new, empty ledger of the backend the running test is on ([`on_both_backends!`]), and a
+/// temporary directory for the test's files (task working directories, a SQLite file).
+pub struct Lab {
+    directory: TempDir,
+    location: PathBuf,
+    /// The PostgreSQL database, dropped with the lab.
+    _database: Option<TestDatabase>,
+}
+
+impl Lab {
+    /// A lab on the running test's backend, or `None` when it is PostgreSQL and no server is
+    /// there (the test has said it skips).
+    pub fn new() -> Option<Lab> {
+        let directory = tempfile::tempdir().expect("a temporary directory can be created");
+        let (location, database) = match BACKEND.get() {
+            Backend::Sqlite => (directory.path().join("baton.db"), None),
+            Backend::Postgres => {
+                let database = TestDatabase::create(&current_test_name())?;
+                (PathBuf::from(database.url()), Some(database))
+            }
+        };
+        Some(Lab {
+            directory,
+            location,
+            _database: database,
+        })
+    }
+
+    /// The temporary directory.
+    pub fn path(&self) -> &Path {
+        self.directory.path()
+    }
+
+    /// Where a ledger nobody opened yet is: a file in a directory that does not exist yet,
+    /// or the lab's empty PostgreSQL database.
+    pub fn fresh_location(&self) -> PathBuf {
+        match BACKEND.get() {
+            Backend::Sqlite => self.path().join("new").join("baton.db"),
+            Backend::Postgres => self.location.clone(),
+        }
+    }
+
+    /// Opens (another connection to) the ledger.
+    pub fn open(&self) -> Store {
+        Store::open_with(&self.location, &options()).expect("the lab's ledger opens")
+    }
+}
+
+/// A store on a new ledger of the running test's backend, with a temporary directory that
+/// lives as long as the `Lab`. Outside [`on_both_backends!`] the backend is SQLite.
+pub fn temp_store() -> (Lab, Store) {
+    let lab = Lab::new().expect("a lab on this backend; tests on PostgreSQL use on_both_backends!");
+    let store = lab.open();
+    (lab, store)
+}
+
+/// The two ledgers every conformance test runs against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+thread_local! {
+    static BACKEND: std::cell::Cell<Backend> = const { std::cell::Cell::new(Backend::Sqlite) };
+}
+
+impl Backend {
+    /// Runs `test` on this backend; on PostgreSQL without a server it skips (and says so),
+    /// or fails where the server is required.
+    pub fn run(self, test: impl FnOnce()) {
+        if self == Backend::Postgres && !TestDatabase::available(&current_test_name()) {
+            return;
+        }
+        BACKEND.set(self);
+        test();
+    }
+}
+
+fn current_test_name() -> String {
+    std::thread::current()
+        .name()
+        .unwrap_or("a store test")
+        .to_owned()
+}
+
+/// Declares tests that run once on each backend, from one source: `sqlite::name` and
+/// `postgres::name`.
+macro_rules! on_both_backends {
+    ($($(#[$meta:meta])* fn $name:ident() $body:block)*) => {
+        mod sqlite {
+            #[allow(unused_imports)]
+            use super::*;
+            $($(#[$meta])* #[test] fn $name() {
+                crate::common::Backend::Sqlite.run(|| $body)
+            })*
+        }
+        mod postgres {
+            #[allow(unused_imports)]
+            use super::*;
+            $($(#[$meta])* #[test] fn $name() {
+                crate::common::Backend::Postgres.run(|| $body)
+            })*
+        }
+    };
 }
 
 /// A lease owner that is not a real process: on a host of its own, so only lease expiry can
@@ -119,5 +220,39 @@ pub fn call(session: SessionId, task: TaskId, seed: u64) -> NewAgentCall {
         exit: Some(ExitInfo::Code(0)),
         started_at,
         ended_at: started_at.saturating_add(Duration::from_millis(300 + seed)),
+    }
+}
+
+/// Runs `sql` straight on the ledger at `location`, past the store, and returns the first
+/// column of its first row as text (write the query so that it is text: `CAST(… AS TEXT)`),
+/// or the database's error message.
+pub fn raw_text(location: &Path, sql: &str) -> Result<String, String> {
+    match location.to_str() {
+        Some(url) if session_store::PostgresUrl::looks_like(url) => {
+            let mut client = postgres::Client::connect(url, postgres::NoTls)
+                .map_err(|error| error.to_string())?;
+            let rows = client.query(sql, &[]).map_err(|error| {
+                error
+                    .as_db_error()
+                    .map_or_else(|| error.to_string(), |db| db.message().to_owned())
+            })?;
+            Ok(rows
+                .first()
+                .and_then(|row| row.try_get::<_, Option<String>>(0).ok().flatten())
+                .unwrap_or_default())
+        }
+        _ => {
+            let connection =
+                rusqlite::Connection::open(location).map_err(|error| error.to_string())?;
+            let mut statement = connection.prepare(sql).map_err(|error| error.to_string())?;
+            let mut rows = statement.query([]).map_err(|error| error.to_string())?;
+            match rows.next().map_err(|error| error.to_string())? {
+                Some(row) => Ok(row
+                    .get::<_, Option<String>>(0)
+                    .map_err(|error| error.to_string())?
+                    .unwrap_or_default()),
+                None => Ok(String::new()),
+            }
+        }
     }
 }

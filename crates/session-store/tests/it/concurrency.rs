@@ -13,20 +13,19 @@ use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
 use agent::SessionId;
-use rusqlite::Connection;
 use session_store::{
     LeaseOwner, NewSession, SCHEMA_VERSION, SessionPolicy, SessionStatus, Store, StoreError,
     TaskFilter, TaskId, Totals,
 };
 
-use crate::common::{add_task, call, fake_owner, new_session, temp_store};
+use crate::common::{add_task, call, fake_owner, new_session, raw_text, temp_store};
 
 /// Checks the whole ledger: every session's totals equal the sum of its calls, every task's
 /// the sum of its calls, and the call count is `expected_calls` exactly.
-fn assert_ledger_adds_up(path: &Path, expected_calls: u64) {
-    let connection = Connection::open(path).unwrap();
-    let calls: u64 = connection
-        .query_row("SELECT count(*) FROM agent_calls", [], |row| row.get(0))
+fn assert_ledger_adds_up(location: &Path, expected_calls: u64) {
+    let calls: u64 = raw_text(location, "SELECT CAST(count(*) AS TEXT) FROM agent_calls")
+        .unwrap()
+        .parse()
         .unwrap();
     assert_eq!(
         calls, expected_calls,
@@ -34,30 +33,28 @@ fn assert_ledger_adds_up(path: &Path, expected_calls: u64) {
     );
 
     for (table, key) in [("sessions", "session_id"), ("tasks", "task_id")] {
-        let mismatches: i64 = connection
-            .query_row(
-                &format!(
-                    "SELECT count(*) FROM {table} AS owner LEFT JOIN ( \
-                         SELECT {key} AS id, count(*) AS calls, sum(turns) AS turns, \
-                         sum(input_tokens) AS input, sum(output_tokens) AS output, \
-                         sum(cache_read_tokens) AS cache_read, \
-                         sum(cache_creation_tokens) AS cache_creation, \
-                         sum(cost_nano_usd) AS cost \
-                         FROM agent_calls GROUP BY {key}) AS summed ON summed.id = owner.id \
-                     WHERE owner.agent_calls IS NOT coalesce(summed.calls, 0) \
-                        OR owner.turns IS NOT coalesce(summed.turns, 0) \
-                        OR owner.input_tokens IS NOT coalesce(summed.input, 0) \
-                        OR owner.output_tokens IS NOT coalesce(summed.output, 0) \
-                        OR owner.cache_read_tokens IS NOT coalesce(summed.cache_read, 0) \
-                        OR owner.cache_creation_tokens IS NOT coalesce(summed.cache_creation, 0) \
-                        OR owner.cost_nano_usd IS NOT coalesce(summed.cost, 0)"
-                ),
-                [],
-                |row| row.get(0),
-            )
-            .unwrap();
+        let mismatches = raw_text(
+            location,
+            &format!(
+                "SELECT CAST(count(*) AS TEXT) FROM {table} AS owner LEFT JOIN ( \
+                     SELECT {key} AS id, count(*) AS calls, sum(turns) AS turns, \
+                     sum(input_tokens) AS input, sum(output_tokens) AS output, \
+                     sum(cache_read_tokens) AS cache_read, \
+                     sum(cache_creation_tokens) AS cache_creation, \
+                     sum(cost_nano_usd) AS cost \
+                     FROM agent_calls GROUP BY {key}) AS summed ON summed.id = owner.id \
+                 WHERE owner.agent_calls IS DISTINCT FROM coalesce(summed.calls, 0) \
+                    OR owner.turns IS DISTINCT FROM coalesce(summed.turns, 0) \
+                    OR owner.input_tokens IS DISTINCT FROM coalesce(summed.input, 0) \
+                    OR owner.output_tokens IS DISTINCT FROM coalesce(summed.output, 0) \
+                    OR owner.cache_read_tokens IS DISTINCT FROM coalesce(summed.cache_read, 0) \
+                    OR owner.cache_creation_tokens IS DISTINCT FROM coalesce(summed.cache_creation, 0) \
+                    OR owner.cost_nano_usd IS DISTINCT FROM coalesce(summed.cost, 0)"
+            ),
+        )
+        .unwrap();
         assert_eq!(
-            mismatches, 0,
+            mismatches, "0",
             "{table} totals equal the sums of their calls"
         );
     }
@@ -76,89 +73,6 @@ fn expected_totals(seeds: impl IntoIterator<Item = u64>) -> Totals {
         };
     }
     totals
-}
-
-#[test]
-fn threads_with_their_own_stores_write_at_once_and_lose_nothing() {
-    const THREADS: u64 = 4;
-    const SESSIONS: u64 = 5;
-    const CALLS: u64 = 20;
-    let (directory, mut store) = temp_store();
-    // One task that every thread records into, so its totals row is written concurrently.
-    let shared = add_task(&mut store, directory.path(), "shared");
-    let path = store.path().to_owned();
-
-    let barrier = Arc::new(Barrier::new(THREADS as usize));
-    let writers: Vec<_> = (0..THREADS)
-        .map(|thread| {
-            let barrier = Arc::clone(&barrier);
-            let path = path.clone();
-            let working_dir = directory.path().to_owned();
-            std::thread::spawn(move || -> Result<(), StoreError> {
-                let mut store = Store::open_with(&path, &crate::common::options())?;
-                let own = add_task(&mut store, &working_dir, &format!("thread {thread}"));
-                barrier.wait();
-                for session_index in 0..SESSIONS {
-                    for task in [shared, own] {
-                        let session = new_session(task, fake_owner(thread as u32 + 1));
-                        store.open_session(&session)?;
-                        for call_index in 0..CALLS {
-                            let seed = (thread * SESSIONS + session_index) * CALLS + call_index;
-                            store.record_agent_call(&call(session.id, task, seed))?;
-                        }
-                        store.close_session(session.id, SessionStatus::Completed, None)?;
-                    }
-                }
-                Ok(())
-            })
-        })
-        .collect();
-    for writer in writers {
-        // No Busy (or any other) error reaches a writer.
-        writer.join().unwrap().unwrap();
-    }
-
-    assert_ledger_adds_up(&path, THREADS * SESSIONS * CALLS * 2);
-    let all_seeds = 0..THREADS * SESSIONS * CALLS;
-    assert_eq!(
-        store.task_usage(shared).unwrap(),
-        expected_totals(all_seeds)
-    );
-}
-
-/// Creating a new file races on switching it to WAL and on migrating it; both must be waited
-/// out, never reported. Repeated because each round has only a moment of overlap.
-#[test]
-fn threads_creating_one_new_ledger_at_once_all_succeed() {
-    const ROUNDS: usize = 40;
-    const THREADS: usize = 6;
-    for round in 0..ROUNDS {
-        let directory = tempfile::tempdir().unwrap();
-        let path = directory.path().join("new").join("baton.db");
-        let barrier = Arc::new(Barrier::new(THREADS));
-        let openers: Vec<_> = (0..THREADS)
-            .map(|_| {
-                let barrier = Arc::clone(&barrier);
-                let path = path.clone();
-                std::thread::spawn(move || {
-                    barrier.wait();
-                    Store::open_with(&path, &crate::common::options()).map(drop)
-                })
-            })
-            .collect();
-        for opener in openers {
-            if let Err(err) = opener.join().unwrap() {
-                panic!("round {round}: a concurrent open failed: {err} ({err:?})");
-            }
-        }
-        assert_eq!(
-            Store::open_with(&path, &crate::common::options())
-                .unwrap()
-                .schema_version()
-                .unwrap(),
-            SCHEMA_VERSION
-        );
-    }
 }
 
 /// The environment variable that turns the `worker` test into a worker, and carries its job.
@@ -440,4 +354,87 @@ fn processes_racing_for_one_lease_have_exactly_one_winner() {
     );
     let lease = store.session(session.id).unwrap().lease.unwrap();
     assert_eq!(lease.owner.pid, winners[0]);
+}
+
+on_both_backends! {
+    fn threads_with_their_own_stores_write_at_once_and_lose_nothing() {
+        const THREADS: u64 = 4;
+        const SESSIONS: u64 = 5;
+        const CALLS: u64 = 20;
+        let (directory, mut store) = temp_store();
+        // One task that every thread records into, so its totals row is written concurrently.
+        let shared = add_task(&mut store, directory.path(), "shared");
+        let path = store.path().to_owned();
+
+        let barrier = Arc::new(Barrier::new(THREADS as usize));
+        let writers: Vec<_> = (0..THREADS)
+            .map(|thread| {
+                let barrier = Arc::clone(&barrier);
+                let path = path.clone();
+                let working_dir = directory.path().to_owned();
+                std::thread::spawn(move || -> Result<(), StoreError> {
+                    let mut store = Store::open_with(&path, &crate::common::options())?;
+                    let own = add_task(&mut store, &working_dir, &format!("thread {thread}"));
+                    barrier.wait();
+                    for session_index in 0..SESSIONS {
+                        for task in [shared, own] {
+                            let session = new_session(task, fake_owner(thread as u32 + 1));
+                            store.open_session(&session)?;
+                            for call_index in 0..CALLS {
+                                let seed = (thread * SESSIONS + session_index) * CALLS + call_index;
+                                store.record_agent_call(&call(session.id, task, seed))?;
+                            }
+                            store.close_session(session.id, SessionStatus::Completed, None)?;
+                        }
+                    }
+                    Ok(())
+                })
+            })
+            .collect();
+        for writer in writers {
+            // No Busy (or any other) error reaches a writer.
+            writer.join().unwrap().unwrap();
+        }
+
+        assert_ledger_adds_up(&path, THREADS * SESSIONS * CALLS * 2);
+        let all_seeds = 0..THREADS * SESSIONS * CALLS;
+        assert_eq!(
+            store.task_usage(shared).unwrap(),
+            expected_totals(all_seeds)
+        );
+    }
+
+    /// Creating a new file races on switching it to WAL and on migrating it; both must be waited
+    /// out, never reported. Repeated because each round has only a moment of overlap.
+    fn threads_creating_one_new_ledger_at_once_all_succeed() {
+        const ROUNDS: usize = 40;
+        const THREADS: usize = 6;
+        for round in 0..ROUNDS {
+            let lab = crate::common::Lab::new().unwrap();
+            let path = lab.fresh_location();
+            let barrier = Arc::new(Barrier::new(THREADS));
+            let openers: Vec<_> = (0..THREADS)
+                .map(|_| {
+                    let barrier = Arc::clone(&barrier);
+                    let path = path.clone();
+                    std::thread::spawn(move || {
+                        barrier.wait();
+                        Store::open_with(&path, &crate::common::options()).map(drop)
+                    })
+                })
+                .collect();
+            for opener in openers {
+                if let Err(err) = opener.join().unwrap() {
+                    panic!("round {round}: a concurrent open failed: {err} ({err:?})");
+                }
+            }
+            assert_eq!(
+                Store::open_with(&path, &crate::common::options())
+                    .unwrap()
+                    .schema_version()
+                    .unwrap(),
+                SCHEMA_VERSION
+            );
+        }
+    }
 }

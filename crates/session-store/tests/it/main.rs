@@ -1,11 +1,16 @@
-//! Integration tests of the ledger, against real SQLite files in temporary directories.
+//! Integration tests of the ledger: the conformance suite, each test once against a real
+//! SQLite file in a temporary directory and once against a new database on a real PostgreSQL
+//! server, and the tests of what only one backend has.
+
+#[macro_use]
+mod common;
 
 mod budgets;
 mod calls;
-mod common;
 mod concurrency;
 mod leases;
 mod open;
+mod pg;
 mod secrets;
 mod sessions;
 mod tasks;

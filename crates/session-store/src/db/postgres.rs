@@ -1,0 +1,298 @@
+//! The PostgreSQL side of [`db`](super): one client connection with its prepared statements,
+//! parameters bound to whatever column type the server expects, and the connection made
+//! again when the server went away between transactions.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::error::Error as StdError;
+use std::fmt;
+use std::time::Duration;
+
+use postgres::types::{IsNull, ToSql as PgToSql, Type, to_sql_checked};
+use postgres::{Client, Config, NoTls};
+
+use super::{DatabaseError, Result, Row, Value};
+
+/// Where a PostgreSQL ledger is, as the store connects to it: the parsed URL, with any
+/// password from the caller, and the settings each new connection gets.
+#[derive(Clone)]
+pub(crate) struct PgTarget {
+    pub(crate) config: Config,
+    /// `SET` statements run on every new connection (the durability, the lock timeout).
+    pub(crate) session_settings: String,
+}
+
+/// One connection to the server, made again after it was lost.
+pub(crate) struct PgConnection {
+    target: PgTarget,
+    state: RefCell<State>,
+}
+
+struct State {
+    client: Option<Client>,
+    /// Statements prepared on `client`, by their SQL as the store wrote it.
+    statements: HashMap<String, postgres::Statement>,
+}
+
+impl fmt::Debug for PgConnection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The config holds the password: show where, never how.
+        let config = &self.target.config;
+        f.debug_struct("PgConnection")
+            .field("hosts", &config.get_hosts())
+            .field("ports", &config.get_ports())
+            .field("dbname", &config.get_dbname())
+            .field("user", &config.get_user())
+            .finish_non_exhaustive()
+    }
+}
+
+impl PgConnection {
+    /// Connects to the server.
+    pub(crate) fn connect(target: PgTarget) -> Result<PgConnection> {
+        let connection = PgConnection {
+            target,
+            state: RefCell::new(State {
+                client: None,
+                statements: HashMap::new(),
+            }),
+        };
+        connection.ensure_connected()?;
+        Ok(connection)
+    }
+
+    /// Connects again when the connection was lost. Only called between transactions: a
+    /// transaction that lost its connection is gone, and its caller hears of it.
+    pub(crate) fn ensure_connected(&self) -> Result<()> {
+        let mut state = self.state.borrow_mut();
+        if state
+            .client
+            .as_ref()
+            .is_some_and(|client| !client.is_closed())
+        {
+            return Ok(());
+        }
+        state.client = None;
+        state.statements.clear();
+        let mut client = self.target.config.connect(NoTls)?;
+        client.batch_execute(&self.target.session_settings)?;
+        state.client = Some(client);
+        Ok(())
+    }
+
+    /// Runs statements that take no parameters and return nothing (`BEGIN`, `COMMIT`, DDL).
+    pub(crate) fn batch_execute(&self, sql: &str) -> Result<()> {
+        let mut state = self.state.borrow_mut();
+        let client = state.client.as_mut().ok_or(DatabaseError::Closed)?;
+        Ok(client.batch_execute(sql)?)
+    }
+
+    /// Whether the connection is known to be gone.
+    pub(crate) fn is_closed(&self) -> bool {
+        self.state
+            .borrow()
+            .client
+            .as_ref()
+            .is_none_or(Client::is_closed)
+    }
+
+    pub(crate) fn execute(&self, sql: &str, values: &[Value<'_>]) -> Result<usize> {
+        self.with_statement(sql, |client, statement| {
+            let parameters = parameters(values);
+            let changed = client.execute(statement, &parameters)?;
+            Ok(usize::try_from(changed).unwrap_or(usize::MAX))
+        })
+    }
+
+    pub(crate) fn query_row<T>(
+        &self,
+        sql: &str,
+        values: &[Value<'_>],
+        map: impl FnOnce(&Row<'_>) -> Result<T>,
+    ) -> Result<T> {
+        let rows = self.with_statement(sql, |client, statement| {
+            Ok(client.query(statement, &parameters(values))?)
+        })?;
+        match rows.first() {
+            Some(row) => map(&Row::Postgres(row)),
+            None => Err(DatabaseError::NoRows),
+        }
+    }
+
+    pub(crate) fn query_map<T>(
+        &self,
+        sql: &str,
+        values: &[Value<'_>],
+        mut map: impl FnMut(&Row<'_>) -> Result<T>,
+    ) -> Result<Vec<Result<T>>> {
+        let rows = self.with_statement(sql, |client, statement| {
+            Ok(client.query(statement, &parameters(values))?)
+        })?;
+        Ok(rows.iter().map(|row| map(&Row::Postgres(row))).collect())
+    }
+
+    /// Runs `body` with the statement for `sql`, preparing it on first use.
+    fn with_statement<T>(
+        &self,
+        sql: &str,
+        body: impl FnOnce(&mut Client, &postgres::Statement) -> Result<T>,
+    ) -> Result<T> {
+        let mut state = self.state.borrow_mut();
+        let State { client, statements } = &mut *state;
+        let client = client.as_mut().ok_or(DatabaseError::Closed)?;
+        let statement = match statements.get(sql) {
+            Some(statement) => statement.clone(),
+            None => {
+                let statement = client.prepare(&placeholders(sql))?;
+                statements.insert(sql.to_owned(), statement.clone());
+                statement
+            }
+        };
+        body(client, &statement)
+    }
+}
+
+fn parameters<'v>(values: &'v [Value<'_>]) -> Vec<&'v (dyn PgToSql + Sync)> {
+    values
+        .iter()
+        .map(|value| value as &(dyn PgToSql + Sync))
+        .collect()
+}
+
+/// Rewrites SQLite's `?1` and `?` placeholders as PostgreSQL's `$1`, leaving quoted text alone.
+pub(crate) fn placeholders(sql: &str) -> String {
+    let mut out = String::with_capacity(sql.len() + 8);
+    let mut next = 1;
+    let mut quoted = false;
+    let mut chars = sql.chars().peekable();
+    while let Some(character) = chars.next() {
+        match character {
+            '\'' => {
+                quoted = !quoted;
+                out.push(character);
+            }
+            '?' if !quoted => {
+                out.push('$');
+                if chars.peek().is_some_and(char::is_ascii_digit) {
+                    while let Some(digit) = chars.next_if(char::is_ascii_digit) {
+                        out.push(digit);
+                    }
+                } else {
+                    out.push_str(&next.to_string());
+                    next += 1;
+                }
+            }
+            _ => out.push(character),
+        }
+    }
+    out
+}
+
+/// The column at `index` of a PostgreSQL row, by the column's type.
+pub(super) fn value_at(row: &postgres::Row, index: usize) -> Result<Value<'_>> {
+    let column_type = row
+        .columns()
+        .get(index)
+        .map(|column| column.type_().clone())
+        .ok_or_else(|| DatabaseError::conversion(index, "no such column"))?;
+    let value = match column_type {
+        Type::INT8 => row.try_get::<_, Option<i64>>(index)?.map(Value::Integer),
+        Type::INT4 => row
+            .try_get::<_, Option<i32>>(index)?
+            .map(|number| Value::Integer(number.into())),
+        Type::INT2 => row
+            .try_get::<_, Option<i16>>(index)?
+            .map(|number| Value::Integer(number.into())),
+        Type::BOOL => row
+            .try_get::<_, Option<bool>>(index)?
+            .map(|flag| Value::Integer(flag.into())),
+        Type::FLOAT8 => row.try_get::<_, Option<f64>>(index)?.map(Value::Real),
+        Type::FLOAT4 => row
+            .try_get::<_, Option<f32>>(index)?
+            .map(|number| Value::Real(number.into())),
+        Type::TEXT | Type::VARCHAR | Type::NAME | Type::BPCHAR | Type::UNKNOWN => {
+            row.try_get::<_, Option<&str>>(index)?.map(Value::Text)
+        }
+        other => {
+            return Err(DatabaseError::conversion(
+                index,
+                format!("a column of type {other} (cast it to bigint or text in the query)"),
+            ));
+        }
+    };
+    Ok(value.unwrap_or(Value::Null))
+}
+
+type BoxError = Box<dyn StdError + Sync + Send>;
+
+/// A parameter takes the type the server inferred for its placeholder: an integer binds to
+/// `bigint`, `integer` or `boolean` columns alike, as SQLite's dynamic typing lets it.
+impl PgToSql for Value<'_> {
+    fn to_sql(
+        &self,
+        ty: &Type,
+        out: &mut postgres::types::private::BytesMut,
+    ) -> std::result::Result<IsNull, BoxError> {
+        match *self {
+            Value::Null => Ok(IsNull::Yes),
+            Value::Integer(number) => integer_to_sql(number, ty, out),
+            Value::Real(number) => match *ty {
+                Type::FLOAT4 => (number as f32).to_sql(ty, out),
+                _ => number.to_sql(&Type::FLOAT8, out),
+            },
+            Value::Text(text) => match *ty {
+                Type::TEXT | Type::VARCHAR | Type::NAME | Type::BPCHAR | Type::UNKNOWN => {
+                    text.to_sql(ty, out)
+                }
+                ref other => Err(format!("text passed where the query expects {other}").into()),
+            },
+        }
+    }
+
+    fn accepts(_: &Type) -> bool {
+        true
+    }
+
+    to_sql_checked!();
+}
+
+fn integer_to_sql(
+    number: i64,
+    ty: &Type,
+    out: &mut postgres::types::private::BytesMut,
+) -> std::result::Result<IsNull, BoxError> {
+    match *ty {
+        Type::INT8 => number.to_sql(ty, out),
+        Type::INT4 => i32::try_from(number)?.to_sql(ty, out),
+        Type::INT2 => i16::try_from(number)?.to_sql(ty, out),
+        Type::BOOL => (number != 0).to_sql(ty, out),
+        Type::FLOAT8 => (number as f64).to_sql(ty, out),
+        // An untyped placeholder (`SELECT $1`) is text to the server.
+        Type::TEXT | Type::UNKNOWN => number.to_string().to_sql(&Type::TEXT, out),
+        ref other => Err(format!("an integer passed where the query expects {other}").into()),
+    }
+}
+
+/// How long a new connection may take before the open fails.
+pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The advisory lock every write transaction of a ledger takes first ("Batn", as SQLite's
+/// application id): PostgreSQL's counterpart of SQLite's one write lock.
+pub(crate) const WRITE_LOCK: i64 = 0x4261_746e;
+
+/// Begins a write transaction and takes [`WRITE_LOCK`], in one round trip.
+pub(super) const BEGIN_WRITE: &str =
+    "BEGIN ISOLATION LEVEL READ COMMITTED; SELECT pg_advisory_xact_lock(1113683054)";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placeholders_become_dollar_numbers_outside_quotes() {
+        assert_eq!(
+            placeholders("SELECT ?1, ?12 FROM t WHERE a = '?' AND b = ?"),
+            "SELECT $1, $12 FROM t WHERE a = '?' AND b = $1"
+        );
+    }
+}
