@@ -344,8 +344,18 @@ keys! {
             means: ".baton/baton.db in the workspace",
             example: "",
         },
-        help: "The ledger database; `baton init` with it creates the ledger there, and later commands need it too.",
+        help: "The ledger database: a file, or a PostgreSQL URL (`postgres://user@host/db`, libpq's syntax) that runners on several hosts share; `baton init` with it creates the ledger there, and later commands need it too.",
         sources: Sources::NONE.env("BATON_DB").flags(&["--db"]),
+    };
+    LEDGER_URL: Option<String> = Definition {
+        name: "ledger.url",
+        kind: Kind::Text,
+        default: DefaultValue::Unset {
+            means: "the workspace's own SQLite file",
+            example: "\"postgres://baton@db.internal/baton\"",
+        },
+        help: "A PostgreSQL ledger that every runner of the workspace shares, in libpq's URL syntax; a password comes from PGPASSWORD or ~/.pgpass, never from this file. --db and BATON_DB, when given, name the ledger instead.",
+        sources: Sources::FILE,
     };
     LEDGER_BUSY_TIMEOUT: Duration = Definition {
         name: "ledger.busy_timeout",

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use redact::Redactor;
 use serde::Serialize;
-use session_store::{Store, StoreOptions};
+use session_store::{Location, PostgresPassword, PostgresUrl, Store, StoreOptions};
 
 use crate::config::ConfigFile;
 use crate::error::{CliError, ErrorContext as _, Kind};
@@ -256,9 +256,16 @@ impl Settings {
         workspace: Option<&Workspace>,
     ) -> Settings {
         let mut settings = self.with_flag(keys::LEDGER_PATH, db_flag);
+        let shared = settings.get(keys::LEDGER_URL);
         let resolved = settings.resolved_mut(keys::LEDGER_PATH);
-        match &mut resolved.value {
-            Some(Value::Path(path)) => *path = env.cwd.join(&*path),
+        match (&mut resolved.value, shared) {
+            // A URL names a database, not a file under the current directory.
+            (Some(Value::Path(path)), _) if is_postgres(path) => {}
+            (Some(Value::Path(path)), _) => *path = env.cwd.join(&*path),
+            (_, Some(url)) => {
+                resolved.value = Some(Value::Path(PathBuf::from(url)));
+                resolved.source = Source::File;
+            }
             _ => resolved.value = workspace.map(|workspace| Value::Path(workspace.ledger_path())),
         }
         settings
@@ -266,10 +273,27 @@ impl Settings {
 
     /// How the ledger is opened: with `redactor`, `ledger.busy_timeout` and
     /// `ledger.durability`. The one place where the settings reach the store.
-    pub fn store_options(&self, redactor: Redactor) -> StoreOptions {
+    ///
+    /// For a PostgreSQL ledger whose URL has no password, the password is libpq's:
+    /// `PGPASSWORD`, else the first matching line of `PGPASSFILE` or `~/.pgpass`.
+    pub fn store_options(&self, redactor: Redactor, env: &Env) -> StoreOptions {
         let mut options = StoreOptions::new(redactor);
         options.busy_timeout = self.get(keys::LEDGER_BUSY_TIMEOUT);
         options.durability = self.get(keys::LEDGER_DURABILITY);
+        let ledger = self.get(keys::LEDGER_PATH);
+        options.postgres_password = ledger
+            .as_deref()
+            .and_then(|ledger| postgres_password(ledger, env));
+        let in_url = match ledger.as_deref().map(Location::of) {
+            Some(Ok(Location::Postgres(url))) => url.password(),
+            _ => None,
+        };
+        // The password is never written to the ledger nor shown, wherever it came from.
+        for password in [&options.postgres_password, &in_url].into_iter().flatten() {
+            options.redactor = options
+                .redactor
+                .with_value("the ledger's password", password.expose());
+        }
         options
     }
 
@@ -310,6 +334,8 @@ impl Context {
             .get(keys::LEDGER_PATH)
             .ok_or_else(|| no_workspace(&env.cwd))?;
         let redactor = secrets::with_agent_env(&env.redactor, &settings.get(keys::AGENT_ENV));
+        // With the ledger's password, wherever it came from: it is never shown.
+        let redactor = settings.store_options(redactor, &env).redactor;
         Ok(Context {
             env,
             json,
@@ -330,7 +356,7 @@ impl Context {
     /// Opens the ledger, which must exist (`baton init` creates it), with the context's
     /// redactor.
     pub fn open_store(&self) -> crate::error::Result<Store> {
-        if !self.ledger.is_file() {
+        if !is_postgres(&self.ledger) && !self.ledger.is_file() {
             let hint = match self.settings.source(keys::LEDGER_PATH) {
                 Source::Default => String::from(
                     "the workspace has lost its ledger; `baton init` in a new directory starts a new one",
@@ -342,18 +368,62 @@ impl Context {
             };
             return Err(CliError::not_found(format!(
                 "the ledger database `{}` does not exist",
-                self.ledger.display()
+                shown(&self.ledger)
             ))
             .with_hint(hint));
         }
-        let options = self.settings.store_options(self.redactor.clone());
+        let options = self
+            .settings
+            .store_options(self.redactor.clone(), &self.env);
         Store::open_with(&self.ledger, &options).with_context(|| {
             format!(
                 "could not open the ledger database `{}`",
-                self.ledger.display()
+                shown(&self.ledger)
             )
         })
     }
+}
+
+/// The ledger as messages name it: the file, or the URL without its password.
+pub fn shown(ledger: &Path) -> String {
+    match Location::of(ledger) {
+        Ok(Location::Postgres(url)) => url.without_password(),
+        _ => ledger.display().to_string(),
+    }
+}
+
+/// Whether `path` is a PostgreSQL URL rather than a file.
+pub fn is_postgres(path: &Path) -> bool {
+    path.to_str().is_some_and(PostgresUrl::looks_like)
+}
+
+/// The password libpq would use for the ledger at `ledger`, when it is a PostgreSQL URL
+/// without one of its own: `PGPASSWORD`, else the first line of the password file
+/// (`PGPASSFILE`, else `~/.pgpass`) that matches the URL's host, port, database and user.
+fn postgres_password(ledger: &Path, env: &Env) -> Option<PostgresPassword> {
+    let Ok(Location::Postgres(url)) = Location::of(ledger) else {
+        return None;
+    };
+    if url.has_password() {
+        return None;
+    }
+    let var = |name: &str| {
+        env.vars
+            .iter()
+            .find(|(key, _)| key == name)
+            .and_then(|(_, value)| value.to_str())
+            .filter(|value| !value.is_empty())
+            .map(str::to_owned)
+    };
+    if let Some(password) = var("PGPASSWORD") {
+        return Some(PostgresPassword::new(password));
+    }
+    let file = var("PGPASSFILE")
+        .map(PathBuf::from)
+        .or_else(|| var("HOME").map(|home| Path::new(&home).join(".pgpass")))?;
+    let text = std::fs::read_to_string(file).ok()?;
+    let login = var("USER").or_else(|| var("LOGNAME")).unwrap_or_default();
+    url.pgpass_key(&login)?.find_in(&text)
 }
 
 /// The variable that names the ledger: `BATON_DB`.

@@ -13,6 +13,7 @@ mod sqlite;
 use std::fmt;
 
 pub(crate) use self::postgres::{CONNECT_TIMEOUT, PgConnection, PgTarget, WRITE_LOCK};
+pub(crate) use self::sqlite::is_busy;
 
 /// A value passed to or read from SQL.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -114,7 +115,7 @@ impl DatabaseError {
     /// locked, PostgreSQL's lock timeout.
     pub(crate) fn is_busy(&self) -> bool {
         match self {
-            DatabaseError::Sqlite(error) => crate::error::is_busy(error),
+            DatabaseError::Sqlite(error) => sqlite::is_busy(error),
             DatabaseError::Postgres(error) => {
                 error.code() == Some(&::postgres::error::SqlState::LOCK_NOT_AVAILABLE)
             }

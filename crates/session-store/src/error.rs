@@ -372,13 +372,6 @@ pub(crate) fn database_error(
     }
 }
 
-pub(crate) fn is_busy(error: &rusqlite::Error) -> bool {
-    matches!(
-        error.sqlite_error_code(),
-        Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

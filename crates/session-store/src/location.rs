@@ -10,7 +10,7 @@ use postgres::config::{Host, SslMode};
 
 use crate::db::PgTarget;
 use crate::error::StoreError;
-use crate::store::{Durability, StoreOptions};
+use crate::options::{Durability, PostgresPassword, StoreOptions};
 
 /// A ledger's place, as [`Store::open_with`](crate::Store::open_with) reads its `path`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,27 +31,6 @@ impl Location {
             }
             _ => Ok(Location::File(path.to_owned())),
         }
-    }
-}
-
-/// A password for a PostgreSQL ledger. Its `Debug` shows nothing of it.
-#[derive(Clone, PartialEq, Eq)]
-pub struct PostgresPassword(String);
-
-impl PostgresPassword {
-    pub fn new(password: impl Into<String>) -> PostgresPassword {
-        PostgresPassword(password.into())
-    }
-
-    /// The password itself, for the caller's redactor.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for PostgresPassword {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("PostgresPassword(..)")
     }
 }
 
@@ -99,8 +78,14 @@ impl PostgresUrl {
 
     /// Whether the URL itself carries a password.
     pub fn has_password(&self) -> bool {
-        self.config()
-            .is_ok_and(|config| config.get_password().is_some())
+        self.password().is_some()
+    }
+
+    /// The password the URL itself carries, for the caller's redactor.
+    pub fn password(&self) -> Option<PostgresPassword> {
+        let config = self.config().ok()?;
+        let password = config.get_password()?;
+        Some(PostgresPassword::new(String::from_utf8_lossy(password)))
     }
 
     /// The first host, port, database and user the URL names, with libpq's defaults (port

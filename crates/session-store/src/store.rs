@@ -13,10 +13,12 @@ use redact::{Redacted, Redactor};
 use rusqlite::OpenFlags;
 use serde_json::Value;
 
+use crate::db::is_busy;
 use crate::db::{Connection, PgConnection};
-use crate::error::{Failure, StoreError, is_busy};
-use crate::location::{Location, PostgresPassword};
+use crate::error::{Failure, StoreError};
+use crate::location::Location;
 use crate::migrations::{self, MIGRATIONS};
+pub use crate::options::{Durability, StoreOptions};
 
 /// A connection to one ledger: a SQLite file, or a PostgreSQL database.
 ///
@@ -36,86 +38,6 @@ pub struct Store {
     /// Takes secrets out of the texts the store composes itself (free text from callers comes
     /// in as [`Redacted`] already).
     redactor: Redactor,
-}
-
-/// Settings for [`Store::open_with`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StoreOptions {
-    /// How long a write waits for another connection's write to finish before it fails with
-    /// [`StoreError::Busy`]. Writes are short, so reaching this means something is stuck.
-    pub busy_timeout: Duration,
-    /// What is kept out of the ledger: the texts the store composes itself (a sweep's reason
-    /// naming a host, an event's detail) pass through it. Free text from callers comes in as
-    /// [`Redacted`], made by the caller's redactor, which should be this one.
-    pub redactor: Redactor,
-    /// Whether a commit survives a power cut; see [`Durability`].
-    pub durability: Durability,
-    /// The password for a PostgreSQL ledger whose URL has none (from `PGPASSWORD` or
-    /// `~/.pgpass`, which the caller reads: the store reads no environment).
-    pub postgres_password: Option<PostgresPassword>,
-}
-
-/// How hard a commit works to survive a power cut or an operating-system crash: SQLite's
-/// `synchronous` setting, under write-ahead logging.
-///
-/// Either way an application crash (a killed `baton`) loses nothing that was committed, and
-/// the file is never corrupted. The difference is a power cut or an OS crash.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
-pub enum Durability {
-    /// `synchronous=FULL`: every commit syncs the write-ahead log before it returns, so a
-    /// committed agent call survives a power cut. The ledger reconciles to the token with
-    /// what the API billed, so this is the default.
-    #[default]
-    Full,
-    /// `synchronous=NORMAL`: the log is synced only when it is copied into the database (at
-    /// checkpoints). A power cut or an OS crash can lose the last commits. Cheaper where a
-    /// sync is slow (a spinning disk, a network file system); a documented choice, not the
-    /// default.
-    Normal,
-}
-
-impl Durability {
-    /// Every setting, in the order the documentation lists them.
-    pub const ALL: [Durability; 2] = [Durability::Full, Durability::Normal];
-
-    /// The word for it in configuration: `full` or `normal`.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Durability::Full => "full",
-            Durability::Normal => "normal",
-        }
-    }
-
-    /// The setting a word names, as [`Durability::as_str`] writes it.
-    pub fn parse(word: &str) -> Option<Durability> {
-        Durability::ALL
-            .into_iter()
-            .find(|durability| durability.as_str() == word)
-    }
-
-    /// The value of SQLite's `synchronous` pragma that gives it.
-    const fn synchronous(self) -> &'static str {
-        match self {
-            Durability::Full => "FULL",
-            Durability::Normal => "NORMAL",
-        }
-    }
-}
-
-impl StoreOptions {
-    /// The busy timeout of [`StoreOptions::new`].
-    pub const DEFAULT_BUSY_TIMEOUT: Duration = Duration::from_secs(30);
-
-    /// A 30-second busy timeout, [`Durability::Full`], and `redactor`. There is no default:
-    /// the store reads no environment, so the caller says what is secret.
-    pub fn new(redactor: Redactor) -> StoreOptions {
-        StoreOptions {
-            busy_timeout: StoreOptions::DEFAULT_BUSY_TIMEOUT,
-            redactor,
-            durability: Durability::default(),
-            postgres_password: None,
-        }
-    }
 }
 
 /// How many prepared statements a connection keeps. The hot paths use about a dozen; a
@@ -785,7 +707,7 @@ mod tests {
                 let busy = other
                     .execute_batch("BEGIN IMMEDIATE; COMMIT;")
                     .err()
-                    .is_some_and(|error| crate::error::is_busy(&error));
+                    .is_some_and(|error| crate::db::is_busy(&error));
                 Ok((transaction.sqlite().is_autocommit(), busy))
             })
             .unwrap();

@@ -17,7 +17,7 @@ use crate::human::Fields;
 use crate::keys::{self, AgentKind};
 use crate::output::Ui;
 use crate::secrets;
-use crate::settings::{Env, Resolved, Settings, Source, Workspace, no_workspace};
+use crate::settings::{Env, Resolved, Settings, Source, Workspace, is_postgres, no_workspace};
 
 /// The result of one check.
 #[derive(Debug, Serialize)]
@@ -75,6 +75,9 @@ pub fn run(
     let mut checks = Vec::new();
     let settings = load_settings(db_flag, env, &mut checks);
     let redactor = secrets::with_agent_env(&env.redactor, &settings.get(keys::AGENT_ENV));
+    // The ledger's options carry its password into the redactor, so no check shows it.
+    let options = settings.store_options(redactor, env);
+    let redactor = options.redactor.clone();
     ui.set_redactor(redactor.clone());
     if settings.get(keys::AGENT_PERMISSION_MODE) == PermissionMode::BypassPermissions {
         checks.push(warning(
@@ -84,7 +87,7 @@ pub fn run(
     }
     let ledger = settings.get(keys::LEDGER_PATH);
     if let Some(ledger) = &ledger {
-        checks.push(check_ledger(ledger, &settings.store_options(redactor)));
+        checks.push(check_ledger(ledger, &options));
     }
     let config_failed = checks
         .iter()
@@ -197,7 +200,7 @@ fn failed(name: &'static str, error: &CliError) -> Check {
 }
 
 fn check_ledger(path: &Path, options: &StoreOptions) -> Check {
-    if !path.is_file() {
+    if !is_postgres(path) && !path.is_file() {
         return failed(
             "ledger",
             &CliError::not_found(format!("`{}` does not exist", path.display()))

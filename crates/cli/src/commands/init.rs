@@ -13,7 +13,7 @@ use crate::error::{CliError, ErrorContext as _, Kind, Outcome, Result};
 use crate::flags::{AgentKind, InitArgs};
 use crate::keys;
 use crate::output::Ui;
-use crate::settings::{Env, Settings, Workspace};
+use crate::settings::{self, Env, Settings, Workspace};
 
 /// What `init` made.
 #[derive(Debug)]
@@ -35,14 +35,14 @@ pub fn run(
         .with_ledger(db_flag, env, None);
     let ledger = settings.get(keys::LEDGER_PATH);
     let agent = settings.get(keys::AGENT_KIND);
-    let options = settings.store_options(env.redactor.clone());
+    let options = settings.store_options(env.redactor.clone(), env);
     let created = create(&env.cwd, ledger, agent, &options)?;
     let config_path = created.workspace.config_path();
     if json {
         ui.json(&json!({
             "workspace": created.workspace.root.to_string_lossy(),
             "config": config_path.to_string_lossy(),
-            "ledger": created.ledger.to_string_lossy(),
+            "ledger": settings::shown(&created.ledger),
             "agent": agent.as_str(),
         }))?;
     } else {
@@ -55,7 +55,7 @@ pub fn run(
             created.workspace.root.display(),
             config_path.display(),
             agent.as_str(),
-            created.ledger.display(),
+            settings::shown(&created.ledger),
         ));
     }
     Ok(Outcome::Success)
@@ -117,7 +117,7 @@ pub fn create(
     Store::open_with(&ledger, options).with_context(|| {
         format!(
             "could not create the ledger database `{}`",
-            ledger.display()
+            settings::shown(&ledger)
         )
     })?;
     Ok(Created { workspace, ledger })

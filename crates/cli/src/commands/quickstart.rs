@@ -82,7 +82,7 @@ pub fn run(ui: &Ui, args: &QuickstartArgs, json: bool, env: &Env) -> Result<Outc
     // No configuration file: the environment and defaults, which also say how the ledger is
     // opened.
     let settings = Settings::resolve(&Default::default(), None, env);
-    let options = settings.store_options(env.redactor.clone());
+    let options = settings.store_options(env.redactor.clone(), env);
     let created = init::create(&root, None, AgentKind::Mock, &options)?;
     let mut store = Store::open_with(&created.ledger, &options)?;
     write_project(&root)?;

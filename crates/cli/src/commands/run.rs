@@ -23,7 +23,7 @@ use crate::signals;
 
 pub fn run(args: RunArgs, mut context: Context, ui: &Ui) -> Result<Outcome> {
     context.settings = context.settings.clone().with_run_flags(&args);
-    let mut store = context.open_store()?;
+    let store = context.open_store()?;
     let selection = selection(&store, &args)?;
     check_named_tasks(&store, &selection)?;
     let candidates = candidates(&store, &selection)?;
@@ -42,7 +42,7 @@ pub fn run(args: RunArgs, mut context: Context, ui: &Ui) -> Result<Outcome> {
         // session closed and no exit code of ours.
         let watch = Watch::start(ui, context.json, budgets)?;
         let agent = agents::build(settings);
-        record_start(&mut store, settings, agent.as_ref()).await?;
+        let store = record_start(store, settings, agent.as_ref()).await?;
         let mut config = agents::run_config(settings);
         config.worktree_dir = config
             .worktree_dir
@@ -120,7 +120,10 @@ fn check_named_tasks(store: &Store, selection: &Selection) -> Result<()> {
 
 /// Checks that the agent runs, and writes the run's start into the ledger with the agent's
 /// version, so that a run can be traced to the CLI that did the work.
-async fn record_start(store: &mut Store, settings: &Settings, agent: &dyn Agent) -> Result<()> {
+///
+/// The store is handed back: its write runs on a blocking thread, as every ledger operation
+/// inside the runtime must (PostgreSQL's client blocks on a runtime of its own).
+async fn record_start(mut store: Store, settings: &Settings, agent: &dyn Agent) -> Result<Store> {
     let version = match settings.get(keys::AGENT_KIND) {
         AgentKind::Claude => Some(agents::probe(agent, settings).await?.version),
         AgentKind::Mock => None,
@@ -136,13 +139,20 @@ async fn record_start(store: &mut Store, settings: &Settings, agent: &dyn Agent)
     });
     // The store was opened with the context's redactor, which knows the run's secrets.
     let detail = store.redactor().redact_json_value(detail);
-    store.append_event(&NewEvent {
-        task: None,
-        session: None,
-        kind: Redacted::trusted("run_started"),
-        detail,
-    })?;
-    Ok(())
+    let written = tokio::task::spawn_blocking(move || {
+        let written = store.append_event(&NewEvent {
+            task: None,
+            session: None,
+            kind: Redacted::trusted("run_started"),
+            detail,
+        });
+        written.map(|_| store)
+    })
+    .await;
+    match written {
+        Ok(store) => Ok(store?),
+        Err(join) => std::panic::resume_unwind(join.into_panic()),
+    }
 }
 
 /// A run's progress on the screen and its signal handling: set up before anything starts.

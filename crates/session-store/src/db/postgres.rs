@@ -47,6 +47,22 @@ impl fmt::Debug for PgConnection {
     }
 }
 
+impl Drop for PgConnection {
+    fn drop(&mut self) {
+        // rust-postgres says goodbye to the server by blocking on a runtime of its own, which
+        // panics on a thread that drives an async runtime (a store dropped at the end of an
+        // async run). A thread of its own can always block; the goodbye is a courtesy, so
+        // nothing waits for it.
+        if let Some(client) = self.state.get_mut().client.take() {
+            let spawned = std::thread::Builder::new()
+                .name(String::from("baton-pg-close"))
+                .spawn(move || drop(client));
+            // Without a thread, the socket closes with the process and the server notices.
+            drop(spawned);
+        }
+    }
+}
+
 impl PgConnection {
     /// Connects to the server.
     pub(crate) fn connect(target: PgTarget) -> Result<PgConnection> {

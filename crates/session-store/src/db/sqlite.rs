@@ -15,6 +15,14 @@ impl rusqlite::ToSql for Value<'_> {
     }
 }
 
+/// Whether SQLite gave up waiting for another connection's lock.
+pub(crate) fn is_busy(error: &rusqlite::Error) -> bool {
+    matches!(
+        error.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+    )
+}
+
 /// The column at `index` of a SQLite row.
 pub(super) fn value_at<'row>(row: &'row rusqlite::Row<'_>, index: usize) -> Result<Value<'row>> {
     Ok(match row.get_ref(index)? {
