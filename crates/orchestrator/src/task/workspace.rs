@@ -66,6 +66,9 @@ impl TaskLoop {
         {
             match leave::complete(&self.context, &workspaces, &entered, &self.task, current).await {
                 Ok(record) => {
+                    if let Some(decision) = leave::push_announcement(&self.context, &record) {
+                        self.emit_decision(self.task.iterations, decision);
+                    }
                     let id = self.task.id;
                     let written = self
                         .context
