@@ -281,7 +281,7 @@ impl Workspaces for GitWorkspaces {
         // The push talks to another machine, for up to the driver's timeout, and lists no
         // worktree: it runs outside this process's turn at git, which other tasks need.
         let by_hand = format!(
-            "the branch and its worktree stay; `git push {remote} {branch}` delivers it once              the cause is gone"
+            "the branch and its worktree stay; `git push {remote} {branch}` delivers it once the cause is gone"
         );
         match repository.push(remote, branch) {
             Ok(_) => Ok(Delivered {
