@@ -221,17 +221,12 @@ fn a_push_over_ssh_runs_in_batch_mode_without_a_terminal_or_a_password_dialog() 
             record.display()
         ),
     );
-    fixture.raw(
-        &fixture.repo,
-        &[
-            "config",
-            "core.sshCommand",
-            &format!("{} -i key", ssh.display()),
-        ],
-    );
+    // Set for git here rather than as `core.sshCommand`, which a GIT_SSH_COMMAND in the
+    // test's own environment would override.
     let git = fixture
         .git
         .clone()
+        .with_env("GIT_SSH_COMMAND", format!("{} -i key", ssh.display()))
         .with_env("GIT_ASKPASS", "/usr/bin/a-dialog");
     let repository = Repository::open(&git, repository.top_level()).unwrap();
 
