@@ -117,7 +117,9 @@ pub fn run_config(settings: &Settings) -> RunConfig {
         deliver: match settings.get(keys::RUN_DELIVER) {
             keys::Deliver::Branch => orchestrator::DeliverMode::Branch,
             keys::Deliver::Merge => orchestrator::DeliverMode::Merge,
+            keys::Deliver::Push => orchestrator::DeliverMode::Push,
         },
+        remote: settings.get(keys::RUN_REMOTE),
         ..RunConfig::default()
     }
 }

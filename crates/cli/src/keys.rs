@@ -106,6 +106,8 @@ pub enum Deliver {
     Branch,
     /// Merged into the base branch in the main worktree when that applies cleanly.
     Merge,
+    /// Pushed to the branch of the same name on `run.remote`, never forced.
+    Push,
 }
 
 /// The word list of an enum with `ALL` and a `const fn as_str`, as a `&'static` slice.
@@ -266,7 +268,14 @@ keys! {
         name: "run.deliver",
         kind: Kind::Word(words!(Deliver::ALL)),
         default: DefaultValue::Text("branch"),
-        help: "What a completed task's branch becomes: \"branch\" (the branch is the result) or \"merge\" (merged into its base branch in your checkout when that is clean and merges cleanly).",
+        help: "What a completed task's branch becomes: \"branch\" (the branch is the result), \"merge\" (merged into its base branch in your checkout when that is clean and merges cleanly) or \"push\" (pushed to the branch of the same name on run.remote, never forced).",
+        sources: Sources::FILE,
+    };
+    RUN_REMOTE: String = Definition {
+        name: "run.remote",
+        kind: Kind::Text,
+        default: DefaultValue::Text("origin"),
+        help: "The git remote (by name, as `git remote` lists it) that deliver = \"push\" pushes completed tasks' branches to; a run refuses to start when a task's repository lacks it.",
         sources: Sources::FILE,
     };
     RUN_MAX_COST: Option<Cost> = Definition {
@@ -495,12 +504,13 @@ impl Isolation {
 }
 
 impl Deliver {
-    pub const ALL: [Deliver; 2] = [Deliver::Branch, Deliver::Merge];
+    pub const ALL: [Deliver; 3] = [Deliver::Branch, Deliver::Merge, Deliver::Push];
 
     pub const fn as_str(self) -> &'static str {
         match self {
             Deliver::Branch => "branch",
             Deliver::Merge => "merge",
+            Deliver::Push => "push",
         }
     }
 }

@@ -159,7 +159,7 @@ pub struct WorkspaceJson {
     worktree: Option<String>,
     base_commit: Option<String>,
     head_commit: Option<String>,
-    /// `pending`, `branch`, `merged`, `conflict` or `skipped`.
+    /// `pending`, `branch`, `merged`, `conflict`, `pushed`, `rejected` or `skipped`.
     delivery: Option<String>,
 }
 

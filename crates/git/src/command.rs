@@ -234,15 +234,59 @@ impl Git {
     /// Runs git in `dir` and returns what it left, whatever its exit status: the caller
     /// decides what a non-zero status means.
     pub(crate) fn run(&self, dir: &Path, args: Vec<OsString>) -> Result<Finished, GitError> {
-        let command_line = CommandLine::new(&self.program, dir, &args);
         let mut command = self.command(dir);
+        // Its own group, so that a timeout stops hooks and helpers git started, too.
+        command.process_group(0);
+        self.run_command(command, dir, args)
+    }
+
+    /// Like [`Git::run`], in a session of its own, without a controlling terminal: for a
+    /// command that talks to a remote, whose helpers (ssh, a credential helper) would
+    /// otherwise open `/dev/tty` to ask for a password or a host key's approval and wait
+    /// for an answer no one gives. The new session is a new process group, too.
+    pub(crate) fn run_detached(
+        &self,
+        dir: &Path,
+        args: Vec<OsString>,
+    ) -> Result<Finished, GitError> {
+        let mut command = self.command(dir);
+        // SAFETY: between fork and exec only `setsid` runs, which is async-signal-safe and
+        // touches no memory of the parent. It cannot fail: the forked child leads no group.
+        unsafe {
+            command.pre_exec(|| {
+                libc::setsid();
+                Ok(())
+            });
+        }
+        self.run_command(command, dir, args)
+    }
+
+    /// The value git gets for a variable this driver passes on (set with
+    /// [`Git::with_env`], else inherited and not scrubbed); `None` when git gets none.
+    pub(crate) fn variable(&self, name: &str) -> Option<&OsStr> {
+        fn named<'a>(list: &'a [(OsString, OsString)], name: &str) -> Option<&'a OsStr> {
+            list.iter()
+                .rev()
+                .find(|(variable, _)| variable.as_os_str() == OsStr::new(name))
+                .map(|(_, value)| value.as_os_str())
+        }
+        named(&self.environment, name).or_else(|| named(&self.inherited, name))
+    }
+
+    /// Runs `command` (made by [`Git::command`]) with `args`, stdin closed, both pipes read
+    /// and the timeout kept.
+    fn run_command(
+        &self,
+        mut command: Command,
+        dir: &Path,
+        args: Vec<OsString>,
+    ) -> Result<Finished, GitError> {
+        let command_line = CommandLine::new(&self.program, dir, &args);
         command
             .args(&args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            // Its own group, so that a timeout stops hooks and helpers git started, too.
-            .process_group(0);
+            .stderr(Stdio::piped());
         let mut child = command.spawn().map_err(|source| GitError::Spawn {
             program: self.program.clone(),
             dir: dir.to_owned(),

@@ -105,6 +105,29 @@ pub enum GitError {
     #[error("there is no branch `{branch}`")]
     NoSuchBranch { branch: String },
 
+    /// A repository has no remote of this name.
+    #[error(
+        "the repository at `{}` has no remote `{remote}` ({})",
+        repository.display(),
+        describe_remotes(known)
+    )]
+    NoSuchRemote {
+        remote: String,
+        repository: PathBuf,
+        /// The remotes it has, by name.
+        known: Vec<String>,
+    },
+
+    /// A remote refused a branch: it holds a different branch of that name (a push is never
+    /// forced), or a hook on either side declined. Nothing changed on the remote.
+    #[error("the remote `{remote}` refused the branch `{branch}`: {reason}")]
+    PushRejected {
+        remote: String,
+        branch: String,
+        /// git's words for the refusal, with what the remote's hook said.
+        reason: String,
+    },
+
     /// Every suffixed variant of a branch name is taken.
     #[error(
         "no free branch name: `{wanted}` and its suffixed variants up to `-{last_suffix}` all exist"
@@ -239,6 +262,15 @@ fn describe_status(status: &ExitStatus) -> String {
         (Some(code), _) => format!("status {code}"),
         (None, Some(signal)) => format!("signal {signal}"),
         (None, None) => "an unknown status".to_owned(),
+    }
+}
+
+fn describe_remotes(known: &[String]) -> String {
+    if known.is_empty() {
+        String::from("it has none")
+    } else {
+        let names: Vec<String> = known.iter().map(|name| format!("`{name}`")).collect();
+        format!("it has {}", names.join(", "))
     }
 }
 

@@ -16,7 +16,9 @@
 //!   per-repository [`WorktreeLock`];
 //! - delivery: [`Repository::commit_all`], [`Repository::head_commit`],
 //!   [`Repository::diff_stat`], [`Repository::merge_branches`], [`Repository::deliver`],
-//!   [`Repository::push`], [`Repository::diff`].
+//!   [`Repository::diff`];
+//! - remotes: [`Repository::remotes`], [`Repository::remote_url`], and
+//!   [`Repository::push`] of one branch, never forced, asking no one for a password.
 //!
 //! The crate knows nothing of Baton's ledger or orchestrator; it depends on no crate of ours.
 
@@ -28,6 +30,7 @@ mod error;
 mod lock;
 mod merge;
 mod porcelain;
+mod remote;
 mod repository;
 mod worktree;
 
@@ -45,5 +48,6 @@ pub use error::GitError;
 pub use lock::{LOCK_FILE_NAME, WorktreeLock};
 pub use merge::{Delivery, MergeOutcome, SkipReason};
 pub use porcelain::{CommitId, StatusEntry, Worktree};
+pub use remote::Pushed;
 pub use repository::Repository;
 pub use worktree::{Preparation, PreparedWorktree, Removal};

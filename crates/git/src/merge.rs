@@ -1,5 +1,5 @@
 //! Merges, computed before anything is touched: a task's dependencies merged onto its
-//! branch, a finished branch delivered into its base in the main worktree, and pushing.
+//! branch, and a finished branch delivered into its base in the main worktree.
 //!
 //! Every merge is first made in memory (`git merge-tree --write-tree`, git ≥ 2.38). A
 //! conflict is then reported with its files and nothing has changed; a clean result becomes
@@ -152,20 +152,6 @@ impl Repository {
         } else {
             Delivery::FastForward { head: target }
         })
-    }
-
-    /// Pushes a branch to a remote under the same name; never forced.
-    pub fn push(&self, remote: &str, branch: &str) -> Result<(), GitError> {
-        let refspec = format!("refs/heads/{branch}:refs/heads/{branch}");
-        self.run_here(argv![
-            "push",
-            "--porcelain",
-            "--end-of-options",
-            remote,
-            refspec
-        ])?
-        .success()?;
-        Ok(())
     }
 
     /// What `status` lists in the main worktree, less the linked worktrees nested in it

@@ -46,6 +46,9 @@ pub struct RunConfig {
     pub worktree_dir: Option<PathBuf>,
     /// What a completed task's branch becomes.
     pub deliver: DeliverMode,
+    /// The remote a completed task's branch is pushed to under [`DeliverMode::Push`]: the
+    /// name of a configured remote of the task's repository.
+    pub remote: String,
 }
 
 /// How transient failures (an overloaded or failing API, a rate limit) are retried.
@@ -100,6 +103,7 @@ impl Default for RunConfig {
             isolation: None,
             worktree_dir: None,
             deliver: DeliverMode::Branch,
+            remote: String::from("origin"),
         }
     }
 }

@@ -253,5 +253,8 @@ fn validate(config: &RunConfig) -> Result<(), OrchestratorError> {
     {
         return invalid("timeouts", "must be longer than zero");
     }
+    if config.deliver == crate::workspace::DeliverMode::Push && config.remote.trim().is_empty() {
+        return invalid("remote", "must name a remote to push to");
+    }
     Ok(())
 }

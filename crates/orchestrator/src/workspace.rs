@@ -34,6 +34,11 @@ pub enum DeliverMode {
     Branch,
     /// Merged into the base branch in the main worktree when that applies cleanly.
     Merge,
+    /// Pushed to the branch of the same name on the run's remote ([`RunConfig::remote`]),
+    /// never forced.
+    ///
+    /// [`RunConfig::remote`]: crate::RunConfig::remote
+    Push,
 }
 
 /// The repository a directory is in.
@@ -89,10 +94,11 @@ pub struct Committed {
     pub deletions: u64,
 }
 
-/// How delivery ended: the word the ledger keeps, and why when it did not merge.
+/// How delivery ended: the word the ledger keeps, and why when it did not happen.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Delivered {
-    /// `merged`, `conflict` or `skipped`.
+    /// `merged`, `conflict` or `skipped` for a merge; `pushed`, `rejected` (the remote
+    /// refused the branch) or `skipped` (the push could not be made) for a push.
     pub state: &'static str,
     pub reason: Option<String>,
 }
@@ -174,6 +180,20 @@ pub trait Workspaces: Send + Sync + 'static {
         base_branch: &str,
         message: &str,
     ) -> Result<Delivered, WorkspaceError>;
+    /// Pushes `branch` to the branch of the same name on `remote` (a configured remote of
+    /// the repository), never forced and asking no one for credentials; a refusal is
+    /// `rejected` with the remote's words, and the local branch stays either way.
+    fn push(
+        &self,
+        repository: &Path,
+        branch: &str,
+        remote: &str,
+    ) -> Result<Delivered, WorkspaceError> {
+        let _ = (repository, branch);
+        Err(WorkspaceError::new(format!(
+            "failed to push to {remote}: these workspaces cannot push"
+        )))
+    }
 }
 
 /// A commit message: a title and `Key: value` trailers.
@@ -212,6 +232,7 @@ impl DeliverMode {
         match self {
             DeliverMode::Branch => "branch",
             DeliverMode::Merge => "merge",
+            DeliverMode::Push => "push",
         }
     }
 
@@ -219,6 +240,7 @@ impl DeliverMode {
         match word {
             "branch" => Some(DeliverMode::Branch),
             "merge" => Some(DeliverMode::Merge),
+            "push" => Some(DeliverMode::Push),
             _ => None,
         }
     }

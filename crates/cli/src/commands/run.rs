@@ -1,6 +1,7 @@
 //! `baton run`: run ready tasks until none is left, with live progress, a summary, and an exit
 //! code that says whether everything completed.
 
+mod remote;
 mod report;
 
 use std::collections::HashMap;
@@ -30,6 +31,7 @@ pub fn run(args: RunArgs, mut context: Context, ui: &Ui) -> Result<Outcome> {
     if candidates.is_empty() {
         return nothing_to_run(ui, context.json);
     }
+    remote::check(&store, &candidates, &context)?;
     let budgets: HashMap<TaskId, u32> = candidates
         .iter()
         .map(|task| (task.id, task.max_iterations))

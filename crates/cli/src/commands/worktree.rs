@@ -431,7 +431,7 @@ fn refused(task: TaskId, error: GitError) -> CliError {
 
 /// A git failure as the CLI reports it: what a person can fix (git missing, another git
 /// process holding a lock) says what to do; anything else is Baton's own failure.
-fn git_failed(error: GitError) -> CliError {
+pub(crate) fn git_failed(error: GitError) -> CliError {
     let message = format!("git failed: {error}");
     match &error {
         GitError::Spawn { .. } => CliError::usage(message)

@@ -7,7 +7,7 @@ use std::process::Command;
 use crate::support::World;
 
 /// A workspace inside a git repository with one commit.
-fn repository_world() -> World {
+pub(crate) fn repository_world() -> World {
     let mut world = World::with_workspace();
     world.set("GIT_CONFIG_NOSYSTEM", "1");
     git(&world, &["init", "--quiet", "--initial-branch=main"]);
@@ -29,11 +29,11 @@ fn repository_world() -> World {
     world
 }
 
-fn git(world: &World, args: &[&str]) -> String {
+pub(crate) fn git(world: &World, args: &[&str]) -> String {
     git_in(world, &world.work(), args)
 }
 
-fn git_in(world: &World, dir: &Path, args: &[&str]) -> String {
+pub(crate) fn git_in(world: &World, dir: &Path, args: &[&str]) -> String {
     let output = Command::new("git")
         .args(args)
         .current_dir(dir)

@@ -8,4 +8,5 @@ mod discover;
 mod driver;
 mod locking;
 mod merges;
+mod pushes;
 mod worktrees;

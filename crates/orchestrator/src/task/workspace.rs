@@ -42,13 +42,16 @@ impl TaskLoop {
     /// Whether the ledger still has the task running: a person may have cancelled it while
     /// it ran, and then its work is neither committed nor delivered into their checkout (it
     /// stays in the worktree, and the finish reports the task as changed by someone else).
-    async fn still_running(&self) -> bool {
+    /// Returns the iterations it has used then (the loop's copy of the task counts none).
+    async fn still_running(&self) -> Option<u32> {
         let id = self.task.id;
         self.context
             .db
             .run(move |store| store.task(id))
             .await
-            .is_ok_and(|task| task.status == TaskStatus::Running)
+            .ok()
+            .filter(|task| task.status == TaskStatus::Running)
+            .map(|task| task.iterations)
     }
 
     pub(super) async fn leave_workspace(&mut self, stop: Stop, current: Option<SessionId>) -> Stop {
@@ -62,10 +65,13 @@ impl TaskLoop {
         }
         let mut stop = stop;
         if let Stop::Completed = stop
-            && self.still_running().await
+            && let Some(iterations) = self.still_running().await
         {
             match leave::complete(&self.context, &workspaces, &entered, &self.task, current).await {
                 Ok(record) => {
+                    if let Some(decision) = leave::push_announcement(&self.context, &record) {
+                        self.emit_decision(iterations, decision);
+                    }
                     let id = self.task.id;
                     let written = self
                         .context

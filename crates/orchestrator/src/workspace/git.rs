@@ -267,4 +267,40 @@ impl Workspaces for GitWorkspaces {
             },
         })
     }
+
+    fn push(
+        &self,
+        repository: &Path,
+        branch: &str,
+        remote: &str,
+    ) -> Result<Delivered, WorkspaceError> {
+        let repository = {
+            let _serial = self.serial();
+            self.open(repository)?
+        };
+        // The push talks to another machine, for up to the driver's timeout, and lists no
+        // worktree: it runs outside this process's turn at git, which other tasks need.
+        let by_hand = format!(
+            "the branch and its worktree stay; `git push {remote} {branch}` delivers it once the cause is gone"
+        );
+        match repository.push(remote, branch) {
+            Ok(_) => Ok(Delivered {
+                state: "pushed",
+                reason: None,
+            }),
+            Err(GitError::PushRejected { reason, .. }) => Ok(Delivered {
+                state: "rejected",
+                reason: Some(format!("{remote} refused {branch}: {reason}; {by_hand}")),
+            }),
+            Err(error @ GitError::NoSuchRemote { .. }) => Ok(Delivered {
+                state: "skipped",
+                reason: Some(format!("{error}; {by_hand}")),
+            }),
+            Err(error) => Err(WorkspaceError {
+                message: format!("failed to push {branch} to {remote}: {error}; {by_hand}"),
+                locked: error.is_locked(),
+                source: Some(Box::new(error)),
+            }),
+        }
+    }
 }

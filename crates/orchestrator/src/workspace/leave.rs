@@ -54,10 +54,57 @@ pub(crate) async fn complete(
     record.deletions = Some(committed.deletions);
     record.delivery = Some(String::from("branch"));
     record.delivery_reason = None;
-    if context.config.deliver == DeliverMode::Merge {
-        deliver(workspaces, entered, task, &mut record).await;
+    match context.config.deliver {
+        DeliverMode::Branch => {}
+        DeliverMode::Merge => deliver(workspaces, entered, task, &mut record).await,
+        DeliverMode::Push => push(workspaces, entered, &context.config.remote, &mut record).await,
     }
     Ok(record)
+}
+
+/// Pushes the branch to the run's remote; a refusal or a failure is recorded with git's
+/// words, and the branch and its worktree stay: the task is completed, its delivery not.
+async fn push(
+    workspaces: &Arc<dyn Workspaces>,
+    entered: &Entered,
+    remote: &str,
+    record: &mut TaskWorkspace,
+) {
+    let (repository, branch, remote) = (
+        entered.repository.clone(),
+        entered.branch.clone(),
+        remote.to_owned(),
+    );
+    match blocking(workspaces, move |w| w.push(&repository, &branch, &remote)).await {
+        Ok(delivered) => {
+            record.delivery = Some(delivered.state.to_owned());
+            record.delivery_reason = delivered.reason;
+        }
+        Err(error) => {
+            record.delivery = Some(String::from("skipped"));
+            record.delivery_reason = Some(error.message);
+        }
+    }
+}
+
+/// What the run says about a push's outcome, as a decision of the task: nothing under the
+/// other deliveries, whose output stays as it was.
+pub(crate) fn push_announcement(context: &RunContext, record: &TaskWorkspace) -> Option<String> {
+    if context.config.deliver != DeliverMode::Push {
+        return None;
+    }
+    let branch = record.branch.as_deref().unwrap_or_default();
+    let remote = &context.config.remote;
+    Some(
+        match (record.delivery.as_deref(), &record.delivery_reason) {
+            (Some("pushed"), _) => format!("delivered: pushed {branch} to {remote}"),
+            (state, reason) => format!(
+                "not delivered ({}): {}",
+                state.unwrap_or("skipped"),
+                reason.as_deref().unwrap_or("the push did not happen")
+            ),
+        },
+    )
 }
 
 /// Merges the branch into its base branch in the main worktree; what stops it is recorded,

@@ -105,6 +105,13 @@ impl Repo {
     }
 }
 
+/// Runs git in the bare repository `origin`.
+fn in_origin(repo: &Repo, origin: &Path, args: &[&str]) -> String {
+    let mut all = vec!["--git-dir", origin.to_str().unwrap()];
+    all.extend_from_slice(args);
+    repo.git(&all)
+}
+
 fn branch_of(workspace: &TaskWorkspace) -> &str {
     workspace.branch.as_deref().unwrap()
 }
@@ -411,6 +418,107 @@ async fn deliver_merge_lands_a_clean_merge_and_leaves_a_conflict_alone() {
         "mine\n"
     );
     assert!(!repo.path.join(".git").join("MERGE_HEAD").exists());
+}
+
+#[tokio::test]
+async fn deliver_push_pushes_each_branch_and_a_refused_push_keeps_the_work() {
+    let mut repo = Repo::new();
+    let origin = repo.fixture.workdir().join("origin.git");
+    repo.git(&["init", "--quiet", "--bare", origin.to_str().unwrap()]);
+    repo.git(&["remote", "add", "origin", origin.to_str().unwrap()]);
+    let head = repo.git(&["rev-parse", "HEAD"]);
+    let index = repo.index_bytes();
+    let agent = MockAgent::new();
+    let ids = [repo.task("one", &[]), repo.task("two", &[])];
+    agent.then_for_prompt(
+        "Do one.",
+        Step::succeed("done").write_file("one.txt", "1\n"),
+    );
+    agent.then_for_prompt(
+        "Do two.",
+        Step::succeed("done").write_file("two.txt", "2\n"),
+    );
+    let config = RunConfig {
+        deliver: DeliverMode::Push,
+        ..quick_config()
+    };
+    let report = repo.run(&agent, config.clone()).await;
+    assert!(report.all_completed(), "{report:?}");
+    for id in ids {
+        let workspace = repo.workspace(id);
+        assert_eq!(
+            workspace.delivery.as_deref(),
+            Some("pushed"),
+            "{workspace:?}"
+        );
+        let branch = branch_of(&workspace);
+        assert_eq!(
+            in_origin(
+                &repo,
+                &origin,
+                &["rev-parse", &format!("refs/heads/{branch}")]
+            ),
+            workspace.head_commit.clone().unwrap()
+        );
+        let message = in_origin(
+            &repo,
+            &origin,
+            &["log", "-1", "--format=%B", &format!("refs/heads/{branch}")],
+        );
+        assert!(message.contains(&format!("Baton-Task: {id}")), "{message}");
+        assert!(message.contains("Baton-Session: "), "{message}");
+    }
+
+    // A hook on the remote refuses the next branch: the task completes, its delivery does
+    // not, and its work stays on its branch and in its worktree.
+    let hook = origin.join("hooks").join("pre-receive");
+    std::fs::write(
+        &hook,
+        "#!/bin/sh\necho 'frozen for the release' >&2\nexit 1\n",
+    )
+    .unwrap();
+    let mut permissions = std::fs::metadata(&hook).unwrap().permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut permissions, 0o755);
+    std::fs::set_permissions(&hook, permissions).unwrap();
+    let refused = repo.task("three", &[]);
+    agent.then_for_prompt(
+        "Do three.",
+        Step::succeed("done").write_file("three.txt", "3\n"),
+    );
+    let report = repo.run(&agent, config).await;
+    assert!(report.all_completed(), "{report:?}");
+    let workspace = repo.workspace(refused);
+    assert_eq!(
+        workspace.delivery.as_deref(),
+        Some("rejected"),
+        "{workspace:?}"
+    );
+    let reason = workspace.delivery_reason.clone().unwrap_or_default();
+    assert!(reason.contains("origin refused"), "{reason}");
+    assert!(reason.contains("frozen for the release"), "{reason}");
+    let branch = branch_of(&workspace);
+    assert_eq!(repo.show(&format!("{branch}:three.txt")), "3");
+    assert!(
+        Path::new(workspace.worktree_path.as_deref().unwrap())
+            .join("three.txt")
+            .exists()
+    );
+    assert_eq!(
+        in_origin(
+            &repo,
+            &origin,
+            &[
+                "for-each-ref",
+                "--format=%(refname)",
+                &format!("refs/heads/{branch}")
+            ]
+        ),
+        ""
+    );
+    // The person's checkout never moved.
+    assert_eq!(repo.git(&["rev-parse", "HEAD"]), head);
+    assert_eq!(repo.index_bytes(), index);
+    assert_eq!(repo.git(&["status", "--porcelain"]), "");
 }
 
 #[tokio::test]

@@ -293,7 +293,11 @@ impl Finished {
                     out.push_str(&format!("  task {id} was skipped: {}\n", reason.trim()));
                     continue;
                 }
-                TaskOutcome::Completed | TaskOutcome::Cancelled => continue,
+                TaskOutcome::Completed => {
+                    out.push_str(&self.undelivered(id));
+                    continue;
+                }
+                TaskOutcome::Cancelled => continue,
             };
             let next = if reason.starts_with("budget spent") {
                 format!("`baton task retry {id} --max-cost USD` raises its budget and continues it")
@@ -309,6 +313,28 @@ impl Finished {
             out.push_str(&format!("  task {id} did not run: {why}\n"));
         }
         out
+    }
+
+    /// For a completed task whose branch was to be merged or pushed and was not, what
+    /// stopped it; nothing otherwise. The task stays completed: its work is done and
+    /// committed on its branch, and only the delivery waits for a person.
+    fn undelivered(&self, id: TaskId) -> String {
+        let Some(workspace) = self.workspaces.get(&id) else {
+            return String::new();
+        };
+        let (Some(state @ ("conflict" | "skipped" | "rejected")), Some(branch)) =
+            (workspace.delivery.as_deref(), workspace.branch.as_deref())
+        else {
+            return String::new();
+        };
+        let reason = workspace
+            .delivery_reason
+            .as_deref()
+            .unwrap_or("no reason recorded");
+        format!(
+            "  task {id} completed, but its branch {branch} was not delivered ({state}): {}\n    `baton task show {id}` shows the delivery\n",
+            reason.trim()
+        )
     }
 
     /// The run as JSON.
