@@ -46,6 +46,11 @@ pub struct RunConfig {
     pub worktree_dir: Option<PathBuf>,
     /// What a completed task's branch becomes.
     pub deliver: DeliverMode,
+    /// Whether the run keeps taking work until it is cancelled, and how often it looks at
+    /// the ledger while it has room for more: for tasks added since, and for tasks a dead
+    /// runner left behind, which it sweeps first. `None` ends the run when nothing it
+    /// selected is ready.
+    pub watch: Option<Duration>,
 }
 
 /// How transient failures (an overloaded or failing API, a rate limit) are retried.
@@ -100,6 +105,7 @@ impl Default for RunConfig {
             isolation: None,
             worktree_dir: None,
             deliver: DeliverMode::Branch,
+            watch: None,
         }
     }
 }
