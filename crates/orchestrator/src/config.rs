@@ -84,6 +84,11 @@ pub struct AgentOptions {
     pub env: BTreeMap<String, String>,
 }
 
+impl RunConfig {
+    /// The default [`RunConfig::lease_ttl`].
+    pub const DEFAULT_LEASE_TTL: Duration = Duration::from_secs(60);
+}
+
 impl Default for RunConfig {
     fn default() -> RunConfig {
         RunConfig {
@@ -96,7 +101,7 @@ impl Default for RunConfig {
             retry: RetryPolicy::default(),
             budget: Budget::NONE,
             rotation_threshold: 0.8,
-            lease_ttl: Duration::from_secs(60),
+            lease_ttl: RunConfig::DEFAULT_LEASE_TTL,
             escalate_when_exhausted: false,
             agent: AgentOptions {
                 permission_mode: Some(PermissionMode::AcceptEdits),
