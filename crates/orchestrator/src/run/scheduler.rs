@@ -160,9 +160,10 @@ impl<'run> Scheduler<'run> {
         }
     }
 
-    /// A watching run's look at the ledger: sweeps what dead runners left, so that their
-    /// tasks are ready for the dispatch that follows.
+    /// A watching run's look at the ledger: keeps its own leases fresh, then sweeps what dead
+    /// runners left, so that their tasks are ready for the dispatch that follows.
     async fn sweep(&mut self) -> Result<(), OrchestratorError> {
+        super::watch::keep_own_leases(&self.context).await?;
         let recovered = super::recover_reported(&self.context).await?;
         self.recovered.extend(recovered);
         Ok(())

@@ -6,13 +6,18 @@
 //! session. The first kind is new work; the second must not be tried again at once, or two
 //! runners would trade it back and forth, so it rests for one lease TTL — by then the other
 //! runner's lease is either renewed (it still works there) or expired (recovery frees it).
+//!
+//! Before each sweep a watching run renews the leases it holds that are running low: a loop
+//! renews its session's lease while an agent call runs, not while a long check does, and the
+//! run's own sweep must not take an expired lease of a runner alive here for a dead one's.
 
 use std::collections::HashMap;
 use std::time::Duration;
 
-use session_store::TaskId;
+use session_store::{SessionFilter, SessionStatus, StoreError, TaskId, Timestamp};
 use tokio::time::Instant;
 
+use crate::context::RunContext;
 use crate::task::TaskOutcome;
 
 /// A watching run's own state.
@@ -70,6 +75,43 @@ impl Watching {
     pub(super) fn started(&mut self) {
         self.said_waiting = false;
     }
+}
+
+/// Renews every lease this process holds on an open session that has less than two thirds
+/// of the TTL left, so that an idle stretch of a loop (a long check) never lets it run out
+/// while the process lives. A session that closed, or that another process took, meanwhile
+/// is its loop's business.
+pub(super) async fn keep_own_leases(context: &RunContext) -> Result<(), StoreError> {
+    let (owner, ttl) = (context.owner.clone(), context.config.lease_ttl);
+    context
+        .db
+        .run(move |store| {
+            let running_low = Timestamp::now().saturating_add(ttl.saturating_mul(2) / 3);
+            let open = store.sessions(&SessionFilter {
+                status: Some(SessionStatus::Open),
+                ..SessionFilter::default()
+            })?;
+            for session in open {
+                let ours = session
+                    .lease
+                    .as_ref()
+                    .is_some_and(|lease| lease.owner == owner && lease.expires_at <= running_low);
+                if !ours {
+                    continue;
+                }
+                match store.renew_lease(session.id, &owner, ttl) {
+                    Ok(_)
+                    | Err(
+                        StoreError::SessionClosed { .. }
+                        | StoreError::LeaseHeld { .. }
+                        | StoreError::LeaseNotHeld { .. },
+                    ) => {}
+                    Err(err) => return Err(err),
+                }
+            }
+            Ok(())
+        })
+        .await
 }
 
 #[cfg(test)]

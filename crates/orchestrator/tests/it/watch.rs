@@ -212,6 +212,32 @@ async fn a_watching_run_rescues_the_task_of_another_hosts_runner_once_its_lease_
     assert_eq!(agent.calls()[0].plan.session_id(), session);
 }
 
+/// A check that outlasts the lease TTL does not make the watching run sweep its own session:
+/// it keeps the leases it holds fresh before each sweep.
+#[tokio::test]
+async fn a_watching_run_keeps_its_own_leases_through_a_long_check() {
+    let mut fixture = Fixture::new();
+    // Room for a second task, so that the run looks at the ledger while the check runs.
+    let config = RunConfig {
+        lease_ttl: Duration::from_millis(300),
+        concurrency: 2,
+        ..watching()
+    };
+    let task = fixture.task("slow check", &["sleep 1.5"]);
+    let watcher = Watcher::start(&fixture, &MockAgent::new(), config);
+    until("the task completed", || {
+        fixture.get(task).status == TaskStatus::Completed
+    })
+    .await;
+    let recovered = watcher.events(|event| matches!(event, RunEvent::Recovered { .. }));
+    let report = watcher.stop().await;
+    assert_eq!(recovered, 0, "{report:?}");
+    assert!(report.recovered.is_empty(), "{report:?}");
+    let sessions = fixture.sessions_of(task);
+    assert_eq!(sessions.len(), 1);
+    assert_eq!(sessions[0].status, SessionStatus::Completed);
+}
+
 /// A task the watching run failed and a person retried is new work: it is taken up again,
 /// and the report has it once, as it ended last.
 #[tokio::test]
