@@ -138,12 +138,12 @@ impl<'run> Scheduler<'run> {
     /// more, also its next look at the ledger (when it has room) and its cancellation.
     async fn next(&mut self) -> Next {
         let may_start = self.may_start();
-        let interval = match &mut self.watching {
+        let next_look = match &mut self.watching {
             Some(watching) if may_start => {
                 if self.running.is_empty() && watching.went_idle() {
                     self.context.events.emit(RunEvent::Waiting);
                 }
-                watching.interval
+                watching.next_look()
             }
             _ => {
                 return match self.running.join_next_with_id().await {
@@ -155,7 +155,7 @@ impl<'run> Scheduler<'run> {
         let room = self.running.len() < self.context.config.concurrency;
         tokio::select! {
             Some(joined) = self.running.join_next_with_id() => Next::Joined(joined),
-            () = tokio::time::sleep(interval), if room => Next::Look,
+            () = tokio::time::sleep_until(next_look), if room => Next::Look,
             () = self.cancel.cancelled() => Next::Again,
         }
     }
@@ -163,6 +163,9 @@ impl<'run> Scheduler<'run> {
     /// A watching run's look at the ledger: keeps its own leases fresh, then sweeps what dead
     /// runners left, so that their tasks are ready for the dispatch that follows.
     async fn sweep(&mut self) -> Result<(), OrchestratorError> {
+        if let Some(watching) = &mut self.watching {
+            watching.looked();
+        }
         super::watch::keep_own_leases(&self.context).await?;
         let recovered = super::recover_reported(&self.context).await?;
         self.recovered.extend(recovered);

@@ -24,7 +24,9 @@ use crate::task::TaskOutcome;
 #[derive(Debug)]
 pub(super) struct Watching {
     /// How long the run waits, with room for more work, before it looks at the ledger again.
-    pub(super) interval: Duration,
+    interval: Duration,
+    /// When it looks next: a fixed beat, so that tasks ending often do not put it off.
+    next_look: Instant,
     /// How long a task given back to another runner rests: the lease TTL.
     rest_after_give_back: Duration,
     /// Tasks not to take up before these instants.
@@ -37,6 +39,7 @@ impl Watching {
     pub(super) fn new(interval: Duration, lease_ttl: Duration) -> Watching {
         Watching {
             interval,
+            next_look: Instant::now() + interval,
             rest_after_give_back: lease_ttl,
             resting: HashMap::new(),
             said_waiting: false,
@@ -57,6 +60,16 @@ impl Watching {
             }
         };
         self.resting.insert(task, Instant::now() + rest);
+    }
+
+    /// When the run looks at the ledger next.
+    pub(super) fn next_look(&self) -> Instant {
+        self.next_look
+    }
+
+    /// The run looked at the ledger: the next look is one interval away.
+    pub(super) fn looked(&mut self) {
+        self.next_look = Instant::now() + self.interval;
     }
 
     /// Whether `task` has rested enough to be taken up.

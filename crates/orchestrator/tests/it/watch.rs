@@ -315,6 +315,20 @@ async fn a_spent_run_budget_ends_a_watching_run() {
     assert_eq!(agent.calls().len(), 1);
 }
 
+/// An agent that cannot work ends a watching run as it ends any run: the halt, not a wait.
+#[tokio::test]
+async fn a_refusal_no_retry_fixes_ends_a_watching_run() {
+    let mut fixture = Fixture::new();
+    let agent = MockAgent::scripted(|_, _| Step::fail_kind(agent::ErrorKind::Authentication));
+    let task = fixture.task("refused", &[]);
+    let watcher = Watcher::start(&fixture, &agent, watching());
+    let report = bounded(watcher.run).await.unwrap().unwrap();
+    assert!(report.unavailable.is_some(), "{report:?}");
+    assert!(!report.cancelled);
+    assert_eq!(fixture.get(task).status, TaskStatus::Pending);
+    fixture.assert_no_open_session();
+}
+
 /// Without `watch` a run ends as it always has when nothing it selected is ready, even with
 /// no task at all.
 #[tokio::test]
