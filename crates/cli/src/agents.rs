@@ -86,7 +86,7 @@ pub fn unavailable(error: AgentError, settings: &Settings) -> CliError {
 
 /// The orchestrator's configuration from the settings: every field a key sets comes from
 /// the key, so the orchestrator's own defaults decide nothing for `baton`; the rest (turn
-/// escalation, retries, leases) are the orchestrator's until keys set them.
+/// escalation, most of the retries) are the orchestrator's until keys set them.
 pub fn run_config(settings: &Settings) -> RunConfig {
     RunConfig {
         concurrency: settings.get(keys::RUN_CONCURRENCY) as usize,
@@ -120,6 +120,7 @@ pub fn run_config(settings: &Settings) -> RunConfig {
             keys::Deliver::Push => orchestrator::DeliverMode::Push,
         },
         remote: settings.get(keys::RUN_REMOTE),
+        lease_ttl: settings.get(keys::LEDGER_LEASE_TTL),
         ..RunConfig::default()
     }
 }
@@ -149,7 +150,7 @@ mod tests {
 
     use super::*;
     use crate::config::ConfigFile;
-    use crate::settings::Env;
+    use crate::settings::{Env, Source};
 
     #[test]
     fn the_run_configuration_comes_from_the_settings() {
@@ -190,6 +191,58 @@ mod tests {
             ..RunConfig::default()
         };
         assert_eq!(config, expected);
+    }
+
+    #[test]
+    fn the_lease_ttl_comes_from_the_environment_then_the_file_then_the_default() {
+        let mut env = Env {
+            cwd: std::env::temp_dir(),
+            no_color: false,
+            clicolor_force: false,
+            redactor: redact::Redactor::new(),
+            values: BTreeMap::new(),
+            pager: None,
+            vars: Vec::new(),
+        };
+        let lease_ttl = |file: &ConfigFile, env: &Env| {
+            let settings = Settings::resolve(file, None, env);
+            (
+                run_config(&settings).lease_ttl,
+                settings.source(keys::LEDGER_LEASE_TTL),
+            )
+        };
+        assert_eq!(
+            lease_ttl(&ConfigFile::default(), &env),
+            (RunConfig::default().lease_ttl, Source::Default),
+            "the default is the orchestrator's own"
+        );
+        let file =
+            ConfigFile::parse("[ledger]\nlease_ttl = \"5m\"\n", Path::new("c.toml")).unwrap();
+        assert_eq!(
+            lease_ttl(&file, &env),
+            (Duration::from_secs(300), Source::File)
+        );
+        // The environment's value, as `Env::capture` reads BATON_LEASE_TTL.
+        let key = &keys::LEDGER_LEASE_TTL.definition;
+        assert_eq!(key.sources.env, Some("BATON_LEASE_TTL"));
+        let value = keys::from_os(key, std::ffi::OsStr::new("2s")).unwrap();
+        env.values.insert(key.name, value);
+        assert_eq!(
+            lease_ttl(&file, &env),
+            (Duration::from_secs(2), Source::Env)
+        );
+        // No flag sets it: the issue gives it a key and a variable only.
+        assert!(key.sources.flags.is_empty());
+    }
+
+    #[test]
+    fn a_zero_lease_ttl_is_refused() {
+        let key = &keys::LEDGER_LEASE_TTL.definition;
+        let problem = keys::from_os(key, std::ffi::OsStr::new("0s")).unwrap_err();
+        assert_eq!(problem.says, "is zero: it must be longer than zero");
+        let error =
+            ConfigFile::parse("[ledger]\nlease_ttl = \"0s\"\n", Path::new("c.toml")).unwrap_err();
+        assert!(error.to_string().contains("longer than zero"), "{error}");
     }
 
     #[test]

@@ -32,7 +32,9 @@ Environment:
   BATON_DB            the ledger database, like --db
   BATON_CLAUDE_BIN    the Claude Code executable, overriding `agent.claude_bin`
   BATON_BUSY_TIMEOUT  how long a command waits while another process writes the ledger
-                      (default 30s); past it, the command stops with exit 4";
+                      (default 30s); past it, the command stops with exit 4
+  BATON_LEASE_TTL     how long a run's session lease lasts unless renewed (default 1m);
+                      past it, other runs take the runner for gone and rescue its work";
 
 /// Run software tasks through Claude Code and keep an exact ledger of every agent session.
 #[derive(Debug, Parser)]
@@ -71,7 +73,7 @@ pub enum Command {
     /// Group tasks into milestones
     #[command(subcommand)]
     Milestone(MilestoneCommand),
-    /// Run ready tasks until none is left
+    /// Run ready tasks until none is left (with --watch, until stopped)
     #[command(after_help = RUN_AFTER_HELP)]
     Run(RunArgs),
     /// List and show agent sessions
@@ -93,7 +95,13 @@ pub enum Command {
 const RUN_AFTER_HELP: &str = "\
 Exit status: 0 when every task the run took up completed; 1 when one failed, blocked or was
 left pending; 129, 130 or 143 when the run was interrupted (its tasks resume on the next run).
-With --json, progress goes to stderr as lines and stdout carries one JSON report.";
+With --json, progress goes to stderr as lines and stdout carries one JSON report.
+
+With --watch the run does not end when nothing is ready: it says it waits for work and looks at
+the ledger every second, for tasks added since (`baton task add` from anywhere) and for tasks a
+runner that stopped left behind (one on another host once its lease, ledger.lease_ttl, has run
+out). Ctrl-C or SIGTERM stops it: its running tasks go back to pending, their sessions
+resumable, and it exits 130 or 143; with --json its one report is printed then.";
 
 const WORKTREE_AFTER_HELP: &str = "\
 Inside a git repository with a commit, each task runs in a worktree of its own at
@@ -301,6 +309,10 @@ pub struct RunArgs {
     /// The most tokens this run's agent calls may use together (default: run.max_tokens, none)
     #[arg(long, value_name = "N", allow_hyphen_values = true, value_parser = tokens_parser())]
     pub max_tokens: Option<u64>,
+    /// Keep running until stopped (Ctrl-C, SIGTERM), taking up tasks as they become ready:
+    /// new ones, and those a stopped runner left
+    #[arg(long)]
+    pub watch: bool,
 }
 
 #[derive(Debug, Subcommand)]

@@ -19,6 +19,7 @@ use std::time::Duration;
 
 use agent::PermissionMode;
 use clap::ValueEnum;
+use orchestrator::RunConfig;
 use session_store::{Cost, Durability, NewTask, SessionPolicy, StoreOptions};
 
 pub use value::{Kind, Problem, Value, from_os, from_toml, money};
@@ -379,6 +380,13 @@ keys! {
         default: DefaultValue::Text("full"),
         help: "When a commit reaches the disk: \"full\" (before it returns, so a committed call survives a power cut) or \"normal\" (faster; the last commits before a power cut may be lost).",
         sources: Sources::FILE,
+    };
+    LEDGER_LEASE_TTL: Duration = Definition {
+        name: "ledger.lease_ttl",
+        kind: Kind::Duration,
+        default: DefaultValue::Duration(RunConfig::DEFAULT_LEASE_TTL),
+        help: "How long a run's hold on a session (its lease) lasts unless renewed; a running agent call renews it every third of that. Once a lease has run out, every other run takes its holder for gone and rescues its task and session.",
+        sources: Sources::FILE.env("BATON_LEASE_TTL"),
     };
 }
 

@@ -49,6 +49,11 @@ pub struct RunConfig {
     /// The remote a completed task's branch is pushed to under [`DeliverMode::Push`]: the
     /// name of a configured remote of the task's repository.
     pub remote: String,
+    /// Whether the run keeps taking work until it is cancelled, and how often it looks at
+    /// the ledger while it has room for more: for tasks added since, and for tasks a dead
+    /// runner left behind, which it sweeps first. `None` ends the run when nothing it
+    /// selected is ready.
+    pub watch: Option<Duration>,
 }
 
 /// How transient failures (an overloaded or failing API, a rate limit) are retried.
@@ -82,6 +87,11 @@ pub struct AgentOptions {
     pub env: BTreeMap<String, String>,
 }
 
+impl RunConfig {
+    /// The default [`RunConfig::lease_ttl`].
+    pub const DEFAULT_LEASE_TTL: Duration = Duration::from_secs(60);
+}
+
 impl Default for RunConfig {
     fn default() -> RunConfig {
         RunConfig {
@@ -94,7 +104,7 @@ impl Default for RunConfig {
             retry: RetryPolicy::default(),
             budget: Budget::NONE,
             rotation_threshold: 0.8,
-            lease_ttl: Duration::from_secs(60),
+            lease_ttl: RunConfig::DEFAULT_LEASE_TTL,
             escalate_when_exhausted: false,
             agent: AgentOptions {
                 permission_mode: Some(PermissionMode::AcceptEdits),
@@ -104,6 +114,7 @@ impl Default for RunConfig {
             worktree_dir: None,
             deliver: DeliverMode::Branch,
             remote: String::from("origin"),
+            watch: None,
         }
     }
 }

@@ -11,7 +11,8 @@ use session_store::{CallOutcome, SessionPolicy, SessionStatus, SweptSession, Tas
 /// Something that happened in a run.
 #[derive(Debug, Clone, PartialEq)]
 pub enum RunEvent {
-    /// Recovery at the start of the run abandoned a stale session.
+    /// Recovery abandoned a stale session: at the start of the run, or while a watching run
+    /// looked for work.
     Recovered {
         swept: SweptSession,
         stopped_agent: bool,
@@ -82,6 +83,10 @@ pub enum RunEvent {
         status: TaskStatus,
         reason: Option<String>,
     },
+    /// A watching run ([`RunConfig::watch`](crate::RunConfig::watch)) has no task running
+    /// and none of its selection ready: it waits for work. Reported once each time it
+    /// becomes idle.
+    Waiting,
 }
 
 /// Where a run's [`RunEvent`]s go. Cheap to clone; by default events are dropped.
@@ -162,7 +167,8 @@ impl RunEvent {
             | RunEvent::Recovered { .. }
             | RunEvent::SessionOpened { .. }
             | RunEvent::CallStarted { .. }
-            | RunEvent::CallFinished { .. } => {}
+            | RunEvent::CallFinished { .. }
+            | RunEvent::Waiting => {}
         }
     }
 }

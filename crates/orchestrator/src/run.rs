@@ -2,6 +2,7 @@
 //! how each ended.
 
 mod scheduler;
+mod watch;
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -46,9 +47,11 @@ impl Selection {
 /// What a run did.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct RunReport {
-    /// Stale sessions recovery abandoned before the run started.
+    /// Stale sessions recovery abandoned before the run started and, in a watching run, while
+    /// it looked for work.
     pub recovered: Vec<Recovered>,
-    /// Every task the run took up, in the order they ended.
+    /// Every task the run took up, in the order they ended. A watching run may take a task
+    /// up again (a person retried it, say); the task is here once, as it ended last.
     pub tasks: Vec<TaskReport>,
     /// Selected tasks left pending, with why they could not run.
     pub not_run: Vec<(TaskId, String)>,
@@ -147,25 +150,19 @@ impl Orchestrator {
     /// makes their tasks runnable again. `run` does this first; it is here on its own for
     /// `baton recover`.
     pub async fn recover(&self) -> Result<Vec<Recovered>, OrchestratorError> {
-        let recovered = recovery::recover(&self.context.db).await?;
-        for item in &recovered {
-            if let Some(session) = &item.session {
-                self.context.events.emit(RunEvent::Recovered {
-                    swept: session.clone(),
-                    stopped_agent: item.stopped_agent,
-                });
-            }
-        }
-        Ok(recovered)
+        recover_reported(&self.context).await
     }
 
     /// Recovers, then runs the selected ready tasks until none is left or `cancel` fires.
+    /// A watching run ([`RunConfig::watch`]) does not stop when none is left: it waits for
+    /// more, rescuing what dead runners leave behind, until `cancel` fires (or its budget is
+    /// spent, or the agent cannot work).
     pub async fn run(
         &self,
         selection: &Selection,
         cancel: CancellationToken,
     ) -> Result<RunReport, OrchestratorError> {
-        let recovered = self.recover().await?;
+        let mut recovered = self.recover().await?;
         // The run's own token: the caller's cancels it, and so does a halt, which leaves the
         // caller's alone.
         let run_cancel = cancel.child_token();
@@ -174,6 +171,7 @@ impl Orchestrator {
             .run()
             .await?;
         let cancelled = cancel.is_cancelled();
+        recovered.extend(scheduled.recovered);
         Ok(RunReport {
             recovered,
             tasks: scheduled.finished,
@@ -228,6 +226,21 @@ impl Orchestrator {
     }
 }
 
+/// Sweeps what dead runners left (see [`recovery::recover`]) and reports each abandoned
+/// session as an event.
+async fn recover_reported(context: &RunContext) -> Result<Vec<Recovered>, OrchestratorError> {
+    let recovered = recovery::recover(&context.db).await?;
+    for item in &recovered {
+        if let Some(session) = &item.session {
+            context.events.emit(RunEvent::Recovered {
+                swept: session.clone(),
+                stopped_agent: item.stopped_agent,
+            });
+        }
+    }
+    Ok(recovered)
+}
+
 fn validate(config: &RunConfig) -> Result<(), OrchestratorError> {
     let invalid = |field, reason: &str| {
         Err(OrchestratorError::Config {
@@ -250,6 +263,7 @@ fn validate(config: &RunConfig) -> Result<(), OrchestratorError> {
     if config.call_timeout.is_zero()
         || config.verify_timeout.is_zero()
         || config.lease_ttl.is_zero()
+        || config.watch.is_some_and(|interval| interval.is_zero())
     {
         return invalid("timeouts", "must be longer than zero");
     }

@@ -1,10 +1,11 @@
-//! `baton run`: run ready tasks until none is left, with live progress, a summary, and an exit
-//! code that says whether everything completed.
+//! `baton run`: run ready tasks until none is left (with `--watch`, until stopped), with live
+//! progress, a summary, and an exit code that says whether everything completed.
 
 mod remote;
 mod report;
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 use agent::{Agent, CancellationToken};
 use orchestrator::{Orchestrator, Selection};
@@ -22,13 +23,20 @@ use crate::progress::{Mode, Progress};
 use crate::settings::{Context, Settings};
 use crate::signals;
 
+/// How often a watching run (`--watch`) with room for more work looks at the ledger: for tasks
+/// added since, and for what dead runners left (which it sweeps first). A second is nothing
+/// next to an agent call and to the lease TTL that decides when a runner is dead, while an
+/// idle runner costs the ledger a few small transactions a second (the sweep, the ready
+/// tasks), which SQLite and a shared PostgreSQL alike take in their stride.
+const WATCH_INTERVAL: Duration = Duration::from_secs(1);
+
 pub fn run(args: RunArgs, mut context: Context, ui: &Ui) -> Result<Outcome> {
     context.settings = context.settings.clone().with_run_flags(&args);
     let store = context.open_store()?;
     let selection = selection(&store, &args)?;
     check_named_tasks(&store, &selection)?;
     let candidates = candidates(&store, &selection)?;
-    if candidates.is_empty() {
+    if candidates.is_empty() && !args.watch {
         return nothing_to_run(ui, context.json);
     }
     remote::check(&store, &candidates, &context)?;
@@ -46,6 +54,7 @@ pub fn run(args: RunArgs, mut context: Context, ui: &Ui) -> Result<Outcome> {
         let agent = agents::build(settings);
         let store = record_start(store, settings, agent.as_ref()).await?;
         let mut config = agents::run_config(settings);
+        config.watch = args.watch.then_some(WATCH_INTERVAL);
         config.worktree_dir = config
             .worktree_dir
             .map(|dir| context.default_workdir().join(dir));

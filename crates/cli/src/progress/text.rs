@@ -40,6 +40,8 @@ pub struct Board {
     done: usize,
     /// What the run's finished calls cost.
     spent: Cost,
+    /// Whether a watching run has nothing to do and waits for work.
+    waiting: bool,
 }
 
 /// What the live view shows about one running task.
@@ -109,8 +111,12 @@ pub fn log_line(event: &RunEvent, live: bool) -> Option<LogLine> {
             Tone::Plain,
         ),
         RunEvent::SessionClosed { .. } | RunEvent::TaskFinished { .. } => ended(event),
+        RunEvent::Waiting => line(String::from(WAITING), Tone::Plain),
     }
 }
+
+/// What a watching run says when it has nothing to do.
+const WAITING: &str = "waiting for work: new tasks, and those a stopped runner left, start as they come (Ctrl-C stops)";
 
 /// The line of a session recovery abandoned.
 fn recovered(swept: &SweptSession, stopped_agent: bool) -> String {
@@ -238,6 +244,7 @@ impl Board {
             budgets,
             done: 0,
             spent: Cost::ZERO,
+            waiting: false,
         }
     }
 
@@ -255,7 +262,9 @@ impl Board {
                     started: now,
                 };
                 self.tasks.insert(*task, state);
+                self.waiting = false;
             }
+            RunEvent::Waiting => self.waiting = true,
             RunEvent::CallFinished {
                 task,
                 usage,
@@ -340,11 +349,16 @@ impl Board {
     }
 
     /// The live view's last line, at most `width` columns: how far the run is, what it has
-    /// spent, and how long it has taken.
+    /// spent, and how long it has taken; first, when a watching run is idle, that it waits.
     pub fn total_line(&self, elapsed: Duration, width: usize) -> String {
         let total = self.budgets.len().max(self.done + self.tasks.len());
+        let waiting = if self.waiting && self.tasks.is_empty() {
+            "waiting for work; "
+        } else {
+            ""
+        };
         let line = format!(
-            "{} of {total} {} done, {} running, {} spent, {} elapsed",
+            "{waiting}{} of {total} {} done, {} running, {} spent, {} elapsed",
             self.done,
             views::plural(total as u64, "task", "tasks"),
             self.tasks.len(),
@@ -641,6 +655,32 @@ mod tests {
         assert_eq!(
             board.total_line(Duration::from_secs(76), 12),
             "1 of 2 task…"
+        );
+    }
+
+    #[test]
+    fn an_idle_watching_run_says_it_waits_for_work_until_a_task_starts() {
+        let mut board = Board::new(HashMap::from([(TaskId(3), 5)]));
+        let now = Instant::now();
+        board.apply(&RunEvent::Waiting, now);
+        assert_eq!(
+            board.total_line(Duration::from_secs(5), 200),
+            "waiting for work; 0 of 1 task done, 0 running, $0 spent, 0:05 elapsed"
+        );
+        assert_eq!(
+            log_line(&RunEvent::Waiting, true).map(|line| line.text),
+            Some(String::from(WAITING))
+        );
+        board.apply(
+            &RunEvent::TaskStarted {
+                task: TaskId(4),
+                title: String::from("Added later"),
+            },
+            now,
+        );
+        assert_eq!(
+            board.total_line(Duration::from_secs(6), 200),
+            "0 of 1 task done, 1 running, $0 spent, 0:06 elapsed"
         );
     }
 }

@@ -11,4 +11,5 @@ mod real_claude;
 mod runs;
 mod secrets;
 mod support;
+mod watch;
 mod worktrees;

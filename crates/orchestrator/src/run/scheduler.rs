@@ -1,6 +1,7 @@
 //! The scheduler of one run: picks ready tasks of the selection, runs up to `concurrency` of
 //! them at once (tasks sharing a milestone session take turns), and collects how each ended,
-//! a panic in a task's loop included.
+//! a panic in a task's loop included. A watching run does not end when nothing is ready: it
+//! looks at the ledger again every interval, sweeping what dead runners left first.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
@@ -12,9 +13,11 @@ use session_store::{
 use tokio::task::{JoinError, JoinSet};
 
 use super::Selection;
+use super::watch::Watching;
 use crate::context::RunContext;
 use crate::error::OrchestratorError;
 use crate::event::RunEvent;
+use crate::recovery::Recovered;
 use crate::task::{self, Assignment, TaskOutcome, TaskReport};
 
 /// What a task's loop returns to the scheduler.
@@ -39,12 +42,29 @@ pub(super) struct Scheduler<'run> {
     failure: Option<OrchestratorError>,
     /// How each task the run took up ended, in the order they ended.
     finished: Vec<TaskReport>,
+    /// A watching run's own state; `None` for a run that ends when nothing is ready.
+    watching: Option<Watching>,
+    /// What the sweeps of a watching run recovered.
+    recovered: Vec<Recovered>,
 }
 
 /// What the scheduler did.
 pub(super) struct Scheduled {
     pub(super) finished: Vec<TaskReport>,
     pub(super) attempted: HashSet<TaskId>,
+    pub(super) recovered: Vec<Recovered>,
+}
+
+/// What the scheduler does after dispatching.
+enum Next {
+    /// Takes in how a task's loop ended.
+    Joined(Result<(tokio::task::Id, Joined), JoinError>),
+    /// A watching run looks at the ledger again.
+    Look,
+    /// The run was cancelled while it watched: decide again.
+    Again,
+    /// Nothing runs, and nothing more is started.
+    Done,
 }
 
 impl<'run> Scheduler<'run> {
@@ -53,6 +73,10 @@ impl<'run> Scheduler<'run> {
         selection: &'run Selection,
         cancel: &'run CancellationToken,
     ) -> Scheduler<'run> {
+        let watching = context
+            .config
+            .watch
+            .map(|interval| Watching::new(interval, context.config.lease_ttl));
         Scheduler {
             context,
             selection,
@@ -64,37 +88,110 @@ impl<'run> Scheduler<'run> {
             policies: HashMap::new(),
             failure: None,
             finished: Vec::new(),
+            watching,
+            recovered: Vec::new(),
         }
     }
 
-    /// Runs ready tasks until none is left or the run is cancelled, then waits for every
-    /// running task to record its end.
+    /// Runs ready tasks until none is left (a watching run: until it is stopped) or the run
+    /// is cancelled, then waits for every running task to record its end.
     pub(super) async fn run(mut self) -> Result<Scheduled, OrchestratorError> {
         let concurrency = self.context.config.concurrency;
         loop {
-            if !self.cancel.is_cancelled()
-                && self.failure.is_none()
-                && self.context.budgets.run_stopped().is_none()
-                && self.running.len() < concurrency
-            {
+            if self.may_start() && self.running.len() < concurrency {
                 // A failure here stops dispatching but never abandons tasks already running:
                 // the loop below still waits for each to close its session and record its end.
                 if let Err(err) = self.dispatch().await {
                     self.stop(err);
                 }
             }
-            let Some(joined) = self.running.join_next_with_id().await else {
-                break;
-            };
-            self.joined(joined).await;
+            match self.next().await {
+                Next::Joined(joined) => self.joined(joined).await,
+                Next::Look => {
+                    if let Err(err) = self.sweep().await {
+                        self.stop(err);
+                    }
+                }
+                Next::Again => {}
+                Next::Done => break,
+            }
         }
         match self.failure {
             Some(err) => Err(err),
             None => Ok(Scheduled {
                 finished: self.finished,
                 attempted: self.attempted,
+                recovered: self.recovered,
             }),
         }
+    }
+
+    /// Whether the run may start more tasks: it is not cancelled (by a person or a halt),
+    /// nothing failed, and its budget is not spent.
+    fn may_start(&self) -> bool {
+        !self.cancel.is_cancelled()
+            && self.failure.is_none()
+            && self.context.budgets.run_stopped().is_none()
+    }
+
+    /// Waits for what comes next: a task's loop ending; for a watching run that may start
+    /// more, also its next look at the ledger (when it has room) and its cancellation.
+    async fn next(&mut self) -> Next {
+        let may_start = self.may_start();
+        let next_look = match &mut self.watching {
+            Some(watching) if may_start => {
+                if self.running.is_empty() && watching.went_idle() {
+                    self.context.events.emit(RunEvent::Waiting);
+                }
+                watching.next_look()
+            }
+            _ => {
+                return match self.running.join_next_with_id().await {
+                    Some(joined) => Next::Joined(joined),
+                    None => Next::Done,
+                };
+            }
+        };
+        let room = self.running.len() < self.context.config.concurrency;
+        tokio::select! {
+            Some(joined) = self.running.join_next_with_id() => Next::Joined(joined),
+            () = tokio::time::sleep_until(next_look), if room => Next::Look,
+            () = self.cancel.cancelled() => Next::Again,
+        }
+    }
+
+    /// A watching run's look at the ledger: keeps its own leases fresh, then sweeps what dead
+    /// runners left, so that their tasks are ready for the dispatch that follows.
+    async fn sweep(&mut self) -> Result<(), OrchestratorError> {
+        if let Some(watching) = &mut self.watching {
+            watching.looked();
+        }
+        super::watch::keep_own_leases(&self.context).await?;
+        let recovered = super::recover_reported(&self.context).await?;
+        self.recovered.extend(recovered);
+        Ok(())
+    }
+
+    /// Whether the run may take `task` up now. A run that ends takes each task up once; a
+    /// watching run takes a task up again once its loop has ended and it has rested (see
+    /// [`Watching`]), should it be ready again.
+    fn may_take(&self, task: TaskId) -> bool {
+        match &self.watching {
+            None => !self.attempted.contains(&task),
+            Some(watching) => {
+                watching.rested(task) && !self.in_flight.values().any(|(id, _)| *id == task)
+            }
+        }
+    }
+
+    /// Keeps how a task ended: a watching run keeps only the latest end of a task it took
+    /// up more than once.
+    fn ended(&mut self, task: TaskId, report: Option<TaskReport>) {
+        if let Some(watching) = &mut self.watching {
+            watching.ended(task, report.as_ref().map(|report| &report.outcome));
+            self.finished.retain(|earlier| earlier.task != task);
+        }
+        self.finished.extend(report);
     }
 
     /// Stops the run for `err`: nothing more is dispatched, and running tasks wind down.
@@ -107,8 +204,9 @@ impl<'run> Scheduler<'run> {
     async fn joined(&mut self, joined: Result<(tokio::task::Id, Joined), JoinError>) {
         match joined {
             Ok((id, Ok(report))) => {
-                self.in_flight.remove(&id);
-                self.finished.extend(report);
+                if let Some((task, _)) = self.in_flight.remove(&id) {
+                    self.ended(task, report);
+                }
             }
             Ok((id, Err(err))) => {
                 // The ledger failed: stop everything, let running tasks wind down.
@@ -124,7 +222,7 @@ impl<'run> Scheduler<'run> {
                     .fail_after_panic(task, shared_milestone, &message)
                     .await
                 {
-                    Ok(report) => self.finished.push(report),
+                    Ok(report) => self.ended(task, Some(report)),
                     Err(err) => self.stop(err),
                 }
             }
@@ -146,15 +244,18 @@ impl<'run> Scheduler<'run> {
                 }
                 refilled = true;
                 let ready = self.context.db.run(|store| store.ready_tasks()).await?;
-                let (selection, attempted) = (self.selection, &self.attempted);
-                self.queue.extend(ready.into_iter().filter(|task| {
-                    selection.contains(task)
-                        && !attempted.contains(&task.id)
-                        && !waiting.iter().any(|waiting: &Task| waiting.id == task.id)
-                }));
+                let fresh: Vec<Task> = ready
+                    .into_iter()
+                    .filter(|task| {
+                        self.selection.contains(task)
+                            && self.may_take(task.id)
+                            && !waiting.iter().any(|waiting: &Task| waiting.id == task.id)
+                    })
+                    .collect();
+                self.queue.extend(fresh);
                 continue;
             };
-            if self.attempted.contains(&task.id) {
+            if !self.may_take(task.id) {
                 continue;
             }
             let policy = self.policy_of(&task).await?;
@@ -183,6 +284,9 @@ impl<'run> Scheduler<'run> {
             ));
             self.in_flight
                 .insert(handle.id(), (task.id, shared_milestone));
+            if let Some(watching) = &mut self.watching {
+                watching.started();
+            }
         }
         waiting.append(&mut self.queue);
         self.queue = waiting;

@@ -13,5 +13,6 @@ mod recovery;
 mod robustness;
 mod secrets;
 mod spending;
+mod watch;
 mod workspaces;
 mod worktrees;
