@@ -223,6 +223,7 @@ fn store_kind(error: &StoreError) -> (Kind, Option<&'static str>) {
     const BUSY: &str = "another baton process may be running in this workspace; let it finish, or run `baton recover` if it is gone";
     const DISK: &str = "the disk that holds the ledger may be full or failing: free some space (`df -h` shows it) and run the command again; the ledger was left as it was";
     const READ_ONLY: &str = "the ledger is read-only for you: check the permissions of the file and of the .baton/ directory that holds it (baton needs to write both)";
+    const SERVER: &str = "check that the PostgreSQL server runs and is reachable from this host, and the URL's host, port, database and user (a password comes from PGPASSWORD or ~/.pgpass); `baton doctor` checks the ledger";
     const OPEN: &str = "check that the file is readable and writable and on a local disk; `baton doctor` checks the ledger";
     match error {
         StoreError::NotFound(missing) => (
@@ -233,6 +234,9 @@ fn store_kind(error: &StoreError) -> (Kind, Option<&'static str>) {
                     "`baton milestone list` shows the milestones; `baton milestone add NAME` creates one"
                 }
                 Missing::Session(_) => "`baton session list` shows the sessions in this ledger",
+                Missing::Runner(_) => {
+                    "each `baton run` registers itself as a runner; start the run again"
+                }
             }),
         ),
         StoreError::InvalidTransition { .. } => (
@@ -247,6 +251,7 @@ fn store_kind(error: &StoreError) -> (Kind, Option<&'static str>) {
         StoreError::Busy { .. } | StoreError::LeaseHeld { .. } => (Kind::Ledger, Some(BUSY)),
         _ if error.is_disk_trouble() => (Kind::Ledger, Some(DISK)),
         _ if error.is_read_only() => (Kind::Ledger, Some(READ_ONLY)),
+        _ if error.is_connection_lost() => (Kind::Ledger, Some(SERVER)),
         StoreError::CreateDirectory { .. }
         | StoreError::CreateFile { .. }
         | StoreError::Open { .. }

@@ -15,6 +15,7 @@ mod db;
 mod error;
 mod event;
 mod halt;
+mod heartbeat;
 mod history;
 mod outage;
 pub mod prompt;

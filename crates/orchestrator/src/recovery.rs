@@ -29,21 +29,30 @@ pub struct Recovered {
 ///
 /// [`Orchestrator::run`](crate::Orchestrator::run) does this first; it is public on its own
 /// for `baton recover`, which needs no agent.
-pub async fn recover(db: &Db) -> Result<Vec<Recovered>, StoreError> {
+///
+/// A runner on another host is alive while it heartbeats: `lease_ttl` is how long its
+/// silence may last before its tasks are taken back.
+pub async fn recover(db: &Db, lease_ttl: Duration) -> Result<Vec<Recovered>, StoreError> {
     let swept = db
         .run(|store| store.sweep_stale(Timestamp::now(), |owner: &LeaseOwner| owner.is_alive()))
         .await?;
+    let here = LeaseOwner::current()?.host;
     let mut recovered = Vec::new();
     for session in swept {
+        // A process id names a process on its own host only.
+        let local = session
+            .owner
+            .as_ref()
+            .is_none_or(|owner| owner.host == here);
         let stopped_agent = match session.agent {
-            Some(agent) if agent.is_running() => {
+            Some(agent) if local && agent.is_running() => {
                 stop_group(agent.pid).await;
                 true
             }
             _ => false,
         };
         let task = session.task;
-        let requeued = requeue(db, task).await?;
+        let requeued = requeue(db, task, lease_ttl).await?;
         recovered.push(Recovered {
             session: Some(session),
             task,
@@ -56,7 +65,12 @@ pub async fn recover(db: &Db) -> Result<Vec<Recovered>, StoreError> {
     let orphaned = db
         .run(|store| store.requeue_orphaned_tasks(|owner: &LeaseOwner| owner.is_alive()))
         .await?;
-    for task in orphaned {
+    // A runner elsewhere that stopped heartbeating (killed, or cut off) is dead to this one.
+    let stale_before = Timestamp::now().saturating_sub(lease_ttl);
+    let silent = db
+        .run(move |store| store.requeue_tasks_of_silent_runners(stale_before))
+        .await?;
+    for task in orphaned.into_iter().chain(silent) {
         if recovered.iter().any(|item| item.task == task) {
             continue;
         }
@@ -101,18 +115,26 @@ async fn stop_stale_checks(db: &Db) -> Result<(), StoreError> {
 /// machine (its lease merely expired while it was busy, say in a long check) is left to it:
 /// the runner reopens the session before its next call. A task that moved on in the meantime (it
 /// finished) is left as it is.
-async fn requeue(db: &Db, task: TaskId) -> Result<bool, StoreError> {
+async fn requeue(db: &Db, task: TaskId, lease_ttl: Duration) -> Result<bool, StoreError> {
     let reason = Redacted::trusted(
         "its runner stopped while it was running; it resumes its session on the next run",
     );
     let requeued = db
         .run(move |store| {
-            // Only a runner on this machine can be seen alive; for one elsewhere, the expired
-            // lease is the only word there is.
+            // A runner on this machine is seen alive; one elsewhere is alive while it
+            // heartbeats.
             let here = LeaseOwner::current()?.host;
             let runner = store.task(task)?.runner;
-            if runner.is_some_and(|runner| runner.host == here && runner.is_alive()) {
-                return Ok(false);
+            let since = Timestamp::now().saturating_sub(lease_ttl);
+            if let Some(runner) = runner {
+                let alive = if runner.host == here {
+                    runner.is_alive()
+                } else {
+                    store.is_heartbeating(&runner, since)?
+                };
+                if alive {
+                    return Ok(false);
+                }
             }
             store
                 .set_task_status(task, TaskStatus::Pending, Some(&reason))

@@ -17,6 +17,7 @@ use crate::db::Db;
 use crate::error::OrchestratorError;
 use crate::event::{RunEvent, RunEvents};
 use crate::halt::{AgentUnavailable, Halt};
+use crate::heartbeat::Heartbeat;
 use crate::outage::Outage;
 use crate::recovery::{self, Recovered};
 use crate::task::{TaskOutcome, TaskReport};
@@ -162,14 +163,25 @@ impl Orchestrator {
         selection: &Selection,
         cancel: CancellationToken,
     ) -> Result<RunReport, OrchestratorError> {
-        let mut recovered = self.recover().await?;
-        // The run's own token: the caller's cancels it, and so does a halt, which leaves the
-        // caller's alone.
-        let run_cancel = cancel.child_token();
-        self.context.halt.arm(run_cancel.clone());
-        let scheduled = Scheduler::new(Arc::clone(&self.context), selection, &run_cancel)
-            .run()
-            .await?;
+        // Registered before recovery, so that a run elsewhere sweeping at the same moment
+        // sees this one alive from its first step.
+        let heartbeat = Heartbeat::start(&self.context).await?;
+        let recovered = self.recover().await;
+        let scheduled = match recovered {
+            Ok(recovered) => {
+                // The run's own token: the caller's cancels it, and so does a halt, which
+                // leaves the caller's alone.
+                let run_cancel = cancel.child_token();
+                self.context.halt.arm(run_cancel.clone());
+                Scheduler::new(Arc::clone(&self.context), selection, &run_cancel)
+                    .run()
+                    .await
+                    .map(|scheduled| (recovered, scheduled))
+            }
+            Err(err) => Err(err),
+        };
+        heartbeat.stop().await;
+        let (mut recovered, scheduled) = scheduled?;
         let cancelled = cancel.is_cancelled();
         recovered.extend(scheduled.recovered);
         Ok(RunReport {
@@ -229,7 +241,7 @@ impl Orchestrator {
 /// Sweeps what dead runners left (see [`recovery::recover`]) and reports each abandoned
 /// session as an event.
 async fn recover_reported(context: &RunContext) -> Result<Vec<Recovered>, OrchestratorError> {
-    let recovered = recovery::recover(&context.db).await?;
+    let recovered = recovery::recover(&context.db, context.config.lease_ttl).await?;
     for item in &recovered {
         if let Some(session) = &item.session {
             context.events.emit(RunEvent::Recovered {

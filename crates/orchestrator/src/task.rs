@@ -27,7 +27,7 @@ mod workspace;
 use std::sync::Arc;
 
 use agent::{CancellationToken, SessionId};
-use session_store::{MilestoneId, SessionPolicy, StoreError, Task, TaskId};
+use session_store::{Fence, MilestoneId, SessionPolicy, StoreError, Task, TaskId};
 
 use crate::budget::Reservation;
 use crate::context::RunContext;
@@ -98,6 +98,10 @@ pub(crate) async fn run_task(
         unwritten: Unwritten::default(),
         workspace: None,
         reservation: None,
+        lease: match first {
+            session::FirstSession::Opened(id) => Some((id, 1)),
+            session::FirstSession::Continue(_) => None,
+        },
     };
     // The session the loop holds lives here, outside the loop, so that whatever way the loop
     // stops, `finish` gets it to close.
@@ -140,7 +144,11 @@ impl From<OrchestratorError> for Stop {
 
 impl From<StoreError> for Stop {
     fn from(error: StoreError) -> Stop {
-        Stop::Ledger(error.into())
+        match error {
+            // Another runner took the task or its session over: this one touches nothing more.
+            StoreError::Fenced { .. } => Stop::LeaseLost(error.to_string()),
+            error => Stop::Ledger(error.into()),
+        }
     }
 }
 
@@ -168,9 +176,21 @@ struct TaskLoop {
     workspace: Option<crate::workspace::Entered>,
     /// What the latest call may spend or spent, held until its record is committed.
     reservation: Option<Reservation>,
+    /// The session this loop holds the lease of, and that lease's epoch: with the claim's
+    /// epoch, what every write of the loop is conditional on ([`Fence`]).
+    lease: Option<(SessionId, u64)>,
 }
 
 impl TaskLoop {
+    /// What this loop's writes are conditional on: its claim on the task, and its lease.
+    fn fence(&self) -> Fence {
+        Fence {
+            task: self.task.id,
+            claim_epoch: self.task.claim_epoch,
+            session: self.lease,
+        }
+    }
+
     /// Reports what the loop decided to do next, in words. The decision itself is the
     /// caller's; this only tells whoever watches the run.
     fn emit_decision(&self, iteration: u32, decision: String) {

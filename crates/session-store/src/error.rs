@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use agent::SessionId;
 
 use crate::db::DatabaseError;
-use crate::ids::{MilestoneId, TaskId};
+use crate::ids::{MilestoneId, RunnerId, TaskId};
 use crate::process::LeaseOwner;
 use crate::status::{SessionStatus, TaskStatus};
 use crate::units::Timestamp;
@@ -195,6 +195,18 @@ pub enum StoreError {
         expected: Option<MilestoneId>,
     },
 
+    /// The runner no longer holds the claim or the lease it writes under: another runner took
+    /// the task or the session over (this one was cut off, or silent, for longer than the
+    /// lease TTL). It must stop its work and record nothing more for it.
+    #[error(
+        "{what} was taken over by another runner (this runner holds epoch {held}, the ledger is at {current}): this runner stops its work on it and records nothing more"
+    )]
+    Fenced {
+        what: String,
+        held: u64,
+        current: u64,
+    },
+
     /// An input value is out of range or malformed.
     #[error("invalid {field}: {reason}")]
     Invalid { field: &'static str, reason: String },
@@ -228,6 +240,7 @@ pub enum Missing {
     Milestone(MilestoneId),
     MilestoneNamed(String),
     Session(SessionId),
+    Runner(RunnerId),
 }
 
 impl fmt::Display for Missing {
@@ -237,6 +250,7 @@ impl fmt::Display for Missing {
             Missing::Milestone(id) => write!(f, "milestone {id}"),
             Missing::MilestoneNamed(name) => write!(f, "milestone `{name}`"),
             Missing::Session(id) => write!(f, "session {id}"),
+            Missing::Runner(id) => write!(f, "runner {id}"),
         }
     }
 }

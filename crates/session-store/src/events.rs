@@ -62,6 +62,9 @@ pub mod event_kind {
     pub const SESSION_REOPENED: &str = "session_reopened";
     /// A sweep abandoned a session: `{"why", "owner", "agent_pid"}`.
     pub const SESSION_SWEPT: &str = "session_swept";
+    /// A runner's heartbeat went silent for longer than the lease TTL; its task was taken
+    /// back.
+    pub const RUNNER_SILENT: &str = "runner_silent";
     /// Another process took over a session's lease: `{"owner", "previous"}`.
     pub const LEASE_ACQUIRED: &str = "lease_acquired";
     /// A session's lease was given up without closing it: `{"owner"}`.

@@ -69,6 +69,12 @@ row_id!(
     "event"
 );
 
+row_id!(
+    /// The id of a registered runner (one `baton run`).
+    RunnerId,
+    "runner"
+);
+
 #[cfg(test)]
 mod tests {
     use super::*;

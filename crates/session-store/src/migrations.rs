@@ -40,6 +40,10 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         description: "keep spending limits on tasks and milestones",
         sql: include_str!("migrations/0004_budgets.sql"),
     },
+    Migration {
+        description: "register runners with heartbeats, and fence claims and leases with epochs",
+        sql: include_str!("migrations/0005_runners_epochs.sql"),
+    },
 ];
 
 /// The schema version this build writes: the number of migrations it knows.

@@ -53,6 +53,9 @@ pub struct NewSession {
 pub struct Lease {
     pub owner: LeaseOwner,
     pub expires_at: Timestamp,
+    /// How many times the session's lease passed to a holder: the epoch this holder's
+    /// writes for the session carry ([`Fence`](crate::Fence)). Renewing keeps it.
+    pub epoch: u64,
 }
 
 /// A session as the ledger holds it.
@@ -85,9 +88,10 @@ pub struct SessionFilter {
 
 const SESSION_COLUMNS: &str = "id, task_id, milestone_id, policy, status, \
                                lease_pid, lease_host, lease_start_time, lease_expires_at, \
-                               agent_pid, started_at, ended_at, end_reason, agent_start_time";
+                               agent_pid, started_at, ended_at, end_reason, agent_start_time, \
+                               lease_epoch";
 /// The column at which [`TOTALS_COLUMNS`] start in a session row.
-const SESSION_TOTALS_AT: usize = 14;
+const SESSION_TOTALS_AT: usize = 15;
 
 impl Store {
     /// Opens a session and gives its lease to `session.owner`, committing both before it
@@ -275,12 +279,14 @@ fn open(transaction: &Write<'_>, session: &NewSession) -> Result<Lease, Failure>
     let lease = Lease {
         owner: session.owner.clone(),
         expires_at: now.saturating_add(session.lease_ttl),
+        epoch: 1,
     };
     let inserted = transaction
         .prepare_cached(
             "INSERT INTO sessions (id, task_id, milestone_id, policy, status, \
-                 lease_pid, lease_host, lease_start_time, lease_expires_at, started_at) \
-                 VALUES (?1, ?2, ?3, ?4, 'open', ?5, ?6, ?7, ?8, ?9)",
+                 lease_pid, lease_host, lease_start_time, lease_expires_at, started_at, \
+                 lease_epoch) \
+                 VALUES (?1, ?2, ?3, ?4, 'open', ?5, ?6, ?7, ?8, ?9, 1)",
         )?
         .execute(params![
             id,
@@ -363,6 +369,7 @@ fn reopen(
             let lease = Lease {
                 owner: owner.clone(),
                 expires_at: now.saturating_add(lease_ttl),
+                epoch: state.epoch + 1,
             };
             // The row is about to forget how the session ended; the event keeps it.
             let (ended_at, end_reason): (Option<Timestamp>, Option<String>) = transaction
@@ -372,15 +379,16 @@ fn reopen(
                     .prepare_cached(
                         "UPDATE sessions SET status = 'open', ended_at = NULL, \
                          end_reason = NULL, agent_pid = NULL, agent_start_time = NULL, lease_pid = ?2, \
-                         lease_host = ?3, lease_start_time = ?4, lease_expires_at = ?5 \
-                         WHERE id = ?1",
+                         lease_host = ?3, lease_start_time = ?4, lease_expires_at = ?5, \
+                         lease_epoch = ?6 WHERE id = ?1",
                     )?
                     .execute(params![
                         text,
                         owner.pid,
                         owner.host,
                         owner.start_time,
-                        lease.expires_at
+                        lease.expires_at,
+                        lease.epoch
                     ])?;
             let detail = json!({
                 "was": state.status.as_str(),
@@ -407,6 +415,8 @@ pub(crate) struct SessionState {
     pub(crate) task: TaskId,
     pub(crate) status: SessionStatus,
     pub(crate) lease: Option<Lease>,
+    /// The lease epoch, kept when the lease is cleared.
+    pub(crate) epoch: u64,
 }
 
 /// Reads a session's state, or fails with [`StoreError::NotFound`].
@@ -417,22 +427,24 @@ pub(crate) fn session_state(
 ) -> Result<SessionState, Failure> {
     connection
         .prepare_cached(
-            "SELECT task_id, status, lease_pid, lease_host, lease_start_time, lease_expires_at \
-             FROM sessions WHERE id = ?1",
+            "SELECT task_id, status, lease_pid, lease_host, lease_start_time, lease_expires_at, \
+             lease_epoch FROM sessions WHERE id = ?1",
         )?
         .query_row([text], |row| {
             Ok(SessionState {
                 task: row.get(0)?,
                 status: row.get(1)?,
-                lease: lease_at(row, 2)?,
+                lease: lease_at(row, 2, 6)?,
+                epoch: row.get(6)?,
             })
         })
         .optional()?
         .ok_or_else(|| StoreError::NotFound(Missing::Session(id)).into())
 }
 
-/// Reads the four lease columns starting at `first`: a lease when they are set.
-fn lease_at(row: &Row<'_>, first: usize) -> crate::db::Result<Option<Lease>> {
+/// Reads the four lease columns starting at `first`, and the epoch at `epoch`: a lease when
+/// they are set.
+fn lease_at(row: &Row<'_>, first: usize, epoch: usize) -> crate::db::Result<Option<Lease>> {
     let pid: Option<u32> = row.get(first)?;
     let Some(pid) = pid else {
         return Ok(None);
@@ -444,6 +456,7 @@ fn lease_at(row: &Row<'_>, first: usize) -> crate::db::Result<Option<Lease>> {
             start_time: row.get(first + 2)?,
         },
         expires_at: row.get(first + 3)?,
+        epoch: row.get(epoch)?,
     }))
 }
 
@@ -454,7 +467,7 @@ fn session_from_row(row: &Row<'_>) -> crate::db::Result<Session> {
         milestone: row.get(2)?,
         policy: row.get(3)?,
         status: row.get(4)?,
-        lease: lease_at(row, 5)?,
+        lease: lease_at(row, 5, 14)?,
         agent: agent_at(row, 9, 13)?,
         started_at: row.get(10)?,
         ended_at: row.get(11)?,

@@ -72,6 +72,9 @@ pub struct Task {
     pub guidance: Option<String>,
     /// The process that claimed it, while it is `running`.
     pub runner: Option<LeaseOwner>,
+    /// How many times the task was claimed or taken back from its runner: the epoch a runner
+    /// holds from its claim, which its writes for the task carry ([`Fence`](crate::Fence)).
+    pub claim_epoch: u64,
 }
 
 /// Which tasks to list. Both filters apply when both are set.
@@ -143,9 +146,9 @@ impl NewTask {
 const TASK_COLUMNS: &str = "id, title, prompt, status, milestone_id, working_dir, \
                             max_iterations, max_turns, session_policy, failure_reason, \
                             created_at, updated_at, started_at, finished_at, iterations, \
-                            guidance, runner_pid, runner_host, runner_start_time";
+                            guidance, runner_pid, runner_host, runner_start_time, claim_epoch";
 /// The column at which [`TOTALS_COLUMNS`] start in a task row.
-const TASK_TOTALS_AT: usize = 19;
+const TASK_TOTALS_AT: usize = 20;
 
 impl Store {
     /// Adds a task in state `pending`, with its verification commands and dependencies.
@@ -399,6 +402,30 @@ impl Store {
     }
 }
 
+impl Store {
+    /// Puts back to `pending` every running task whose runner has not heartbeat since
+    /// `stale_before` (now less the lease TTL), on any host, and returns them. Its claim
+    /// moves on, so the silent runner, should it come back, is fenced off.
+    pub fn requeue_tasks_of_silent_runners(
+        &mut self,
+        stale_before: Timestamp,
+    ) -> Result<Vec<TaskId>, StoreError> {
+        self.write("requeue the tasks of silent runners", |transaction| {
+            let silent = crate::runners::silent_runner_tasks(transaction, stale_before)?;
+            let mut requeued = Vec::new();
+            for (id, runner) in silent {
+                crate::runners::log_silent(transaction, id, &runner)?;
+                let reason = transaction.composed(format!(
+                    "its runner, {runner}, has been silent for longer than the lease TTL"
+                ));
+                transition(transaction, id, TaskStatus::Pending, Some(&reason), None)?;
+                requeued.push(id);
+            }
+            Ok(requeued)
+        })
+    }
+}
+
 impl Batch<'_> {
     /// [`Store::claim_task`], as part of the batch.
     pub fn claim_task(&mut self, id: TaskId, runner: &LeaseOwner) -> Result<Task, StoreError> {
@@ -470,12 +497,17 @@ fn transition(
         TaskStatus::Pending | TaskStatus::Running | TaskStatus::Completed => None,
     };
     let finished_at = to.is_finished().then_some(now);
+    // A claim, and a running task put back, move the claim on: whoever held it before is
+    // fenced off. A person's cancel does not, so the runner still records what it paid for.
+    let new_claim =
+        to == TaskStatus::Running || (from == TaskStatus::Running && to == TaskStatus::Pending);
     transaction
         .prepare_cached(
             "UPDATE tasks SET status = ?2, failure_reason = ?3, updated_at = ?4, \
              started_at = CASE WHEN ?2 = 'running' THEN coalesce(started_at, ?4) \
                                ELSE started_at END, \
-             finished_at = ?5, runner_pid = ?6, runner_host = ?7, runner_start_time = ?8 \
+             finished_at = ?5, runner_pid = ?6, runner_host = ?7, runner_start_time = ?8, \
+             claim_epoch = claim_epoch + ?9 \
              WHERE id = ?1",
         )?
         .execute(params![
@@ -487,6 +519,7 @@ fn transition(
             runner.map(|runner| runner.pid),
             runner.map(|runner| runner.host.as_str()),
             runner.map(|runner| runner.start_time),
+            i64::from(new_claim),
         ])?;
     let detail = json!({
         "from": from.as_str(),
@@ -609,6 +642,7 @@ fn task_from_row(row: &Row<'_>) -> crate::db::Result<Task> {
         iterations: row.get(14)?,
         guidance: row.get(15)?,
         runner: runner_at(row, 16)?,
+        claim_epoch: row.get(19)?,
         totals: totals_at(row, TASK_TOTALS_AT)?,
         verify_commands: Vec::new(),
         after: Vec::new(),

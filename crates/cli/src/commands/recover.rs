@@ -27,7 +27,8 @@ struct RecoveredJson {
 pub fn run(context: &Context, ui: &Ui) -> Result<Outcome> {
     let store = context.open_store()?;
     let runtime = super::runtime()?;
-    let recovered = runtime.block_on(orchestrator::recover(&Db::new(store)))?;
+    let lease_ttl = crate::agents::run_config(&context.settings).lease_ttl;
+    let recovered = runtime.block_on(orchestrator::recover(&Db::new(store), lease_ttl))?;
     if context.json {
         ui.json(&RecoveredAll {
             recovered: recovered.iter().map(RecoveredJson::new).collect(),

@@ -280,6 +280,9 @@ impl TaskLoop {
     ) -> Result<Option<String>, StoreError> {
         match self.keep_lease(session, LeaseClaim::Renew).await {
             Ok(LeaseKept::Held) | Err(StoreError::Busy { .. }) => Ok(None),
+            // The database went away (a restart, a dropped connection): the call goes on, and
+            // the next tick, well within the lease, tries again.
+            Err(err) if err.is_connection_lost() => Ok(None),
             Ok(LeaseKept::Lost(err)) => Ok(Some(err.to_string())),
             Err(err) => Err(err),
         }

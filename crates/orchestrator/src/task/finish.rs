@@ -174,10 +174,13 @@ impl TaskLoop {
             .write_with_unwritten("give a task back", move |batch| {
                 Ok(batch.set_task_status(task, TaskStatus::Pending, Some(&requeue)))
             })
-            .await?;
+            .await;
         match moved {
-            Ok(_) | Err(StoreError::InvalidTransition { .. }) => {}
-            Err(err) => return Err(err.into()),
+            // Another runner holds the task now: it is theirs to finish, and this runner
+            // wrote nothing.
+            Ok(Ok(_) | Err(StoreError::InvalidTransition { .. }))
+            | Err(StoreError::Fenced { .. }) => {}
+            Ok(Err(err)) | Err(err) => return Err(err.into()),
         }
         Ok(TaskReport {
             task,
@@ -202,11 +205,14 @@ impl TaskLoop {
         let (task, unwritten) = (self.task.id, std::mem::take(&mut self.unwritten));
         let session = session.map(|session| session.id);
         let closing = reason.clone();
+        let fence = self.fence();
         let closed = self
             .context
             .db
             .run(move |store| {
                 store.batch("fail a task", |batch| {
+                    // A runner that lost its claim fails nothing it no longer owns.
+                    batch.check_fence(&fence)?;
                     unwritten.write_what_goes(batch);
                     let closed = session.filter(|&id| {
                         batch

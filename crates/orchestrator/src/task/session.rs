@@ -291,7 +291,7 @@ impl TaskLoop {
         claim: LeaseClaim,
     ) -> Result<LeaseKept, StoreError> {
         let (owner, ttl) = (self.context.owner.clone(), self.context.config.lease_ttl);
-        let kept = self
+        let kept = match self
             .write_with_unwritten("keep a session lease", move |batch| {
                 Ok(match claim {
                     LeaseClaim::Renew => match batch.renew_lease(id, &owner, ttl) {
@@ -305,9 +305,17 @@ impl TaskLoop {
                     LeaseClaim::Take => batch.reopen_session(id, &owner, ttl),
                 })
             })
-            .await?;
+            .await
+        {
+            // Another runner took the task or the session over: the lease is theirs.
+            Err(fenced @ StoreError::Fenced { .. }) => return Ok(LeaseKept::Lost(fenced)),
+            other => other?,
+        };
         match kept {
-            Ok(_) => Ok(LeaseKept::Held),
+            Ok(lease) => {
+                self.lease = Some((id, lease.epoch));
+                Ok(LeaseKept::Held)
+            }
             Err(
                 err @ (StoreError::LeaseHeld { .. }
                 | StoreError::LeaseNotHeld { .. }
@@ -332,8 +340,10 @@ impl TaskLoop {
             owner: self.context.owner.clone(),
             lease_ttl: self.context.config.lease_ttl,
         };
-        self.write_with_unwritten("open a session", move |batch| batch.open_session(&new))
+        let lease = self
+            .write_with_unwritten("open a session", move |batch| batch.open_session(&new))
             .await?;
+        self.lease = Some((id, lease.epoch));
         self.context.events.emit(RunEvent::SessionOpened {
             task: self.task.id,
             session: id,

@@ -107,12 +107,14 @@ impl TaskLoop {
         F: FnOnce(&mut Batch<'_>) -> Result<T, StoreError> + Send + 'static,
         T: Send + 'static,
     {
-        let unwritten = self.unwritten.clone();
+        let (unwritten, fence) = (self.unwritten.clone(), self.fence());
         let written = self
             .context
             .db
             .run(move |store| {
                 store.batch(operation, |batch| {
+                    // Nothing of the batch is written once another runner took over.
+                    batch.check_fence(&fence)?;
                     unwritten.write(batch)?;
                     body(batch)
                 })

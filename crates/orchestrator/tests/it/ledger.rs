@@ -10,9 +10,10 @@ use session_store::{CommitCounter, SessionStatus, Store, TaskStatus};
 
 use crate::support::{Fixture, bounded, quick_config};
 
-/// Recovery's two writes at the start of every run: the sweep of stale sessions and the
-/// requeue of orphaned tasks.
-const RECOVERY: u64 = 2;
+/// Every run's writes besides its tasks': registering as a runner and saying it stopped; and
+/// recovery's three at its start: the sweep of stale sessions, the requeue of orphaned tasks,
+/// and the requeue of the tasks of runners that fell silent.
+const RECOVERY: u64 = 2 + 3;
 
 /// Each check's process group is committed before the loop waits on it, so that recovery can
 /// stop a check that outlives a killed Baton; forgetting it rides on the check's record.

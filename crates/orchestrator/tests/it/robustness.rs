@@ -44,9 +44,10 @@ async fn a_lease_that_lapses_during_a_long_check_is_taken_back_not_lost() {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         tokio::time::sleep(Duration::from_millis(400)).await;
-        let recovered = orchestrator::recover(&orchestrator::Db::new(
-            Store::open_with(&db_path, &crate::support::options()).unwrap(),
-        ))
+        let recovered = orchestrator::recover(
+            &orchestrator::Db::new(Store::open_with(&db_path, &crate::support::options()).unwrap()),
+            orchestrator::RunConfig::default().lease_ttl,
+        )
         .await
         .unwrap();
         recovered.len()

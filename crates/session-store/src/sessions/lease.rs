@@ -247,6 +247,7 @@ fn renew(
             let renewed = Lease {
                 owner: lease.owner,
                 expires_at: now.saturating_add(ttl),
+                epoch: lease.epoch,
             };
             transaction
                 .prepare_cached("UPDATE sessions SET lease_expires_at = ?2 WHERE id = ?1")?
@@ -322,23 +323,32 @@ pub(super) fn acquire(
         }
         .into());
     }
+    let previous = state.lease.as_ref().map(|lease| &lease.owner);
+    // The same holder keeps its epoch; a new one (or the old one after a gap without a
+    // lease) moves it on, fencing off whoever held it before.
+    let epoch = if previous == Some(owner) {
+        state.epoch
+    } else {
+        state.epoch + 1
+    };
     let lease = Lease {
         owner: owner.clone(),
         expires_at: now.saturating_add(ttl),
+        epoch,
     };
     connection
         .prepare_cached(
             "UPDATE sessions SET lease_pid = ?2, lease_host = ?3, lease_start_time = ?4, \
-             lease_expires_at = ?5 WHERE id = ?1",
+             lease_expires_at = ?5, lease_epoch = ?6 WHERE id = ?1",
         )?
         .execute(params![
             text,
             owner.pid,
             owner.host,
             owner.start_time,
-            lease.expires_at
+            lease.expires_at,
+            lease.epoch
         ])?;
-    let previous = state.lease.as_ref().map(|lease| &lease.owner);
     if previous != Some(owner) {
         let detail = json!({
             "owner": owner_json(owner),
@@ -378,7 +388,7 @@ struct OpenSession {
 fn open_sessions(connection: &Connection) -> crate::db::Result<Vec<OpenSession>> {
     let mut statement = connection.prepare_cached(
         "SELECT id, task_id, agent_pid, lease_pid, lease_host, lease_start_time, lease_expires_at, \
-         agent_start_time FROM sessions WHERE status = 'open' ORDER BY started_at, id",
+         agent_start_time, lease_epoch FROM sessions WHERE status = 'open' ORDER BY started_at, id",
     )?;
     statement
         .query_map((), |row| {
@@ -387,7 +397,7 @@ fn open_sessions(connection: &Connection) -> crate::db::Result<Vec<OpenSession>>
                 text: row.get(0)?,
                 task: row.get(1)?,
                 agent: super::agent_at(row, 2, 7)?,
-                lease: super::lease_at(row, 3)?,
+                lease: super::lease_at(row, 3, 8)?,
             })
         })?
         .collect()

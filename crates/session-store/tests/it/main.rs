@@ -11,6 +11,7 @@ mod concurrency;
 mod leases;
 mod open;
 mod pg;
+mod runners;
 mod secrets;
 mod sessions;
 mod tasks;
