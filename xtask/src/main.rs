@@ -6,6 +6,7 @@
 mod bench;
 mod chaos;
 mod claude;
+mod postgres;
 mod stress;
 mod test;
 #[cfg(test)]
@@ -27,7 +28,8 @@ struct Args {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Installs the pinned Claude Code CLI when it is absent, then runs every test.
+    /// Installs the pinned Claude Code CLI and PostgreSQL when they are absent, starts a
+    /// throw-away PostgreSQL server, then runs every test.
     Test(test::TestArgs),
     /// Checks formatting and runs clippy with warnings denied, as CI does.
     Lint,
@@ -37,6 +39,8 @@ enum Cmd {
         #[arg(long)]
         force: bool,
     },
+    /// Starts a throw-away PostgreSQL server, prints its URL, and keeps it until Ctrl-C.
+    Pg,
     /// Runs the benchmarks and prints their figures.
     Bench,
     /// Runs scripted tasks through the orchestrator and audits the ledger they leave.
@@ -53,6 +57,7 @@ fn main() -> ExitCode {
         Cmd::InstallClaude { force } => claude::install(force).map(|path| {
             println!("claude {}: {}", claude::CLAUDE_CODE_VERSION, path.display());
         }),
+        Cmd::Pg => postgres::serve(),
         Cmd::Bench => bench::run(),
         Cmd::StressTest(stress_args) => stress::run(&stress_args),
         Cmd::Chaos(chaos_args) => chaos::run(&chaos_args),
