@@ -70,6 +70,15 @@ impl Account {
         Ok(())
     }
 
+    /// Whether files owned by `uid` are this account's.
+    pub(crate) fn owns(&self, uid: u32) -> bool {
+        match self {
+            // SAFETY: geteuid has no preconditions and cannot fail.
+            Account::Current => uid == unsafe { libc::geteuid() },
+            Account::System { uid: own, .. } => uid == *own,
+        }
+    }
+
     /// Whether this account is another user than the one running the tests, who then needs a
     /// way through every directory above the cluster's.
     pub(crate) fn is_other_user(&self) -> bool {

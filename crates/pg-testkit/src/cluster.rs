@@ -8,6 +8,7 @@ use crate::account::{self, Account};
 use crate::binaries::server_binaries;
 use crate::database::TestDatabase;
 use crate::error::{Error, Result};
+use crate::leftovers;
 use crate::random::random_hex;
 
 /// The superuser role every cluster is made with.
@@ -78,7 +79,9 @@ impl Cluster {
     pub fn start_with(commits: Commits) -> Result<Cluster> {
         let binaries = server_binaries()?;
         let account = Account::for_this_process()?;
-        let root = make_root(&account)?;
+        let base = base_directory(&account);
+        leftovers::clean_up(&base, &account, &binaries);
+        let root = make_root(&base, &account)?;
         let home = root.path().join("cluster");
         std::fs::create_dir(&home).map_err(|source| Error::Io {
             path: home.clone(),
@@ -366,21 +369,32 @@ impl Drop for Cluster {
     }
 }
 
-/// The temporary directory a cluster lives in. When the server runs as another user, that user
-/// must be able to pass through every directory above it: the system temporary directory is
-/// used unless it (or one above it) is closed to others, and then `/tmp`.
-fn make_root(account: &Account) -> Result<tempfile::TempDir> {
-    let mut base = std::env::temp_dir();
+/// The directory clusters' temporary directories are made in. When the server runs as
+/// another user, that user must be able to pass through every directory above its cluster: the
+/// system temporary directory is used unless it (or one above it) is closed to others, and then
+/// `/tmp`.
+fn base_directory(account: &Account) -> PathBuf {
+    let base = std::env::temp_dir();
     if account.is_other_user() && !passable_by_others(&base) {
-        base = PathBuf::from("/tmp");
+        PathBuf::from("/tmp")
+    } else {
+        base
     }
+}
+
+/// A cluster's temporary directory in `base`, recorded as this process's.
+fn make_root(base: &Path, account: &Account) -> Result<tempfile::TempDir> {
     let root = tempfile::Builder::new()
-        .prefix("baton-pg.")
-        .tempdir_in(&base)
-        .map_err(|source| Error::Io { path: base, source })?;
+        .prefix(leftovers::ROOT_PREFIX)
+        .tempdir_in(base)
+        .map_err(|source| Error::Io {
+            path: base.to_path_buf(),
+            source,
+        })?;
     if account.is_other_user() {
         account::set_mode(root.path(), 0o711)?;
     }
+    leftovers::record_owner(root.path())?;
     Ok(root)
 }
 

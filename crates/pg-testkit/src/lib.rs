@@ -24,6 +24,7 @@ mod binaries;
 mod cluster;
 mod database;
 mod error;
+mod leftovers;
 mod random;
 mod skip;
 mod url;

@@ -177,6 +177,22 @@ fn drop_of_a_stopped_cluster_removes_its_files() {
 }
 
 #[test]
+fn a_cluster_whose_owner_died_is_removed_by_the_next_one_started() {
+    let Some(cluster) =
+        private_cluster("a_cluster_whose_owner_died_is_removed_by_the_next_one_started")
+    else {
+        return;
+    };
+    let pid = cluster.postmaster_pid().unwrap();
+    let directory = cluster.directory().to_path_buf();
+    // As if this process had been killed: no drop, and an owner that is gone.
+    std::mem::forget(cluster);
+    std::fs::write(directory.join("owner"), format!("{} 1", u32::MAX)).unwrap();
+    let _next = Cluster::start().unwrap();
+    assert_gone(pid, &directory);
+}
+
+#[test]
 fn clusters_run_side_by_side() {
     let Some(first) = private_cluster("clusters_run_side_by_side") else {
         return;
