@@ -327,6 +327,10 @@ impl Cluster {
                 wanted: "running",
             });
         }
+        self.pg_ctl_stop(mode)
+    }
+
+    fn pg_ctl_stop(&mut self, mode: &str) -> Result<()> {
         account::run_checked(
             self.account
                 .command(&self.binaries.join("pg_ctl"))
@@ -359,8 +363,9 @@ impl Cluster {
 
 impl Drop for Cluster {
     fn drop(&mut self) {
-        if self.running
-            && let Err(error) = self.stop("immediate")
+        // A server whose start timed out may have come up all the same: its pid file says so.
+        if (self.running || self.postmaster_pid().is_some())
+            && let Err(error) = self.pg_ctl_stop("immediate")
         {
             eprintln!("pg-testkit: {error}; killing the server");
             self.kill_server();
