@@ -2,6 +2,7 @@
 //! on 127.0.0.1, a superuser with a password, and settings that trade durability for speed.
 
 use std::io::{Read, Write};
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 use crate::account::{self, Account};
@@ -55,6 +56,9 @@ pub struct Cluster {
     port: u16,
     password: String,
     commits: Commits,
+    /// Addresses the server listens on besides 127.0.0.1, each with the clients (a CIDR) it
+    /// takes logins from there.
+    listeners: Vec<(IpAddr, String)>,
     running: bool,
 }
 
@@ -97,6 +101,7 @@ impl Cluster {
             port: 0,
             password: random_hex(16)?,
             commits,
+            listeners: Vec::new(),
             running: false,
         };
         cluster.initdb()?;
@@ -118,6 +123,29 @@ impl Cluster {
     pub fn url_with_password(&self) -> String {
         format!(
             "postgres://{SUPERUSER}:{}@127.0.0.1:{}/postgres",
+            self.password, self.port
+        )
+    }
+
+    /// Makes the server listen on `address` too, taking password logins there from `clients`
+    /// (a CIDR such as `10.201.0.0/24`): for tests whose runners sit in network namespaces
+    /// joined to this host by veth pairs. The address must exist on the host already; a running
+    /// server restarts (fast) to bind it.
+    pub fn also_listen_on(&mut self, address: IpAddr, clients: &str) -> Result<()> {
+        self.listeners.push((address, clients.to_owned()));
+        self.write_settings(self.port)?;
+        self.write_access()?;
+        if self.running { self.restart() } else { Ok(()) }
+    }
+
+    /// [`Cluster::url_with_password`] through `address` (see [`Cluster::also_listen_on`]).
+    pub fn url_with_password_on(&self, address: IpAddr) -> String {
+        let host = match address {
+            IpAddr::V4(address) => address.to_string(),
+            IpAddr::V6(address) => format!("[{address}]"),
+        };
+        format!(
+            "postgres://{SUPERUSER}:{}@{host}:{}/postgres",
             self.password, self.port
         )
     }
@@ -231,10 +259,20 @@ impl Cluster {
             path: data.join("postgresql.conf"),
             source,
         })?;
-        // Both ways in ask for the password, so that a test can check how it is given.
-        let access = "local all all scram-sha-256\nhost all all 127.0.0.1/32 scram-sha-256\n";
-        write_file(&data.join("pg_hba.conf"), access, 0o600)?;
-        self.account.take_ownership(&data.join("pg_hba.conf"))
+        self.write_access()
+    }
+
+    /// Writes `pg_hba.conf`: every way in asks for the password, so that a test can check how
+    /// it is given.
+    fn write_access(&self) -> Result<()> {
+        let mut access =
+            String::from("local all all scram-sha-256\nhost all all 127.0.0.1/32 scram-sha-256\n");
+        for (_, clients) in &self.listeners {
+            access.push_str(&format!("host all all {clients} scram-sha-256\n"));
+        }
+        let path = self.data_directory().join("pg_hba.conf");
+        write_file(&path, &access, 0o600)?;
+        self.account.take_ownership(&path)
     }
 
     /// Writes the kit's settings for `port` into the data directory.
@@ -244,9 +282,17 @@ impl Cluster {
             Commits::Fast => "off",
             Commits::SurviveServerCrash => "on",
         };
+        let listen_addresses = std::iter::once(String::from("127.0.0.1"))
+            .chain(
+                self.listeners
+                    .iter()
+                    .map(|(address, _)| address.to_string()),
+            )
+            .collect::<Vec<_>>()
+            .join(",");
         let settings = format!(
             "# Written by pg-testkit: a throw-away server for tests.\n\
-             listen_addresses = '127.0.0.1'\n\
+             listen_addresses = '{listen_addresses}'\n\
              port = {port}\n\
              unix_socket_directories = '{socket_directory}'\n\
              max_connections = 300\n\

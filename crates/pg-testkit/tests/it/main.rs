@@ -193,6 +193,30 @@ fn a_cluster_whose_owner_died_is_removed_by_the_next_one_started() {
 }
 
 #[test]
+fn a_cluster_listens_on_another_address_when_asked() {
+    let Some(mut cluster) = private_cluster("a_cluster_listens_on_another_address_when_asked")
+    else {
+        return;
+    };
+    // Any 127/8 address reaches the loopback interface: a stand-in for a veth pair's end.
+    let address = std::net::IpAddr::from([127, 0, 0, 2]);
+    let url = cluster.url_with_password_on(address);
+    assert!(postgres::Client::connect(&url, postgres::NoTls).is_err());
+    cluster.also_listen_on(address, "127.0.0.2/32").unwrap();
+    let mut client = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+    let peer: String = client
+        .query_one("SELECT host(inet_server_addr())", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(peer, "127.0.0.2");
+    cluster
+        .connect()
+        .unwrap()
+        .batch_execute("SELECT 1")
+        .unwrap();
+}
+
+#[test]
 fn clusters_run_side_by_side() {
     let Some(first) = private_cluster("clusters_run_side_by_side") else {
         return;
