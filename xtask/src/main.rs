@@ -89,7 +89,16 @@ fn cargo() -> Command {
 
 /// Runs `command`, echoing it first, and fails when it does.
 fn run_command(command: &mut Command) -> anyhow::Result<()> {
-    eprintln!("xtask: running {command:?}");
+    run_command_hiding(command, &[])
+}
+
+/// [`run_command`], with each of `secrets` shown as `***` where the echo would show it.
+fn run_command_hiding(command: &mut Command, secrets: &[&str]) -> anyhow::Result<()> {
+    let mut echo = format!("{command:?}");
+    for secret in secrets.iter().filter(|secret| !secret.is_empty()) {
+        echo = echo.replace(secret, "***");
+    }
+    eprintln!("xtask: running {echo}");
     let status = command
         .status()
         .with_context(|| format!("failed to start {:?}", command.get_program()))?;

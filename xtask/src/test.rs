@@ -15,7 +15,7 @@ use std::path::PathBuf;
 use anyhow::{Context, bail};
 
 use crate::claude::{self, CLAUDE_BIN_ENV};
-use crate::{cargo, postgres, run_command, workspace_root};
+use crate::{cargo, postgres, run_command, run_command_hiding, workspace_root};
 
 /// The variable that turns "the real CLI is absent" from a skip into a test failure.
 const REQUIRE_CLAUDE_ENV: &str = "BATON_REQUIRE_CLAUDE";
@@ -88,7 +88,9 @@ pub fn run(args: &TestArgs) -> anyhow::Result<()> {
             .env(pg_testkit::TEST_URL_ENV, cluster.url_with_password())
             .env(pg_testkit::REQUIRE_POSTGRES_ENV, "1");
     }
-    let tests = run_command(&mut nextest);
+    // The server's password is throw-away, but a log is no place for one all the same.
+    let secrets: Vec<&str> = postgres.iter().map(|cluster| cluster.password()).collect();
+    let tests = run_command_hiding(&mut nextest, &secrets);
     let skips = match std::fs::read_to_string(&report) {
         Ok(xml) => report_skips(&xml),
         // nextest failed before it ran anything; its own error says why.
