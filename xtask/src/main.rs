@@ -6,6 +6,7 @@
 mod bench;
 mod chaos;
 mod claude;
+mod postgres;
 mod stress;
 mod test;
 #[cfg(test)]
@@ -27,7 +28,8 @@ struct Args {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Installs the pinned Claude Code CLI when it is absent, then runs every test.
+    /// Installs the pinned Claude Code CLI and PostgreSQL when they are absent, starts a
+    /// throw-away PostgreSQL server, then runs every test.
     Test(test::TestArgs),
     /// Checks formatting and runs clippy with warnings denied, as CI does.
     Lint,
@@ -37,6 +39,8 @@ enum Cmd {
         #[arg(long)]
         force: bool,
     },
+    /// Starts a throw-away PostgreSQL server, prints its URL, and keeps it until Ctrl-C.
+    Pg,
     /// Runs the benchmarks and prints their figures.
     Bench,
     /// Runs scripted tasks through the orchestrator and audits the ledger they leave.
@@ -53,6 +57,7 @@ fn main() -> ExitCode {
         Cmd::InstallClaude { force } => claude::install(force).map(|path| {
             println!("claude {}: {}", claude::CLAUDE_CODE_VERSION, path.display());
         }),
+        Cmd::Pg => postgres::serve(),
         Cmd::Bench => bench::run(),
         Cmd::StressTest(stress_args) => stress::run(&stress_args),
         Cmd::Chaos(chaos_args) => chaos::run(&chaos_args),
@@ -84,7 +89,16 @@ fn cargo() -> Command {
 
 /// Runs `command`, echoing it first, and fails when it does.
 fn run_command(command: &mut Command) -> anyhow::Result<()> {
-    eprintln!("xtask: running {command:?}");
+    run_command_hiding(command, &[])
+}
+
+/// [`run_command`], with each of `secrets` shown as `***` where the echo would show it.
+fn run_command_hiding(command: &mut Command, secrets: &[&str]) -> anyhow::Result<()> {
+    let mut echo = format!("{command:?}");
+    for secret in secrets.iter().filter(|secret| !secret.is_empty()) {
+        echo = echo.replace(secret, "***");
+    }
+    eprintln!("xtask: running {echo}");
     let status = command
         .status()
         .with_context(|| format!("failed to start {:?}", command.get_program()))?;

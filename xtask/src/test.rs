@@ -1,8 +1,12 @@
 //! `cargo xtask test`, the one command that runs every test, and `cargo xtask lint`.
 //!
+//! Before nextest, the run makes sure of what the tests need: the pinned Claude Code CLI, and
+//! one throw-away PostgreSQL server for the whole run (handed to the tests in
+//! `BATON_TEST_PG_URL`, stopped when the run ends, whatever its outcome).
+//!
 //! nextest has no way for a test to say it skipped: a test that needs the real Claude Code
-//! CLI and does not find it prints a line saying so and returns, and nextest counts it as
-//! passed. So the run writes a JUnit report that keeps every test's output, and once nextest
+//! CLI or a PostgreSQL server and does not find it prints a line saying so and returns, and
+//! nextest counts it as passed. So the run writes a JUnit report that keeps every test's output, and once nextest
 //! is done, the skips are read from it and listed at the end, after nextest's summary.
 
 use std::collections::BTreeMap;
@@ -11,7 +15,7 @@ use std::path::PathBuf;
 use anyhow::{Context, bail};
 
 use crate::claude::{self, CLAUDE_BIN_ENV};
-use crate::{cargo, run_command, workspace_root};
+use crate::{cargo, postgres, run_command, run_command_hiding, workspace_root};
 
 /// The variable that turns "the real CLI is absent" from a skip into a test failure.
 const REQUIRE_CLAUDE_ENV: &str = "BATON_REQUIRE_CLAUDE";
@@ -28,7 +32,7 @@ store-success-output = true
 ";
 
 /// How a test says it skipped, at the start of a line of its output, followed by
-/// `<test>: <reason>` (see `api_standin::require_claude`).
+/// `<test>: <reason>` (see `api_standin::require_claude` and `pg_testkit::TestDatabase::create`).
 const SKIP_MARKER: &str = "skipping ";
 
 #[derive(clap::Args)]
@@ -36,6 +40,9 @@ pub struct TestArgs {
     /// Run without installing the Claude Code CLI; tests that need it skip and say so.
     #[arg(long)]
     no_claude: bool,
+    /// Run without a PostgreSQL server (nor installing one); tests that need it skip and say so.
+    #[arg(long)]
+    no_postgres: bool,
     /// Extra arguments for `cargo nextest run`, such as a filter.
     #[arg(last = true)]
     nextest_args: Vec<String>,
@@ -46,6 +53,13 @@ pub fn run(args: &TestArgs) -> anyhow::Result<()> {
         None
     } else {
         Some(claude::install(false).context("the tests need the pinned Claude Code CLI")?)
+    };
+    // Held until the end of this function: dropping it stops the server and removes its
+    // files, also when the tests fail or nextest does not start.
+    let postgres = if args.no_postgres {
+        None
+    } else {
+        postgres::start_for_tests()?
     };
     // Doctests first (nextest does not run them), so that nextest's summary of the whole
     // suite, and the skips after it, are the last things the run prints.
@@ -69,7 +83,14 @@ pub fn run(args: &TestArgs) -> anyhow::Result<()> {
             .env(CLAUDE_BIN_ENV, binary)
             .env(REQUIRE_CLAUDE_ENV, "1");
     }
-    let tests = run_command(&mut nextest);
+    if let Some(cluster) = &postgres {
+        nextest
+            .env(pg_testkit::TEST_URL_ENV, cluster.url_with_password())
+            .env(pg_testkit::REQUIRE_POSTGRES_ENV, "1");
+    }
+    // The server's password is throw-away, but a log is no place for one all the same.
+    let secrets: Vec<&str> = postgres.iter().map(|cluster| cluster.password()).collect();
+    let tests = run_command_hiding(&mut nextest, &secrets);
     let skips = match std::fs::read_to_string(&report) {
         Ok(xml) => report_skips(&xml),
         // nextest failed before it ran anything; its own error says why.
@@ -79,8 +100,8 @@ pub fn run(args: &TestArgs) -> anyhow::Result<()> {
         }
     };
     tests?;
-    if skips > 0 && claude.is_some() {
-        bail!("{skips} tests skipped though the Claude Code CLI is installed");
+    if skips > 0 && claude.is_some() && postgres.is_some() {
+        bail!("{skips} tests skipped though the Claude Code CLI is installed and PostgreSQL runs");
     }
     Ok(())
 }

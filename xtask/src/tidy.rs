@@ -3,7 +3,7 @@
 //! is broken.
 //!
 //! The rules:
-//! - the environment is read only in the CLI's settings module (and in the two test-support
+//! - the environment is read only in the CLI's settings module (and in the test-support
 //!   crates, which exist to be driven by it);
 //! - no import cycle between the modules of one crate;
 //! - no function over 80 lines in `crates/*/src`;
@@ -39,6 +39,10 @@ const ENVIRONMENT_READERS: &[(&str, &str)] = &[
     (
         "crates/api-standin/src/",
         "test support: finds the pinned CLI for the tests through the environment",
+    ),
+    (
+        "crates/pg-testkit/src/",
+        "test support: finds the tests' PostgreSQL server and its programs through the environment",
     ),
 ];
 

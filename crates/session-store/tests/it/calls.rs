@@ -133,7 +133,7 @@ on_both_backends! {
 
         // And the same sums straight from the calls table, with SQL doing the adding.
         let counted = raw_text(
-            store.path(),
+            directory.location(),
             &format!(
                 "SELECT CAST(count(*) AS TEXT) || ' ' || CAST(sum(cost_nano_usd) AS TEXT) \
                  FROM agent_calls \
@@ -315,7 +315,7 @@ on_both_backends! {
             "UPDATE agent_calls SET cost_nano_usd = 0",
             "DELETE FROM agent_calls",
         ] {
-            let err = raw_text(store.path(), statement).unwrap_err();
+            let err = raw_text(directory.location(), statement).unwrap_err();
             assert!(err.contains("append-only"), "{statement}: {err}");
         }
         drop(store);

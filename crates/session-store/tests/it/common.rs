@@ -12,7 +12,7 @@ use session_store::{
 };
 use tempfile::TempDir;
 
-pub use crate::pg::TestDatabase;
+use pg_testkit::TestDatabase;
 
 /// The store's options in these tests: a redactor that knows the token shapes only.
 pub fn options() -> StoreOptions {
@@ -46,7 +46,9 @@ impl Lab {
         let (location, database) = match BACKEND.get() {
             Backend::Sqlite => (directory.path().join("baton.db"), None),
             Backend::Postgres => {
-                let database = TestDatabase::create(&current_test_name())?;
+                let database = PREPARED
+                    .take()
+                    .or_else(|| TestDatabase::create(&current_test_name()))?;
                 (PathBuf::from(database.url()), Some(database))
             }
         };
@@ -60,6 +62,12 @@ impl Lab {
     /// The temporary directory.
     pub fn path(&self) -> &Path {
         self.directory.path()
+    }
+
+    /// Where the ledger is: a file, or a PostgreSQL URL with its password, as
+    /// `Store::open_with` takes it (`Store::path` leaves the password out).
+    pub fn location(&self) -> &Path {
+        &self.location
     }
 
     /// Where a ledger nobody opened yet is: a file in a directory that does not exist yet,
@@ -94,14 +102,20 @@ pub enum Backend {
 
 thread_local! {
     static BACKEND: std::cell::Cell<Backend> = const { std::cell::Cell::new(Backend::Sqlite) };
+    /// The database made when the test started, for its first lab.
+    static PREPARED: std::cell::Cell<Option<TestDatabase>> = const { std::cell::Cell::new(None) };
 }
 
 impl Backend {
     /// Runs `test` on this backend; on PostgreSQL without a server it skips (and says so),
     /// or fails where the server is required.
     pub fn run(self, test: impl FnOnce()) {
-        if self == Backend::Postgres && !TestDatabase::available(&current_test_name()) {
-            return;
+        if self == Backend::Postgres {
+            // Without a server the test says it skips (or fails, where one is required).
+            let Some(database) = TestDatabase::create(&current_test_name()) else {
+                return;
+            };
+            PREPARED.set(Some(database));
         }
         BACKEND.set(self);
         test();

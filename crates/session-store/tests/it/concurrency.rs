@@ -364,7 +364,7 @@ on_both_backends! {
         let (directory, mut store) = temp_store();
         // One task that every thread records into, so its totals row is written concurrently.
         let shared = add_task(&mut store, directory.path(), "shared");
-        let path = store.path().to_owned();
+        let path = directory.location().to_owned();
 
         let barrier = Arc::new(Barrier::new(THREADS as usize));
         let writers: Vec<_> = (0..THREADS)

@@ -128,7 +128,7 @@ on_both_backends! {
             ..new_session(task, fake_owner(999))
         };
         store.open_session(&session).unwrap();
-        let path = store.path().to_owned();
+        let path = directory.location().to_owned();
 
         let barrier = Arc::new(Barrier::new(RACERS as usize));
         let racers: Vec<_> = (0..RACERS)

@@ -10,7 +10,6 @@ mod calls;
 mod concurrency;
 mod leases;
 mod open;
-mod pg;
 mod runners;
 mod secrets;
 mod sessions;

@@ -18,7 +18,7 @@ on_both_backends! {
         assert_eq!(lease.owner, owner);
 
         // Another connection, as another process would have, sees the row and the lease.
-        let other = Store::open_with(store.path(), &crate::common::options()).unwrap();
+        let other = Store::open_with(directory.location(), &crate::common::options()).unwrap();
         let seen = other.session(session.id).unwrap();
         assert_eq!(seen.id, session.id);
         assert_eq!(seen.task, task);
@@ -36,7 +36,7 @@ on_both_backends! {
         let task = add_task(&mut store, directory.path(), "t");
         let session = new_session(task, fake_owner(1));
         store.open_session(&session).unwrap();
-        let stored = raw_text(store.path(), "SELECT id FROM sessions").unwrap();
+        let stored = raw_text(directory.location(), "SELECT id FROM sessions").unwrap();
         assert_eq!(stored, session.id.to_string());
         assert_eq!(stored, stored.to_lowercase());
         assert_eq!(stored.len(), 36);
@@ -480,7 +480,7 @@ on_both_backends! {
             CallOutcome::Failed(ErrorKind::MaxTurns)
         );
         assert_eq!(recorded[0].exit, Some(ExitInfo::Signal(15)));
-        let word = raw_text(store.path(), "SELECT outcome FROM agent_calls").unwrap();
+        let word = raw_text(directory.location(), "SELECT outcome FROM agent_calls").unwrap();
         assert_eq!(word, "max_turns");
         assert_eq!(store.session_usage(session.id).unwrap().usage, failed.usage);
     }

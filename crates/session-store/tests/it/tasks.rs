@@ -604,7 +604,7 @@ on_both_backends! {
         let tasks: Vec<TaskId> = (0..ROUNDS)
             .map(|round| add_task(&mut store, directory.path(), &format!("t{round}")))
             .collect();
-        let path = store.path().to_path_buf();
+        let path = directory.location().to_path_buf();
         let barrier = Barrier::new(THREADS as usize);
         // Per thread, its claim of each round's task.
         let claims: Vec<Vec<Result<Task, StoreError>>> = std::thread::scope(|scope| {
