@@ -356,6 +356,7 @@ fn one_call(task: session_store::TaskId, session: SessionId) -> NewAgentCall {
         exit: None,
         started_at: now,
         ended_at: now,
+        key: None,
     }
 }
 

@@ -121,6 +121,7 @@ pub fn run_config(settings: &Settings) -> RunConfig {
         },
         remote: settings.get(keys::RUN_REMOTE),
         lease_ttl: settings.get(keys::LEDGER_LEASE_TTL),
+        ledger_outage: settings.get(keys::LEDGER_MAX_OUTAGE),
         ..RunConfig::default()
     }
 }

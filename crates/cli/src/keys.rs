@@ -385,8 +385,15 @@ keys! {
         name: "ledger.lease_ttl",
         kind: Kind::Duration,
         default: DefaultValue::Duration(RunConfig::DEFAULT_LEASE_TTL),
-        help: "How long a run's hold on a session (its lease) lasts unless renewed; a running agent call renews it every third of that. Once a lease has run out, every other run takes its holder for gone and rescues its task and session.",
+        help: "How long a run's hold on a session (its lease) lasts unless renewed; a running agent call renews it every third of that, and every run says it lives (its heartbeat) as often. A run on another host silent for longer is taken for gone: its tasks and sessions are rescued, and should it come back it writes nothing for them.",
         sources: Sources::FILE.env("BATON_LEASE_TTL"),
+    };
+    LEDGER_MAX_OUTAGE: Duration = Definition {
+        name: "ledger.max_outage",
+        kind: Kind::Duration,
+        default: DefaultValue::Duration(RunConfig::DEFAULT_LEDGER_OUTAGE),
+        help: "How long a run keeps trying a ledger it cannot reach (a PostgreSQL server restarting, a dropped connection), pausing between tries, before it stops with exit 4; what the agent did meanwhile is written once the ledger is back, and never twice.",
+        sources: Sources::FILE,
     };
 }
 

@@ -49,6 +49,9 @@ pub struct RunConfig {
     /// The remote a completed task's branch is pushed to under [`DeliverMode::Push`]: the
     /// name of a configured remote of the task's repository.
     pub remote: String,
+    /// How long a run keeps trying a ledger it cannot reach (a PostgreSQL server restarting, a
+    /// network gone) before the write fails and the run stops.
+    pub ledger_outage: Duration,
     /// Whether the run keeps taking work until it is cancelled, and how often it looks at
     /// the ledger while it has room for more: for tasks added since, and for tasks a dead
     /// runner left behind, which it sweeps first. `None` ends the run when nothing it
@@ -90,6 +93,9 @@ pub struct AgentOptions {
 impl RunConfig {
     /// The default [`RunConfig::lease_ttl`].
     pub const DEFAULT_LEASE_TTL: Duration = Duration::from_secs(60);
+
+    /// [`RunConfig::ledger_outage`] unless set: long enough for a database server to restart.
+    pub const DEFAULT_LEDGER_OUTAGE: Duration = Duration::from_secs(300);
 }
 
 impl Default for RunConfig {
@@ -115,6 +121,7 @@ impl Default for RunConfig {
             deliver: DeliverMode::Branch,
             remote: String::from("origin"),
             watch: None,
+            ledger_outage: RunConfig::DEFAULT_LEDGER_OUTAGE,
         }
     }
 }

@@ -145,6 +145,7 @@ fn cycle(store: &mut Store, task: TaskId, owner: &LeaseOwner) -> Result<(), Stor
         exit: Some(ExitInfo::Code(0)),
         started_at,
         ended_at: started_at,
+        key: None,
     })?;
     store.close_session(
         id,

@@ -43,6 +43,10 @@ pub struct NewAgentCall {
     pub exit: Option<ExitInfo>,
     pub started_at: Timestamp,
     pub ended_at: Timestamp,
+    /// A key minted once for this call (a UUID, say), so that recording it again (a write
+    /// retried after the database went away, its first commit done but unanswered) records
+    /// nothing twice: the call already recorded is returned. `None` records every time.
+    pub key: Option<String>,
 }
 
 /// An agent call as the ledger holds it.
@@ -140,6 +144,14 @@ const RECORD_CALL: &str = "record an agent call";
 /// Records `call` and adds its figures to its session's and its task's totals; see
 /// [`Store::record_agent_call`].
 fn record_call(write: &Write<'_>, call: &NewAgentCall) -> Result<CallId, Failure> {
+    if let Some(key) = &call.key
+        && let Some(recorded) = write
+            .prepare_cached("SELECT id FROM agent_calls WHERE call_key = ?1")?
+            .query_row([key], |row| row.get(0))
+            .optional()?
+    {
+        return Ok(CallId(recorded));
+    }
     let session = call.session.to_string();
     let target = CallTarget::read(write, call.session, &session)?;
     if !target.status.is_open() {
@@ -192,9 +204,9 @@ fn insert_call(write: &Write<'_>, session: &str, call: &NewAgentCall) -> crate::
              result_text, outcome, subtype, error_message, reported_session_id, \
              input_tokens, output_tokens, cache_read_tokens, cache_creation_tokens, \
              cost_nano_usd, turns, duration_ms, exit_code, exit_signal, started_at, \
-             ended_at) \
+             ended_at, call_key) \
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, \
-             ?16, ?17, ?18, ?19, ?20, ?21) RETURNING id",
+             ?16, ?17, ?18, ?19, ?20, ?21, ?22) RETURNING id",
         )?
         .query_row(
             params![
@@ -219,6 +231,7 @@ fn insert_call(write: &Write<'_>, session: &str, call: &NewAgentCall) -> crate::
                 exit_signal,
                 call.started_at,
                 call.ended_at,
+                call.key,
             ],
             |row| row.get(0),
         )?;

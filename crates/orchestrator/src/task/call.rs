@@ -90,7 +90,11 @@ impl TaskLoop {
         } else {
             self.context
                 .db
-                .run(move |store| history::load(store, task))
+                .run_retrying(
+                    self.context.config.ledger_outage,
+                    move |store| history::load(store, task),
+                    |_| {},
+                )
                 .await?
         };
         Ok(match (self.next_session, intent) {
@@ -299,7 +303,11 @@ impl TaskLoop {
                 let pid = *pid;
                 self.context
                     .db
-                    .run(move |store| store.set_agent_pid(session, Some(pid)))
+                    .run_retrying(
+                        self.context.config.ledger_outage,
+                        move |store| store.set_agent_pid(session, Some(pid)),
+                        |_| {},
+                    )
                     .await?;
             }
             AgentEvent::Usage { usage } => {
@@ -417,6 +425,9 @@ impl CallFacts {
             exit,
             started_at: self.started_at,
             ended_at: Timestamp::now(),
+            // Minted once: the record may be written more than once when the database goes
+            // away mid-commit, and the ledger keeps it once.
+            key: Some(uuid::Uuid::new_v4().to_string()),
         }
     }
 }

@@ -104,25 +104,53 @@ impl TaskLoop {
         body: F,
     ) -> Result<T, StoreError>
     where
-        F: FnOnce(&mut Batch<'_>) -> Result<T, StoreError> + Send + 'static,
+        F: Fn(&mut Batch<'_>) -> Result<T, StoreError> + Send + Sync + 'static,
         T: Send + 'static,
     {
         let (unwritten, fence) = (self.unwritten.clone(), self.fence());
+        let (events, task) = (self.context.events.clone(), self.task.id);
+        let iteration = self.task.iterations.saturating_add(1);
+        let outage = self.context.config.ledger_outage;
+        // While the database is away the loop waits here: no new call starts in the session
+        // before what the last one did is written.
         let written = self
             .context
             .db
-            .run(move |store| {
-                store.batch(operation, |batch| {
-                    // Nothing of the batch is written once another runner took over.
-                    batch.check_fence(&fence)?;
-                    unwritten.write(batch)?;
-                    body(batch)
-                })
-            })
+            .run_retrying(
+                outage,
+                move |store| {
+                    store.batch(operation, |batch| {
+                        // Nothing of the batch is written once another runner took over.
+                        batch.check_fence(&fence)?;
+                        unwritten.write(batch)?;
+                        body(batch)
+                    })
+                },
+                |err| {
+                    events.emit(RunEvent::Decision {
+                        task,
+                        iteration,
+                        decision: format!(
+                            "the ledger cannot be reached ({err}); trying again for up to {}",
+                            humanize(outage)
+                        ),
+                    });
+                },
+            )
             .await?;
         if let Some(call) = std::mem::take(&mut self.unwritten).call {
             self.context.events.emit(call.finished);
         }
         Ok(written)
+    }
+}
+
+/// A duration as a person reads it: whole minutes, else seconds.
+fn humanize(duration: Duration) -> String {
+    let seconds = duration.as_secs();
+    if seconds >= 60 && seconds % 60 == 0 {
+        format!("{} min", seconds / 60)
+    } else {
+        format!("{seconds} s")
     }
 }

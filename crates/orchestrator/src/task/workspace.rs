@@ -76,7 +76,11 @@ impl TaskLoop {
                     let written = self
                         .context
                         .db
-                        .run(move |store| store.set_task_workspace(id, &record))
+                        .run_retrying(
+                            self.context.config.ledger_outage,
+                            move |store| store.set_task_workspace(id, &record),
+                            |_| {},
+                        )
                         .await;
                     if let Err(error) = written {
                         stop = Stop::from(error);

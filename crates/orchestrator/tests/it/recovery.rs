@@ -58,6 +58,7 @@ async fn a_dead_runners_session_is_abandoned_and_its_task_completes_by_resuming_
             exit: None,
             started_at: Timestamp::now(),
             ended_at: Timestamp::now(),
+            key: None,
         })
         .unwrap();
 

@@ -24,3 +24,9 @@ ALTER TABLE tasks ADD COLUMN claim_epoch INTEGER NOT NULL DEFAULT 0;
 -- Grows each time the session's lease passes to a holder (opened, reopened, taken over); a
 -- holder's writes for the session carry the epoch of its lease.
 ALTER TABLE sessions ADD COLUMN lease_epoch INTEGER NOT NULL DEFAULT 0;
+
+-- A key the runner mints for each agent call before it writes the record: a write retried
+-- after the database went away (its commit done, the answer lost) finds the key and records
+-- nothing twice. NULL for calls recorded before this version.
+ALTER TABLE agent_calls ADD COLUMN call_key TEXT;
+CREATE UNIQUE INDEX agent_calls_by_key ON agent_calls (call_key) WHERE call_key IS NOT NULL;

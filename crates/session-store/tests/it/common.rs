@@ -234,6 +234,7 @@ pub fn call(session: SessionId, task: TaskId, seed: u64) -> NewAgentCall {
         exit: Some(ExitInfo::Code(0)),
         started_at,
         ended_at: started_at.saturating_add(Duration::from_millis(300 + seed)),
+        key: None,
     }
 }
 

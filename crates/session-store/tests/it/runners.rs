@@ -8,6 +8,28 @@ use session_store::{Fence, SessionStatus, StoreError, TaskStatus, Timestamp};
 use crate::common::{add_task, call, fake_owner, new_session, temp_store};
 
 on_both_backends! {
+    fn a_call_recorded_again_under_its_key_is_recorded_once() {
+        let (directory, mut store) = temp_store();
+        let task = add_task(&mut store, directory.path(), "t");
+        let session = new_session(task, fake_owner(1));
+        store.open_session(&session).unwrap();
+        let keyed = session_store::NewAgentCall {
+            key: Some(String::from("7f1c0f4e-0000-4000-8000-000000000001")),
+            ..call(session.id, task, 3)
+        };
+        let first = store.record_agent_call(&keyed).unwrap();
+        // The write retried after a lost answer: the same call, the same key.
+        let again = store.record_agent_call(&keyed).unwrap();
+        assert_eq!(again, first);
+        assert_eq!(store.calls_for_task(task).unwrap().len(), 1);
+        assert_eq!(store.task(task).unwrap().totals.agent_calls, 1);
+        assert_eq!(store.session_usage(session.id).unwrap().agent_calls, 1);
+        // Calls without a key are each recorded.
+        store.record_agent_call(&call(session.id, task, 4)).unwrap();
+        store.record_agent_call(&call(session.id, task, 4)).unwrap();
+        assert_eq!(store.calls_for_task(task).unwrap().len(), 3);
+    }
+
     fn each_claim_moves_the_epoch_on_and_fences_off_the_claim_before() {
         let (directory, mut store) = temp_store();
         let task = add_task(&mut store, directory.path(), "t");
