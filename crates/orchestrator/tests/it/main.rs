@@ -7,6 +7,7 @@ mod budgets;
 mod concurrency;
 mod fail_fast;
 mod feedback;
+mod fencing;
 mod ledger;
 mod ownership;
 mod recovery;
