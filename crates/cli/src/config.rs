@@ -316,12 +316,16 @@ fn comment(text: &str) -> String {
 }
 
 /// The file `baton init` writes for a workspace that runs tasks with `agent`.
-pub fn default_file(agent: keys::AgentKind) -> String {
+///
+/// `shared_ledger`, a PostgreSQL URL without its password, becomes `ledger.url`, so that every
+/// command in the workspace finds the shared ledger `baton init --db` created.
+pub fn default_file(agent: keys::AgentKind, shared_ledger: Option<&str>) -> String {
     use keys::KeyType as _;
     let chosen: Vec<(&Definition, Value)> = agent
         .into_value()
         .map(|value| (&keys::AGENT_KIND.definition, value))
         .into_iter()
+        .chain(shared_ledger.map(|url| (&keys::LEDGER_URL.definition, Value::Text(url.to_owned()))))
         .collect();
     template(&chosen)
 }
@@ -339,7 +343,7 @@ mod tests {
 
     #[test]
     fn the_default_file_parses_and_sets_only_the_agent() {
-        let file = parse(&default_file(AgentKind::Mock)).unwrap();
+        let file = parse(&default_file(AgentKind::Mock, None)).unwrap();
         assert_eq!(
             file.values,
             BTreeMap::from([("agent.kind", Value::Word("mock"))])
@@ -354,7 +358,7 @@ mod tests {
 
     #[test]
     fn every_commented_default_is_the_default_once_uncommented() {
-        let uncommented: String = default_file(AgentKind::Claude)
+        let uncommented: String = default_file(AgentKind::Claude, None)
             .lines()
             .map(|line| match line.strip_prefix("# ") {
                 Some(rest) if is_assignment(rest) => rest,
@@ -383,7 +387,7 @@ mod tests {
     fn the_template_keeps_its_lines() {
         // The line numbers people (and the error snapshots) know: adding a key to a table
         // must not move the keys above it.
-        let file = default_file(AgentKind::Claude);
+        let file = default_file(AgentKind::Claude, None);
         let lines: Vec<&str> = file.lines().collect();
         for (number, line) in [
             (8, "kind = \"claude\""),

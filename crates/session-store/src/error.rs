@@ -284,6 +284,12 @@ impl StoreError {
             .is_some_and(DatabaseError::is_connection_lost)
     }
 
+    /// Whether a PostgreSQL server (or the connection to it) gave the failure: the server
+    /// refused the login, could not be reached, or failed a statement.
+    pub fn is_from_postgres(&self) -> bool {
+        matches!(self.database_error(), Some(DatabaseError::Postgres(_)))
+    }
+
     fn database_error(&self) -> Option<&DatabaseError> {
         match self {
             StoreError::Open { source, .. }

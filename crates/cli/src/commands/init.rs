@@ -105,7 +105,13 @@ pub fn create(
             )
             .with_source(error)
         })?;
-    file.write_all(config::default_file(agent).as_bytes())
+    // A shared ledger is named in the workspace's file, without its password, so that later
+    // commands here find it without --db.
+    let shared = ledger
+        .as_deref()
+        .filter(|ledger| settings::is_postgres(ledger))
+        .map(settings::shown);
+    file.write_all(config::default_file(agent, shared.as_deref()).as_bytes())
         .map_err(|error| {
             CliError::new(
                 Kind::Ledger,

@@ -6,6 +6,7 @@ mod commands;
 mod errors;
 mod help;
 mod json;
+mod postgres;
 mod pushes;
 mod real_claude;
 mod runs;

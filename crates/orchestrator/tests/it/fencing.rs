@@ -34,7 +34,10 @@ async fn a_runner_whose_task_was_taken_over_mid_call_stops_and_records_nothing()
     let takeover = tokio::spawn(async move {
         let started = tokio::time::Instant::now();
         while probe.calls().is_empty() {
-            assert!(started.elapsed() < Duration::from_secs(30), "no call started");
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "no call started"
+            );
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         // Another host's run, which finds the first runner silent (its heartbeat older than
@@ -42,7 +45,9 @@ async fn a_runner_whose_task_was_taken_over_mid_call_stops_and_records_nothing()
         tokio::task::spawn_blocking(move || {
             let mut store = Store::open_with(&db_path, &crate::support::options()).unwrap();
             let silent_before = Timestamp::now().saturating_add(Duration::from_secs(3600));
-            let requeued = store.requeue_tasks_of_silent_runners(silent_before).unwrap();
+            let requeued = store
+                .requeue_tasks_of_silent_runners(silent_before)
+                .unwrap();
             assert_eq!(requeued, vec![task]);
             store.claim_task(task, &takeover_owner).unwrap()
         })
@@ -62,7 +67,11 @@ async fn a_runner_whose_task_was_taken_over_mid_call_stops_and_records_nothing()
     );
     // It recorded nothing after the takeover: no call (its hung call was stopped, not
     // recorded), and the task is the other runner's, still running under its claim.
-    assert!(fixture.calls_of(task).is_empty(), "{:?}", fixture.calls_of(task));
+    assert!(
+        fixture.calls_of(task).is_empty(),
+        "{:?}",
+        fixture.calls_of(task)
+    );
     let now = fixture.get(task);
     assert_eq!(now.status, TaskStatus::Running);
     assert_eq!(now.runner.as_ref(), Some(&other));

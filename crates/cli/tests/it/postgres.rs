@@ -1,0 +1,98 @@
+//! A workspace whose ledger is a PostgreSQL database: `init --db postgres://…` creates it and
+//! names it in the workspace's file (without its password), every command then works on it,
+//! and the password, which comes from `PGPASSWORD` or `~/.pgpass`, is never shown.
+
+use pg_testkit::TestDatabase;
+
+use crate::support::World;
+
+/// Every word `baton` printed, for looking for the password.
+fn printed(output: &crate::support::Output) -> String {
+    format!("{}\n{}", output.stdout, output.stderr)
+}
+
+#[test]
+fn a_workspace_on_postgres_runs_its_tasks_and_never_shows_the_password() {
+    let Some(database) = TestDatabase::create("cli::postgres::workspace") else {
+        return;
+    };
+    let password = database.password().expect("the test server has a password");
+    let url = database.url_without_password();
+    let mut world = World::new();
+    world.set("PGPASSWORD", password.clone());
+
+    let init = world
+        .baton(&["--db", &url, "init", "--agent", "mock"])
+        .success();
+    assert!(init.stdout.contains(&url), "{}", init.stdout);
+    let config = std::fs::read_to_string(world.work().join(".baton/config.toml")).unwrap();
+    assert!(config.contains(&format!("url = \"{url}\"")), "{config}");
+    assert!(!config.contains(&password));
+    assert!(
+        !world.work().join(".baton/baton.db").exists(),
+        "no SQLite file"
+    );
+
+    // Later commands find the ledger through the workspace's file.
+    let first = world.add_task(&["one", "--prompt", "do one"]);
+    let second = world.add_task(&["two", "--prompt", "do two"]);
+    let run = world.baton(&["run", "--json"]).success();
+    assert_eq!(
+        run.json()["tasks"].as_array().unwrap().len(),
+        2,
+        "{}",
+        run.stdout
+    );
+    let list = world.baton(&["task", "list", "--json"]).success();
+    let statuses: Vec<(i64, String)> = list
+        .json()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|task| {
+            (
+                task["id"].as_i64().unwrap(),
+                task["status"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        statuses,
+        vec![
+            (first, "completed".to_owned()),
+            (second, "completed".to_owned())
+        ]
+    );
+    let doctor = world.baton(&["doctor"]);
+    assert!(printed(&doctor).contains("schema"), "{}", printed(&doctor));
+    for output in [&init, &run, &list, &doctor] {
+        assert!(!printed(output).contains(&password), "{}", printed(output));
+    }
+}
+
+#[test]
+fn a_password_comes_from_pgpass_and_a_wrong_one_is_a_clear_refusal() {
+    let Some(database) = TestDatabase::create("cli::postgres::pgpass") else {
+        return;
+    };
+    let password = database.password().expect("the test server has a password");
+    let url = database.url_without_password();
+    let world = World::new();
+    // libpq's file: host:port:database:user:password, matched against the URL.
+    let pgpass = world.root().join("home/.pgpass");
+    std::fs::write(&pgpass, format!("*:*:*:*:{password}\n")).unwrap();
+    world
+        .baton(&["--db", &url, "init", "--agent", "mock"])
+        .success();
+    world.add_task(&["one", "--prompt", "do one"]);
+
+    std::fs::write(&pgpass, "*:*:*:*:not-the-password\n").unwrap();
+    let refused = world.baton(&["task", "list"]);
+    assert_eq!(refused.code, 4, "{}", printed(&refused));
+    assert!(
+        refused.stderr.contains("PostgreSQL server") && refused.stderr.contains("PGPASSWORD"),
+        "{}",
+        refused.stderr
+    );
+    assert!(!printed(&refused).contains("not-the-password"));
+}
