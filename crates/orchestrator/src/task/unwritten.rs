@@ -148,7 +148,7 @@ impl TaskLoop {
 /// A duration as a person reads it: whole minutes, else seconds.
 fn humanize(duration: Duration) -> String {
     let seconds = duration.as_secs();
-    if seconds >= 60 && seconds % 60 == 0 {
+    if seconds >= 60 && seconds.is_multiple_of(60) {
         format!("{} min", seconds / 60)
     } else {
         format!("{seconds} s")
