@@ -40,6 +40,10 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         description: "keep spending limits on tasks and milestones",
         sql: include_str!("migrations/0004_budgets.sql"),
     },
+    Migration {
+        description: "keep copies of session transcripts",
+        sql: include_str!("migrations/0005_session_transcripts.sql"),
+    },
 ];
 
 /// The schema version this build writes: the number of migrations it knows.

@@ -31,6 +31,10 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         description: "keep spending limits on tasks and milestones",
         sql: include_str!("postgres/0004_budgets.sql"),
     },
+    Migration {
+        description: "keep copies of session transcripts",
+        sql: include_str!("postgres/0005_session_transcripts.sql"),
+    },
 ];
 
 /// Brings the database up to the version of `migrations`, or explains why it cannot: one

@@ -14,4 +14,5 @@ mod pg;
 mod secrets;
 mod sessions;
 mod tasks;
+mod transcripts;
 mod workspaces;
