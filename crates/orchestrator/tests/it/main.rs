@@ -13,6 +13,7 @@ mod recovery;
 mod robustness;
 mod secrets;
 mod spending;
+mod transcripts;
 mod watch;
 mod workspaces;
 mod worktrees;
