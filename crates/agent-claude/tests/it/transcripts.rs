@@ -3,7 +3,7 @@
 
 use std::fs;
 
-use agent::{Agent, CancellationToken, EventSink, Restored, SessionId, SessionPlan};
+use agent::{Agent, AgentError, CancellationToken, EventSink, Restored, SessionId, SessionPlan};
 use agent_claude::{CONFIG_DIR_VARIABLE, ClaudeAgent, project_dir_name};
 use api_standin::{Answer, Script};
 
@@ -45,16 +45,29 @@ async fn a_session_resumes_under_another_config_dir_from_its_restored_transcript
     assert_eq!(transcript.as_str().as_bytes(), fs::read(&written).unwrap());
     assert!(transcript.as_str().contains("Remember the word QUINCE."));
 
-    // Another host: the same CLI under an empty config dir.
-    let config_b = h.env.home().join("host-b");
-    fs::create_dir(&config_b).unwrap();
-    let mut config = h.agent.config().clone();
-    config.env.insert(
-        CONFIG_DIR_VARIABLE.to_owned(),
-        config_b.to_string_lossy().into_owned(),
-    );
-    let host_b = ClaudeAgent::new(config);
+    // Another host: the same CLI under an empty config dir. Without the transcript put
+    // back, it finds no conversation, though `$HOME/.claude` (the first config dir) has it.
+    let host = |name: &str| {
+        let dir = h.env.home().join(name);
+        fs::create_dir(&dir).unwrap();
+        let mut config = h.agent.config().clone();
+        config.env.insert(
+            CONFIG_DIR_VARIABLE.to_owned(),
+            dir.to_string_lossy().into_owned(),
+        );
+        (dir, ClaudeAgent::new(config))
+    };
     let second = h.call("Which word was it?", SessionPlan::Resume(id));
+    let (_, bare) = host("host-bare");
+    let error = bare
+        .call(second.clone(), EventSink::none(), CancellationToken::new())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(error, AgentError::SessionNotFound { session_id } if session_id == id),
+        "{error:?}"
+    );
+    let (config_b, host_b) = host("host-b");
     assert!(!host_b.has_transcript(&second).await.unwrap());
     let restored = host_b
         .restore_transcript(&second, &transcript)
@@ -77,6 +90,7 @@ async fn a_session_resumes_under_another_config_dir_from_its_restored_transcript
     assert_eq!(reply.session_id, id);
     assert_eq!(reply.result_text.as_deref(), Some("It was QUINCE."));
 
+    // The bare host's resume made no request.
     let requests = h.standin.message_requests();
     assert_eq!(requests.len(), 2);
     assert_eq!(requests[1].session_id(), Some(id.to_string().as_str()));
