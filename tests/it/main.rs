@@ -5,4 +5,5 @@ mod contract;
 mod fail_fast;
 mod handoff;
 mod stress;
+mod transcript_handoff;
 mod worktree_handoff;

@@ -17,6 +17,7 @@ mod capture;
 mod outcome;
 mod process;
 mod stream;
+mod transcript;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -24,17 +25,28 @@ use std::time::Duration;
 
 use agent::{
     Agent, AgentCall, AgentError, AgentEvent, AgentInfo, AgentReply, CancellationToken, EventSink,
-    ExitInfo,
+    ExitInfo, Restored, Transcript, TranscriptError,
 };
 use tokio::process::Command;
 use tokio::time::Instant;
 
 pub use crate::argv::build_argv;
+pub use crate::transcript::{CONFIG_DIR_VARIABLE, project_dir_name};
 
 use crate::capture::Line;
 use crate::outcome::{CallFacts, ProcessEnd};
 use crate::process::{LineSink, RunEnd};
 use crate::stream::StreamParser;
+use crate::transcript::TranscriptPlace;
+
+/// Runs file work on tokio's blocking pool: a transcript can be megabytes.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, TranscriptError> + Send + 'static,
+) -> Result<T, TranscriptError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .unwrap_or_else(|joined| std::panic::resume_unwind(joined.into_panic()))
+}
 
 /// The default time between TERM and KILL when a call is stopped.
 pub const DEFAULT_GRACE: Duration = Duration::from_secs(5);
@@ -58,6 +70,11 @@ pub struct ClaudeConfig {
     pub output_cap: usize,
     /// How long the health probe (`claude --version`) may take.
     pub probe_timeout: Duration,
+    /// Baton's own values of the variables that say where Claude Code keeps its files
+    /// (`CLAUDE_CONFIG_DIR`, `HOME`), which every call inherits. The adapter reads no
+    /// environment itself, so the caller hands them over; without them (and without them
+    /// in [`ClaudeConfig::env`] or a call's) transcripts cannot be read or restored.
+    pub inherited: BTreeMap<String, String>,
 }
 
 impl ClaudeConfig {
@@ -69,6 +86,7 @@ impl ClaudeConfig {
             grace: DEFAULT_GRACE,
             output_cap: DEFAULT_OUTPUT_CAP,
             probe_timeout: DEFAULT_PROBE_TIMEOUT,
+            inherited: BTreeMap::new(),
         }
     }
 }
@@ -95,6 +113,12 @@ impl ClaudeAgent {
         command.args(args).envs(&self.config.env).envs(call_env);
         process::prepare(&mut command);
         command
+    }
+
+    /// Where `call`'s session keeps its transcript.
+    fn transcript_place(&self, call: &AgentCall) -> Result<TranscriptPlace, TranscriptError> {
+        TranscriptPlace::of(call, &self.config.env, &self.config.inherited)
+            .ok_or(TranscriptError::NoLocation)
     }
 
     fn cannot_spawn(&self, source: std::io::Error) -> AgentError {
@@ -244,6 +268,29 @@ impl Agent for ClaudeAgent {
             version: version.to_owned(),
             program: Some(self.config.program.clone()),
         })
+    }
+
+    async fn read_transcript(
+        &self,
+        call: &AgentCall,
+    ) -> Result<Option<Transcript>, TranscriptError> {
+        let place = self.transcript_place(call)?;
+        blocking(move || place.read()).await
+    }
+
+    async fn has_transcript(&self, call: &AgentCall) -> Result<bool, TranscriptError> {
+        let place = self.transcript_place(call)?;
+        blocking(move || Ok(place.find().is_some())).await
+    }
+
+    async fn restore_transcript(
+        &self,
+        call: &AgentCall,
+        transcript: &Transcript,
+    ) -> Result<Restored, TranscriptError> {
+        let place = self.transcript_place(call)?;
+        let transcript = transcript.clone();
+        blocking(move || place.restore(&transcript)).await
     }
 }
 

@@ -13,7 +13,9 @@
 //! used, keeps a transcript per session so that starting a known session fails with
 //! [`AgentError::SessionInUse`] and resuming an unknown one with
 //! [`AgentError::SessionNotFound`]. A transcript is created as soon as a call starts, as Claude
-//! Code's is, so a call that times out still leaves its session resumable.
+//! Code's is, so a call that times out still leaves its session resumable. Those transcripts
+//! are handed over and taken back through the `Agent` trait's transcript methods (see
+//! `handover`), so that a test can move a session to another `MockAgent` as to another host.
 
 use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
@@ -22,10 +24,13 @@ use std::time::{Duration, SystemTime};
 
 use agent::{
     Agent, AgentCall, AgentError, AgentEvent, AgentInfo, AgentReply, CancellationToken, ErrorKind,
-    EventSink, ExitInfo, Refusal, SessionId, SessionPlan, Usage,
+    EventSink, ExitInfo, Refusal, Restored, SessionId, SessionPlan, Transcript, TranscriptError,
+    Usage,
 };
 
 use crate::claude::api_error::ApiFailure;
+
+mod handover;
 
 /// Builds the error of a failing step from the call and the reply the step would have made.
 type MakeError = Box<dyn FnOnce(&AgentCall, AgentReply) -> AgentError + Send>;
@@ -506,6 +511,25 @@ impl Agent for MockAgent {
             version: String::from(env!("CARGO_PKG_VERSION")),
             program: None,
         })
+    }
+
+    async fn read_transcript(
+        &self,
+        call: &AgentCall,
+    ) -> Result<Option<Transcript>, TranscriptError> {
+        self.hand_over(call)
+    }
+
+    async fn has_transcript(&self, call: &AgentCall) -> Result<bool, TranscriptError> {
+        self.holds(call)
+    }
+
+    async fn restore_transcript(
+        &self,
+        call: &AgentCall,
+        transcript: &Transcript,
+    ) -> Result<Restored, TranscriptError> {
+        self.take_over(call, transcript)
     }
 }
 

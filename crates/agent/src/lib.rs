@@ -13,12 +13,14 @@ mod error;
 mod event;
 mod reply;
 mod session;
+mod transcript;
 
 pub use crate::call::{AgentCall, DEFAULT_CALL_TIMEOUT, ParsePermissionModeError, PermissionMode};
 pub use crate::error::{AgentError, ErrorKind, ExitInfo, Refusal};
 pub use crate::event::{AgentEvent, EventSink};
 pub use crate::reply::{AgentReply, PermissionDenial, Usage};
 pub use crate::session::{ParseSessionIdError, PlanKind, SessionId, SessionPlan};
+pub use crate::transcript::{Restored, Transcript, TranscriptError};
 
 pub use tokio_util::sync::CancellationToken;
 
@@ -54,4 +56,39 @@ pub trait Agent: Send + Sync {
 
     /// Checks that the agent can be run at all, and reports its version.
     async fn probe(&self) -> Result<AgentInfo, AgentError>;
+
+    /// The transcript the agent keeps of `call`'s session, read after the call, so that the
+    /// session can continue on another host; `Ok(None)` when there is none. `call` is the
+    /// call just made: its working directory and environment say where the agent keeps it.
+    ///
+    /// An optional capability: the default is [`TranscriptError::Unsupported`].
+    async fn read_transcript(
+        &self,
+        call: &AgentCall,
+    ) -> Result<Option<Transcript>, TranscriptError> {
+        let _ = call;
+        Err(TranscriptError::Unsupported)
+    }
+
+    /// Whether the agent has a transcript of `call`'s session where a resume finds it.
+    ///
+    /// An optional capability: the default is [`TranscriptError::Unsupported`].
+    async fn has_transcript(&self, call: &AgentCall) -> Result<bool, TranscriptError> {
+        let _ = call;
+        Err(TranscriptError::Unsupported)
+    }
+
+    /// Puts `transcript` where resuming `call`'s session finds it, before that call, unless
+    /// the agent has a transcript of the session already (which it keeps: it is at least as
+    /// new as any copy).
+    ///
+    /// An optional capability: the default is [`TranscriptError::Unsupported`].
+    async fn restore_transcript(
+        &self,
+        call: &AgentCall,
+        transcript: &Transcript,
+    ) -> Result<Restored, TranscriptError> {
+        let _ = (call, transcript);
+        Err(TranscriptError::Unsupported)
+    }
 }

@@ -12,7 +12,7 @@ use session_store::Budget;
 
 use crate::error::{CliError, Kind};
 use crate::keys::{self, AgentKind};
-use crate::settings::{Settings, Source};
+use crate::settings::{Env, Settings, Source};
 
 /// What the built-in mock agent reports for every call: small, fixed figures, so that a
 /// ledger filled by it shows what the real one records.
@@ -25,12 +25,32 @@ pub const MOCK_USAGE: Usage = Usage {
 /// What the built-in mock agent says each call cost, in dollars.
 pub const MOCK_COST_USD: f64 = 0.0105;
 
-/// The agent the settings name.
-pub fn build(settings: &Settings) -> Arc<dyn Agent> {
+/// The agent the settings name. Claude Code is told where its files are in baton's own
+/// environment (`env`), so that it can read and restore session transcripts.
+pub fn build(settings: &Settings, env: &Env) -> Arc<dyn Agent> {
     match settings.get(keys::AGENT_KIND) {
-        AgentKind::Claude => Arc::new(claude(&settings.get(keys::AGENT_CLAUDE_BIN))),
+        AgentKind::Claude => {
+            let mut config = ClaudeConfig::new(settings.get(keys::AGENT_CLAUDE_BIN));
+            config.inherited = claude_file_vars(env);
+            Arc::new(ClaudeAgent::new(config))
+        }
         AgentKind::Mock => Arc::new(builtin_mock()),
     }
+}
+
+/// The variables of baton's environment that say where Claude Code keeps its files, which
+/// its process inherits: `CLAUDE_CONFIG_DIR` and `HOME`.
+fn claude_file_vars(env: &Env) -> std::collections::BTreeMap<String, String> {
+    [agent_claude::CONFIG_DIR_VARIABLE, "HOME"]
+        .into_iter()
+        .filter_map(|name| {
+            env.vars
+                .iter()
+                .find(|(key, _)| key == name)
+                .and_then(|(_, value)| value.to_str())
+                .map(|value| (name.to_owned(), value.to_owned()))
+        })
+        .collect()
 }
 
 /// Claude Code, run as `program`. The agent inherits baton's environment; the configured
@@ -126,6 +146,15 @@ pub fn run_config(settings: &Settings) -> RunConfig {
     }
 }
 
+/// Whether the run copies sessions' transcripts into the ledger (`ledger.mirror_transcripts`):
+/// `auto` mirrors into a PostgreSQL ledger, which runners on several hosts share, and not
+/// into a SQLite file, which one host keeps.
+pub fn mirror_transcripts(settings: &Settings, postgres: bool) -> bool {
+    settings
+        .get(keys::LEDGER_MIRROR_TRANSCRIPTS)
+        .is_on(postgres)
+}
+
 /// The variable through which Claude Code reads how often to retry a failed API request.
 pub const CLI_RETRIES_VARIABLE: &str = "CLAUDE_CODE_MAX_RETRIES";
 
@@ -192,6 +221,45 @@ mod tests {
             ..RunConfig::default()
         };
         assert_eq!(config, expected);
+    }
+
+    #[test]
+    fn transcripts_are_mirrored_into_postgresql_unless_the_file_says_otherwise() {
+        let mut env = Env {
+            cwd: std::env::temp_dir(),
+            no_color: false,
+            clicolor_force: false,
+            redactor: redact::Redactor::new(),
+            values: BTreeMap::new(),
+            pager: None,
+            vars: Vec::new(),
+        };
+        let mirror = |text: &str, postgres: bool| {
+            let file = ConfigFile::parse(text, Path::new("c.toml")).unwrap();
+            mirror_transcripts(&Settings::resolve(&file, None, &env), postgres)
+        };
+        assert!(mirror("", true), "auto: on for PostgreSQL");
+        assert!(!mirror("", false), "auto: off for SQLite");
+        assert!(mirror("[ledger]\nmirror_transcripts = \"on\"\n", false));
+        assert!(!mirror("[ledger]\nmirror_transcripts = \"off\"\n", true));
+        assert!(mirror("[ledger]\nmirror_transcripts = \"auto\"\n", true));
+
+        // Claude Code is told where baton's environment keeps its files, and nothing else.
+        env.vars = [
+            ("HOME", "/h"),
+            ("CLAUDE_CONFIG_DIR", "/c"),
+            ("PATH", "/bin"),
+        ]
+        .into_iter()
+        .map(|(key, value)| (key.into(), value.into()))
+        .collect();
+        assert_eq!(
+            claude_file_vars(&env),
+            BTreeMap::from([
+                (String::from("CLAUDE_CONFIG_DIR"), String::from("/c")),
+                (String::from("HOME"), String::from("/h")),
+            ])
+        );
     }
 
     #[test]

@@ -111,6 +111,15 @@ pub enum Deliver {
     Push,
 }
 
+/// Whether sessions' transcripts are copied into the ledger (`ledger.mirror_transcripts`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MirrorTranscripts {
+    /// On for a PostgreSQL ledger (several hosts), off for a SQLite file (one host).
+    Auto,
+    On,
+    Off,
+}
+
 /// The word list of an enum with `ALL` and a `const fn as_str`, as a `&'static` slice.
 macro_rules! words {
     ($all:expr) => {{
@@ -395,6 +404,13 @@ keys! {
         help: "How long a run keeps trying a ledger it cannot reach (a PostgreSQL server restarting, a dropped connection), pausing between tries, before it stops with exit 4; what the agent did meanwhile is written once the ledger is back, and never twice.",
         sources: Sources::FILE,
     };
+    LEDGER_MIRROR_TRANSCRIPTS: MirrorTranscripts = Definition {
+        name: "ledger.mirror_transcripts",
+        kind: Kind::Word(words!(MirrorTranscripts::ALL)),
+        default: DefaultValue::Text("auto"),
+        help: "Whether each session's agent transcript is copied into the ledger after every call, so that a task taken over by a runner on another host resumes the same conversation: \"on\", \"off\", or \"auto\" (on for a PostgreSQL ledger, off for a SQLite file). The copy is verbatim, not redacted: it holds whatever the agent saw.",
+        sources: Sources::FILE,
+    };
 }
 
 impl Sources {
@@ -530,6 +546,31 @@ impl Deliver {
     }
 }
 
+impl MirrorTranscripts {
+    pub const ALL: [MirrorTranscripts; 3] = [
+        MirrorTranscripts::Auto,
+        MirrorTranscripts::On,
+        MirrorTranscripts::Off,
+    ];
+
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            MirrorTranscripts::Auto => "auto",
+            MirrorTranscripts::On => "on",
+            MirrorTranscripts::Off => "off",
+        }
+    }
+
+    /// Whether transcripts are mirrored into a ledger that is (or is not) PostgreSQL.
+    pub const fn is_on(self, postgres: bool) -> bool {
+        match self {
+            MirrorTranscripts::Auto => postgres,
+            MirrorTranscripts::On => true,
+            MirrorTranscripts::Off => false,
+        }
+    }
+}
+
 /// Makes an enum with `ALL` and `as_str` (the words of its [`Kind::Word`]) a [`KeyType`].
 macro_rules! word_type {
     ($($type:ty),*) => {$(
@@ -553,6 +594,7 @@ word_type!(
     Deliver,
     Durability,
     Isolation,
+    MirrorTranscripts,
     PermissionMode,
     SessionPolicy
 );

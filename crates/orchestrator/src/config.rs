@@ -57,6 +57,11 @@ pub struct RunConfig {
     /// runner left behind, which it sweeps first. `None` ends the run when nothing it
     /// selected is ready.
     pub watch: Option<Duration>,
+    /// Whether each session's transcript is copied into the ledger after every call and put
+    /// back before a resume on a host whose agent lacks it, so that a task moving between
+    /// hosts continues its conversation. The copy is verbatim: it may hold whatever the agent
+    /// saw. Only agents with the capability take part (see `Agent::read_transcript`).
+    pub mirror_transcripts: bool,
 }
 
 /// How transient failures (an overloaded or failing API, a rate limit) are retried.
@@ -122,6 +127,7 @@ impl Default for RunConfig {
             remote: String::from("origin"),
             watch: None,
             ledger_outage: RunConfig::DEFAULT_LEDGER_OUTAGE,
+            mirror_transcripts: false,
         }
     }
 }

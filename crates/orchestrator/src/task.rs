@@ -10,7 +10,8 @@
 //! `session` opens, leases, reopens, rotates and closes the session; `call` builds the prompt,
 //! calls the agent and records the call; `checks` runs the verification commands; `finish`
 //! closes the session and moves the task to where the loop left it; `shutdown` tells an agent
-//! killed by the signal stopping the run from a crash; `unwritten` holds what
+//! killed by the signal stopping the run from a crash; `transcript` carries the session's
+//! transcript between the agent and the ledger; `unwritten` holds what
 //! the next write takes along, so that writes that belong together share one commit. Every
 //! step that can end the loop returns a [`Stop`] through `?`.
 
@@ -21,6 +22,7 @@ mod iterations;
 mod session;
 mod shutdown;
 mod spend;
+mod transcript;
 mod unwritten;
 mod workspace;
 

@@ -29,7 +29,10 @@
 //!   [`redact::Redactor`] makes: forgetting to redact is a compile error. The few texts the
 //!   store composes itself (a sweep's reason naming a host, an event's detail, guidance
 //!   folded into a reason) pass through the redactor it was opened with
-//!   ([`StoreOptions::new`]). Ids, paths and numbers are kept as given.
+//!   ([`StoreOptions::new`]). Ids, paths and numbers are kept as given. The one exception
+//!   is a session's transcript ([`Store::save_session_transcript`]), which comes as an
+//!   [`agent::Transcript`] and is kept verbatim, since a resume on another host needs it
+//!   byte for byte.
 //!
 //! Units: timestamps are [`Timestamp`]s (unix milliseconds); money is [`Cost`], an exact count
 //! of nano-dollars, converted from the agents' floating-point dollars once, at the edge.
@@ -52,6 +55,7 @@ mod sql;
 mod status;
 mod store;
 mod tasks;
+mod transcripts;
 mod units;
 mod usage;
 mod verifications;
@@ -73,6 +77,7 @@ pub use crate::sessions::{Lease, NewSession, Session, SessionFilter, SweepReason
 pub use crate::status::{CallOutcome, SessionPolicy, SessionStatus, TaskStatus};
 pub use crate::store::{Batch, CommitCounter, Durability, Store, StoreOptions};
 pub use crate::tasks::{NewTask, Task, TaskFilter};
+pub use crate::transcripts::StoredTranscript;
 pub use crate::units::{Cost, Timestamp, Totals};
 pub use crate::verifications::{NewVerification, Verification};
 pub use crate::workspaces::{CheckProcess, TaskWorkspace};

@@ -44,6 +44,10 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         description: "register runners with heartbeats, and fence claims and leases with epochs",
         sql: include_str!("migrations/0005_runners_epochs.sql"),
     },
+    Migration {
+        description: "keep copies of session transcripts",
+        sql: include_str!("migrations/0006_session_transcripts.sql"),
+    },
 ];
 
 /// The schema version this build writes: the number of migrations it knows.

@@ -9,3 +9,4 @@ mod argv;
 mod fake_agents;
 mod real_cli;
 mod support;
+mod transcripts;

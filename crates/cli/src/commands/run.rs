@@ -51,9 +51,10 @@ pub fn run(args: RunArgs, mut context: Context, ui: &Ui) -> Result<Outcome> {
         // one): a signal that came before would kill baton by its default action, with no
         // session closed and no exit code of ours.
         let watch = Watch::start(ui, context.json, budgets)?;
-        let agent = agents::build(settings);
+        let agent = agents::build(settings, &context.env);
         let store = record_start(store, settings, agent.as_ref()).await?;
         let mut config = agents::run_config(settings);
+        config.mirror_transcripts = agents::mirror_transcripts(settings, store.is_postgres());
         config.watch = args.watch.then_some(WATCH_INTERVAL);
         config.worktree_dir = config
             .worktree_dir

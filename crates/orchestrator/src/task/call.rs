@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use agent::{
     AgentCall, AgentError, AgentEvent, AgentReply, EventSink, ExitInfo, SessionId, SessionPlan,
-    Usage,
+    Transcript, Usage,
 };
 use redact::{Redacted, Redactor};
 use session_store::{CallOutcome, Cost, NewAgentCall, StoreError, TaskId, Timestamp, total_tokens};
@@ -141,6 +141,9 @@ impl TaskLoop {
                 facts.session
             )));
         };
+        self.restore_transcript(&call, iteration).await?;
+        // The call, kept to find its transcript after it, when transcripts are mirrored.
+        let mirrored = context.config.mirror_transcripts.then(|| call.clone());
         context.events.emit(RunEvent::CallStarted {
             task: facts.task,
             session: facts.session,
@@ -170,7 +173,11 @@ impl TaskLoop {
             cost: record.cost,
             tokens: total_tokens(&record.usage),
         };
-        self.record_call(record, &result, finished.elapsed).await?;
+        let transcript = self
+            .transcript_after(mirrored.as_ref(), record.outcome, iteration)
+            .await;
+        self.record_call(record, &result, finished.elapsed, transcript)
+            .await?;
         self.settle_budget(spent);
         let outcome = match &result {
             Ok(_) => CallOutcome::Success,
@@ -325,7 +332,8 @@ impl TaskLoop {
     }
 
     /// Records the call with what it consumed, in one commit: the call and the figures it
-    /// adds to its session's and task's totals, the guidance its prompt delivered, and a
+    /// adds to its session's and task's totals, the copy of its session's transcript (when
+    /// mirrored), the guidance its prompt delivered, and a
     /// renewal of the session's lease, so that what follows starts with all of it. A call
     /// whose answer ends the task with nothing run in between (it replied, and the task has
     /// no checks) waits instead for the task's finish, which commits it along.
@@ -334,6 +342,7 @@ impl TaskLoop {
         record: NewAgentCall,
         result: &Result<AgentReply, AgentError>,
         elapsed: Duration,
+        transcript: Option<Arc<Transcript>>,
     ) -> Result<(), StoreError> {
         // Guidance is delivered once the model worked on the prompt that carried it; a call
         // that never got that far leaves it for the next prompt.
@@ -351,6 +360,7 @@ impl TaskLoop {
                 duration: elapsed,
             },
             record,
+            transcript,
             delivered_guidance,
             renew: (!ends_task)
                 .then(|| (self.context.owner.clone(), self.context.config.lease_ttl)),

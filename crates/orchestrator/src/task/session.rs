@@ -432,7 +432,7 @@ impl TaskLoop {
 }
 
 /// Whether a call with this outcome reached the agent, which then keeps a transcript of it.
-fn reached_agent(outcome: CallOutcome) -> bool {
+pub(super) fn reached_agent(outcome: CallOutcome) -> bool {
     !matches!(
         outcome,
         CallOutcome::Failed(

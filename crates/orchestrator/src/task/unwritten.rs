@@ -10,7 +10,10 @@
 //! the task's finish. A call after which anything runs — checks, a wait before a retry — is
 //! written at once, so that no call the agent paid for can be lost while Baton waits.
 
+use std::sync::Arc;
 use std::time::Duration;
+
+use agent::Transcript;
 
 use session_store::{Batch, LeaseOwner, NewAgentCall, NewVerification, StoreError, TaskId};
 
@@ -32,6 +35,9 @@ pub(super) struct Unwritten {
 #[derive(Debug, Clone)]
 pub(super) struct CallRecord {
     pub(super) record: NewAgentCall,
+    /// The copy of the session's transcript taken after the call, when transcripts are
+    /// mirrored. Shared: the unwritten records are cloned for every write that takes them.
+    pub(super) transcript: Option<Arc<Transcript>>,
     /// Whether its prompt delivered the task's guidance, which is then cleared.
     pub(super) delivered_guidance: bool,
     /// Renew the session's lease for this owner, so that what follows the call starts with
@@ -74,6 +80,12 @@ impl Unwritten {
 impl CallRecord {
     fn write(&self, batch: &mut Batch<'_>) -> Result<(), StoreError> {
         batch.record_agent_call(&self.record)?;
+        if let Some(transcript) = &self.transcript {
+            // The copy is a convenience for another host, never a reason to lose the call's
+            // record: refused, it leaves the previous copy (its own savepoint undoes it) and
+            // the batch goes on.
+            let _ = batch.save_session_transcript(self.record.session, transcript);
+        }
         if self.delivered_guidance {
             batch.set_task_guidance(self.record.task, None)?;
         }

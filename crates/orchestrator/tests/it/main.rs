@@ -14,6 +14,7 @@ mod recovery;
 mod robustness;
 mod secrets;
 mod spending;
+mod transcripts;
 mod watch;
 mod workspaces;
 mod worktrees;

@@ -35,6 +35,10 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         description: "register runners with heartbeats, and fence claims and leases with epochs",
         sql: include_str!("postgres/0005_runners_epochs.sql"),
     },
+    Migration {
+        description: "keep copies of session transcripts",
+        sql: include_str!("postgres/0006_session_transcripts.sql"),
+    },
 ];
 
 /// Brings the database up to the version of `migrations`, or explains why it cannot: one

@@ -14,4 +14,5 @@ mod runners;
 mod secrets;
 mod sessions;
 mod tasks;
+mod transcripts;
 mod workspaces;
