@@ -171,6 +171,12 @@ impl Hosts {
         &self.hosts[index]
     }
 
+    /// Restarts the server as an operator does (`pg_ctl stop -m fast`, then start): every
+    /// connection is ended; data and port are kept.
+    pub fn restart_server(&mut self) -> anyhow::Result<()> {
+        Ok(self.cluster.restart()?)
+    }
+
     /// Host `index`'s link, to take it down or up.
     pub fn link(&self, index: usize) -> &net::Link {
         &self.links[index]

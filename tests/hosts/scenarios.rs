@@ -203,6 +203,58 @@ pub fn host_cut_off(bins: &Binaries) -> anyhow::Result<String> {
     ))
 }
 
+/// The server restarts while two hosts run 40 tasks: both runs complete every task, and every
+/// call an agent made is recorded exactly once.
+pub fn server_restarts(bins: &Binaries) -> anyhow::Result<String> {
+    const TASKS: usize = 40;
+    let Some(mut world) = Hosts::create(bins, &test_name("server-restarts"), 2, "30s")? else {
+        return skipped();
+    };
+    for host in &world.hosts {
+        host.agent_plays(&json!({"steps": [{"result": "done", "delay_ms": 300}]}))?;
+    }
+    world.add_tasks(TASKS, &[])?;
+    let runs = world
+        .hosts
+        .iter()
+        .map(|host| host.spawn(&["run", "--concurrency", "2"]))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    world.wait_for(
+        "a few calls before the restart",
+        Duration::from_secs(120),
+        |world| Ok(world.count("SELECT count(*) FROM agent_calls")? >= 6),
+    )?;
+    let restarted_at = Instant::now();
+    world.restart_server()?;
+    let restart_took = restarted_at.elapsed();
+    let mut exits = Vec::new();
+    for (host, run) in world.hosts.iter().zip(runs) {
+        let ran = run.wait(Duration::from_secs(600))?;
+        ran.expect_code(0)
+            .with_context(|| format!("{}'s run across the server's restart", host.name))?;
+        exits.push(ran.status());
+    }
+    let completed = world.count("SELECT count(*) FROM tasks WHERE status = 'completed'")?;
+    ensure!(
+        completed == TASKS as i64,
+        "{completed} of {TASKS} tasks completed"
+    );
+    let mut made = 0;
+    for host in &world.hosts {
+        made += host.agent_calls()?.len();
+    }
+    let recorded = world.count("SELECT count(*) FROM agent_calls")?;
+    ensure!(
+        recorded == made as i64,
+        "the agents made {made} calls, the ledger records {recorded}"
+    );
+    expect_audit_passes(&world)?;
+    Ok(format!(
+        "restart took {:.1}s; {TASKS} tasks completed; {made} calls made, each recorded once; runs {exits:?}",
+        restart_took.as_secs_f64()
+    ))
+}
+
 /// Host 1 scripted to hang in its call, host 2 to do the work; one task, checked by a file
 /// only the work makes. Starts host 1's `baton run` and returns it once its call is running.
 fn start_call_on_first_host(world: &Hosts) -> anyhow::Result<crate::hosts::HostRun> {

@@ -4,5 +4,6 @@ mod chaos;
 mod contract;
 mod fail_fast;
 mod handoff;
+mod hosts;
 mod stress;
 mod worktree_handoff;
