@@ -281,6 +281,7 @@ impl Hosts {
 /// Host links `0..count`, or why they cannot be made.
 fn make_links(count: u32) -> Result<Vec<net::Link>, String> {
     net::preconditions()?;
+    net::clean_up_leftovers();
     (1..=count)
         .map(|index| net::Link::create(index).map_err(|error| format!("{error:#}")))
         .collect()

@@ -7,6 +7,7 @@
 //! already covers is passed over, so the test never shadows a network the machine uses.
 
 use std::net::Ipv4Addr;
+use std::path::Path;
 use std::process::{Command, Stdio};
 
 use anyhow::{Context, bail, ensure};
@@ -109,6 +110,30 @@ impl Link {
 impl Drop for Link {
     fn drop(&mut self) {
         self.remove();
+    }
+}
+
+/// Removes the namespaces and veth pairs of test processes that are gone (killed before their
+/// guards ran, as by a test runner's timeout): a name carries the pid that made it.
+pub fn clean_up_leftovers() {
+    let Ok(output) = Command::new("ip").args(["netns", "list"]).output() else {
+        return;
+    };
+    for line in String::from_utf8_lossy(&output.stdout).lines() {
+        let Some(name) = line.split_whitespace().next() else {
+            continue;
+        };
+        let Some((pid, index)) = name
+            .strip_prefix("baton-")
+            .and_then(|rest| rest.split_once("-h"))
+        else {
+            continue;
+        };
+        if pid.parse::<u32>().is_err() || Path::new("/proc").join(pid).exists() {
+            continue;
+        }
+        let _ = quiet_ip(&["link", "del", &format!("bh{pid}o{index}")]);
+        let _ = quiet_ip(&["netns", "del", name]);
     }
 }
 
