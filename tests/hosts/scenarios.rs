@@ -88,6 +88,34 @@ pub fn two_hosts_share_a_ledger(bins: &Binaries) -> anyhow::Result<String> {
         seen.len(),
         recorded.len()
     );
+    // The ledger's side: each task claimed once, by the host whose agent ran its call.
+    let claimed = claims(&world)?;
+    ensure!(
+        claimed.len() == TASKS,
+        "{} claims for {TASKS} tasks",
+        claimed.len()
+    );
+    let by_task: std::collections::BTreeMap<i64, String> = claimed.into_iter().collect();
+    for row in world
+        .sql()?
+        .query("SELECT task_id, session_id FROM agent_calls", &[])?
+    {
+        let (task, session): (i64, String) = (row.get(0), row.get(1));
+        let host = by_task.get(&task).map_or("nobody", String::as_str);
+        let index = world
+            .hosts
+            .iter()
+            .position(|candidate| candidate.name == host);
+        ensure!(
+            index.is_some_and(|index| per_host[index].contains(&session)),
+            "task {task} was claimed by {host}, but its call in session {session} ran elsewhere"
+        );
+    }
+    let completed_events = completions(&world)?;
+    ensure!(
+        completed_events == TASKS as i64,
+        "{completed_events} completions for {TASKS} tasks"
+    );
     expect_runners_stopped(&world, &["host1", "host2"])?;
     expect_audit_passes(&world)?;
     Ok(format!(
@@ -296,11 +324,23 @@ fn stop_watch(watch: crate::hosts::HostRun) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The task completed once, with one call recorded, made by `rescuer`; returns how the
-/// rescuer went on from the dead host's `session`.
+/// The task completed once (claimed by host1, then by `rescuer`), with one call recorded,
+/// made by `rescuer` in the first host's `session`; returns the plan of that call.
 fn expect_done_once_by(world: &Hosts, rescuer: &Host, session: &str) -> anyhow::Result<String> {
     let completed = world.count("SELECT count(*) FROM tasks WHERE status = 'completed'")?;
     ensure!(completed == 1, "the task is not completed");
+    let completed_events = completions(world)?;
+    ensure!(
+        completed_events == 1,
+        "the task completed {completed_events} times"
+    );
+    let claimed = claims(world)?;
+    let wanted = [(1, "host1".to_owned()), (1, rescuer.name.clone())];
+    ensure!(
+        claimed == wanted,
+        "the task's claims were {claimed:?}; expected host1's, then {}'s",
+        rescuer.name
+    );
     let calls = world.count("SELECT count(*) FROM agent_calls")?;
     ensure!(
         calls == 1,
@@ -319,21 +359,42 @@ fn expect_done_once_by(world: &Hosts, rescuer: &Host, session: &str) -> anyhow::
         made == 1,
         "the recorded call's session {recorded} is not one host2's agent ran once in: {rescuer_calls:?}"
     );
-    let plans: Vec<String> = rescuer_calls
+    // The session goes on under its id on the other host. Its transcript stays behind on the
+    // first host until transcripts travel with their sessions, so the agent is told to start
+    // it there (`--session-id`) rather than to resume it; either plan is accepted.
+    ensure!(
+        recorded == session,
+        "host2 went on in session {recorded}, not in host1's {session}"
+    );
+    let plan = rescuer_calls
         .iter()
-        .map(|call| {
-            format!(
-                "{} {}",
-                call["plan"].as_str().unwrap_or("?"),
-                call["session_id"].as_str().unwrap_or("?")
-            )
-        })
-        .collect();
-    Ok(if recorded == session {
-        format!("host2 resumed session {session}")
-    } else {
-        format!("host2 went on in a new session ({plans:?}), host1's was {session}")
-    })
+        .find(|call| call["session_id"] == recorded.as_str())
+        .and_then(|call| call["plan"].as_str())
+        .unwrap_or("?");
+    Ok(format!("host2 went on in host1's session ({plan})"))
+}
+
+/// Every claim of a task, in order: the task and the host of the runner that took it, from
+/// the ledger's status events.
+fn claims(world: &Hosts) -> anyhow::Result<Vec<(i64, String)>> {
+    Ok(world
+        .sql()?
+        .query(
+            "SELECT task_id, coalesce(detail::json -> 'runner' ->> 'host', '?') FROM events \
+             WHERE kind = 'task_status' AND detail::json ->> 'to' = 'running' ORDER BY id",
+            &[],
+        )?
+        .iter()
+        .map(|row| (row.get(0), row.get(1)))
+        .collect())
+}
+
+/// How many times a task became `completed`, by the ledger's status events.
+fn completions(world: &Hosts) -> anyhow::Result<i64> {
+    world.count(
+        "SELECT count(*) FROM events WHERE kind = 'task_status' \
+         AND detail::json ->> 'to' = 'completed'",
+    )
 }
 
 /// Every runner of `hosts` registered and stopped; no other runner.
