@@ -58,7 +58,7 @@ impl Link {
     }
 
     fn wire(&mut self) -> anyhow::Result<()> {
-        let ns = self.namespace.clone();
+        let namespace = self.namespace.clone();
         ip(&[
             "link",
             "add",
@@ -69,7 +69,7 @@ impl Link {
             "name",
             &self.inner,
         ])?;
-        ip(&["link", "set", &self.inner, "netns", &ns])?;
+        ip(&["link", "set", &self.inner, "netns", &namespace])?;
         ip(&[
             "addr",
             "add",
@@ -79,9 +79,17 @@ impl Link {
         ])?;
         ip(&["link", "set", &self.outer, "up"])?;
         let inner_address = format!("{}/30", self.host_address);
-        ip(&["-n", &ns, "addr", "add", &inner_address, "dev", &self.inner])?;
-        ip(&["-n", &ns, "link", "set", &self.inner, "up"])?;
-        ip(&["-n", &ns, "link", "set", "lo", "up"])
+        ip(&[
+            "-n",
+            &namespace,
+            "addr",
+            "add",
+            &inner_address,
+            "dev",
+            &self.inner,
+        ])?;
+        ip(&["-n", &namespace, "link", "set", &self.inner, "up"])?;
+        ip(&["-n", &namespace, "link", "set", "lo", "up"])
     }
 
     /// Takes the host's end of the link down (`false`) or up again (`true`), inside its

@@ -88,29 +88,7 @@ pub fn two_hosts_share_a_ledger(bins: &Binaries) -> anyhow::Result<String> {
         seen.len(),
         recorded.len()
     );
-    // The ledger's side: each task claimed once, by the host whose agent ran its call.
-    let claimed = claims(&world)?;
-    ensure!(
-        claimed.len() == TASKS,
-        "{} claims for {TASKS} tasks",
-        claimed.len()
-    );
-    let by_task: std::collections::BTreeMap<i64, String> = claimed.into_iter().collect();
-    for row in world
-        .sql()?
-        .query("SELECT task_id, session_id FROM agent_calls", &[])?
-    {
-        let (task, session): (i64, String) = (row.get(0), row.get(1));
-        let host = by_task.get(&task).map_or("nobody", String::as_str);
-        let index = world
-            .hosts
-            .iter()
-            .position(|candidate| candidate.name == host);
-        ensure!(
-            index.is_some_and(|index| per_host[index].contains(&session)),
-            "task {task} was claimed by {host}, but its call in session {session} ran elsewhere"
-        );
-    }
+    expect_claimed_where_called(&world, &per_host, TASKS)?;
     let completed_events = completions(&world)?;
     ensure!(
         completed_events == TASKS as i64,
@@ -372,6 +350,38 @@ fn expect_done_once_by(world: &Hosts, rescuer: &Host, session: &str) -> anyhow::
         .and_then(|call| call["plan"].as_str())
         .unwrap_or("?");
     Ok(format!("host2 went on in host1's session ({plan})"))
+}
+
+/// The ledger's side of "no session on two hosts": each of the `tasks` was claimed once, by
+/// the host whose agent ran its call in that call's session.
+fn expect_claimed_where_called(
+    world: &Hosts,
+    per_host: &[BTreeSet<String>],
+    tasks: usize,
+) -> anyhow::Result<()> {
+    let claimed = claims(world)?;
+    ensure!(
+        claimed.len() == tasks,
+        "{} claims for {tasks} tasks",
+        claimed.len()
+    );
+    let by_task: std::collections::BTreeMap<i64, String> = claimed.into_iter().collect();
+    for row in world
+        .sql()?
+        .query("SELECT task_id, session_id FROM agent_calls", &[])?
+    {
+        let (task, session): (i64, String) = (row.get(0), row.get(1));
+        let host = by_task.get(&task).map_or("nobody", String::as_str);
+        let index = world
+            .hosts
+            .iter()
+            .position(|candidate| candidate.name == host);
+        ensure!(
+            index.is_some_and(|index| per_host[index].contains(&session)),
+            "task {task} was claimed by {host}, but its call in session {session} ran elsewhere"
+        );
+    }
+    Ok(())
 }
 
 /// Every claim of a task, in order: the task and the host of the runner that took it, from
