@@ -13,8 +13,10 @@
 //! requires them: `BATON_REQUIRE_NETNS=1` (which `cargo xtask test` sets unless given
 //! `--no-netns`) or `CI` set makes that a failure.
 
+pub mod claude;
 mod host;
 pub mod net;
+mod relay;
 pub mod scenarios;
 
 use std::net::IpAddr;

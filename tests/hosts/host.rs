@@ -37,6 +37,12 @@ pub struct Host {
 }
 
 impl Host {
+    /// Sets a variable of baton's environment, replacing an earlier value.
+    pub fn set(&mut self, name: &str, value: &str) {
+        self.vars.retain(|(old, _)| old != name);
+        self.vars.push((name.to_owned(), value.to_owned()));
+    }
+
     pub fn home(&self) -> PathBuf {
         self.dir.join("home")
     }
