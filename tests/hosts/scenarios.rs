@@ -163,6 +163,7 @@ pub fn host_cut_off(bins: &Binaries) -> anyhow::Result<String> {
     let cut_at = Instant::now();
     let taken = wait_for_completion(&world);
     let snapshot = world.work_snapshot();
+    let last_event = world.count("SELECT coalesce(max(id), 0) FROM events");
     // Down for three TTLs at least, so that the cut is unmistakably longer than the TTL.
     std::thread::sleep((SHORT_TTL * 3).saturating_sub(cut_at.elapsed()));
     let still_calling = cut.agent_calls_running();
@@ -192,6 +193,20 @@ pub fn host_cut_off(bins: &Binaries) -> anyhow::Result<String> {
     ensure!(
         survivors.is_empty(),
         "host1's agent {survivors:?} (of {agent:?}) outlived its runner"
+    );
+    let later_events: Vec<String> = world
+        .sql()?
+        .query(
+            "SELECT kind || ' ' || detail FROM events WHERE id > $1 AND kind NOT LIKE 'runner%' \
+             ORDER BY id",
+            &[&last_event?],
+        )?
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    ensure!(
+        later_events.is_empty(),
+        "events about the work after host2 completed it: {later_events:?}"
     );
     let after = world.work_snapshot()?;
     ensure!(
