@@ -425,6 +425,24 @@ pub const SCENARIOS: &[Scenario] = &[
         expect: "SIGTERM to baton and its agent at once (systemd, docker stop): exit 143 within 10 s; the agent's death is the shutdown, not a crash; task pending; next run resumes it",
         run: |bins| stops::stopped(bins, stops::StoppedBy::Service),
     },
+    Scenario {
+        name: "two-hosts-200-tasks",
+        area: Area::Fault,
+        expect: "two hosts (network namespaces) share a PostgreSQL ledger, 200 tasks at concurrency 4 each: every task done once, no session on both, audit clean",
+        run: crate::hosts::scenarios::two_hosts_share_a_ledger,
+    },
+    Scenario {
+        name: "host-dies",
+        area: Area::Fault,
+        expect: "a host killed whole mid-call: past the TTL the other host's watching runner rescues the task and completes it once",
+        run: crate::hosts::scenarios::host_dies,
+    },
+    Scenario {
+        name: "host-cut-off",
+        area: Area::Fault,
+        expect: "a host's link down mid-call past the TTL: the other host completes the task; back online, the cut-off runner stops its agent and writes nothing",
+        run: crate::hosts::scenarios::host_cut_off,
+    },
 ];
 
 /// The scenario called `name`.

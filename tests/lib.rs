@@ -2,4 +2,5 @@
 //! `cargo xtask stress-test` and the end-to-end benchmarks run.
 
 pub mod chaos;
+pub mod hosts;
 pub mod stress;

@@ -73,4 +73,7 @@ scenarios! {
     api_gone => "api-gone",
     stopped_by_timeout => "stopped-by-timeout",
     stopped_like_a_service => "stopped-like-a-service",
+    two_hosts_200_tasks => "two-hosts-200-tasks",
+    host_dies => "host-dies",
+    host_cut_off => "host-cut-off",
 }

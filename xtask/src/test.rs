@@ -20,6 +20,10 @@ use crate::{cargo, postgres, run_command, run_command_hiding, workspace_root};
 /// The variable that turns "the real CLI is absent" from a skip into a test failure.
 const REQUIRE_CLAUDE_ENV: &str = "BATON_REQUIRE_CLAUDE";
 
+/// The variable that turns "network namespaces cannot be made" (not root, no `ip`) from a skip
+/// of the several-hosts tests into a failure (see the `tests` package's `hosts` module).
+const REQUIRE_NETNS_ENV: &str = "BATON_REQUIRE_NETNS";
+
 /// The nextest profile the run uses, defined by [`TOOL_CONFIG`] on top of the repository's
 /// configuration: a JUnit report that keeps the output of passing tests too.
 const PROFILE: &str = "xtask";
@@ -43,6 +47,10 @@ pub struct TestArgs {
     /// Run without a PostgreSQL server (nor installing one); tests that need it skip and say so.
     #[arg(long)]
     no_postgres: bool,
+    /// Run where network namespaces cannot be made (not as root); the tests of several hosts
+    /// skip and say so.
+    #[arg(long)]
+    no_netns: bool,
     /// Extra arguments for `cargo nextest run`, such as a filter.
     #[arg(last = true)]
     nextest_args: Vec<String>,
@@ -83,6 +91,9 @@ pub fn run(args: &TestArgs) -> anyhow::Result<()> {
             .env(CLAUDE_BIN_ENV, binary)
             .env(REQUIRE_CLAUDE_ENV, "1");
     }
+    if !args.no_netns {
+        nextest.env(REQUIRE_NETNS_ENV, "1");
+    }
     if let Some(cluster) = &postgres {
         nextest
             .env(pg_testkit::TEST_URL_ENV, cluster.url_with_password())
@@ -100,8 +111,11 @@ pub fn run(args: &TestArgs) -> anyhow::Result<()> {
         }
     };
     tests?;
-    if skips > 0 && claude.is_some() && postgres.is_some() {
-        bail!("{skips} tests skipped though the Claude Code CLI is installed and PostgreSQL runs");
+    if skips > 0 && claude.is_some() && postgres.is_some() && !args.no_netns {
+        bail!(
+            "{skips} tests skipped though the Claude Code CLI is installed, PostgreSQL runs and \
+             network namespaces are required"
+        );
     }
     Ok(())
 }
