@@ -443,6 +443,12 @@ pub const SCENARIOS: &[Scenario] = &[
         expect: "a host's link down mid-call past the TTL: the other host completes the task; back online, the cut-off runner stops its agent and writes nothing",
         run: crate::hosts::scenarios::host_cut_off,
     },
+    Scenario {
+        name: "server-restarts",
+        area: Area::Fault,
+        expect: "the PostgreSQL server restarts under two hosts' runs of 40 tasks: the runs wait for it and complete; no call lost, none recorded twice",
+        run: crate::hosts::scenarios::server_restarts,
+    },
 ];
 
 /// The scenario called `name`.

@@ -19,9 +19,14 @@ use crate::hosts::scenarios::{
     wait_for_completion,
 };
 
-/// Host 1's CLI is killed, with its host, while the stand-in holds its first request; host 2's
-/// `baton run --watch` rescues the task past the TTL and its CLI goes on in the same session
-/// id, writes the file the check wants, and the task completes once.
+/// What host 1's first call answers: host 2's requests carry it once the conversation moved.
+const EARLIER_ANSWER: &str = "EARLIER-ANSWER-FROM-HOST-1";
+
+/// Host 1's first call answers without the file its check wants; its CLI is killed, with its
+/// host, while the stand-in holds its second request. Host 2's `baton run --watch` rescues the
+/// task past the TTL, restores the session's transcript from the ledger, and its CLI resumes
+/// the same session id with host 1's conversation, writes the file, and the task completes
+/// once.
 pub fn host_dies_with_claude(
     bins: &Binaries,
     claude: &Path,
@@ -32,10 +37,14 @@ pub fn host_dies_with_claude(
     };
     let done = world.tree().join("done.txt");
     let held = Arc::new(AtomicBool::new(false));
-    // The first message request (host 1's) is held until the stand-in stops; later ones write
-    // the file, then say they are done.
+    // Host 1's first call is answered without the file, so its check fails and it resumes
+    // the session; that resume (the first request that carries the earlier answer) is held
+    // until the stand-in stops. Later requests — host 2's, in the same session — write the
+    // file, then say they are done.
     let standin = StandIn::start(Script::from_fn(move |request| {
-        if !held.swap(true, Ordering::SeqCst) {
+        if !request.messages_contain(EARLIER_ANSWER) {
+            Answer::text(format!("{EARLIER_ANSWER}: not yet."))
+        } else if !held.swap(true, Ordering::SeqCst) {
             Answer::hang()
         } else if request.tool_result_ids().is_empty() {
             Answer::write_file(&done, "ok\n")
@@ -60,8 +69,12 @@ pub fn host_dies_with_claude(
     world.add_tasks(1, &["test -f done.txt"])?;
     let (doomed, rescuer) = (world.host(0), world.host(1));
     let first = doomed.spawn(&["run"])?;
-    world.wait_for("host1's CLI to ask the API", RESCUE_LIMIT, |_| {
-        Ok(!standin.message_requests().is_empty() && !doomed.agent_calls_running().is_empty())
+    world.wait_for("host1's second call to ask the API", RESCUE_LIMIT, |_| {
+        let resumed = standin
+            .message_requests()
+            .iter()
+            .any(|request| request.messages_contain(EARLIER_ANSWER));
+        Ok(resumed && !doomed.agent_calls_running().is_empty())
     })?;
     let session = only_session(&world)?;
     let watch = rescuer.spawn(&["run", "--watch"])?;
@@ -76,7 +89,7 @@ pub fn host_dies_with_claude(
     wait_for_completion(&world)?;
     let rescued_after = killed_at.elapsed();
     stop_watch(watch)?;
-    expect_done_once_by(&world, rescuer, &session, false)?;
+    expect_done_once_by(&world, rescuer, &session, false, 1)?;
     let requests = standin.message_requests();
     let sessions: std::collections::BTreeSet<String> = requests
         .iter()
@@ -86,9 +99,18 @@ pub fn host_dies_with_claude(
         sessions.len() == 1 && sessions.contains(&session),
         "the stand-in saw the sessions {sessions:?}; expected only {session}"
     );
+    // Host 2 resumed host 1's conversation: after the held request, the session's requests
+    // still carry host 1's first answer, which only host 1's transcript (copied into the
+    // ledger after that call, restored on host 2) holds as an assistant turn.
+    let with_history = requests
+        .iter()
+        .filter(|request| request.messages_contain(EARLIER_ANSWER))
+        .count();
+    ensure!(
+        with_history >= 2,
+        "only {with_history} request(s) carried host1's earlier answer; host2 did not resume its conversation"
+    );
     expect_audit_passes(&world)?;
-    // Whether host 2's requests carry host 1's conversation is not asserted: host 1's
-    // transcript stays on host 1 until transcripts travel with their sessions.
     Ok(format!(
         "rescued by host2 {:.1}s after the kill; the stand-in saw {} requests, all in session {session}",
         rescued_after.as_secs_f64(),

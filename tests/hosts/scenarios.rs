@@ -130,7 +130,7 @@ pub fn host_dies(bins: &Binaries) -> anyhow::Result<String> {
         "the task was rescued {rescued_after:?} after the kill, before the TTL ({SHORT_TTL:?}) could pass"
     );
     stop_watch(watch)?;
-    let resumed = expect_done_once_by(&world, rescuer, &session, true)?;
+    let resumed = expect_done_once_by(&world, rescuer, &session, true, 0)?;
     // Each host worked in its own tree, though both saw it at the same path.
     let made: Vec<bool> = [rescuer.tree(), doomed.tree(), world.tree()]
         .iter()
@@ -215,7 +215,7 @@ pub fn host_cut_off(bins: &Binaries) -> anyhow::Result<String> {
         ran.stderr
     );
     stop_watch(watch)?;
-    let resumed = expect_done_once_by(&world, rescuer, &session, true)?;
+    let resumed = expect_done_once_by(&world, rescuer, &session, true, 0)?;
     expect_audit_passes(&world)?;
     Ok(format!(
         "link down {:.1}s; host2 took over; host1 came back, wrote nothing, stopped its agent, {}; {resumed}",
@@ -324,6 +324,7 @@ pub(crate) fn expect_done_once_by(
     rescuer: &Host,
     session: &str,
     mock: bool,
+    earlier_calls: i64,
 ) -> anyhow::Result<String> {
     let completed = world.count("SELECT count(*) FROM tasks WHERE status = 'completed'")?;
     ensure!(completed == 1, "the task is not completed");
@@ -341,16 +342,20 @@ pub(crate) fn expect_done_once_by(
     );
     let calls = world.count("SELECT count(*) FROM agent_calls")?;
     ensure!(
-        calls == 1,
-        "{calls} calls recorded; expected the rescuer's one (the first host's never finished)"
+        calls == earlier_calls + 1,
+        "{calls} calls recorded; expected the {earlier_calls} host1 finished and the rescuer's one (host1's last never finished)"
     );
     let recorded: String = world
         .sql()?
-        .query_one("SELECT session_id FROM agent_calls", &[])?
+        .query_one(
+            "SELECT session_id FROM agent_calls ORDER BY id DESC LIMIT 1",
+            &[],
+        )?
         .get(0);
-    // The session goes on under its id on the other host. Its transcript stays behind on the
-    // first host until transcripts travel with their sessions, so the agent is told to start
-    // it there (`--session-id`) rather than to resume it; either plan is accepted.
+    let sessions = world.count("SELECT count(DISTINCT session_id) FROM agent_calls")?;
+    ensure!(sessions == 1, "the calls went to {sessions} sessions");
+    // The session goes on under its id on the other host: resumed from the ledger's copy of
+    // its transcript when host1 had finished a call in it, else started there under that id.
     ensure!(
         recorded == session,
         "host2 went on in session {recorded}, not in host1's {session}"

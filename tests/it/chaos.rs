@@ -76,4 +76,5 @@ scenarios! {
     two_hosts_200_tasks => "two-hosts-200-tasks",
     host_dies => "host-dies",
     host_cut_off => "host-cut-off",
+    server_restarts => "server-restarts",
 }

@@ -1,25 +1,13 @@
-//! Scenarios of several hosts that are not rows of the chaos table: one needs the real Claude
-//! Code CLI, the other a promise main does not keep yet.
+//! A scenario of several hosts that is not a row of the chaos table, because it needs the
+//! real Claude Code CLI.
 
 use tests::chaos::Binaries;
-use tests::hosts::{claude, scenarios};
+use tests::hosts::claude;
 
 fn bins() -> Binaries {
     Binaries {
         baton: env!("CARGO_BIN_EXE_chaos-baton").into(),
         mock_claude: env!("CARGO_BIN_EXE_contract-mock-claude").into(),
-    }
-}
-
-/// Once ledger writes are retried across a lost connection, this becomes a row of the chaos
-/// table (`server-restarts`) and loses its `ignore`.
-#[test]
-#[ignore = "main does not yet retry the ledger across a server restart: the runs end with \
-            `the ledger failed … terminating connection due to administrator command`"]
-fn server_restarts_mid_run() {
-    match scenarios::server_restarts(&bins()) {
-        Ok(observed) => eprintln!("server-restarts: {observed}"),
-        Err(error) => panic!("server-restarts broke its promise:\n{error:#}"),
     }
 }
 

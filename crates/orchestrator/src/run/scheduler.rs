@@ -243,7 +243,15 @@ impl<'run> Scheduler<'run> {
                     break;
                 }
                 refilled = true;
-                let ready = self.context.db.run(|store| store.ready_tasks()).await?;
+                let ready = self
+                    .context
+                    .db
+                    .run_retrying(
+                        self.context.config.ledger_outage,
+                        |store| store.ready_tasks(),
+                        |_| {},
+                    )
+                    .await?;
                 let fresh: Vec<Task> = ready
                     .into_iter()
                     .filter(|task| {

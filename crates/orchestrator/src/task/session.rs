@@ -4,8 +4,8 @@
 
 use agent::{AgentReply, ErrorKind, SessionId, Usage};
 use session_store::{
-    CallOutcome, MilestoneId, NewSession, Session, SessionFilter, SessionPolicy, SessionStatus,
-    Store, StoreError, Task, TaskId,
+    CallOutcome, LeaseOwner, MilestoneId, NewSession, Session, SessionFilter, SessionPolicy,
+    SessionStatus, Store, StoreError, Task, TaskId, TaskStatus,
 };
 
 use super::{Assignment, Stop, TaskLoop};
@@ -126,29 +126,56 @@ pub(super) async fn claim(
         milestone,
         policy,
     } = assignment;
+    let outage = context.config.ledger_outage;
     let claimed = context
         .db
-        .run(move |store| {
-            let first = match latest_to_continue(store, task, milestone, policy)? {
-                Some(latest) => FirstSession::Continue(latest),
-                None => FirstSession::Opened(SessionId::new_v4()),
-            };
-            let task = store.batch("claim a task", |batch| {
-                let task = batch.claim_task(task, &owner)?;
-                if let FirstSession::Opened(id) = first {
-                    batch.open_session(&NewSession {
-                        id,
-                        task: task.id,
-                        milestone: task.milestone,
-                        policy,
-                        owner: owner.clone(),
-                        lease_ttl,
-                    })?;
+        .run_retrying(
+            outage,
+            move |store| {
+                let first = match latest_to_continue(store, task, milestone, policy)? {
+                    Some(latest) => FirstSession::Continue(latest),
+                    None => FirstSession::Opened(SessionId::new_v4()),
+                };
+                let claimed = store.batch("claim a task", |batch| {
+                    let task = batch.claim_task(task, &owner)?;
+                    if let FirstSession::Opened(id) = first {
+                        batch.open_session(&NewSession {
+                            id,
+                            task: task.id,
+                            milestone: task.milestone,
+                            policy,
+                            owner: owner.clone(),
+                            lease_ttl,
+                        })?;
+                    }
+                    Ok(task)
+                });
+                match claimed {
+                    Ok(task) => Ok((task, first)),
+                    // A claim retried after the database went away may find its first try
+                    // committed: the task is this runner's already, and goes on from there.
+                    Err(StoreError::InvalidTransition { .. }) => {
+                        match already_ours(store, task, &owner)? {
+                            Some(task) => {
+                                let first =
+                                    match latest_to_continue(store, task.id, milestone, policy)? {
+                                        Some(latest) => FirstSession::Continue(latest),
+                                        None => FirstSession::Opened(SessionId::new_v4()),
+                                    };
+                                Ok((task, first))
+                            }
+                            None => Err(StoreError::InvalidTransition {
+                                task,
+                                from: store.task(task)?.status,
+                                to: TaskStatus::Running,
+                            }),
+                        }
+                    }
+                    Err(err) => Err(err),
                 }
-                Ok(task)
-            })?;
-            Ok((task, first))
-        })
+            },
+            |_| {},
+        )
         .await;
     match claimed {
         Ok(claimed) => Ok(Some(claimed)),
@@ -157,6 +184,18 @@ pub(super) async fn claim(
         }
         Err(err) => Err(err),
     }
+}
+
+/// The task, when it runs under this very runner's claim (a claim whose commit went through
+/// though its answer was lost).
+fn already_ours(
+    store: &Store,
+    task: TaskId,
+    owner: &LeaseOwner,
+) -> Result<Option<Task>, StoreError> {
+    let found = store.task(task)?;
+    let ours = found.status == TaskStatus::Running && found.runner.as_ref() == Some(owner);
+    Ok(ours.then_some(found))
 }
 
 /// The session a task continues under `policy`: its own latest (the `task` policy), or its
