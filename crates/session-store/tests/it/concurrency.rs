@@ -18,7 +18,7 @@ use session_store::{
     TaskFilter, TaskId, Totals,
 };
 
-use crate::common::{add_task, call, fake_owner, new_session, raw_text, temp_store};
+use crate::common::{Backend, add_task, call, fake_owner, new_session, raw_text, temp_store};
 
 /// Checks the whole ledger: every session's totals equal the sum of its calls, every task's
 /// the sum of its calls, and the call count is `expected_calls` exactly.
@@ -138,6 +138,8 @@ fn wait_for(path: &Path) {
 const OPEN_TEST: &str = "processes_creating_one_new_ledger_at_once_all_succeed";
 const WRITE_TEST: &str = "processes_writing_to_one_ledger_at_once_lose_nothing";
 const LEASE_TEST: &str = "processes_racing_for_one_lease_have_exactly_one_winner";
+const POSTGRES_WRITE_TEST: &str = "processes_writing_to_one_postgres_ledger_at_once_lose_nothing";
+const POSTGRES_LEASE_TEST: &str = "processes_racing_for_one_postgres_lease_have_exactly_one_winner";
 
 /// Whether this process is a worker that [`run_workers`] started for the test `test`; if so,
 /// it has done its job, and the test returns at once. In the test's own process (no job in
@@ -154,7 +156,7 @@ fn as_worker(test: &str) -> bool {
             let mut store = Store::open_with(&job.database, &crate::common::options()).unwrap();
             add_task(&mut store, &job.directory, &format!("worker {}", job.index));
         }
-        WRITE_TEST => {
+        WRITE_TEST | POSTGRES_WRITE_TEST => {
             let mut store = Store::open_with(&job.database, &crate::common::options()).unwrap();
             let shared = TaskId(job.argument.parse().unwrap());
             let owner = LeaseOwner::current().unwrap();
@@ -174,7 +176,7 @@ fn as_worker(test: &str) -> bool {
                     .unwrap();
             }
         }
-        LEASE_TEST => {
+        LEASE_TEST | POSTGRES_LEASE_TEST => {
             let mut store = Store::open_with(&job.database, &crate::common::options()).unwrap();
             let session: SessionId = job.argument.parse().unwrap();
             let owner = LeaseOwner::current().unwrap();
@@ -275,12 +277,25 @@ fn processes_writing_to_one_ledger_at_once_lose_nothing() {
     if as_worker(WRITE_TEST) {
         return;
     }
+    processes_write_at_once(WRITE_TEST);
+}
+
+/// The same race between processes, on a PostgreSQL ledger.
+#[test]
+fn processes_writing_to_one_postgres_ledger_at_once_lose_nothing() {
+    if as_worker(POSTGRES_WRITE_TEST) {
+        return;
+    }
+    Backend::Postgres.run(|| processes_write_at_once(POSTGRES_WRITE_TEST));
+}
+
+fn processes_write_at_once(test: &str) {
     const WORKERS: u64 = 4;
     let (directory, mut store) = temp_store();
     let shared = add_task(&mut store, directory.path(), "shared");
-    let database = store.path().to_owned();
+    let database = directory.location().to_owned();
     run_workers(
-        WRITE_TEST,
+        test,
         &database,
         directory.path(),
         WORKERS,
@@ -312,6 +327,19 @@ fn processes_racing_for_one_lease_have_exactly_one_winner() {
     if as_worker(LEASE_TEST) {
         return;
     }
+    processes_race_for_a_lease(LEASE_TEST);
+}
+
+/// The same race between processes, on a PostgreSQL ledger.
+#[test]
+fn processes_racing_for_one_postgres_lease_have_exactly_one_winner() {
+    if as_worker(POSTGRES_LEASE_TEST) {
+        return;
+    }
+    Backend::Postgres.run(|| processes_race_for_a_lease(POSTGRES_LEASE_TEST));
+}
+
+fn processes_race_for_a_lease(test: &str) {
     const WORKERS: u64 = 6;
     let (directory, mut store) = temp_store();
     let task = add_task(&mut store, directory.path(), "t");
@@ -323,8 +351,8 @@ fn processes_racing_for_one_lease_have_exactly_one_winner() {
     };
     store.open_session(&session).unwrap();
     let outputs = run_workers(
-        LEASE_TEST,
-        store.path(),
+        test,
+        directory.location(),
         directory.path(),
         WORKERS,
         &session.id.to_string(),
