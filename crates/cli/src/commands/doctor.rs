@@ -4,11 +4,14 @@
 mod account;
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use agent::PermissionMode;
 use serde::{Serialize, Serializer};
 use serde_json::{Map, Value as Json};
-use session_store::{SessionFilter, SessionStatus, Store, StoreOptions, TaskFilter, TaskStatus};
+use session_store::{
+    SessionFilter, SessionStatus, Store, StoreOptions, TaskFilter, TaskStatus, Timestamp,
+};
 
 use crate::agents;
 use crate::config::ConfigFile;
@@ -87,7 +90,11 @@ pub fn run(
     }
     let ledger = settings.get(keys::LEDGER_PATH);
     if let Some(ledger) = &ledger {
-        checks.push(check_ledger(ledger, &options));
+        checks.push(check_ledger(
+            ledger,
+            &options,
+            settings.get(keys::LEDGER_LEASE_TTL),
+        ));
     }
     let config_failed = checks
         .iter()
@@ -199,7 +206,24 @@ fn failed(name: &'static str, error: &CliError) -> Check {
     }
 }
 
-fn check_ledger(path: &Path, options: &StoreOptions) -> Check {
+/// The runs that heartbeat on the ledger now, in words: "no run running", or how many and
+/// where ("2 runs running: host1 pid 12, host2 pid 40").
+fn running_runners(store: &Store, lease_ttl: Duration) -> Result<String> {
+    let since = Timestamp::now().saturating_sub(lease_ttl);
+    let running: Vec<String> = store
+        .runners()?
+        .into_iter()
+        .filter(|runner| runner.stopped_at.is_none() && runner.heartbeat_at >= since)
+        .map(|runner| format!("{} pid {}", runner.process.host, runner.process.pid))
+        .collect();
+    Ok(match running.len() {
+        0 => String::from("no run running"),
+        1 => format!("1 run running: {}", running[0]),
+        count => format!("{count} runs running: {}", running.join(", ")),
+    })
+}
+
+fn check_ledger(path: &Path, options: &StoreOptions, lease_ttl: Duration) -> Check {
     if !is_postgres(path) && !path.is_file() {
         return failed(
             "ledger",
@@ -244,8 +268,9 @@ fn check_ledger(path: &Path, options: &StoreOptions) -> Check {
         } else {
             format!(" ({})", states.join(", "))
         };
+        let running = running_runners(&store, lease_ttl)?;
         Ok(format!(
-            "{}: schema {version}, integrity ok, durability {durability}, {} tasks{states}, {open} open sessions",
+            "{}: schema {version}, integrity ok, durability {durability}, {} tasks{states}, {open} open sessions, {running}",
             path.display(),
             tasks.len(),
         ))
