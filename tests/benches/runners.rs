@@ -30,10 +30,13 @@ use std::path::Path;
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
-use agent::CancellationToken;
+use agent::{CancellationToken, SessionId};
 use agent_mock::MockAgent;
 use orchestrator::{Orchestrator, RunConfig, Selection};
-use session_store::{Durability, NewTask, Store, StoreOptions, TaskFilter, TaskStatus};
+use session_store::{
+    Durability, LeaseOwner, NewSession, NewTask, SessionPolicy, Store, StoreOptions, TaskFilter,
+    TaskStatus,
+};
 
 const DEFAULT_TASKS: usize = 400;
 
@@ -115,6 +118,65 @@ fn on_postgres(tasks: usize, work_dir: &Path) {
              more: {})",
             verdict(scaling >= SCALING_TARGET)
         );
+    }
+    if let Ok(database) = cluster.create_database("bench_runners_parts") {
+        let parts = parts_of_an_iteration(Path::new(&database.url()), work_dir, tasks);
+        println!(
+            "  where they go, on one connection: one look for ready tasks ({tasks} pending) \
+             {} round trips; one read of a task {}; the claim with its session opened (one \
+             batch) {}",
+            parts.ready_scan, parts.task_read, parts.claim
+        );
+    }
+}
+
+/// The round trips of some of an iteration's ledger operations, each on its own.
+struct Parts {
+    ready_scan: u64,
+    task_read: u64,
+    claim: u64,
+}
+
+/// Counts the round trips of a look for ready tasks, a read of one task and a claim, with
+/// every statement already prepared (each is done once before it is counted).
+fn parts_of_an_iteration(location: &Path, work_dir: &Path, tasks: usize) -> Parts {
+    fill(location, work_dir, tasks);
+    let mut store = open(location);
+    let counted = |store: &mut Store, operation: &mut dyn FnMut(&mut Store)| {
+        operation(store);
+        let trips = store.count_round_trips();
+        operation(store);
+        trips.count()
+    };
+    let ready = store.ready_tasks().expect("the tasks are listed");
+    let ready_scan = counted(&mut store, &mut |store| {
+        store.ready_tasks().expect("the tasks are listed");
+    });
+    let task_read = counted(&mut store, &mut |store| {
+        store.task(ready[0].id).expect("the task is read");
+    });
+    let owner = LeaseOwner::current().expect("this process names itself");
+    let mut next = ready.iter().map(|task| task.id);
+    let claim = counted(&mut store, &mut |store| {
+        let task = next.next().expect("a task is left to claim");
+        store
+            .batch("claim a task", |batch| {
+                batch.claim_task(task, &owner)?;
+                batch.open_session(&NewSession {
+                    id: SessionId::new_v4(),
+                    task,
+                    milestone: None,
+                    policy: SessionPolicy::Task,
+                    owner: owner.clone(),
+                    lease_ttl: Duration::from_secs(60),
+                })
+            })
+            .expect("the task is claimed");
+    });
+    Parts {
+        ready_scan,
+        task_read,
+        claim,
     }
 }
 
