@@ -261,15 +261,10 @@ pub fn run(config: &StressConfig) -> anyhow::Result<StressRun> {
         witnessed_calls,
         agent_record,
     };
-    let ledger_name = if store.is_postgres() {
-        format!("PostgreSQL at {}", store.path().display())
-    } else {
-        String::from("SQLite")
-    };
-    let kept_ledger = config.keep_ledger.then(|| match &config.ledger {
-        Some(_) => store.path().to_owned(),
-        None => root.path().join("baton.db"),
-    });
+    let ledger_name = describe_ledger(&store);
+    let kept_ledger = config
+        .keep_ledger
+        .then(|| kept_at(config, &store, root.path()));
     drop(store);
     if config.keep_ledger {
         // The work directories stay with the ledger, which names them.
@@ -289,6 +284,24 @@ pub fn run(config: &StressConfig) -> anyhow::Result<StressRun> {
         kept_ledger,
         ledger: ledger_name,
     })
+}
+
+/// What the ledger was, for the report: SQLite, or PostgreSQL at its URL without the password.
+fn describe_ledger(store: &Store) -> String {
+    if store.is_postgres() {
+        format!("PostgreSQL at {}", store.path().display())
+    } else {
+        String::from("SQLite")
+    }
+}
+
+/// Where a kept ledger is: the SQLite file in the run's directory `root`, or the PostgreSQL
+/// database's URL without its password.
+fn kept_at(config: &StressConfig, store: &Store, root: &Path) -> PathBuf {
+    match &config.ledger {
+        Some(_) => store.path().to_owned(),
+        None => root.join("baton.db"),
+    }
 }
 
 /// Fails unless the ledger at `location` holds no task: the audit reads every task of the

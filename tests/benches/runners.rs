@@ -14,6 +14,8 @@
 //! summed over the runners and divided by the iterations. A runner's registration, its
 //! recovery sweep, its heartbeats and its last look for work are in the sum too, spread over
 //! the iterations. SQLite is in the process and has none; its commits are printed instead.
+//! To show where they go, it also counts a few of an iteration's operations on their own, on
+//! one connection: a look for ready tasks, a read of a task, and a claim with its session.
 //!
 //! The PostgreSQL server is a throw-away pg-testkit cluster (fsync off, as every test
 //! server), so its commits cost no disk sync; SQLite runs at durability `normal` to match
