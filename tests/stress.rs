@@ -9,6 +9,10 @@
 //! `audit`) checks the ledger against its own invariants, against what the witness saw,
 //! against each task's script, against what the agent served, and against the agent's own
 //! record.
+//!
+//! The ledger is a new SQLite file in the run's temp dir, or an empty PostgreSQL database
+//! ([`StressConfig::ledger`]): the run and the audit go through the store's one interface, so
+//! both read and check either ledger the same way.
 
 pub mod agents;
 pub mod audit;
@@ -53,6 +57,9 @@ pub struct StressConfig {
     pub time_limit: Duration,
     /// Keep the ledger (at this path's directory) instead of deleting it.
     pub keep_ledger: bool,
+    /// Where the ledger is: `None` for a new SQLite file in the run's temp dir, or the URL
+    /// (password included) of an empty PostgreSQL database, which the caller made and drops.
+    pub ledger: Option<String>,
     /// Variables added to a CLI agent's environment, such as `mock-claude`'s overrides.
     pub agent_env: BTreeMap<String, String>,
     /// The budgets every task, milestone and the run get; the audit checks them.
@@ -74,6 +81,7 @@ impl StressConfig {
             program: None,
             time_limit: Duration::from_secs(30 * 60),
             keep_ledger: false,
+            ledger: None,
             agent_env: BTreeMap::new(),
             budgets: Budgets::ROOMY,
         }
@@ -97,8 +105,11 @@ pub struct StressRun {
     pub violations: Vec<Violation>,
     /// What the audit looked at: tasks, sessions, calls, and agent records compared.
     pub audited: Audited,
-    /// Where the ledger was kept, when asked to keep it.
+    /// Where the ledger was kept, when asked to keep it: the SQLite file, or the PostgreSQL
+    /// database's URL without its password.
     pub kept_ledger: Option<PathBuf>,
+    /// What the ledger was: "SQLite", or "PostgreSQL at" its URL without the password.
+    pub ledger: String,
 }
 
 /// How much the audit checked.
@@ -145,7 +156,10 @@ pub fn run(config: &StressConfig) -> anyhow::Result<StressRun> {
         .prefix("baton-stress.")
         .tempdir()
         .context("could not create a temp dir for the run")?;
-    let db_path = root.path().join("baton.db");
+    let db_path = match &config.ledger {
+        Some(url) => PathBuf::from(url),
+        None => root.path().join("baton.db"),
+    };
     let rig = Rig::new(
         config.agent,
         &plan,
@@ -153,6 +167,9 @@ pub fn run(config: &StressConfig) -> anyhow::Result<StressRun> {
         &config.agent_env,
         root.path(),
     )?;
+    if config.ledger.is_some() {
+        require_empty(&db_path)?;
+    }
     let placement = place(&db_path, &plan, &rig.work_dirs)?;
     {
         let mut store = Store::open_with(
@@ -244,12 +261,15 @@ pub fn run(config: &StressConfig) -> anyhow::Result<StressRun> {
         witnessed_calls,
         agent_record,
     };
+    let ledger_name = describe_ledger(&store);
+    let kept_ledger = config
+        .keep_ledger
+        .then(|| kept_at(config, &store, root.path()));
     drop(store);
-    let kept_ledger = if config.keep_ledger {
-        Some(root.keep().join("baton.db"))
-    } else {
-        None
-    };
+    if config.keep_ledger {
+        // The work directories stay with the ledger, which names them.
+        let _ = root.keep();
+    }
     Ok(StressRun {
         config: config.clone(),
         summary: Summary::of(&ledger),
@@ -262,7 +282,44 @@ pub fn run(config: &StressConfig) -> anyhow::Result<StressRun> {
         violations,
         audited,
         kept_ledger,
+        ledger: ledger_name,
     })
+}
+
+/// What the ledger was, for the report: SQLite, or PostgreSQL at its URL without the password.
+fn describe_ledger(store: &Store) -> String {
+    if store.is_postgres() {
+        format!("PostgreSQL at {}", store.path().display())
+    } else {
+        String::from("SQLite")
+    }
+}
+
+/// Where a kept ledger is: the SQLite file in the run's directory `root`, or the PostgreSQL
+/// database's URL without its password.
+fn kept_at(config: &StressConfig, store: &Store, root: &Path) -> PathBuf {
+    match &config.ledger {
+        Some(_) => store.path().to_owned(),
+        None => root.join("baton.db"),
+    }
+}
+
+/// Fails unless the ledger at `location` holds no task: the audit reads every task of the
+/// ledger, and one the run did not place would fail it.
+fn require_empty(location: &Path) -> anyhow::Result<()> {
+    let store = Store::open_with(
+        location,
+        &session_store::StoreOptions::new(redact::Redactor::new()),
+    )
+    .context("could not open the ledger")?;
+    let held = store.tasks(&session_store::TaskFilter::default())?.len();
+    if held > 0 {
+        anyhow::bail!(
+            "the ledger at {} holds {held} tasks already; a stress run needs an empty one",
+            store.path().display()
+        );
+    }
+    Ok(())
 }
 
 /// Adds the plan's milestones and tasks to a new ledger at `db_path`.

@@ -9,6 +9,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
+use pg_testkit::TestDatabase;
 use session_store::SessionPolicy;
 use tests::stress::{self, AgentKind, Mix, StressConfig};
 
@@ -61,6 +62,12 @@ struct Args {
     /// Keep the ledger and print where it is.
     #[arg(long)]
     keep_ledger: bool,
+    /// Put the ledger on the PostgreSQL server at this `postgres://…` URL (libpq's syntax,
+    /// password included, as `cargo xtask pg` prints it): the run makes a new database there
+    /// (the role needs CREATEDB) and drops it afterwards, unless --keep-ledger. Default: a
+    /// new SQLite file in the run's temp dir.
+    #[arg(long, value_name = "URL")]
+    db: Option<String>,
 }
 
 fn parse_policy(word: &str) -> Result<SessionPolicy, String> {
@@ -86,6 +93,13 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let database = match args.db.as_deref().map(scratch_database).transpose() {
+        Ok(database) => database,
+        Err(reason) => {
+            eprintln!("stress-test: error: {reason}");
+            return ExitCode::from(2);
+        }
+    };
     let config = StressConfig {
         tasks: args.tasks,
         concurrency: args.concurrency,
@@ -98,10 +112,17 @@ fn main() -> ExitCode {
         program,
         time_limit: Duration::from_secs(args.time_limit),
         keep_ledger: args.keep_ledger,
+        ledger: database.as_ref().map(TestDatabase::url),
         agent_env: Default::default(),
         budgets: stress::Budgets::ROOMY,
     };
-    match stress::run(&config) {
+    let result = stress::run(&config);
+    if args.keep_ledger {
+        // The database outlives this program: its URL is in the report. (Forgetting the
+        // handle skips its drop, which would drop the database.)
+        std::mem::forget(database);
+    }
+    match result {
         Ok(run) => {
             print!("{}", stress::render(&run));
             if run.violations.is_empty() {
@@ -115,6 +136,22 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+/// A new, empty database for the run on the server at `url`, dropped with the value.
+fn scratch_database(url: &str) -> Result<TestDatabase, String> {
+    if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+        return Err(format!(
+            "--db takes a postgres:// URL, not `{url}` (without --db the ledger is a new \
+             SQLite file)"
+        ));
+    }
+    TestDatabase::create_in(url, "stress").map_err(|error| {
+        format!(
+            "could not make a database for the run on the server at --db: {}",
+            pg_testkit::chain(&error)
+        )
+    })
 }
 
 /// The `mock-claude` to run: the flag, the variable, or the one built beside this program.

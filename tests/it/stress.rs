@@ -54,6 +54,54 @@ fn forty_tasks_four_at_a_time_through_mock_claude_audit_clean() {
 }
 
 #[test]
+fn fifty_tasks_on_a_postgres_ledger_audit_clean() {
+    // The harness and its audit on a PostgreSQL ledger: the run writes it through the store's
+    // PostgreSQL backend, and the audit reads it back through the same interface.
+    let Some(database) = pg_testkit::TestDatabase::create("stress_on_postgres") else {
+        return;
+    };
+    let run = run_clean(StressConfig {
+        tasks: 50,
+        concurrency: 4,
+        seed: 13,
+        program: Some(PathBuf::from(MOCK_CLAUDE)),
+        ledger: Some(database.url()),
+        ..StressConfig::new(AgentKind::MockClaude)
+    });
+    assert_eq!(
+        run.ledger,
+        format!("PostgreSQL at {}", database.url_without_password())
+    );
+    assert_eq!(run.audited.tasks, 50);
+    assert_eq!(run.plan.kind_counts().len(), stress::Kind::ALL.len());
+
+    // And the audit sees a wrong figure in that ledger, as it does in a SQLite file.
+    let mut tamper = database.connect().unwrap();
+    let padded: String = tamper
+        .query_one("SELECT id FROM sessions ORDER BY id LIMIT 1", &[])
+        .unwrap()
+        .get(0);
+    tamper
+        .execute(
+            "UPDATE sessions SET input_tokens = input_tokens + 1 WHERE id = $1",
+            &[&padded],
+        )
+        .unwrap();
+    let store = session_store::Store::open_with(
+        database.url(),
+        &session_store::StoreOptions::new(redact::Redactor::new()),
+    )
+    .unwrap();
+    let found = audit::check_ledger(&Ledger::read(&store).unwrap());
+    assert_eq!(
+        mentions(&found, Invariant::Totals, &padded),
+        1,
+        "{found:#?}"
+    );
+    assert_eq!(found.len(), 1, "{found:#?}");
+}
+
+#[test]
 fn shared_milestone_sessions_through_mock_claude_audit_clean() {
     // Tasks of a milestone work in directories of their own and resume one session: the CLI
     // finds its transcript in another directory's project dir.

@@ -25,6 +25,7 @@ pub fn render(run: &StressRun) -> String {
         config.policy,
         config.seed
     );
+    let _ = writeln!(out, "  ledger:             {}", run.ledger);
     let kinds: Vec<String> = run
         .plan
         .kind_counts()

@@ -103,7 +103,8 @@ impl Timeline {
 /// timeline, and changes nothing of the call or its result.
 pub struct Witness {
     agent: Arc<dyn Agent>,
-    ledger: Mutex<Store>,
+    /// Shared with the blocking thread each look-up runs on.
+    ledger: Arc<Mutex<Store>>,
     timeline: Timeline,
 }
 
@@ -113,19 +114,27 @@ impl Witness {
     pub fn new(agent: Arc<dyn Agent>, ledger: Store, timeline: Timeline) -> Witness {
         Witness {
             agent,
-            ledger: Mutex::new(ledger),
+            ledger: Arc::new(Mutex::new(ledger)),
             timeline,
         }
     }
 
-    fn look_up(&self, session: SessionId) -> Seen {
-        let ledger = self.ledger.lock().unwrap_or_else(PoisonError::into_inner);
-        match ledger.session(session) {
-            Ok(found) if found.status == SessionStatus::Open => Seen::Open,
-            Ok(found) => Seen::Closed(found.status),
-            Err(session_store::StoreError::NotFound(_)) => Seen::Missing,
-            Err(err) => Seen::Unreadable(err.to_string()),
-        }
+    /// Reads the session from a blocking thread, as the orchestrator reads its ledger: a
+    /// PostgreSQL connection blocks on a runtime of its own, which it cannot start on a thread
+    /// that drives this one.
+    async fn look_up(&self, session: SessionId) -> Seen {
+        let ledger = Arc::clone(&self.ledger);
+        let read = tokio::task::spawn_blocking(move || {
+            let ledger = ledger.lock().unwrap_or_else(PoisonError::into_inner);
+            match ledger.session(session) {
+                Ok(found) if found.status == SessionStatus::Open => Seen::Open,
+                Ok(found) => Seen::Closed(found.status),
+                Err(session_store::StoreError::NotFound(_)) => Seen::Missing,
+                Err(err) => Seen::Unreadable(err.to_string()),
+            }
+        });
+        read.await
+            .unwrap_or_else(|join| Seen::Unreadable(format!("the look-up failed: {join}")))
     }
 }
 
@@ -139,7 +148,7 @@ impl Agent for Witness {
     ) -> Result<AgentReply, AgentError> {
         let session = call.plan.session_id();
         let handed_over = Instant::now();
-        let seen = self.look_up(session);
+        let seen = self.look_up(session).await;
         // Stamped with the moment of the hand-over, before the look-up, so that the witness's
         // own reading counts as agent time, not as the orchestrator's.
         self.timeline.push_at(

@@ -24,6 +24,9 @@ const BENCHES: &[(&str, &str)] = &[
     // Orchestrated iterations per second with the in-process mock agent, and ledger commits
     // per iteration, under durability normal and full.
     ("tests", "orchestrated"),
+    // Tasks per second and ledger round trips per iteration for 1, 2 and 4 runners on one
+    // PostgreSQL ledger (a throw-away server), against 1 runner on SQLite.
+    ("tests", "runners"),
     // Tasks per second through mock-claude subprocesses, at concurrency 1 and 4.
     ("tests", "mock_claude_tasks"),
     // One task through baton against `claude -p` directly, with the stand-in.

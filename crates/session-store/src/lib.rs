@@ -75,7 +75,7 @@ pub use crate::process::{AgentProcess, LeaseOwner};
 pub use crate::runners::{Fence, Runner};
 pub use crate::sessions::{Lease, NewSession, Session, SessionFilter, SweepReason, SweptSession};
 pub use crate::status::{CallOutcome, SessionPolicy, SessionStatus, TaskStatus};
-pub use crate::store::{Batch, CommitCounter, Durability, Store, StoreOptions};
+pub use crate::store::{Batch, CommitCounter, Durability, RoundTripCounter, Store, StoreOptions};
 pub use crate::tasks::{NewTask, Task, TaskFilter};
 pub use crate::transcripts::StoredTranscript;
 pub use crate::units::{Cost, Timestamp, Totals};

@@ -256,6 +256,26 @@ impl Store {
         }
     }
 
+    /// Counts this store's round trips to its PostgreSQL server from now on: the handle's
+    /// [`RoundTripCounter::count`] grows by one for each exchange the store waits for — a
+    /// statement sent and its answer read, a batch of statements sent as one (the `BEGIN` that
+    /// takes the write lock, a `COMMIT`, a savepoint), a statement prepared on its first use
+    /// on a connection, and two for each connection made (the start-up, the session's
+    /// settings). Reads count as well as writes. For benchmarks and tests that hold the ledger
+    /// to a number of round trips; any number of counters may be taken, each from its moment.
+    ///
+    /// A SQLite ledger is in this process and has no round trips: its counter stays at zero.
+    pub fn count_round_trips(&self) -> RoundTripCounter {
+        match &self.connection {
+            Connection::Sqlite(_) => RoundTripCounter::default(),
+            Connection::Postgres(connection) => {
+                let trips = connection.round_trips();
+                let base = trips.load(Ordering::Relaxed);
+                RoundTripCounter { trips, base }
+            }
+        }
+    }
+
     /// Runs SQLite's quick integrity check and returns what it found wrong: nothing when the
     /// file is sound. A PostgreSQL server checks its own pages, so there this finds nothing.
     pub fn integrity_check(&self) -> Result<Vec<String>, StoreError> {
@@ -362,6 +382,22 @@ impl CommitCounter {
     /// How many write transactions committed since the counter was taken.
     pub fn count(&self) -> u64 {
         self.commits.load(Ordering::Relaxed) - self.base
+    }
+}
+
+/// The round trips of one store to its PostgreSQL server so far; see
+/// [`Store::count_round_trips`]. Cheap to clone: every clone reads the same count.
+#[derive(Debug, Clone, Default)]
+pub struct RoundTripCounter {
+    trips: Arc<AtomicU64>,
+    /// The count when the counter was taken.
+    base: u64,
+}
+
+impl RoundTripCounter {
+    /// How many round trips the store made since the counter was taken (zero on SQLite).
+    pub fn count(&self) -> u64 {
+        self.trips.load(Ordering::Relaxed) - self.base
     }
 }
 

@@ -6,6 +6,8 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::error::Error as StdError;
 use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use postgres::types::{IsNull, ToSql as PgToSql, Type, to_sql_checked};
@@ -26,6 +28,10 @@ pub(crate) struct PgTarget {
 pub(crate) struct PgConnection {
     target: PgTarget,
     state: RefCell<State>,
+    /// Round trips to the server so far, read through
+    /// [`Store::count_round_trips`](crate::Store::count_round_trips); shared, so that a
+    /// counter handle outlives any borrow of the connection.
+    round_trips: Arc<AtomicU64>,
 }
 
 struct State {
@@ -72,6 +78,7 @@ impl PgConnection {
                 client: None,
                 statements: HashMap::new(),
             }),
+            round_trips: Arc::default(),
         };
         connection.ensure_connected()?;
         Ok(connection)
@@ -90,16 +97,26 @@ impl PgConnection {
         }
         state.client = None;
         state.statements.clear();
+        // The start-up exchange (however many messages authentication takes) counts as one,
+        // the session's settings as another.
+        self.note_round_trips(2);
         let mut client = self.target.config.connect(NoTls)?;
         client.batch_execute(&self.target.session_settings)?;
         state.client = Some(client);
         Ok(())
     }
 
-    /// Runs statements that take no parameters and return nothing (`BEGIN`, `COMMIT`, DDL).
+    /// The counter of round trips this connection has made, shared.
+    pub(crate) fn round_trips(&self) -> Arc<AtomicU64> {
+        Arc::clone(&self.round_trips)
+    }
+
+    /// Runs statements that take no parameters and return nothing (`BEGIN`, `COMMIT`, DDL),
+    /// in one round trip however many there are.
     pub(crate) fn batch_execute(&self, sql: &str) -> Result<()> {
         let mut state = self.state.borrow_mut();
         let client = state.client.as_mut().ok_or(DatabaseError::Closed)?;
+        self.note_round_trips(1);
         Ok(client.batch_execute(sql)?)
     }
 
@@ -159,12 +176,22 @@ impl PgConnection {
         let statement = match statements.get(sql) {
             Some(statement) => statement.clone(),
             None => {
+                // Preparing is a round trip of its own, once per statement and connection.
+                self.note_round_trips(1);
                 let statement = client.prepare(&placeholders(sql))?;
                 statements.insert(sql.to_owned(), statement.clone());
                 statement
             }
         };
+        // Every `body` sends one prepared statement (bind, execute, sync) and reads its answer.
+        self.note_round_trips(1);
         body(client, &statement)
+    }
+
+    /// Counts `trips` exchanges with the server, as they are sent (one that fails counts too:
+    /// it went to the server all the same).
+    fn note_round_trips(&self, trips: u64) {
+        self.round_trips.fetch_add(trips, Ordering::Relaxed);
     }
 }
 
