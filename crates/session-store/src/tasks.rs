@@ -270,9 +270,7 @@ impl Store {
             let mut tasks = statement
                 .query_map(params![filter.status, filter.milestone], task_from_row)?
                 .collect::<crate::db::Result<Vec<_>>>()?;
-            for task in &mut tasks {
-                load_links(connection, task)?;
-            }
+            load_all_links(connection, &mut tasks)?;
             Ok(tasks)
         })
     }
@@ -292,9 +290,7 @@ impl Store {
             let mut tasks = statement
                 .query_map((), task_from_row)?
                 .collect::<crate::db::Result<Vec<_>>>()?;
-            for task in &mut tasks {
-                load_links(connection, task)?;
-            }
+            load_all_links(connection, &mut tasks)?;
             Ok(tasks)
         })
     }
@@ -647,6 +643,41 @@ fn task_from_row(row: &Row<'_>) -> crate::db::Result<Task> {
         verify_commands: Vec::new(),
         after: Vec::new(),
     })
+}
+
+/// Fills in the verification commands and dependencies of every task of `tasks` (ordered by
+/// id), in two queries whatever their number: one a task would cost two round trips to a
+/// PostgreSQL server each. The tables are read from the first task's id on.
+fn load_all_links(connection: &Connection, tasks: &mut [Task]) -> crate::db::Result<()> {
+    let Some(first) = tasks.first().map(|task| task.id) else {
+        return Ok(());
+    };
+    let commands: Vec<(TaskId, String)> = connection
+        .prepare_cached(
+            "SELECT task_id, command FROM task_verify_commands WHERE task_id >= ?1 \
+             ORDER BY task_id, ordinal",
+        )?
+        .query_map([first], |row| Ok((row.get(0)?, row.get(1)?)))?
+        .collect::<crate::db::Result<_>>()?;
+    let dependencies: Vec<(TaskId, TaskId)> = connection
+        .prepare_cached(
+            "SELECT task_id, depends_on FROM task_dependencies WHERE task_id >= ?1 \
+             ORDER BY task_id, depends_on",
+        )?
+        .query_map([first], |row| Ok((row.get(0)?, row.get(1)?)))?
+        .collect::<crate::db::Result<_>>()?;
+    let position = |tasks: &[Task], id: TaskId| tasks.binary_search_by_key(&id, |task| task.id);
+    for (id, command) in commands {
+        if let Ok(index) = position(tasks, id) {
+            tasks[index].verify_commands.push(command);
+        }
+    }
+    for (id, on) in dependencies {
+        if let Ok(index) = position(tasks, id) {
+            tasks[index].after.push(on);
+        }
+    }
+    Ok(())
 }
 
 /// Fills in a task's verification commands and dependencies, which live in their own tables.
