@@ -127,11 +127,14 @@ pub(super) async fn claim(
         policy,
     } = assignment;
     let outage = context.config.ledger_outage;
+    // Whether a try came before: only then can the task be this runner's already.
+    let tried = std::sync::atomic::AtomicBool::new(false);
     let claimed = context
         .db
         .run_retrying(
             outage,
             move |store| {
+                let retry = tried.swap(true, std::sync::atomic::Ordering::Relaxed);
                 let first = match latest_to_continue(store, task, milestone, policy)? {
                     Some(latest) => FirstSession::Continue(latest),
                     None => FirstSession::Opened(SessionId::new_v4()),
@@ -154,7 +157,7 @@ pub(super) async fn claim(
                     Ok(task) => Ok((task, first)),
                     // A claim retried after the database went away may find its first try
                     // committed: the task is this runner's already, and goes on from there.
-                    Err(StoreError::InvalidTransition { .. }) => {
+                    Err(StoreError::InvalidTransition { .. }) if retry => {
                         match already_ours(store, task, &owner)? {
                             Some(task) => {
                                 let first =
