@@ -96,12 +96,11 @@ impl TranscriptPlace {
         }
     }
 
-    /// Writes `transcript` as the working directory's own, unless one is found already. The
-    /// file is written aside and renamed into place, so that a CLI never reads half of it.
+    /// Writes `transcript` as the working directory's own, unless one is found already that
+    /// `transcript` does not [extend](Transcript::extends); one it extends is replaced where
+    /// it was found. The file is written aside and renamed into place, so that a CLI never
+    /// reads half of it.
     pub(crate) fn restore(&self, transcript: &Transcript) -> Result<Restored, TranscriptError> {
-        if let Some(path) = self.find() {
-            return Ok(Restored::AlreadyThere { path });
-        }
         let failed = |operation, path: &Path| {
             let path = path.to_owned();
             move |source| TranscriptError::Io {
@@ -110,14 +109,40 @@ impl TranscriptPlace {
                 source,
             }
         };
-        let directory = self.own.parent().unwrap_or(&self.projects);
-        fs::create_dir_all(directory).map_err(failed("make the directory of", &self.own))?;
-        let aside = self.own.with_extension("jsonl.baton-restore");
+        let target = match self.find() {
+            Some(path) => {
+                let here = fs::read(&path).map_err(failed("read", &path))?;
+                let extends = std::str::from_utf8(&here).is_ok_and(|here| transcript.extends(here));
+                if !extends {
+                    return Ok(Restored::AlreadyThere { path });
+                }
+                path
+            }
+            None => self.own.clone(),
+        };
+        Self::write_into_place(&target, &self.projects, transcript)?;
+        Ok(Restored::Written { path: target })
+    }
+
+    fn write_into_place(
+        target: &Path,
+        projects: &Path,
+        transcript: &Transcript,
+    ) -> Result<(), TranscriptError> {
+        let failed = |operation, path: &Path| {
+            let path = path.to_owned();
+            move |source| TranscriptError::Io {
+                operation,
+                path,
+                source,
+            }
+        };
+        let directory = target.parent().unwrap_or(projects);
+        fs::create_dir_all(directory).map_err(failed("make the directory of", target))?;
+        let aside = target.with_extension("jsonl.baton-restore");
         fs::write(&aside, transcript.as_str()).map_err(failed("write", &aside))?;
-        fs::rename(&aside, &self.own).map_err(failed("move into place", &self.own))?;
-        Ok(Restored::Written {
-            path: self.own.clone(),
-        })
+        fs::rename(&aside, target).map_err(failed("move into place", target))?;
+        Ok(())
     }
 }
 
@@ -248,9 +273,21 @@ mod tests {
                 .join(project_dir_name(&canonical))
                 .join(format!("{id}.jsonl"))
         );
-        assert_eq!(place.read().unwrap(), Some(transcript));
+        assert_eq!(place.read().unwrap(), Some(transcript.clone()));
         assert_eq!(
             place.restore(&Transcript::verbatim("other")).unwrap(),
+            Restored::AlreadyThere { path: path.clone() }
+        );
+        // A copy that goes on from the file here (the session went on elsewhere) replaces it
+        // where it is; a shorter one does not.
+        let newer = Transcript::verbatim("{\"a\":1}\r\n{\"b\":\"é\"}\n{\"c\":2}");
+        assert_eq!(
+            place.restore(&newer).unwrap(),
+            Restored::Written { path: path.clone() }
+        );
+        assert_eq!(place.read().unwrap(), Some(newer));
+        assert_eq!(
+            place.restore(&transcript).unwrap(),
             Restored::AlreadyThere { path }
         );
     }

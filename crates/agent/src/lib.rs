@@ -78,9 +78,10 @@ pub trait Agent: Send + Sync {
         Err(TranscriptError::Unsupported)
     }
 
-    /// Puts `transcript` where resuming `call`'s session finds it, before that call, unless
-    /// the agent has a transcript of the session already (which it keeps: it is at least as
-    /// new as any copy).
+    /// Puts `transcript` where resuming `call`'s session finds it, before that call. A
+    /// transcript of the session the agent has already is kept, unless `transcript`
+    /// [extends](Transcript::extends) it (the session went on on another host since): then
+    /// the copy replaces it.
     ///
     /// An optional capability: the default is [`TranscriptError::Unsupported`].
     async fn restore_transcript(

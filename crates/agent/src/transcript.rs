@@ -43,6 +43,13 @@ impl Transcript {
         self.text.is_empty()
     }
 
+    /// Whether this transcript goes on from `older`: it begins with all of it and holds more.
+    /// An agent's transcript only ever grows, so such a copy is a later state of the same
+    /// conversation (the session went on elsewhere since `older` was written).
+    pub fn extends(&self, older: &str) -> bool {
+        self.text.len() > older.len() && self.text.starts_with(older)
+    }
+
     pub fn into_string(self) -> String {
         self.text
     }

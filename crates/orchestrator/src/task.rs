@@ -100,6 +100,7 @@ pub(crate) async fn run_task(
         unwritten: Unwritten::default(),
         workspace: None,
         reservation: None,
+        transcripts_checked: Vec::new(),
         lease: match first {
             session::FirstSession::Opened(id) => Some((id, 1)),
             session::FirstSession::Continue(_) => None,
@@ -181,6 +182,9 @@ struct TaskLoop {
     /// The session this loop holds the lease of, and that lease's epoch: with the claim's
     /// epoch, what every write of the loop is conditional on ([`Fence`]).
     lease: Option<(SessionId, u64)>,
+    /// Sessions whose transcript this claim compared with the ledger's copy, at their first
+    /// resume in it.
+    transcripts_checked: Vec<SessionId>,
 }
 
 impl TaskLoop {

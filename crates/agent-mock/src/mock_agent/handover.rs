@@ -36,7 +36,8 @@ impl MockAgent {
         Ok(transcripts.contains_key(&call.plan.session_id()))
     }
 
-    /// Takes `transcript` as the transcript of `call`'s session, unless it has one.
+    /// Takes `transcript` as the transcript of `call`'s session, unless it has one that
+    /// `transcript` does not extend.
     pub(super) fn take_over(
         &self,
         call: &AgentCall,
@@ -49,7 +50,9 @@ impl MockAgent {
             .transcripts
             .as_mut()
             .ok_or(TranscriptError::Unsupported)?;
-        if transcripts.contains_key(&session_id) {
+        if let Some(here) = transcripts.get(&session_id)
+            && !transcript.extends(&to_lines(here))
+        {
             return Ok(Restored::AlreadyThere { path });
         }
         transcripts.insert(session_id, from_lines(transcript.as_str()));

@@ -18,8 +18,13 @@ use super::session::reached_agent;
 impl TaskLoop {
     /// Before `call`: when it resumes a session the agent has no transcript of, puts the
     /// ledger's copy where the agent resumes from.
+    ///
+    /// The first resume of a session in this claim also brings a transcript the agent has up
+    /// to date when the ledger's copy extends it: the session went on on another host since
+    /// this one last wrote it (it moved away and back). Later resumes in the same claim follow
+    /// this host's own calls, so its transcript is the newest.
     pub(super) async fn restore_transcript(
-        &self,
+        &mut self,
         call: &AgentCall,
         iteration: u32,
     ) -> Result<(), StoreError> {
@@ -29,9 +34,12 @@ impl TaskLoop {
         if !self.context.config.mirror_transcripts {
             return Ok(());
         }
+        let first_resume = !self.transcripts_checked.contains(&session);
+        self.transcripts_checked.push(session);
         let agent = Arc::clone(&self.context.agent);
-        match agent.has_transcript(call).await {
-            Ok(false) => {}
+        let has_local = match agent.has_transcript(call).await {
+            Ok(false) => false,
+            Ok(true) if first_resume => true,
             Ok(true) | Err(TranscriptError::Unsupported) => return Ok(()),
             Err(error) => {
                 self.emit_decision(
@@ -40,13 +48,16 @@ impl TaskLoop {
                 );
                 return Ok(());
             }
-        }
+        };
         let copy = self
             .context
             .db
             .run(move |store| store.session_transcript(session))
             .await?;
         let Some(copy) = copy else {
+            if has_local {
+                return Ok(());
+            }
             self.emit_decision(
                 iteration,
                 format!(
@@ -56,6 +67,10 @@ impl TaskLoop {
             return Ok(());
         };
         let decision = match agent.restore_transcript(call, &copy.transcript).await {
+            Ok(Restored::Written { .. }) if has_local => format!(
+                "brought the transcript of session {session} up to date from the ledger ({} bytes): the session went on elsewhere since this host last wrote it",
+                copy.size
+            ),
             Ok(Restored::Written { .. }) => format!(
                 "restored the transcript of session {session} from the ledger ({} bytes) to resume it here",
                 copy.size

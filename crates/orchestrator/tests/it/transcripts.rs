@@ -177,3 +177,41 @@ async fn a_transcript_that_cannot_be_read_is_a_warning_not_a_failure() {
         recorder.decisions()
     );
 }
+
+/// A session that went from this host to another and back: this host's own transcript is
+/// older than the ledger's copy, which extends it, so the copy replaces it before the resume
+/// and the conversation goes on with the other host's turn in it.
+#[tokio::test]
+async fn a_session_back_on_its_first_host_goes_on_from_the_newer_copy() {
+    let mut fixture = Fixture::new();
+    let task = task_that_needs_a_second_run(&mut fixture);
+    let first = MockAgent::with_steps([
+        Step::succeed("did nothing"),
+        Step::succeed("written").write_file("done.txt", ""),
+    ]);
+    fixture.run_with(&first, mirroring()).await;
+    let session = fixture.sessions_of(task)[0].id;
+
+    fixture.store.retry_task(task, None).unwrap();
+    let other = MockAgent::with_steps([Step::succeed("did nothing either")]);
+    let report = fixture.run_with(&other, mirroring()).await;
+    assert!(!report.all_completed(), "{report:?}");
+    assert_eq!(other.transcript(session).unwrap().len(), 2);
+
+    fixture.store.retry_task(task, None).unwrap();
+    let (report, recorder) = run_recorded(&fixture, Arc::new(first.clone()), mirroring()).await;
+    assert!(report.all_completed(), "{report:?}");
+    // Back on the first host, the session went on from the copy, not from the first
+    // host's own, older transcript: the other host's turn is in it.
+    let turns = first.transcript(session).unwrap();
+    assert_eq!(turns.len(), 3, "{turns:?}");
+    assert_eq!(turns[1], other.transcript(session).unwrap()[1]);
+    assert!(
+        recorder
+            .decisions()
+            .iter()
+            .any(|decision| decision.starts_with("brought the transcript of session")),
+        "{:?}",
+        recorder.decisions()
+    );
+}
