@@ -10,6 +10,7 @@ mod calls;
 mod concurrency;
 mod leases;
 mod open;
+mod postgres;
 mod round_trips;
 mod runners;
 mod secrets;
