@@ -313,7 +313,11 @@ impl<'run> Scheduler<'run> {
                     let policy = self
                         .context
                         .db
-                        .run(move |store| store.milestone(milestone))
+                        .run_retrying(
+                            self.context.config.ledger_outage,
+                            move |store| store.milestone(milestone),
+                            |_| {},
+                        )
                         .await?
                         .policy;
                     self.policies.insert(milestone, policy);

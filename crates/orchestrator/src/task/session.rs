@@ -411,7 +411,11 @@ impl TaskLoop {
         let reached: Vec<TaskId> = self
             .context
             .db
-            .run(move |store| store.calls_for_session(id))
+            .run_retrying(
+                self.context.config.ledger_outage,
+                move |store| store.calls_for_session(id),
+                |_| {},
+            )
             .await?
             .into_iter()
             .filter(|call| reached_agent(call.outcome))

@@ -24,7 +24,11 @@ impl TaskLoop {
             let reserved = self
                 .context
                 .db
-                .run(move |store| reader.reserve(store, task, milestone))
+                .run_retrying(
+                    self.context.config.ledger_outage,
+                    move |store| reader.reserve(store, task, milestone),
+                    |_| {},
+                )
                 .await?;
             match reserved {
                 Reserved::Granted(reservation) => {
@@ -96,14 +100,18 @@ impl TaskLoop {
             .redact_owned(format!("{{\"from\":{from},\"to\":{to}}}"));
         self.context
             .db
-            .run(move |store| {
-                store.append_event(&NewEvent {
-                    task: Some(task),
-                    session: None,
-                    kind: Redacted::trusted(TURNS_ESCALATED),
-                    detail,
-                })
-            })
+            .run_retrying(
+                self.context.config.ledger_outage,
+                move |store| {
+                    store.append_event(&NewEvent {
+                        task: Some(task),
+                        session: None,
+                        kind: Redacted::trusted(TURNS_ESCALATED),
+                        detail: detail.clone(),
+                    })
+                },
+                |_| {},
+            )
             .await?;
         Ok(())
     }

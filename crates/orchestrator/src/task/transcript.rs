@@ -52,7 +52,11 @@ impl TaskLoop {
         let copy = self
             .context
             .db
-            .run(move |store| store.session_transcript(session))
+            .run_retrying(
+                self.context.config.ledger_outage,
+                move |store| store.session_transcript(session),
+                |_| {},
+            )
             .await?;
         let Some(copy) = copy else {
             if has_local {

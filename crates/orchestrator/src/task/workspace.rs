@@ -47,7 +47,11 @@ impl TaskLoop {
         let id = self.task.id;
         self.context
             .db
-            .run(move |store| store.task(id))
+            .run_retrying(
+                self.context.config.ledger_outage,
+                move |store| store.task(id),
+                |_| {},
+            )
             .await
             .ok()
             .filter(|task| task.status == TaskStatus::Running)

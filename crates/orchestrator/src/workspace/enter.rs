@@ -87,7 +87,11 @@ pub(crate) async fn enter(
     let id = task.id;
     let mut record = context
         .db
-        .run(move |store| store.task_workspace(id))
+        .run_retrying(
+            context.config.ledger_outage,
+            move |store| store.task_workspace(id),
+            |_| {},
+        )
         .await?
         .unwrap_or_default();
     let asked = record
