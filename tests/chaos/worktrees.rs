@@ -158,6 +158,11 @@ pub fn check_outlives_baton(bins: &Binaries) -> anyhow::Result<String> {
         || -> anyhow::Result<i32> { Ok(std::fs::read_to_string(&pid_file)?.trim().parse()?) };
     lab.wait_for("the check's pid", WAIT, |_| Ok(read_pid().is_ok()))?;
     let group = read_pid()?;
+    // The check's group is recorded just after it starts (its pid is known only then): kill
+    // baton once the record is in, which is what recovery works from.
+    lab.wait_for("the check's group to be recorded", WAIT, |lab| {
+        Ok(lab.count("SELECT count(*) FROM check_processes")? > 0)
+    })?;
     run.signal(libc::SIGKILL)?;
     run.wait(WAIT)?;
     ensure!(
