@@ -334,9 +334,14 @@ pub(crate) fn expect_done_once_by(
         "the task completed {completed_events} times"
     );
     let claimed = claims(world)?;
-    let wanted = [(1, "host1".to_owned()), (1, rescuer.name.clone())];
+    // The rescuer may claim more than once: a claim made once host1 is silent but before its
+    // session's lease ran out finds the session held, gives the task back and claims it again
+    // a moment later. Nobody else claims it.
+    let by_host1_then_the_rescuer = claimed.first() == Some(&(1, "host1".to_owned()))
+        && claimed.len() >= 2
+        && claimed[1..].iter().all(|(_, host)| *host == rescuer.name);
     ensure!(
-        claimed == wanted,
+        by_host1_then_the_rescuer,
         "the task's claims were {claimed:?}; expected host1's, then {}'s",
         rescuer.name
     );
