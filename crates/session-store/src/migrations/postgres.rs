@@ -15,31 +15,31 @@ use crate::migrations::Migration;
 /// Every migration, oldest first, version for version the PostgreSQL twin of
 /// [`MIGRATIONS`](super::MIGRATIONS). Append only, and only together with SQLite's.
 pub(crate) const MIGRATIONS: &[Migration] = &[
-    Migration {
-        description: "create the ledger",
-        sql: include_str!("postgres/0001_create_ledger.sql"),
-    },
-    Migration {
-        description: "record task runners, guidance and agent start times",
-        sql: include_str!("postgres/0002_runners_guidance_agent_start.sql"),
-    },
-    Migration {
-        description: "record task workspaces and running check processes",
-        sql: include_str!("postgres/0003_task_workspaces_check_processes.sql"),
-    },
-    Migration {
-        description: "keep spending limits on tasks and milestones",
-        sql: include_str!("postgres/0004_budgets.sql"),
-    },
-    Migration {
-        description: "register runners with heartbeats, and fence claims and leases with epochs",
-        sql: include_str!("postgres/0005_runners_epochs.sql"),
-    },
-    Migration {
-        description: "keep copies of session transcripts",
-        sql: include_str!("postgres/0006_session_transcripts.sql"),
-    },
+    twin(0, include_str!("postgres/0001_create_ledger.sql")),
+    twin(
+        1,
+        include_str!("postgres/0002_runners_guidance_agent_start.sql"),
+    ),
+    twin(
+        2,
+        include_str!("postgres/0003_task_workspaces_check_processes.sql"),
+    ),
+    twin(3, include_str!("postgres/0004_budgets.sql")),
+    twin(4, include_str!("postgres/0005_runners_epochs.sql")),
+    twin(5, include_str!("postgres/0006_session_transcripts.sql")),
 ];
+
+// Each SQLite migration has its twin here, and no more.
+const _: () = assert!(MIGRATIONS.len() == super::MIGRATIONS.len());
+
+/// Migration `index` in PostgreSQL's dialect: `sql`, with the description of SQLite's step
+/// of the same version, written once there.
+const fn twin(index: usize, sql: &'static str) -> Migration {
+    Migration {
+        description: super::MIGRATIONS[index].description,
+        sql,
+    }
+}
 
 /// Brings the database up to the version of `migrations`, or explains why it cannot: one
 /// from a newer build is refused, and so is one that holds another application's tables.
