@@ -317,7 +317,7 @@ pub(crate) fn stop_watch(watch: crate::hosts::HostRun) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The task completed once (claimed by host1, then by `rescuer`), with one call recorded,
+/// The task completed once (claimed by host1, then once by `rescuer`), with one call recorded,
 /// made by `rescuer` in the first host's `session`; returns the plan of that call.
 pub(crate) fn expect_done_once_by(
     world: &Hosts,
@@ -334,12 +334,11 @@ pub(crate) fn expect_done_once_by(
         "the task completed {completed_events} times"
     );
     let claimed = claims(world)?;
-    // The rescuer may claim more than once: a claim made once host1 is silent but before its
-    // session's lease ran out finds the session held, gives the task back and claims it again
-    // a moment later. Nobody else claims it.
+    // Exactly one rescue: host1's session is freed in the very step that takes its task
+    // back, so the rescuer's first claim finds the session free and keeps the task.
     let by_host1_then_the_rescuer = claimed.first() == Some(&(1, "host1".to_owned()))
-        && claimed.len() >= 2
-        && claimed[1..].iter().all(|(_, host)| *host == rescuer.name);
+        && claimed.len() == 2
+        && claimed[1].1 == rescuer.name;
     ensure!(
         by_host1_then_the_rescuer,
         "the task's claims were {claimed:?}; expected host1's, then {}'s",

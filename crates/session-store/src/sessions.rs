@@ -29,6 +29,7 @@ use crate::status::{SessionPolicy, SessionStatus};
 use crate::store::{Batch, Store, Write};
 use crate::units::{Timestamp, Totals};
 
+pub(crate) use self::lease::abandon_sessions_of_silent_runner;
 pub use self::lease::{SweepReason, SweptSession};
 
 /// A session to open.

@@ -401,7 +401,9 @@ impl Store {
 impl Store {
     /// Puts back to `pending` every running task whose runner has not heartbeat since
     /// `stale_before` (now less the lease TTL), on any host, and returns them. Its claim
-    /// moves on, so the silent runner, should it come back, is fenced off.
+    /// moves on, so the silent runner, should it come back, is fenced off. The task's open
+    /// sessions that runner holds are abandoned in the same transaction, so the next claim
+    /// can reopen them at once instead of waiting for their leases to expire.
     pub fn requeue_tasks_of_silent_runners(
         &mut self,
         stale_before: Timestamp,
@@ -411,6 +413,12 @@ impl Store {
             let mut requeued = Vec::new();
             for (id, runner) in silent {
                 crate::runners::log_silent(transaction, id, &runner)?;
+                crate::sessions::abandon_sessions_of_silent_runner(
+                    transaction,
+                    id,
+                    &runner,
+                    Timestamp::now(),
+                )?;
                 let reason = transaction.composed(format!(
                     "its runner, {runner}, has been silent for longer than the lease TTL"
                 ));

@@ -295,6 +295,59 @@ fn staleness(
     }
 }
 
+/// Abandons the open sessions of task `task` whose lease `runner` holds: the runner was found
+/// silent for longer than the lease TTL and its task goes back to `pending` in the same
+/// transaction. Without this, the session would stay leased until its own expiry (which may be
+/// later than the heartbeat's), and a rescuer claiming the task in between would find the
+/// session held and have to give the task back. Reopening the session moves its lease epoch
+/// on, so the silent runner, should it come back, is fenced off from it too.
+pub(crate) fn abandon_sessions_of_silent_runner(
+    transaction: &Write<'_>,
+    task: TaskId,
+    runner: &LeaseOwner,
+    now: Timestamp,
+) -> crate::db::Result<()> {
+    let end_reason = transaction.composed(format!(
+        "its lease holder, {runner}, has been silent for longer than the lease TTL"
+    ));
+    let abandoned: Vec<String> = transaction
+        .prepare_cached(
+            "UPDATE sessions SET status = 'abandoned', ended_at = ?2, end_reason = ?3, \
+             lease_pid = NULL, lease_host = NULL, lease_start_time = NULL, \
+             lease_expires_at = NULL \
+             WHERE task_id = ?1 AND status = 'open' AND lease_pid = ?4 AND lease_host = ?5 \
+             AND lease_start_time = ?6 RETURNING id",
+        )?
+        .query_map(
+            params![
+                task,
+                now,
+                end_reason.as_str(),
+                runner.pid,
+                runner.host,
+                runner.start_time
+            ],
+            |row| row.get(0),
+        )?
+        .collect::<crate::db::Result<_>>()?;
+    for session in abandoned {
+        let detail = json!({
+            "why": "runner_silent",
+            "owner": owner_json(runner),
+            "agent_pid": serde_json::Value::Null,
+        });
+        insert_event(
+            transaction,
+            now,
+            Some(task),
+            Some(&session),
+            event_kind::SESSION_SWEPT,
+            detail,
+        )?;
+    }
+    Ok(())
+}
+
 /// Gives an open session's lease to `owner`, unless another process holds it unexpired.
 pub(super) fn acquire(
     connection: &Write<'_>,

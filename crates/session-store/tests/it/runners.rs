@@ -169,4 +169,52 @@ on_both_backends! {
             "the silent runner is on record"
         );
     }
+    fn a_silent_runners_sessions_are_freed_with_its_tasks() {
+        let (directory, mut store) = temp_store();
+        let (quiet, beating) = (fake_owner(1), fake_owner(2));
+        store.register_runner(&quiet).unwrap();
+        let beating_runner = store.register_runner(&beating).unwrap();
+        let quiet_task = add_task(&mut store, directory.path(), "quiet");
+        let beating_task = add_task(&mut store, directory.path(), "beating");
+        store.claim_task(quiet_task, &quiet).unwrap();
+        store.claim_task(beating_task, &beating).unwrap();
+        // Leases far longer than the silence: only the heartbeat can free them early.
+        let mut quiet_session = new_session(quiet_task, quiet.clone());
+        quiet_session.lease_ttl = Duration::from_secs(3600);
+        let quiet_lease = store.open_session(&quiet_session).unwrap();
+        let mut beating_session = new_session(beating_task, beating.clone());
+        beating_session.lease_ttl = Duration::from_secs(3600);
+        store.open_session(&beating_session).unwrap();
+
+        std::thread::sleep(Duration::from_millis(5));
+        let stale_before = Timestamp::now();
+        std::thread::sleep(Duration::from_millis(5));
+        store.heartbeat(beating_runner).unwrap();
+        let requeued = store.requeue_tasks_of_silent_runners(stale_before).unwrap();
+        assert_eq!(requeued, vec![quiet_task]);
+
+        // The silent runner's session is abandoned in the same step, its lease unexpired.
+        let freed = store.session(quiet_session.id).unwrap();
+        assert_eq!(freed.status, SessionStatus::Abandoned, "{freed:?}");
+        assert!(freed.lease.is_none(), "{freed:?}");
+        // The beating runner keeps its session and its lease.
+        let kept = store.session(beating_session.id).unwrap();
+        assert_eq!(kept.status, SessionStatus::Open);
+        assert_eq!(kept.lease.map(|lease| lease.owner), Some(beating.clone()));
+
+        // A rescuer claims the task and reopens the session at once, under a new epoch.
+        let rescuer = fake_owner(3);
+        store.claim_task(quiet_task, &rescuer).unwrap();
+        let reopened = store
+            .reopen_session(quiet_session.id, &rescuer, Duration::from_secs(60))
+            .unwrap();
+        assert_eq!(reopened.epoch, quiet_lease.epoch + 1);
+        let swept = store
+            .events(&session_store::EventFilter::default())
+            .unwrap()
+            .into_iter()
+            .filter(|event| event.kind == session_store::event_kind::SESSION_SWEPT)
+            .count();
+        assert_eq!(swept, 1, "one sweep is on record, for the silent runner's session");
+    }
 }
