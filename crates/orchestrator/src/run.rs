@@ -6,6 +6,7 @@ mod watch;
 
 use std::collections::HashSet;
 use std::sync::Arc;
+use std::time::Duration;
 
 use agent::{Agent, CancellationToken};
 use session_store::{LeaseOwner, MilestoneId, Store, Task, TaskFilter, TaskId, TaskStatus};
@@ -145,6 +146,12 @@ impl Orchestrator {
     /// The ledger this orchestrator writes to.
     pub fn db(&self) -> &Db {
         &self.context.db
+    }
+
+    /// How long the ledger may stay out of reach before an operation on it gives up
+    /// ([`RunConfig::ledger_outage`]); callers reading the ledger after a run wait as long.
+    pub fn ledger_outage(&self) -> Duration {
+        self.context.config.ledger_outage
     }
 
     /// Abandons sessions whose runner is gone, stops agent processes they left running, and

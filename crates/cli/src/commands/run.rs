@@ -223,13 +223,23 @@ pub async fn execute(
     let result = orchestrator.run(selection, cancel).await;
     progress.finish();
     let report = result?;
-    record_spend(orchestrator.db(), &report).await?;
-    Finished::read(orchestrator.db(), report, received.get()).await
+    // What the run did is in the ledger; a server that went away at this moment is waited
+    // for as the run waited for it, so that the summary is not lost to a restart.
+    let outage = orchestrator.ledger_outage();
+    record_spend(orchestrator.db(), outage, &report).await?;
+    Finished::read(orchestrator.db(), outage, report, received.get()).await
 }
 
 /// Writes what a run with a budget spent, and whether the budget stopped it, into the ledger
 /// beside its start (which holds the budget). A run without a budget writes nothing more.
-async fn record_spend(db: &orchestrator::Db, report: &orchestrator::RunReport) -> Result<()> {
+///
+/// Written again while the ledger cannot be reached, for up to `outage`: a write whose answer
+/// was lost may leave the event twice, which says nothing different.
+async fn record_spend(
+    db: &orchestrator::Db,
+    outage: Duration,
+    report: &orchestrator::RunReport,
+) -> Result<()> {
     let spend = report.spend;
     if spend.budget.is_none() {
         return Ok(());
@@ -242,17 +252,21 @@ async fn record_spend(db: &orchestrator::Db, report: &orchestrator::RunReport) -
         "spent_tokens": spend.spent.tokens,
         "stopped": report.budget_stop,
     });
-    db.run(move |store| {
-        // Numbers and a reason Baton wrote itself; redacted all the same, as every event is,
-        // with the ledger's own redactor.
-        let detail = store.redactor().redact_json_value(detail);
-        store.append_event(&NewEvent {
-            task: None,
-            session: None,
-            kind: Redacted::trusted("run_spent"),
-            detail,
-        })
-    })
+    db.run_retrying(
+        outage,
+        move |store| {
+            // Numbers and a reason Baton wrote itself; redacted all the same, as every event
+            // is, with the ledger's own redactor.
+            let detail = store.redactor().redact_json_value(detail.clone());
+            store.append_event(&NewEvent {
+                task: None,
+                session: None,
+                kind: Redacted::trusted("run_spent"),
+                detail,
+            })
+        },
+        |_| {},
+    )
     .await?;
     Ok(())
 }

@@ -2,6 +2,7 @@
 //! command ends.
 
 use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
 
 use agent::SessionId;
 use orchestrator::{AgentUnavailable, Db, RunReport, TaskOutcome};
@@ -84,27 +85,37 @@ impl Finished {
         }
     }
 
-    /// The run `report` tells of, with its tasks read back from the ledger.
-    pub async fn read(db: &Db, report: RunReport, signal: Option<Signal>) -> Result<Finished> {
+    /// The run `report` tells of, with its tasks read back from the ledger, waiting up to
+    /// `outage` for a ledger that cannot be reached.
+    pub async fn read(
+        db: &Db,
+        outage: Duration,
+        report: RunReport,
+        signal: Option<Signal>,
+    ) -> Result<Finished> {
         let mut ids: Vec<TaskId> = report.tasks.iter().map(|report| report.task).collect();
         ids.extend(report.not_run.iter().map(|(id, _)| *id));
         let (tasks, names, sessions, workspaces, budgets) = db
-            .run(move |store| {
-                let tasks = ids
-                    .iter()
-                    .map(|id| store.task(*id))
-                    .collect::<Result<Vec<_>, _>>()?;
-                let names = MilestoneNames::load(store)?;
-                let sessions = views::sessions_by_task(store, &tasks)?;
-                let mut workspaces = BTreeMap::new();
-                for task in &tasks {
-                    if let Some(workspace) = store.task_workspace(task.id)? {
-                        workspaces.insert(task.id, workspace);
+            .run_retrying(
+                outage,
+                move |store| {
+                    let tasks = ids
+                        .iter()
+                        .map(|id| store.task(*id))
+                        .collect::<Result<Vec<_>, _>>()?;
+                    let names = MilestoneNames::load(store)?;
+                    let sessions = views::sessions_by_task(store, &tasks)?;
+                    let mut workspaces = BTreeMap::new();
+                    for task in &tasks {
+                        if let Some(workspace) = store.task_workspace(task.id)? {
+                            workspaces.insert(task.id, workspace);
+                        }
                     }
-                }
-                let budgets = views::budgets_by_task(store, &tasks)?;
-                Ok((tasks, names, sessions, workspaces, budgets))
-            })
+                    let budgets = views::budgets_by_task(store, &tasks)?;
+                    Ok((tasks, names, sessions, workspaces, budgets))
+                },
+                |_| {},
+            )
             .await?;
         Ok(Finished {
             report,
