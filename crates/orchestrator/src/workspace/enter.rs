@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use session_store::{SessionPolicy, StoreError, Task, TaskFilter, TaskId, TaskWorkspace};
 
+use super::clones::{self, Clone};
 use super::git::list_files;
 use super::{Isolation, Located, Merged, Preparation, Prepared, WorkspaceError, Workspaces};
 use crate::context::RunContext;
@@ -23,6 +24,9 @@ pub(crate) struct Entered {
     pub(crate) branch: String,
     pub(crate) base_commit: String,
     pub(crate) base_branch: Option<String>,
+    /// The repository's name for the remote a push goes to: the one whose URL the task
+    /// recorded, else `run.remote`.
+    pub(crate) remote: String,
     /// The record as written, which completion adds to.
     pub(crate) record: TaskWorkspace,
 }
@@ -102,27 +106,14 @@ pub(crate) async fn enter(
     if asked == Some(Isolation::None) {
         return Ok(None);
     }
+    let clone = clones::this_hosts_clone(context, &workspaces, task, &record).await?;
     if record.worktree_path.is_none() {
-        if !task.working_dir.is_dir() {
-            // A directory that vanished fails the task as it always did, naming the
-            // directory, at its first call: nothing of git to decide here.
-            return Ok(None);
-        }
-        let dir = task.working_dir.clone();
-        let located = blocking(&workspaces, move |w| w.locate(&dir)).await?;
-        let Some(located) = located.filter(|located| located.head.is_some()) else {
-            if asked == Some(Isolation::Worktree) {
-                return Err(Refusal::Blocked(format!(
-                    "isolation `worktree` was asked for, but {} is not inside a git repository \
-                     with a commit: make a first commit there, or run it where it is \
-                     (`baton run --isolation none`; a task added with `--isolation worktree` \
-                     must be added again with `--isolation none`)",
-                    task.working_dir.display()
-                )));
-            }
-            // Outside a repository a task runs as it always did, and the run's output reads
-            // as it always did: only a worktree is announced.
-            return Ok(None);
+        let located = match clone {
+            Some(clone) => cloned(&workspaces, task, &record, &clone).await?,
+            None => match here(&workspaces, task, asked).await? {
+                Some(located) => located,
+                None => return Ok(None),
+            },
         };
         record = plan(
             context,
@@ -139,6 +130,8 @@ pub(crate) async fn enter(
             .db
             .run(move |store| store.set_task_workspace(id, &written))
             .await?;
+    } else if let Some(clone) = clone {
+        record = clones::move_here(context, &workspaces, task, &clone, record, announce).await?;
     } else {
         announce(format!(
             "isolation worktree: continuing in {} on {}",
@@ -149,6 +142,63 @@ pub(crate) async fn enter(
     prepare_and_lock(context, &workspaces, task, record, announce)
         .await
         .map(Some)
+}
+
+/// The repository the task's directory lies in, on this host, for a task entering a
+/// worktree for the first time; `None` when it runs where it is.
+async fn here(
+    workspaces: &Arc<dyn Workspaces>,
+    task: &Task,
+    asked: Option<Isolation>,
+) -> Result<Option<Located>, Refusal> {
+    if !task.working_dir.is_dir() {
+        // A directory that vanished fails the task as it always did, naming the
+        // directory, at its first call: nothing of git to decide here.
+        return Ok(None);
+    }
+    let dir = task.working_dir.clone();
+    let located = blocking(workspaces, move |w| w.locate(&dir)).await?;
+    let Some(located) = located.filter(|located| located.head.is_some()) else {
+        if asked == Some(Isolation::Worktree) {
+            return Err(Refusal::Blocked(format!(
+                "isolation `worktree` was asked for, but {} is not inside a git repository \
+                     with a commit: make a first commit there, or run it where it is \
+                     (`baton run --isolation none`; a task added with `--isolation worktree` \
+                     must be added again with `--isolation none`)",
+                task.working_dir.display()
+            )));
+        }
+        // Outside a repository a task runs as it always did, and the run's output reads
+        // as it always did: only a worktree is announced.
+        return Ok(None);
+    };
+    Ok(Some(located))
+}
+
+/// The task's repository as this host's clone of its remote has it, for a task entering a
+/// worktree for the first time away from the repository it was added in: the commit it
+/// starts from is fetched when the clone lacks it.
+async fn cloned(
+    workspaces: &Arc<dyn Workspaces>,
+    task: &Task,
+    record: &TaskWorkspace,
+    clone: &Clone,
+) -> Result<Located, Refusal> {
+    let url = record.remote_url.clone().unwrap_or_default();
+    let Some(base) = record.base_revision.clone().or(record.base_commit.clone()) else {
+        return Err(Refusal::Blocked(format!(
+            "task {} was added with no base commit, and its repository is not on this host: \
+             run it on the host that added it",
+            task.id
+        )));
+    };
+    clones::fetch_commit(workspaces, task, clone, &url, &base).await?;
+    Ok(Located {
+        repository: clone.repository.clone(),
+        subdirectory: PathBuf::from(record.subdirectory.clone().unwrap_or_default()),
+        head: record.base_commit.clone().or(Some(base)),
+        head_branch: record.base_branch.clone(),
+    })
 }
 
 /// Decides the base, branch and path of a task entering a worktree for the first time.
@@ -163,10 +213,23 @@ async fn plan(
 ) -> Result<TaskWorkspace, Refusal> {
     let repository = located.repository.clone();
     record.isolation = Some(String::from("worktree"));
-    record.isolation_reason = Some(format!(
-        "the task's directory is inside the git repository at {}",
-        repository.display()
-    ));
+    record.isolation_reason = Some(match &record.remote_url {
+        Some(url) if Some(path_text(&repository)) != record.repository => format!(
+            "the task's repository {url} has a clone on this host at {}",
+            repository.display()
+        ),
+        _ => format!(
+            "the task's directory is inside the git repository at {}",
+            repository.display()
+        ),
+    });
+    if record.remote_url.is_none() {
+        let (repo, remote) = (repository.clone(), context.config.remote.clone());
+        record.remote_url = blocking(workspaces, move |w| w.remote_url(&repo, &remote))
+            .await?
+            .map(|url| git::without_credentials(&url));
+    }
+    record.host = Some(context.owner.host.clone());
     record.repository = Some(path_text(&repository));
     record.subdirectory = Some(path_text(&located.subdirectory));
     record.delivery = Some(String::from("pending"));
@@ -192,12 +255,7 @@ async fn plan(
     if branch != wanted {
         announce(format!("branch {wanted} exists; using {branch}"));
     }
-    let root = context
-        .config
-        .worktree_dir
-        .clone()
-        .unwrap_or_else(|| repository.join(".baton").join("worktrees"));
-    let path = root.join(task.id.to_string());
+    let path = worktree_path(context, &repository, task);
     announce(format!(
         "isolation worktree: {} (branch {branch} in {})",
         record.isolation_reason.as_deref().unwrap_or_default(),
@@ -341,6 +399,7 @@ async fn prepare_and_lock(
     let (repo, at) = (repository.clone(), prepared.path.clone());
     blocking(workspaces, move |w| w.lock(&repo, &at, &reason)).await?;
     let subdirectory = record.subdirectory.clone().unwrap_or_default();
+    let remote = push_remote(context, workspaces, &repository, &record).await?;
     Ok(Entered {
         working_dir: join_subdirectory(&prepared.path, &subdirectory),
         repository,
@@ -348,8 +407,27 @@ async fn prepare_and_lock(
         branch,
         base_commit: base,
         base_branch: record.base_branch.clone(),
+        remote,
         record,
     })
+}
+
+/// The repository's name for the remote a push of the task's branch goes to: the remote
+/// whose URL the task recorded (clones on different hosts may name it differently), else
+/// `run.remote`, whose absence the push then reports.
+async fn push_remote(
+    context: &RunContext,
+    workspaces: &Arc<dyn Workspaces>,
+    repository: &Path,
+    record: &TaskWorkspace,
+) -> Result<String, Refusal> {
+    let configured = context.config.remote.clone();
+    let Some(url) = record.remote_url.clone() else {
+        return Ok(configured);
+    };
+    let repository = repository.to_owned();
+    let found = blocking(workspaces, move |w| w.remote_for(&repository, &url)).await?;
+    Ok(found.unwrap_or(configured))
 }
 
 /// With several predecessors, a new worktree (made from the first one's head) takes in the
@@ -388,6 +466,17 @@ fn join_subdirectory(path: &Path, subdirectory: &str) -> PathBuf {
     }
 }
 
-fn path_text(path: &Path) -> String {
+/// Where the task's worktree goes in `repository`: under `run.worktree_dir`, else under the
+/// repository's `.baton/worktrees`.
+pub(super) fn worktree_path(context: &RunContext, repository: &Path, task: &Task) -> PathBuf {
+    let root = context
+        .config
+        .worktree_dir
+        .clone()
+        .unwrap_or_else(|| repository.join(".baton").join("worktrees"));
+    root.join(task.id.to_string())
+}
+
+pub(super) fn path_text(path: &Path) -> String {
     path.to_string_lossy().into_owned()
 }

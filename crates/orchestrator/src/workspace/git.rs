@@ -268,6 +268,93 @@ impl Workspaces for GitWorkspaces {
         })
     }
 
+    fn remote_url(
+        &self,
+        repository: &Path,
+        remote: &str,
+    ) -> Result<Option<String>, WorkspaceError> {
+        let _serial = self.serial();
+        self.open(repository)?
+            .remote_url(remote)
+            .map_err(failed(format!("read the URL of the remote {remote}")))
+    }
+
+    fn remote_for(&self, repository: &Path, url: &str) -> Result<Option<String>, WorkspaceError> {
+        let _serial = self.serial();
+        self.open(repository)?
+            .remote_named_for(url)
+            .map_err(failed(format!(
+                "look for the remote {url} in {}",
+                repository.display()
+            )))
+    }
+
+    fn clone_remote(&self, url: &str, into: &Path) -> Result<(), WorkspaceError> {
+        // Like a push, a clone talks to another machine: it runs outside this process's
+        // turn at git, and touches no repository another task works in.
+        self.git
+            .clone_repository(url, into)
+            .map_err(failed(format!("clone {url} into {}", into.display())))?;
+        Ok(())
+    }
+
+    fn fetch_commit(
+        &self,
+        repository: &Path,
+        remote: &str,
+        commit: &str,
+    ) -> Result<bool, WorkspaceError> {
+        let repository = {
+            let _serial = self.serial();
+            self.open(repository)?
+        };
+        let what = || format!("fetch {commit} from {remote}");
+        if repository
+            .try_resolve_commit(commit)
+            .map_err(failed(what()))?
+            .is_some()
+        {
+            return Ok(true);
+        }
+        repository.fetch(remote).map_err(failed(what()))?;
+        Ok(repository
+            .try_resolve_commit(commit)
+            .map_err(failed(what()))?
+            .is_some())
+    }
+
+    fn branch_from_remote(
+        &self,
+        repository: &Path,
+        remote: &str,
+        branch: &str,
+    ) -> Result<bool, WorkspaceError> {
+        let repository = {
+            let _serial = self.serial();
+            self.open(repository)?
+        };
+        let what = || format!("take the branch {branch} from {remote}");
+        if repository
+            .branch_head(branch)
+            .map_err(failed(what()))?
+            .is_some()
+        {
+            return Ok(true);
+        }
+        repository.fetch(remote).map_err(failed(what()))?;
+        let fetched = repository
+            .try_resolve_commit(&format!("refs/remotes/{remote}/{branch}"))
+            .map_err(failed(what()))?;
+        let Some(commit) = fetched else {
+            return Ok(false);
+        };
+        let _serial = self.serial();
+        repository
+            .create_branch(branch, &commit)
+            .map_err(failed(what()))?;
+        Ok(true)
+    }
+
     fn push(
         &self,
         repository: &Path,
