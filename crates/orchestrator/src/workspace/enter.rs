@@ -109,7 +109,7 @@ pub(crate) async fn enter(
     let clone = clones::this_hosts_clone(context, &workspaces, task, &record).await?;
     if record.worktree_path.is_none() {
         let located = match clone {
-            Some(clone) => cloned(&workspaces, task, &record, &clone).await?,
+            Some(clone) => cloned(context, &workspaces, task, &record, &clone).await?,
             None => match here(&workspaces, task, asked).await? {
                 Some(located) => located,
                 None => return Ok(None),
@@ -179,6 +179,7 @@ async fn here(
 /// worktree for the first time away from the repository it was added in: the commit it
 /// starts from is fetched when the clone lacks it.
 async fn cloned(
+    context: &RunContext,
     workspaces: &Arc<dyn Workspaces>,
     task: &Task,
     record: &TaskWorkspace,
@@ -193,6 +194,15 @@ async fn cloned(
         )));
     };
     clones::fetch_commit(workspaces, task, clone, &url, &base).await?;
+    // The predecessors' branches are this clone's too when they were pushed: the task starts
+    // from (and merges) them as it would where they were made.
+    for branch in predecessor_branches(context, task).await? {
+        let (repository, remote) = (clone.repository.clone(), clone.remote.clone());
+        blocking(workspaces, move |w| {
+            w.branch_from_remote(&repository, &remote, &branch)
+        })
+        .await?;
+    }
     Ok(Located {
         repository: clone.repository.clone(),
         subdirectory: PathBuf::from(record.subdirectory.clone().unwrap_or_default()),

@@ -31,12 +31,24 @@ impl Hosts {
     /// Adds a task in host A's clone as `task add` records it there: the remote, the
     /// repository, the subdirectory, and the commit and branch `HEAD` names now.
     fn add_task(&mut self, title: &str) -> TaskId {
-        let task = self.repo.task(title, &[]);
+        self.add_task_after(title, &[])
+    }
+
+    /// [`Hosts::add_task`], for a task that waits for `after`.
+    fn add_task_after(&mut self, title: &str, after: &[TaskId]) -> TaskId {
+        let mut new = self.repo.fixture.new_task(title);
+        new.working_dir = self.repo.path.clone();
+        new.after = after.to_vec();
+        let task = self.repo.fixture.add(new);
         let record = TaskWorkspace {
             remote_url: Some(self.origin.to_string_lossy().into_owned()),
             repository: Some(self.repo.path.to_string_lossy().into_owned()),
             subdirectory: Some(String::new()),
-            base_commit: Some(self.repo.git(&["rev-parse", "HEAD"])),
+            base_commit: Some(if self.repo.path.exists() {
+                self.repo.git(&["rev-parse", "HEAD"])
+            } else {
+                self.in_origin(&["rev-parse", "main"])
+            }),
             base_branch: Some(String::from("main")),
             ..TaskWorkspace::default()
         };
@@ -329,4 +341,45 @@ async fn credentials_in_the_remote_url_are_not_kept_in_the_ledger() {
             assert!(!text.contains("x-access-token"), "{file:?} holds the user");
         }
     }
+}
+
+#[tokio::test]
+async fn a_task_on_one_host_starts_from_its_predecessors_branch_pushed_from_another() {
+    let mut hosts = Hosts::new();
+    let first = hosts.add_task("first");
+    let clone_b = hosts.clone_at("host-b", "origin");
+    let clone_c = hosts.clone_at("host-c", "origin");
+    let agent = MockAgent::new();
+    agent.then_for_prompt(
+        "Do first.",
+        Step::succeed("done").write_file("first.txt", "from c\n"),
+    );
+    agent.then_for_prompt(
+        "Do second.",
+        Step::succeed("done").write_file("second.txt", "from b\n"),
+    );
+    hosts.remove_host_a();
+    let push = hosts.push_config();
+    let on = |dir: &Path| RunConfig {
+        start_dir: Some(dir.to_owned()),
+        ..push.clone()
+    };
+    let report = hosts.repo.run(&agent, on(&clone_c)).await;
+    assert!(report.all_completed(), "{report:?}");
+    let second = hosts.add_task_after("second", &[first]);
+
+    let report = hosts.repo.run(&agent, on(&clone_b)).await;
+
+    assert!(report.all_completed(), "{report:?}");
+    let workspace = hosts.repo.workspace(second);
+    let worktree = PathBuf::from(workspace.worktree_path.clone().unwrap());
+    assert!(worktree.starts_with(canonical(&clone_b)), "{worktree:?}");
+    assert_eq!(
+        std::fs::read_to_string(worktree.join("first.txt")).unwrap(),
+        "from c\n"
+    );
+    assert_eq!(
+        workspace.base_commit,
+        hosts.repo.workspace(first).head_commit
+    );
 }
