@@ -126,3 +126,50 @@ fn a_run_in_another_clone_works_there_and_pushes_to_the_recorded_remote() {
     );
     assert_eq!(shown, "b\n");
 }
+
+#[test]
+fn a_push_goes_to_the_remote_with_the_recorded_url_whatever_its_name_now() {
+    let world = repository_world();
+    let origin = world.root().join("origin.git");
+    git(
+        &world,
+        &["init", "--quiet", "--bare", origin.to_str().unwrap()],
+    );
+    git(
+        &world,
+        &["remote", "add", "origin", origin.to_str().unwrap()],
+    );
+    let config = world.work().join(".baton/config.toml");
+    let text = fs::read_to_string(&config).unwrap();
+    fs::write(
+        &config,
+        text.replace("# deliver = \"branch\"", "deliver = \"push\""),
+    )
+    .unwrap();
+    let id = world.add_task(&["renamed", "--verify", "echo r > renamed.txt"]);
+    // The clone's name for the remote changes after the task recorded its URL: the run
+    // neither refuses for want of `origin` nor pushes anywhere else.
+    git(&world, &["remote", "rename", "origin", "upstream"]);
+
+    let run = world.baton(&["run"]).success();
+    assert!(run.stdout.contains("to upstream"), "{}", run.stdout);
+
+    let workspace = recorded(&world.work().join(".baton/baton.db"), id);
+    assert_eq!(
+        workspace.delivery.as_deref(),
+        Some("pushed"),
+        "{workspace:?}"
+    );
+    let branch = workspace.branch.unwrap();
+    let shown = git_in(
+        &world,
+        &world.root(),
+        &[
+            "--git-dir",
+            origin.to_str().unwrap(),
+            "show",
+            &format!("refs/heads/{branch}:renamed.txt"),
+        ],
+    );
+    assert_eq!(shown, "r\n");
+}
