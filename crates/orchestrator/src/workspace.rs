@@ -7,7 +7,6 @@
 //! branch and path before creating anything, prepare, lock while the task runs, commit and
 //! deliver on completion, unlock) is in `workspace/enter.rs` and `workspace/leave.rs`.
 
-mod clones;
 pub(crate) mod enter;
 mod git;
 pub(crate) mod leave;

@@ -2,13 +2,14 @@
 //! path before creating anything, prepare the worktree (reusing or repairing what an earlier
 //! run left), merge the work of several predecessors, and lock it while the task runs.
 
+mod clones;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use session_store::{SessionPolicy, StoreError, Task, TaskFilter, TaskId, TaskWorkspace};
 
-use super::clones::{self, Clone};
 use super::git::list_files;
 use super::{Isolation, Located, Merged, Preparation, Prepared, WorkspaceError, Workspaces};
 use crate::context::RunContext;
@@ -109,7 +110,7 @@ pub(crate) async fn enter(
     let clone = clones::this_hosts_clone(context, &workspaces, task, &record).await?;
     if record.worktree_path.is_none() {
         let located = match clone {
-            Some(clone) => cloned(context, &workspaces, task, &record, &clone).await?,
+            Some(clone) => clones::cloned(context, &workspaces, task, &record, &clone).await?,
             None => match here(&workspaces, task, asked).await? {
                 Some(located) => located,
                 None => return Ok(None),
@@ -162,9 +163,9 @@ async fn here(
         if asked == Some(Isolation::Worktree) {
             return Err(Refusal::Blocked(format!(
                 "isolation `worktree` was asked for, but {} is not inside a git repository \
-                     with a commit: make a first commit there, or run it where it is \
-                     (`baton run --isolation none`; a task added with `--isolation worktree` \
-                     must be added again with `--isolation none`)",
+                 with a commit: make a first commit there, or run it where it is \
+                 (`baton run --isolation none`; a task added with `--isolation worktree` \
+                 must be added again with `--isolation none`)",
                 task.working_dir.display()
             )));
         }
@@ -173,42 +174,6 @@ async fn here(
         return Ok(None);
     };
     Ok(Some(located))
-}
-
-/// The task's repository as this host's clone of its remote has it, for a task entering a
-/// worktree for the first time away from the repository it was added in: the commit it
-/// starts from is fetched when the clone lacks it.
-async fn cloned(
-    context: &RunContext,
-    workspaces: &Arc<dyn Workspaces>,
-    task: &Task,
-    record: &TaskWorkspace,
-    clone: &Clone,
-) -> Result<Located, Refusal> {
-    let url = record.remote_url.clone().unwrap_or_default();
-    let Some(base) = record.base_revision.clone().or(record.base_commit.clone()) else {
-        return Err(Refusal::Blocked(format!(
-            "task {} was added with no base commit, and its repository is not on this host: \
-             run it on the host that added it",
-            task.id
-        )));
-    };
-    clones::fetch_commit(workspaces, task, clone, &url, &base).await?;
-    // The predecessors' branches are this clone's too when they were pushed: the task starts
-    // from (and merges) them as it would where they were made.
-    for branch in predecessor_branches(context, task).await? {
-        let (repository, remote) = (clone.repository.clone(), clone.remote.clone());
-        blocking(workspaces, move |w| {
-            w.branch_from_remote(&repository, &remote, &branch)
-        })
-        .await?;
-    }
-    Ok(Located {
-        repository: clone.repository.clone(),
-        subdirectory: PathBuf::from(record.subdirectory.clone().unwrap_or_default()),
-        head: record.base_commit.clone().or(Some(base)),
-        head_branch: record.base_branch.clone(),
-    })
 }
 
 /// Decides the base, branch and path of a task entering a worktree for the first time.
@@ -233,13 +198,7 @@ async fn plan(
             repository.display()
         ),
     });
-    if record.remote_url.is_none() {
-        let (repo, remote) = (repository.clone(), context.config.remote.clone());
-        record.remote_url = blocking(workspaces, move |w| w.remote_url(&repo, &remote))
-            .await?
-            .map(|url| git::without_credentials(&url));
-    }
-    record.host = Some(context.owner.host.clone());
+    clones::record_remote(context, workspaces, &repository, &mut record).await?;
     record.repository = Some(path_text(&repository));
     record.subdirectory = Some(path_text(&located.subdirectory));
     record.delivery = Some(String::from("pending"));
@@ -409,7 +368,7 @@ async fn prepare_and_lock(
     let (repo, at) = (repository.clone(), prepared.path.clone());
     blocking(workspaces, move |w| w.lock(&repo, &at, &reason)).await?;
     let subdirectory = record.subdirectory.clone().unwrap_or_default();
-    let remote = push_remote(context, workspaces, &repository, &record).await?;
+    let remote = clones::push_remote(context, workspaces, &repository, &record).await?;
     Ok(Entered {
         working_dir: join_subdirectory(&prepared.path, &subdirectory),
         repository,
@@ -420,24 +379,6 @@ async fn prepare_and_lock(
         remote,
         record,
     })
-}
-
-/// The repository's name for the remote a push of the task's branch goes to: the remote
-/// whose URL the task recorded (clones on different hosts may name it differently), else
-/// `run.remote`, whose absence the push then reports.
-async fn push_remote(
-    context: &RunContext,
-    workspaces: &Arc<dyn Workspaces>,
-    repository: &Path,
-    record: &TaskWorkspace,
-) -> Result<String, Refusal> {
-    let configured = context.config.remote.clone();
-    let Some(url) = record.remote_url.clone() else {
-        return Ok(configured);
-    };
-    let repository = repository.to_owned();
-    let found = blocking(workspaces, move |w| w.remote_for(&repository, &url)).await?;
-    Ok(found.unwrap_or(configured))
 }
 
 /// With several predecessors, a new worktree (made from the first one's head) takes in the
@@ -478,7 +419,7 @@ fn join_subdirectory(path: &Path, subdirectory: &str) -> PathBuf {
 
 /// Where the task's worktree goes in `repository`: under `run.worktree_dir`, else under the
 /// repository's `.baton/worktrees`.
-pub(super) fn worktree_path(context: &RunContext, repository: &Path, task: &Task) -> PathBuf {
+fn worktree_path(context: &RunContext, repository: &Path, task: &Task) -> PathBuf {
     let root = context
         .config
         .worktree_dir
@@ -487,6 +428,6 @@ pub(super) fn worktree_path(context: &RunContext, repository: &Path, task: &Task
     root.join(task.id.to_string())
 }
 
-pub(super) fn path_text(path: &Path) -> String {
+fn path_text(path: &Path) -> String {
     path.to_string_lossy().into_owned()
 }

@@ -12,9 +12,9 @@ use std::sync::Arc;
 
 use session_store::{Task, TaskWorkspace};
 
-use super::Workspaces;
-use super::enter::{Refusal, blocking, path_text, worktree_path};
+use super::{Refusal, blocking, path_text, predecessor_branches, worktree_path};
 use crate::context::RunContext;
+use crate::workspace::{Located, Workspaces};
 
 /// This host's clone of a task's remote.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -140,6 +140,79 @@ pub(crate) async fn move_here(
         .run(move |store| store.set_task_workspace(id, &written))
         .await?;
     Ok(record)
+}
+
+/// The task's repository as this host's clone of its remote has it, for a task entering a
+/// worktree for the first time away from the repository it was added in: the commit it
+/// starts from is fetched when the clone lacks it.
+pub(super) async fn cloned(
+    context: &RunContext,
+    workspaces: &Arc<dyn Workspaces>,
+    task: &Task,
+    record: &TaskWorkspace,
+    clone: &Clone,
+) -> Result<Located, Refusal> {
+    let url = record.remote_url.clone().unwrap_or_default();
+    let Some(base) = record.base_revision.clone().or(record.base_commit.clone()) else {
+        return Err(Refusal::Blocked(format!(
+            "task {} was added with no base commit, and its repository is not on this host: \
+             run it on the host that added it",
+            task.id
+        )));
+    };
+    fetch_commit(workspaces, task, clone, &url, &base).await?;
+    // The predecessors' branches are this clone's too when they were pushed: the task starts
+    // from (and merges) them as it would where they were made.
+    for branch in predecessor_branches(context, task).await? {
+        let (repository, remote) = (clone.repository.clone(), clone.remote.clone());
+        blocking(workspaces, move |w| {
+            w.branch_from_remote(&repository, &remote, &branch)
+        })
+        .await?;
+    }
+    Ok(Located {
+        repository: clone.repository.clone(),
+        subdirectory: PathBuf::from(record.subdirectory.clone().unwrap_or_default()),
+        head: record.base_commit.clone().or(Some(base)),
+        head_branch: record.base_branch.clone(),
+    })
+}
+
+/// The repository's name for the remote a push of the task's branch goes to: the remote
+/// whose URL the task recorded (clones on different hosts may name it differently), else
+/// `run.remote`, whose absence the push then reports.
+pub(super) async fn push_remote(
+    context: &RunContext,
+    workspaces: &Arc<dyn Workspaces>,
+    repository: &Path,
+    record: &TaskWorkspace,
+) -> Result<String, Refusal> {
+    let configured = context.config.remote.clone();
+    let Some(url) = record.remote_url.clone() else {
+        return Ok(configured);
+    };
+    let repository = repository.to_owned();
+    let found = blocking(workspaces, move |w| w.remote_for(&repository, &url)).await?;
+    Ok(found.unwrap_or(configured))
+}
+
+/// Notes the host a task's worktree is made on, and the URL of its repository's remote
+/// (`run.remote`, credentials left out) when `task add` did not record it: a task added
+/// before its repository had a remote, or by an older Baton.
+pub(super) async fn record_remote(
+    context: &RunContext,
+    workspaces: &Arc<dyn Workspaces>,
+    repository: &Path,
+    record: &mut TaskWorkspace,
+) -> Result<(), Refusal> {
+    record.host = Some(context.owner.host.clone());
+    if record.remote_url.is_none() {
+        let (repository, remote) = (repository.to_owned(), context.config.remote.clone());
+        record.remote_url = blocking(workspaces, move |w| w.remote_url(&repository, &remote))
+            .await?
+            .map(|url| git::without_credentials(&url));
+    }
+    Ok(())
 }
 
 /// The clone of `url` that `dir` lies in, if it is one.
