@@ -195,7 +195,8 @@ pub trait Workspaces: Send + Sync + 'static {
         let _ = (repository, url);
         Ok(None)
     }
-    /// Clones `url` into `into`, asking no one for credentials; its remote is `origin`.
+    /// Clones `url` into `into`, asking no one for credentials; its remote is `origin`. A
+    /// repository already at `into` is left as it is.
     fn clone_remote(&self, url: &str, into: &Path) -> Result<(), WorkspaceError> {
         let _ = into;
         Err(WorkspaceError::new(format!(

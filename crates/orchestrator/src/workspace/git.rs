@@ -25,6 +25,9 @@ pub struct GitWorkspaces {
     git: Git,
     /// Held for the whole of each operation; see the module documentation.
     serial: Arc<Mutex<()>>,
+    /// Held while a clone is made, so that two tasks needing the same clone at once make it
+    /// once; apart from `serial`, since a clone may take minutes.
+    cloning: Arc<Mutex<()>>,
     /// Whether the installed git is new enough, asked once: a task must not find out at its
     /// delivery, after the agent's work, that `merge-tree --write-tree` is missing.
     supported: Arc<OnceLock<Result<(), String>>>,
@@ -35,6 +38,7 @@ impl GitWorkspaces {
         GitWorkspaces {
             git,
             serial: Arc::default(),
+            cloning: Arc::default(),
             supported: Arc::default(),
         }
     }
@@ -292,6 +296,12 @@ impl Workspaces for GitWorkspaces {
     fn clone_remote(&self, url: &str, into: &Path) -> Result<(), WorkspaceError> {
         // Like a push, a clone talks to another machine: it runs outside this process's
         // turn at git, and touches no repository another task works in.
+        let _cloning = self.cloning.lock().unwrap_or_else(PoisonError::into_inner);
+        if into.join(".git").exists() {
+            // Made by another task meanwhile, or by an earlier run: the caller checks that
+            // it is a clone of `url`.
+            return Ok(());
+        }
         self.git
             .clone_repository(url, into)
             .map_err(failed(format!("clone {url} into {}", into.display())))?;

@@ -148,18 +148,34 @@ async fn a_task_added_in_one_clone_runs_in_the_runners_clone_and_is_pushed_to_th
 async fn with_no_clone_on_the_host_baton_clones_the_remote_into_run_clones() {
     let mut hosts = Hosts::new();
     let task = hosts.add_task("change");
+    let others = [hosts.add_task("other"), hosts.add_task("third")];
     hosts.remove_host_a();
     let clones = hosts.repo.fixture.workdir().join("clones");
-    let agent = MockAgent::with_steps([Step::succeed("done").write_file("made.txt", "cloned\n")]);
+    let agent = MockAgent::new();
+    for title in ["change", "other", "third"] {
+        agent.then_for_prompt(
+            format!("Do {title}."),
+            Step::succeed("done").write_file("made.txt", "cloned\n"),
+        );
+    }
     let config = RunConfig {
         clones: Some(clones.clone()),
         start_dir: Some(hosts.repo.fixture.workdir().to_owned()),
+        concurrency: 2,
         ..hosts.push_config()
     };
 
     let report = hosts.repo.run(&agent, config).await;
 
     assert!(report.all_completed(), "{report:?}");
+    // One clone for the remote, which every task of it uses, made once.
+    assert_eq!(std::fs::read_dir(&clones).unwrap().count(), 1);
+    for other in others {
+        assert_eq!(
+            hosts.repo.workspace(other).repository,
+            hosts.repo.workspace(task).repository
+        );
+    }
     let workspace = hosts.repo.workspace(task);
     let repository = PathBuf::from(workspace.repository.clone().unwrap());
     assert!(
