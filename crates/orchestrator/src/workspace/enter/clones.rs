@@ -18,7 +18,7 @@ use crate::workspace::{Located, Workspaces};
 
 /// This host's clone of a task's remote.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Clone {
+pub(crate) struct LocalClone {
     /// The clone's main worktree.
     pub(crate) repository: PathBuf,
     /// The clone's name for the task's remote.
@@ -34,7 +34,7 @@ pub(crate) async fn this_hosts_clone(
     workspaces: &Arc<dyn Workspaces>,
     task: &Task,
     record: &TaskWorkspace,
-) -> Result<Option<Clone>, Refusal> {
+) -> Result<Option<LocalClone>, Refusal> {
     let Some(url) = record.remote_url.clone() else {
         return Ok(None);
     };
@@ -65,7 +65,7 @@ pub(crate) async fn this_hosts_clone(
 pub(crate) async fn fetch_commit(
     workspaces: &Arc<dyn Workspaces>,
     task: &Task,
-    clone: &Clone,
+    clone: &LocalClone,
     url: &str,
     commit: &str,
 ) -> Result<(), Refusal> {
@@ -97,7 +97,7 @@ pub(crate) async fn move_here(
     context: &RunContext,
     workspaces: &Arc<dyn Workspaces>,
     task: &Task,
-    clone: &Clone,
+    clone: &LocalClone,
     mut record: TaskWorkspace,
     announce: &(dyn Fn(String) + Send + Sync),
 ) -> Result<TaskWorkspace, Refusal> {
@@ -115,15 +115,15 @@ pub(crate) async fn move_here(
         clone.remote.clone(),
         branch.clone(),
     );
-    let pushed = blocking(workspaces, move |w| {
+    let branched = blocking(workspaces, move |w| {
         w.branch_from_remote(&repository, &remote, &name)
     })
     .await?;
     let path = worktree_path(context, &clone.repository, task);
-    let from = if pushed {
-        format!("its branch as {url} has it")
+    let from = if branched {
+        String::from("its branch as the remote has it")
     } else {
-        String::from("its base commit: the earlier host pushed no work of it")
+        String::from("its base commit: the earlier host pushed none of its work")
     };
     announce(format!(
         "isolation worktree: task {} moves to this host's clone {}: {} on {branch}, from {from}",
@@ -150,7 +150,7 @@ pub(super) async fn cloned(
     workspaces: &Arc<dyn Workspaces>,
     task: &Task,
     record: &TaskWorkspace,
-    clone: &Clone,
+    clone: &LocalClone,
 ) -> Result<Located, Refusal> {
     let url = record.remote_url.clone().unwrap_or_default();
     let Some(base) = record.base_revision.clone().or(record.base_commit.clone()) else {
@@ -220,7 +220,7 @@ async fn clone_at(
     workspaces: &Arc<dyn Workspaces>,
     dir: &Path,
     url: &str,
-) -> Result<Option<Clone>, Refusal> {
+) -> Result<Option<LocalClone>, Refusal> {
     if !dir.is_dir() {
         return Ok(None);
     }
@@ -230,7 +230,7 @@ async fn clone_at(
     };
     let (repository, wanted) = (located.repository.clone(), url.to_owned());
     let remote = blocking(workspaces, move |w| w.remote_for(&repository, &wanted)).await?;
-    Ok(remote.map(|remote| Clone {
+    Ok(remote.map(|remote| LocalClone {
         repository: located.repository,
         remote,
     }))
@@ -242,7 +242,7 @@ async fn made_clone(
     workspaces: &Arc<dyn Workspaces>,
     task: &Task,
     url: &str,
-) -> Result<Clone, Refusal> {
+) -> Result<LocalClone, Refusal> {
     let Some(root) = context.config.clones.clone() else {
         return Err(Refusal::Blocked(format!(
             "task {}'s repository ({url}) has no clone on this host: run baton in a clone \
