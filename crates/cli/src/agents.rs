@@ -140,6 +140,7 @@ pub fn run_config(settings: &Settings) -> RunConfig {
             keys::Deliver::Push => orchestrator::DeliverMode::Push,
         },
         remote: settings.get(keys::RUN_REMOTE),
+        clones: settings.get(keys::RUN_CLONES),
         lease_ttl: settings.get(keys::LEDGER_LEASE_TTL),
         ledger_outage: settings.get(keys::LEDGER_MAX_OUTAGE),
         ..RunConfig::default()

@@ -396,9 +396,9 @@ mod tests {
             (28, "[run]"),
             (30, "# concurrency = 1"),
             (36, "# context_rotation_threshold = 0.8"),
-            // Moved by the keys issues 13, 14 and 15 (`run.remote`) added to [run]: keys
-            // added to [run] move the tables below it.
-            (61, "# max_iterations = 5"),
+            // Moved by the keys issues 13, 14 and 15 (`run.remote`, `run.clones`) added to
+            // [run]: keys added to [run] move the tables below it.
+            (65, "# max_iterations = 5"),
         ] {
             assert_eq!(lines[number - 1], line, "line {number}:\n{file}");
         }
@@ -409,7 +409,7 @@ mod tests {
     fn unknown_keys_are_named_with_their_table_and_line() {
         assert_eq!(
             parse("[agent]\nkind = \"mock\"\n\n[run]\nconcurency = 2\n").unwrap_err(),
-            "invalid configuration in `/w/.baton/config.toml`, line 5: unknown key `run.concurency`, expected one of `concurrency`, `session_policy`, `context_rotation_threshold`, `verify_timeout`, `isolation`, `worktree_dir`, `deliver`, `remote`, `max_cost`, `max_tokens`"
+            "invalid configuration in `/w/.baton/config.toml`, line 5: unknown key `run.concurency`, expected one of `concurrency`, `session_policy`, `context_rotation_threshold`, `verify_timeout`, `isolation`, `worktree_dir`, `deliver`, `remote`, `clones`, `max_cost`, `max_tokens`"
         );
         assert!(parse("[runs]\n").unwrap_err().contains(
             "line 1: unknown key `runs`, expected one of `agent`, `run`, `tasks`, `api`, `ledger`"

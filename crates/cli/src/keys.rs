@@ -288,6 +288,16 @@ keys! {
         help: "The git remote (by name, as `git remote` lists it) that deliver = \"push\" pushes completed tasks' branches to; a run refuses to start when a task's repository lacks it.",
         sources: Sources::FILE,
     };
+    RUN_CLONES: Option<PathBuf> = Definition {
+        name: "run.clones",
+        kind: Kind::Path,
+        default: DefaultValue::Unset {
+            means: "none: a task whose repository has no clone on this host is blocked",
+            example: "\"/var/lib/baton/clones\"",
+        },
+        help: "Where Baton clones a task's repository, from the remote recorded when the task was added, on a host that has no clone of it (neither at the path the task was added at nor where `baton run` was started); relative to the workspace.",
+        sources: Sources::FILE,
+    };
     RUN_MAX_COST: Option<Cost> = Definition {
         name: "run.max_cost",
         kind: Kind::Money,

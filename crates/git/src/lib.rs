@@ -17,8 +17,10 @@
 //! - delivery: [`Repository::commit_all`], [`Repository::head_commit`],
 //!   [`Repository::diff_stat`], [`Repository::merge_branches`], [`Repository::deliver`],
 //!   [`Repository::diff`];
-//! - remotes: [`Repository::remotes`], [`Repository::remote_url`], and
-//!   [`Repository::push`] of one branch, never forced, asking no one for a password.
+//! - remotes: [`Repository::remotes`], [`Repository::remote_url`],
+//!   [`Repository::remote_named_for`], [`Repository::fetch`], [`Git::clone_repository`],
+//!   and [`Repository::push`] of one branch, never forced, asking no one for a password;
+//!   [`without_credentials`] and [`same_remote`] for the URLs.
 //!
 //! The crate knows nothing of Baton's ledger or orchestrator; it depends on no crate of ours.
 
@@ -48,6 +50,6 @@ pub use error::GitError;
 pub use lock::{LOCK_FILE_NAME, WorktreeLock};
 pub use merge::{Delivery, MergeOutcome, SkipReason};
 pub use porcelain::{CommitId, StatusEntry, Worktree};
-pub use remote::Pushed;
+pub use remote::{Pushed, same_remote, without_credentials};
 pub use repository::Repository;
 pub use worktree::{Preparation, PreparedWorktree, Removal};

@@ -21,6 +21,8 @@
 //! Hooks stay too: a `pre-push` hook that refuses is a refusal like the remote's.
 
 use std::ffi::OsString;
+use std::fs;
+use std::path::Path;
 
 use crate::command::{Git, argv};
 use crate::error::GitError;
@@ -131,18 +133,44 @@ impl Repository {
         }
     }
 
+    /// The name of a remote whose URL is the same remote as `url` ([`same_remote`]), the
+    /// first in `git remote`'s order; `None` when no remote is.
+    pub fn remote_named_for(&self, url: &str) -> Result<Option<String>, GitError> {
+        for name in self.remotes()? {
+            if self
+                .remote_url(&name)?
+                .is_some_and(|known| same_remote(&known, url))
+            {
+                return Ok(Some(name));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Fetches every branch of `remote` (its configured refspecs), asking no one anything,
+    /// as a push does; what the remote lacks stays missing, and a remote that cannot be
+    /// reached is [`GitError::Failed`] with git's message.
+    pub fn fetch(&self, remote: &str) -> Result<(), GitError> {
+        let git = self.unattended_git()?;
+        git.run_detached(
+            self.top_level(),
+            argv![
+                "-c",
+                "credential.interactive=false",
+                "fetch",
+                "--quiet",
+                "--no-tags",
+                "--end-of-options",
+                remote,
+            ],
+        )?
+        .success()?;
+        Ok(())
+    }
+
     /// The driver with the variables that keep a push from asking anything.
     fn unattended_git(&self) -> Result<Git, GitError> {
-        let mut git = self.git().clone();
-        for (name, value) in UNATTENDED_VARIABLES {
-            git = git.with_env(*name, *value);
-        }
-        if let Some(ssh) = self.ssh_command()? {
-            let mut batch = ssh;
-            batch.push(" -o BatchMode=yes");
-            git = git.with_env("GIT_SSH_COMMAND", batch);
-        }
-        Ok(git)
+        Ok(unattended(self.git(), self.ssh_command()?))
     }
 
     /// The ssh command git would run, to be put in batch mode: `GIT_SSH_COMMAND`, else
@@ -163,6 +191,126 @@ impl Repository {
         }
         Ok(Some(OsString::from("ssh")))
     }
+}
+
+impl Git {
+    /// Clones `url` into `into` (which must not exist or be empty; its parent is made),
+    /// asking no one anything, as a push does, and returns the new repository.
+    pub fn clone_repository(&self, url: &str, into: &Path) -> Result<Repository, GitError> {
+        let parent = into.parent().unwrap_or(into);
+        fs::create_dir_all(parent).map_err(|source| GitError::File {
+            path: parent.to_owned(),
+            source,
+        })?;
+        let ssh = if let Some(command) = self.variable("GIT_SSH_COMMAND") {
+            Some(command.to_owned())
+        } else if self.variable("GIT_SSH").is_some() {
+            None
+        } else {
+            Some(OsString::from("ssh"))
+        };
+        unattended(self, ssh)
+            .run_detached(
+                parent,
+                argv![
+                    "-c",
+                    "credential.interactive=false",
+                    "clone",
+                    "--quiet",
+                    "--no-recurse-submodules",
+                    "--end-of-options",
+                    url,
+                    into,
+                ],
+            )?
+            .success()?;
+        Repository::open(self, into)
+    }
+}
+
+/// `git` with the variables that keep a command that talks to a remote from asking
+/// anything, and `ssh` (when known) in batch mode.
+fn unattended(git: &Git, ssh: Option<OsString>) -> Git {
+    let mut git = git.clone();
+    for (name, value) in UNATTENDED_VARIABLES {
+        git = git.with_env(*name, *value);
+    }
+    if let Some(mut batch) = ssh {
+        batch.push(" -o BatchMode=yes");
+        git = git.with_env("GIT_SSH_COMMAND", batch);
+    }
+    git
+}
+
+/// A remote's URL with its credentials left out, fit to keep and to show: the whole user
+/// part of an `http(s)://user:token@host/…` URL (a user name there is often a token
+/// itself), and the password of any other `scheme://user:password@host/…`. An scp-style
+/// `git@host:path` and a path have none and come back as they are.
+pub fn without_credentials(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, path) = rest.split_at(authority_end);
+    let Some((user_part, host)) = authority.rsplit_once('@') else {
+        return url.to_owned();
+    };
+    if matches!(
+        scheme.to_ascii_lowercase().as_str(),
+        "http" | "https" | "ftp" | "ftps"
+    ) {
+        return format!("{scheme}://{host}{path}");
+    }
+    let user = user_part.split(':').next().unwrap_or_default();
+    format!("{scheme}://{user}@{host}{path}")
+}
+
+/// Whether two URLs name the same remote: credentials, a trailing `/` and a trailing
+/// `.git` do not count, the scheme and the host are compared without case, an scp-style
+/// `git@host:path` is `ssh://git@host/path`, and `file:///path` is `/path`.
+pub fn same_remote(one: &str, other: &str) -> bool {
+    remote_key(one) == remote_key(other)
+}
+
+/// The form of a URL that [`same_remote`] compares.
+fn remote_key(url: &str) -> String {
+    let url = without_credentials(url.trim());
+    let (scheme, rest) = match url.split_once("://") {
+        Some((scheme, rest)) => (scheme.to_ascii_lowercase(), rest.to_owned()),
+        None => match scp_parts(&url) {
+            Some((authority, path)) => (String::from("ssh"), format!("{authority}/{path}")),
+            None => (String::from("file"), url.clone()),
+        },
+    };
+    let rest = if scheme == "file" {
+        rest
+    } else {
+        let authority_end = rest.find('/').unwrap_or(rest.len());
+        let (authority, path) = rest.split_at(authority_end);
+        let authority = match authority.rsplit_once('@') {
+            Some((user, host)) => format!("{user}@{}", host.to_ascii_lowercase()),
+            None => authority.to_ascii_lowercase(),
+        };
+        format!("{authority}/{}", path.trim_start_matches('/'))
+    };
+    let mut path = rest.as_str();
+    loop {
+        let trimmed = path.trim_end_matches('/');
+        let trimmed = trimmed.strip_suffix(".git").unwrap_or(trimmed);
+        if trimmed == path {
+            break;
+        }
+        path = trimmed;
+    }
+    format!("{scheme}://{path}")
+}
+
+/// `[user@]host` and the path of an scp-style URL (`git@host:org/repo`), as git tells one
+/// from a path: a colon before any slash.
+fn scp_parts(url: &str) -> Option<(&str, &str)> {
+    let colon = url.find(':')?;
+    let slash = url.find('/').unwrap_or(usize::MAX);
+    (colon < slash && colon > 0).then(|| (&url[..colon], &url[colon + 1..]))
 }
 
 /// The flag and the summary of the porcelain line about `reference`:
@@ -216,6 +364,63 @@ fn refusal_words(stderr: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn credentials_are_left_out_of_urls() {
+        for (url, kept) in [
+            (
+                "https://x-access-token:ghp_secret@github.com/org/repo.git",
+                "https://github.com/org/repo.git",
+            ),
+            (
+                "https://ghp_secret@github.com/org/repo",
+                "https://github.com/org/repo",
+            ),
+            ("HTTP://user:pw@host:8080/r?x=1", "HTTP://host:8080/r?x=1"),
+            (
+                "ssh://git:hunter2@host/org/repo.git",
+                "ssh://git@host/org/repo.git",
+            ),
+            ("ssh://git@host/org/repo.git", "ssh://git@host/org/repo.git"),
+            ("git@github.com:org/repo.git", "git@github.com:org/repo.git"),
+            ("/srv/git/repo.git", "/srv/git/repo.git"),
+            ("https://github.com/a@b/c", "https://github.com/a@b/c"),
+        ] {
+            assert_eq!(without_credentials(url), kept, "{url}");
+        }
+    }
+
+    #[test]
+    fn the_same_remote_is_recognised_however_it_is_spelled() {
+        let same = [
+            (
+                "git@github.com:org/repo.git",
+                "ssh://git@github.com/org/repo",
+            ),
+            (
+                "git@GitHub.com:org/repo",
+                "ssh://git@github.com/org/repo.git/",
+            ),
+            (
+                "https://token@github.com/org/repo.git",
+                "https://github.com/org/repo",
+            ),
+            ("/srv/git/repo.git", "file:///srv/git/repo.git/"),
+            ("/srv/git/repo.git", "/srv/git/repo"),
+        ];
+        for (one, other) in same {
+            assert!(same_remote(one, other), "{one} and {other}");
+        }
+        let different = [
+            ("git@github.com:org/repo", "https://github.com/org/repo"),
+            ("git@github.com:org/repo", "git@github.com:org/other"),
+            ("git@github.com:org/repo", "me@github.com:org/repo"),
+            ("/srv/git/repo", "/srv/git/repo2"),
+        ];
+        for (one, other) in different {
+            assert!(!same_remote(one, other), "{one} and {other}");
+        }
+    }
 
     #[test]
     fn porcelain_lines_are_read_for_the_pushed_reference_only() {

@@ -47,8 +47,15 @@ pub struct RunConfig {
     /// What a completed task's branch becomes.
     pub deliver: DeliverMode,
     /// The remote a completed task's branch is pushed to under [`DeliverMode::Push`]: the
-    /// name of a configured remote of the task's repository.
+    /// name of a configured remote of the task's repository. Its URL is recorded with the
+    /// task, and a runner on another host finds its own clone through that URL.
     pub remote: String,
+    /// The directory the run was started in: when the repository a task recorded is not on
+    /// this host, a clone of the task's remote found from here is the first one used.
+    pub start_dir: Option<PathBuf>,
+    /// Where Baton keeps the clones it makes of a task's remote when this host has none;
+    /// `None` makes none, and such a task is blocked saying so.
+    pub clones: Option<PathBuf>,
     /// How long a run keeps trying a ledger it cannot reach (a PostgreSQL server restarting, a
     /// network gone) before the write fails and the run stops.
     pub ledger_outage: Duration,
@@ -125,6 +132,8 @@ impl Default for RunConfig {
             worktree_dir: None,
             deliver: DeliverMode::Branch,
             remote: String::from("origin"),
+            start_dir: None,
+            clones: None,
             watch: None,
             ledger_outage: RunConfig::DEFAULT_LEDGER_OUTAGE,
             mirror_transcripts: false,

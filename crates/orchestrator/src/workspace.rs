@@ -180,6 +180,50 @@ pub trait Workspaces: Send + Sync + 'static {
         base_branch: &str,
         message: &str,
     ) -> Result<Delivered, WorkspaceError>;
+    /// The URL of the repository's remote named `remote` as configured (it may hold
+    /// credentials), or `None` when it has no remote of that name.
+    fn remote_url(
+        &self,
+        repository: &Path,
+        remote: &str,
+    ) -> Result<Option<String>, WorkspaceError> {
+        let _ = (repository, remote);
+        Ok(None)
+    }
+    /// The name of the repository's remote that is the same remote as `url`, if any.
+    fn remote_for(&self, repository: &Path, url: &str) -> Result<Option<String>, WorkspaceError> {
+        let _ = (repository, url);
+        Ok(None)
+    }
+    /// Clones `url` into `into`, asking no one for credentials; its remote is `origin`. A
+    /// repository already at `into` is left as it is.
+    fn clone_remote(&self, url: &str, into: &Path) -> Result<(), WorkspaceError> {
+        let _ = into;
+        Err(WorkspaceError::new(format!(
+            "failed to clone {url}: these workspaces cannot clone"
+        )))
+    }
+    /// Whether `commit` is in the repository, after fetching `remote` when it was not.
+    fn fetch_commit(
+        &self,
+        repository: &Path,
+        remote: &str,
+        commit: &str,
+    ) -> Result<bool, WorkspaceError> {
+        let _ = (repository, remote, commit);
+        Ok(true)
+    }
+    /// Makes the local branch `branch` from the branch of that name on `remote`, fetched,
+    /// unless a local one exists; whether the branch exists now.
+    fn branch_from_remote(
+        &self,
+        repository: &Path,
+        remote: &str,
+        branch: &str,
+    ) -> Result<bool, WorkspaceError> {
+        let _ = (repository, remote, branch);
+        Ok(false)
+    }
     /// Pushes `branch` to the branch of the same name on `remote` (a configured remote of
     /// the repository), never forced and asking no one for credentials; a refusal is
     /// `rejected` with the remote's words, and the local branch stays either way.

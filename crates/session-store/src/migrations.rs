@@ -48,6 +48,10 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         description: "keep copies of session transcripts",
         sql: include_str!("migrations/0006_session_transcripts.sql"),
     },
+    Migration {
+        description: "record the remote of a task's repository and the host of its worktree",
+        sql: include_str!("migrations/0007_task_workspace_remotes.sql"),
+    },
 ];
 
 /// The schema version this build writes: the number of migrations it knows.

@@ -41,6 +41,11 @@ pub struct TaskWorkspace {
     /// `pending`, `branch`, `merged`, `conflict` or `skipped`.
     pub delivery: Option<String>,
     pub delivery_reason: Option<String>,
+    /// The URL of the repository's remote, credentials left out; `None` when it has none.
+    /// A runner on another host finds its own clone through it.
+    pub remote_url: Option<String>,
+    /// The host whose directories `repository` and `worktree_path` are, once known.
+    pub host: Option<String>,
 }
 
 /// A check command's process group while it runs: the pid of its leader (the group's id),
@@ -74,7 +79,7 @@ impl CheckProcess {
 
 const WORKSPACE_COLUMNS: &str = "isolation, isolation_reason, repository, subdirectory, \
      worktree_path, branch, base_revision, base_commit, base_branch, head_commit, \
-     files_changed, insertions, deletions, delivery, delivery_reason";
+     files_changed, insertions, deletions, delivery, delivery_reason, remote_url, host";
 
 const SET_WORKSPACE: &str = "record a task's workspace";
 
@@ -234,7 +239,7 @@ fn set_workspace(
     transaction
         .prepare_cached(&format!(
             "INSERT INTO task_workspaces (task_id, {WORKSPACE_COLUMNS}, updated_at) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19) \
              ON CONFLICT (task_id) DO UPDATE SET {}",
             upsert_assignments()
         ))?
@@ -261,6 +266,8 @@ fn set_workspace(
                 .delivery_reason
                 .clone()
                 .map(|reason| transaction.composed(reason).into_string()),
+            workspace.remote_url,
+            workspace.host,
             Timestamp::now(),
         ])?;
     Ok(())
@@ -291,5 +298,7 @@ fn workspace_from_row_at(row: &Row<'_>, first: usize) -> crate::db::Result<TaskW
         deletions: count(12)?,
         delivery: row.get(first + 13)?,
         delivery_reason: row.get(first + 14)?,
+        remote_url: row.get(first + 15)?,
+        host: row.get(first + 16)?,
     })
 }

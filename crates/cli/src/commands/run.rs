@@ -59,6 +59,8 @@ pub fn run(args: RunArgs, mut context: Context, ui: &Ui) -> Result<Outcome> {
         config.worktree_dir = config
             .worktree_dir
             .map(|dir| context.default_workdir().join(dir));
+        config.clones = config.clones.map(|dir| context.default_workdir().join(dir));
+        config.start_dir = Some(context.env.cwd.clone());
         let orchestrator = Orchestrator::new(store, agent, config)?
             .with_workspaces(crate::workspaces::workspaces(&context.env));
         let finished = execute(orchestrator, &selection, watch).await?;

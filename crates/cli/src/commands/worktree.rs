@@ -19,21 +19,28 @@ use crate::human::{Align, Table};
 use crate::output::Ui;
 use crate::settings::Context;
 
-/// The workspace a task asks for at `task add`: `None` when it asks for nothing. `--base` is
-/// resolved now, so that a mistyped revision is refused before anything is written, and the
-/// task starts from that very commit however the revision moves later.
+/// The workspace a task asks for at `task add`: `None` when it asks for nothing and its
+/// repository has no remote. `--base` is resolved now, so that a mistyped revision is
+/// refused before anything is written, and the task starts from that very commit however
+/// the revision moves later. A task that may run in a worktree records its repository's
+/// remote too ([`remote_of`]), so that a runner on another host can find its own clone.
 pub fn requested(
     context: &Context,
     working_dir: &Path,
     isolation: Option<Isolation>,
     base: Option<&str>,
 ) -> Result<Option<TaskWorkspace>> {
-    if isolation.is_none() && base.is_none() {
+    let mut workspace = if isolation == Some(Isolation::None) {
+        TaskWorkspace::default()
+    } else {
+        remote_of(context, working_dir)
+    };
+    if isolation.is_none() && base.is_none() && workspace.remote_url.is_none() {
         return Ok(None);
     }
-    let mut workspace = TaskWorkspace {
+    workspace = TaskWorkspace {
         isolation: isolation.map(|isolation| isolation.as_str().to_owned()),
-        ..TaskWorkspace::default()
+        ..workspace
     };
     if let Some(base) = base {
         if isolation == Some(Isolation::None) {
@@ -60,6 +67,44 @@ pub fn requested(
         workspace.base_revision = Some(commit.as_str().to_owned());
     }
     Ok(Some(workspace))
+}
+
+/// Where a new task's repository comes from, when the directory is in a repository with a
+/// commit and a remote named `run.remote`: the remote's URL (credentials left out), the
+/// repository and the directory within it, and the commit and branch `HEAD` names now,
+/// which a runner on another host starts from (on this host the claim decides the base, as
+/// it always did). Anything else, a failure of git included, records nothing: the claim
+/// decides then as it always did.
+fn remote_of(context: &Context, working_dir: &Path) -> TaskWorkspace {
+    let git = crate::workspaces::git(&context.env);
+    let remote = context.settings.get(crate::keys::RUN_REMOTE);
+    let found = || -> std::result::Result<Option<TaskWorkspace>, GitError> {
+        let Some(repository) = Repository::discover(&git, working_dir)? else {
+            return Ok(None);
+        };
+        let Some(head) = repository.try_resolve_commit("HEAD")? else {
+            return Ok(None);
+        };
+        let Some(url) = repository.remote_url(&remote)? else {
+            return Ok(None);
+        };
+        let top = repository.top_level().to_owned();
+        Ok(Some(TaskWorkspace {
+            remote_url: Some(git::without_credentials(&url)),
+            repository: Some(
+                repository
+                    .main_worktree()
+                    .unwrap_or(&top)
+                    .to_string_lossy()
+                    .into_owned(),
+            ),
+            subdirectory: Some(repository.subdirectory().to_string_lossy().into_owned()),
+            base_commit: Some(head.as_str().to_owned()),
+            base_branch: repository.current_branch(&top)?,
+            ..TaskWorkspace::default()
+        }))
+    };
+    found().ok().flatten().unwrap_or_default()
 }
 
 /// The lines `task show` adds for a task with a worktree: nothing for one without.

@@ -2,6 +2,7 @@
 //! environment, and its normalised output is compared with reviewed insta snapshots.
 
 mod budgets;
+mod clones;
 mod commands;
 mod errors;
 mod help;

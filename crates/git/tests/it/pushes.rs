@@ -242,3 +242,67 @@ fn a_push_over_ssh_runs_in_batch_mode_without_a_terminal_or_a_password_dialog() 
     assert!(recorded.contains("ssh askpass: never\n"), "{recorded}");
     assert!(recorded.contains("tty: no\n"), "{recorded}");
 }
+
+#[test]
+fn a_clone_and_a_fetch_find_the_remotes_commits_and_a_remote_is_found_by_its_url() {
+    let fixture = Fixture::new();
+    let remote = with_origin(&fixture);
+    fixture.raw(&fixture.repo, &["push", "--quiet", "origin", "main"]);
+    let into = fixture.root.join("clones").join("remote");
+
+    let clone = fixture
+        .git
+        .clone_repository(remote.to_str().unwrap(), &into)
+        .unwrap();
+
+    assert_eq!(clone.top_level(), into.canonicalize().unwrap());
+    // Spelled differently, the same remote: found under the clone's name for it.
+    let spelled = format!("file://{}/", remote.display());
+    assert_eq!(
+        clone.remote_named_for(&spelled).unwrap().as_deref(),
+        Some("origin")
+    );
+    assert_eq!(clone.remote_named_for("/elsewhere.git").unwrap(), None);
+    // A commit pushed after the clone is missing until a fetch.
+    let later = branch(&fixture, "later", "later.txt");
+    fixture.raw(&fixture.repo, &["push", "--quiet", "origin", "later"]);
+    assert_eq!(clone.try_resolve_commit(&later).unwrap(), None);
+    clone.fetch("origin").unwrap();
+    assert_eq!(
+        clone.try_resolve_commit(&later).unwrap().unwrap().as_str(),
+        later
+    );
+}
+
+#[test]
+fn a_clone_over_ssh_runs_in_batch_mode_without_a_terminal() {
+    let fixture = Fixture::new();
+    let record = fixture.root.join("ssh-record");
+    let ssh = fixture.root.join("fake-ssh");
+    executable(
+        &ssh,
+        &format!(
+            "#!/bin/sh\n{{ echo \"args: $*\"; echo \"askpass: $GIT_ASKPASS\"; \
+             if (exec 3</dev/tty) 2>/dev/null; then echo tty: yes; else echo tty: no; fi; \
+             }} > {}\necho 'ssh: connect to host example.invalid: no route' >&2\nexit 255\n",
+            record.display()
+        ),
+    );
+    let git = fixture
+        .git
+        .clone()
+        .with_env("GIT_SSH_COMMAND", ssh.display().to_string());
+
+    let error = git
+        .clone_repository(
+            "git@example.invalid:org/repo.git",
+            &fixture.root.join("clones").join("repo"),
+        )
+        .unwrap_err();
+
+    assert!(error.to_string().contains("no route"), "{error}");
+    let recorded = read(&record);
+    assert!(recorded.contains("-o BatchMode=yes"), "{recorded}");
+    assert!(recorded.contains("askpass: true\n"), "{recorded}");
+    assert!(recorded.contains("tty: no\n"), "{recorded}");
+}

@@ -73,7 +73,9 @@ impl TaskLoop {
         {
             match leave::complete(&self.context, &workspaces, &entered, &self.task, current).await {
                 Ok(record) => {
-                    if let Some(decision) = leave::push_announcement(&self.context, &record) {
+                    if let Some(decision) =
+                        leave::push_announcement(&self.context, &entered, &record)
+                    {
                         self.emit_decision(iterations, decision);
                     }
                     let id = self.task.id;

@@ -2,6 +2,8 @@
 //! path before creating anything, prepare the worktree (reusing or repairing what an earlier
 //! run left), merge the work of several predecessors, and lock it while the task runs.
 
+mod clones;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,6 +25,9 @@ pub(crate) struct Entered {
     pub(crate) branch: String,
     pub(crate) base_commit: String,
     pub(crate) base_branch: Option<String>,
+    /// The repository's name for the remote a push goes to: the one whose URL the task
+    /// recorded, else `run.remote`.
+    pub(crate) remote: String,
     /// The record as written, which completion adds to.
     pub(crate) record: TaskWorkspace,
 }
@@ -102,27 +107,14 @@ pub(crate) async fn enter(
     if asked == Some(Isolation::None) {
         return Ok(None);
     }
+    let clone = clones::this_hosts_clone(context, &workspaces, task, &record).await?;
     if record.worktree_path.is_none() {
-        if !task.working_dir.is_dir() {
-            // A directory that vanished fails the task as it always did, naming the
-            // directory, at its first call: nothing of git to decide here.
-            return Ok(None);
-        }
-        let dir = task.working_dir.clone();
-        let located = blocking(&workspaces, move |w| w.locate(&dir)).await?;
-        let Some(located) = located.filter(|located| located.head.is_some()) else {
-            if asked == Some(Isolation::Worktree) {
-                return Err(Refusal::Blocked(format!(
-                    "isolation `worktree` was asked for, but {} is not inside a git repository \
-                     with a commit: make a first commit there, or run it where it is \
-                     (`baton run --isolation none`; a task added with `--isolation worktree` \
-                     must be added again with `--isolation none`)",
-                    task.working_dir.display()
-                )));
-            }
-            // Outside a repository a task runs as it always did, and the run's output reads
-            // as it always did: only a worktree is announced.
-            return Ok(None);
+        let located = match clone {
+            Some(clone) => clones::cloned(context, &workspaces, task, &record, &clone).await?,
+            None => match here(&workspaces, task, asked).await? {
+                Some(located) => located,
+                None => return Ok(None),
+            },
         };
         record = plan(
             context,
@@ -139,6 +131,8 @@ pub(crate) async fn enter(
             .db
             .run(move |store| store.set_task_workspace(id, &written))
             .await?;
+    } else if let Some(clone) = clone {
+        record = clones::move_here(context, &workspaces, task, &clone, record, announce).await?;
     } else {
         announce(format!(
             "isolation worktree: continuing in {} on {}",
@@ -149,6 +143,37 @@ pub(crate) async fn enter(
     prepare_and_lock(context, &workspaces, task, record, announce)
         .await
         .map(Some)
+}
+
+/// The repository the task's directory lies in, on this host, for a task entering a
+/// worktree for the first time; `None` when it runs where it is.
+async fn here(
+    workspaces: &Arc<dyn Workspaces>,
+    task: &Task,
+    asked: Option<Isolation>,
+) -> Result<Option<Located>, Refusal> {
+    if !task.working_dir.is_dir() {
+        // A directory that vanished fails the task as it always did, naming the
+        // directory, at its first call: nothing of git to decide here.
+        return Ok(None);
+    }
+    let dir = task.working_dir.clone();
+    let located = blocking(workspaces, move |w| w.locate(&dir)).await?;
+    let Some(located) = located.filter(|located| located.head.is_some()) else {
+        if asked == Some(Isolation::Worktree) {
+            return Err(Refusal::Blocked(format!(
+                "isolation `worktree` was asked for, but {} is not inside a git repository \
+                 with a commit: make a first commit there, or run it where it is \
+                 (`baton run --isolation none`; a task added with `--isolation worktree` \
+                 must be added again with `--isolation none`)",
+                task.working_dir.display()
+            )));
+        }
+        // Outside a repository a task runs as it always did, and the run's output reads
+        // as it always did: only a worktree is announced.
+        return Ok(None);
+    };
+    Ok(Some(located))
 }
 
 /// Decides the base, branch and path of a task entering a worktree for the first time.
@@ -163,10 +188,17 @@ async fn plan(
 ) -> Result<TaskWorkspace, Refusal> {
     let repository = located.repository.clone();
     record.isolation = Some(String::from("worktree"));
-    record.isolation_reason = Some(format!(
-        "the task's directory is inside the git repository at {}",
-        repository.display()
-    ));
+    record.isolation_reason = Some(match &record.remote_url {
+        Some(url) if Some(path_text(&repository)) != record.repository => format!(
+            "the task's repository {url} has a clone on this host at {}",
+            repository.display()
+        ),
+        _ => format!(
+            "the task's directory is inside the git repository at {}",
+            repository.display()
+        ),
+    });
+    clones::record_remote(context, workspaces, &repository, &mut record).await?;
     record.repository = Some(path_text(&repository));
     record.subdirectory = Some(path_text(&located.subdirectory));
     record.delivery = Some(String::from("pending"));
@@ -192,12 +224,7 @@ async fn plan(
     if branch != wanted {
         announce(format!("branch {wanted} exists; using {branch}"));
     }
-    let root = context
-        .config
-        .worktree_dir
-        .clone()
-        .unwrap_or_else(|| repository.join(".baton").join("worktrees"));
-    let path = root.join(task.id.to_string());
+    let path = worktree_path(context, &repository, task);
     announce(format!(
         "isolation worktree: {} (branch {branch} in {})",
         record.isolation_reason.as_deref().unwrap_or_default(),
@@ -341,6 +368,7 @@ async fn prepare_and_lock(
     let (repo, at) = (repository.clone(), prepared.path.clone());
     blocking(workspaces, move |w| w.lock(&repo, &at, &reason)).await?;
     let subdirectory = record.subdirectory.clone().unwrap_or_default();
+    let remote = clones::push_remote(context, workspaces, &repository, &record).await?;
     Ok(Entered {
         working_dir: join_subdirectory(&prepared.path, &subdirectory),
         repository,
@@ -348,6 +376,7 @@ async fn prepare_and_lock(
         branch,
         base_commit: base,
         base_branch: record.base_branch.clone(),
+        remote,
         record,
     })
 }
@@ -386,6 +415,17 @@ fn join_subdirectory(path: &Path, subdirectory: &str) -> PathBuf {
     } else {
         path.join(subdirectory)
     }
+}
+
+/// Where the task's worktree goes in `repository`: under `run.worktree_dir`, else under the
+/// repository's `.baton/worktrees`.
+fn worktree_path(context: &RunContext, repository: &Path, task: &Task) -> PathBuf {
+    let root = context
+        .config
+        .worktree_dir
+        .clone()
+        .unwrap_or_else(|| repository.join(".baton").join("worktrees"));
+    root.join(task.id.to_string())
 }
 
 fn path_text(path: &Path) -> String {

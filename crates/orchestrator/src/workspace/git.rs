@@ -25,6 +25,9 @@ pub struct GitWorkspaces {
     git: Git,
     /// Held for the whole of each operation; see the module documentation.
     serial: Arc<Mutex<()>>,
+    /// Held while a clone is made, so that two tasks needing the same clone at once make it
+    /// once; apart from `serial`, since a clone may take minutes.
+    cloning: Arc<Mutex<()>>,
     /// Whether the installed git is new enough, asked once: a task must not find out at its
     /// delivery, after the agent's work, that `merge-tree --write-tree` is missing.
     supported: Arc<OnceLock<Result<(), String>>>,
@@ -35,6 +38,7 @@ impl GitWorkspaces {
         GitWorkspaces {
             git,
             serial: Arc::default(),
+            cloning: Arc::default(),
             supported: Arc::default(),
         }
     }
@@ -266,6 +270,99 @@ impl Workspaces for GitWorkspaces {
                 reason: Some(reason.to_string()),
             },
         })
+    }
+
+    fn remote_url(
+        &self,
+        repository: &Path,
+        remote: &str,
+    ) -> Result<Option<String>, WorkspaceError> {
+        let _serial = self.serial();
+        self.open(repository)?
+            .remote_url(remote)
+            .map_err(failed(format!("read the URL of the remote {remote}")))
+    }
+
+    fn remote_for(&self, repository: &Path, url: &str) -> Result<Option<String>, WorkspaceError> {
+        let _serial = self.serial();
+        self.open(repository)?
+            .remote_named_for(url)
+            .map_err(failed(format!(
+                "look for the remote {url} in {}",
+                repository.display()
+            )))
+    }
+
+    fn clone_remote(&self, url: &str, into: &Path) -> Result<(), WorkspaceError> {
+        // Like a push, a clone talks to another machine: it runs outside this process's
+        // turn at git, and touches no repository another task works in.
+        let _cloning = self.cloning.lock().unwrap_or_else(PoisonError::into_inner);
+        if into.join(".git").exists() {
+            // Made by another task meanwhile, or by an earlier run: the caller checks that
+            // it is a clone of `url`.
+            return Ok(());
+        }
+        self.git
+            .clone_repository(url, into)
+            .map_err(failed(format!("clone {url} into {}", into.display())))?;
+        Ok(())
+    }
+
+    fn fetch_commit(
+        &self,
+        repository: &Path,
+        remote: &str,
+        commit: &str,
+    ) -> Result<bool, WorkspaceError> {
+        let repository = {
+            let _serial = self.serial();
+            self.open(repository)?
+        };
+        let what = || format!("fetch {commit} from {remote}");
+        if repository
+            .try_resolve_commit(commit)
+            .map_err(failed(what()))?
+            .is_some()
+        {
+            return Ok(true);
+        }
+        repository.fetch(remote).map_err(failed(what()))?;
+        Ok(repository
+            .try_resolve_commit(commit)
+            .map_err(failed(what()))?
+            .is_some())
+    }
+
+    fn branch_from_remote(
+        &self,
+        repository: &Path,
+        remote: &str,
+        branch: &str,
+    ) -> Result<bool, WorkspaceError> {
+        let repository = {
+            let _serial = self.serial();
+            self.open(repository)?
+        };
+        let what = || format!("take the branch {branch} from {remote}");
+        if repository
+            .branch_head(branch)
+            .map_err(failed(what()))?
+            .is_some()
+        {
+            return Ok(true);
+        }
+        repository.fetch(remote).map_err(failed(what()))?;
+        let fetched = repository
+            .try_resolve_commit(&format!("refs/remotes/{remote}/{branch}"))
+            .map_err(failed(what()))?;
+        let Some(commit) = fetched else {
+            return Ok(false);
+        };
+        let _serial = self.serial();
+        repository
+            .create_branch(branch, &commit)
+            .map_err(failed(what()))?;
+        Ok(true)
     }
 
     fn push(

@@ -57,23 +57,19 @@ pub(crate) async fn complete(
     match context.config.deliver {
         DeliverMode::Branch => {}
         DeliverMode::Merge => deliver(workspaces, entered, task, &mut record).await,
-        DeliverMode::Push => push(workspaces, entered, &context.config.remote, &mut record).await,
+        DeliverMode::Push => push(workspaces, entered, &mut record).await,
     }
     Ok(record)
 }
 
-/// Pushes the branch to the run's remote; a refusal or a failure is recorded with git's
-/// words, and the branch and its worktree stay: the task is completed, its delivery not.
-async fn push(
-    workspaces: &Arc<dyn Workspaces>,
-    entered: &Entered,
-    remote: &str,
-    record: &mut TaskWorkspace,
-) {
+/// Pushes the branch to the task's remote (see [`Entered::remote`]); a refusal or a failure
+/// is recorded with git's words, and the branch and its worktree stay: the task is
+/// completed, its delivery not.
+async fn push(workspaces: &Arc<dyn Workspaces>, entered: &Entered, record: &mut TaskWorkspace) {
     let (repository, branch, remote) = (
         entered.repository.clone(),
         entered.branch.clone(),
-        remote.to_owned(),
+        entered.remote.clone(),
     );
     match blocking(workspaces, move |w| w.push(&repository, &branch, &remote)).await {
         Ok(delivered) => {
@@ -89,12 +85,16 @@ async fn push(
 
 /// What the run says about a push's outcome, as a decision of the task: nothing under the
 /// other deliveries, whose output stays as it was.
-pub(crate) fn push_announcement(context: &RunContext, record: &TaskWorkspace) -> Option<String> {
+pub(crate) fn push_announcement(
+    context: &RunContext,
+    entered: &Entered,
+    record: &TaskWorkspace,
+) -> Option<String> {
     if context.config.deliver != DeliverMode::Push {
         return None;
     }
     let branch = record.branch.as_deref().unwrap_or_default();
-    let remote = &context.config.remote;
+    let remote = &entered.remote;
     Some(
         match (record.delivery.as_deref(), &record.delivery_reason) {
             (Some("pushed"), _) => format!("delivered: pushed {branch} to {remote}"),

@@ -4,6 +4,7 @@
 mod support;
 
 mod budgets;
+mod clones;
 mod concurrency;
 mod fail_fast;
 mod feedback;

@@ -14,14 +14,14 @@ use crate::support::{Fixture, bounded, composed, quick_config, text};
 
 /// A repository with one commit (`file.txt` = "base"), inside the fixture's directory so that
 /// the ledger (beside it) is not in the repository.
-struct Repo {
-    fixture: Fixture,
+pub(crate) struct Repo {
+    pub(crate) fixture: Fixture,
     home: TempDir,
-    path: PathBuf,
+    pub(crate) path: PathBuf,
 }
 
 impl Repo {
-    fn new() -> Repo {
+    pub(crate) fn new() -> Repo {
         let fixture = Fixture::new();
         let home = tempfile::tempdir().unwrap();
         let path = fixture.workdir().join("repo");
@@ -41,10 +41,15 @@ impl Repo {
     }
 
     /// Runs git in the repository, hermetically, and returns its output.
-    fn git(&self, args: &[&str]) -> String {
+    pub(crate) fn git(&self, args: &[&str]) -> String {
+        self.git_in(&self.path, args)
+    }
+
+    /// Runs git in `dir`, hermetically, and returns its output.
+    pub(crate) fn git_in(&self, dir: &Path, args: &[&str]) -> String {
         let output = Command::new("git")
             .args(args)
-            .current_dir(&self.path)
+            .current_dir(dir)
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("HOME", self.home.path())
@@ -63,7 +68,7 @@ impl Repo {
             .to_owned()
     }
 
-    fn workspaces(&self) -> Arc<GitWorkspaces> {
+    pub(crate) fn workspaces(&self) -> Arc<GitWorkspaces> {
         let git = git::Git::new()
             .with_inherited(std::env::vars_os())
             .with_env("HOME", self.home.path())
@@ -71,14 +76,14 @@ impl Repo {
         Arc::new(GitWorkspaces::new(git))
     }
 
-    fn task(&mut self, title: &str, verify: &[&str]) -> TaskId {
+    pub(crate) fn task(&mut self, title: &str, verify: &[&str]) -> TaskId {
         let mut task = self.fixture.new_task(title);
         task.working_dir = self.path.clone();
         task.verify_commands = verify.iter().map(|command| composed(*command)).collect();
         self.fixture.add(task)
     }
 
-    async fn run(&self, agent: &MockAgent, config: RunConfig) -> RunReport {
+    pub(crate) async fn run(&self, agent: &MockAgent, config: RunConfig) -> RunReport {
         let orchestrator = self
             .fixture
             .orchestrator(Arc::new(agent.clone()), config)
@@ -88,7 +93,7 @@ impl Repo {
             .unwrap()
     }
 
-    fn workspace(&self, task: TaskId) -> TaskWorkspace {
+    pub(crate) fn workspace(&self, task: TaskId) -> TaskWorkspace {
         self.fixture
             .store
             .task_workspace(task)

@@ -27,6 +27,7 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
     twin(3, include_str!("postgres/0004_budgets.sql")),
     twin(4, include_str!("postgres/0005_runners_epochs.sql")),
     twin(5, include_str!("postgres/0006_session_transcripts.sql")),
+    twin(6, include_str!("postgres/0007_task_workspace_remotes.sql")),
 ];
 
 // Each SQLite migration has its twin here, and no more.

@@ -31,6 +31,8 @@ on_both_backends! {
         workspace.deletions = Some(2);
         workspace.delivery = Some(String::from("conflict"));
         workspace.delivery_reason = Some(String::from("conflicting files: a.txt"));
+        workspace.remote_url = Some(String::from("https://example.com/org/repo.git"));
+        workspace.host = Some(String::from("host-b"));
         store
             .batch("finish", |batch| batch.set_task_workspace(task, &workspace))
             .unwrap();

@@ -14,7 +14,8 @@ use crate::keys;
 use crate::settings::Context;
 
 /// Refuses the run (exit 2) when a selected task will work in a git worktree of a repository
-/// that lacks `run.remote`; does nothing unless `run.deliver` is `push`. A task that will
+/// that lacks `run.remote` (and, for a task that recorded its remote's URL, any remote with
+/// that URL); does nothing unless `run.deliver` is `push`. A task that will
 /// run without a worktree (isolation `none`, a directory outside any repository with a
 /// commit, or one that no longer exists) is left to the run, which decides as it always did.
 pub fn check(store: &Store, tasks: &[Task], context: &Context) -> Result<()> {
@@ -48,7 +49,17 @@ pub fn check(store: &Store, tasks: &[Task], context: &Context) -> Result<()> {
             .main_worktree()
             .unwrap_or(repository.top_level())
             .to_owned();
-        if checked.insert(top.clone())
+        // A task whose remote's URL was recorded pushes to the remote with that URL,
+        // whatever this clone names it.
+        let by_url = match &recorded.remote_url {
+            Some(url) => repository
+                .remote_named_for(url)
+                .map_err(git_failed)?
+                .is_some(),
+            None => false,
+        };
+        if !by_url
+            && checked.insert(top.clone())
             && repository
                 .remote_url(&remote)
                 .map_err(git_failed)?
