@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use agent::{Agent, SessionId};
 use redact::Redactor;
-use session_store::LeaseOwner;
+use session_store::{LeaseOwner, Store, StoreError};
 
 use crate::budget::Budgets;
 use crate::config::RunConfig;
@@ -40,6 +40,21 @@ pub(crate) struct RunContext {
     pub(crate) halt: Halt,
     /// Pauses the whole run while the API keeps failing (see [`Outage`]).
     pub(crate) outage: Outage,
+}
+
+impl RunContext {
+    /// Runs a ledger operation that may be made twice (a read, or a write the ledger takes
+    /// twice as once), waiting up to [`RunConfig::ledger_outage`] for a database that went
+    /// away, as the task loop's own steps do.
+    pub(crate) async fn ledger<R, F>(&self, operation: F) -> Result<R, StoreError>
+    where
+        F: Fn(&mut Store) -> Result<R, StoreError> + Send + Sync + 'static,
+        R: Send + 'static,
+    {
+        self.db
+            .run_retrying(self.config.ledger_outage, operation, |_| {})
+            .await
+    }
 }
 
 /// Sessions with an agent call under way in this process.

@@ -91,12 +91,7 @@ pub(crate) async fn enter(
     };
     let id = task.id;
     let mut record = context
-        .db
-        .run_retrying(
-            context.config.ledger_outage,
-            move |store| store.task_workspace(id),
-            |_| {},
-        )
+        .ledger(move |store| store.task_workspace(id))
         .await?
         .unwrap_or_default();
     let asked = record
@@ -128,8 +123,7 @@ pub(crate) async fn enter(
         .await?;
         let (written, id) = (record.clone(), task.id);
         context
-            .db
-            .run(move |store| store.set_task_workspace(id, &written))
+            .ledger(move |store| store.set_task_workspace(id, &written))
             .await?;
     } else if let Some(clone) = clone {
         record = clones::move_here(context, &workspaces, task, &clone, record, announce).await?;
@@ -268,10 +262,9 @@ async fn base_commit(
 async fn predecessor_branches(context: &RunContext, task: &Task) -> Result<Vec<String>, Refusal> {
     let after: Vec<TaskId> = task.after.clone();
     let branches = context
-        .db
-        .run(move |store| {
+        .ledger(move |store| {
             let mut branches = Vec::new();
-            for predecessor in after {
+            for &predecessor in &after {
                 if let Some(branch) = store.task_workspace(predecessor)?.and_then(|w| w.branch) {
                     branches.push(branch);
                 }
@@ -292,8 +285,7 @@ async fn milestone_workspace(
     };
     let id = task.id;
     let shared = context
-        .db
-        .run(move |store| {
+        .ledger(move |store| {
             let tasks = store.tasks(&TaskFilter {
                 status: None,
                 milestone: Some(milestone),

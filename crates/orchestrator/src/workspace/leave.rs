@@ -160,8 +160,7 @@ async fn task_sessions(
 ) -> Result<Vec<SessionId>, String> {
     let id = task.id;
     let mut sessions: Vec<SessionId> = context
-        .db
-        .run(move |store| {
+        .ledger(move |store| {
             store.sessions(&SessionFilter {
                 task: Some(id),
                 ..SessionFilter::default()

@@ -136,8 +136,7 @@ pub(crate) async fn move_here(
     record.host = Some(context.owner.host.clone());
     let (written, id) = (record.clone(), task.id);
     context
-        .db
-        .run(move |store| store.set_task_workspace(id, &written))
+        .ledger(move |store| store.set_task_workspace(id, &written))
         .await?;
     Ok(record)
 }
