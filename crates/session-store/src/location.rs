@@ -82,6 +82,11 @@ impl PostgresUrl {
         strip_password(&self.url)
     }
 
+    /// `text`, a URL that may not parse, with any password taken out, for messages.
+    pub fn text_without_password(text: &str) -> String {
+        strip_password(text)
+    }
+
     /// Whether the URL itself carries a password.
     pub fn has_password(&self) -> bool {
         self.password().is_some()
