@@ -69,20 +69,21 @@ impl Authority {
     /// A server certificate made out to `names` (host names, or IP addresses), signed by this
     /// authority.
     pub fn issue_server(&self, names: &[&str]) -> Result<Issued> {
+        self.issue(names.first().copied().unwrap_or("localhost"), names)
+    }
+
+    /// A client certificate for the role `user` (its common name, which `clientcert=verify-full`
+    /// and `cert` authentication match against the role), signed by this authority.
+    pub fn issue_client(&self, user: &str) -> Result<Issued> {
+        self.issue(user, &[])
+    }
+
+    /// A certificate named `common_name`, with `names` as its alternative names, fit for a
+    /// server and a client alike.
+    fn issue(&self, common_name: &str, names: &[&str]) -> Result<Issued> {
         let key = new_key()?;
-        let subject = name(names.first().copied().unwrap_or("localhost"))?;
-        let mut builder = builder(&key, &subject)?;
+        let mut builder = builder(&key, &name(common_name)?)?;
         certificate_error(builder.set_issuer_name(self.certificate.subject_name()))?;
-        let mut alternatives = SubjectAlternativeName::new();
-        for name in names {
-            match name.parse::<IpAddr>() {
-                Ok(_) => alternatives.ip(name),
-                Err(_) => alternatives.dns(name),
-            };
-        }
-        let alternatives = certificate_error(
-            alternatives.build(&builder.x509v3_context(Some(&self.certificate), None)),
-        )?;
         let usage = KeyUsage::new()
             .critical()
             .digital_signature()
@@ -90,11 +91,21 @@ impl Authority {
             .build();
         let extended = ExtendedKeyUsage::new().server_auth().client_auth().build();
         let constraints = BasicConstraints::new().build();
-        for extension in [certificate_error(constraints)?, certificate_error(usage)?] {
-            certificate_error(builder.append_extension(extension))?;
+        for extension in [constraints, usage, extended] {
+            certificate_error(builder.append_extension(certificate_error(extension)?))?;
         }
-        certificate_error(builder.append_extension(certificate_error(extended)?))?;
-        certificate_error(builder.append_extension(alternatives))?;
+        if !names.is_empty() {
+            let mut alternatives = SubjectAlternativeName::new();
+            for name in names {
+                match name.parse::<IpAddr>() {
+                    Ok(_) => alternatives.ip(name),
+                    Err(_) => alternatives.dns(name),
+                };
+            }
+            let context = builder.x509v3_context(Some(&self.certificate), None);
+            let alternatives = certificate_error(alternatives.build(&context))?;
+            certificate_error(builder.append_extension(alternatives))?;
+        }
         certificate_error(builder.sign(&self.key, MessageDigest::sha256()))?;
         Ok(Issued {
             certificate_pem: certificate_error(builder.build().to_pem())?,

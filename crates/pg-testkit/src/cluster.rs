@@ -45,6 +45,10 @@ pub struct TlsOptions {
     pub names: Vec<String>,
     /// Whether logins over TCP must use TLS (`hostssl` lines in `pg_hba.conf`, no `host`).
     pub only: bool,
+    /// Whether logins over TCP must also show a client certificate the authority signed
+    /// (`clientcert=verify-ca`; implies [`TlsOptions::only`]); [`Cluster::issue_client`]
+    /// makes one.
+    pub client_certificates: bool,
 }
 
 impl Default for TlsOptions {
@@ -53,6 +57,7 @@ impl Default for TlsOptions {
         TlsOptions {
             names: vec![String::from("localhost"), String::from("127.0.0.1")],
             only: false,
+            client_certificates: false,
         }
     }
 }
@@ -60,7 +65,9 @@ impl Default for TlsOptions {
 /// A cluster's TLS, once its files are written.
 #[derive(Debug)]
 struct ClusterTls {
+    authority: Authority,
     only: bool,
+    client_certificates: bool,
     /// The authority's certificate, readable by the test: a client's `sslrootcert`.
     root_certificate: PathBuf,
 }
@@ -206,6 +213,18 @@ impl Cluster {
         self.tls.as_ref().map(|tls| tls.root_certificate.as_path())
     }
 
+    /// A client certificate for the role `user`, signed by the authority of a cluster with TLS.
+    pub fn issue_client(&self, user: &str) -> Result<crate::certificates::Issued> {
+        match &self.tls {
+            Some(tls) => tls.authority.issue_client(user),
+            None => Err(Error::State {
+                state: "without TLS",
+                what: "a client certificate",
+                wanted: "started with TLS",
+            }),
+        }
+    }
+
     /// The temporary directory that holds everything of the cluster (data, log, socket); it
     /// is removed when the value is dropped.
     pub fn directory(&self) -> &Path {
@@ -326,18 +345,23 @@ impl Cluster {
         let names: Vec<&str> = tls.names.iter().map(String::as_str).collect();
         let server = authority.issue_server(&names)?;
         let root_certificate = self.root.path().join("root.crt");
-        write_file(&root_certificate, &authority.certificate_pem()?, 0o644)?;
+        let authority_pem = authority.certificate_pem()?;
+        write_file(&root_certificate, &authority_pem, 0o644)?;
         let data = self.data_directory();
         for (file, contents, mode) in [
             ("server.crt", &server.certificate_pem, 0o644),
             ("server.key", &server.key_pem, 0o600),
+            // The authority that signs clients' certificates, for `clientcert`.
+            ("root.crt", &authority_pem, 0o644),
         ] {
             let path = data.join(file);
             write_file(&path, contents, mode)?;
             self.account.take_ownership(&path)?;
         }
         self.tls = Some(ClusterTls {
-            only: tls.only,
+            authority,
+            only: tls.only || tls.client_certificates,
+            client_certificates: tls.client_certificates,
             root_certificate,
         });
         self.write_access()
@@ -346,14 +370,16 @@ impl Cluster {
     /// Writes `pg_hba.conf`: every way in asks for the password, so that a test can check how
     /// it is given; over TCP only with TLS when [`TlsOptions::only`] says so.
     fn write_access(&self) -> Result<()> {
-        let tcp = match &self.tls {
-            Some(tls) if tls.only => "hostssl",
-            _ => "host",
+        let (tcp, options) = match &self.tls {
+            Some(tls) if tls.client_certificates => ("hostssl", " clientcert=verify-ca"),
+            Some(tls) if tls.only => ("hostssl", ""),
+            _ => ("host", ""),
         };
-        let mut access =
-            format!("local all all scram-sha-256\n{tcp} all all 127.0.0.1/32 scram-sha-256\n");
+        let mut access = format!(
+            "local all all scram-sha-256\n{tcp} all all 127.0.0.1/32 scram-sha-256{options}\n"
+        );
         for (_, clients) in &self.listeners {
-            access.push_str(&format!("{tcp} all all {clients} scram-sha-256\n"));
+            access.push_str(&format!("{tcp} all all {clients} scram-sha-256{options}\n"));
         }
         let path = self.data_directory().join("pg_hba.conf");
         write_file(&path, &access, 0o600)?;
@@ -391,7 +417,7 @@ impl Cluster {
         let settings = match self.tls {
             // Relative to the data directory, where `write_tls` put them.
             Some(_) => format!(
-                "{settings}ssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n"
+                "{settings}ssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\nssl_ca_file = 'root.crt'\n"
             ),
             None => settings,
         };

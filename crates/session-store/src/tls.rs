@@ -61,6 +61,15 @@ pub enum TlsError {
         #[source]
         source: postgres::Error,
     },
+    /// The server asks for a client certificate, and none was there to show.
+    #[error(
+        "the server at {server} asks for a client certificate, and there is none: name one with sslcert and sslkey, or put it in ~/.postgresql/postgresql.crt and postgresql.key"
+    )]
+    NoClientCertificate {
+        server: String,
+        #[source]
+        source: postgres::Error,
+    },
     /// The TLS handshake failed for another reason.
     #[error(
         "the TLS handshake with the server at {server} failed: check the server's TLS settings and the URL's sslmode"
@@ -271,7 +280,7 @@ impl Tls {
         let mut config = config.clone();
         config.ssl_mode(RustSslMode::Disable);
         config.connect(NoTls).map_err(|error| {
-            if refused_for_no_encryption(&error) {
+            if refused_for(&error, "no encryption") {
                 TlsError::TlsRequired {
                     server: self.servers.clone(),
                     source: error,
@@ -298,11 +307,17 @@ impl Tls {
 
     /// What failed, from rust-postgres's error and what certificate check (if any) failed.
     fn explain(&self, error: postgres::Error, failed: Option<VerifyFailure>) -> TlsError {
+        let server = self.servers.clone();
+        if self.client.is_none() && refused_for(&error, "requires a valid client certificate") {
+            return TlsError::NoClientCertificate {
+                server,
+                source: error,
+            };
+        }
         // rust-postgres has no accessor for its error kinds; its words for them are fixed.
         if error.to_string() != "error performing TLS handshake" {
             return TlsError::Connection(error);
         }
-        let server = self.servers.clone();
         let not_offered = std::error::Error::source(&error)
             .is_some_and(|cause| cause.to_string() == "server does not support TLS");
         match failed {
@@ -476,12 +491,14 @@ fn check_key_permissions(path: &Path) -> Result<(), String> {
     Ok(())
 }
 
-/// Whether the server refused a login without TLS because its `pg_hba.conf` has only
-/// `hostssl` lines for it ("no pg_hba.conf entry for host …, no encryption").
-fn refused_for_no_encryption(error: &postgres::Error) -> bool {
+/// Whether the server refused the login by its `pg_hba.conf` for the reason its message
+/// ends with: "no pg_hba.conf entry for host …, no encryption" (only `hostssl` lines), or
+/// "connection requires a valid client certificate" (`clientcert`). The server's words are
+/// English under `lc_messages = C`; in another language the server's own message stands.
+fn refused_for(error: &postgres::Error, reason: &str) -> bool {
     error.as_db_error().is_some_and(|db| {
         *db.code() == postgres::error::SqlState::INVALID_AUTHORIZATION_SPECIFICATION
-            && db.message().contains("no encryption")
+            && db.message().contains(reason)
     })
 }
 

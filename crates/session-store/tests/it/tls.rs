@@ -106,7 +106,7 @@ fn each_sslmode_connects_to_a_server_with_tls_as_libpq_does() {
 fn a_certificate_that_does_not_check_out_is_refused_clearly() {
     let names = TlsOptions {
         names: vec![String::from("localhost")],
-        only: false,
+        ..TlsOptions::default()
     };
     let Some(cluster) = private_tls_cluster("tls::refused", &names) else {
         return;
@@ -211,4 +211,63 @@ fn a_server_that_takes_only_tls_refuses_disable_clearly() {
     let store = open(&url(&cluster, "127.0.0.1", "allowed", "sslmode=allow")).unwrap();
     assert!(encrypted(&cluster, "allowed"));
     drop(store);
+}
+
+#[test]
+fn a_client_certificate_is_shown_when_the_server_asks_for_one() {
+    let with_client_certificates = TlsOptions {
+        client_certificates: true,
+        ..TlsOptions::default()
+    };
+    let Some(cluster) = private_tls_cluster("tls::client", &with_client_certificates) else {
+        return;
+    };
+    let root = cluster.root_certificate().unwrap().display().to_string();
+    let home = tempfile::tempdir().unwrap();
+    let in_home = StoreOptions {
+        postgres_environment: PostgresEnvironment {
+            home: Some(home.path().to_owned()),
+            ..PostgresEnvironment::default()
+        },
+        ..options()
+    };
+    let verified = format!("sslmode=verify-full&sslrootcert={root}");
+    let without = url(&cluster, "localhost", "no_certificate", &verified);
+    let error = Store::open_with(&without, &in_home).unwrap_err();
+    let text = refusal(&cluster, &error);
+    assert!(
+        text.contains("requires a valid client certificate"),
+        "{text}"
+    );
+
+    let issued = cluster.issue_client(cluster.user()).unwrap();
+    let directory = home.path().join(".postgresql");
+    std::fs::create_dir(&directory).unwrap();
+    let (cert, key) = (
+        directory.join("postgresql.crt"),
+        directory.join("postgresql.key"),
+    );
+    std::fs::write(&cert, &issued.certificate_pem).unwrap();
+    std::fs::write(&key, &issued.key_pem).unwrap();
+    set_mode(&key, 0o600);
+    // Named in the URL, and found in ~/.postgresql when the URL names none.
+    let named = format!(
+        "{verified}&sslcert={}&sslkey={}",
+        cert.display(),
+        key.display()
+    );
+    drop(open(&url(&cluster, "localhost", "named_certificate", &named)).unwrap());
+    drop(Store::open_with(&without, &in_home).unwrap());
+
+    // libpq refuses a key others may read, and so does Baton, before connecting.
+    set_mode(&key, 0o644);
+    let error = open(&url(&cluster, "localhost", "open_key", &named)).unwrap_err();
+    let text = refusal(&cluster, &error);
+    assert!(error.is_tls_failure(), "{text}");
+    assert!(text.contains("others may read it"), "{text}");
+}
+
+fn set_mode(path: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
 }
