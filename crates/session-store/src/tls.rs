@@ -3,15 +3,19 @@
 //! their environment defaults, and a connection made through OpenSSL that falls back, verifies
 //! and fails as libpq's table "SSL Mode Descriptions" says.
 
+use std::future::Future;
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
 
+use openssl::pkey::PKey;
 use openssl::ssl::{SslConnector, SslFiletype, SslMethod, SslVerifyMode};
 use openssl::x509::X509;
 use openssl::x509::store::X509StoreBuilder;
 use postgres::config::{Host, SslMode as RustSslMode};
-use postgres::{Client, Config, NoTls};
-use postgres_openssl::MakeTlsConnector;
+use postgres::tls::{MakeTlsConnect, TlsConnect};
+use postgres::{Client, Config, NoTls, Socket};
+use postgres_openssl::{MakeTlsConnector, TlsStream};
 
 use crate::options::PostgresEnvironment;
 
@@ -292,8 +296,14 @@ impl Tls {
     }
 
     fn encrypted(&self, config: &Config, mode: RustSslMode) -> Result<Client, TlsError> {
+        // Checked now, so that a missing or unfit file is reported as such rather than as a
+        // failed handshake.
+        self.check_files()?;
         let verification = Arc::new(Mutex::new(None));
-        let connector = self.connector(Arc::clone(&verification))?;
+        let connector = Deferred {
+            tls: self.clone(),
+            verification: Arc::clone(&verification),
+        };
         let mut config = config.clone();
         config.ssl_mode(mode);
         config.connect(connector).map_err(|error| {
@@ -377,6 +387,48 @@ impl Tls {
         Ok(connector)
     }
 
+    /// Loads every file the connection will use, and checks that the key fits the
+    /// certificate, as [`Tls::connector`] will.
+    fn check_files(&self) -> Result<(), TlsError> {
+        if let Some(path) = self.root_cert_to_check()? {
+            load_root_cert(&path)?;
+        }
+        let Some(client) = &self.client else {
+            return Ok(());
+        };
+        let fail = |what: &'static str, path: &Path, reason: String| TlsError::File {
+            what,
+            path: path.to_owned(),
+            reason,
+        };
+        let pem = std::fs::read(&client.cert)
+            .map_err(|error| fail("client certificate", &client.cert, error.to_string()))?;
+        let certificate = X509::stack_from_pem(&pem)
+            .ok()
+            .and_then(|chain| chain.into_iter().next())
+            .ok_or_else(|| {
+                let reason = String::from("it holds no PEM certificate");
+                fail("client certificate", &client.cert, reason)
+            })?;
+        check_key_permissions(&client.key)
+            .map_err(|reason| fail("client key", &client.key, reason))?;
+        let key = std::fs::read(&client.key)
+            .map_err(|error| error.to_string())
+            .and_then(|pem| PKey::private_key_from_pem(&pem).map_err(|error| error.to_string()))
+            .map_err(|reason| fail("client key", &client.key, reason))?;
+        let fits = certificate
+            .public_key()
+            .is_ok_and(|public| public.public_eq(&key));
+        match fits {
+            true => Ok(()),
+            false => Err(fail(
+                "client key",
+                &client.key,
+                format!("it does not belong to {}", client.cert.display()),
+            )),
+        }
+    }
+
     /// The root certificate to check the server against: always for `verify-ca` and
     /// `verify-full`; for the weaker modes when one is there, as libpq does.
     fn root_cert_to_check(&self) -> Result<Option<PathBuf>, TlsError> {
@@ -407,6 +459,60 @@ impl Tls {
             what,
             path: path.to_owned(),
             reason: reason.to_string(),
+        }
+    }
+}
+
+/// The connector rust-postgres is given: it makes the OpenSSL connector only once the server
+/// has agreed to TLS, because making one loads the system's certificate bundle (OpenSSL's
+/// default paths, some 50 ms) — a cost a server without TLS, under `prefer`, should not add to
+/// every connection.
+struct Deferred {
+    tls: Tls,
+    verification: Arc<Mutex<Option<VerifyFailure>>>,
+}
+
+/// [`Deferred`] for one host.
+struct DeferredConnect {
+    tls: Tls,
+    verification: Arc<Mutex<Option<VerifyFailure>>>,
+    domain: String,
+}
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+type Handshake = Pin<Box<dyn Future<Output = Result<TlsStream<Socket>, BoxError>> + Send>>;
+
+impl MakeTlsConnect<Socket> for Deferred {
+    type Stream = TlsStream<Socket>;
+    type TlsConnect = DeferredConnect;
+    type Error = std::convert::Infallible;
+
+    fn make_tls_connect(&mut self, domain: &str) -> Result<DeferredConnect, Self::Error> {
+        Ok(DeferredConnect {
+            tls: self.tls.clone(),
+            verification: Arc::clone(&self.verification),
+            domain: domain.to_owned(),
+        })
+    }
+}
+
+impl TlsConnect<Socket> for DeferredConnect {
+    type Stream = TlsStream<Socket>;
+    type Error = BoxError;
+    type Future = Handshake;
+
+    fn connect(self, stream: Socket) -> Handshake {
+        let connector = self
+            .tls
+            .connector(self.verification)
+            .map_err(BoxError::from)
+            .and_then(|mut connector| {
+                MakeTlsConnect::<Socket>::make_tls_connect(&mut connector, &self.domain)
+                    .map_err(BoxError::from)
+            });
+        match connector {
+            Ok(connector) => connector.connect(stream),
+            Err(error) => Box::pin(std::future::ready(Err(error))),
         }
     }
 }
