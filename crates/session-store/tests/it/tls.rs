@@ -126,6 +126,11 @@ fn a_certificate_that_does_not_check_out_is_refused_clearly() {
         text.contains(&format!("is not signed by {}", other.display())),
         "{text}"
     );
+    // `prefer` checks it too, and, as libpq, falls back to a connection without TLS.
+    let query = format!("sslmode=prefer&sslrootcert={}", other.display());
+    let store = open(&url(&cluster, "localhost", "preferred", &query)).unwrap();
+    assert!(!encrypted(&cluster, "preferred"));
+    drop(store);
     // `require` checks the chain too once a root certificate is given, as libpq does.
     let query = format!("sslmode=require&sslrootcert={}", other.display());
     let error = open(&url(&cluster, "localhost", "wrong_ca", &query)).unwrap_err();
