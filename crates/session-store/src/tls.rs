@@ -261,8 +261,13 @@ impl Tls {
             SslMode::Disable => self.plain(config),
             SslMode::Allow => match self.plain(config) {
                 Err(TlsError::TlsRequired { .. }) => self.encrypted(config, RustSslMode::Require),
-                Err(TlsError::Connection(error)) if error.as_db_error().is_some() => {
-                    self.encrypted(config, RustSslMode::Require)
+                // Refused for another reason (a wrong password, a missing role): with TLS the
+                // server may think again; without TLS to offer, its first answer stands.
+                Err(TlsError::Connection(refused)) if refused.as_db_error().is_some() => {
+                    match self.encrypted(config, RustSslMode::Require) {
+                        Err(TlsError::NotOffered { .. }) => Err(TlsError::Connection(refused)),
+                        other => other,
+                    }
                 }
                 other => other,
             },

@@ -182,6 +182,13 @@ fn a_server_without_tls_is_refused_by_require_and_taken_in_plain_by_prefer() {
         )),
         "{text}"
     );
+    // `allow` tries TLS after a refusal, and with none to be had the server's answer stands.
+    let wrong = url(&cluster, "127.0.0.1", "wrong", "sslmode=allow")
+        .replace(cluster.password(), "not-the-password");
+    let error = open(&wrong).unwrap_err();
+    let text = refusal(&cluster, &error);
+    assert!(text.contains("password authentication failed"), "{text}");
+    assert!(!error.is_tls_failure(), "{text}");
     for mode in ["prefer", "allow"] {
         let application = format!("plain_{mode}");
         let store = open(&url(
