@@ -198,6 +198,9 @@ pub(crate) struct Tls {
     client: Option<ClientCertificate>,
     /// `host:port` of each server, for messages.
     servers: String,
+    /// Whether every host is a unix socket, over which libpq never uses TLS whatever the
+    /// mode (the server offers none there).
+    sockets_only: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -250,14 +253,20 @@ impl Tls {
             root_cert_named,
             client,
             servers: servers(config),
+            sockets_only: config
+                .get_hosts()
+                .iter()
+                .all(|host| matches!(host, Host::Unix(_))),
         })
     }
 
-    /// Connects as libpq would with this mode: `disable` in plain; `allow` in plain, then
+    /// Connects as libpq would with this mode: over unix sockets and with `disable` in plain;
+    /// `allow` in plain, then
     /// with TLS when the server refused; `prefer` with TLS, then in plain when the server has
     /// none or the handshake failed; the others with TLS or not at all.
     pub(crate) fn connect(&self, config: &Config) -> Result<Client, TlsError> {
         match self.mode {
+            _ if self.sockets_only => self.plain(config),
             SslMode::Disable => self.plain(config),
             SslMode::Allow => match self.plain(config) {
                 Err(TlsError::TlsRequired { .. }) => self.encrypted(config, RustSslMode::Require),

@@ -182,6 +182,19 @@ fn a_server_without_tls_is_refused_by_require_and_taken_in_plain_by_prefer() {
         )),
         "{text}"
     );
+    // Over the unix socket libpq never uses TLS, whatever the mode.
+    let socket = format!(
+        "postgres://{}:{}@{}:{}/postgres?sslmode=verify-full",
+        cluster.user(),
+        cluster.password(),
+        cluster
+            .socket_directory()
+            .display()
+            .to_string()
+            .replace('/', "%2F"),
+        cluster.port()
+    );
+    drop(open(&socket).unwrap());
     // `allow` tries TLS after a refusal, and with none to be had the server's answer stands.
     let wrong = url(&cluster, "127.0.0.1", "wrong", "sslmode=allow")
         .replace(cluster.password(), "not-the-password");
