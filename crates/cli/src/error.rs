@@ -251,6 +251,8 @@ fn store_kind(error: &StoreError) -> (Kind, Option<&'static str>) {
         StoreError::Busy { .. } | StoreError::LeaseHeld { .. } => (Kind::Ledger, Some(BUSY)),
         _ if error.is_disk_trouble() => (Kind::Ledger, Some(DISK)),
         _ if error.is_read_only() => (Kind::Ledger, Some(READ_ONLY)),
+        // TLS's messages say what failed and what to do.
+        _ if error.is_tls_failure() => (Kind::Ledger, None),
         _ if error.is_connection_lost() || error.is_from_postgres() => (Kind::Ledger, Some(SERVER)),
         StoreError::CreateDirectory { .. }
         | StoreError::CreateFile { .. }

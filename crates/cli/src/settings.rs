@@ -11,7 +11,9 @@ use std::path::{Path, PathBuf};
 
 use redact::Redactor;
 use serde::Serialize;
-use session_store::{Location, PostgresPassword, PostgresUrl, Store, StoreOptions};
+use session_store::{
+    Location, PostgresEnvironment, PostgresPassword, PostgresUrl, Store, StoreOptions,
+};
 
 use crate::config::ConfigFile;
 use crate::error::{CliError, ErrorContext as _, Kind};
@@ -275,9 +277,12 @@ impl Settings {
     /// `ledger.durability`. The one place where the settings reach the store.
     ///
     /// For a PostgreSQL ledger whose URL has no password, the password is libpq's:
-    /// `PGPASSWORD`, else the first matching line of `PGPASSFILE` or `~/.pgpass`.
+    /// `PGPASSWORD`, else the first matching line of `PGPASSFILE` or `~/.pgpass`. Its TLS
+    /// takes libpq's defaults from `PGSSLMODE`, `PGSSLROOTCERT`, `PGSSLCERT`, `PGSSLKEY` and
+    /// the files in `~/.postgresql`.
     pub fn store_options(&self, redactor: Redactor, env: &Env) -> StoreOptions {
         let mut options = StoreOptions::new(redactor);
+        options.postgres_environment = postgres_environment(env);
         options.busy_timeout = self.get(keys::LEDGER_BUSY_TIMEOUT);
         options.durability = self.get(keys::LEDGER_DURABILITY);
         let ledger = self.get(keys::LEDGER_PATH);
@@ -386,8 +391,9 @@ impl Context {
 
 /// The ledger as messages name it: the file, or the URL without its password.
 pub fn shown(ledger: &Path) -> String {
-    match Location::of(ledger) {
-        Ok(Location::Postgres(url)) => url.without_password(),
+    match ledger.to_str() {
+        // Also a URL that does not parse: its password must not show in the refusal.
+        Some(text) if PostgresUrl::looks_like(text) => PostgresUrl::text_without_password(text),
         _ => ledger.display().to_string(),
     }
 }
@@ -407,14 +413,7 @@ fn postgres_password(ledger: &Path, env: &Env) -> Option<PostgresPassword> {
     if url.has_password() {
         return None;
     }
-    let var = |name: &str| {
-        env.vars
-            .iter()
-            .find(|(key, _)| key == name)
-            .and_then(|(_, value)| value.to_str())
-            .filter(|value| !value.is_empty())
-            .map(str::to_owned)
-    };
+    let var = |name: &str| non_empty_var(env, name);
     if let Some(password) = var("PGPASSWORD") {
         return Some(PostgresPassword::new(password));
     }
@@ -424,6 +423,29 @@ fn postgres_password(ledger: &Path, env: &Env) -> Option<PostgresPassword> {
     let text = std::fs::read_to_string(file).ok()?;
     let login = var("USER").or_else(|| var("LOGNAME")).unwrap_or_default();
     url.pgpass_key(&login)?.find_in(&text)
+}
+
+/// What libpq reads from the environment for TLS: the home directory (`~/.postgresql`) and
+/// the defaults for a URL without its own `sslmode`, `sslrootcert`, `sslcert` and `sslkey`.
+fn postgres_environment(env: &Env) -> PostgresEnvironment {
+    let path = |name: &str| non_empty_var(env, name).map(PathBuf::from);
+    PostgresEnvironment {
+        home: path("HOME"),
+        sslmode: non_empty_var(env, "PGSSLMODE"),
+        sslrootcert: path("PGSSLROOTCERT"),
+        sslcert: path("PGSSLCERT"),
+        sslkey: path("PGSSLKEY"),
+    }
+}
+
+/// The variable `name` of `env`, when it is set, text and not empty (as libpq reads them).
+fn non_empty_var(env: &Env, name: &str) -> Option<String> {
+    env.vars
+        .iter()
+        .find(|(key, _)| key == name)
+        .and_then(|(_, value)| value.to_str())
+        .filter(|value| !value.is_empty())
+        .map(str::to_owned)
 }
 
 /// The variable that names the ledger: `BATON_DB`.

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use crate::account::{self, Account};
 use crate::binaries::server_binaries;
+use crate::certificates::Authority;
 use crate::database::TestDatabase;
 use crate::error::{Error, Result};
 use crate::leftovers;
@@ -36,6 +37,41 @@ pub enum Commits {
     SurviveServerCrash,
 }
 
+/// A server that takes TLS ([`Cluster::start_with_tls`]): a certificate authority of its own
+/// signs its certificate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsOptions {
+    /// The names the server's certificate is made out to: host names or IP addresses.
+    pub names: Vec<String>,
+    /// Whether logins over TCP must use TLS (`hostssl` lines in `pg_hba.conf`, no `host`).
+    pub only: bool,
+    /// Whether logins over TCP must also show a client certificate the authority signed
+    /// (`clientcert=verify-ca`; implies [`TlsOptions::only`]); [`Cluster::issue_client`]
+    /// makes one.
+    pub client_certificates: bool,
+}
+
+impl Default for TlsOptions {
+    /// A certificate for `localhost` and `127.0.0.1`; logins with or without TLS.
+    fn default() -> TlsOptions {
+        TlsOptions {
+            names: vec![String::from("localhost"), String::from("127.0.0.1")],
+            only: false,
+            client_certificates: false,
+        }
+    }
+}
+
+/// A cluster's TLS, once its files are written.
+#[derive(Debug)]
+struct ClusterTls {
+    authority: Authority,
+    only: bool,
+    client_certificates: bool,
+    /// The authority's certificate, readable by the test: a client's `sslrootcert`.
+    root_certificate: PathBuf,
+}
+
 /// The settings file the kit writes into the data directory, included from `postgresql.conf`.
 const SETTINGS_FILE: &str = "baton-test.conf";
 
@@ -59,6 +95,7 @@ pub struct Cluster {
     /// Addresses the server listens on besides 127.0.0.1, each with the clients (a CIDR) it
     /// takes logins from there.
     listeners: Vec<(IpAddr, String)>,
+    tls: Option<ClusterTls>,
     running: bool,
 }
 
@@ -81,6 +118,22 @@ impl Cluster {
     /// [`Error::BinariesMissing`] when PostgreSQL's server programs are not installed; any
     /// other error when the cluster could not be made or its server did not start.
     pub fn start_with(commits: Commits) -> Result<Cluster> {
+        Cluster::start_configured(commits, None)
+    }
+
+    /// Makes a new cluster with [`Commits::Fast`] whose server takes TLS (`ssl = on`) with a
+    /// certificate made out to `tls.names`, signed by an authority of its own whose
+    /// certificate [`Cluster::root_certificate`] names; with `tls.only`, logins over TCP must
+    /// use TLS.
+    ///
+    /// # Errors
+    ///
+    /// As [`Cluster::start_with`], and when the certificates could not be made.
+    pub fn start_with_tls(tls: &TlsOptions) -> Result<Cluster> {
+        Cluster::start_configured(Commits::Fast, Some(tls))
+    }
+
+    fn start_configured(commits: Commits, tls: Option<&TlsOptions>) -> Result<Cluster> {
         let binaries = server_binaries()?;
         let account = Account::for_this_process()?;
         let base = base_directory(&account);
@@ -102,9 +155,13 @@ impl Cluster {
             password: random_hex(16)?,
             commits,
             listeners: Vec::new(),
+            tls: None,
             running: false,
         };
         cluster.initdb()?;
+        if let Some(tls) = tls {
+            cluster.write_tls(tls)?;
+        }
         cluster.start_on_a_free_port()?;
         Ok(cluster)
     }
@@ -148,6 +205,24 @@ impl Cluster {
             "postgres://{SUPERUSER}:{}@{host}:{}/postgres",
             self.password, self.port
         )
+    }
+
+    /// The certificate of the authority that signed the server's, for a client's
+    /// `sslrootcert`; `None` for a server without TLS.
+    pub fn root_certificate(&self) -> Option<&Path> {
+        self.tls.as_ref().map(|tls| tls.root_certificate.as_path())
+    }
+
+    /// A client certificate for the role `user`, signed by the authority of a cluster with TLS.
+    pub fn issue_client(&self, user: &str) -> Result<crate::certificates::Issued> {
+        match &self.tls {
+            Some(tls) => tls.authority.issue_client(user),
+            None => Err(Error::State {
+                state: "without TLS",
+                what: "a client certificate",
+                wanted: "started with TLS",
+            }),
+        }
     }
 
     /// The temporary directory that holds everything of the cluster (data, log, socket); it
@@ -262,13 +337,49 @@ impl Cluster {
         self.write_access()
     }
 
+    /// Writes the authority's certificate where the test reads it, and the server's
+    /// certificate and key into the data directory, owned by the server's account (the server
+    /// refuses a key others may read); then `pg_hba.conf` again, for [`TlsOptions::only`].
+    fn write_tls(&mut self, tls: &TlsOptions) -> Result<()> {
+        let authority = Authority::new("pg-testkit throw-away authority")?;
+        let names: Vec<&str> = tls.names.iter().map(String::as_str).collect();
+        let server = authority.issue_server(&names)?;
+        let root_certificate = self.root.path().join("root.crt");
+        let authority_pem = authority.certificate_pem()?;
+        write_file(&root_certificate, &authority_pem, 0o644)?;
+        let data = self.data_directory();
+        for (file, contents, mode) in [
+            ("server.crt", &server.certificate_pem, 0o644),
+            ("server.key", &server.key_pem, 0o600),
+            // The authority that signs clients' certificates, for `clientcert`.
+            ("root.crt", &authority_pem, 0o644),
+        ] {
+            let path = data.join(file);
+            write_file(&path, contents, mode)?;
+            self.account.take_ownership(&path)?;
+        }
+        self.tls = Some(ClusterTls {
+            authority,
+            only: tls.only || tls.client_certificates,
+            client_certificates: tls.client_certificates,
+            root_certificate,
+        });
+        self.write_access()
+    }
+
     /// Writes `pg_hba.conf`: every way in asks for the password, so that a test can check how
-    /// it is given.
+    /// it is given; over TCP only with TLS when [`TlsOptions::only`] says so.
     fn write_access(&self) -> Result<()> {
-        let mut access =
-            String::from("local all all scram-sha-256\nhost all all 127.0.0.1/32 scram-sha-256\n");
+        let (tcp, options) = match &self.tls {
+            Some(tls) if tls.client_certificates => ("hostssl", " clientcert=verify-ca"),
+            Some(tls) if tls.only => ("hostssl", ""),
+            _ => ("host", ""),
+        };
+        let mut access = format!(
+            "local all all scram-sha-256\n{tcp} all all 127.0.0.1/32 scram-sha-256{options}\n"
+        );
         for (_, clients) in &self.listeners {
-            access.push_str(&format!("host all all {clients} scram-sha-256\n"));
+            access.push_str(&format!("{tcp} all all {clients} scram-sha-256{options}\n"));
         }
         let path = self.data_directory().join("pg_hba.conf");
         write_file(&path, &access, 0o600)?;
@@ -303,6 +414,13 @@ impl Cluster {
              log_min_messages = warning\n\
              log_line_prefix = '%m [%p] '\n"
         );
+        let settings = match self.tls {
+            // Relative to the data directory, where `write_tls` put them.
+            Some(_) => format!(
+                "{settings}ssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\nssl_ca_file = 'root.crt'\n"
+            ),
+            None => settings,
+        };
         let path = self.data_directory().join(SETTINGS_FILE);
         write_file(&path, &settings, 0o600)?;
         self.account.take_ownership(&path)
@@ -476,7 +594,7 @@ fn free_port() -> Result<u16> {
 }
 
 /// Writes `text` to `path` with the permission bits `mode`.
-fn write_file(path: &Path, text: &str, mode: u32) -> Result<()> {
+fn write_file(path: &Path, text: impl AsRef<[u8]>, mode: u32) -> Result<()> {
     std::fs::write(path, text).map_err(|source| Error::Io {
         path: path.to_path_buf(),
         source,

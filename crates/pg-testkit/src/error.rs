@@ -69,6 +69,12 @@ pub enum Error {
         #[source]
         source: postgres::Error,
     },
+    /// A throw-away certificate could not be made.
+    #[error("failed to make a certificate for a test server")]
+    Certificate {
+        #[source]
+        source: openssl::error::ErrorStack,
+    },
     /// The server was asked to do something in a state where it cannot.
     #[error("the server is {state}; {what} needs it {wanted}")]
     State {

@@ -21,6 +21,7 @@
 
 mod account;
 mod binaries;
+mod certificates;
 mod cluster;
 mod database;
 mod error;
@@ -31,7 +32,11 @@ mod url;
 
 pub use account::SYSTEM_USER;
 pub use binaries::{BINDIR_ENV, server_binaries};
-pub use cluster::{Cluster, Commits, SUPERUSER};
+pub use certificates::{Authority, Issued};
+pub use cluster::{Cluster, Commits, SUPERUSER, TlsOptions};
 pub use database::TestDatabase;
 pub use error::{Error, Result};
-pub use skip::{REQUIRE_POSTGRES_ENV, TEST_URL_ENV, chain, postgres_required, private_cluster};
+pub use skip::{
+    REQUIRE_POSTGRES_ENV, TEST_URL_ENV, chain, postgres_required, private_cluster,
+    private_tls_cluster,
+};

@@ -1,7 +1,7 @@
 //! How a test gets a server or a database, and what it does when there is none: skip with a
 //! printed reason, or fail when the run requires PostgreSQL (CI does).
 
-use crate::cluster::{Cluster, Commits};
+use crate::cluster::{Cluster, Commits, TlsOptions};
 use crate::database::TestDatabase;
 use crate::error::Error;
 
@@ -52,7 +52,21 @@ impl TestDatabase {
 /// When the programs are missing and `BATON_REQUIRE_POSTGRES=1`, and when the server does not
 /// start for any other reason.
 pub fn private_cluster(test_name: &str) -> Option<Cluster> {
-    match Cluster::start_with(Commits::SurviveServerCrash) {
+    started(test_name, Cluster::start_with(Commits::SurviveServerCrash))
+}
+
+/// A server of the test's own that takes TLS as `tls` says ([`Cluster::start_with_tls`]);
+/// `None` after printing why the test skips, as [`private_cluster`].
+///
+/// # Panics
+///
+/// As [`private_cluster`].
+pub fn private_tls_cluster(test_name: &str, tls: &TlsOptions) -> Option<Cluster> {
+    started(test_name, Cluster::start_with_tls(tls))
+}
+
+fn started(test_name: &str, cluster: crate::error::Result<Cluster>) -> Option<Cluster> {
+    match cluster {
         Ok(cluster) => Some(cluster),
         Err(error @ Error::BinariesMissing { .. }) => skip_or_fail(test_name, &error.to_string()),
         Err(error) => panic!(

@@ -96,6 +96,9 @@ pub enum DatabaseError {
     /// PostgreSQL failed, or the connection to it did.
     #[error(transparent)]
     Postgres(#[from] ::postgres::Error),
+    /// A connection with TLS failed, or one without it was refused for the lack of it.
+    #[error(transparent)]
+    Tls(crate::tls::TlsError),
     /// A query that must return a row returned none.
     #[error("the query returned no row")]
     NoRows,
@@ -156,6 +159,7 @@ impl DatabaseError {
     pub(crate) fn is_connection_lost(&self) -> bool {
         match self {
             DatabaseError::Closed => true,
+            DatabaseError::Tls(error) => error.is_transient(),
             DatabaseError::Postgres(error) => match error.code() {
                 Some(code) => {
                     let code = code.code();
@@ -186,6 +190,16 @@ impl DatabaseError {
         DatabaseError::Conversion {
             index,
             reason: reason.to_string(),
+        }
+    }
+}
+
+impl From<crate::tls::TlsError> for DatabaseError {
+    fn from(error: crate::tls::TlsError) -> DatabaseError {
+        match error {
+            // Not about TLS at all: the same error as a connection without TLS gives.
+            crate::tls::TlsError::Connection(error) => DatabaseError::Postgres(error),
+            error => DatabaseError::Tls(error),
         }
     }
 }

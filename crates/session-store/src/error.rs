@@ -290,6 +290,13 @@ impl StoreError {
         matches!(self.database_error(), Some(DatabaseError::Postgres(_)))
     }
 
+    /// Whether TLS failed: the server offers none that the URL's `sslmode` asks for, its
+    /// certificate does not check out, a certificate file is missing, or the server takes
+    /// only TLS and the URL turned it off. The message says which, and what to do.
+    pub fn is_tls_failure(&self) -> bool {
+        matches!(self.database_error(), Some(DatabaseError::Tls(_)))
+    }
+
     fn database_error(&self) -> Option<&DatabaseError> {
         match self {
             StoreError::Open { source, .. }

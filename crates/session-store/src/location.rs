@@ -6,11 +6,12 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 use postgres::Config;
-use postgres::config::{Host, SslMode};
+use postgres::config::Host;
 
 use crate::db::PgTarget;
 use crate::error::StoreError;
 use crate::options::{Durability, PostgresPassword, StoreOptions};
+use crate::tls::{Tls, TlsParameters};
 
 /// A ledger's place, as [`Store::open_with`](crate::Store::open_with) reads its `path`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,6 +39,10 @@ impl Location {
 #[derive(Clone, PartialEq, Eq)]
 pub struct PostgresUrl {
     url: String,
+    /// `url` without libpq's TLS parameters, which rust-postgres does not read: for it.
+    connect_url: String,
+    /// libpq's TLS parameters from `url`.
+    tls: TlsParameters,
 }
 
 impl PostgresUrl {
@@ -48,23 +53,24 @@ impl PostgresUrl {
 
     /// Checks `text` as libpq would read it.
     pub fn parse(text: &str) -> Result<PostgresUrl, StoreError> {
+        let invalid = |reason: String| StoreError::Invalid {
+            field: "ledger URL",
+            reason: format!("`{}` {reason}", strip_password(text)),
+        };
+        let (connect_url, tls) = crate::tls::split_url(text).map_err(|reason| {
+            invalid(format!("is not a PostgreSQL URL baton accepts: {reason}"))
+        })?;
         let url = PostgresUrl {
             url: text.to_owned(),
+            connect_url,
+            tls,
         };
-        let config = url.config()?;
-        if config.get_ssl_mode() == SslMode::Require {
-            return Err(StoreError::Invalid {
-                field: "ledger URL",
-                reason: format!(
-                    "`{url}` asks for sslmode=require, and this build of baton connects to PostgreSQL without TLS: reach the server over a local network, a socket or a tunnel, with sslmode=disable or prefer"
-                ),
-            });
-        }
+        url.config()?;
         Ok(url)
     }
 
     fn config(&self) -> Result<Config, StoreError> {
-        Config::from_str(&self.url).map_err(|error| StoreError::Invalid {
+        Config::from_str(&self.connect_url).map_err(|error| StoreError::Invalid {
             field: "ledger URL",
             // The parser's message names the part it could not read, not the password.
             reason: format!("`{self}` is not a PostgreSQL URL libpq would accept: {error}"),
@@ -74,6 +80,11 @@ impl PostgresUrl {
     /// The URL with any password taken out, for messages.
     pub fn without_password(&self) -> String {
         strip_password(&self.url)
+    }
+
+    /// `text`, a URL that may not parse, with any password taken out, for messages.
+    pub fn text_without_password(text: &str) -> String {
+        strip_password(text)
     }
 
     /// Whether the URL itself carries a password.
@@ -129,7 +140,15 @@ impl PostgresUrl {
             Durability::Normal => "off",
         };
         let lock_timeout = options.busy_timeout.as_millis();
+        let tls =
+            Tls::resolve(&self.tls, &options.postgres_environment, &config).map_err(|reason| {
+                StoreError::Invalid {
+                    field: "ledger URL",
+                    reason: format!("`{self}` cannot be connected to: {reason}"),
+                }
+            })?;
         Ok(PgTarget {
+            tls,
             config,
             session_settings: format!(
                 "SET synchronous_commit = {synchronous_commit}; SET lock_timeout = {lock_timeout}"
@@ -272,8 +291,20 @@ mod tests {
         ));
         let error = Location::of(Path::new("postgres://x:y@host:notaport/db")).unwrap_err();
         assert!(!error.to_string().contains(":y@"), "{error}");
-        let error = PostgresUrl::parse("postgres://host/db?sslmode=require").unwrap_err();
-        assert!(error.to_string().contains("without TLS"), "{error}");
+        for mode in [
+            "disable",
+            "allow",
+            "prefer",
+            "require",
+            "verify-ca",
+            "verify-full",
+        ] {
+            let url = format!("postgres://x:y@host/db?sslmode={mode}&sslrootcert=/ca.crt");
+            assert!(PostgresUrl::parse(&url).is_ok(), "{url}");
+        }
+        let error = PostgresUrl::parse("postgres://x:y@host/db?sslmode=always").unwrap_err();
+        assert!(error.to_string().contains("verify-full"), "{error}");
+        assert!(!error.to_string().contains(":y@"), "{error}");
     }
 
     #[test]

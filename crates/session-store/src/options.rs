@@ -1,6 +1,7 @@
 //! How a ledger is opened: [`StoreOptions`] and the [`Durability`] of its commits.
 
 use std::fmt;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use redact::Redactor;
@@ -20,6 +21,28 @@ pub struct StoreOptions {
     /// The password for a PostgreSQL ledger whose URL has none (from `PGPASSWORD` or
     /// `~/.pgpass`, which the caller reads: the store reads no environment).
     pub postgres_password: Option<PostgresPassword>,
+    /// What libpq would take from the environment for a PostgreSQL ledger's TLS, read by the
+    /// caller as the password is.
+    pub postgres_environment: PostgresEnvironment,
+}
+
+/// libpq's environment for TLS, as the caller read it (the store reads no environment): the
+/// home directory that holds `~/.postgresql/root.crt` (the certificate authority to check the
+/// server against) and `~/.postgresql/postgresql.crt` and `.key` (a client certificate), and
+/// the defaults for a URL that does not name its own `sslmode`, `sslrootcert`, `sslcert` or
+/// `sslkey`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PostgresEnvironment {
+    /// `HOME`.
+    pub home: Option<PathBuf>,
+    /// `PGSSLMODE`: one of `disable`, `allow`, `prefer`, `require`, `verify-ca`, `verify-full`.
+    pub sslmode: Option<String>,
+    /// `PGSSLROOTCERT`.
+    pub sslrootcert: Option<PathBuf>,
+    /// `PGSSLCERT`.
+    pub sslcert: Option<PathBuf>,
+    /// `PGSSLKEY`.
+    pub sslkey: Option<PathBuf>,
 }
 
 /// How hard a commit works to survive a power cut or an operating-system crash: SQLite's
@@ -81,6 +104,7 @@ impl StoreOptions {
             redactor,
             durability: Durability::default(),
             postgres_password: None,
+            postgres_environment: PostgresEnvironment::default(),
         }
     }
 }

@@ -96,3 +96,78 @@ fn a_password_comes_from_pgpass_and_a_wrong_one_is_a_clear_refusal() {
     );
     assert!(!printed(&refused).contains("not-the-password"));
 }
+
+#[test]
+fn a_workspace_on_postgres_over_verified_tls_runs_and_a_wrong_authority_is_refused() {
+    let only_tls = pg_testkit::TlsOptions {
+        only: true,
+        ..pg_testkit::TlsOptions::default()
+    };
+    let Some(cluster) = pg_testkit::private_tls_cluster("cli::postgres::tls", &only_tls) else {
+        return;
+    };
+    let root = cluster.root_certificate().unwrap().display().to_string();
+    let mut world = World::new();
+    world.set("PGPASSWORD", cluster.password());
+    // The server takes logins over TCP only with TLS; the certificate is checked against the
+    // test's authority and made out to localhost.
+    let url = format!(
+        "postgres://{}@localhost:{}/postgres?sslmode=verify-full&sslrootcert={root}",
+        cluster.user(),
+        cluster.port()
+    );
+    world
+        .baton(&["--db", &url, "init", "--agent", "mock"])
+        .success();
+    let task = world.add_task(&["one", "--prompt", "do one"]);
+    let run = world.baton(&["run", "--json"]).success();
+    assert_eq!(
+        run.json()["tasks"].as_array().unwrap().len(),
+        1,
+        "{}",
+        run.stdout
+    );
+    let shown = world
+        .baton(&["task", "show", &task.to_string(), "--json"])
+        .success();
+    assert_eq!(shown.json()["status"], "completed", "{}", shown.stdout);
+    let doctor = world.baton(&["doctor"]);
+    assert!(printed(&doctor).contains("schema"), "{}", printed(&doctor));
+
+    // Another authority's certificate as the root: refused, saying so, as a ledger failure.
+    let other = world.root().join("other-root.crt");
+    let authority = pg_testkit::Authority::new("another authority").unwrap();
+    std::fs::write(&other, authority.certificate_pem().unwrap()).unwrap();
+    let wrong = format!(
+        "postgres://{}@localhost:{}/postgres?sslmode=verify-full",
+        cluster.user(),
+        cluster.port()
+    );
+    world.set("PGSSLROOTCERT", other.display().to_string());
+    let refused = world.baton(&["--db", &wrong, "task", "list"]);
+    assert_eq!(refused.code, 4, "{}", printed(&refused));
+    assert!(
+        refused
+            .stderr
+            .contains(&format!("is not signed by {}", other.display())),
+        "{}",
+        refused.stderr
+    );
+    // An sslmode libpq does not know is a usage error, and the URL's password stays hidden.
+    let with_password = format!(
+        "postgres://{}:{}@localhost:{}/postgres?sslmode=yes",
+        cluster.user(),
+        cluster.password(),
+        cluster.port()
+    );
+    let unknown = world.baton(&["--db", &with_password, "task", "list"]);
+    assert_eq!(unknown.code, 2, "{}", printed(&unknown));
+    assert!(unknown.stderr.contains("verify-full"), "{}", unknown.stderr);
+    for output in [&run, &shown, &doctor, &refused, &unknown] {
+        assert!(
+            !printed(output).contains(cluster.password()),
+            "{}",
+            printed(output)
+        );
+    }
+}

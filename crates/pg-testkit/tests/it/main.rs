@@ -7,7 +7,11 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use pg_testkit::{Cluster, TestDatabase, private_cluster};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+
+use openssl::ssl::{SslConnector, SslMethod};
+use pg_testkit::{Cluster, TestDatabase, TlsOptions, private_cluster, private_tls_cluster};
+use postgres_openssl::MakeTlsConnector;
 
 /// How long a stopped server's processes may take to be gone.
 const GONE_WITHIN: Duration = Duration::from_secs(20);
@@ -226,6 +230,46 @@ fn clusters_run_side_by_side() {
     assert_ne!(first.password(), second.password());
     second.connect().unwrap().batch_execute("SELECT 1").unwrap();
     first.connect().unwrap().batch_execute("SELECT 1").unwrap();
+}
+
+#[test]
+fn a_tls_cluster_takes_only_tls_with_its_authoritys_certificate_when_asked() {
+    let only = TlsOptions {
+        only: true,
+        ..TlsOptions::default()
+    };
+    let Some(cluster) = private_tls_cluster("a_tls_cluster_takes_only_tls", &only) else {
+        return;
+    };
+    let plain = postgres::Client::connect(&cluster.url_with_password(), postgres::NoTls);
+    assert!(plain.is_err(), "a login without TLS over TCP was taken");
+
+    // Checked against the cluster's authority alone, by the address the certificate names.
+    let mut connector = SslConnector::builder(SslMethod::tls_client()).unwrap();
+    connector
+        .set_ca_file(cluster.root_certificate().unwrap())
+        .unwrap();
+    let tls = MakeTlsConnector::new(connector.build());
+    let url = format!("{}?sslmode=require", cluster.url_with_password());
+    let mut client = postgres::Client::connect(&url, tls).expect("a login with TLS");
+    let encrypted: bool = client
+        .query_one(
+            "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert!(encrypted);
+
+    // The server's key is for the server's account alone; the authority's certificate is for
+    // anyone to read.
+    let data = cluster.directory().join("cluster/data");
+    let key = std::fs::metadata(data.join("server.key")).unwrap();
+    assert_eq!(key.permissions().mode() & 0o777, 0o600);
+    let server_account = std::fs::metadata(&data).unwrap().uid();
+    assert_eq!(key.uid(), server_account);
+    let root = std::fs::metadata(cluster.root_certificate().unwrap()).unwrap();
+    assert_eq!(root.permissions().mode() & 0o777, 0o644);
 }
 
 fn database_exists(cluster: &Cluster, name: &str) -> bool {

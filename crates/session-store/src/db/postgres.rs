@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use postgres::types::{IsNull, ToSql as PgToSql, Type, to_sql_checked};
-use postgres::{Client, Config, NoTls};
+use postgres::{Client, Config};
 
 use super::{DatabaseError, Result, Row, Value};
 
@@ -22,6 +22,8 @@ pub(crate) struct PgTarget {
     pub(crate) config: Config,
     /// `SET` statements run on every new connection (the durability, the lock timeout).
     pub(crate) session_settings: String,
+    /// Whether and how the connection is encrypted, as the URL's `sslmode` says.
+    pub(crate) tls: crate::tls::Tls,
 }
 
 /// One connection to the server, made again after it was lost.
@@ -100,7 +102,7 @@ impl PgConnection {
         // The start-up exchange (however many messages authentication takes) counts as one,
         // the session's settings as another.
         self.note_round_trips(2);
-        let mut client = self.target.config.connect(NoTls)?;
+        let mut client = self.target.tls.connect(&self.target.config)?;
         client.batch_execute(&self.target.session_settings)?;
         state.client = Some(client);
         Ok(())

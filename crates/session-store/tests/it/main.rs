@@ -16,5 +16,6 @@ mod runners;
 mod secrets;
 mod sessions;
 mod tasks;
+mod tls;
 mod transcripts;
 mod workspaces;
