@@ -3,7 +3,7 @@
 //! whole run instead, up to a bound.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use agent::{CancellationToken, ErrorKind, SessionPlan};
 use agent_mock::{MockAgent, Step};
@@ -184,8 +184,13 @@ on_both_backends! {
     async fn a_usage_limit_waits_for_its_reset_and_says_so_once_with_the_time() {
         let mut fixture = Fixture::new();
         fixture.task("limited", &[]);
-        let reset = std::time::SystemTime::now() + Duration::from_millis(300);
-        let agent = MockAgent::with_steps([Step::rate_limited(Some(reset)), Step::succeed("done")]);
+        // The reset is set as the call is made, so that the ledger's work before the call
+        // (slower on a PostgreSQL server) does not use the wait up; its 600 ms leave the
+        // ledger's work after the call that long before the reset has passed ("in 0 s").
+        let agent = MockAgent::scripted(|_, number| match number {
+            0 => Step::rate_limited(Some(SystemTime::now() + Duration::from_millis(600))),
+            _ => Step::succeed("done"),
+        });
         let recorder = Recorder::default();
         let orchestrator = fixture
             .orchestrator(Arc::new(agent.clone()), quick_config())
