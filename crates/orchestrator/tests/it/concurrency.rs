@@ -210,7 +210,15 @@ on_both_backends! {
         );
         let cancel = CancellationToken::new();
         let trigger = cancel.clone();
+        // Cancelled once both slots hold a hung call: by then the ledger's work before each
+        // call is done, whatever it took (a fixed 200 ms could end before the second call
+        // started on a busy PostgreSQL server).
+        let probe = agent.clone();
         tokio::spawn(async move {
+            while probe.calls().len() < 2 {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            // A moment for a third call, were the run wrong enough to start one.
             tokio::time::sleep(Duration::from_millis(200)).await;
             trigger.cancel();
         });
