@@ -145,6 +145,11 @@ impl TaskLoop {
         }
         match moved {
             Ok(_) => {}
+            // The fence held, so no other runner claimed the task since: already in the state
+            // this settlement sets, it was set so by this write's first attempt, which
+            // committed before the ledger went away with the answer (a server restarting
+            // mid-commit), and the ledger holds what this runner meant to write.
+            Err(StoreError::InvalidTransition { from, to, .. }) if from == to => {}
             // A person cancelled it meanwhile: their word stands.
             Err(StoreError::InvalidTransition { .. }) => {
                 return Ok(TaskReport {

@@ -54,8 +54,7 @@ impl Hosts {
         };
         self.repo
             .fixture
-            .store
-            .set_task_workspace(task, &record)
+            .ledger(|store| store.set_task_workspace(task, &record))
             .unwrap();
         task
     }
@@ -99,239 +98,283 @@ fn canonical(path: &Path) -> String {
     path.canonicalize().unwrap().to_string_lossy().into_owned()
 }
 
-#[tokio::test]
-async fn a_task_added_in_one_clone_runs_in_the_runners_clone_and_is_pushed_to_the_remote() {
-    let mut hosts = Hosts::new();
-    let task = hosts.add_task("change");
-    let clone_b = hosts.clone_at("host-b", "upstream");
-    hosts.remove_host_a();
-    let agent = MockAgent::with_steps([Step::succeed("done").write_file("made.txt", "on b\n")]);
-    let config = RunConfig {
-        start_dir: Some(clone_b.clone()),
-        ..hosts.push_config()
-    };
+on_both_backends! {
+    #[tokio::test]
+    async fn a_task_added_in_one_clone_runs_in_the_runners_clone_and_is_pushed_to_the_remote() {
+        let mut hosts = Hosts::new();
+        let task = hosts.add_task("change");
+        let clone_b = hosts.clone_at("host-b", "upstream");
+        hosts.remove_host_a();
+        let agent = MockAgent::with_steps([Step::succeed("done").write_file("made.txt", "on b\n")]);
+        let config = RunConfig {
+            start_dir: Some(clone_b.clone()),
+            ..hosts.push_config()
+        };
 
-    let report = hosts.repo.run(&agent, config).await;
+        let report = hosts.repo.run(&agent, config).await;
 
-    assert!(report.all_completed(), "{report:?}");
-    let workspace = hosts.repo.workspace(task);
-    assert_eq!(
-        workspace.repository.as_deref(),
-        Some(canonical(&clone_b).as_str())
-    );
-    let worktree = PathBuf::from(workspace.worktree_path.clone().unwrap());
-    assert!(worktree.starts_with(canonical(&clone_b)), "{worktree:?}");
-    assert_eq!(
-        std::fs::read_to_string(worktree.join("made.txt")).unwrap(),
-        "on b\n"
-    );
-    assert!(workspace.host.is_some(), "{workspace:?}");
-    // Pushed to the remote of B's clone with the recorded URL, named `upstream` there,
-    // although run.remote is `origin`.
-    assert_eq!(
-        workspace.delivery.as_deref(),
-        Some("pushed"),
-        "{workspace:?}"
-    );
-    let branch = workspace.branch.clone().unwrap();
-    assert_eq!(
-        hosts.in_origin(&["rev-parse", &format!("refs/heads/{branch}")]),
-        workspace.head_commit.clone().unwrap()
-    );
-    assert_eq!(
-        hosts.in_origin(&["show", &format!("refs/heads/{branch}:made.txt")]),
-        "on b"
-    );
-}
-
-#[tokio::test]
-async fn with_no_clone_on_the_host_baton_clones_the_remote_into_run_clones() {
-    let mut hosts = Hosts::new();
-    let task = hosts.add_task("change");
-    let others = [hosts.add_task("other"), hosts.add_task("third")];
-    hosts.remove_host_a();
-    let clones = hosts.repo.fixture.workdir().join("clones");
-    let agent = MockAgent::new();
-    for title in ["change", "other", "third"] {
-        agent.then_for_prompt(
-            format!("Do {title}."),
-            Step::succeed("done").write_file("made.txt", "cloned\n"),
-        );
-    }
-    let config = RunConfig {
-        clones: Some(clones.clone()),
-        start_dir: Some(hosts.repo.fixture.workdir().to_owned()),
-        concurrency: 2,
-        ..hosts.push_config()
-    };
-
-    let report = hosts.repo.run(&agent, config).await;
-
-    assert!(report.all_completed(), "{report:?}");
-    // One clone for the remote, which every task of it uses, made once.
-    assert_eq!(std::fs::read_dir(&clones).unwrap().count(), 1);
-    for other in others {
+        assert!(report.all_completed(), "{report:?}");
+        let workspace = hosts.repo.workspace(task);
         assert_eq!(
-            hosts.repo.workspace(other).repository,
-            hosts.repo.workspace(task).repository
+            workspace.repository.as_deref(),
+            Some(canonical(&clone_b).as_str())
+        );
+        let worktree = PathBuf::from(workspace.worktree_path.clone().unwrap());
+        assert!(worktree.starts_with(canonical(&clone_b)), "{worktree:?}");
+        assert_eq!(
+            std::fs::read_to_string(worktree.join("made.txt")).unwrap(),
+            "on b\n"
+        );
+        assert!(workspace.host.is_some(), "{workspace:?}");
+        // Pushed to the remote of B's clone with the recorded URL, named `upstream` there,
+        // although run.remote is `origin`.
+        assert_eq!(
+            workspace.delivery.as_deref(),
+            Some("pushed"),
+            "{workspace:?}"
+        );
+        let branch = workspace.branch.clone().unwrap();
+        assert_eq!(
+            hosts.in_origin(&["rev-parse", &format!("refs/heads/{branch}")]),
+            workspace.head_commit.clone().unwrap()
+        );
+        assert_eq!(
+            hosts.in_origin(&["show", &format!("refs/heads/{branch}:made.txt")]),
+            "on b"
         );
     }
-    let workspace = hosts.repo.workspace(task);
-    let repository = PathBuf::from(workspace.repository.clone().unwrap());
-    assert!(
-        repository.starts_with(clones.canonicalize().unwrap()),
-        "{repository:?}"
-    );
-    assert_eq!(
+
+    #[tokio::test]
+    async fn with_no_clone_on_the_host_baton_clones_the_remote_into_run_clones() {
+        let mut hosts = Hosts::new();
+        let task = hosts.add_task("change");
+        let others = [hosts.add_task("other"), hosts.add_task("third")];
+        hosts.remove_host_a();
+        let clones = hosts.repo.fixture.workdir().join("clones");
+        let agent = MockAgent::new();
+        for title in ["change", "other", "third"] {
+            agent.then_for_prompt(
+                format!("Do {title}."),
+                Step::succeed("done").write_file("made.txt", "cloned\n"),
+            );
+        }
+        let config = RunConfig {
+            clones: Some(clones.clone()),
+            start_dir: Some(hosts.repo.fixture.workdir().to_owned()),
+            concurrency: 2,
+            ..hosts.push_config()
+        };
+
+        let report = hosts.repo.run(&agent, config).await;
+
+        assert!(report.all_completed(), "{report:?}");
+        // One clone for the remote, which every task of it uses, made once.
+        assert_eq!(std::fs::read_dir(&clones).unwrap().count(), 1);
+        for other in others {
+            assert_eq!(
+                hosts.repo.workspace(other).repository,
+                hosts.repo.workspace(task).repository
+            );
+        }
+        let workspace = hosts.repo.workspace(task);
+        let repository = PathBuf::from(workspace.repository.clone().unwrap());
+        assert!(
+            repository.starts_with(clones.canonicalize().unwrap()),
+            "{repository:?}"
+        );
+        assert_eq!(
+            hosts
+                .repo
+                .git_in(&repository, &["remote", "get-url", "origin"]),
+            hosts.origin.to_string_lossy()
+        );
+        assert_eq!(workspace.delivery.as_deref(), Some("pushed"));
+        let branch = workspace.branch.clone().unwrap();
+        assert_eq!(
+            hosts.in_origin(&["show", &format!("refs/heads/{branch}:made.txt")]),
+            "cloned"
+        );
+    }
+
+    #[tokio::test]
+    async fn with_no_clone_and_no_run_clones_the_task_is_blocked_saying_what_to_set() {
+        let mut hosts = Hosts::new();
+        let task = hosts.add_task("change");
+        hosts.remove_host_a();
+        let agent = MockAgent::new();
+
+        let report = hosts.repo.run(&agent, hosts.push_config()).await;
+
+        assert!(!report.all_completed(), "{report:?}");
+        let blocked = hosts.repo.fixture.get(task);
+        assert_eq!(blocked.status, TaskStatus::Blocked, "{blocked:?}");
+        let reason = blocked.failure_reason.unwrap_or_default();
+        assert!(reason.contains("has no clone on this host"), "{reason}");
+        assert!(reason.contains("run.clones"), "{reason}");
+        assert!(agent.calls().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_base_commit_missing_from_the_runners_clone_is_fetched_from_the_remote() {
+        let mut hosts = Hosts::new();
+        let clone_b = hosts.clone_at("host-b", "origin");
+        // Host A moves on after B cloned, and pushes: B lacks the commit until it fetches.
+        std::fs::write(hosts.repo.path.join("file.txt"), "second\n").unwrap();
+        hosts.repo.git(&["commit", "--quiet", "-am", "second"]);
+        hosts.repo.git(&["push", "--quiet", "origin", "main"]);
+        let second = hosts.repo.git(&["rev-parse", "HEAD"]);
+        let task = hosts.add_task("change");
+        hosts.remove_host_a();
+        assert!(
+            !hosts
+                .repo
+                .git_in(&clone_b, &["rev-list", "--all"])
+                .contains(&second)
+        );
+        let agent = MockAgent::with_steps([Step::succeed("done").write_file("made.txt", "b\n")]);
+        let config = RunConfig {
+            start_dir: Some(clone_b.clone()),
+            ..hosts.push_config()
+        };
+
+        let report = hosts.repo.run(&agent, config).await;
+
+        assert!(report.all_completed(), "{report:?}");
+        let workspace = hosts.repo.workspace(task);
+        assert_eq!(workspace.base_commit.as_deref(), Some(second.as_str()));
+        let worktree = PathBuf::from(workspace.worktree_path.clone().unwrap());
+        assert_eq!(
+            std::fs::read_to_string(worktree.join("file.txt")).unwrap(),
+            "second\n"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_base_commit_the_remote_lacks_blocks_the_task_saying_what_to_push() {
+        let mut hosts = Hosts::new();
+        let clone_b = hosts.clone_at("host-b", "origin");
+        // Host A commits and adds the task without pushing.
+        std::fs::write(hosts.repo.path.join("file.txt"), "unpushed\n").unwrap();
+        hosts.repo.git(&["commit", "--quiet", "-am", "unpushed"]);
+        let unpushed = hosts.repo.git(&["rev-parse", "HEAD"]);
+        let task = hosts.add_task("change");
+        hosts.remove_host_a();
+        let agent = MockAgent::new();
+        let config = RunConfig {
+            start_dir: Some(clone_b),
+            ..hosts.push_config()
+        };
+
+        let report = hosts.repo.run(&agent, config).await;
+
+        assert!(!report.all_completed(), "{report:?}");
+        let blocked = hosts.repo.fixture.get(task);
+        assert_eq!(blocked.status, TaskStatus::Blocked, "{blocked:?}");
+        let reason = blocked.failure_reason.unwrap_or_default();
+        assert!(reason.contains(&unpushed), "{reason}");
+        assert!(reason.contains("push the commit to the remote"), "{reason}");
+        assert!(agent.calls().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_task_that_ran_on_another_host_goes_on_from_its_pushed_branch_in_this_hosts_clone() {
+        let mut hosts = Hosts::new();
+        let task = hosts.add_task("change");
+        // Host A ran the task once and pushed its branch, then died: the ledger names A's
+        // worktree, on A.
+        let branch = format!("baton/{task}-change");
+        hosts.repo.git(&["checkout", "--quiet", "-b", &branch]);
+        std::fs::write(hosts.repo.path.join("earlier.txt"), "from a\n").unwrap();
+        hosts.repo.git(&["add", "earlier.txt"]);
+        hosts.repo.git(&["commit", "--quiet", "-m", "earlier work"]);
+        hosts.repo.git(&["push", "--quiet", "origin", &branch]);
+        let mut record = hosts.repo.workspace(task);
+        record.isolation = Some(String::from("worktree"));
+        record.branch = Some(branch.clone());
+        record.worktree_path = Some(format!(
+            "{}/.baton/worktrees/{task}",
+            hosts.repo.path.display()
+        ));
+        record.host = Some(String::from("host-a.invalid"));
+        record.delivery = Some(String::from("pending"));
         hosts
             .repo
-            .git_in(&repository, &["remote", "get-url", "origin"]),
-        hosts.origin.to_string_lossy()
-    );
-    assert_eq!(workspace.delivery.as_deref(), Some("pushed"));
-    let branch = workspace.branch.clone().unwrap();
-    assert_eq!(
-        hosts.in_origin(&["show", &format!("refs/heads/{branch}:made.txt")]),
-        "cloned"
-    );
+            .fixture
+            .ledger(|store| store.set_task_workspace(task, &record))
+            .unwrap();
+        let clone_b = hosts.clone_at("host-b", "origin");
+        hosts.remove_host_a();
+        let agent = MockAgent::with_steps([Step::succeed("done").write_file("made.txt", "b\n")]);
+        let config = RunConfig {
+            start_dir: Some(clone_b.clone()),
+            ..hosts.push_config()
+        };
+
+        let report = hosts.repo.run(&agent, config).await;
+
+        assert!(report.all_completed(), "{report:?}");
+        let workspace = hosts.repo.workspace(task);
+        let worktree = PathBuf::from(workspace.worktree_path.clone().unwrap());
+        assert!(worktree.starts_with(canonical(&clone_b)), "{worktree:?}");
+        assert_ne!(workspace.host.as_deref(), Some("host-a.invalid"));
+        assert_eq!(
+            std::fs::read_to_string(worktree.join("earlier.txt")).unwrap(),
+            "from a\n"
+        );
+        assert_eq!(
+            hosts.in_origin(&["show", &format!("refs/heads/{branch}:earlier.txt")]),
+            "from a"
+        );
+        assert_eq!(
+            hosts.in_origin(&["show", &format!("refs/heads/{branch}:made.txt")]),
+            "b"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_task_on_one_host_starts_from_its_predecessors_branch_pushed_from_another() {
+        let mut hosts = Hosts::new();
+        let first = hosts.add_task("first");
+        let clone_b = hosts.clone_at("host-b", "origin");
+        let clone_c = hosts.clone_at("host-c", "origin");
+        let agent = MockAgent::new();
+        agent.then_for_prompt(
+            "Do first.",
+            Step::succeed("done").write_file("first.txt", "from c\n"),
+        );
+        agent.then_for_prompt(
+            "Do second.",
+            Step::succeed("done").write_file("second.txt", "from b\n"),
+        );
+        hosts.remove_host_a();
+        let push = hosts.push_config();
+        let on = |dir: &Path| RunConfig {
+            start_dir: Some(dir.to_owned()),
+            ..push.clone()
+        };
+        let report = hosts.repo.run(&agent, on(&clone_c)).await;
+        assert!(report.all_completed(), "{report:?}");
+        let second = hosts.add_task_after("second", &[first]);
+
+        let report = hosts.repo.run(&agent, on(&clone_b)).await;
+
+        assert!(report.all_completed(), "{report:?}");
+        let workspace = hosts.repo.workspace(second);
+        let worktree = PathBuf::from(workspace.worktree_path.clone().unwrap());
+        assert!(worktree.starts_with(canonical(&clone_b)), "{worktree:?}");
+        assert_eq!(
+            std::fs::read_to_string(worktree.join("first.txt")).unwrap(),
+            "from c\n"
+        );
+        assert_eq!(
+            workspace.base_commit,
+            hosts.repo.workspace(first).head_commit
+        );
+    }
 }
 
-#[tokio::test]
-async fn with_no_clone_and_no_run_clones_the_task_is_blocked_saying_what_to_set() {
-    let mut hosts = Hosts::new();
-    let task = hosts.add_task("change");
-    hosts.remove_host_a();
-    let agent = MockAgent::new();
-
-    let report = hosts.repo.run(&agent, hosts.push_config()).await;
-
-    assert!(!report.all_completed(), "{report:?}");
-    let blocked = hosts.repo.fixture.get(task);
-    assert_eq!(blocked.status, TaskStatus::Blocked, "{blocked:?}");
-    let reason = blocked.failure_reason.unwrap_or_default();
-    assert!(reason.contains("has no clone on this host"), "{reason}");
-    assert!(reason.contains("run.clones"), "{reason}");
-    assert!(agent.calls().is_empty());
-}
-
-#[tokio::test]
-async fn a_base_commit_missing_from_the_runners_clone_is_fetched_from_the_remote() {
-    let mut hosts = Hosts::new();
-    let clone_b = hosts.clone_at("host-b", "origin");
-    // Host A moves on after B cloned, and pushes: B lacks the commit until it fetches.
-    std::fs::write(hosts.repo.path.join("file.txt"), "second\n").unwrap();
-    hosts.repo.git(&["commit", "--quiet", "-am", "second"]);
-    hosts.repo.git(&["push", "--quiet", "origin", "main"]);
-    let second = hosts.repo.git(&["rev-parse", "HEAD"]);
-    let task = hosts.add_task("change");
-    hosts.remove_host_a();
-    assert!(
-        !hosts
-            .repo
-            .git_in(&clone_b, &["rev-list", "--all"])
-            .contains(&second)
-    );
-    let agent = MockAgent::with_steps([Step::succeed("done").write_file("made.txt", "b\n")]);
-    let config = RunConfig {
-        start_dir: Some(clone_b.clone()),
-        ..hosts.push_config()
-    };
-
-    let report = hosts.repo.run(&agent, config).await;
-
-    assert!(report.all_completed(), "{report:?}");
-    let workspace = hosts.repo.workspace(task);
-    assert_eq!(workspace.base_commit.as_deref(), Some(second.as_str()));
-    let worktree = PathBuf::from(workspace.worktree_path.clone().unwrap());
-    assert_eq!(
-        std::fs::read_to_string(worktree.join("file.txt")).unwrap(),
-        "second\n"
-    );
-}
-
-#[tokio::test]
-async fn a_base_commit_the_remote_lacks_blocks_the_task_saying_what_to_push() {
-    let mut hosts = Hosts::new();
-    let clone_b = hosts.clone_at("host-b", "origin");
-    // Host A commits and adds the task without pushing.
-    std::fs::write(hosts.repo.path.join("file.txt"), "unpushed\n").unwrap();
-    hosts.repo.git(&["commit", "--quiet", "-am", "unpushed"]);
-    let unpushed = hosts.repo.git(&["rev-parse", "HEAD"]);
-    let task = hosts.add_task("change");
-    hosts.remove_host_a();
-    let agent = MockAgent::new();
-    let config = RunConfig {
-        start_dir: Some(clone_b),
-        ..hosts.push_config()
-    };
-
-    let report = hosts.repo.run(&agent, config).await;
-
-    assert!(!report.all_completed(), "{report:?}");
-    let blocked = hosts.repo.fixture.get(task);
-    assert_eq!(blocked.status, TaskStatus::Blocked, "{blocked:?}");
-    let reason = blocked.failure_reason.unwrap_or_default();
-    assert!(reason.contains(&unpushed), "{reason}");
-    assert!(reason.contains("push the commit to the remote"), "{reason}");
-    assert!(agent.calls().is_empty());
-}
-
-#[tokio::test]
-async fn a_task_that_ran_on_another_host_goes_on_from_its_pushed_branch_in_this_hosts_clone() {
-    let mut hosts = Hosts::new();
-    let task = hosts.add_task("change");
-    // Host A ran the task once and pushed its branch, then died: the ledger names A's
-    // worktree, on A.
-    let branch = format!("baton/{task}-change");
-    hosts.repo.git(&["checkout", "--quiet", "-b", &branch]);
-    std::fs::write(hosts.repo.path.join("earlier.txt"), "from a\n").unwrap();
-    hosts.repo.git(&["add", "earlier.txt"]);
-    hosts.repo.git(&["commit", "--quiet", "-m", "earlier work"]);
-    hosts.repo.git(&["push", "--quiet", "origin", &branch]);
-    let mut record = hosts.repo.workspace(task);
-    record.isolation = Some(String::from("worktree"));
-    record.branch = Some(branch.clone());
-    record.worktree_path = Some(format!(
-        "{}/.baton/worktrees/{task}",
-        hosts.repo.path.display()
-    ));
-    record.host = Some(String::from("host-a.invalid"));
-    record.delivery = Some(String::from("pending"));
-    hosts
-        .repo
-        .fixture
-        .store
-        .set_task_workspace(task, &record)
-        .unwrap();
-    let clone_b = hosts.clone_at("host-b", "origin");
-    hosts.remove_host_a();
-    let agent = MockAgent::with_steps([Step::succeed("done").write_file("made.txt", "b\n")]);
-    let config = RunConfig {
-        start_dir: Some(clone_b.clone()),
-        ..hosts.push_config()
-    };
-
-    let report = hosts.repo.run(&agent, config).await;
-
-    assert!(report.all_completed(), "{report:?}");
-    let workspace = hosts.repo.workspace(task);
-    let worktree = PathBuf::from(workspace.worktree_path.clone().unwrap());
-    assert!(worktree.starts_with(canonical(&clone_b)), "{worktree:?}");
-    assert_ne!(workspace.host.as_deref(), Some("host-a.invalid"));
-    assert_eq!(
-        std::fs::read_to_string(worktree.join("earlier.txt")).unwrap(),
-        "from a\n"
-    );
-    assert_eq!(
-        hosts.in_origin(&["show", &format!("refs/heads/{branch}:earlier.txt")]),
-        "from a"
-    );
-    assert_eq!(
-        hosts.in_origin(&["show", &format!("refs/heads/{branch}:made.txt")]),
-        "b"
-    );
-}
-
+/// On SQLite only: it reads the ledger's files for the token (a PostgreSQL ledger has none
+/// to read; the store's own tests check what reaches either backend).
 #[tokio::test]
 async fn credentials_in_the_remote_url_are_not_kept_in_the_ledger() {
     let mut hosts = Hosts::new();
@@ -357,45 +400,4 @@ async fn credentials_in_the_remote_url_are_not_kept_in_the_ledger() {
             assert!(!text.contains("x-access-token"), "{file:?} holds the user");
         }
     }
-}
-
-#[tokio::test]
-async fn a_task_on_one_host_starts_from_its_predecessors_branch_pushed_from_another() {
-    let mut hosts = Hosts::new();
-    let first = hosts.add_task("first");
-    let clone_b = hosts.clone_at("host-b", "origin");
-    let clone_c = hosts.clone_at("host-c", "origin");
-    let agent = MockAgent::new();
-    agent.then_for_prompt(
-        "Do first.",
-        Step::succeed("done").write_file("first.txt", "from c\n"),
-    );
-    agent.then_for_prompt(
-        "Do second.",
-        Step::succeed("done").write_file("second.txt", "from b\n"),
-    );
-    hosts.remove_host_a();
-    let push = hosts.push_config();
-    let on = |dir: &Path| RunConfig {
-        start_dir: Some(dir.to_owned()),
-        ..push.clone()
-    };
-    let report = hosts.repo.run(&agent, on(&clone_c)).await;
-    assert!(report.all_completed(), "{report:?}");
-    let second = hosts.add_task_after("second", &[first]);
-
-    let report = hosts.repo.run(&agent, on(&clone_b)).await;
-
-    assert!(report.all_completed(), "{report:?}");
-    let workspace = hosts.repo.workspace(second);
-    let worktree = PathBuf::from(workspace.worktree_path.clone().unwrap());
-    assert!(worktree.starts_with(canonical(&clone_b)), "{worktree:?}");
-    assert_eq!(
-        std::fs::read_to_string(worktree.join("first.txt")).unwrap(),
-        "from c\n"
-    );
-    assert_eq!(
-        workspace.base_commit,
-        hosts.repo.workspace(first).head_commit
-    );
 }

@@ -1,6 +1,8 @@
-//! Integration tests of the task loop: the real store on a temp file, the scripted
-//! `MockAgent` (or a mockall mock where the question is "called with what").
+//! Integration tests of the task loop: the real store (a temp SQLite file, and for the tests
+//! in `on_both_backends!` a PostgreSQL database too), the scripted `MockAgent` (or a mockall
+//! mock where the question is "called with what").
 
+#[macro_use]
 mod support;
 
 mod budgets;

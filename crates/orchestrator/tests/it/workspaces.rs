@@ -130,74 +130,79 @@ async fn run_with(fixture: &Fixture, agent: &MockAgent, workspaces: Arc<FakeWork
     .unwrap();
 }
 
-#[tokio::test]
-async fn a_completed_task_is_committed_with_its_trailers_then_unlocked() {
-    let mut fixture = Fixture::new();
-    let task = fixture.task("done", &[]);
-    let workspaces = Arc::new(FakeWorkspaces::default());
-    run_with(&fixture, &MockAgent::new(), Arc::clone(&workspaces)).await;
-    assert_eq!(fixture.get(task).status, TaskStatus::Completed);
-    // One Baton-Task trailer and one Baton-Session trailer.
-    assert_eq!(
-        workspaces.calls(),
-        [
-            "locate",
-            &format!("prepare baton/{task}-done"),
-            "lock",
-            "commit 2",
-            "unlock"
-        ]
-    );
-    let workspace = fixture.store.task_workspace(task).unwrap().unwrap();
-    assert_eq!(workspace.head_commit, Some("b".repeat(40)));
-    assert_eq!(
-        (
-            workspace.files_changed,
-            workspace.insertions,
-            workspace.deletions
-        ),
-        (Some(1), Some(2), Some(3))
-    );
-    assert_eq!(workspace.delivery.as_deref(), Some("branch"));
-}
+on_both_backends! {
+    #[tokio::test]
+    async fn a_completed_task_is_committed_with_its_trailers_then_unlocked() {
+        let mut fixture = Fixture::new();
+        let task = fixture.task("done", &[]);
+        let workspaces = Arc::new(FakeWorkspaces::default());
+        run_with(&fixture, &MockAgent::new(), Arc::clone(&workspaces)).await;
+        assert_eq!(fixture.get(task).status, TaskStatus::Completed);
+        // One Baton-Task trailer and one Baton-Session trailer.
+        assert_eq!(
+            workspaces.calls(),
+            [
+                "locate",
+                &format!("prepare baton/{task}-done"),
+                "lock",
+                "commit 2",
+                "unlock"
+            ]
+        );
+        let workspace = fixture
+            .ledger(|store| store.task_workspace(task))
+            .unwrap()
+            .unwrap();
+        assert_eq!(workspace.head_commit, Some("b".repeat(40)));
+        assert_eq!(
+            (
+                workspace.files_changed,
+                workspace.insertions,
+                workspace.deletions
+            ),
+            (Some(1), Some(2), Some(3))
+        );
+        assert_eq!(workspace.delivery.as_deref(), Some("branch"));
+    }
 
-#[tokio::test]
-async fn a_failed_commit_blocks_the_task_with_gits_message_and_unlocks() {
-    let mut fixture = Fixture::new();
-    let task = fixture.task("unlucky", &[]);
-    let workspaces = Arc::new(FakeWorkspaces::default());
-    workspaces
-        .commit_failures
-        .lock()
-        .unwrap()
-        .push(WorkspaceError::new(
-            "failed to commit: No space left on device",
-        ));
-    run_with(&fixture, &MockAgent::new(), Arc::clone(&workspaces)).await;
-    let task = fixture.get(task);
-    assert_eq!(task.status, TaskStatus::Blocked);
-    let reason = task.failure_reason.unwrap();
-    assert!(reason.contains("No space left on device"), "{reason}");
-    assert!(reason.contains("the work is still in"), "{reason}");
-    assert_eq!(
-        workspaces.calls().last().map(String::as_str),
-        Some("unlock")
-    );
-}
+    #[tokio::test]
+    async fn a_failed_commit_blocks_the_task_with_gits_message_and_unlocks() {
+        let mut fixture = Fixture::new();
+        let task = fixture.task("unlucky", &[]);
+        let workspaces = Arc::new(FakeWorkspaces::default());
+        workspaces
+            .commit_failures
+            .lock()
+            .unwrap()
+            .push(WorkspaceError::new(
+                "failed to commit: No space left on device",
+            ));
+        run_with(&fixture, &MockAgent::new(), Arc::clone(&workspaces)).await;
+        let task = fixture.get(task);
+        assert_eq!(task.status, TaskStatus::Blocked);
+        let reason = task.failure_reason.unwrap();
+        assert!(reason.contains("No space left on device"), "{reason}");
+        assert!(reason.contains("the work is still in"), "{reason}");
+        assert_eq!(
+            workspaces.calls().last().map(String::as_str),
+            Some("unlock")
+        );
+    }
 
-#[tokio::test]
-async fn a_worktree_that_cannot_be_prepared_blocks_the_task_before_any_call() {
-    let mut fixture = Fixture::new();
-    let task = fixture.task("nowhere", &[]);
-    let workspaces = Arc::new(FakeWorkspaces {
-        prepare_fails: true,
-        ..FakeWorkspaces::default()
-    });
-    let agent = MockAgent::with_steps([Step::succeed("never")]);
-    run_with(&fixture, &agent, Arc::clone(&workspaces)).await;
-    let task = fixture.get(task);
-    assert_eq!(task.status, TaskStatus::Blocked);
-    assert!(task.failure_reason.unwrap().contains("no room"));
-    assert!(agent.calls().is_empty());
-    fixture.assert_no_open_session();
+    #[tokio::test]
+    async fn a_worktree_that_cannot_be_prepared_blocks_the_task_before_any_call() {
+        let mut fixture = Fixture::new();
+        let task = fixture.task("nowhere", &[]);
+        let workspaces = Arc::new(FakeWorkspaces {
+            prepare_fails: true,
+            ..FakeWorkspaces::default()
+        });
+        let agent = MockAgent::with_steps([Step::succeed("never")]);
+        run_with(&fixture, &agent, Arc::clone(&workspaces)).await;
+        let task = fixture.get(task);
+        assert_eq!(task.status, TaskStatus::Blocked);
+        assert!(task.failure_reason.unwrap().contains("no room"));
+        assert!(agent.calls().is_empty());
+        fixture.assert_no_open_session();
+    }
 }
