@@ -105,6 +105,10 @@ pub enum DatabaseError {
     /// A value read could not become the Rust value asked for.
     #[error("{0}")]
     Value(String),
+    /// An operation of a batch failed in the database and the batch's body went on: the
+    /// transaction is rolled back rather than committed without it.
+    #[error("an operation of the batch failed, so the batch was rolled back")]
+    Broken,
     /// The connection to PostgreSQL was lost earlier and could not be made again.
     #[error("the connection to the PostgreSQL server is closed")]
     Closed,
@@ -164,19 +168,6 @@ impl DatabaseError {
                 // No SQL state: the client failed (closed, I/O, a timeout), not the server.
                 None => true,
             },
-            _ => false,
-        }
-    }
-
-    /// A row with this primary key exists already.
-    pub(crate) fn is_primary_key_violation(&self) -> bool {
-        match self {
-            DatabaseError::Sqlite(rusqlite::Error::SqliteFailure(failure, _)) => {
-                failure.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY
-            }
-            DatabaseError::Postgres(error) => {
-                error.code() == Some(&::postgres::error::SqlState::UNIQUE_VIOLATION)
-            }
             _ => false,
         }
     }
@@ -350,6 +341,15 @@ impl Connection {
                 connection.ensure_connected()?;
                 connection.batch_execute(postgres::BEGIN_WRITE)
             }
+        }
+    }
+
+    /// Makes a PostgreSQL connection lost since the last transaction again, before a read
+    /// that runs outside a transaction; nothing to do on SQLite.
+    pub(crate) fn ensure_connected(&self) -> Result<()> {
+        match self {
+            Connection::Sqlite(_) => Ok(()),
+            Connection::Postgres(connection) => connection.ensure_connected(),
         }
     }
 

@@ -14,7 +14,7 @@ use rusqlite::OpenFlags;
 use serde_json::Value;
 
 use crate::db::is_busy;
-use crate::db::{Connection, PgConnection};
+use crate::db::{Connection, DatabaseError, PgConnection};
 use crate::error::{Failure, StoreError};
 use crate::location::Location;
 use crate::migrations::{self, MIGRATIONS};
@@ -212,8 +212,9 @@ impl Store {
 
     /// Runs `body` with a [`Batch`]: every operation it makes is written in one `BEGIN
     /// IMMEDIATE` transaction, committed once when `body` returns `Ok`, and rolled back whole
-    /// when it returns `Err`. `operation` completes "could not …" when the transaction
-    /// itself fails (it could not begin or commit).
+    /// when it returns `Err`, or when one of its operations failed in the database (see
+    /// [`Batch`]). `operation` completes "could not …" when the transaction itself fails (it
+    /// could not begin or commit).
     ///
     /// This is how writes that belong together share one commit: an agent call with what it
     /// consumed, or a task's last checks with closing its session and finishing it. A commit
@@ -226,7 +227,17 @@ impl Store {
         body: impl FnOnce(&mut Batch<'_>) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
         self.write(operation, |write| {
-            body(&mut Batch { write }).map_err(Failure::Store)
+            let mut batch = Batch {
+                write,
+                broken: false,
+            };
+            let value = body(&mut batch).map_err(Failure::Store)?;
+            if batch.broken {
+                // The body went on past a failed statement; PostgreSQL has rolled the
+                // transaction back already, and SQLite may hold half an operation.
+                return Err(DatabaseError::Broken.into());
+            }
+            Ok(value)
         })
     }
 
@@ -295,7 +306,8 @@ impl Store {
     }
 
     /// Runs `body` in a read transaction, so that a read made of several statements sees one
-    /// snapshot of the database.
+    /// snapshot of the database. A read of one statement needs none: see
+    /// [`Store::read_statement`].
     pub(crate) fn read<T>(
         &self,
         operation: &'static str,
@@ -309,6 +321,21 @@ impl Store {
             let value = body(&self.connection)?;
             transaction.commit()?;
             Ok(value)
+        })();
+        result.map_err(|failure: Failure| failure.into_store_error(operation, &self.path))
+    }
+
+    /// Runs `body`, a read of one statement, outside a transaction: a statement sees one
+    /// snapshot by itself, so the `BEGIN` and `COMMIT` of [`Store::read`] would add two round
+    /// trips on PostgreSQL and nothing else.
+    pub(crate) fn read_statement<T>(
+        &self,
+        operation: &'static str,
+        body: impl FnOnce(&Connection) -> Result<T, Failure>,
+    ) -> Result<T, StoreError> {
+        let result = (|| {
+            self.connection.ensure_connected()?;
+            body(&self.connection)
         })();
         result.map_err(|failure: Failure| failure.into_store_error(operation, &self.path))
     }
@@ -332,39 +359,45 @@ pub(crate) struct Write<'store> {
 /// Writes made together, in one transaction, by [`Store::batch`].
 ///
 /// A batch has the store's write operations, each with the name, arguments and errors of the
-/// [`Store`] method it mirrors. Each one runs inside a savepoint of its own: one that fails
-/// leaves nothing of itself behind, and the batch goes on. So a caller may take a refusal
-/// (say [`StoreError::CloseConflict`]) as an answer and write the rest, or return the error
-/// from the batch's body to roll everything back.
+/// [`Store`] method it mirrors. An operation that refuses (say [`StoreError::CloseConflict`])
+/// leaves nothing of itself behind, and the batch goes on: so a caller may take a refusal as
+/// an answer and write the rest, or return the error from the batch's body to roll
+/// everything back.
+///
+/// That holds without a savepoint per operation, which on PostgreSQL would cost two round
+/// trips each: every operation makes all its checks before its first write, so a refusal
+/// comes before anything was written (debug builds check this on SQLite). An operation that
+/// fails in the database instead (a lost connection, a broken constraint) may have written
+/// part of itself, and PostgreSQL aborts the transaction at a failed statement: then the
+/// whole batch is rolled back, whatever the body does with the error.
 pub struct Batch<'batch> {
     write: &'batch Write<'batch>,
+    /// An operation failed in the database: the batch cannot commit.
+    broken: bool,
 }
 
 impl Batch<'_> {
-    /// Runs one operation of the batch inside its own savepoint; `operation` completes
-    /// "could not …" in its errors, as the [`Store`] method's does.
+    /// Runs one operation of the batch; `operation` completes "could not …" in its errors, as
+    /// the [`Store`] method's does. `body` must make every check that can refuse before its
+    /// first write.
     pub(crate) fn apply<T>(
         &mut self,
         operation: &'static str,
         body: impl FnOnce(&Write<'_>) -> Result<T, Failure>,
     ) -> Result<T, StoreError> {
         let write = self.write;
-        let result = (|| {
-            write.run("SAVEPOINT batch_operation")?;
-            match body(write) {
-                Ok(value) => {
-                    write.run("RELEASE batch_operation")?;
-                    Ok(value)
-                }
-                Err(failure) => {
-                    // Undo what the operation wrote, then end the savepoint; the
-                    // transaction itself goes on.
-                    write.run("ROLLBACK TO batch_operation")?;
-                    write.run("RELEASE batch_operation")?;
-                    Err(failure)
-                }
-            }
-        })();
+        let changes_before = write.changes_so_far();
+        let result = body(write);
+        match &result {
+            Err(Failure::Database(_)) => self.broken = true,
+            Err(Failure::Store(error)) if error.database_error().is_some() => self.broken = true,
+            Err(Failure::Store(refusal)) => debug_assert_eq!(
+                write.changes_so_far(),
+                changes_before,
+                "invariant: `{operation}` refused ({refusal}) after it had written"
+            ),
+            Ok(_) => {}
+        }
         result.map_err(|failure: Failure| failure.into_store_error(operation, write.path))
     }
 }
@@ -402,6 +435,16 @@ impl RoundTripCounter {
 }
 
 impl Write<'_> {
+    /// How many rows SQLite's connection has changed since it opened, to check that an
+    /// operation refused before it wrote; `None` on PostgreSQL, which would need a round trip
+    /// to tell.
+    fn changes_so_far(&self) -> Option<u64> {
+        match self.connection {
+            Connection::Sqlite(sqlite) => Some(sqlite.total_changes()),
+            Connection::Postgres(_) => None,
+        }
+    }
+
     /// A text the store composed itself (from a host name, a reason read back from a row…),
     /// redacted once, whole, with the redactor the store was opened with.
     pub(crate) fn composed(&self, text: String) -> Redacted {

@@ -49,7 +49,7 @@ impl Store {
         &self,
         session: SessionId,
     ) -> Result<Option<StoredTranscript>, StoreError> {
-        self.read("read a session's transcript", |connection| {
+        self.read_statement("read a session's transcript", |connection| {
             Ok(connection
                 .prepare_cached(
                     "SELECT content, size, copied_at FROM session_transcripts \
