@@ -472,11 +472,15 @@ fn transition(
     reason: Option<&Redacted>,
     runner: Option<&LeaseOwner>,
 ) -> Result<TaskStatus, Failure> {
-    let from = task_status(transaction, id)?;
+    let (from, waiting) = if to == TaskStatus::Running {
+        status_and_waiting(transaction, id)?
+    } else {
+        (task_status(transaction, id)?, false)
+    };
     if !from.can_become(to) {
         return Err(StoreError::InvalidTransition { task: id, from, to }.into());
     }
-    if to == TaskStatus::Running {
+    if waiting {
         let waiting_on = unmet_dependencies(transaction, id)?;
         if !waiting_on.is_empty() {
             return Err(StoreError::DependenciesUnmet {
@@ -544,6 +548,21 @@ fn task_status(connection: &Connection, id: TaskId) -> Result<TaskStatus, Failur
     Ok(connection
         .prepare_cached("SELECT status FROM tasks WHERE id = ?1")?
         .query_row([id], |row| row.get(0))
+        .optional()?
+        .ok_or(StoreError::NotFound(Missing::Task(id)))?)
+}
+
+/// The task's state, and whether a task it depends on is not completed yet: what a claim
+/// checks, in one statement (the list of those tasks is read only for a refusal).
+fn status_and_waiting(connection: &Connection, id: TaskId) -> Result<(TaskStatus, bool), Failure> {
+    Ok(connection
+        .prepare_cached(
+            "SELECT status, EXISTS (SELECT 1 FROM task_dependencies AS dependency \
+                 JOIN tasks AS prerequisite ON prerequisite.id = dependency.depends_on \
+                 WHERE dependency.task_id = tasks.id AND prerequisite.status <> 'completed') \
+             FROM tasks WHERE id = ?1",
+        )?
+        .query_row([id], |row| Ok((row.get(0)?, row.get(1)?)))
         .optional()?
         .ok_or(StoreError::NotFound(Missing::Task(id)))?)
 }
