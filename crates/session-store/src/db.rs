@@ -258,6 +258,17 @@ impl Row<'_> {
     }
 }
 
+/// What a write transaction locks on PostgreSQL. SQLite has one write lock, which every
+/// write transaction takes whole.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum WriteLock {
+    /// The whole ledger: no other write runs beside it.
+    Ledger,
+    /// One task and its sessions (its milestone's, when it has one): writes of other tasks
+    /// run beside it, writes of the whole ledger wait for it.
+    Task { task: i64, milestone: Option<i64> },
+}
+
 /// A connection to one ledger database.
 pub(crate) enum Connection {
     Sqlite(rusqlite::Connection),
@@ -327,19 +338,26 @@ impl Connection {
         }
     }
 
-    /// Begins a write transaction holding the ledger's one write lock, waiting for it up to
-    /// the busy timeout: SQLite's `BEGIN IMMEDIATE`, or on PostgreSQL a transaction-scoped
-    /// advisory lock that every writer of the database takes first. Writers so run one at a
-    /// time on both, and each sees every write committed before it: the store's
-    /// read-then-write operations (a claim, a lease, a transition) need nothing more.
+    /// Begins a write transaction holding the ledger's write lock, waiting for it up to the
+    /// busy timeout: SQLite's `BEGIN IMMEDIATE`, or on PostgreSQL transaction-scoped advisory
+    /// locks that every writer of the database takes first: [`WriteLock::Ledger`] alone, or
+    /// the ledger's lock shared and one task's exclusive ([`WriteLock::Task`]). Writers of the
+    /// same rows so run one at a time on both, and each sees every such write committed
+    /// before it: the store's read-then-write operations (a claim, a lease, a transition)
+    /// need nothing more.
     ///
     /// On PostgreSQL a connection lost since the last transaction is made again first.
-    pub(crate) fn begin_write(&self) -> Result<()> {
+    pub(crate) fn begin_write(&self, lock: WriteLock) -> Result<()> {
         match self {
             Connection::Sqlite(_) => self.run("BEGIN IMMEDIATE"),
             Connection::Postgres(connection) => {
                 connection.ensure_connected()?;
-                connection.batch_execute(postgres::BEGIN_WRITE)
+                match lock {
+                    WriteLock::Ledger => connection.batch_execute(postgres::BEGIN_WRITE),
+                    WriteLock::Task { task, milestone } => {
+                        connection.batch_execute(&postgres::begin_task_write(task, milestone))
+                    }
+                }
             }
         }
     }

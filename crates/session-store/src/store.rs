@@ -14,8 +14,9 @@ use rusqlite::OpenFlags;
 use serde_json::Value;
 
 use crate::db::is_busy;
-use crate::db::{Connection, DatabaseError, PgConnection};
+use crate::db::{Connection, DatabaseError, PgConnection, WriteLock};
 use crate::error::{Failure, StoreError};
+use crate::ids::{MilestoneId, TaskId};
 use crate::location::Location;
 use crate::migrations::{self, MIGRATIONS};
 pub use crate::options::{Durability, StoreOptions};
@@ -194,8 +195,18 @@ impl Store {
         operation: &'static str,
         body: impl FnOnce(&Write<'_>) -> Result<T, Failure>,
     ) -> Result<T, StoreError> {
+        self.write_under(WriteLock::Ledger, operation, body)
+    }
+
+    /// [`Store::write`] under `lock`.
+    fn write_under<T>(
+        &mut self,
+        lock: WriteLock,
+        operation: &'static str,
+        body: impl FnOnce(&Write<'_>) -> Result<T, Failure>,
+    ) -> Result<T, StoreError> {
         let result = (|| {
-            let transaction = WriteTransaction::begin(&self.connection)?;
+            let transaction = WriteTransaction::begin(&self.connection, lock)?;
             let value = body(&Write {
                 connection: &self.connection,
                 redactor: &self.redactor,
@@ -226,7 +237,41 @@ impl Store {
         operation: &'static str,
         body: impl FnOnce(&mut Batch<'_>) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
-        self.write(operation, |write| {
+        self.batch_under(WriteLock::Ledger, operation, body)
+    }
+
+    /// [`Store::batch`] for a batch that writes only `task` and what is its own: its row, its
+    /// sessions, calls, checks, transcripts and workspace, and its events (`milestone` is the
+    /// task's, whose tasks may share a session). On PostgreSQL such batches for different
+    /// tasks (of different milestones) run side by side: each takes the lock of its task (or
+    /// milestone), and the ledger's write lock only shared, so that a write of the whole
+    /// ledger ([`Store::batch`] and every other write) still runs alone. SQLite has one write
+    /// lock, and this is [`Store::batch`].
+    ///
+    /// It may read other rows (a claim reads whether the tasks it waits on completed): a
+    /// task that completed stays completed, so such a read cannot be made stale by a write
+    /// beside it that matters.
+    pub fn task_batch<T>(
+        &mut self,
+        task: TaskId,
+        milestone: Option<MilestoneId>,
+        operation: &'static str,
+        body: impl FnOnce(&mut Batch<'_>) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let lock = WriteLock::Task {
+            task: task.0,
+            milestone: milestone.map(|milestone| milestone.0),
+        };
+        self.batch_under(lock, operation, body)
+    }
+
+    fn batch_under<T>(
+        &mut self,
+        lock: WriteLock,
+        operation: &'static str,
+        body: impl FnOnce(&mut Batch<'_>) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        self.write_under(lock, operation, |write| {
             let mut batch = Batch {
                 write,
                 broken: false,
@@ -473,8 +518,14 @@ struct WriteTransaction<'connection> {
 }
 
 impl<'connection> WriteTransaction<'connection> {
-    fn begin(connection: &'connection Connection) -> crate::db::Result<Self> {
-        connection.begin_write()?;
+    fn begin(connection: &'connection Connection, lock: WriteLock) -> crate::db::Result<Self> {
+        if let Err(error) = connection.begin_write(lock) {
+            // On PostgreSQL the `BEGIN` went through when the lock then timed out: the
+            // transaction stays open, aborted, until rolled back, and would refuse every
+            // later statement of the connection.
+            connection.rollback_if_open();
+            return Err(error);
+        }
         Ok(WriteTransaction {
             connection,
             committed: false,
