@@ -26,9 +26,10 @@ pub use crate::options::{Durability, StoreOptions};
 /// Open one `Store` per thread (it is `Send`, not `Sync`); any number of stores, in any
 /// number of processes (on any number of hosts, for PostgreSQL), may share one ledger. Every
 /// write is one transaction that first takes the ledger's write lock (SQLite's `BEGIN
-/// IMMEDIATE`; on PostgreSQL a transaction-scoped advisory lock), so concurrent writers queue
-/// (up to the busy timeout) instead of failing, each write sees every write committed before
-/// it, and a reader always sees whole operations.
+/// IMMEDIATE`; on PostgreSQL a transaction-scoped advisory lock, which [`Store::task_batch`]
+/// narrows to one task), so concurrent writers queue (up to the busy timeout) instead of
+/// failing, each write sees every write committed before it that could change its answer, and
+/// a reader always sees whole operations.
 #[derive(Debug)]
 pub struct Store {
     connection: Connection,

@@ -33,14 +33,15 @@ on_both_backends! {
 }
 
 /// Round trips a claim with its session may cost on PostgreSQL: the `BEGIN` that takes the
-/// write lock, the task's state and dependencies, its update and event, the task read back
-/// (its row, checks and dependencies), the session's task and its insert, the `COMMIT`.
-const CLAIM_BUDGET: u64 = 10;
+/// write lock, the task's state and whether it waits on another, its update (which returns
+/// the task) and event, the task's checks and dependencies, the session's task and its
+/// insert, the `COMMIT`.
+const CLAIM_BUDGET: u64 = 8;
 
 /// Round trips the batch that ends a one-call task may cost: the `BEGIN`, the fence, the
-/// call (its key, its session, the session's totals, its row, the task's totals), the
-/// session's close, the task's state, update and event, the `COMMIT`.
-const CALL_AND_FINISH_BUDGET: u64 = 12;
+/// call (its session with any call under its key, the session's totals, its row, the task's
+/// totals), the session's close, the task's state, update and event, the `COMMIT`.
+const CALL_AND_FINISH_BUDGET: u64 = 11;
 
 /// One iteration of a task's loop, as the orchestrator writes it, held to a budget of round
 /// trips, so that a statement more in these paths fails here rather than slowing every
