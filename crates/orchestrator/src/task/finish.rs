@@ -145,6 +145,9 @@ impl TaskLoop {
         }
         match moved {
             Ok(_) => {}
+            // A write retried after the database went away, whose first commit went through
+            // though its answer was lost: the task is where this loop put it.
+            Err(StoreError::InvalidTransition { from, .. }) if from == task_status => {}
             // A person cancelled it meanwhile: their word stands.
             Err(StoreError::InvalidTransition { .. }) => {
                 return Ok(TaskReport {
