@@ -187,11 +187,32 @@ impl<'run> Scheduler<'run> {
     /// Keeps how a task ended: a watching run keeps only the latest end of a task it took
     /// up more than once.
     fn ended(&mut self, task: TaskId, report: Option<TaskReport>) {
+        if report.is_none() {
+            self.spread();
+        }
         if let Some(watching) = &mut self.watching {
             watching.ended(task, report.as_ref().map(|report| &report.outcome));
             self.finished.retain(|earlier| earlier.task != task);
         }
         self.finished.extend(report);
+    }
+
+    /// After a claim this runner lost (another runner took the task first, most likely):
+    /// goes on from a place in the queue drawn at random. Runners over one ledger read the
+    /// same ready tasks in the same order; without this they would all go for the same next
+    /// task, one would win, and the rest would lose again, task after task. A runner alone
+    /// never loses a claim to another, so it keeps the queue's order.
+    fn spread(&mut self) {
+        use std::hash::{BuildHasher, Hasher};
+        if self.queue.len() < 2 {
+            return;
+        }
+        // Every `RandomState` is keyed afresh: a random number without another dependency.
+        let random = std::collections::hash_map::RandomState::new()
+            .build_hasher()
+            .finish();
+        let places = usize::try_from(random % self.queue.len() as u64).unwrap_or(0);
+        self.queue.rotate_left(places);
     }
 
     /// Stops the run for `err`: nothing more is dispatched, and running tasks wind down.
