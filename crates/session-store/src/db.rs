@@ -327,7 +327,7 @@ impl Connection {
     }
 
     /// Runs one statement that takes no parameters and returns no rows (`COMMIT`,
-    /// `SAVEPOINT …`).
+    /// `BEGIN IMMEDIATE`).
     pub(crate) fn run(&self, sql: &str) -> Result<()> {
         match self {
             Connection::Sqlite(connection) => {

@@ -316,7 +316,7 @@ impl Store {
     /// Counts this store's round trips to its PostgreSQL server from now on: the handle's
     /// [`RoundTripCounter::count`] grows by one for each exchange the store waits for — a
     /// statement sent and its answer read, a batch of statements sent as one (the `BEGIN` that
-    /// takes the write lock, a `COMMIT`, a savepoint), a statement prepared on its first use
+    /// takes the write lock, a `COMMIT`, a `ROLLBACK`), a statement prepared on its first use
     /// on a connection, and two for each connection made (the start-up, the session's
     /// settings). Reads count as well as writes. For benchmarks and tests that hold the ledger
     /// to a number of round trips; any number of counters may be taken, each from its moment.
