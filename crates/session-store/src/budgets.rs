@@ -113,7 +113,15 @@ impl fmt::Display for BudgetScope {
 impl Store {
     /// The budget of a task or milestone and what has been spent against it.
     pub fn budget(&self, scope: BudgetScope) -> Result<BudgetStatus, StoreError> {
-        self.read("read a budget", |connection| read_budget(connection, scope))
+        match scope {
+            // A task's limits and totals are one row: one statement.
+            BudgetScope::Task(_) => {
+                self.read_statement("read a budget", |connection| read_budget(connection, scope))
+            }
+            BudgetScope::Milestone(_) => {
+                self.read("read a budget", |connection| read_budget(connection, scope))
+            }
+        }
     }
 
     /// Sets the limits `budget` gives on a task or milestone, keeping the ones it leaves

@@ -144,16 +144,13 @@ const RECORD_CALL: &str = "record an agent call";
 /// Records `call` and adds its figures to its session's and its task's totals; see
 /// [`Store::record_agent_call`].
 fn record_call(write: &Write<'_>, call: &NewAgentCall) -> Result<CallId, Failure> {
-    if let Some(key) = &call.key
-        && let Some(recorded) = write
-            .prepare_cached("SELECT id FROM agent_calls WHERE call_key = ?1")?
-            .query_row([key], |row| row.get(0))
-            .optional()?
-    {
+    let session = call.session.to_string();
+    let target = CallTarget::read(write, call.session, &session, call.key.as_deref())?;
+    // A call recorded under its key already (a retried write whose first commit went through)
+    // is kept once; a call's session never goes away, so it is found first.
+    if let Some(recorded) = target.recorded {
         return Ok(CallId(recorded));
     }
-    let session = call.session.to_string();
-    let target = CallTarget::read(write, call.session, &session)?;
     if !target.status.is_open() {
         return Err(StoreError::SessionClosed {
             id: call.session,
@@ -270,22 +267,33 @@ struct CallTarget {
     milestone: Option<MilestoneId>,
     policy: SessionPolicy,
     status: SessionStatus,
+    /// The call recorded under the new call's key already, if any.
+    recorded: Option<i64>,
 }
 
 impl CallTarget {
-    /// Reads the session, or fails with [`StoreError::NotFound`] naming it: a call for a
-    /// session that was never opened must say so, not fail on a foreign key.
-    fn read(connection: &Connection, id: SessionId, text: &str) -> Result<CallTarget, Failure> {
+    /// Reads the session, and the call recorded under `key` already, in one statement; or
+    /// fails with [`StoreError::NotFound`] naming the session: a call for a session that was
+    /// never opened must say so, not fail on a foreign key.
+    fn read(
+        connection: &Connection,
+        id: SessionId,
+        text: &str,
+        key: Option<&str>,
+    ) -> Result<CallTarget, Failure> {
         connection
             .prepare_cached(
-                "SELECT task_id, milestone_id, policy, status FROM sessions WHERE id = ?1",
+                "SELECT task_id, milestone_id, policy, status, \
+                 (SELECT id FROM agent_calls WHERE call_key = ?2) \
+                 FROM sessions WHERE id = ?1",
             )?
-            .query_row([text], |row| {
+            .query_row(params![text, key], |row| {
                 Ok(CallTarget {
                     task: row.get(0)?,
                     milestone: row.get(1)?,
                     policy: row.get(2)?,
                     status: row.get(3)?,
+                    recorded: row.get(4)?,
                 })
             })
             .optional()?

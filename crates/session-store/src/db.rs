@@ -108,6 +108,10 @@ pub enum DatabaseError {
     /// A value read could not become the Rust value asked for.
     #[error("{0}")]
     Value(String),
+    /// An operation of a batch failed in the database and the batch's body went on: the
+    /// transaction is rolled back rather than committed without it.
+    #[error("an operation of the batch failed, so the batch was rolled back")]
+    Broken,
     /// The connection to PostgreSQL was lost earlier and could not be made again.
     #[error("the connection to the PostgreSQL server is closed")]
     Closed,
@@ -168,19 +172,6 @@ impl DatabaseError {
                 // No SQL state: the client failed (closed, I/O, a timeout), not the server.
                 None => true,
             },
-            _ => false,
-        }
-    }
-
-    /// A row with this primary key exists already.
-    pub(crate) fn is_primary_key_violation(&self) -> bool {
-        match self {
-            DatabaseError::Sqlite(rusqlite::Error::SqliteFailure(failure, _)) => {
-                failure.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY
-            }
-            DatabaseError::Postgres(error) => {
-                error.code() == Some(&::postgres::error::SqlState::UNIQUE_VIOLATION)
-            }
             _ => false,
         }
     }
@@ -281,6 +272,17 @@ impl Row<'_> {
     }
 }
 
+/// What a write transaction locks on PostgreSQL. SQLite has one write lock, which every
+/// write transaction takes whole.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum WriteLock {
+    /// The whole ledger: no other write runs beside it.
+    Ledger,
+    /// One task and its sessions (its milestone's, when it has one): writes of other tasks
+    /// run beside it, writes of the whole ledger wait for it.
+    Task { task: i64, milestone: Option<i64> },
+}
+
 /// A connection to one ledger database.
 pub(crate) enum Connection {
     Sqlite(rusqlite::Connection),
@@ -339,7 +341,7 @@ impl Connection {
     }
 
     /// Runs one statement that takes no parameters and returns no rows (`COMMIT`,
-    /// `SAVEPOINT …`).
+    /// `BEGIN IMMEDIATE`).
     pub(crate) fn run(&self, sql: &str) -> Result<()> {
         match self {
             Connection::Sqlite(connection) => {
@@ -350,20 +352,36 @@ impl Connection {
         }
     }
 
-    /// Begins a write transaction holding the ledger's one write lock, waiting for it up to
-    /// the busy timeout: SQLite's `BEGIN IMMEDIATE`, or on PostgreSQL a transaction-scoped
-    /// advisory lock that every writer of the database takes first. Writers so run one at a
-    /// time on both, and each sees every write committed before it: the store's
-    /// read-then-write operations (a claim, a lease, a transition) need nothing more.
+    /// Begins a write transaction holding the ledger's write lock, waiting for it up to the
+    /// busy timeout: SQLite's `BEGIN IMMEDIATE`, or on PostgreSQL transaction-scoped advisory
+    /// locks that every writer of the database takes first: [`WriteLock::Ledger`] alone, or
+    /// the ledger's lock shared and one task's exclusive ([`WriteLock::Task`]). Writers of the
+    /// same rows so run one at a time on both, and each sees every such write committed
+    /// before it: the store's read-then-write operations (a claim, a lease, a transition)
+    /// need nothing more.
     ///
     /// On PostgreSQL a connection lost since the last transaction is made again first.
-    pub(crate) fn begin_write(&self) -> Result<()> {
+    pub(crate) fn begin_write(&self, lock: WriteLock) -> Result<()> {
         match self {
             Connection::Sqlite(_) => self.run("BEGIN IMMEDIATE"),
             Connection::Postgres(connection) => {
                 connection.ensure_connected()?;
-                connection.batch_execute(postgres::BEGIN_WRITE)
+                match lock {
+                    WriteLock::Ledger => connection.batch_execute(postgres::BEGIN_WRITE),
+                    WriteLock::Task { task, milestone } => {
+                        connection.batch_execute(&postgres::begin_task_write(task, milestone))
+                    }
+                }
             }
+        }
+    }
+
+    /// Makes a PostgreSQL connection lost since the last transaction again, before a read
+    /// that runs outside a transaction; nothing to do on SQLite.
+    pub(crate) fn ensure_connected(&self) -> Result<()> {
+        match self {
+            Connection::Sqlite(_) => Ok(()),
+            Connection::Postgres(connection) => connection.ensure_connected(),
         }
     }
 

@@ -297,7 +297,7 @@ impl StoreError {
         matches!(self.database_error(), Some(DatabaseError::Tls(_)))
     }
 
-    fn database_error(&self) -> Option<&DatabaseError> {
+    pub(crate) fn database_error(&self) -> Option<&DatabaseError> {
         match self {
             StoreError::Open { source, .. }
             | StoreError::Database { source, .. }

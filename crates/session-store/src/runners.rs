@@ -85,7 +85,7 @@ impl Store {
         process: &LeaseOwner,
         since: Timestamp,
     ) -> Result<bool, StoreError> {
-        self.read("look for a runner's heartbeat", |connection| {
+        self.read_statement("look for a runner's heartbeat", |connection| {
             Ok(connection
                 .prepare_cached(
                     "SELECT 1 FROM runners WHERE host = ?1 AND pid = ?2 AND start_time = ?3 \
@@ -129,9 +129,17 @@ impl Batch<'_> {
 }
 
 fn check(transaction: &Write<'_>, fence: &Fence) -> Result<(), Failure> {
-    let current: u64 = transaction
-        .prepare_cached("SELECT claim_epoch FROM tasks WHERE id = ?1")?
-        .query_row([fence.task], |row| row.get(0))
+    // Both epochs in one statement: on PostgreSQL each statement is a round trip, and this one
+    // comes first in every write of a task's loop.
+    let session = fence.session.map(|(session, _)| session.to_string());
+    let (current, lease_epoch): (u64, Option<u64>) = transaction
+        .prepare_cached(
+            "SELECT claim_epoch, (SELECT lease_epoch FROM sessions WHERE id = ?2) \
+             FROM tasks WHERE id = ?1",
+        )?
+        .query_row(params![fence.task, session], |row| {
+            Ok((row.get(0)?, row.get(1)?))
+        })
         .map_err(|error| match error {
             crate::db::DatabaseError::NoRows => {
                 Failure::Store(StoreError::NotFound(Missing::Task(fence.task)))
@@ -147,9 +155,7 @@ fn check(transaction: &Write<'_>, fence: &Fence) -> Result<(), Failure> {
         .into());
     }
     if let Some((session, held)) = fence.session {
-        let current: u64 = transaction
-            .prepare_cached("SELECT lease_epoch FROM sessions WHERE id = ?1")?
-            .query_row([session.to_string()], |row| row.get(0))?;
+        let current = lease_epoch.ok_or(StoreError::NotFound(Missing::Session(session)))?;
         if current != held {
             return Err(StoreError::Fenced {
                 what: format!("session {session}"),

@@ -22,7 +22,7 @@ use serde_json::json;
 use crate::error::{Failure, Missing, StoreError};
 use crate::events::{event_kind, insert_event};
 use crate::ids::{MilestoneId, TaskId};
-use crate::lookup::{ensure_task, session_status, task_milestone};
+use crate::lookup::{session_status, task_milestone};
 use crate::process::{AgentProcess, LeaseOwner};
 use crate::sql::{TOTALS_COLUMNS, session_id_at, totals_at};
 use crate::status::{SessionPolicy, SessionStatus};
@@ -108,7 +108,7 @@ impl Store {
     /// The session with this id.
     pub fn session(&self, id: SessionId) -> Result<Session, StoreError> {
         let text = id.to_string();
-        self.read("read a session", |connection| {
+        self.read_statement("read a session", |connection| {
             connection
                 .prepare_cached(&format!(
                     "SELECT {SESSION_COLUMNS}, {TOTALS_COLUMNS} FROM sessions WHERE id = ?1"
@@ -121,19 +121,22 @@ impl Store {
 
     /// The sessions that match `filter`, oldest first.
     pub fn sessions(&self, filter: &SessionFilter) -> Result<Vec<Session>, StoreError> {
-        self.read("list sessions", |connection| {
-            if let Some(task) = filter.task {
-                ensure_task(connection, task)?;
-            }
+        self.read_statement("list sessions", |connection| {
             // Only the filters that are set go into the statement, so that it can use the
             // index of the column it filters on: a task's sessions are looked up before each
             // task runs, and scanning every session made that grow with the ledger.
             let mut clauses = Vec::new();
             let mut parameters: Vec<&dyn ToSql> = Vec::new();
-            if let Some(task) = &filter.task {
-                clauses.push("task_id = ?");
+            // A task's sessions hang off the task's row (a table with the one column `known`,
+            // so the session columns stay unambiguous): no row at all says the task does not
+            // exist, in the same statement, so the read needs no transaction.
+            let from = if let Some(task) = &filter.task {
                 parameters.push(task);
-            }
+                "(SELECT id AS known FROM tasks WHERE id = ?) AS task \
+                 LEFT JOIN sessions ON sessions.task_id = task.known"
+            } else {
+                "sessions"
+            };
             if let Some(status) = &filter.status {
                 clauses.push("status = ?");
                 parameters.push(status);
@@ -142,19 +145,38 @@ impl Store {
                 clauses.push("milestone_id = ?");
                 parameters.push(milestone);
             }
+            // Under a task, the other filters join the sessions to it (a `WHERE` would drop
+            // the task's row when no session matches).
+            let lead = if filter.task.is_some() {
+                "AND"
+            } else {
+                "WHERE"
+            };
             let filter_sql = if clauses.is_empty() {
                 String::new()
             } else {
-                format!("WHERE {}", clauses.join(" AND "))
+                format!(" {lead} {}", clauses.join(" AND "))
             };
             let mut statement = connection.prepare_cached(&format!(
-                "SELECT {SESSION_COLUMNS}, {TOTALS_COLUMNS} FROM sessions {filter_sql} \
+                "SELECT {SESSION_COLUMNS}, {TOTALS_COLUMNS} FROM {from}{filter_sql} \
                  ORDER BY started_at, id"
             ))?;
-            let sessions = statement
-                .query_map(parameters.as_slice(), session_from_row)?
+            let rows = statement
+                .query_map(parameters.as_slice(), |row| {
+                    // The task's row without a session: NULL in every session column.
+                    if row.get_ref(0)? == crate::db::Value::Null {
+                        Ok(None)
+                    } else {
+                        session_from_row(row).map(Some)
+                    }
+                })?
                 .collect::<crate::db::Result<Vec<_>>>()?;
-            Ok(sessions)
+            if let Some(task) = filter.task
+                && rows.is_empty()
+            {
+                return Err(StoreError::NotFound(Missing::Task(task)).into());
+            }
+            Ok(rows.into_iter().flatten().collect())
         })
     }
 
@@ -282,12 +304,15 @@ fn open(transaction: &Write<'_>, session: &NewSession) -> Result<Lease, Failure>
         expires_at: now.saturating_add(session.lease_ttl),
         epoch: 1,
     };
+    // A session id taken already is a refusal, not a failed statement, which on PostgreSQL
+    // would abort the whole batch.
     let inserted = transaction
         .prepare_cached(
             "INSERT INTO sessions (id, task_id, milestone_id, policy, status, \
                  lease_pid, lease_host, lease_start_time, lease_expires_at, started_at, \
                  lease_epoch) \
-                 VALUES (?1, ?2, ?3, ?4, 'open', ?5, ?6, ?7, ?8, ?9, 1)",
+                 VALUES (?1, ?2, ?3, ?4, 'open', ?5, ?6, ?7, ?8, ?9, 1) \
+                 ON CONFLICT (id) DO NOTHING",
         )?
         .execute(params![
             id,
@@ -299,13 +324,9 @@ fn open(transaction: &Write<'_>, session: &NewSession) -> Result<Lease, Failure>
             lease.owner.start_time,
             lease.expires_at,
             now,
-        ]);
-    match inserted {
-        Ok(_) => {}
-        Err(error) if error.is_primary_key_violation() => {
-            return Err(StoreError::SessionExists { id: session.id }.into());
-        }
-        Err(error) => return Err(error.into()),
+        ])?;
+    if inserted == 0 {
+        return Err(StoreError::SessionExists { id: session.id }.into());
     }
     Ok(lease)
 }

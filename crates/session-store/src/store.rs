@@ -14,8 +14,9 @@ use rusqlite::OpenFlags;
 use serde_json::Value;
 
 use crate::db::is_busy;
-use crate::db::{Connection, PgConnection};
+use crate::db::{Connection, DatabaseError, PgConnection, WriteLock};
 use crate::error::{Failure, StoreError};
+use crate::ids::{MilestoneId, TaskId};
 use crate::location::Location;
 use crate::migrations::{self, MIGRATIONS};
 pub use crate::options::{Durability, StoreOptions};
@@ -25,9 +26,10 @@ pub use crate::options::{Durability, StoreOptions};
 /// Open one `Store` per thread (it is `Send`, not `Sync`); any number of stores, in any
 /// number of processes (on any number of hosts, for PostgreSQL), may share one ledger. Every
 /// write is one transaction that first takes the ledger's write lock (SQLite's `BEGIN
-/// IMMEDIATE`; on PostgreSQL a transaction-scoped advisory lock), so concurrent writers queue
-/// (up to the busy timeout) instead of failing, each write sees every write committed before
-/// it, and a reader always sees whole operations.
+/// IMMEDIATE`; on PostgreSQL a transaction-scoped advisory lock, which [`Store::task_batch`]
+/// narrows to one task), so concurrent writers queue (up to the busy timeout) instead of
+/// failing, each write sees every write committed before it that could change its answer, and
+/// a reader always sees whole operations.
 #[derive(Debug)]
 pub struct Store {
     connection: Connection,
@@ -194,8 +196,18 @@ impl Store {
         operation: &'static str,
         body: impl FnOnce(&Write<'_>) -> Result<T, Failure>,
     ) -> Result<T, StoreError> {
+        self.write_under(WriteLock::Ledger, operation, body)
+    }
+
+    /// [`Store::write`] under `lock`.
+    fn write_under<T>(
+        &mut self,
+        lock: WriteLock,
+        operation: &'static str,
+        body: impl FnOnce(&Write<'_>) -> Result<T, Failure>,
+    ) -> Result<T, StoreError> {
         let result = (|| {
-            let transaction = WriteTransaction::begin(&self.connection)?;
+            let transaction = WriteTransaction::begin(&self.connection, lock)?;
             let value = body(&Write {
                 connection: &self.connection,
                 redactor: &self.redactor,
@@ -212,8 +224,9 @@ impl Store {
 
     /// Runs `body` with a [`Batch`]: every operation it makes is written in one `BEGIN
     /// IMMEDIATE` transaction, committed once when `body` returns `Ok`, and rolled back whole
-    /// when it returns `Err`. `operation` completes "could not …" when the transaction
-    /// itself fails (it could not begin or commit).
+    /// when it returns `Err`, or when one of its operations failed in the database (see
+    /// [`Batch`]). `operation` completes "could not …" when the transaction itself fails (it
+    /// could not begin or commit).
     ///
     /// This is how writes that belong together share one commit: an agent call with what it
     /// consumed, or a task's last checks with closing its session and finishing it. A commit
@@ -225,8 +238,52 @@ impl Store {
         operation: &'static str,
         body: impl FnOnce(&mut Batch<'_>) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
-        self.write(operation, |write| {
-            body(&mut Batch { write }).map_err(Failure::Store)
+        self.batch_under(WriteLock::Ledger, operation, body)
+    }
+
+    /// [`Store::batch`] for a batch that writes only `task` and what is its own: its row, its
+    /// sessions, calls, checks, transcripts and workspace, and its events (`milestone` is the
+    /// task's, whose tasks may share a session). On PostgreSQL such batches for different
+    /// tasks (of different milestones) run side by side: each takes the lock of its task (or
+    /// milestone), and the ledger's write lock only shared, so that a write of the whole
+    /// ledger ([`Store::batch`] and every other write) still runs alone. SQLite has one write
+    /// lock, and this is [`Store::batch`].
+    ///
+    /// It may read other rows (a claim reads whether the tasks it waits on completed): a
+    /// task that completed stays completed, so such a read cannot be made stale by a write
+    /// beside it that matters.
+    pub fn task_batch<T>(
+        &mut self,
+        task: TaskId,
+        milestone: Option<MilestoneId>,
+        operation: &'static str,
+        body: impl FnOnce(&mut Batch<'_>) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let lock = WriteLock::Task {
+            task: task.0,
+            milestone: milestone.map(|milestone| milestone.0),
+        };
+        self.batch_under(lock, operation, body)
+    }
+
+    fn batch_under<T>(
+        &mut self,
+        lock: WriteLock,
+        operation: &'static str,
+        body: impl FnOnce(&mut Batch<'_>) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        self.write_under(lock, operation, |write| {
+            let mut batch = Batch {
+                write,
+                broken: false,
+            };
+            let value = body(&mut batch).map_err(Failure::Store)?;
+            if batch.broken {
+                // The body went on past a failed statement; PostgreSQL has rolled the
+                // transaction back already, and SQLite may hold half an operation.
+                return Err(DatabaseError::Broken.into());
+            }
+            Ok(value)
         })
     }
 
@@ -259,7 +316,7 @@ impl Store {
     /// Counts this store's round trips to its PostgreSQL server from now on: the handle's
     /// [`RoundTripCounter::count`] grows by one for each exchange the store waits for — a
     /// statement sent and its answer read, a batch of statements sent as one (the `BEGIN` that
-    /// takes the write lock, a `COMMIT`, a savepoint), a statement prepared on its first use
+    /// takes the write lock, a `COMMIT`, a `ROLLBACK`), a statement prepared on its first use
     /// on a connection, and two for each connection made (the start-up, the session's
     /// settings). Reads count as well as writes. For benchmarks and tests that hold the ledger
     /// to a number of round trips; any number of counters may be taken, each from its moment.
@@ -295,7 +352,8 @@ impl Store {
     }
 
     /// Runs `body` in a read transaction, so that a read made of several statements sees one
-    /// snapshot of the database.
+    /// snapshot of the database. A read of one statement needs none: see
+    /// [`Store::read_statement`].
     pub(crate) fn read<T>(
         &self,
         operation: &'static str,
@@ -309,6 +367,21 @@ impl Store {
             let value = body(&self.connection)?;
             transaction.commit()?;
             Ok(value)
+        })();
+        result.map_err(|failure: Failure| failure.into_store_error(operation, &self.path))
+    }
+
+    /// Runs `body`, a read of one statement, outside a transaction: a statement sees one
+    /// snapshot by itself, so the `BEGIN` and `COMMIT` of [`Store::read`] would add two round
+    /// trips on PostgreSQL and nothing else.
+    pub(crate) fn read_statement<T>(
+        &self,
+        operation: &'static str,
+        body: impl FnOnce(&Connection) -> Result<T, Failure>,
+    ) -> Result<T, StoreError> {
+        let result = (|| {
+            self.connection.ensure_connected()?;
+            body(&self.connection)
         })();
         result.map_err(|failure: Failure| failure.into_store_error(operation, &self.path))
     }
@@ -332,39 +405,45 @@ pub(crate) struct Write<'store> {
 /// Writes made together, in one transaction, by [`Store::batch`].
 ///
 /// A batch has the store's write operations, each with the name, arguments and errors of the
-/// [`Store`] method it mirrors. Each one runs inside a savepoint of its own: one that fails
-/// leaves nothing of itself behind, and the batch goes on. So a caller may take a refusal
-/// (say [`StoreError::CloseConflict`]) as an answer and write the rest, or return the error
-/// from the batch's body to roll everything back.
+/// [`Store`] method it mirrors. An operation that refuses (say [`StoreError::CloseConflict`])
+/// leaves nothing of itself behind, and the batch goes on: so a caller may take a refusal as
+/// an answer and write the rest, or return the error from the batch's body to roll
+/// everything back.
+///
+/// That holds without a savepoint per operation, which on PostgreSQL would cost two round
+/// trips each: every operation makes all its checks before its first write, so a refusal
+/// comes before anything was written (debug builds check this on SQLite). An operation that
+/// fails in the database instead (a lost connection, a broken constraint) may have written
+/// part of itself, and PostgreSQL aborts the transaction at a failed statement: then the
+/// whole batch is rolled back, whatever the body does with the error.
 pub struct Batch<'batch> {
     write: &'batch Write<'batch>,
+    /// An operation failed in the database: the batch cannot commit.
+    broken: bool,
 }
 
 impl Batch<'_> {
-    /// Runs one operation of the batch inside its own savepoint; `operation` completes
-    /// "could not …" in its errors, as the [`Store`] method's does.
+    /// Runs one operation of the batch; `operation` completes "could not …" in its errors, as
+    /// the [`Store`] method's does. `body` must make every check that can refuse before its
+    /// first write.
     pub(crate) fn apply<T>(
         &mut self,
         operation: &'static str,
         body: impl FnOnce(&Write<'_>) -> Result<T, Failure>,
     ) -> Result<T, StoreError> {
         let write = self.write;
-        let result = (|| {
-            write.run("SAVEPOINT batch_operation")?;
-            match body(write) {
-                Ok(value) => {
-                    write.run("RELEASE batch_operation")?;
-                    Ok(value)
-                }
-                Err(failure) => {
-                    // Undo what the operation wrote, then end the savepoint; the
-                    // transaction itself goes on.
-                    write.run("ROLLBACK TO batch_operation")?;
-                    write.run("RELEASE batch_operation")?;
-                    Err(failure)
-                }
-            }
-        })();
+        let changes_before = write.changes_so_far();
+        let result = body(write);
+        match &result {
+            Err(Failure::Database(_)) => self.broken = true,
+            Err(Failure::Store(error)) if error.database_error().is_some() => self.broken = true,
+            Err(Failure::Store(refusal)) => debug_assert_eq!(
+                write.changes_so_far(),
+                changes_before,
+                "invariant: `{operation}` refused ({refusal}) after it had written"
+            ),
+            Ok(_) => {}
+        }
         result.map_err(|failure: Failure| failure.into_store_error(operation, write.path))
     }
 }
@@ -402,6 +481,16 @@ impl RoundTripCounter {
 }
 
 impl Write<'_> {
+    /// How many rows SQLite's connection has changed since it opened, to check that an
+    /// operation refused before it wrote; `None` on PostgreSQL, which would need a round trip
+    /// to tell.
+    fn changes_so_far(&self) -> Option<u64> {
+        match self.connection {
+            Connection::Sqlite(sqlite) => Some(sqlite.total_changes()),
+            Connection::Postgres(_) => None,
+        }
+    }
+
     /// A text the store composed itself (from a host name, a reason read back from a row…),
     /// redacted once, whole, with the redactor the store was opened with.
     pub(crate) fn composed(&self, text: String) -> Redacted {
@@ -430,8 +519,14 @@ struct WriteTransaction<'connection> {
 }
 
 impl<'connection> WriteTransaction<'connection> {
-    fn begin(connection: &'connection Connection) -> crate::db::Result<Self> {
-        connection.begin_write()?;
+    fn begin(connection: &'connection Connection, lock: WriteLock) -> crate::db::Result<Self> {
+        if let Err(error) = connection.begin_write(lock) {
+            // On PostgreSQL the `BEGIN` went through when the lock then timed out: the
+            // transaction stays open, aborted, until rolled back, and would refuse every
+            // later statement of the connection.
+            connection.rollback_if_open();
+            return Err(error);
+        }
         Ok(WriteTransaction {
             connection,
             committed: false,

@@ -466,13 +466,16 @@ const SET_STATUS: &str = "change a task's state";
 
 /// Claims task `id` for `runner`; see [`Store::claim_task`].
 fn claim(transaction: &Write<'_>, id: TaskId, runner: &LeaseOwner) -> Result<Task, Failure> {
-    transition(transaction, id, TaskStatus::Running, None, Some(runner))?;
-    read_task(transaction, id)
+    let (_, mut task) =
+        transition_returning(transaction, id, TaskStatus::Running, None, Some(runner))?;
+    load_links(transaction, &mut task)?;
+    Ok(task)
 }
 const SET_GUIDANCE: &str = "set a task's guidance";
 
 /// Moves task `id` to `to` inside `transaction`, enforcing the state machine, recording
-/// `runner` when the task starts running and forgetting it when the task stops.
+/// `runner` when the task starts running and forgetting it when the task stops. Returns the
+/// state it left.
 fn transition(
     transaction: &Write<'_>,
     id: TaskId,
@@ -480,11 +483,27 @@ fn transition(
     reason: Option<&Redacted>,
     runner: Option<&LeaseOwner>,
 ) -> Result<TaskStatus, Failure> {
-    let from = task_status(transaction, id)?;
+    transition_returning(transaction, id, to, reason, runner).map(|(from, _)| from)
+}
+
+/// [`transition`], returning the task as the change left it too (without its checks and
+/// dependencies), from the update itself.
+fn transition_returning(
+    transaction: &Write<'_>,
+    id: TaskId,
+    to: TaskStatus,
+    reason: Option<&Redacted>,
+    runner: Option<&LeaseOwner>,
+) -> Result<(TaskStatus, Task), Failure> {
+    let (from, waiting) = if to == TaskStatus::Running {
+        status_and_waiting(transaction, id)?
+    } else {
+        (task_status(transaction, id)?, false)
+    };
     if !from.can_become(to) {
         return Err(StoreError::InvalidTransition { task: id, from, to }.into());
     }
-    if to == TaskStatus::Running {
+    if waiting {
         let waiting_on = unmet_dependencies(transaction, id)?;
         if !waiting_on.is_empty() {
             return Err(StoreError::DependenciesUnmet {
@@ -505,26 +524,29 @@ fn transition(
     // fenced off. A person's cancel does not, so the runner still records what it paid for.
     let new_claim =
         to == TaskStatus::Running || (from == TaskStatus::Running && to == TaskStatus::Pending);
-    transaction
-        .prepare_cached(
+    let task = transaction
+        .prepare_cached(&format!(
             "UPDATE tasks SET status = ?2, failure_reason = ?3, updated_at = ?4, \
              started_at = CASE WHEN ?2 = 'running' THEN coalesce(started_at, ?4) \
                                ELSE started_at END, \
              finished_at = ?5, runner_pid = ?6, runner_host = ?7, runner_start_time = ?8, \
              claim_epoch = claim_epoch + ?9 \
-             WHERE id = ?1",
-        )?
-        .execute(params![
-            id,
-            to,
-            failure_reason,
-            now,
-            finished_at,
-            runner.map(|runner| runner.pid),
-            runner.map(|runner| runner.host.as_str()),
-            runner.map(|runner| runner.start_time),
-            i64::from(new_claim),
-        ])?;
+             WHERE id = ?1 RETURNING {TASK_COLUMNS}, {TOTALS_COLUMNS}"
+        ))?
+        .query_row(
+            params![
+                id,
+                to,
+                failure_reason,
+                now,
+                finished_at,
+                runner.map(|runner| runner.pid),
+                runner.map(|runner| runner.host.as_str()),
+                runner.map(|runner| runner.start_time),
+                i64::from(new_claim),
+            ],
+            task_from_row,
+        )?;
     let detail = json!({
         "from": from.as_str(),
         "to": to.as_str(),
@@ -533,7 +555,7 @@ fn transition(
     });
     let kind = event_kind::TASK_STATUS;
     insert_event(transaction, now, Some(id), None, kind, detail)?;
-    Ok(from)
+    Ok((from, task))
 }
 
 fn read_task(connection: &Connection, id: TaskId) -> Result<Task, Failure> {
@@ -552,6 +574,21 @@ fn task_status(connection: &Connection, id: TaskId) -> Result<TaskStatus, Failur
     Ok(connection
         .prepare_cached("SELECT status FROM tasks WHERE id = ?1")?
         .query_row([id], |row| row.get(0))
+        .optional()?
+        .ok_or(StoreError::NotFound(Missing::Task(id)))?)
+}
+
+/// The task's state, and whether a task it depends on is not completed yet: what a claim
+/// checks, in one statement (the list of those tasks is read only for a refusal).
+fn status_and_waiting(connection: &Connection, id: TaskId) -> Result<(TaskStatus, bool), Failure> {
+    Ok(connection
+        .prepare_cached(
+            "SELECT status, EXISTS (SELECT 1 FROM task_dependencies AS dependency \
+                 JOIN tasks AS prerequisite ON prerequisite.id = dependency.depends_on \
+                 WHERE dependency.task_id = tasks.id AND prerequisite.status <> 'completed') \
+             FROM tasks WHERE id = ?1",
+        )?
+        .query_row([id], |row| Ok((row.get(0)?, row.get(1)?)))
         .optional()?
         .ok_or(StoreError::NotFound(Missing::Task(id)))?)
 }
@@ -690,17 +727,37 @@ fn load_all_links(connection: &Connection, tasks: &mut [Task]) -> crate::db::Res
 
 /// Fills in a task's verification commands and dependencies, which live in their own tables.
 fn load_links(connection: &Connection, task: &mut Task) -> crate::db::Result<()> {
-    task.verify_commands = connection
+    // Both lists in one statement (each statement is a round trip on PostgreSQL): the checks
+    // in their order, then the tasks it waits on.
+    let links = connection
         .prepare_cached(
-            "SELECT command FROM task_verify_commands WHERE task_id = ?1 ORDER BY ordinal",
+            "SELECT 0, ordinal, command FROM task_verify_commands WHERE task_id = ?1 \
+             UNION ALL \
+             SELECT 1, depends_on, NULL FROM task_dependencies WHERE task_id = ?1 \
+             ORDER BY 1, 2",
         )?
-        .query_map([task.id], |row| row.get(0))?
-        .collect::<crate::db::Result<_>>()?;
-    task.after = connection
-        .prepare_cached(
-            "SELECT depends_on FROM task_dependencies WHERE task_id = ?1 ORDER BY depends_on",
-        )?
-        .query_map([task.id], |row| row.get(0))?
-        .collect::<crate::db::Result<_>>()?;
+        .query_map([task.id], |row| {
+            let is_dependency: bool = row.get(0)?;
+            Ok(if is_dependency {
+                Link::After(row.get(1)?)
+            } else {
+                Link::Check(row.get(2)?)
+            })
+        })?
+        .collect::<crate::db::Result<Vec<_>>>()?;
+    task.verify_commands = Vec::new();
+    task.after = Vec::new();
+    for link in links {
+        match link {
+            Link::Check(command) => task.verify_commands.push(command),
+            Link::After(id) => task.after.push(id),
+        }
+    }
     Ok(())
+}
+
+/// One row of [`load_links`].
+enum Link {
+    Check(String),
+    After(TaskId),
 }

@@ -49,7 +49,7 @@ impl Store {
         &self,
         session: SessionId,
     ) -> Result<Option<StoredTranscript>, StoreError> {
-        self.read("read a session's transcript", |connection| {
+        self.read_statement("read a session's transcript", |connection| {
             Ok(connection
                 .prepare_cached(
                     "SELECT content, size, copied_at FROM session_transcripts \
@@ -87,6 +87,15 @@ fn save(
     transcript: &Transcript,
 ) -> Result<(), Failure> {
     ensure_session(transaction, session)?;
+    if transcript.as_str().contains('\0') {
+        // PostgreSQL's text cannot hold it; refused here, the batch goes on without a failed
+        // statement (JSON lines never hold one unescaped).
+        return Err(StoreError::Invalid {
+            field: "transcript",
+            reason: String::from("it holds a NUL character, which the ledger cannot store"),
+        }
+        .into());
+    }
     transaction
         .prepare_cached(
             "INSERT INTO session_transcripts (session_id, content, size, copied_at) \

@@ -31,6 +31,9 @@ pub(super) struct Scheduler<'run> {
     /// Ready tasks fetched but not started yet; refilled from the ledger when none of them
     /// can start, so a long queue is read once rather than after every task.
     queue: VecDeque<Task>,
+    /// This runner lost a claim (to another runner, most likely): the queue is stale, and
+    /// the next one is read afresh and taken from a random place.
+    lost_claim: bool,
     running: JoinSet<Joined>,
     /// The running tasks, and the milestone whose shared session each one uses.
     in_flight: HashMap<tokio::task::Id, (TaskId, Option<MilestoneId>)>,
@@ -82,6 +85,7 @@ impl<'run> Scheduler<'run> {
             selection,
             cancel,
             queue: VecDeque::new(),
+            lost_claim: false,
             running: JoinSet::new(),
             in_flight: HashMap::new(),
             attempted: HashSet::new(),
@@ -187,11 +191,34 @@ impl<'run> Scheduler<'run> {
     /// Keeps how a task ended: a watching run keeps only the latest end of a task it took
     /// up more than once.
     fn ended(&mut self, task: TaskId, report: Option<TaskReport>) {
+        if report.is_none() {
+            // What this runner fetched, other runners are taking: read the queue again.
+            self.lost_claim = true;
+            self.queue.clear();
+        }
         if let Some(watching) = &mut self.watching {
             watching.ended(task, report.as_ref().map(|report| &report.outcome));
             self.finished.retain(|earlier| earlier.task != task);
         }
         self.finished.extend(report);
+    }
+
+    /// After a claim this runner lost, takes the queue read afresh from a place drawn at
+    /// random. Runners over one ledger read the ready tasks in the same order; without this
+    /// they would all go for the same next task, one would win, and the rest would lose again,
+    /// task after task (each loss a read, a `BEGIN`, a check and a rollback). A runner alone
+    /// never loses a claim to another, so it keeps the queue's order.
+    fn spread(&mut self) {
+        use std::hash::{BuildHasher, Hasher};
+        if !std::mem::take(&mut self.lost_claim) || self.queue.len() < 2 {
+            return;
+        }
+        // Every `RandomState` is keyed afresh: a random number without another dependency.
+        let random = std::collections::hash_map::RandomState::new()
+            .build_hasher()
+            .finish();
+        let places = usize::try_from(random % self.queue.len() as u64).unwrap_or(0);
+        self.queue.rotate_left(places);
     }
 
     /// Stops the run for `err`: nothing more is dispatched, and running tasks wind down.
@@ -261,6 +288,7 @@ impl<'run> Scheduler<'run> {
                     })
                     .collect();
                 self.queue.extend(fresh);
+                self.spread();
                 continue;
             };
             if !self.may_take(task.id) {

@@ -82,8 +82,8 @@ impl CallRecord {
         batch.record_agent_call(&self.record)?;
         if let Some(transcript) = &self.transcript {
             // The copy is a convenience for another host, never a reason to lose the call's
-            // record: refused, it leaves the previous copy (its own savepoint undoes it) and
-            // the batch goes on.
+            // record: refused, it leaves the previous copy (a batch's operations refuse
+            // before they write) and the batch goes on.
             let _ = batch.save_session_transcript(self.record.session, transcript);
         }
         if self.delivered_guidance {
@@ -121,6 +121,7 @@ impl TaskLoop {
     {
         let (unwritten, fence) = (self.unwritten.clone(), self.fence());
         let (events, task) = (self.context.events.clone(), self.task.id);
+        let milestone = self.task.milestone;
         let iteration = self.task.iterations.saturating_add(1);
         let outage = self.context.config.ledger_outage;
         // While the database is away the loop waits here: no new call starts in the session
@@ -131,7 +132,7 @@ impl TaskLoop {
             .run_retrying(
                 outage,
                 move |store| {
-                    store.batch(operation, |batch| {
+                    store.task_batch(task, milestone, operation, |batch| {
                         // Nothing of the batch is written once another runner took over.
                         batch.check_fence(&fence)?;
                         unwritten.write(batch)?;

@@ -329,6 +329,32 @@ pub(crate) const WRITE_LOCK: i64 = 0x4261_746e;
 pub(super) const BEGIN_WRITE: &str =
     "BEGIN ISOLATION LEVEL READ COMMITTED; SELECT pg_advisory_xact_lock(1113683054)";
 
+/// The first key of the advisory locks of one task ("BatT"); the second is the task's id. The
+/// two-key locks are a key space apart from [`WRITE_LOCK`]'s.
+const TASK_LOCK_CLASS: i32 = 0x4261_7454;
+
+/// The first key of the advisory locks of one milestone ("BatM"), whose tasks may share
+/// sessions.
+const MILESTONE_LOCK_CLASS: i32 = 0x4261_744d;
+
+/// Begins a write transaction that writes only one task and its sessions, in one round trip:
+/// [`WRITE_LOCK`] shared, so that it waits for (and holds off) every write of the whole
+/// ledger, and the lock of the task, or of its milestone when it has one (a milestone's tasks
+/// may share a session), so that it waits for every other write of the same task.
+pub(super) fn begin_task_write(task: i64, milestone: Option<i64>) -> String {
+    let (class, id) = match milestone {
+        Some(milestone) => (MILESTONE_LOCK_CLASS, milestone),
+        None => (TASK_LOCK_CLASS, task),
+    };
+    // Ids past 2^31 share a lock with a smaller one: that only makes them wait for each other.
+    let key = id & 0x7fff_ffff;
+    format!(
+        "BEGIN ISOLATION LEVEL READ COMMITTED; \
+         SELECT pg_advisory_xact_lock_shared({WRITE_LOCK}); \
+         SELECT pg_advisory_xact_lock({class}, {key})"
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -53,3 +53,43 @@ fn another_applications_tasks_table_is_refused() {
         );
     });
 }
+
+/// Batches of different tasks hold different locks and run side by side; a write of the whole
+/// ledger waits for them (here past its busy timeout), and so does a batch of the same task.
+#[test]
+fn batches_of_different_tasks_run_side_by_side_and_the_ledger_waits_for_them() {
+    Backend::Postgres.run(|| {
+        let lab = Lab::new().unwrap();
+        let mut first = lab.open();
+        let one = crate::common::add_task(&mut first, lab.path(), "one");
+        let two = crate::common::add_task(&mut first, lab.path(), "two");
+        let impatient = session_store::StoreOptions {
+            busy_timeout: std::time::Duration::from_millis(200),
+            ..options()
+        };
+        let mut second = Store::open_with(lab.location(), &impatient).unwrap();
+        let guidance = crate::common::text("g");
+        let (beside, same_task, whole) = first
+            .task_batch(one, None, "hold task one", |batch| {
+                batch.set_task_guidance(one, Some(&guidance))?;
+                let beside = second.task_batch(two, None, "write task two", |batch| {
+                    batch.set_task_guidance(two, Some(&guidance))
+                });
+                let same_task = second.task_batch(one, None, "write task one", |batch| {
+                    batch.set_task_guidance(one, None)
+                });
+                let whole = second.batch("write the ledger", |batch| {
+                    batch.set_task_guidance(two, None)
+                });
+                Ok((beside, same_task, whole))
+            })
+            .unwrap();
+        assert!(beside.is_ok(), "{beside:?}");
+        assert!(
+            matches!(same_task, Err(StoreError::Busy { .. })),
+            "{same_task:?}"
+        );
+        assert!(matches!(whole, Err(StoreError::Busy { .. })), "{whole:?}");
+        assert_eq!(first.task(two).unwrap().guidance.as_deref(), Some("g"));
+    });
+}

@@ -31,3 +31,71 @@ on_both_backends! {
         }
     }
 }
+
+/// Round trips a claim with its session may cost on PostgreSQL: the `BEGIN` that takes the
+/// write lock, the task's state and whether it waits on another, its update (which returns
+/// the task) and event, the task's checks and dependencies, the session's task and its
+/// insert, the `COMMIT`.
+const CLAIM_BUDGET: u64 = 8;
+
+/// Round trips the batch that ends a one-call task may cost: the `BEGIN`, the fence, the
+/// call (its session with any call under its key, the session's totals, its row, the task's
+/// totals), the session's close, the task's state, update and event, the `COMMIT`.
+const CALL_AND_FINISH_BUDGET: u64 = 11;
+
+/// One iteration of a task's loop, as the orchestrator writes it, held to a budget of round
+/// trips, so that a statement more in these paths fails here rather than slowing every
+/// runner.
+#[test]
+fn a_claim_a_call_and_a_finish_keep_to_their_round_trips_on_postgres() {
+    crate::common::Backend::Postgres.run(|| {
+        let (lab, mut store) = temp_store();
+        let owner = session_store::LeaseOwner::current().unwrap();
+        // The first iteration prepares every statement; the second is counted.
+        let mut counted = Vec::new();
+        for seed in 0..2 {
+            let task = crate::common::add_task(&mut store, lab.path(), "t");
+            let claim = store.count_round_trips();
+            let session = crate::common::new_session(task, owner.clone());
+            let (claimed, lease) = store
+                .batch("claim a task", |batch| {
+                    let claimed = batch.claim_task(task, &owner)?;
+                    let lease = batch.open_session(&session)?;
+                    Ok((claimed, lease))
+                })
+                .unwrap();
+            let claim = claim.count();
+            let fence = session_store::Fence {
+                task,
+                claim_epoch: claimed.claim_epoch,
+                session: Some((session.id, lease.epoch)),
+            };
+            let mut call = crate::common::call(session.id, task, seed);
+            call.key = Some(format!("call-{seed}"));
+            let finish = store.count_round_trips();
+            store
+                .batch("record a call and finish", |batch| {
+                    batch.check_fence(&fence)?;
+                    batch.record_agent_call(&call)?;
+                    batch.close_session(
+                        session.id,
+                        session_store::SessionStatus::Completed,
+                        None,
+                    )?;
+                    batch.set_task_status(task, session_store::TaskStatus::Completed, None)
+                })
+                .unwrap();
+            counted.push((claim, finish.count()));
+        }
+        let (claim, finish) = counted[1];
+        assert!(
+            claim <= CLAIM_BUDGET,
+            "a claim with its session took {claim} round trips (budget {CLAIM_BUDGET})"
+        );
+        assert!(
+            finish <= CALL_AND_FINISH_BUDGET,
+            "a call with the task's finish took {finish} round trips (budget \
+             {CALL_AND_FINISH_BUDGET})"
+        );
+    });
+}
