@@ -31,7 +31,9 @@ use tokio::process::Command;
 use tokio::time::Instant;
 
 pub use crate::argv::build_argv;
-pub use crate::transcript::{CONFIG_DIR_VARIABLE, project_dir_name};
+pub use crate::transcript::CONFIG_DIR_VARIABLE;
+/// The rule lives with the contract; re-exported where callers of this agent look for it.
+pub use agent::project_dir_name;
 
 use crate::capture::Line;
 use crate::outcome::{CallFacts, ProcessEnd};

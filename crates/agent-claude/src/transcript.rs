@@ -14,13 +14,10 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use agent::{AgentCall, Restored, SessionId, Transcript, TranscriptError};
+use agent::{AgentCall, Restored, SessionId, Transcript, TranscriptError, project_dir_name};
 
 /// The variable that names Claude Code's config dir.
 pub const CONFIG_DIR_VARIABLE: &str = "CLAUDE_CONFIG_DIR";
-
-/// The longest project dir name Claude Code uses before it cuts the name and adds a hash.
-const MAX_PROJECT_DIR_LEN: usize = 200;
 
 /// Where one call's session keeps its transcript.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -160,49 +157,6 @@ fn config_dir<const N: usize>(layers: [&BTreeMap<String, String>; N]) -> Option<
     first("HOME").map(|home| Path::new(home).join(".claude"))
 }
 
-/// The name of the directory under `projects/` that holds the transcripts of sessions run in
-/// `working_dir` (a physical path).
-pub fn project_dir_name(working_dir: &Path) -> String {
-    let path = working_dir.to_string_lossy();
-    // JavaScript replaces per UTF-16 code unit, so a character outside the BMP becomes "--".
-    let mut name = String::with_capacity(path.len());
-    for character in path.chars() {
-        if character.is_ascii_alphanumeric() {
-            name.push(character);
-        } else {
-            name.extend(std::iter::repeat_n('-', character.len_utf16()));
-        }
-    }
-    if name.len() <= MAX_PROJECT_DIR_LEN {
-        return name;
-    }
-    // Every character of `name` is ASCII, so cutting at a byte index is cutting at a character.
-    name.truncate(MAX_PROJECT_DIR_LEN);
-    name.push('-');
-    name.push_str(&to_base36(java_string_hash(&path).unsigned_abs()));
-    name
-}
-
-/// Java's `String.hashCode` over UTF-16 code units, which Claude Code uses for long names.
-fn java_string_hash(text: &str) -> i32 {
-    text.encode_utf16().fold(0i32, |hash, unit| {
-        hash.wrapping_mul(31).wrapping_add(i32::from(unit))
-    })
-}
-
-fn to_base36(mut value: u32) -> String {
-    const DIGITS: &[u8; 36] = b"0123456789abcdefghijklmnopqrstuvwxyz";
-    if value == 0 {
-        return String::from("0");
-    }
-    let mut digits = String::new();
-    while value > 0 {
-        digits.insert(0, char::from(DIGITS[(value % 36) as usize]));
-        value /= 36;
-    }
-    digits
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -213,22 +167,6 @@ mod tests {
             .iter()
             .map(|(key, value)| (key.to_string(), value.to_string()))
             .collect()
-    }
-
-    #[test]
-    fn names_project_dirs_as_the_cli_does() {
-        assert_eq!(
-            project_dir_name(Path::new("/tmp/obs/a_b c+d~é")),
-            "-tmp-obs-a-b-c-d--"
-        );
-        assert_eq!(project_dir_name(Path::new("/e😀x")), "-e--x");
-        // Observed from Claude Code 2.1.328 for these directories.
-        let path = format!("/tmp/obs/e😀x/{}/{}", "a".repeat(120), "b".repeat(120));
-        let name = project_dir_name(Path::new(&path));
-        assert_eq!(name.len(), 207);
-        assert!(name.ends_with("bbb-l8r3kq"), "{name}");
-        let just_over = format!("/tmp/obs/{}", "d".repeat(192));
-        assert!(project_dir_name(Path::new(&just_over)).ends_with("ddd-kyk8k6"));
     }
 
     #[test]

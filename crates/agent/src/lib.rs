@@ -20,7 +20,9 @@ pub use crate::error::{AgentError, ErrorKind, ExitInfo, Refusal};
 pub use crate::event::{AgentEvent, EventSink};
 pub use crate::reply::{AgentReply, PermissionDenial, Usage};
 pub use crate::session::{ParseSessionIdError, PlanKind, SessionId, SessionPlan};
-pub use crate::transcript::{Restored, Transcript, TranscriptError};
+pub use crate::transcript::{
+    MAX_PROJECT_DIR_LEN, Restored, Transcript, TranscriptError, project_dir_name,
+};
 
 pub use tokio_util::sync::CancellationToken;
 
