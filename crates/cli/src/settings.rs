@@ -97,8 +97,12 @@ pub struct Context {
     /// The ledger database.
     pub ledger: PathBuf,
     pub settings: Settings,
-    /// The environment's secrets and the configuration's (see [`secrets::with_agent_env`]).
+    /// The environment's secrets and the configuration's (see [`secrets::with_agent_env`]),
+    /// and the ledger's password.
     pub redactor: Redactor,
+    /// How [`Context::open_store`] opens the ledger, worked out once: the password it needs
+    /// may come from a file (`~/.pgpass`).
+    store_options: StoreOptions,
 }
 
 impl Env {
@@ -340,14 +344,15 @@ impl Context {
             .ok_or_else(|| no_workspace(&env.cwd))?;
         let redactor = secrets::with_agent_env(&env.redactor, &settings.get(keys::AGENT_ENV));
         // With the ledger's password, wherever it came from: it is never shown.
-        let redactor = settings.store_options(redactor, &env).redactor;
+        let store_options = settings.store_options(redactor, &env);
         Ok(Context {
             env,
             json,
             workspace,
             ledger,
             settings,
-            redactor,
+            redactor: store_options.redactor.clone(),
+            store_options,
         })
     }
 
@@ -377,10 +382,7 @@ impl Context {
             ))
             .with_hint(hint));
         }
-        let options = self
-            .settings
-            .store_options(self.redactor.clone(), &self.env);
-        Store::open_with(&self.ledger, &options).with_context(|| {
+        Store::open_with(&self.ledger, &self.store_options).with_context(|| {
             format!(
                 "could not open the ledger database `{}`",
                 shown(&self.ledger)
