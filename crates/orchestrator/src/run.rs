@@ -214,36 +214,31 @@ impl Orchestrator {
         let attempted = attempted.clone();
         let left = self
             .context
-            .db
-            .run_retrying(
-                self.context.config.ledger_outage,
-                move |store| {
-                    let pending = store.tasks(&TaskFilter {
-                        status: Some(TaskStatus::Pending),
-                        milestone: selection.milestone,
-                    })?;
-                    let mut left = Vec::new();
-                    let never_taken_up =
-                        |task: &Task| selection.contains(task) && !attempted.contains(&task.id);
-                    for task in pending.into_iter().filter(never_taken_up) {
-                        let mut waits = Vec::new();
-                        for dependency in &task.after {
-                            let status = store.task(*dependency)?.status;
-                            if status != TaskStatus::Completed {
-                                waits.push(format!("task {dependency} ({status})"));
-                            }
+            .ledger(move |store| {
+                let pending = store.tasks(&TaskFilter {
+                    status: Some(TaskStatus::Pending),
+                    milestone: selection.milestone,
+                })?;
+                let mut left = Vec::new();
+                let never_taken_up =
+                    |task: &Task| selection.contains(task) && !attempted.contains(&task.id);
+                for task in pending.into_iter().filter(never_taken_up) {
+                    let mut waits = Vec::new();
+                    for dependency in &task.after {
+                        let status = store.task(*dependency)?.status;
+                        if status != TaskStatus::Completed {
+                            waits.push(format!("task {dependency} ({status})"));
                         }
-                        let why = if waits.is_empty() {
-                            String::from("not started: the run stopped first")
-                        } else {
-                            format!("waits for {}", waits.join(", "))
-                        };
-                        left.push((task.id, why));
                     }
-                    Ok(left)
-                },
-                |_| {},
-            )
+                    let why = if waits.is_empty() {
+                        String::from("not started: the run stopped first")
+                    } else {
+                        format!("waits for {}", waits.join(", "))
+                    };
+                    left.push((task.id, why));
+                }
+                Ok(left)
+            })
             .await?;
         Ok(left)
     }

@@ -270,15 +270,7 @@ impl<'run> Scheduler<'run> {
                     break;
                 }
                 refilled = true;
-                let ready = self
-                    .context
-                    .db
-                    .run_retrying(
-                        self.context.config.ledger_outage,
-                        |store| store.ready_tasks(),
-                        |_| {},
-                    )
-                    .await?;
+                let ready = self.context.ledger(|store| store.ready_tasks()).await?;
                 let fresh: Vec<Task> = ready
                     .into_iter()
                     .filter(|task| {
@@ -340,12 +332,7 @@ impl<'run> Scheduler<'run> {
                 None => {
                     let policy = self
                         .context
-                        .db
-                        .run_retrying(
-                            self.context.config.ledger_outage,
-                            move |store| store.milestone(milestone),
-                            |_| {},
-                        )
+                        .ledger(move |store| store.milestone(milestone))
                         .await?
                         .policy;
                     self.policies.insert(milestone, policy);

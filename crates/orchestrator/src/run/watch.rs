@@ -97,36 +97,32 @@ impl Watching {
 pub(super) async fn keep_own_leases(context: &RunContext) -> Result<(), StoreError> {
     let (owner, ttl) = (context.owner.clone(), context.config.lease_ttl);
     context
-        .db
-        .run_retrying(
-            context.config.ledger_outage,
-            move |store| {
-                let running_low = Timestamp::now().saturating_add(ttl.saturating_mul(2) / 3);
-                let open = store.sessions(&SessionFilter {
-                    status: Some(SessionStatus::Open),
-                    ..SessionFilter::default()
-                })?;
-                for session in open {
-                    let ours = session.lease.as_ref().is_some_and(|lease| {
-                        lease.owner == owner && lease.expires_at <= running_low
-                    });
-                    if !ours {
-                        continue;
-                    }
-                    match store.renew_lease(session.id, &owner, ttl) {
-                        Ok(_)
-                        | Err(
-                            StoreError::SessionClosed { .. }
-                            | StoreError::LeaseHeld { .. }
-                            | StoreError::LeaseNotHeld { .. },
-                        ) => {}
-                        Err(err) => return Err(err),
-                    }
+        .ledger(move |store| {
+            let running_low = Timestamp::now().saturating_add(ttl.saturating_mul(2) / 3);
+            let open = store.sessions(&SessionFilter {
+                status: Some(SessionStatus::Open),
+                ..SessionFilter::default()
+            })?;
+            for session in open {
+                let ours = session
+                    .lease
+                    .as_ref()
+                    .is_some_and(|lease| lease.owner == owner && lease.expires_at <= running_low);
+                if !ours {
+                    continue;
                 }
-                Ok(())
-            },
-            |_| {},
-        )
+                match store.renew_lease(session.id, &owner, ttl) {
+                    Ok(_)
+                    | Err(
+                        StoreError::SessionClosed { .. }
+                        | StoreError::LeaseHeld { .. }
+                        | StoreError::LeaseNotHeld { .. },
+                    ) => {}
+                    Err(err) => return Err(err),
+                }
+            }
+            Ok(())
+        })
         .await
 }
 

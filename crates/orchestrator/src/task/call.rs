@@ -89,12 +89,7 @@ impl TaskLoop {
             Vec::new()
         } else {
             self.context
-                .db
-                .run_retrying(
-                    self.context.config.ledger_outage,
-                    move |store| history::load(store, task),
-                    |_| {},
-                )
+                .ledger(move |store| history::load(store, task))
                 .await?
         };
         Ok(match (self.next_session, intent) {
@@ -309,12 +304,7 @@ impl TaskLoop {
             AgentEvent::Spawned { pid } => {
                 let pid = *pid;
                 self.context
-                    .db
-                    .run_retrying(
-                        self.context.config.ledger_outage,
-                        move |store| store.set_agent_pid(session, Some(pid)),
-                        |_| {},
-                    )
+                    .ledger(move |store| store.set_agent_pid(session, Some(pid)))
                     .await?;
             }
             AgentEvent::Usage { usage } => {

@@ -410,12 +410,7 @@ impl TaskLoop {
         // Only calls that reached the agent can have made a transcript.
         let reached: Vec<TaskId> = self
             .context
-            .db
-            .run_retrying(
-                self.context.config.ledger_outage,
-                move |store| store.calls_for_session(id),
-                |_| {},
-            )
+            .ledger(move |store| store.calls_for_session(id))
             .await?
             .into_iter()
             .filter(|call| reached_agent(call.outcome))

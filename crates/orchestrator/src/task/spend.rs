@@ -23,12 +23,7 @@ impl TaskLoop {
             let (task, milestone) = (self.task.id, self.task.milestone);
             let reserved = self
                 .context
-                .db
-                .run_retrying(
-                    self.context.config.ledger_outage,
-                    move |store| reader.reserve(store, task, milestone),
-                    |_| {},
-                )
+                .ledger(move |store| reader.reserve(store, task, milestone))
                 .await?;
             match reserved {
                 Reserved::Granted(reservation) => {
@@ -99,19 +94,14 @@ impl TaskLoop {
             .redactor
             .redact_owned(format!("{{\"from\":{from},\"to\":{to}}}"));
         self.context
-            .db
-            .run_retrying(
-                self.context.config.ledger_outage,
-                move |store| {
-                    store.append_event(&NewEvent {
-                        task: Some(task),
-                        session: None,
-                        kind: Redacted::trusted(TURNS_ESCALATED),
-                        detail: detail.clone(),
-                    })
-                },
-                |_| {},
-            )
+            .ledger(move |store| {
+                store.append_event(&NewEvent {
+                    task: Some(task),
+                    session: None,
+                    kind: Redacted::trusted(TURNS_ESCALATED),
+                    detail: detail.clone(),
+                })
+            })
             .await?;
         Ok(())
     }

@@ -51,12 +51,7 @@ impl TaskLoop {
         };
         let copy = self
             .context
-            .db
-            .run_retrying(
-                self.context.config.ledger_outage,
-                move |store| store.session_transcript(session),
-                |_| {},
-            )
+            .ledger(move |store| store.session_transcript(session))
             .await?;
         let Some(copy) = copy else {
             if has_local {

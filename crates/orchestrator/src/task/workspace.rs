@@ -46,12 +46,7 @@ impl TaskLoop {
     async fn still_running(&self) -> Option<u32> {
         let id = self.task.id;
         self.context
-            .db
-            .run_retrying(
-                self.context.config.ledger_outage,
-                move |store| store.task(id),
-                |_| {},
-            )
+            .ledger(move |store| store.task(id))
             .await
             .ok()
             .filter(|task| task.status == TaskStatus::Running)
@@ -81,12 +76,7 @@ impl TaskLoop {
                     let id = self.task.id;
                     let written = self
                         .context
-                        .db
-                        .run_retrying(
-                            self.context.config.ledger_outage,
-                            move |store| store.set_task_workspace(id, &record),
-                            |_| {},
-                        )
+                        .ledger(move |store| store.set_task_workspace(id, &record))
                         .await;
                     if let Err(error) = written {
                         stop = Stop::from(error);
