@@ -129,6 +129,9 @@ pub(super) async fn claim(
     let outage = context.config.ledger_outage;
     // Whether a try came before: only then can the task be this runner's already.
     let tried = std::sync::atomic::AtomicBool::new(false);
+    // Minted once for every try: a retry whose first try committed finds the session that
+    // try opened under this id, rather than naming one that was never written.
+    let fresh = SessionId::new_v4();
     let claimed = context
         .db
         .run_retrying(
@@ -137,7 +140,7 @@ pub(super) async fn claim(
                 let retry = tried.swap(true, std::sync::atomic::Ordering::Relaxed);
                 let first = match latest_to_continue(store, task, milestone, policy)? {
                     Some(latest) => FirstSession::Continue(latest),
-                    None => FirstSession::Opened(SessionId::new_v4()),
+                    None => FirstSession::Opened(fresh),
                 };
                 let claimed = store.task_batch(task, milestone, "claim a task", |batch| {
                     let task = batch.claim_task(task, &owner)?;
@@ -163,7 +166,7 @@ pub(super) async fn claim(
                                 let first =
                                     match latest_to_continue(store, task.id, milestone, policy)? {
                                         Some(latest) => FirstSession::Continue(latest),
-                                        None => FirstSession::Opened(SessionId::new_v4()),
+                                        None => FirstSession::Opened(fresh),
                                     };
                                 Ok((task, first))
                             }
