@@ -14,8 +14,8 @@ use crate::keys;
 use crate::settings::Context;
 
 /// Refuses the run (exit 2) when a selected task will work in a git worktree of a repository
-/// that lacks `run.remote` (and, for a task that recorded its remote's URL, any remote with
-/// that URL); does nothing unless `run.deliver` is `push`. A task that will
+/// that lacks `run.remote`; does nothing unless `run.deliver` is `push`. A task that recorded
+/// its remote's URL is the run's to check: it pushes to whichever clone's remote has that URL. A task that will
 /// run without a worktree (isolation `none`, a directory outside any repository with a
 /// commit, or one that no longer exists) is left to the run, which decides as it always did.
 pub fn check(store: &Store, tasks: &[Task], context: &Context) -> Result<()> {
@@ -36,7 +36,10 @@ pub fn check(store: &Store, tasks: &[Task], context: &Context) -> Result<()> {
         let dir = recorded
             .repository
             .map_or_else(|| task.working_dir.clone(), PathBuf::from);
-        if isolation_none || !dir.is_dir() {
+        // A task whose remote's URL was recorded pushes to the remote with that URL in
+        // whichever clone of it the run finds or makes, and is blocked with its own message
+        // when there is none: the repository at its recorded path says nothing about that.
+        if isolation_none || recorded.remote_url.is_some() || !dir.is_dir() {
             continue;
         }
         let Some(repository) = Repository::discover(&git, &dir).map_err(git_failed)? else {
@@ -49,17 +52,7 @@ pub fn check(store: &Store, tasks: &[Task], context: &Context) -> Result<()> {
             .main_worktree()
             .unwrap_or(repository.top_level())
             .to_owned();
-        // A task whose remote's URL was recorded pushes to the remote with that URL,
-        // whatever this clone names it.
-        let by_url = match &recorded.remote_url {
-            Some(url) => repository
-                .remote_named_for(url)
-                .map_err(git_failed)?
-                .is_some(),
-            None => false,
-        };
-        if !by_url
-            && checked.insert(top.clone())
+        if checked.insert(top.clone())
             && repository
                 .remote_url(&remote)
                 .map_err(git_failed)?
