@@ -109,9 +109,14 @@ pub enum DatabaseError {
     #[error("{0}")]
     Value(String),
     /// An operation of a batch failed in the database and the batch's body went on: the
-    /// transaction is rolled back rather than committed without it.
-    #[error("an operation of the batch failed, so the batch was rolled back")]
-    Broken,
+    /// transaction is rolled back rather than committed without it. It keeps what failed, and
+    /// whether the connection went (so that a caller waiting out an outage tries again).
+    #[error("the batch was rolled back: could not {operation}: {reason}")]
+    Broken {
+        operation: &'static str,
+        reason: String,
+        connection_lost: bool,
+    },
     /// The connection to PostgreSQL was lost earlier and could not be made again.
     #[error("the connection to the PostgreSQL server is closed")]
     Closed,
@@ -163,6 +168,9 @@ impl DatabaseError {
     pub(crate) fn is_connection_lost(&self) -> bool {
         match self {
             DatabaseError::Closed => true,
+            DatabaseError::Broken {
+                connection_lost, ..
+            } => *connection_lost,
             DatabaseError::Tls(error) => error.is_transient(),
             DatabaseError::Postgres(error) => match error.code() {
                 Some(code) => {

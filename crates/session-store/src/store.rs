@@ -275,13 +275,13 @@ impl Store {
         self.write_under(lock, operation, |write| {
             let mut batch = Batch {
                 write,
-                broken: false,
+                broken: None,
             };
             let value = body(&mut batch).map_err(Failure::Store)?;
-            if batch.broken {
+            if let Some(broken) = batch.broken {
                 // The body went on past a failed statement; PostgreSQL has rolled the
                 // transaction back already, and SQLite may hold half an operation.
-                return Err(DatabaseError::Broken.into());
+                return Err(broken.into());
             }
             Ok(value)
         })
@@ -418,8 +418,8 @@ pub(crate) struct Write<'store> {
 /// whole batch is rolled back, whatever the body does with the error.
 pub struct Batch<'batch> {
     write: &'batch Write<'batch>,
-    /// An operation failed in the database: the batch cannot commit.
-    broken: bool,
+    /// The first operation that failed in the database, and how: the batch cannot commit.
+    broken: Option<DatabaseError>,
 }
 
 impl Batch<'_> {
@@ -433,18 +433,28 @@ impl Batch<'_> {
     ) -> Result<T, StoreError> {
         let write = self.write;
         let changes_before = write.changes_so_far();
-        let result = body(write);
-        match &result {
-            Err(Failure::Database(_)) => self.broken = true,
-            Err(Failure::Store(error)) if error.database_error().is_some() => self.broken = true,
-            Err(Failure::Store(refusal)) => debug_assert_eq!(
-                write.changes_so_far(),
-                changes_before,
-                "invariant: `{operation}` refused ({refusal}) after it had written"
-            ),
-            Ok(_) => {}
+        let result =
+            body(write).map_err(|failure: Failure| failure.into_store_error(operation, write.path));
+        if let Err(error) = &result {
+            match error.database_error() {
+                // The first failure is the batch's: what failed, and whether the connection
+                // went, so that a caller waiting out an outage tries the batch again.
+                Some(database) if self.broken.is_none() => {
+                    self.broken = Some(DatabaseError::Broken {
+                        operation,
+                        reason: database.to_string(),
+                        connection_lost: database.is_connection_lost(),
+                    });
+                }
+                Some(_) => {}
+                None => debug_assert_eq!(
+                    write.changes_so_far(),
+                    changes_before,
+                    "invariant: `{operation}` refused ({error}) after it had written"
+                ),
+            }
         }
-        result.map_err(|failure: Failure| failure.into_store_error(operation, write.path))
+        result
     }
 }
 
