@@ -692,24 +692,26 @@ fn task_from_row(row: &Row<'_>) -> crate::db::Result<Task> {
 
 /// Fills in the verification commands and dependencies of every task of `tasks` (ordered by
 /// id), in two queries whatever their number: one a task would cost two round trips to a
-/// PostgreSQL server each. The tables are read from the first task's id on.
+/// PostgreSQL server each. The tables are read between the first task's id and the last's,
+/// so that a filtered list reads no further than it reaches.
 fn load_all_links(connection: &Connection, tasks: &mut [Task]) -> crate::db::Result<()> {
-    let Some(first) = tasks.first().map(|task| task.id) else {
+    let (Some(first), Some(last)) = (tasks.first(), tasks.last()) else {
         return Ok(());
     };
+    let range = [first.id, last.id];
     let commands: Vec<(TaskId, String)> = connection
         .prepare_cached(
-            "SELECT task_id, command FROM task_verify_commands WHERE task_id >= ?1 \
+            "SELECT task_id, command FROM task_verify_commands WHERE task_id BETWEEN ?1 AND ?2 \
              ORDER BY task_id, ordinal",
         )?
-        .query_map([first], |row| Ok((row.get(0)?, row.get(1)?)))?
+        .query_map(range, |row| Ok((row.get(0)?, row.get(1)?)))?
         .collect::<crate::db::Result<_>>()?;
     let dependencies: Vec<(TaskId, TaskId)> = connection
         .prepare_cached(
-            "SELECT task_id, depends_on FROM task_dependencies WHERE task_id >= ?1 \
+            "SELECT task_id, depends_on FROM task_dependencies WHERE task_id BETWEEN ?1 AND ?2 \
              ORDER BY task_id, depends_on",
         )?
-        .query_map([first], |row| Ok((row.get(0)?, row.get(1)?)))?
+        .query_map(range, |row| Ok((row.get(0)?, row.get(1)?)))?
         .collect::<crate::db::Result<_>>()?;
     let position = |tasks: &[Task], id: TaskId| tasks.binary_search_by_key(&id, |task| task.id);
     for (id, command) in commands {
