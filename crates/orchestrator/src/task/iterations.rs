@@ -419,7 +419,7 @@ impl TaskLoop {
 }
 
 /// A wait in whole seconds under two minutes, else in whole minutes.
-fn in_words(wait: Duration) -> String {
+pub(super) fn in_words(wait: Duration) -> String {
     let seconds = wait.as_secs_f64().ceil() as u64;
     if seconds < 120 {
         format!("{seconds} s")

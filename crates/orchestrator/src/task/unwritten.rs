@@ -145,7 +145,7 @@ impl TaskLoop {
                         iteration,
                         decision: format!(
                             "the ledger cannot be reached ({err}); trying again for up to {}",
-                            humanize(outage)
+                            super::iterations::in_words(outage)
                         ),
                     });
                 },
@@ -155,15 +155,5 @@ impl TaskLoop {
             self.context.events.emit(call.finished);
         }
         Ok(written)
-    }
-}
-
-/// A duration as a person reads it: whole minutes, else seconds.
-fn humanize(duration: Duration) -> String {
-    let seconds = duration.as_secs();
-    if seconds >= 60 && seconds.is_multiple_of(60) {
-        format!("{} min", seconds / 60)
-    } else {
-        format!("{seconds} s")
     }
 }
