@@ -170,30 +170,32 @@ impl Repository {
 
     /// The driver with the variables that keep a push from asking anything.
     fn unattended_git(&self) -> Result<Git, GitError> {
-        Ok(unattended(self.git(), self.ssh_command()?))
+        let ssh = self.git().ssh_command(self.top_level())?;
+        Ok(unattended(self.git(), ssh))
     }
+}
 
-    /// The ssh command git would run, to be put in batch mode: `GIT_SSH_COMMAND`, else
-    /// `core.sshCommand`, else `ssh` — or `None` when only `GIT_SSH` names a program (git
-    /// runs it without a shell, and it may be no ssh that takes `-o`).
-    fn ssh_command(&self) -> Result<Option<OsString>, GitError> {
-        if let Some(command) = self.git().variable("GIT_SSH_COMMAND") {
+impl Git {
+    /// The ssh command git would run in `dir`, to be put in batch mode: `GIT_SSH_COMMAND`,
+    /// else `core.sshCommand` (the repository's, or the user's outside one), else `ssh` — or
+    /// `None` when only `GIT_SSH` names a program (git runs it without a shell, and it may be
+    /// no ssh that takes `-o`).
+    fn ssh_command(&self, dir: &Path) -> Result<Option<OsString>, GitError> {
+        if let Some(command) = self.variable("GIT_SSH_COMMAND") {
             return Ok(Some(command.to_owned()));
         }
-        let finished = self.run_here(argv!["config", "--get", "core.sshCommand"])?;
+        let finished = self.run(dir, argv!["config", "--get", "core.sshCommand"])?;
         match finished.code() {
             Some(0) => return Ok(Some(OsString::from(finished.first_line()?))),
             Some(1) => {}
             _ => return Err(finished.into_error()),
         }
-        if self.git().variable("GIT_SSH").is_some() {
+        if self.variable("GIT_SSH").is_some() {
             return Ok(None);
         }
         Ok(Some(OsString::from("ssh")))
     }
-}
 
-impl Git {
     /// Clones `url` into `into` (which must not exist or be empty; its parent is made),
     /// asking no one anything, as a push does, and returns the new repository.
     pub fn clone_repository(&self, url: &str, into: &Path) -> Result<Repository, GitError> {
@@ -202,13 +204,8 @@ impl Git {
             path: parent.to_owned(),
             source,
         })?;
-        let ssh = if let Some(command) = self.variable("GIT_SSH_COMMAND") {
-            Some(command.to_owned())
-        } else if self.variable("GIT_SSH").is_some() {
-            None
-        } else {
-            Some(OsString::from("ssh"))
-        };
+        // Outside a repository, git reads the user's and the system's `core.sshCommand`.
+        let ssh = self.ssh_command(parent)?;
         unattended(self, ssh)
             .run_detached(
                 parent,

@@ -306,3 +306,42 @@ fn a_clone_over_ssh_runs_in_batch_mode_without_a_terminal() {
     assert!(recorded.contains("askpass: true\n"), "{recorded}");
     assert!(recorded.contains("tty: no\n"), "{recorded}");
 }
+
+#[test]
+fn a_clone_over_ssh_keeps_the_users_ssh_command() {
+    if std::env::var_os("GIT_SSH_COMMAND").is_some() {
+        eprintln!("skipped: GIT_SSH_COMMAND in this environment overrides core.sshCommand");
+        return;
+    }
+    let fixture = Fixture::new();
+    let record = fixture.root.join("ssh-record");
+    let ssh = fixture.root.join("fake-ssh");
+    executable(
+        &ssh,
+        &format!(
+            "#!/bin/sh\necho \"args: $*\" > {}\necho 'ssh: no route' >&2\nexit 255\n",
+            record.display()
+        ),
+    );
+    // The key a person names in their own git configuration, as for a push.
+    fs::write(
+        fixture.home.join(".gitconfig"),
+        format!("[core]\n\tsshCommand = {} -i key\n", ssh.display()),
+    )
+    .unwrap();
+
+    let error = fixture
+        .git
+        .clone_repository(
+            "git@example.invalid:org/repo.git",
+            &fixture.root.join("clones").join("repo"),
+        )
+        .unwrap_err();
+
+    assert!(error.to_string().contains("no route"), "{error}");
+    let recorded = read(&record);
+    assert!(
+        recorded.contains("args: -i key -o BatchMode=yes"),
+        "{recorded}"
+    );
+}
