@@ -93,8 +93,7 @@ fn install() -> anyhow::Result<Installation> {
         Ok(_) => return Ok(Installation::Installed),
         Err(error) => error.to_string(),
     };
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    if unsafe { libc::geteuid() } != 0 {
+    if !is_root() {
         return Ok(Installation::Missing(format!(
             "{missing} (installing needs root: sudo apt-get install {PACKAGE})"
         )));
@@ -123,8 +122,14 @@ fn apt_get_install() -> Command {
     command
 }
 
+/// Whether xtask runs as root, which installing packages and making network namespaces need.
+pub(crate) fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() == 0 }
+}
+
 /// Whether this runs in CI, which sets `CI` (to `true`).
-fn in_ci() -> bool {
+pub(crate) fn in_ci() -> bool {
     std::env::var("CI").is_ok_and(|value| !value.is_empty() && value != "false")
 }
 

@@ -47,8 +47,8 @@ pub struct TestArgs {
     /// Run without a PostgreSQL server (nor installing one); tests that need it skip and say so.
     #[arg(long)]
     no_postgres: bool,
-    /// Run where network namespaces cannot be made (not as root); the tests of several hosts
-    /// skip and say so.
+    /// Skip the tests of several hosts, which make network namespaces; without this they
+    /// are required as root and in CI, and skip (saying so) elsewhere.
     #[arg(long)]
     no_netns: bool,
     /// Extra arguments for `cargo nextest run`, such as a filter.
@@ -91,8 +91,16 @@ pub fn run(args: &TestArgs) -> anyhow::Result<()> {
             .env(CLAUDE_BIN_ENV, binary)
             .env(REQUIRE_CLAUDE_ENV, "1");
     }
-    if !args.no_netns {
+    // Network namespaces need root: elsewhere the several-host tests skip and say why, as
+    // PostgreSQL's do without a server, unless this is CI, which must run them all.
+    let require_netns = !args.no_netns && (crate::postgres::is_root() || crate::postgres::in_ci());
+    if require_netns {
         nextest.env(REQUIRE_NETNS_ENV, "1");
+    } else if !args.no_netns {
+        eprintln!(
+            "xtask: the tests of several hosts need root for their network namespaces; \
+             they skip (run as root to include them)"
+        );
     }
     if let Some(cluster) = &postgres {
         nextest
@@ -111,7 +119,7 @@ pub fn run(args: &TestArgs) -> anyhow::Result<()> {
         }
     };
     tests?;
-    if skips > 0 && claude.is_some() && postgres.is_some() && !args.no_netns {
+    if skips > 0 && claude.is_some() && postgres.is_some() && require_netns {
         bail!(
             "{skips} tests skipped though the Claude Code CLI is installed, PostgreSQL runs and \
              network namespaces are required"
