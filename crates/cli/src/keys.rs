@@ -285,7 +285,7 @@ keys! {
         name: "run.remote",
         kind: Kind::Text,
         default: DefaultValue::Text("origin"),
-        help: "The git remote (by name, as `git remote` lists it) that deliver = \"push\" pushes completed tasks' branches to; a run refuses to start when a task's repository lacks it.",
+        help: "The git remote whose URL `task add` records; deliver = \"push\" pushes to the remote with that URL in each host's clone. A task without one needs this remote to run.",
         sources: Sources::FILE,
     };
     RUN_CLONES: Option<PathBuf> = Definition {
@@ -373,7 +373,7 @@ keys! {
             means: ".baton/baton.db in the workspace",
             example: "",
         },
-        help: "The ledger database: a file, or a PostgreSQL URL (`postgres://user@host/db`, libpq's syntax) that runners on several hosts share; `baton init` with it creates the ledger there, and later commands need it too.",
+        help: "The ledger database: a file, or a PostgreSQL URL (`postgres://user@host/db`, libpq's syntax) that runners on several hosts share; `baton init` with it creates the ledger there. Later commands need it too for a file; for a URL, `baton init` writes it into the workspace's `ledger.url`.",
         sources: Sources::NONE.env("BATON_DB").flags(&["--db"]),
     };
     LEDGER_URL: Option<String> = Definition {
