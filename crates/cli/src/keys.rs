@@ -378,7 +378,7 @@ keys! {
     };
     LEDGER_URL: Option<String> = Definition {
         name: "ledger.url",
-        kind: Kind::Text,
+        kind: Kind::LedgerUrl,
         default: DefaultValue::Unset {
             means: "the workspace's own SQLite file",
             example: "\"postgres://baton@db.internal/baton\"",

@@ -88,6 +88,7 @@ fn allowed(kind: Kind) -> String {
             .collect::<Vec<_>>()
             .join(", "),
         Kind::Text => String::from("text"),
+        Kind::LedgerUrl => String::from("PostgreSQL URL, no password"),
         Kind::Path => String::from("path"),
         Kind::List => String::from("list of texts"),
         Kind::Variables => String::from("table of texts"),

@@ -10,7 +10,7 @@ use std::ops::{Range, RangeInclusive};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use session_store::Cost;
+use session_store::{Cost, PostgresUrl};
 use toml::Spanned;
 use toml::de::{DeInteger, DeValue};
 
@@ -35,6 +35,8 @@ pub enum Kind {
     Word(&'static [&'static str]),
     /// Text that is not empty.
     Text,
+    /// A PostgreSQL URL without a password, which has no place in a file.
+    LedgerUrl,
     /// A path, or a program's name.
     Path,
     /// A list of texts, none empty.
@@ -87,7 +89,12 @@ pub fn from_toml(key: &Definition, value: &Spanned<DeValue<'_>>) -> Result<Value
         (Kind::Money, DeValue::Integer(integer)) => money(integer.as_str()),
         (Kind::Money, DeValue::Float(float)) => money(float.as_str()),
         (
-            Kind::Money | Kind::Duration | Kind::Word(_) | Kind::Text | Kind::Path,
+            Kind::Money
+            | Kind::Duration
+            | Kind::Word(_)
+            | Kind::Text
+            | Kind::LedgerUrl
+            | Kind::Path,
             DeValue::String(text),
         ) => {
             if text.trim().is_empty() {
@@ -127,6 +134,31 @@ pub fn from_toml(key: &Definition, value: &Spanned<DeValue<'_>>) -> Result<Value
     }
 }
 
+/// A PostgreSQL URL, refused when it holds a password: the key lives in a file that is
+/// shared and kept, and the password belongs in `PGPASSWORD` or `~/.pgpass`. What is refused
+/// is named without the password.
+fn ledger_url(text: &str) -> Result<Value, Problem> {
+    let shown = || format!("`{}`", PostgresUrl::text_without_password(text));
+    if !PostgresUrl::looks_like(text) {
+        return Err(Problem::new(
+            shown(),
+            "is not a PostgreSQL URL, such as \"postgres://baton@db.internal/baton\"",
+        ));
+    }
+    match PostgresUrl::parse(text) {
+        Ok(url) if url.has_password() => Err(Problem::new(
+            shown(),
+            "holds a password, which must not be kept in this file: remove it, and set \
+             PGPASSWORD or add a line to ~/.pgpass",
+        )),
+        Ok(_) => Ok(Value::Text(text.to_owned())),
+        Err(error) => Err(Problem::new(
+            shown(),
+            format!("is not a valid URL: {error}"),
+        )),
+    }
+}
+
 /// Reads a value written as text: an environment variable, or a string in the file.
 pub fn from_text(key: &Definition, text: &str) -> Result<Value, Problem> {
     let quoted = || format!("`{text}`");
@@ -160,6 +192,7 @@ pub fn from_text(key: &Definition, text: &str) -> Result<Value, Problem> {
         },
         Kind::Text if text.trim().is_empty() => Err(Problem::new("the value", "is empty")),
         Kind::Text => Ok(Value::Text(text.to_owned())),
+        Kind::LedgerUrl => ledger_url(text),
         Kind::Path => Ok(Value::Path(PathBuf::from(text))),
         Kind::List => list_of_text(text),
         Kind::Variables => Err(Problem::new(
@@ -190,6 +223,7 @@ impl Kind {
             Kind::Duration => String::from("a duration such as 30s or 2m"),
             Kind::Word(words) => format!("one of {}", quoted_words(words)),
             Kind::Text => String::from("text in quotes"),
+            Kind::LedgerUrl => String::from("a PostgreSQL URL in quotes"),
             Kind::Path => String::from("a path in quotes"),
             Kind::List => String::from("a list of texts, such as [\"Read\", \"Edit\"]"),
             Kind::Variables => String::from("a table of NAME = \"value\" lines"),

@@ -102,6 +102,28 @@ fn an_unknown_config_key_names_the_key_the_line_and_the_file() {
 }
 
 #[test]
+fn a_password_in_the_configured_ledger_url_is_refused_without_showing_it() {
+    let world = World::with_workspace();
+    let config = world.work().join(".baton/config.toml");
+    let text = std::fs::read_to_string(&config).unwrap().replace(
+        "[ledger]\n",
+        "[ledger]\nurl = \"postgres://baton:s3cret-pw@db.invalid/baton\"\n",
+    );
+    std::fs::write(&config, &text).unwrap();
+    let output = world.baton(&["task", "list"]).code(2);
+    let said = format!("{}{}", output.stdout, output.stderr);
+    for expected in ["ledger.url", "holds a password", "PGPASSWORD", "~/.pgpass"] {
+        assert!(said.contains(expected), "`{expected}` missing from:\n{said}");
+    }
+    assert!(!said.contains("s3cret-pw"), "{said}");
+
+    // Without the password, the URL is taken (and the ledger found unreachable later).
+    std::fs::write(&config, text.replace("baton:s3cret-pw@", "baton@")).unwrap();
+    let output = world.baton(&["task", "list"]);
+    assert_ne!(output.code, 2, "{}", output.stderr);
+}
+
+#[test]
 fn a_bad_config_value_names_the_key() {
     let world = World::with_workspace();
     let config = world.work().join(".baton/config.toml");
