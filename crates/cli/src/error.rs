@@ -253,7 +253,9 @@ fn store_kind(error: &StoreError) -> (Kind, Option<&'static str>) {
         _ if error.is_read_only() => (Kind::Ledger, Some(READ_ONLY)),
         // TLS's messages say what failed and what to do.
         _ if error.is_tls_failure() => (Kind::Ledger, None),
-        _ if error.is_connection_lost() || error.is_from_postgres() => (Kind::Ledger, Some(SERVER)),
+        _ if error.is_connection_lost() || error.is_from_postgres() => {
+            (Kind::Ledger, Some(postgres_hint(error).unwrap_or(SERVER)))
+        }
         StoreError::CreateDirectory { .. }
         | StoreError::CreateFile { .. }
         | StoreError::Open { .. }
@@ -262,6 +264,26 @@ fn store_kind(error: &StoreError) -> (Kind, Option<&'static str>) {
         // These messages already say what to do.
         _ => (Kind::Ledger, None),
     }
+}
+
+/// What to do about a PostgreSQL server's refusal, by its SQL state, where the state says
+/// more than "check the server and the URL".
+fn postgres_hint(error: &StoreError) -> Option<&'static str> {
+    Some(match error.postgres_state()? {
+        // invalid_password, invalid_authorization_specification
+        "28P01" | "28000" => {
+            "the PostgreSQL server refused the login: check the URL's user, and the password in PGPASSWORD, ~/.pgpass or the URL; `baton doctor` checks the ledger"
+        }
+        // invalid_catalog_name
+        "3D000" => {
+            "the URL names a database the PostgreSQL server does not have: create it (`createdb`), or fix the URL's database name"
+        }
+        // insufficient_privilege
+        "42501" => {
+            "the URL's user may not create or change the ledger's tables: the database's owner can allow it with `GRANT CREATE ON SCHEMA public TO <user>` (see \"Running on several hosts\" in docs/user-guide.md)"
+        }
+        _ => return None,
+    })
 }
 
 impl From<AgentError> for CliError {

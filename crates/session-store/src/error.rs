@@ -290,6 +290,15 @@ impl StoreError {
         matches!(self.database_error(), Some(DatabaseError::Postgres(_)))
     }
 
+    /// The SQL state a PostgreSQL server gave the failure (`28P01` for a refused password,
+    /// `3D000` for a database that does not exist…), when it gave one.
+    pub fn postgres_state(&self) -> Option<&str> {
+        match self.database_error() {
+            Some(DatabaseError::Postgres(error)) => error.code().map(|state| state.code()),
+            _ => None,
+        }
+    }
+
     /// Whether TLS failed: the server offers none that the URL's `sslmode` asks for, its
     /// certificate does not check out, a certificate file is missing, or the server takes
     /// only TLS and the URL turned it off. The message says which, and what to do.

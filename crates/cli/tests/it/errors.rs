@@ -113,7 +113,10 @@ fn a_password_in_the_configured_ledger_url_is_refused_without_showing_it() {
     let output = world.baton(&["task", "list"]).code(2);
     let said = format!("{}{}", output.stdout, output.stderr);
     for expected in ["ledger.url", "holds a password", "PGPASSWORD", "~/.pgpass"] {
-        assert!(said.contains(expected), "`{expected}` missing from:\n{said}");
+        assert!(
+            said.contains(expected),
+            "`{expected}` missing from:\n{said}"
+        );
     }
     assert!(!said.contains("s3cret-pw"), "{said}");
 

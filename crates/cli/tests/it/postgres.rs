@@ -90,11 +90,24 @@ fn a_password_comes_from_pgpass_and_a_wrong_one_is_a_clear_refusal() {
     let refused = world.baton(&["task", "list"]);
     assert_eq!(refused.code, 4, "{}", printed(&refused));
     assert!(
-        refused.stderr.contains("PostgreSQL server") && refused.stderr.contains("PGPASSWORD"),
+        refused.stderr.contains("PostgreSQL server")
+            && refused.stderr.contains("refused the login")
+            && refused.stderr.contains("PGPASSWORD"),
         "{}",
         refused.stderr
     );
     assert!(!printed(&refused).contains("not-the-password"));
+
+    // A database the server does not have is named as such, with what to do.
+    std::fs::write(&pgpass, format!("*:*:*:*:{password}\n")).unwrap();
+    let (base, _) = url.rsplit_once('/').expect("the URL names a database");
+    let missing = world.baton(&["--db", &format!("{base}/no_such_ledger"), "task", "list"]);
+    assert_eq!(missing.code, 4, "{}", printed(&missing));
+    assert!(
+        missing.stderr.contains("does not have") && missing.stderr.contains("createdb"),
+        "{}",
+        missing.stderr
+    );
 }
 
 #[test]
