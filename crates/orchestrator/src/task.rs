@@ -24,6 +24,7 @@ mod shutdown;
 mod spend;
 mod transcript;
 mod unwritten;
+mod wording;
 mod workspace;
 
 use std::sync::Arc;

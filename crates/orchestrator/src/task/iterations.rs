@@ -3,7 +3,7 @@
 //! decides whether the task is done, goes round again with feedback, or has run out of rounds.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use agent::{AgentError, ErrorKind};
 use session_store::SessionStatus;
@@ -347,7 +347,7 @@ impl TaskLoop {
             } => format!(
                 "the usage limit is reached until {} (in {}); waiting for the reset (retry {} of {})",
                 utc_time_of_day(*reset_at),
-                in_words(wait),
+                super::wording::in_words(wait),
                 retries.transient,
                 retry.max_retries
             ),
@@ -415,16 +415,6 @@ impl TaskLoop {
             check.command,
             describe_check(check)
         )
-    }
-}
-
-/// A wait in whole seconds under two minutes, else in whole minutes.
-pub(super) fn in_words(wait: Duration) -> String {
-    let seconds = wait.as_secs_f64().ceil() as u64;
-    if seconds < 120 {
-        format!("{seconds} s")
-    } else {
-        format!("{} min", seconds.div_ceil(60))
     }
 }
 

@@ -145,7 +145,7 @@ impl TaskLoop {
                         iteration,
                         decision: format!(
                             "the ledger cannot be reached ({err}); trying again for up to {}",
-                            super::iterations::in_words(outage)
+                            super::wording::in_words(outage)
                         ),
                     });
                 },
