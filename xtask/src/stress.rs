@@ -71,13 +71,22 @@ fn db_urls(args: &[String]) -> impl Iterator<Item = &str> {
     separate.chain(joined)
 }
 
-/// The password of a `postgres://user:password@host/…` URL, as it is written in the URL.
+/// The password of a `postgres://user:password@host/…` URL, or of its `password=` query
+/// parameter, as it is written in the URL.
 fn password_in(url: &str) -> Option<&str> {
     let rest = url.split_once("://")?.1;
-    let authority = rest.split('/').next()?;
-    let (user_info, _host) = authority.rsplit_once('@')?;
-    let (_user, password) = user_info.split_once(':')?;
-    Some(password).filter(|password| !password.is_empty())
+    let (before_query, query) = rest.split_once('?').unwrap_or((rest, ""));
+    let in_query = query
+        .split('&')
+        .find_map(|parameter| parameter.strip_prefix("password="));
+    let in_authority = || {
+        let authority = before_query.split('/').next()?;
+        let (user_info, _host) = authority.rsplit_once('@')?;
+        Some(user_info.split_once(':')?.1)
+    };
+    in_query
+        .or_else(in_authority)
+        .filter(|password| !password.is_empty())
 }
 
 /// Whether the arguments ask for the real CLI (`--agent claude` or `--agent=claude`).
@@ -110,5 +119,9 @@ mod tests {
             ["p%40ss"]
         );
         assert_eq!(password_in("postgres://baton@127.0.0.1/db"), None);
+        assert_eq!(
+            password_in("postgres://baton@h/db?sslmode=require&password=q%26w"),
+            Some("q%26w")
+        );
     }
 }
