@@ -288,7 +288,7 @@ pub(crate) enum WriteLock {
     Ledger,
     /// One task and its sessions (its milestone's, when it has one): writes of other tasks
     /// run beside it, writes of the whole ledger wait for it.
-    Task { task: i64, milestone: Option<i64> },
+    Task { task: i64 },
 }
 
 /// A connection to one ledger database.
@@ -376,8 +376,8 @@ impl Connection {
                 connection.ensure_connected()?;
                 match lock {
                     WriteLock::Ledger => connection.batch_execute(postgres::BEGIN_WRITE),
-                    WriteLock::Task { task, milestone } => {
-                        connection.batch_execute(&postgres::begin_task_write(task, milestone))
+                    WriteLock::Task { task } => {
+                        connection.batch_execute(&postgres::begin_task_write(task))
                     }
                 }
             }

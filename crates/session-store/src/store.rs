@@ -16,7 +16,7 @@ use serde_json::Value;
 use crate::db::is_busy;
 use crate::db::{Connection, DatabaseError, PgConnection, WriteLock};
 use crate::error::{Failure, StoreError};
-use crate::ids::{MilestoneId, TaskId};
+use crate::ids::TaskId;
 use crate::location::Location;
 use crate::migrations::{self, MIGRATIONS};
 pub use crate::options::{Durability, StoreOptions};
@@ -242,10 +242,10 @@ impl Store {
     }
 
     /// [`Store::batch`] for a batch that writes only `task` and what is its own: its row, its
-    /// sessions, calls, checks, transcripts and workspace, and its events (`milestone` is the
-    /// task's, whose tasks may share a session). On PostgreSQL such batches for different
-    /// tasks (of different milestones) run side by side: each takes the lock of its task (or
-    /// milestone), and the ledger's write lock only shared, so that a write of the whole
+    /// sessions, calls, checks, transcripts and workspace, and its events. On PostgreSQL such
+    /// batches for different tasks (of different milestones, whose tasks may share a session)
+    /// run side by side: each takes the lock of its task (or of its milestone, as the task's
+    /// row says), and the ledger's write lock only shared, so that a write of the whole
     /// ledger ([`Store::batch`] and every other write) still runs alone. SQLite has one write
     /// lock, and this is [`Store::batch`].
     ///
@@ -255,15 +255,10 @@ impl Store {
     pub fn task_batch<T>(
         &mut self,
         task: TaskId,
-        milestone: Option<MilestoneId>,
         operation: &'static str,
         body: impl FnOnce(&mut Batch<'_>) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
-        let lock = WriteLock::Task {
-            task: task.0,
-            milestone: milestone.map(|milestone| milestone.0),
-        };
-        self.batch_under(lock, operation, body)
+        self.batch_under(WriteLock::Task { task: task.0 }, operation, body)
     }
 
     fn batch_under<T>(

@@ -208,7 +208,6 @@ impl TaskLoop {
             .redactor
             .redact_owned(format!("baton failed while running the task: {err}"));
         let (task, unwritten) = (self.task.id, std::mem::take(&mut self.unwritten));
-        let milestone = self.task.milestone;
         let session = session.map(|session| session.id);
         let closing = reason.clone();
         let fence = self.fence();
@@ -216,7 +215,7 @@ impl TaskLoop {
             .context
             .db
             .run(move |store| {
-                store.task_batch(task, milestone, "fail a task", |batch| {
+                store.task_batch(task, "fail a task", |batch| {
                     // A runner that lost its claim fails nothing it no longer owns.
                     batch.check_fence(&fence)?;
                     unwritten.write_what_goes(batch);

@@ -142,7 +142,7 @@ pub(super) async fn claim(
                     Some(latest) => FirstSession::Continue(latest),
                     None => FirstSession::Opened(fresh),
                 };
-                let claimed = store.task_batch(task, milestone, "claim a task", |batch| {
+                let claimed = store.task_batch(task, "claim a task", |batch| {
                     let task = batch.claim_task(task, &owner)?;
                     if let FirstSession::Opened(id) = first {
                         batch.open_session(&NewSession {

@@ -121,7 +121,6 @@ impl TaskLoop {
     {
         let (unwritten, fence) = (self.unwritten.clone(), self.fence());
         let (events, task) = (self.context.events.clone(), self.task.id);
-        let milestone = self.task.milestone;
         let iteration = self.task.iterations.saturating_add(1);
         let outage = self.context.config.ledger_outage;
         // While the database is away the loop waits here: no new call starts in the session
@@ -132,7 +131,7 @@ impl TaskLoop {
             .run_retrying(
                 outage,
                 move |store| {
-                    store.task_batch(task, milestone, operation, |batch| {
+                    store.task_batch(task, operation, |batch| {
                         // Nothing of the batch is written once another runner took over.
                         batch.check_fence(&fence)?;
                         unwritten.write(batch)?;

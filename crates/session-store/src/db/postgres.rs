@@ -340,18 +340,18 @@ const MILESTONE_LOCK_CLASS: i32 = 0x4261_744d;
 /// Begins a write transaction that writes only one task and its sessions, in one round trip:
 /// [`WRITE_LOCK`] shared, so that it waits for (and holds off) every write of the whole
 /// ledger, and the lock of the task, or of its milestone when it has one (a milestone's tasks
-/// may share a session), so that it waits for every other write of the same task.
-pub(super) fn begin_task_write(task: i64, milestone: Option<i64>) -> String {
-    let (class, id) = match milestone {
-        Some(milestone) => (MILESTONE_LOCK_CLASS, milestone),
-        None => (TASK_LOCK_CLASS, task),
-    };
+/// may share a session), so that it waits for every other write of the same task. Which of the
+/// two is read from the task's row, whose milestone never changes, so that no caller can name
+/// the wrong one.
+pub(super) fn begin_task_write(task: i64) -> String {
     // Ids past 2^31 share a lock with a smaller one: that only makes them wait for each other.
-    let key = id & 0x7fff_ffff;
     format!(
         "BEGIN ISOLATION LEVEL READ COMMITTED; \
          SELECT pg_advisory_xact_lock_shared({WRITE_LOCK}); \
-         SELECT pg_advisory_xact_lock({class}, {key})"
+         SELECT pg_advisory_xact_lock(\
+             CASE WHEN milestone_id IS NULL THEN {TASK_LOCK_CLASS} ELSE {MILESTONE_LOCK_CLASS} END, \
+             (coalesce(milestone_id, id) & 2147483647)::int) \
+         FROM tasks WHERE id = {task}"
     )
 }
 

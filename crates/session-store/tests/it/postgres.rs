@@ -70,12 +70,12 @@ fn batches_of_different_tasks_run_side_by_side_and_the_ledger_waits_for_them() {
         let mut second = Store::open_with(lab.location(), &impatient).unwrap();
         let guidance = crate::common::text("g");
         let (beside, same_task, whole) = first
-            .task_batch(one, None, "hold task one", |batch| {
+            .task_batch(one, "hold task one", |batch| {
                 batch.set_task_guidance(one, Some(&guidance))?;
-                let beside = second.task_batch(two, None, "write task two", |batch| {
+                let beside = second.task_batch(two, "write task two", |batch| {
                     batch.set_task_guidance(two, Some(&guidance))
                 });
-                let same_task = second.task_batch(one, None, "write task one", |batch| {
+                let same_task = second.task_batch(one, "write task one", |batch| {
                     batch.set_task_guidance(one, None)
                 });
                 let whole = second.batch("write the ledger", |batch| {
@@ -91,5 +91,42 @@ fn batches_of_different_tasks_run_side_by_side_and_the_ledger_waits_for_them() {
         );
         assert!(matches!(whole, Err(StoreError::Busy { .. })), "{whole:?}");
         assert_eq!(first.task(two).unwrap().guidance.as_deref(), Some("g"));
+    });
+}
+
+/// Two tasks of one milestone may share a session, so their batches take the milestone's
+/// lock, found from the task's row: one waits for the other.
+#[test]
+fn batches_of_two_tasks_of_one_milestone_wait_for_each_other() {
+    Backend::Postgres.run(|| {
+        let lab = Lab::new().unwrap();
+        let mut first = lab.open();
+        let milestone = crate::common::add_milestone(&mut first, "m");
+        let mut in_milestone = || {
+            let mut task = session_store::NewTask::new(
+                crate::common::text("t"),
+                crate::common::text("do t"),
+                lab.path(),
+            );
+            task.milestone = Some(milestone);
+            first.add_task(&task).unwrap()
+        };
+        let (one, two) = (in_milestone(), in_milestone());
+        let impatient = session_store::StoreOptions {
+            busy_timeout: std::time::Duration::from_millis(200),
+            ..options()
+        };
+        let mut second = Store::open_with(lab.location(), &impatient).unwrap();
+        let guidance = crate::common::text("g");
+        let other = first
+            .task_batch(one, "hold task one", |batch| {
+                batch.set_task_guidance(one, Some(&guidance))?;
+                Ok(second.task_batch(two, "write task two", |batch| {
+                    batch.set_task_guidance(two, Some(&guidance))
+                }))
+            })
+            .unwrap();
+        assert!(matches!(other, Err(StoreError::Busy { .. })), "{other:?}");
+        assert_eq!(first.task(two).unwrap().guidance, None);
     });
 }
