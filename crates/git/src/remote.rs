@@ -66,10 +66,15 @@ impl Repository {
         if !self.remotes()?.iter().any(|name| name == remote) {
             return Ok(None);
         }
+        self.url_of(remote).map(Some)
+    }
+
+    /// The URL of `remote`, which `git remote` listed.
+    fn url_of(&self, remote: &str) -> Result<String, GitError> {
         let finished = self
             .run_here(argv!["remote", "get-url", "--end-of-options", remote])?
             .success()?;
-        Ok(Some(finished.first_line()?.to_owned()))
+        Ok(finished.first_line()?.to_owned())
     }
 
     /// Pushes `branch` to the branch of the same name on `remote`, a configured remote (a
@@ -136,11 +141,9 @@ impl Repository {
     /// The name of a remote whose URL is the same remote as `url` ([`same_remote`]), the
     /// first in `git remote`'s order; `None` when no remote is.
     pub fn remote_named_for(&self, url: &str) -> Result<Option<String>, GitError> {
+        // Listed once: each remote's URL is then one `get-url`.
         for name in self.remotes()? {
-            if self
-                .remote_url(&name)?
-                .is_some_and(|known| same_remote(&known, url))
-            {
+            if same_remote(&self.url_of(&name)?, url) {
                 return Ok(Some(name));
             }
         }
