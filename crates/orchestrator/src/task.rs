@@ -27,6 +27,7 @@ mod unwritten;
 mod wording;
 mod workspace;
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use agent::{CancellationToken, SessionId};
@@ -101,7 +102,7 @@ pub(crate) async fn run_task(
         unwritten: Unwritten::default(),
         workspace: None,
         reservation: None,
-        transcripts_checked: Vec::new(),
+        transcripts_checked: HashSet::new(),
         lease: match first {
             session::FirstSession::Opened(id) => Some((id, 1)),
             session::FirstSession::Continue(_) => None,
@@ -185,7 +186,7 @@ struct TaskLoop {
     lease: Option<(SessionId, u64)>,
     /// Sessions whose transcript this claim compared with the ledger's copy, at their first
     /// resume in it.
-    transcripts_checked: Vec<SessionId>,
+    transcripts_checked: HashSet<SessionId>,
 }
 
 impl TaskLoop {

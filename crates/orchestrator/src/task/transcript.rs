@@ -34,8 +34,7 @@ impl TaskLoop {
         if !self.context.config.mirror_transcripts {
             return Ok(());
         }
-        let first_resume = !self.transcripts_checked.contains(&session);
-        self.transcripts_checked.push(session);
+        let first_resume = self.transcripts_checked.insert(session);
         let agent = Arc::clone(&self.context.agent);
         let has_local = match agent.has_transcript(call).await {
             Ok(false) => false,
