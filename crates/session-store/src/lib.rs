@@ -76,7 +76,9 @@ pub use crate::process::{AgentProcess, LeaseOwner};
 pub use crate::runners::{Fence, Runner};
 pub use crate::sessions::{Lease, NewSession, Session, SessionFilter, SweepReason, SweptSession};
 pub use crate::status::{CallOutcome, SessionPolicy, SessionStatus, TaskStatus};
-pub use crate::store::{Batch, CommitCounter, Durability, RoundTripCounter, Store, StoreOptions};
+pub use crate::store::{
+    Batch, CommitCounter, Counter, Durability, RoundTripCounter, Store, StoreOptions,
+};
 pub use crate::tasks::{NewTask, Task, TaskFilter};
 pub use crate::tls::TlsError;
 pub use crate::transcripts::StoredTranscript;

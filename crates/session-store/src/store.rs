@@ -291,7 +291,7 @@ impl Store {
         match (&self.connection, &self.commits) {
             (Connection::Sqlite(connection), _) => {
                 let counter = CommitCounter::default();
-                let commits = Arc::clone(&counter.commits);
+                let commits = Arc::clone(&counter.counted);
                 // SQLite calls the hook for transactions that wrote; `false` lets the commit go
                 // on.
                 connection.commit_hook(Some(move || {
@@ -301,9 +301,7 @@ impl Store {
                 counter
             }
             (Connection::Postgres(_), commits) => {
-                let commits = commits.clone().unwrap_or_default();
-                let base = commits.load(Ordering::Relaxed);
-                CommitCounter { commits, base }
+                Counter::from_now(commits.clone().unwrap_or_default())
             }
         }
     }
@@ -320,11 +318,7 @@ impl Store {
     pub fn count_round_trips(&self) -> RoundTripCounter {
         match &self.connection {
             Connection::Sqlite(_) => RoundTripCounter::default(),
-            Connection::Postgres(connection) => {
-                let trips = connection.round_trips();
-                let base = trips.load(Ordering::Relaxed);
-                RoundTripCounter { trips, base }
-            }
+            Connection::Postgres(connection) => Counter::from_now(connection.round_trips()),
         }
     }
 
@@ -453,37 +447,35 @@ impl Batch<'_> {
     }
 }
 
-/// The commits of one store so far; see [`Store::count_commits`]. Cheap to clone: every
-/// clone reads the same count.
+/// A count the store keeps and a caller reads from the moment it took the counter: the
+/// commits of [`Store::count_commits`], or the round trips of [`Store::count_round_trips`].
+/// Cheap to clone: every clone reads the same count.
 #[derive(Debug, Clone, Default)]
-pub struct CommitCounter {
-    commits: Arc<AtomicU64>,
+pub struct Counter {
+    counted: Arc<AtomicU64>,
     /// The count when the counter was taken.
     base: u64,
 }
 
-impl CommitCounter {
-    /// How many write transactions committed since the counter was taken.
+impl Counter {
+    /// Counts on from `counted`'s current value.
+    fn from_now(counted: Arc<AtomicU64>) -> Counter {
+        let base = counted.load(Ordering::Relaxed);
+        Counter { counted, base }
+    }
+
+    /// How many commits or round trips there were since the counter was taken (round trips
+    /// stay at zero on SQLite, which is in the process).
     pub fn count(&self) -> u64 {
-        self.commits.load(Ordering::Relaxed) - self.base
+        self.counted.load(Ordering::Relaxed) - self.base
     }
 }
 
-/// The round trips of one store to its PostgreSQL server so far; see
-/// [`Store::count_round_trips`]. Cheap to clone: every clone reads the same count.
-#[derive(Debug, Clone, Default)]
-pub struct RoundTripCounter {
-    trips: Arc<AtomicU64>,
-    /// The count when the counter was taken.
-    base: u64,
-}
+/// The commits of one store; see [`Store::count_commits`].
+pub type CommitCounter = Counter;
 
-impl RoundTripCounter {
-    /// How many round trips the store made since the counter was taken (zero on SQLite).
-    pub fn count(&self) -> u64 {
-        self.trips.load(Ordering::Relaxed) - self.base
-    }
-}
+/// The round trips of one store to its PostgreSQL server; see [`Store::count_round_trips`].
+pub type RoundTripCounter = Counter;
 
 impl Write<'_> {
     /// How many rows SQLite's connection has changed since it opened, to check that an
