@@ -248,7 +248,9 @@ fn store_kind(error: &StoreError) -> (Kind, Option<&'static str>) {
         | StoreError::MilestoneExists { .. }
         | StoreError::MilestoneMismatch { .. }
         | StoreError::Invalid { .. } => (Kind::Usage, None),
-        StoreError::Busy { .. } | StoreError::LeaseHeld { .. } => (Kind::Ledger, Some(BUSY)),
+        StoreError::Busy { .. } | StoreError::LeaseHeld { .. } | StoreError::ClaimTaken { .. } => {
+            (Kind::Ledger, Some(BUSY))
+        }
         _ if error.is_disk_trouble() => (Kind::Ledger, Some(DISK)),
         _ if error.is_read_only() => (Kind::Ledger, Some(READ_ONLY)),
         // TLS's messages say what failed and what to do.

@@ -12,7 +12,9 @@ mod sqlite;
 
 use std::fmt;
 
-pub(crate) use self::postgres::{CONNECT_TIMEOUT, PgConnection, PgTarget, WRITE_LOCK};
+pub(crate) use self::postgres::{
+    CONNECT_TIMEOUT, PgConnection, PgTarget, WRITE_LOCK, task_lock_keys,
+};
 pub(crate) use self::sqlite::is_busy;
 
 /// A value passed to or read from SQL.
@@ -289,6 +291,10 @@ pub(crate) enum WriteLock {
     /// One task and its sessions (its milestone's, when it has one): writes of other tasks
     /// run beside it, writes of the whole ledger wait for it.
     Task { task: i64 },
+    /// The ledger's lock shared, and nothing else yet: a claim, whose one statement takes
+    /// its task's lock without waiting, skipping a task another writer holds (see
+    /// [`Store::claim_batch`](crate::Store::claim_batch)).
+    Claim,
 }
 
 /// A connection to one ledger database.
@@ -379,6 +385,7 @@ impl Connection {
                     WriteLock::Task { task } => {
                         connection.batch_execute(&postgres::begin_task_write(task))
                     }
+                    WriteLock::Claim => connection.batch_execute(postgres::BEGIN_SHARED_WRITE),
                 }
             }
         }

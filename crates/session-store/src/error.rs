@@ -120,6 +120,11 @@ pub enum StoreError {
         waiting_on: Vec<TaskId>,
     },
 
+    /// A claim found its task ready but being written by another runner (claiming it, most
+    /// likely) and went on without waiting, as a queue's claim skips a locked row.
+    #[error("task {task} is being claimed by another runner")]
+    ClaimTaken { task: TaskId },
+
     /// A new dependency would make tasks wait for each other forever.
     #[error(
         "task {task} cannot depend on task {on}: that would close the cycle {}; drop one of those dependencies",

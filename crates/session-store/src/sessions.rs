@@ -278,44 +278,27 @@ const REOPEN_SESSION: &str = "reopen a session";
 
 /// Opens a session with its lease; see [`Store::open_session`].
 fn open(transaction: &Write<'_>, session: &NewSession) -> Result<Lease, Failure> {
-    let id = session.id.to_string();
-    let milestone = task_milestone(transaction, session.task)?;
-    if milestone != session.milestone {
-        return Err(StoreError::MilestoneMismatch {
-            task: session.task,
-            task_milestone: milestone,
-            expected: session.milestone,
-        }
-        .into());
-    }
-    if session.policy == SessionPolicy::Milestone && milestone.is_none() {
-        return Err(StoreError::Invalid {
-            field: "session policy",
-            reason: format!(
-                "task {} is in no milestone, so it cannot open a session with the milestone policy",
-                session.task
-            ),
-        }
-        .into());
-    }
     let now = Timestamp::now();
     let lease = Lease {
         owner: session.owner.clone(),
         expires_at: now.saturating_add(session.lease_ttl),
         epoch: 1,
     };
-    // A session id taken already is a refusal, not a failed statement, which on PostgreSQL
-    // would abort the whole batch.
+    // The common case in one statement (a round trip on PostgreSQL): the task exists in the
+    // milestone named, the policy fits it, and the id is new. A session id taken already
+    // inserts nothing rather than failing, which on PostgreSQL would abort the whole batch.
     let inserted = transaction
         .prepare_cached(
             "INSERT INTO sessions (id, task_id, milestone_id, policy, status, \
                  lease_pid, lease_host, lease_start_time, lease_expires_at, started_at, \
                  lease_epoch) \
-                 VALUES (?1, ?2, ?3, ?4, 'open', ?5, ?6, ?7, ?8, ?9, 1) \
-                 ON CONFLICT (id) DO NOTHING",
+             SELECT ?1, id, milestone_id, ?4, 'open', ?5, ?6, ?7, ?8, ?9, 1 FROM tasks \
+             WHERE id = ?2 AND (milestone_id = ?3 OR (milestone_id IS NULL AND ?3 IS NULL)) \
+             AND (?4 <> 'milestone' OR milestone_id IS NOT NULL) \
+             ON CONFLICT (id) DO NOTHING",
         )?
         .execute(params![
-            id,
+            session.id.to_string(),
             session.task,
             session.milestone,
             session.policy,
@@ -325,10 +308,33 @@ fn open(transaction: &Write<'_>, session: &NewSession) -> Result<Lease, Failure>
             lease.expires_at,
             now,
         ])?;
-    if inserted == 0 {
-        return Err(StoreError::SessionExists { id: session.id }.into());
+    if inserted == 1 {
+        return Ok(lease);
     }
-    Ok(lease)
+    Err(open_refused(transaction, session)?)
+}
+
+/// Why a session that [`open`] did not insert was refused.
+fn open_refused(transaction: &Write<'_>, session: &NewSession) -> Result<Failure, Failure> {
+    let milestone = task_milestone(transaction, session.task)?;
+    Ok(if milestone != session.milestone {
+        StoreError::MilestoneMismatch {
+            task: session.task,
+            task_milestone: milestone,
+            expected: session.milestone,
+        }
+    } else if session.policy == SessionPolicy::Milestone && milestone.is_none() {
+        StoreError::Invalid {
+            field: "session policy",
+            reason: format!(
+                "task {} is in no milestone, so it cannot open a session with the milestone policy",
+                session.task
+            ),
+        }
+    } else {
+        StoreError::SessionExists { id: session.id }
+    }
+    .into())
 }
 
 /// Ends a session; see [`Store::close_session`].

@@ -261,7 +261,7 @@ impl Store {
         self.batch_under(WriteLock::Task { task: task.0 }, operation, body)
     }
 
-    fn batch_under<T>(
+    pub(crate) fn batch_under<T>(
         &mut self,
         lock: WriteLock,
         operation: &'static str,

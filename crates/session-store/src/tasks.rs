@@ -4,7 +4,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
 
-use crate::db::{Connection, OptionalExtension, Row, params};
+use crate::db::{Connection, OptionalExtension, Row, WriteLock, params};
 use redact::Redacted;
 use serde_json::json;
 
@@ -322,6 +322,33 @@ impl Store {
         self.write(CLAIM, |transaction| claim(transaction, id, runner))
     }
 
+    /// Claims a pending task for `runner`, as [`Store::claim_task`] does, and runs `body`
+    /// with the claimed task in the same batch (see [`Store::batch`]), to write what comes
+    /// with the claim (the session it opens) in its commit.
+    ///
+    /// On PostgreSQL the claim is one atomic statement that takes the task only when no other
+    /// writer holds it (`FOR UPDATE SKIP LOCKED`, and its task's or milestone's lock taken
+    /// without waiting): runners going for the same task never queue behind each other, and
+    /// the ones that lose get [`StoreError::ClaimTaken`] at once, or
+    /// [`StoreError::InvalidTransition`] when the winner committed first. Batches of other
+    /// tasks run beside it, as [`Store::task_batch`]'s do. On SQLite, whose one write lock
+    /// makes every claim wait its turn, this is [`Store::batch`] with
+    /// [`Batch::claim_task`] first.
+    pub fn claim_batch<T>(
+        &mut self,
+        id: TaskId,
+        runner: &LeaseOwner,
+        operation: &'static str,
+        body: impl FnOnce(&mut Batch<'_>, Task) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        // The claim comes first, and `body` only after it succeeded: on PostgreSQL the
+        // claim's statement takes the lock the rest of the batch writes under.
+        self.batch_under(WriteLock::Claim, operation, |batch| {
+            let task = batch.claim_task(id, runner)?;
+            body(batch, task)
+        })
+    }
+
     /// Makes a failed, blocked or cancelled task pending again, with `guidance` (when given;
     /// it comes redacted) for the next prompt. The task then continues its session where the policy allows.
     pub fn retry_task(
@@ -466,10 +493,116 @@ const SET_STATUS: &str = "change a task's state";
 
 /// Claims task `id` for `runner`; see [`Store::claim_task`].
 fn claim(transaction: &Write<'_>, id: TaskId, runner: &LeaseOwner) -> Result<Task, Failure> {
+    if transaction.is_postgres() {
+        return match claimed_in_one_statement(transaction, id, runner)? {
+            Some(task) => Ok(task),
+            None => Err(claim_refused(transaction, id)?),
+        };
+    }
     let (_, mut task) =
         transition_returning(transaction, id, TaskStatus::Running, None, Some(runner))?;
     load_links(transaction, &mut task)?;
     Ok(task)
+}
+
+/// A claim on PostgreSQL, in one statement and one round trip: the task moves to `running`
+/// when it is pending, waits for no task and no other writer holds it (`FOR UPDATE SKIP
+/// LOCKED`, and its task's or milestone's lock taken without waiting), with its event, and
+/// comes back with its checks and dependencies. `None` when it did not move; nothing was
+/// written then.
+fn claimed_in_one_statement(
+    transaction: &Write<'_>,
+    id: TaskId,
+    runner: &LeaseOwner,
+) -> Result<Option<Task>, Failure> {
+    static CLAIM_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        format!(
+            "WITH claimed AS ( \
+                 UPDATE tasks SET status = 'running', failure_reason = NULL, updated_at = ?2, \
+                     started_at = coalesce(started_at, ?2), finished_at = NULL, \
+                     runner_pid = ?3, runner_host = ?4, runner_start_time = ?5, \
+                     claim_epoch = claim_epoch + 1 \
+                 WHERE id = (SELECT candidate.id FROM tasks AS candidate \
+                     WHERE candidate.id = ?1 AND candidate.status = 'pending' \
+                     AND NOT EXISTS (SELECT 1 FROM task_dependencies AS dependency \
+                         JOIN tasks AS prerequisite ON prerequisite.id = dependency.depends_on \
+                         WHERE dependency.task_id = candidate.id \
+                         AND prerequisite.status <> 'completed') \
+                     AND pg_try_advisory_xact_lock({keys}) \
+                     FOR UPDATE SKIP LOCKED) \
+                 RETURNING {TASK_COLUMNS}, {TOTALS_COLUMNS}), \
+             logged AS ( \
+                 INSERT INTO events (at, task_id, session_id, kind, detail) \
+                 SELECT ?2, id, NULL, ?6, ?7 FROM claimed) \
+             SELECT claimed.*, link.kind, link.position, link.command FROM claimed \
+             LEFT JOIN ( \
+                 SELECT 0 AS kind, ordinal AS position, command FROM task_verify_commands \
+                 WHERE task_id = ?1 \
+                 UNION ALL \
+                 SELECT 1, depends_on, NULL FROM task_dependencies WHERE task_id = ?1 \
+             ) AS link ON true \
+             ORDER BY link.kind, link.position",
+            keys = crate::db::task_lock_keys("candidate"),
+        )
+    });
+    let now = Timestamp::now();
+    let detail = transaction.detail(json!({
+        "from": TaskStatus::Pending.as_str(),
+        "to": TaskStatus::Running.as_str(),
+        "reason": None::<&str>,
+        "runner": { "pid": runner.pid, "host": runner.host },
+    }));
+    // Every row is the task, with one of its links (or none, for a task without any).
+    let mut claimed = None;
+    let links = transaction
+        .prepare_cached(&CLAIM_SQL)?
+        .query_map(
+            params![
+                id,
+                now,
+                runner.pid,
+                runner.host.as_str(),
+                runner.start_time,
+                event_kind::TASK_STATUS,
+                detail.as_str(),
+            ],
+            |row| {
+                if claimed.is_none() {
+                    claimed = Some(task_from_row(row)?);
+                }
+                link_at(row, TASK_TOTALS_AT + 7)
+            },
+        )?
+        .filter_map(Result::transpose)
+        .collect::<crate::db::Result<Vec<Link>>>()?;
+    Ok(claimed.map(|mut task| {
+        set_links(&mut task, links);
+        task
+    }))
+}
+
+/// Why a claim that moved nothing was refused: the task is not pending, or waits for
+/// another, or (it was ready) another runner holds it.
+fn claim_refused(transaction: &Write<'_>, id: TaskId) -> Result<Failure, Failure> {
+    let to = TaskStatus::Running;
+    let (from, waiting) = status_and_waiting(transaction, id)?;
+    if !from.can_become(to) {
+        return Ok(StoreError::InvalidTransition { task: id, from, to }.into());
+    }
+    let waiting_on = if waiting {
+        unmet_dependencies(transaction, id)?
+    } else {
+        Vec::new()
+    };
+    Ok(if waiting_on.is_empty() {
+        StoreError::ClaimTaken { task: id }
+    } else {
+        StoreError::DependenciesUnmet {
+            task: id,
+            waiting_on,
+        }
+    }
+    .into())
 }
 const SET_GUIDANCE: &str = "set a task's guidance";
 
@@ -495,6 +628,11 @@ fn transition_returning(
     reason: Option<&Redacted>,
     runner: Option<&LeaseOwner>,
 ) -> Result<(TaskStatus, Task), Failure> {
+    if transaction.is_postgres()
+        && let Some(task) = finished_in_one_statement(transaction, id, to, reason)?
+    {
+        return Ok((TaskStatus::Running, task));
+    }
     let (from, waiting) = if to == TaskStatus::Running {
         status_and_waiting(transaction, id)?
     } else {
@@ -556,6 +694,59 @@ fn transition_returning(
     let kind = event_kind::TASK_STATUS;
     insert_event(transaction, now, Some(id), None, kind, detail)?;
     Ok((from, task))
+}
+
+/// A running task that completes, fails or blocks, on PostgreSQL: the one state each of
+/// those can follow, so the change and its event are one statement and one round trip.
+/// `None` for any other change, and for a task that is not running (nothing was written):
+/// [`transition_returning`] then goes the long way, which says why it refuses.
+fn finished_in_one_statement(
+    transaction: &Write<'_>,
+    id: TaskId,
+    to: TaskStatus,
+    reason: Option<&Redacted>,
+) -> Result<Option<Task>, Failure> {
+    static FINISH_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        format!(
+            "WITH changed AS ( \
+                 UPDATE tasks SET status = ?2, failure_reason = ?3, updated_at = ?4, \
+                     finished_at = ?4, runner_pid = NULL, runner_host = NULL, \
+                     runner_start_time = NULL \
+                 WHERE id = ?1 AND status = 'running' \
+                 RETURNING {TASK_COLUMNS}, {TOTALS_COLUMNS}), \
+             logged AS ( \
+                 INSERT INTO events (at, task_id, session_id, kind, detail) \
+                 SELECT ?4, id, NULL, ?5, ?6 FROM changed) \
+             SELECT * FROM changed"
+        )
+    });
+    let failure_reason = match to {
+        TaskStatus::Completed => None,
+        TaskStatus::Failed | TaskStatus::Blocked => reason.map(Redacted::as_str),
+        TaskStatus::Pending | TaskStatus::Running | TaskStatus::Cancelled => return Ok(None),
+    };
+    let now = Timestamp::now();
+    // As `transition_returning` words it.
+    let detail = transaction.detail(json!({
+        "from": TaskStatus::Running.as_str(),
+        "to": to.as_str(),
+        "reason": reason.map(Redacted::as_str),
+        "runner": None::<serde_json::Value>,
+    }));
+    Ok(transaction
+        .prepare_cached(&FINISH_SQL)?
+        .query_row(
+            params![
+                id,
+                to,
+                failure_reason,
+                now,
+                event_kind::TASK_STATUS,
+                detail.as_str()
+            ],
+            task_from_row,
+        )
+        .optional()?)
 }
 
 fn read_task(connection: &Connection, id: TaskId) -> Result<Task, Failure> {
@@ -738,15 +929,26 @@ fn load_links(connection: &Connection, task: &mut Task) -> crate::db::Result<()>
              SELECT 1, depends_on, NULL FROM task_dependencies WHERE task_id = ?1 \
              ORDER BY 1, 2",
         )?
-        .query_map([task.id], |row| {
-            let is_dependency: bool = row.get(0)?;
-            Ok(if is_dependency {
-                Link::After(row.get(1)?)
-            } else {
-                Link::Check(row.get(2)?)
-            })
-        })?
+        .query_map([task.id], |row| link_at(row, 0))?
+        .filter_map(Result::transpose)
         .collect::<crate::db::Result<Vec<_>>>()?;
+    set_links(task, links);
+    Ok(())
+}
+
+/// The link in the three columns from `first` (whether it is a dependency, its position or
+/// task, its command); `None` where they are NULL (a task without links, outer-joined).
+fn link_at(row: &Row<'_>, first: usize) -> crate::db::Result<Option<Link>> {
+    let is_dependency: Option<bool> = row.get(first)?;
+    Ok(match is_dependency {
+        None => None,
+        Some(true) => Some(Link::After(row.get(first + 1)?)),
+        Some(false) => Some(Link::Check(row.get(first + 2)?)),
+    })
+}
+
+/// Sets the task's checks and dependencies from its links, in their order.
+fn set_links(task: &mut Task, links: Vec<Link>) {
     task.verify_commands = Vec::new();
     task.after = Vec::new();
     for link in links {
@@ -755,7 +957,6 @@ fn load_links(connection: &Connection, task: &mut Task) -> crate::db::Result<()>
             Link::After(id) => task.after.push(id),
         }
     }
-    Ok(())
 }
 
 /// One row of [`load_links`].

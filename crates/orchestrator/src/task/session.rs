@@ -142,8 +142,7 @@ pub(super) async fn claim(
                     Some(latest) => FirstSession::Continue(latest),
                     None => FirstSession::Opened(fresh),
                 };
-                let claimed = store.task_batch(task, "claim a task", |batch| {
-                    let task = batch.claim_task(task, &owner)?;
+                let claimed = store.claim_batch(task, &owner, "claim a task", |batch, task| {
                     if let FirstSession::Opened(id) = first {
                         batch.open_session(&NewSession {
                             id,
@@ -185,9 +184,11 @@ pub(super) async fn claim(
         .await;
     match claimed {
         Ok(claimed) => Ok(Some(claimed)),
-        Err(StoreError::InvalidTransition { .. } | StoreError::DependenciesUnmet { .. }) => {
-            Ok(None)
-        }
+        Err(
+            StoreError::InvalidTransition { .. }
+            | StoreError::DependenciesUnmet { .. }
+            | StoreError::ClaimTaken { .. },
+        ) => Ok(None),
         Err(err) => Err(err),
     }
 }

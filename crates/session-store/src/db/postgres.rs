@@ -329,6 +329,11 @@ pub(crate) const WRITE_LOCK: i64 = 0x4261_746e;
 pub(super) const BEGIN_WRITE: &str =
     "BEGIN ISOLATION LEVEL READ COMMITTED; SELECT pg_advisory_xact_lock(1113683054)";
 
+/// Begins a write transaction that takes [`WRITE_LOCK`] shared and nothing more yet, in one
+/// round trip: a claim's, whose statement takes its task's lock itself.
+pub(super) const BEGIN_SHARED_WRITE: &str =
+    "BEGIN ISOLATION LEVEL READ COMMITTED; SELECT pg_advisory_xact_lock_shared(1113683054)";
+
 /// The first key of the advisory locks of one task ("BatT"); the second is the task's id. The
 /// two-key locks are a key space apart from [`WRITE_LOCK`]'s.
 const TASK_LOCK_CLASS: i32 = 0x4261_7454;
@@ -344,14 +349,22 @@ const MILESTONE_LOCK_CLASS: i32 = 0x4261_744d;
 /// two is read from the task's row, whose milestone never changes, so that no caller can name
 /// the wrong one.
 pub(super) fn begin_task_write(task: i64) -> String {
-    // Ids past 2^31 share a lock with a smaller one: that only makes them wait for each other.
     format!(
         "BEGIN ISOLATION LEVEL READ COMMITTED; \
          SELECT pg_advisory_xact_lock_shared({WRITE_LOCK}); \
-         SELECT pg_advisory_xact_lock(\
-             CASE WHEN milestone_id IS NULL THEN {TASK_LOCK_CLASS} ELSE {MILESTONE_LOCK_CLASS} END, \
-             (coalesce(milestone_id, id) & 2147483647)::int) \
-         FROM tasks WHERE id = {task}"
+         SELECT pg_advisory_xact_lock({}) FROM tasks WHERE id = {task}",
+        task_lock_keys("tasks")
+    )
+}
+
+/// The two keys of the advisory lock that writes of the task in `row` (a name for a row of
+/// `tasks`) take: its task's, or its milestone's when it has one.
+pub(crate) fn task_lock_keys(row: &str) -> String {
+    // Ids past 2^31 share a lock with a smaller one: that only makes them wait for each other.
+    format!(
+        "CASE WHEN {row}.milestone_id IS NULL THEN {TASK_LOCK_CLASS} \
+              ELSE {MILESTONE_LOCK_CLASS} END, \
+         (coalesce({row}.milestone_id, {row}.id) & 2147483647)::int"
     )
 }
 

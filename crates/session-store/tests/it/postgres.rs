@@ -130,3 +130,43 @@ fn batches_of_two_tasks_of_one_milestone_wait_for_each_other() {
         assert_eq!(first.task(two).unwrap().guidance, None);
     });
 }
+
+/// A claim skips a task another writer holds instead of waiting for it, as a queue's claim
+/// skips a locked row: refused at once with `ClaimTaken`, the task left as it was, while a
+/// task of its own is claimed beside the writer; and once the writer is done, the claim goes
+/// through. A claim that waited would end in `Busy` at its busy timeout instead.
+#[test]
+fn a_claim_skips_a_task_another_writer_holds_without_waiting() {
+    Backend::Postgres.run(|| {
+        let lab = Lab::new().unwrap();
+        let mut first = lab.open();
+        let one = crate::common::add_task(&mut first, lab.path(), "one");
+        let two = crate::common::add_task(&mut first, lab.path(), "two");
+        let impatient = session_store::StoreOptions {
+            busy_timeout: std::time::Duration::from_millis(500),
+            ..options()
+        };
+        let mut second = Store::open_with(lab.location(), &impatient).unwrap();
+        let owner = session_store::LeaseOwner::current().unwrap();
+        let guidance = crate::common::text("g");
+        let (held, beside) = first
+            .task_batch(one, "hold task one", |batch| {
+                batch.set_task_guidance(one, Some(&guidance))?;
+                let held = second.claim_batch(one, &owner, "claim task one", |_, task| Ok(task));
+                let beside = second.claim_batch(two, &owner, "claim task two", |_, task| Ok(task));
+                Ok((held, beside))
+            })
+            .unwrap();
+        assert!(
+            matches!(held, Err(StoreError::ClaimTaken { task }) if task == one),
+            "{held:?}"
+        );
+        assert_eq!(beside.unwrap().status, session_store::TaskStatus::Running);
+        let claimed = second
+            .claim_batch(one, &owner, "claim task one", |_, task| Ok(task))
+            .unwrap();
+        assert_eq!(claimed.status, session_store::TaskStatus::Running);
+        assert_eq!(claimed.guidance.as_deref(), Some("g"));
+        assert_eq!(claimed.runner.as_ref(), Some(&owner));
+    });
+}

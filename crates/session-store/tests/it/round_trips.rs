@@ -33,15 +33,14 @@ on_both_backends! {
 }
 
 /// Round trips a claim with its session may cost on PostgreSQL: the `BEGIN` that takes the
-/// write lock, the task's state and whether it waits on another, its update (which returns
-/// the task) and event, the task's checks and dependencies, the session's task and its
-/// insert, the `COMMIT`.
-const CLAIM_BUDGET: u64 = 8;
+/// ledger's lock shared, the claim (one statement: the task's update, its event, its checks
+/// and dependencies), the session's insert, the `COMMIT`.
+const CLAIM_BUDGET: u64 = 4;
 
 /// Round trips the batch that ends a one-call task may cost: the `BEGIN`, the fence, the
-/// call (its session with any call under its key, the session's totals, its row, the task's
-/// totals), the session's close, the task's state, update and event, the `COMMIT`.
-const CALL_AND_FINISH_BUDGET: u64 = 11;
+/// call (one statement: its row and what it adds to the session's and the task's totals),
+/// the session's close, the task's finish (one statement with its event), the `COMMIT`.
+const CALL_AND_FINISH_BUDGET: u64 = 6;
 
 /// One iteration of a task's loop, as the orchestrator writes it, held to a budget of round
 /// trips, so that a statement more in these paths fails here rather than slowing every
@@ -58,8 +57,7 @@ fn a_claim_a_call_and_a_finish_keep_to_their_round_trips_on_postgres() {
             let claim = store.count_round_trips();
             let session = crate::common::new_session(task, owner.clone());
             let (claimed, lease) = store
-                .batch("claim a task", |batch| {
-                    let claimed = batch.claim_task(task, &owner)?;
+                .claim_batch(task, &owner, "claim a task", |batch, claimed| {
                     let lease = batch.open_session(&session)?;
                     Ok((claimed, lease))
                 })
@@ -74,7 +72,7 @@ fn a_claim_a_call_and_a_finish_keep_to_their_round_trips_on_postgres() {
             call.key = Some(format!("call-{seed}"));
             let finish = store.count_round_trips();
             store
-                .batch("record a call and finish", |batch| {
+                .task_batch(task, "record a call and finish", |batch| {
                     batch.check_fence(&fence)?;
                     batch.record_agent_call(&call)?;
                     batch.close_session(
