@@ -133,9 +133,16 @@ impl Store {
 }
 
 impl Batch<'_> {
-    /// [`Store::record_agent_call`], as part of the batch.
-    pub fn record_agent_call(&mut self, call: &NewAgentCall) -> Result<CallId, StoreError> {
-        self.apply(RECORD_CALL, |write| record_call(write, call))
+    /// [`Store::record_agent_call`], as part of the batch. The call's id is not returned: on
+    /// PostgreSQL the call may be written only with the batch's commit (see [`Batch`]).
+    pub fn record_agent_call(&mut self, call: &NewAgentCall) -> Result<(), StoreError> {
+        self.apply(RECORD_CALL, |write| {
+            if write.deferring() {
+                let session = call.session.to_string();
+                return in_one_statement(write, &session, call, Ending::Refuse).map(drop);
+            }
+            record_call(write, call).map(drop)
+        })
     }
 }
 
@@ -146,7 +153,7 @@ const RECORD_CALL: &str = "record an agent call";
 fn record_call(write: &Write<'_>, call: &NewAgentCall) -> Result<CallId, Failure> {
     let session = call.session.to_string();
     if write.is_postgres()
-        && let Some(id) = recorded_in_one_statement(write, &session, call)?
+        && let Some(id) = in_one_statement(write, &session, call, Ending::Id)?
     {
         return Ok(id);
     }
@@ -172,79 +179,104 @@ fn record_call(write: &Write<'_>, call: &NewAgentCall) -> Result<CallId, Failure
     Ok(id)
 }
 
+/// The `WITH` clause of [`in_one_statement`]: the common case of a call, written.
+const RECORD_WITH: &str = "WITH target AS ( \
+        SELECT id FROM sessions WHERE id = ?1 AND status = 'open' AND task_id = ?2 \
+        AND NOT EXISTS (SELECT 1 FROM agent_calls WHERE call_key = ?22)), \
+    recorded AS ( \
+        INSERT INTO agent_calls (session_id, task_id, iteration, plan, prompt, \
+            result_text, outcome, subtype, error_message, reported_session_id, \
+            input_tokens, output_tokens, cache_read_tokens, cache_creation_tokens, \
+            cost_nano_usd, turns, duration_ms, exit_code, exit_signal, started_at, \
+            ended_at, call_key) \
+        SELECT id, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, \
+            ?16, ?17, ?18, ?19, ?20, ?21, ?22 FROM target RETURNING id), \
+    into_session AS ( \
+        UPDATE sessions SET agent_calls = agent_calls + 1, turns = turns + ?16, \
+            input_tokens = input_tokens + ?11, output_tokens = output_tokens + ?12, \
+            cache_read_tokens = cache_read_tokens + ?13, \
+            cache_creation_tokens = cache_creation_tokens + ?14, \
+            cost_nano_usd = cost_nano_usd + ?15, \
+            agent_pid = NULL, agent_start_time = NULL \
+        WHERE id IN (SELECT id FROM target)), \
+    into_task AS ( \
+        UPDATE tasks SET \
+            iterations = CASE WHEN iterations > ?3 THEN iterations ELSE ?3 END, \
+            agent_calls = agent_calls + 1, turns = turns + ?16, \
+            input_tokens = input_tokens + ?11, output_tokens = output_tokens + ?12, \
+            cache_read_tokens = cache_read_tokens + ?13, \
+            cache_creation_tokens = cache_creation_tokens + ?14, \
+            cost_nano_usd = cost_nano_usd + ?15, updated_at = ?23 \
+        WHERE id = ?2 AND EXISTS (SELECT 1 FROM target)) ";
+
+/// How the statement of [`in_one_statement`] ends.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Ending {
+    /// With the new call's id: none when it is not the common case.
+    Id,
+    /// Deferred to the batch's commit, refusing (`baton_refuse`) when it is not.
+    Refuse,
+}
+
 /// A call on PostgreSQL in the common case, in one statement and one round trip: its session
 /// is open and the task's own, and no call is recorded under its key yet. Then the call's row
 /// goes in, and its figures are added to the session's and the task's totals, as
 /// [`add_to_session`], [`insert_call`] and [`add_to_task`] do one statement each. `None` when
 /// it is not the common case: nothing was written, and [`record_call`] goes the long way,
-/// which says why it refuses or finds the call recorded already.
-fn recorded_in_one_statement(
+/// which says why it refuses or finds the call recorded already. Deferred, it returns `None`.
+fn in_one_statement(
     write: &Write<'_>,
     session: &str,
     call: &NewAgentCall,
-) -> crate::db::Result<Option<CallId>> {
-    let (exit_code, exit_signal) = exit_columns(call.exit);
-    write
-        .prepare_cached(
-            "WITH target AS ( \
-                 SELECT id FROM sessions WHERE id = ?1 AND status = 'open' AND task_id = ?2 \
-                 AND NOT EXISTS (SELECT 1 FROM agent_calls WHERE call_key = ?22)), \
-             recorded AS ( \
-                 INSERT INTO agent_calls (session_id, task_id, iteration, plan, prompt, \
-                     result_text, outcome, subtype, error_message, reported_session_id, \
-                     input_tokens, output_tokens, cache_read_tokens, cache_creation_tokens, \
-                     cost_nano_usd, turns, duration_ms, exit_code, exit_signal, started_at, \
-                     ended_at, call_key) \
-                 SELECT id, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, \
-                     ?16, ?17, ?18, ?19, ?20, ?21, ?22 FROM target RETURNING id), \
-             into_session AS ( \
-                 UPDATE sessions SET agent_calls = agent_calls + 1, turns = turns + ?16, \
-                     input_tokens = input_tokens + ?11, output_tokens = output_tokens + ?12, \
-                     cache_read_tokens = cache_read_tokens + ?13, \
-                     cache_creation_tokens = cache_creation_tokens + ?14, \
-                     cost_nano_usd = cost_nano_usd + ?15, \
-                     agent_pid = NULL, agent_start_time = NULL \
-                 WHERE id IN (SELECT id FROM target)), \
-             into_task AS ( \
-                 UPDATE tasks SET \
-                     iterations = CASE WHEN iterations > ?3 THEN iterations ELSE ?3 END, \
-                     agent_calls = agent_calls + 1, turns = turns + ?16, \
-                     input_tokens = input_tokens + ?11, output_tokens = output_tokens + ?12, \
-                     cache_read_tokens = cache_read_tokens + ?13, \
-                     cache_creation_tokens = cache_creation_tokens + ?14, \
-                     cost_nano_usd = cost_nano_usd + ?15, updated_at = ?23 \
-                 WHERE id = ?2 AND EXISTS (SELECT 1 FROM target)) \
-             SELECT id FROM recorded",
-        )?
-        .query_row(
-            params![
-                session,
-                call.task,
-                call.iteration,
-                call.plan.as_str(),
-                call.prompt.as_str(),
-                call.result_text.as_ref().map(Redacted::as_str),
-                call.outcome,
-                call.subtype.as_ref().map(Redacted::as_str),
-                call.error_message.as_ref().map(Redacted::as_str),
-                call.reported_session.map(|id| id.to_string()),
-                call.usage.input_tokens,
-                call.usage.output_tokens,
-                call.usage.cache_read_tokens,
-                call.usage.cache_creation_tokens,
-                call.cost.as_nano_usd(),
-                call.turns,
-                duration_millis(call.duration),
-                exit_code,
-                exit_signal,
-                call.started_at,
-                call.ended_at,
-                call.key,
-                Timestamp::now(),
-            ],
-            |row| row.get(0).map(CallId),
+    ending: Ending,
+) -> Result<Option<CallId>, Failure> {
+    static RETURNING_ID: std::sync::LazyLock<String> =
+        std::sync::LazyLock::new(|| format!("{RECORD_WITH} SELECT id FROM recorded"));
+    static REFUSING: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        format!(
+            "{RECORD_WITH} SELECT baton_refuse('record an agent call') \
+             WHERE NOT EXISTS (SELECT 1 FROM recorded)"
         )
-        .optional()
+    });
+    let (exit_code, exit_signal) = exit_columns(call.exit);
+    let reported = call.reported_session.map(|id| id.to_string());
+    let duration = duration_millis(call.duration);
+    let now = Timestamp::now();
+    let values = params![
+        session,
+        call.task,
+        call.iteration,
+        call.plan.as_str(),
+        call.prompt.as_str(),
+        call.result_text.as_ref().map(Redacted::as_str),
+        call.outcome,
+        call.subtype.as_ref().map(Redacted::as_str),
+        call.error_message.as_ref().map(Redacted::as_str),
+        reported,
+        call.usage.input_tokens,
+        call.usage.output_tokens,
+        call.usage.cache_read_tokens,
+        call.usage.cache_creation_tokens,
+        call.cost.as_nano_usd(),
+        call.turns,
+        duration,
+        exit_code,
+        exit_signal,
+        call.started_at,
+        call.ended_at,
+        call.key,
+        now,
+    ];
+    Ok(match ending {
+        Ending::Refuse => {
+            write.defer(&REFUSING, values)?;
+            None
+        }
+        Ending::Id => write
+            .prepare_cached(&RETURNING_ID)?
+            .query_row(values, |row| row.get(0).map(CallId))
+            .optional()?,
+    })
 }
 
 /// Adds the call's figures to its session's totals; its agent process has ended, so the

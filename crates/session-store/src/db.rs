@@ -17,6 +17,9 @@ pub(crate) use self::postgres::{
 };
 pub(crate) use self::sqlite::is_busy;
 
+/// The SQLSTATE `baton_refuse` raises (migration 8).
+const DEFERRED_REFUSAL: &str = "BT001";
+
 /// A value passed to or read from SQL.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) enum Value<'a> {
@@ -119,6 +122,10 @@ pub enum DatabaseError {
         reason: String,
         connection_lost: bool,
     },
+    /// A statement of a batch sent with its commit refused ([`Connection::defer`]): the
+    /// batch runs again one statement at a time, which says what refused.
+    #[error("a statement sent with the batch's commit refused")]
+    DeferredRefusal,
     /// The connection to PostgreSQL was lost earlier and could not be made again.
     #[error("the connection to the PostgreSQL server is closed")]
     Closed,
@@ -161,6 +168,18 @@ impl DatabaseError {
             DatabaseError::Postgres(error) => {
                 error.code() == Some(&::postgres::error::SqlState::READ_ONLY_SQL_TRANSACTION)
             }
+            _ => false,
+        }
+    }
+
+    /// A statement sent whole with its batch refused ([`Connection::defer`]): the batch was
+    /// rolled back, and runs again one statement at a time to say what refused.
+    pub(crate) fn is_deferred_refusal(&self) -> bool {
+        match self {
+            DatabaseError::Postgres(error) => error
+                .code()
+                .is_some_and(|code| code.code() == DEFERRED_REFUSAL),
+            DatabaseError::DeferredRefusal => true,
             _ => false,
         }
     }
@@ -375,19 +394,44 @@ impl Connection {
     /// need nothing more.
     ///
     /// On PostgreSQL a connection lost since the last transaction is made again first.
-    pub(crate) fn begin_write(&self, lock: WriteLock) -> Result<()> {
+    ///
+    /// With `deferred`, PostgreSQL's `BEGIN` and locks wait to go with the transaction's
+    /// first exchange (see [`Connection::defer`]).
+    pub(crate) fn begin_write(&self, lock: WriteLock, deferred: bool) -> Result<()> {
         match self {
             Connection::Sqlite(_) => self.run("BEGIN IMMEDIATE"),
             Connection::Postgres(connection) => {
                 connection.ensure_connected()?;
-                match lock {
-                    WriteLock::Ledger => connection.batch_execute(postgres::BEGIN_WRITE),
+                let task_begin;
+                let begin = match lock {
+                    WriteLock::Ledger => postgres::BEGIN_WRITE,
                     WriteLock::Task { task } => {
-                        connection.batch_execute(&postgres::begin_task_write(task))
+                        task_begin = postgres::begin_task_write(task);
+                        &task_begin
                     }
-                    WriteLock::Claim => connection.batch_execute(postgres::BEGIN_SHARED_WRITE),
+                    WriteLock::Claim => postgres::BEGIN_SHARED_WRITE,
+                };
+                if deferred {
+                    connection.defer_begin(begin);
+                    Ok(())
+                } else {
+                    connection.batch_execute(begin)
                 }
             }
+        }
+    }
+
+    /// Runs `sql`, a statement that returns nothing; on PostgreSQL it waits to be sent with
+    /// the transaction's next exchange (its `COMMIT` at the latest), in the same round trip.
+    /// Such a statement must refuse by failing (`baton_refuse`), for nothing answers it
+    /// before the commit. SQLite, in the process, runs it at once.
+    pub(crate) fn defer(&self, sql: &str, params: impl Params) -> Result<()> {
+        let values = params.values();
+        match self {
+            Connection::Sqlite(connection) => {
+                sqlite::execute(&mut connection.prepare_cached(sql)?, &values).map(drop)
+            }
+            Connection::Postgres(connection) => connection.defer(sql, &values),
         }
     }
 
@@ -420,11 +464,7 @@ impl Connection {
                     let _ = connection.execute_batch("ROLLBACK");
                 }
             }
-            Connection::Postgres(connection) => {
-                if !connection.is_closed() {
-                    let _ = connection.batch_execute("ROLLBACK");
-                }
-            }
+            Connection::Postgres(connection) => connection.rollback(),
         }
     }
 }

@@ -151,7 +151,8 @@ impl PostgresUrl {
             tls,
             config,
             session_settings: format!(
-                "SET synchronous_commit = {synchronous_commit}; SET lock_timeout = {lock_timeout}"
+                "SET synchronous_commit = {synchronous_commit}; SET lock_timeout = {lock_timeout}; \
+                 SET standard_conforming_strings = on"
             ),
         })
     }

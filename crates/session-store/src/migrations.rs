@@ -52,6 +52,10 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         description: "record the remote of a task's repository and the host of its worktree",
         sql: include_str!("migrations/0007_task_workspace_remotes.sql"),
     },
+    Migration {
+        description: "let a batch's statements sent together refuse (PostgreSQL only)",
+        sql: include_str!("migrations/0008_deferred_refusals.sql"),
+    },
 ];
 
 /// The schema version this build writes: the number of migrations it knows.

@@ -129,6 +129,9 @@ impl Batch<'_> {
 }
 
 fn check(transaction: &Write<'_>, fence: &Fence) -> Result<(), Failure> {
+    if transaction.deferring() {
+        return check_deferred(transaction, fence);
+    }
     // Both epochs in one statement: on PostgreSQL each statement is a round trip, and this one
     // comes first in every write of a task's loop.
     let session = fence.session.map(|(session, _)| session.to_string());
@@ -164,6 +167,26 @@ fn check(transaction: &Write<'_>, fence: &Fence) -> Result<(), Failure> {
             }
             .into());
         }
+    }
+    Ok(())
+}
+
+/// [`check`], sent with the batch's commit: refusing, the batch runs again, and [`check`]
+/// says which claim moved on.
+fn check_deferred(transaction: &Write<'_>, fence: &Fence) -> Result<(), Failure> {
+    let task_moved = "NOT EXISTS (SELECT 1 FROM tasks WHERE id = ?1 AND claim_epoch = ?2)";
+    match fence.session {
+        None => transaction.defer(
+            &format!("SELECT baton_refuse('check a runner''s claim') WHERE {task_moved}"),
+            params![fence.task, fence.claim_epoch],
+        )?,
+        Some((session, held)) => transaction.defer(
+            &format!(
+                "SELECT baton_refuse('check a runner''s claim') WHERE {task_moved} \
+                 OR NOT EXISTS (SELECT 1 FROM sessions WHERE id = ?3 AND lease_epoch = ?4)"
+            ),
+            params![fence.task, fence.claim_epoch, session.to_string(), held],
+        )?,
     }
     Ok(())
 }

@@ -287,28 +287,37 @@ fn open(transaction: &Write<'_>, session: &NewSession) -> Result<Lease, Failure>
     // The common case in one statement (a round trip on PostgreSQL): the task exists in the
     // milestone named, the policy fits it, and the id is new. A session id taken already
     // inserts nothing rather than failing, which on PostgreSQL would abort the whole batch.
-    let inserted = transaction
-        .prepare_cached(
-            "INSERT INTO sessions (id, task_id, milestone_id, policy, status, \
-                 lease_pid, lease_host, lease_start_time, lease_expires_at, started_at, \
-                 lease_epoch) \
-             SELECT ?1, id, milestone_id, ?4, 'open', ?5, ?6, ?7, ?8, ?9, 1 FROM tasks \
-             WHERE id = ?2 AND (milestone_id = ?3 OR (milestone_id IS NULL AND ?3 IS NULL)) \
-             AND (?4 <> 'milestone' OR milestone_id IS NOT NULL) \
-             ON CONFLICT (id) DO NOTHING",
-        )?
-        .execute(params![
-            session.id.to_string(),
-            session.task,
-            session.milestone,
-            session.policy,
-            lease.owner.pid,
-            lease.owner.host,
-            lease.owner.start_time,
-            lease.expires_at,
-            now,
-        ])?;
-    if inserted == 1 {
+    const INSERT: &str = "INSERT INTO sessions (id, task_id, milestone_id, policy, status, \
+            lease_pid, lease_host, lease_start_time, lease_expires_at, started_at, \
+            lease_epoch) \
+        SELECT ?1, id, milestone_id, ?4, 'open', ?5, ?6, ?7, ?8, ?9, 1 FROM tasks \
+        WHERE id = ?2 AND (milestone_id = ?3 OR (milestone_id IS NULL AND ?3 IS NULL)) \
+        AND (?4 <> 'milestone' OR milestone_id IS NOT NULL) \
+        ON CONFLICT (id) DO NOTHING";
+    let values = params![
+        session.id.to_string(),
+        session.task,
+        session.milestone,
+        session.policy,
+        lease.owner.pid,
+        lease.owner.host,
+        lease.owner.start_time,
+        lease.expires_at,
+        now,
+    ];
+    if transaction.deferring() {
+        // Sent with the batch's commit: a refusal runs the batch again, and this says why.
+        static REFUSING: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+            format!(
+                "WITH inserted AS ({INSERT} RETURNING 1) \
+                 SELECT baton_refuse('open a session') \
+                 WHERE NOT EXISTS (SELECT 1 FROM inserted)"
+            )
+        });
+        transaction.defer(&REFUSING, values)?;
+        return Ok(lease);
+    }
+    if transaction.prepare_cached(INSERT)?.execute(values)? == 1 {
         return Ok(lease);
     }
     Err(open_refused(transaction, session)?)
@@ -356,14 +365,26 @@ fn close(
     let text = id.to_string();
     let now = Timestamp::now();
     // The common case in one statement: the session is open and closes now.
-    let closed = transaction
-        .prepare_cached(
-            "UPDATE sessions SET status = ?2, ended_at = ?3, end_reason = ?4, \
-                 lease_pid = NULL, lease_host = NULL, lease_start_time = NULL, \
-                 lease_expires_at = NULL \
-                 WHERE id = ?1 AND status = 'open'",
-        )?
-        .execute(params![text, status, now, reason.map(Redacted::as_str)])?;
+    const UPDATE: &str = "UPDATE sessions SET status = ?2, ended_at = ?3, end_reason = ?4, \
+            lease_pid = NULL, lease_host = NULL, lease_start_time = NULL, \
+            lease_expires_at = NULL \
+        WHERE id = ?1 AND status = 'open'";
+    let values = params![text, status, now, reason.map(Redacted::as_str)];
+    if transaction.deferring() {
+        // Sent with the batch's commit, refusing where the long way below would: a session
+        // that is neither open nor closed as asked already.
+        static REFUSING: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+            format!(
+                "WITH closed AS ({UPDATE} RETURNING 1) \
+                 SELECT baton_refuse('close a session') \
+                 WHERE NOT EXISTS (SELECT 1 FROM closed) \
+                 AND NOT EXISTS (SELECT 1 FROM sessions WHERE id = ?1 AND status = ?2)"
+            )
+        });
+        transaction.defer(&REFUSING, values)?;
+        return Ok(());
+    }
+    let closed = transaction.prepare_cached(UPDATE)?.execute(values)?;
     if closed == 0 {
         let current = session_status(transaction, id, &text)?;
         if current != status {

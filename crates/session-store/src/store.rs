@@ -196,22 +196,25 @@ impl Store {
         operation: &'static str,
         body: impl FnOnce(&Write<'_>) -> Result<T, Failure>,
     ) -> Result<T, StoreError> {
-        self.write_under(WriteLock::Ledger, operation, body)
+        self.write_under(WriteLock::Ledger, false, operation, body)
     }
 
-    /// [`Store::write`] under `lock`.
+    /// [`Store::write`] under `lock`; `deferring` lets the operations that can send their
+    /// statements with the commit (see [`Batch`]).
     fn write_under<T>(
         &mut self,
         lock: WriteLock,
+        deferring: bool,
         operation: &'static str,
         body: impl FnOnce(&Write<'_>) -> Result<T, Failure>,
     ) -> Result<T, StoreError> {
         let result = (|| {
-            let transaction = WriteTransaction::begin(&self.connection, lock)?;
+            let transaction = WriteTransaction::begin(&self.connection, lock, deferring)?;
             let value = body(&Write {
                 connection: &self.connection,
                 redactor: &self.redactor,
                 path: &self.path,
+                deferring,
             })?;
             transaction.commit()?;
             if let Some(commits) = &self.commits {
@@ -236,7 +239,7 @@ impl Store {
     pub fn batch<T>(
         &mut self,
         operation: &'static str,
-        body: impl FnOnce(&mut Batch<'_>) -> Result<T, StoreError>,
+        body: impl FnMut(&mut Batch<'_>) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
         self.batch_under(WriteLock::Ledger, operation, body)
     }
@@ -256,18 +259,42 @@ impl Store {
         &mut self,
         task: TaskId,
         operation: &'static str,
-        body: impl FnOnce(&mut Batch<'_>) -> Result<T, StoreError>,
+        body: impl FnMut(&mut Batch<'_>) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
         self.batch_under(WriteLock::Task { task: task.0 }, operation, body)
     }
 
+    /// Runs a batch under `lock`. On PostgreSQL the batch of a task (or of a claim) first
+    /// runs with its operations' statements deferred (see [`Batch`]): when one of them
+    /// refuses, that try is rolled back whole and `body` runs again, one statement at a time,
+    /// so that each operation refuses as it says.
     pub(crate) fn batch_under<T>(
         &mut self,
         lock: WriteLock,
         operation: &'static str,
-        body: impl FnOnce(&mut Batch<'_>) -> Result<T, StoreError>,
+        mut body: impl FnMut(&mut Batch<'_>) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
-        self.write_under(lock, operation, |write| {
+        let deferring = self.connection.is_postgres() && !matches!(lock, WriteLock::Ledger);
+        if deferring {
+            match self.batch_once(lock, true, operation, &mut body) {
+                Err(error)
+                    if error
+                        .database_error()
+                        .is_some_and(DatabaseError::is_deferred_refusal) => {}
+                finished => return finished,
+            }
+        }
+        self.batch_once(lock, false, operation, &mut body)
+    }
+
+    fn batch_once<T>(
+        &mut self,
+        lock: WriteLock,
+        deferring: bool,
+        operation: &'static str,
+        body: &mut impl FnMut(&mut Batch<'_>) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        self.write_under(lock, deferring, operation, |write| {
             let mut batch = Batch {
                 write,
                 broken: None,
@@ -275,7 +302,8 @@ impl Store {
             let value = body(&mut batch).map_err(Failure::Store)?;
             if let Some(broken) = batch.broken {
                 // The body went on past a failed statement; PostgreSQL has rolled the
-                // transaction back already, and SQLite may hold half an operation.
+                // transaction back already, and SQLite may hold half an operation. A deferred
+                // statement's refusal stays one, so that the batch runs again.
                 return Err(broken.into());
             }
             Ok(value)
@@ -389,6 +417,9 @@ pub(crate) struct Write<'store> {
     redactor: &'store Redactor,
     /// The ledger's file, which errors name.
     path: &'store Path,
+    /// Whether operations that can may defer their statements to the commit: a task's batch
+    /// on PostgreSQL, on its first try (see [`Batch`]).
+    deferring: bool,
 }
 
 /// Writes made together, in one transaction, by [`Store::batch`].
@@ -405,6 +436,17 @@ pub(crate) struct Write<'store> {
 /// fails in the database instead (a lost connection, a broken constraint) may have written
 /// part of itself, and PostgreSQL aborts the transaction at a failed statement: then the
 /// whole batch is rolled back, whatever the body does with the error.
+///
+/// On PostgreSQL a task's batch ([`Store::task_batch`], [`Store::claim_batch`]) first runs
+/// with its common operations deferred: checking the fence, recording a call, opening and
+/// closing a session, and a running task's finish each become one statement that makes its
+/// checks itself and refuses by failing, and waits to be sent with the batch's `COMMIT`, its
+/// `BEGIN` and locks, in one round trip; such an operation answers what it answers when it
+/// succeeds. Any other operation sends what waits before its own statements. When a deferred
+/// statement refuses, the whole try is rolled back and the body runs again, this time one
+/// statement at a time, so that every operation refuses, and the body goes on, exactly as
+/// described above: the body must be one that can run twice (it writes only through the
+/// batch, and what it returns comes from the try that committed).
 pub struct Batch<'batch> {
     write: &'batch Write<'batch>,
     /// The first operation that failed in the database, and how: the batch cannot commit.
@@ -428,6 +470,10 @@ impl Batch<'_> {
             match error.database_error() {
                 // The first failure is the batch's: what failed, and whether the connection
                 // went, so that a caller waiting out an outage tries the batch again.
+                // A deferred statement refused: its own error, so that the batch runs again.
+                Some(database) if self.broken.is_none() && database.is_deferred_refusal() => {
+                    self.broken = Some(DatabaseError::DeferredRefusal);
+                }
                 Some(database) if self.broken.is_none() => {
                     self.broken = Some(DatabaseError::Broken {
                         operation,
@@ -481,6 +527,12 @@ impl Write<'_> {
     /// How many rows SQLite's connection has changed since it opened, to check that an
     /// operation refused before it wrote; `None` on PostgreSQL, which would need a round trip
     /// to tell.
+    /// Whether operations that can send their statements with the batch's commit do (see
+    /// [`Batch`]).
+    pub(crate) fn deferring(&self) -> bool {
+        self.deferring
+    }
+
     fn changes_so_far(&self) -> Option<u64> {
         match self.connection {
             Connection::Sqlite(sqlite) => Some(sqlite.total_changes()),
@@ -516,8 +568,12 @@ struct WriteTransaction<'connection> {
 }
 
 impl<'connection> WriteTransaction<'connection> {
-    fn begin(connection: &'connection Connection, lock: WriteLock) -> crate::db::Result<Self> {
-        if let Err(error) = connection.begin_write(lock) {
+    fn begin(
+        connection: &'connection Connection,
+        lock: WriteLock,
+        deferred: bool,
+    ) -> crate::db::Result<Self> {
+        if let Err(error) = connection.begin_write(lock, deferred) {
             // On PostgreSQL the `BEGIN` went through when the lock then timed out: the
             // transaction stays open, aborted, until rolled back, and would refuse every
             // later statement of the connection.

@@ -339,7 +339,7 @@ impl Store {
         id: TaskId,
         runner: &LeaseOwner,
         operation: &'static str,
-        body: impl FnOnce(&mut Batch<'_>, Task) -> Result<T, StoreError>,
+        mut body: impl FnMut(&mut Batch<'_>, Task) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
         // The claim comes first, and `body` only after it succeeded: on PostgreSQL the
         // claim's statement takes the lock the rest of the batch writes under.
@@ -616,6 +616,10 @@ fn transition(
     reason: Option<&Redacted>,
     runner: Option<&LeaseOwner>,
 ) -> Result<TaskStatus, Failure> {
+    if transaction.deferring() && runner.is_none() && finish_deferred(transaction, id, to, reason)?
+    {
+        return Ok(TaskStatus::Running);
+    }
     transition_returning(transaction, id, to, reason, runner).map(|(from, _)| from)
 }
 
@@ -696,57 +700,101 @@ fn transition_returning(
     Ok((from, task))
 }
 
-/// A running task that completes, fails or blocks, on PostgreSQL: the one state each of
-/// those can follow, so the change and its event are one statement and one round trip.
-/// `None` for any other change, and for a task that is not running (nothing was written):
-/// [`transition_returning`] then goes the long way, which says why it refuses.
-fn finished_in_one_statement(
+/// The statement of a running task that completes, fails or blocks, on PostgreSQL: the one
+/// state each of those can follow, so the change and its event are one statement, which
+/// ends with `ending`. Its parameters are [`finish_values`]'.
+fn finish_sql(ending: &str) -> String {
+    format!(
+        "WITH changed AS ( \
+             UPDATE tasks SET status = ?2, failure_reason = ?3, updated_at = ?4, \
+                 finished_at = ?4, runner_pid = NULL, runner_host = NULL, \
+                 runner_start_time = NULL \
+             WHERE id = ?1 AND status = 'running' \
+             RETURNING {TASK_COLUMNS}, {TOTALS_COLUMNS}), \
+         logged AS ( \
+             INSERT INTO events (at, task_id, session_id, kind, detail) \
+             SELECT ?4, id, NULL, ?5, ?6 FROM changed) \
+         {ending}"
+    )
+}
+
+/// What [`finish_sql`]'s statement is run with: the failure reason, the time, the event's
+/// detail as [`transition_returning`] words it; `None` for a change that is not a finish.
+fn finish_values<'r>(
     transaction: &Write<'_>,
-    id: TaskId,
     to: TaskStatus,
-    reason: Option<&Redacted>,
-) -> Result<Option<Task>, Failure> {
-    static FINISH_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
-        format!(
-            "WITH changed AS ( \
-                 UPDATE tasks SET status = ?2, failure_reason = ?3, updated_at = ?4, \
-                     finished_at = ?4, runner_pid = NULL, runner_host = NULL, \
-                     runner_start_time = NULL \
-                 WHERE id = ?1 AND status = 'running' \
-                 RETURNING {TASK_COLUMNS}, {TOTALS_COLUMNS}), \
-             logged AS ( \
-                 INSERT INTO events (at, task_id, session_id, kind, detail) \
-                 SELECT ?4, id, NULL, ?5, ?6 FROM changed) \
-             SELECT * FROM changed"
-        )
-    });
+    reason: Option<&'r Redacted>,
+) -> Option<(Option<&'r str>, Timestamp, Redacted)> {
     let failure_reason = match to {
         TaskStatus::Completed => None,
         TaskStatus::Failed | TaskStatus::Blocked => reason.map(Redacted::as_str),
-        TaskStatus::Pending | TaskStatus::Running | TaskStatus::Cancelled => return Ok(None),
+        TaskStatus::Pending | TaskStatus::Running | TaskStatus::Cancelled => return None,
     };
-    let now = Timestamp::now();
-    // As `transition_returning` words it.
     let detail = transaction.detail(json!({
         "from": TaskStatus::Running.as_str(),
         "to": to.as_str(),
         "reason": reason.map(Redacted::as_str),
         "runner": None::<serde_json::Value>,
     }));
+    Some((failure_reason, Timestamp::now(), detail))
+}
+
+/// A running task's finish on PostgreSQL in one statement and one round trip (see
+/// [`finish_sql`]). `None` for any other change, and for a task that is not running (nothing
+/// was written): [`transition_returning`] then goes the long way, which says why it refuses.
+fn finished_in_one_statement(
+    transaction: &Write<'_>,
+    id: TaskId,
+    to: TaskStatus,
+    reason: Option<&Redacted>,
+) -> Result<Option<Task>, Failure> {
+    static RETURNING: std::sync::LazyLock<String> =
+        std::sync::LazyLock::new(|| finish_sql("SELECT * FROM changed"));
+    let Some((failure_reason, now, detail)) = finish_values(transaction, to, reason) else {
+        return Ok(None);
+    };
+    let values = params![
+        id,
+        to,
+        failure_reason,
+        now,
+        event_kind::TASK_STATUS,
+        detail.as_str()
+    ];
     Ok(transaction
-        .prepare_cached(&FINISH_SQL)?
-        .query_row(
-            params![
-                id,
-                to,
-                failure_reason,
-                now,
-                event_kind::TASK_STATUS,
-                detail.as_str()
-            ],
-            task_from_row,
-        )
+        .prepare_cached(&RETURNING)?
+        .query_row(values, task_from_row)
         .optional()?)
+}
+
+/// A running task's finish, sent with the batch's commit, refusing (the batch then runs
+/// again, and the long way says why) when the task is not running. `false` for a change
+/// that is not a finish: nothing was deferred.
+fn finish_deferred(
+    transaction: &Write<'_>,
+    id: TaskId,
+    to: TaskStatus,
+    reason: Option<&Redacted>,
+) -> Result<bool, Failure> {
+    static REFUSING: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        finish_sql(
+            "SELECT baton_refuse('change a task''s state') \
+             WHERE NOT EXISTS (SELECT 1 FROM changed)",
+        )
+    });
+    let Some((failure_reason, now, detail)) = finish_values(transaction, to, reason) else {
+        return Ok(false);
+    };
+    let values = params![
+        id,
+        to,
+        failure_reason,
+        now,
+        event_kind::TASK_STATUS,
+        detail.as_str()
+    ];
+    transaction.defer(&REFUSING, values)?;
+    Ok(true)
 }
 
 fn read_task(connection: &Connection, id: TaskId) -> Result<Task, Failure> {

@@ -40,6 +40,13 @@ struct State {
     client: Option<Client>,
     /// Statements prepared on `client`, by their SQL as the store wrote it.
     statements: HashMap<String, postgres::Statement>,
+    /// Statements that go to the server with whatever is sent next, in the same round trip
+    /// and before it: a write transaction's `BEGIN`, and statements of its operations that
+    /// return nothing ([`PgConnection::defer`]). Each ends with `;`.
+    pending: String,
+    /// Whether `pending` holds the `BEGIN` of the open transaction: nothing of the
+    /// transaction reached the server yet, and rolling it back is forgetting it.
+    unsent_begin: bool,
 }
 
 impl fmt::Debug for PgConnection {
@@ -79,6 +86,8 @@ impl PgConnection {
             state: RefCell::new(State {
                 client: None,
                 statements: HashMap::new(),
+                pending: String::new(),
+                unsent_begin: false,
             }),
             round_trips: Arc::default(),
         };
@@ -99,6 +108,8 @@ impl PgConnection {
         }
         state.client = None;
         state.statements.clear();
+        state.pending.clear();
+        state.unsent_begin = false;
         // The start-up exchange (however many messages authentication takes) counts as one,
         // the session's settings as another.
         self.note_round_trips(2);
@@ -114,12 +125,51 @@ impl PgConnection {
     }
 
     /// Runs statements that take no parameters and return nothing (`BEGIN`, `COMMIT`, DDL),
-    /// in one round trip however many there are.
+    /// in one round trip however many there are, after whatever was deferred.
     pub(crate) fn batch_execute(&self, sql: &str) -> Result<()> {
         let mut state = self.state.borrow_mut();
+        let mut text = std::mem::take(&mut state.pending);
+        state.unsent_begin = false;
+        text.push_str(sql);
         let client = state.client.as_mut().ok_or(DatabaseError::Closed)?;
         self.note_round_trips(1);
-        Ok(client.batch_execute(sql)?)
+        Ok(client.batch_execute(&text)?)
+    }
+
+    /// Begins a transaction with `begin` (its `BEGIN` and locks), to be sent with the
+    /// transaction's first exchange rather than in a round trip of its own.
+    pub(crate) fn defer_begin(&self, begin: &str) {
+        let mut state = self.state.borrow_mut();
+        state.pending.clear();
+        state.pending.push_str(begin);
+        state.pending.push(';');
+        state.unsent_begin = true;
+    }
+
+    /// Queues `sql`, a statement that returns nothing, with its parameters written into it
+    /// as literals, to be sent with the transaction's next exchange (its `COMMIT`, at the
+    /// latest). Whatever it has to refuse, it refuses by failing (see `baton_refuse` in
+    /// migration 8), which rolls the whole transaction back.
+    pub(crate) fn defer(&self, sql: &str, values: &[Value<'_>]) -> Result<()> {
+        let inlined = inline(sql, values)?;
+        let mut state = self.state.borrow_mut();
+        state.pending.push_str(&inlined);
+        state.pending.push(';');
+        Ok(())
+    }
+
+    /// Rolls back the open transaction: forgets it when none of it was sent yet, else sends
+    /// `ROLLBACK`, unless the connection is gone. Errors are dropped, as
+    /// [`Connection::rollback_if_open`](super::Connection::rollback_if_open) says.
+    pub(crate) fn rollback(&self) {
+        let unsent = {
+            let mut state = self.state.borrow_mut();
+            state.pending.clear();
+            std::mem::take(&mut state.unsent_begin)
+        };
+        if !unsent && !self.is_closed() {
+            let _ = self.batch_execute("ROLLBACK");
+        }
     }
 
     /// Whether the connection is known to be gone.
@@ -173,8 +223,20 @@ impl PgConnection {
         body: impl FnOnce(&mut Client, &postgres::Statement) -> Result<T>,
     ) -> Result<T> {
         let mut state = self.state.borrow_mut();
-        let State { client, statements } = &mut *state;
+        let State {
+            client,
+            statements,
+            pending,
+            unsent_begin,
+        } = &mut *state;
         let client = client.as_mut().ok_or(DatabaseError::Closed)?;
+        if !pending.is_empty() {
+            // What waits goes first: a prepared statement cannot share its round trip.
+            let text = std::mem::take(pending);
+            *unsent_begin = false;
+            self.note_round_trips(1);
+            client.batch_execute(&text)?;
+        }
         let statement = match statements.get(sql) {
             Some(statement) => statement.clone(),
             None => {
@@ -231,6 +293,79 @@ pub(crate) fn placeholders(sql: &str) -> String {
         }
     }
     out
+}
+
+/// `sql` with its `?1` and `?` placeholders replaced by `values` written as literals, for
+/// statements sent in a batch of text ([`PgConnection::defer`]), which takes no parameters.
+///
+/// Every value but NULL becomes a quoted literal, which the server types from where it
+/// stands, as it types a parameter; text is quoted by doubling its quotes, which is the whole
+/// of quoting with `standard_conforming_strings` on (every connection sets it). Text with a
+/// NUL character cannot be a literal (PostgreSQL's text cannot hold one either) and is an
+/// error.
+pub(crate) fn inline(sql: &str, values: &[Value<'_>]) -> Result<String> {
+    let numbered = placeholders(sql);
+    let mut out = String::with_capacity(numbered.len() + 16 * values.len());
+    let mut quoted = false;
+    let mut chars = numbered.chars().peekable();
+    while let Some(character) = chars.next() {
+        match character {
+            '\'' => {
+                quoted = !quoted;
+                out.push(character);
+            }
+            '$' if !quoted && chars.peek().is_some_and(char::is_ascii_digit) => {
+                let mut digits = String::new();
+                while let Some(digit) = chars.next_if(char::is_ascii_digit) {
+                    digits.push(digit);
+                }
+                let value = digits
+                    .parse::<usize>()
+                    .ok()
+                    .and_then(|number| values.get(number.checked_sub(1)?))
+                    .ok_or_else(|| {
+                        DatabaseError::Value(format!("no value for parameter ${digits}"))
+                    })?;
+                push_literal(&mut out, *value)?;
+            }
+            _ => out.push(character),
+        }
+    }
+    Ok(out)
+}
+
+/// Writes `value` as a literal.
+fn push_literal(out: &mut String, value: Value<'_>) -> Result<()> {
+    use std::fmt::Write as _;
+    match value {
+        Value::Null => out.push_str("NULL"),
+        Value::Integer(number) => {
+            let _ = write!(out, "'{number}'");
+        }
+        Value::Real(number) if number.is_nan() => out.push_str("'NaN'"),
+        Value::Real(number) if number.is_infinite() => {
+            out.push_str(if number > 0.0 {
+                "'Infinity'"
+            } else {
+                "'-Infinity'"
+            });
+        }
+        // `{:?}` writes the shortest text that reads back as the same number.
+        Value::Real(number) => {
+            let _ = write!(out, "'{number:?}'");
+        }
+        Value::Text(text) => {
+            if text.contains('\0') {
+                return Err(DatabaseError::Value(String::from(
+                    "text with a NUL character cannot be stored",
+                )));
+            }
+            out.push('\'');
+            out.push_str(&text.replace('\'', "''"));
+            out.push('\'');
+        }
+    }
+    Ok(())
 }
 
 /// The column at `index` of a PostgreSQL row, by the column's type.
@@ -371,6 +506,27 @@ pub(crate) fn task_lock_keys(row: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn values_are_written_in_as_quoted_literals() {
+        let sql = inline(
+            "UPDATE t SET a = ?2, b = ?1, c = ?3, d = ?4 WHERE e = '?1'",
+            &[
+                Value::Text("it's; DROP TABLE t; --"),
+                Value::Integer(-7),
+                Value::Null,
+                Value::Real(0.1),
+            ],
+        )
+        .unwrap();
+        assert_eq!(
+            sql,
+            "UPDATE t SET a = '-7', b = 'it''s; DROP TABLE t; --', c = NULL, d = '0.1' \
+             WHERE e = '?1'"
+        );
+        assert!(inline("SELECT ?2", &[Value::Null]).is_err());
+        assert!(inline("SELECT ?1", &[Value::Text("a\0b")]).is_err());
+    }
 
     #[test]
     fn placeholders_become_dollar_numbers_outside_quotes() {

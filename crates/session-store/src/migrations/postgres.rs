@@ -28,6 +28,7 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
     twin(4, include_str!("postgres/0005_runners_epochs.sql")),
     twin(5, include_str!("postgres/0006_session_transcripts.sql")),
     twin(6, include_str!("postgres/0007_task_workspace_remotes.sql")),
+    twin(7, include_str!("postgres/0008_deferred_refusals.sql")),
 ];
 
 // Each SQLite migration has its twin here, and no more.

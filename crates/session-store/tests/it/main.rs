@@ -5,6 +5,7 @@
 #[macro_use]
 mod common;
 
+mod batches;
 mod budgets;
 mod calls;
 mod concurrency;

@@ -34,13 +34,14 @@ on_both_backends! {
 
 /// Round trips a claim with its session may cost on PostgreSQL: the `BEGIN` that takes the
 /// ledger's lock shared, the claim (one statement: the task's update, its event, its checks
-/// and dependencies), the session's insert, the `COMMIT`.
-const CLAIM_BUDGET: u64 = 4;
+/// and dependencies), and the session's insert sent with the `COMMIT`.
+const CLAIM_BUDGET: u64 = 3;
 
-/// Round trips the batch that ends a one-call task may cost: the `BEGIN`, the fence, the
-/// call (one statement: its row and what it adds to the session's and the task's totals),
-/// the session's close, the task's finish (one statement with its event), the `COMMIT`.
-const CALL_AND_FINISH_BUDGET: u64 = 6;
+/// Round trips the batch that ends a one-call task may cost: one. Its `BEGIN` with the
+/// task's lock, the fence, the call (its row, and what it adds to the session's and the
+/// task's totals), the session's close, the task's finish with its event and the `COMMIT`
+/// are sent together, each operation refusing by failing.
+const CALL_AND_FINISH_BUDGET: u64 = 1;
 
 /// One iteration of a task's loop, as the orchestrator writes it, held to a budget of round
 /// trips, so that a statement more in these paths fails here rather than slowing every

@@ -1,0 +1,156 @@
+//! A task's batches: what a step of a task's loop writes in one commit. On PostgreSQL their
+//! operations send their statements with the commit, in one round trip, and a refusal among
+//! them runs the batch again one statement at a time; these tests hold both backends to the
+//! same outcome either way.
+
+use session_store::{
+    CallOutcome, EventFilter, Fence, LeaseOwner, SessionStatus, Store, StoreError, TaskId,
+    TaskStatus, event_kind,
+};
+
+use crate::common::{Lab, add_task, call, new_session, temp_store, text};
+
+/// A claimed task with its session open, and the fence its runner holds.
+fn claimed(store: &mut Store, lab: &Lab, title: &str) -> (TaskId, Fence) {
+    let task = add_task(store, lab.path(), title);
+    let owner = LeaseOwner::current().unwrap();
+    let session = new_session(task, owner.clone());
+    let (claim_epoch, lease) = store
+        .claim_batch(task, &owner, "claim a task", |batch, claimed| {
+            Ok((claimed.claim_epoch, batch.open_session(&session)?))
+        })
+        .unwrap();
+    let fence = Fence {
+        task,
+        claim_epoch,
+        session: Some((session.id, lease.epoch)),
+    };
+    (task, fence)
+}
+
+on_both_backends! {
+    fn a_call_and_the_finish_it_ends_with_are_written_together() {
+        let (lab, mut store) = temp_store();
+        let (task, fence) = claimed(&mut store, &lab, "t");
+        let session = fence.session.unwrap().0;
+        let mut new_call = call(session, task, 3);
+        new_call.key = Some(String::from("the-call"));
+        store
+            .task_batch(task, "record a call and finish", |batch| {
+                batch.check_fence(&fence)?;
+                batch.record_agent_call(&new_call)?;
+                batch.close_session(session, SessionStatus::Completed, None)?;
+                let from = batch.set_task_status(task, TaskStatus::Completed, None)?;
+                assert_eq!(from, TaskStatus::Running);
+                Ok(())
+            })
+            .unwrap();
+        let finished = store.task(task).unwrap();
+        assert_eq!(finished.status, TaskStatus::Completed);
+        assert_eq!(finished.runner, None);
+        assert!(finished.finished_at.is_some());
+        assert_eq!(finished.totals.agent_calls, 1);
+        assert_eq!(finished.totals.usage, new_call.usage);
+        assert_eq!(finished.iterations, new_call.iteration);
+        let closed = store.session(session).unwrap();
+        assert_eq!(closed.status, SessionStatus::Completed);
+        assert_eq!(closed.totals, finished.totals);
+        let calls = store.calls_for_task(task).unwrap();
+        assert_eq!(calls.len(), 1);
+        assert_eq!(calls[0].outcome, CallOutcome::Success);
+        let changes: Vec<String> = store
+            .events(&EventFilter { task: Some(task), session: None })
+            .unwrap()
+            .into_iter()
+            .filter(|event| event.kind == event_kind::TASK_STATUS)
+            .map(|event| event.detail)
+            .collect();
+        assert_eq!(changes.len(), 2, "{changes:?}");
+        assert!(changes[1].contains(r#""from":"running""#), "{}", changes[1]);
+        assert!(changes[1].contains(r#""to":"completed""#), "{}", changes[1]);
+    }
+
+    fn operations_that_refuse_leave_nothing_and_the_batch_goes_on() {
+        let (lab, mut store) = temp_store();
+        let (task, fence) = claimed(&mut store, &lab, "t");
+        let session = fence.session.unwrap().0;
+        store.close_session(session, SessionStatus::Failed, None).unwrap();
+        // What the body's operations answered, on the try that committed.
+        let mut answers = Vec::new();
+        store
+            .task_batch(task, "finish around refusals", |batch| {
+                answers.clear();
+                batch.check_fence(&fence)?;
+                answers.push(batch.record_agent_call(&call(session, task, 1)).map(drop));
+                answers.push(batch.close_session(session, SessionStatus::Completed, None));
+                answers.push(
+                    batch
+                        .set_task_status(task, TaskStatus::Failed, Some(&text("it broke")))
+                        .map(drop),
+                );
+                Ok(())
+            })
+            .unwrap();
+        assert!(
+            matches!(answers[0], Err(StoreError::SessionClosed { id, .. }) if id == session),
+            "{answers:?}"
+        );
+        assert!(
+            matches!(answers[1], Err(StoreError::CloseConflict { .. })),
+            "{answers:?}"
+        );
+        assert!(answers[2].is_ok(), "{answers:?}");
+        let failed = store.task(task).unwrap();
+        assert_eq!(failed.status, TaskStatus::Failed);
+        assert_eq!(failed.failure_reason.as_deref(), Some("it broke"));
+        assert_eq!(failed.totals.agent_calls, 0);
+        assert!(store.calls_for_task(task).unwrap().is_empty());
+        assert_eq!(store.session(session).unwrap().status, SessionStatus::Failed);
+    }
+
+    fn a_runner_whose_claim_moved_on_writes_nothing_of_its_batch() {
+        let (lab, mut store) = temp_store();
+        let (task, fence) = claimed(&mut store, &lab, "t");
+        let session = fence.session.unwrap().0;
+        // Another runner took the task over: its claim epoch moved on.
+        store.set_task_status(task, TaskStatus::Pending, None).unwrap();
+        let other = LeaseOwner {
+            host: String::from("elsewhere"),
+            ..LeaseOwner::current().unwrap()
+        };
+        store.claim_task(task, &other).unwrap();
+        let written = store.task_batch(task, "record a call and finish", |batch| {
+            batch.check_fence(&fence)?;
+            batch.record_agent_call(&call(session, task, 2))?;
+            batch.set_task_status(task, TaskStatus::Completed, None)?;
+            Ok(())
+        });
+        assert!(
+            matches!(written, Err(StoreError::Fenced { held, current, .. }) if current > held),
+            "{written:?}"
+        );
+        let task_now = store.task(task).unwrap();
+        assert_eq!(task_now.status, TaskStatus::Running);
+        assert_eq!(task_now.runner, Some(other));
+        assert!(store.calls_for_task(task).unwrap().is_empty());
+    }
+
+    fn a_call_written_again_under_its_key_is_kept_once() {
+        let (lab, mut store) = temp_store();
+        let (task, fence) = claimed(&mut store, &lab, "t");
+        let session = fence.session.unwrap().0;
+        let mut new_call = call(session, task, 4);
+        new_call.key = Some(String::from("once"));
+        for _ in 0..2 {
+            store
+                .task_batch(task, "record a call", |batch| {
+                    batch.check_fence(&fence)?;
+                    batch.record_agent_call(&new_call)
+                })
+                .unwrap();
+        }
+        assert_eq!(store.calls_for_task(task).unwrap().len(), 1);
+        assert_eq!(store.task(task).unwrap().totals.agent_calls, 1);
+        assert_eq!(store.session(session).unwrap().totals.agent_calls, 1);
+    }
+}
