@@ -10,9 +10,11 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use session_store::{Task, TaskWorkspace};
+use session_store::{Task, TaskId, TaskWorkspace};
 
-use super::{Refusal, blocking, path_text, predecessor_branches, worktree_path};
+use super::{
+    Refusal, blocking, milestone_worktree_here, path_text, predecessor_branches, worktree_path,
+};
 use crate::context::RunContext;
 use crate::workspace::{Located, Workspaces};
 
@@ -92,7 +94,8 @@ pub(crate) async fn fetch_commit(
 
 /// Moves a task that ran on another host into this host's clone: its worktree is made
 /// here from its branch as pushed to the remote, else from its base commit, and the
-/// record names this host's paths from now on.
+/// record names this host's paths from now on. A task of a milestone whose branch another
+/// of its tasks already took here shares that worktree: git checks a branch out once.
 pub(crate) async fn move_here(
     context: &RunContext,
     workspaces: &Arc<dyn Workspaces>,
@@ -108,28 +111,32 @@ pub(crate) async fn move_here(
             task.id
         )));
     };
-    fetch_commit(workspaces, task, clone, &url, &base).await?;
     let branch = record.branch.clone().unwrap_or_default();
-    let (repository, remote, name) = (
-        clone.repository.clone(),
-        clone.remote.clone(),
-        branch.clone(),
-    );
-    let branched = blocking(workspaces, move |w| {
-        w.branch_from_remote(&repository, &remote, &name)
-    })
-    .await?;
-    let path = worktree_path(context, &clone.repository, task);
-    let from = if branched {
-        String::from("its branch as the remote has it")
-    } else {
-        String::from("its base commit: the earlier host pushed none of its work")
+    let branched = branch_here(workspaces, task, clone, &url, &base, &branch).await?;
+    let shared = milestone_worktree_here(context, task, &clone.repository, &branch).await?;
+    let (path, how) = match shared {
+        Some((sibling, path)) => {
+            let how = format!(
+                "sharing the milestone's worktree {path} on {branch}, which task {sibling} \
+                 took here"
+            );
+            (PathBuf::from(path), how)
+        }
+        None => {
+            let path = worktree_path(context, &clone.repository, task);
+            let from = if branched {
+                String::from("its branch as the remote has it")
+            } else {
+                String::from("its base commit: the earlier host pushed none of its work")
+            };
+            let how = format!("{} on {branch}, from {from}", path.display());
+            (path, how)
+        }
     };
     announce(format!(
-        "isolation worktree: task {} moves to this host's clone {}: {} on {branch}, from {from}",
+        "isolation worktree: task {} moves to this host's clone {}: {how}",
         task.id,
         clone.repository.display(),
-        path.display()
     ));
     record.repository = Some(path_text(&clone.repository));
     record.worktree_path = Some(path_text(&path));
@@ -139,6 +146,82 @@ pub(crate) async fn move_here(
         .ledger(move |store| store.set_task_workspace(id, &written))
         .await?;
     Ok(record)
+}
+
+/// Takes the milestone's branch into this host's clone, for a task whose milestone's
+/// worktree (`shared`, of task `sibling`) is on another host only: a worktree of the task's
+/// own here, from the branch as pushed to the remote, else from the milestone's base commit.
+/// Work the other host did not push stays there; the milestone's later tasks on this host
+/// share this worktree.
+pub(super) async fn milestone_here(
+    context: &RunContext,
+    workspaces: &Arc<dyn Workspaces>,
+    task: &Task,
+    (sibling, shared): (TaskId, TaskWorkspace),
+    mut record: TaskWorkspace,
+    announce: &(dyn Fn(String) + Send + Sync),
+) -> Result<TaskWorkspace, Refusal> {
+    let url = record.remote_url.clone().unwrap_or_default();
+    let repository = PathBuf::from(record.repository.clone().unwrap_or_default());
+    let (Some(clone), Some(branch), Some(base)) = (
+        clone_at(workspaces, &repository, &url).await?,
+        shared.branch.clone(),
+        shared.base_commit.clone(),
+    ) else {
+        return Err(Refusal::Blocked(format!(
+            "task {} shares the worktree of its milestone, which is on {}, but cannot take \
+             the milestone's branch from {url} into {}: run it on that host",
+            task.id,
+            shared.host.as_deref().unwrap_or("another host"),
+            repository.display()
+        )));
+    };
+    let branched = branch_here(workspaces, task, &clone, &url, &base, &branch).await?;
+    let path = worktree_path(context, &clone.repository, task);
+    let elsewhere = shared.host.as_deref().unwrap_or("another host");
+    let from = if branched {
+        String::from("the milestone's branch as the remote has it")
+    } else {
+        format!(
+            "the milestone's base commit {base}: {elsewhere} did not push the branch, and \
+             the work there is not here"
+        )
+    };
+    announce(format!(
+        "isolation worktree: the milestone's worktree is on {elsewhere} (task {sibling}); \
+         task {} takes its branch {branch} into this host's clone {}: {}, from {from}",
+        task.id,
+        clone.repository.display(),
+        path.display()
+    ));
+    record.repository = Some(path_text(&clone.repository));
+    record.worktree_path = Some(path_text(&path));
+    record.branch = shared.branch;
+    record.base_commit = shared.base_commit;
+    record.base_branch = shared.base_branch;
+    Ok(record)
+}
+
+/// Makes `branch` the clone's: as the remote has it when it was pushed (`true`), else it is
+/// made from `base` with the worktree. `base` is fetched either way, as the task needs it.
+async fn branch_here(
+    workspaces: &Arc<dyn Workspaces>,
+    task: &Task,
+    clone: &LocalClone,
+    url: &str,
+    base: &str,
+    branch: &str,
+) -> Result<bool, Refusal> {
+    fetch_commit(workspaces, task, clone, url, base).await?;
+    let (repository, remote, name) = (
+        clone.repository.clone(),
+        clone.remote.clone(),
+        branch.to_owned(),
+    );
+    Ok(blocking(workspaces, move |w| {
+        w.branch_from_remote(&repository, &remote, &name)
+    })
+    .await?)
 }
 
 /// The task's repository as this host's clone of its remote has it, for a task entering a
