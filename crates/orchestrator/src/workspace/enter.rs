@@ -313,26 +313,6 @@ async fn milestone_workspaces(
     Ok(siblings)
 }
 
-/// The worktree of `branch` in `repository` that another task of the milestone recorded on
-/// this host, for a task moving here: git checks a branch out in one worktree only.
-async fn milestone_worktree_here(
-    context: &RunContext,
-    task: &Task,
-    repository: &Path,
-    branch: &str,
-) -> Result<Option<(TaskId, String)>, Refusal> {
-    let repository = path_text(repository);
-    Ok(milestone_workspaces(context, task)
-        .await?
-        .into_iter()
-        .find(|(_, sibling)| {
-            on_this_host(context, sibling)
-                && sibling.branch.as_deref() == Some(branch)
-                && sibling.repository.as_deref() == Some(repository.as_str())
-        })
-        .and_then(|(id, sibling)| sibling.worktree_path.map(|path| (id, path))))
-}
-
 /// Whether a recorded worktree is on this host: recorded here, or with no host at all (one
 /// host, or a record older than hosts).
 fn on_this_host(context: &RunContext, record: &TaskWorkspace) -> bool {

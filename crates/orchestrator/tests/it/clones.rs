@@ -602,7 +602,7 @@ on_both_backends! {
             ..hosts.push_config()
         };
 
-        let report = hosts.repo.run(&agent, config).await;
+        let (report, decisions) = hosts.run_recorded(&agent, config).await;
 
         assert!(report.all_completed(), "{report:?}");
         let (first, second) = (hosts.repo.workspace(tasks[0]), hosts.repo.workspace(tasks[1]));
@@ -617,6 +617,48 @@ on_both_backends! {
         assert_eq!(
             hosts.in_origin(&["show", &format!("refs/heads/{branch}:two.txt")]),
             "two"
+        );
+        assert!(
+            decisions.iter().any(|decision| decision.contains(&format!(
+                "task {} moves to this host's clone",
+                tasks[1]
+            )) && decision
+                .contains("the worktree the branch has here already")),
+            "{decisions:#?}"
+        );
+    }
+
+    /// The milestone's worktree is recorded on another host, yet its branch has a worktree
+    /// in this host's clone (the host was renamed, or the branch was worked on here before):
+    /// the task works there, rather than being refused by git a second worktree of it.
+    #[tokio::test]
+    async fn a_milestone_branch_with_a_worktree_in_this_hosts_clone_is_worked_on_there() {
+        let mut hosts = Hosts::new();
+        let milestone = hosts
+            .repo
+            .fixture
+            .milestone("m", Some(SessionPolicy::Milestone));
+        let one = hosts.add_to_milestone("one", milestone);
+        let agent = milestone_agent(&["one", "two"]);
+        let report = hosts.repo.run(&agent, hosts.push_config()).await;
+        assert!(report.all_completed(), "{report:?}");
+        hosts.recorded_on_host_a(one);
+        let two = hosts.add_to_milestone("two", milestone);
+
+        let (report, decisions) = hosts.run_recorded(&agent, hosts.push_config()).await;
+
+        assert!(report.all_completed(), "{report:?}");
+        let (first, second) = (hosts.repo.workspace(one), hosts.repo.workspace(two));
+        assert_eq!(second.worktree_path, first.worktree_path);
+        assert_eq!(second.branch, first.branch);
+        assert_eq!(second.host, Some(LeaseOwner::current().unwrap().host));
+        let worktree = PathBuf::from(second.worktree_path.clone().unwrap());
+        assert_eq!(read(&worktree, "one.txt"), "one\n");
+        assert_eq!(read(&worktree, "two.txt"), "two\n");
+        assert!(
+            decisions.iter().any(|decision| decision.contains(HOST_A)
+                && decision.contains("the worktree the branch has here already")),
+            "{decisions:#?}"
         );
     }
 

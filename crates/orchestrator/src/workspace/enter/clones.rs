@@ -12,9 +12,7 @@ use std::sync::Arc;
 
 use session_store::{Task, TaskId, TaskWorkspace};
 
-use super::{
-    Refusal, blocking, milestone_worktree_here, path_text, predecessor_branches, worktree_path,
-};
+use super::{Refusal, blocking, path_text, predecessor_branches, worktree_path};
 use crate::context::RunContext;
 use crate::workspace::{Located, Workspaces};
 
@@ -94,8 +92,9 @@ pub(crate) async fn fetch_commit(
 
 /// Moves a task that ran on another host into this host's clone: its worktree is made
 /// here from its branch as pushed to the remote, else from its base commit, and the
-/// record names this host's paths from now on. A task of a milestone whose branch another
-/// of its tasks already took here shares that worktree: git checks a branch out once.
+/// record names this host's paths from now on. A branch that has a worktree in the clone
+/// already (another task of the milestone took it here) is worked on there: git checks a
+/// branch out once.
 pub(crate) async fn move_here(
     context: &RunContext,
     workspaces: &Arc<dyn Workspaces>,
@@ -113,14 +112,13 @@ pub(crate) async fn move_here(
     };
     let branch = record.branch.clone().unwrap_or_default();
     let branched = branch_here(workspaces, task, clone, &url, &base, &branch).await?;
-    let shared = milestone_worktree_here(context, task, &clone.repository, &branch).await?;
-    let (path, how) = match shared {
-        Some((sibling, path)) => {
+    let (path, how) = match branch_worktree(workspaces, clone, &branch).await? {
+        Some(path) => {
             let how = format!(
-                "sharing the milestone's worktree {path} on {branch}, which task {sibling} \
-                 took here"
+                "{} on {branch}, the worktree the branch has here already",
+                path.display()
             );
-            (PathBuf::from(path), how)
+            (path, how)
         }
         None => {
             let path = worktree_path(context, &clone.repository, task);
@@ -150,9 +148,9 @@ pub(crate) async fn move_here(
 
 /// Takes the milestone's branch into this host's clone, for a task whose milestone's
 /// worktree (`shared`, of task `sibling`) is on another host only: a worktree of the task's
-/// own here, from the branch as pushed to the remote, else from the milestone's base commit.
-/// Work the other host did not push stays there; the milestone's later tasks on this host
-/// share this worktree.
+/// own here, from the branch as pushed to the remote, else from the milestone's base commit;
+/// or the worktree the branch has in the clone already. Work the other host did not push
+/// stays there; the milestone's later tasks on this host share this worktree.
 pub(super) async fn milestone_here(
     context: &RunContext,
     workspaces: &Arc<dyn Workspaces>,
@@ -163,33 +161,43 @@ pub(super) async fn milestone_here(
 ) -> Result<TaskWorkspace, Refusal> {
     let url = record.remote_url.clone().unwrap_or_default();
     let repository = PathBuf::from(record.repository.clone().unwrap_or_default());
+    let elsewhere = shared
+        .host
+        .clone()
+        .unwrap_or_else(|| String::from("another host"));
     let (Some(clone), Some(branch), Some(base)) = (
         clone_at(workspaces, &repository, &url).await?,
         shared.branch.clone(),
         shared.base_commit.clone(),
     ) else {
         return Err(Refusal::Blocked(format!(
-            "task {} shares the worktree of its milestone, which is on {}, but cannot take \
-             the milestone's branch from {url} into {}: run it on that host",
+            "task {} shares the worktree of its milestone, which is on {elsewhere}, but \
+             cannot take the milestone's branch from {url} into {}: run it on that host",
             task.id,
-            shared.host.as_deref().unwrap_or("another host"),
             repository.display()
         )));
     };
     let branched = branch_here(workspaces, task, &clone, &url, &base, &branch).await?;
-    let path = worktree_path(context, &clone.repository, task);
-    let elsewhere = shared.host.as_deref().unwrap_or("another host");
-    let from = if branched {
-        String::from("the milestone's branch as the remote has it")
-    } else {
-        format!(
-            "the milestone's base commit {base}: {elsewhere} did not push the branch, and \
-             the work there is not here"
-        )
+    let (path, how) = match branch_worktree(workspaces, &clone, &branch).await? {
+        Some(path) => (
+            path,
+            String::from("the worktree the branch has here already"),
+        ),
+        None if branched => (
+            worktree_path(context, &clone.repository, task),
+            String::from("from the milestone's branch as the remote has it"),
+        ),
+        None => (
+            worktree_path(context, &clone.repository, task),
+            format!(
+                "from the milestone's base commit {base}: {elsewhere} did not push the \
+                 branch, and the work there is not here"
+            ),
+        ),
     };
     announce(format!(
         "isolation worktree: the milestone's worktree is on {elsewhere} (task {sibling}); \
-         task {} takes its branch {branch} into this host's clone {}: {}, from {from}",
+         task {} works on its branch {branch} in this host's clone {}: {}, {how}",
         task.id,
         clone.repository.display(),
         path.display()
@@ -222,6 +230,16 @@ async fn branch_here(
         w.branch_from_remote(&repository, &remote, &name)
     })
     .await?)
+}
+
+/// The worktree `branch` has in the clone already, if any.
+async fn branch_worktree(
+    workspaces: &Arc<dyn Workspaces>,
+    clone: &LocalClone,
+    branch: &str,
+) -> Result<Option<PathBuf>, Refusal> {
+    let (repository, name) = (clone.repository.clone(), branch.to_owned());
+    Ok(blocking(workspaces, move |w| w.branch_worktree(&repository, &name)).await?)
 }
 
 /// The task's repository as this host's clone of its remote has it, for a task entering a
