@@ -224,6 +224,16 @@ pub trait Workspaces: Send + Sync + 'static {
         let _ = (repository, remote, branch);
         Ok(false)
     }
+    /// The worktree of the repository, other than its main one, that has `branch` checked
+    /// out and is there on disk, if any: git checks a branch out in one worktree only.
+    fn branch_worktree(
+        &self,
+        repository: &Path,
+        branch: &str,
+    ) -> Result<Option<PathBuf>, WorkspaceError> {
+        let _ = (repository, branch);
+        Ok(None)
+    }
     /// Pushes `branch` to the branch of the same name on `remote` (a configured remote of
     /// the repository), never forced and asking no one for credentials; a refusal is
     /// `rejected` with the remote's words, and the local branch stays either way.

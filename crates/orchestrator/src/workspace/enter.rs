@@ -196,19 +196,27 @@ async fn plan(
     record.repository = Some(path_text(&repository));
     record.subdirectory = Some(path_text(&located.subdirectory));
     record.delivery = Some(String::from("pending"));
-    if policy == SessionPolicy::Milestone
-        && let Some(shared) = milestone_workspace(context, task).await?
-    {
-        announce(format!(
-            "isolation worktree: sharing the milestone's worktree {} on {}",
-            shared.worktree_path.as_deref().unwrap_or_default(),
-            shared.branch.as_deref().unwrap_or_default()
-        ));
-        record.worktree_path = shared.worktree_path;
-        record.branch = shared.branch;
-        record.base_commit = shared.base_commit;
-        record.base_branch = shared.base_branch;
-        return Ok(record);
+    if policy == SessionPolicy::Milestone {
+        let siblings = milestone_workspaces(context, task).await?;
+        let here = siblings
+            .iter()
+            .find(|(_, sibling)| on_this_host(context, sibling));
+        match (here, siblings.first()) {
+            (Some((_, shared)), _) => {
+                // The worktree is one of that repository's, should this host have two clones.
+                record.repository = shared.repository.clone().or(record.repository);
+                return Ok(share(shared.clone(), record, announce));
+            }
+            (None, Some((sibling, shared))) if record.remote_url.is_some() => {
+                let shared = (*sibling, shared.clone());
+                return clones::milestone_here(context, workspaces, task, shared, record, announce)
+                    .await;
+            }
+            // Without a remote, nothing says where else the milestone's branch could come
+            // from: the worktree is shared as it was before hosts were recorded.
+            (None, Some((_, shared))) => return Ok(share(shared.clone(), record, announce)),
+            (None, None) => {}
+        }
     }
     record.base_branch = located.head_branch.clone();
     record.base_commit = Some(base_commit(context, workspaces, task, &located, &record).await?);
@@ -275,33 +283,61 @@ async fn predecessor_branches(context: &RunContext, task: &Task) -> Result<Vec<S
     Ok(branches)
 }
 
-/// The worktree another task of the same milestone already has, under the milestone policy.
-async fn milestone_workspace(
+/// The worktrees the other tasks of the task's milestone recorded, in the milestone's order.
+async fn milestone_workspaces(
     context: &RunContext,
     task: &Task,
-) -> Result<Option<TaskWorkspace>, Refusal> {
+) -> Result<Vec<(TaskId, TaskWorkspace)>, Refusal> {
     let Some(milestone) = task.milestone else {
-        return Ok(None);
+        return Ok(Vec::new());
     };
     let id = task.id;
-    let shared = context
+    let siblings = context
         .ledger(move |store| {
             let tasks = store.tasks(&TaskFilter {
                 status: None,
                 milestone: Some(milestone),
             })?;
+            let mut siblings = Vec::new();
             for other in tasks.iter().filter(|other| other.id != id) {
                 if let Some(workspace) = store.task_workspace(other.id)?
                     && workspace.worktree_path.is_some()
                     && workspace.branch.is_some()
                 {
-                    return Ok(Some(workspace));
+                    siblings.push((other.id, workspace));
                 }
             }
-            Ok(None)
+            Ok(siblings)
         })
         .await?;
-    Ok(shared)
+    Ok(siblings)
+}
+
+/// Whether a recorded worktree is on this host: recorded here, or with no host at all (one
+/// host, or a record older than hosts).
+fn on_this_host(context: &RunContext, record: &TaskWorkspace) -> bool {
+    record
+        .host
+        .as_deref()
+        .is_none_or(|host| host == context.owner.host)
+}
+
+/// The task joins the milestone's worktree `shared` as it is: its path, branch and base.
+fn share(
+    shared: TaskWorkspace,
+    mut record: TaskWorkspace,
+    announce: &(dyn Fn(String) + Send + Sync),
+) -> TaskWorkspace {
+    announce(format!(
+        "isolation worktree: sharing the milestone's worktree {} on {}",
+        shared.worktree_path.as_deref().unwrap_or_default(),
+        shared.branch.as_deref().unwrap_or_default()
+    ));
+    record.worktree_path = shared.worktree_path;
+    record.branch = shared.branch;
+    record.base_commit = shared.base_commit;
+    record.base_branch = shared.base_branch;
+    record
 }
 
 /// Prepares the recorded worktree, merges several predecessors into a new one, and locks it.

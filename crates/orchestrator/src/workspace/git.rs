@@ -365,6 +365,31 @@ impl Workspaces for GitWorkspaces {
         Ok(true)
     }
 
+    fn branch_worktree(
+        &self,
+        repository: &Path,
+        branch: &str,
+    ) -> Result<Option<PathBuf>, WorkspaceError> {
+        let _serial = self.serial();
+        let repository = self.open(repository)?;
+        let worktrees = repository.worktrees().map_err(failed(format!(
+            "list the worktrees of {}",
+            repository.top_level().display()
+        )))?;
+        // git lists the main worktree first: a person's checkout, which is not Baton's to
+        // work in. A registration whose directory is gone is pruned when a worktree is
+        // prepared: the branch is free then.
+        Ok(worktrees
+            .into_iter()
+            .skip(1)
+            .find(|worktree| {
+                worktree.branch.as_deref() == Some(branch)
+                    && worktree.prunable.is_none()
+                    && worktree.path.join(".git").exists()
+            })
+            .map(|worktree| worktree.path))
+    }
+
     fn push(
         &self,
         repository: &Path,

@@ -3,12 +3,16 @@
 //! differently named remote, a clone Baton makes itself) works and pushes there.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
+use agent::CancellationToken;
 use agent_mock::{MockAgent, Step};
-use orchestrator::{DeliverMode, RunConfig};
-use session_store::{TaskId, TaskStatus, TaskWorkspace};
+use orchestrator::{DeliverMode, RunConfig, RunReport, Selection};
+use session_store::{
+    LeaseOwner, MilestoneId, NewTask, SessionPolicy, TaskId, TaskStatus, TaskWorkspace,
+};
 
-use crate::support::quick_config;
+use crate::support::{Recorder, bounded, quick_config};
 use crate::worktrees::Repo;
 
 /// Host A's clone (the fixture's repository, at `repo/`) with a bare remote holding its
@@ -37,8 +41,19 @@ impl Hosts {
     /// [`Hosts::add_task`], for a task that waits for `after`.
     fn add_task_after(&mut self, title: &str, after: &[TaskId]) -> TaskId {
         let mut new = self.repo.fixture.new_task(title);
-        new.working_dir = self.repo.path.clone();
         new.after = after.to_vec();
+        self.add_new(new)
+    }
+
+    /// [`Hosts::add_task`], for a task of `milestone`.
+    fn add_to_milestone(&mut self, title: &str, milestone: MilestoneId) -> TaskId {
+        let mut new = self.repo.fixture.new_task(title);
+        new.milestone = Some(milestone);
+        self.add_new(new)
+    }
+
+    fn add_new(&mut self, mut new: NewTask) -> TaskId {
+        new.working_dir = self.repo.path.clone();
         let task = self.repo.fixture.add(new);
         let record = TaskWorkspace {
             remote_url: Some(self.origin.to_string_lossy().into_owned()),
@@ -75,6 +90,17 @@ impl Hosts {
         path
     }
 
+    /// The ledger names host A as where `task`'s worktree is: as if it ran on another host
+    /// (the tests' runners all run on this one).
+    fn recorded_on_host_a(&self, task: TaskId) {
+        let mut record = self.repo.workspace(task);
+        record.host = Some(String::from(HOST_A));
+        self.repo
+            .fixture
+            .ledger(|store| store.set_task_workspace(task, &record))
+            .unwrap();
+    }
+
     /// Host A's clone goes away: on the runner's host it is not there.
     fn remove_host_a(&self) {
         std::fs::remove_dir_all(&self.repo.path).unwrap();
@@ -86,6 +112,21 @@ impl Hosts {
         self.repo.git_in(self.repo.fixture.workdir(), &all)
     }
 
+    /// Runs the ledger's tasks as [`Repo::run`] does, and returns the run's decisions too.
+    async fn run_recorded(&self, agent: &MockAgent, config: RunConfig) -> (RunReport, Vec<String>) {
+        let recorder = Recorder::default();
+        let orchestrator = self
+            .repo
+            .fixture
+            .orchestrator(Arc::new(agent.clone()), config)
+            .with_workspaces(self.repo.workspaces())
+            .with_events(recorder.sink());
+        let report = bounded(orchestrator.run(&Selection::all(), CancellationToken::new()))
+            .await
+            .unwrap();
+        (report, recorder.decisions())
+    }
+
     fn push_config(&self) -> RunConfig {
         RunConfig {
             deliver: DeliverMode::Push,
@@ -93,6 +134,9 @@ impl Hosts {
         }
     }
 }
+
+/// The host the tests' ledgers name as another runner's.
+const HOST_A: &str = "host-a.invalid";
 
 fn canonical(path: &Path) -> String {
     path.canonicalize().unwrap().to_string_lossy().into_owned()
@@ -371,6 +415,299 @@ on_both_backends! {
             hosts.repo.workspace(first).head_commit
         );
     }
+
+    /// Milestone tasks split over two hosts: the first ran on host A and pushed the
+    /// milestone's branch; the second, claimed on host B, goes on with that branch in a
+    /// worktree of B's clone, not in A's worktree.
+    #[tokio::test]
+    async fn a_milestone_task_on_another_host_goes_on_from_the_milestones_pushed_branch() {
+        let mut hosts = Hosts::new();
+        let milestone = hosts
+            .repo
+            .fixture
+            .milestone("m", Some(SessionPolicy::Milestone));
+        let one = hosts.add_to_milestone("one", milestone);
+        let agent = milestone_agent(&["one", "two"]);
+        let report = hosts.repo.run(&agent, hosts.push_config()).await;
+        assert!(report.all_completed(), "{report:?}");
+        hosts.recorded_on_host_a(one);
+        let clone_b = hosts.clone_at("host-b", "upstream");
+        hosts.remove_host_a();
+        let two = hosts.add_to_milestone("two", milestone);
+        let config = RunConfig {
+            start_dir: Some(clone_b.clone()),
+            ..hosts.push_config()
+        };
+
+        let (report, decisions) = hosts.run_recorded(&agent, config).await;
+
+        assert!(report.all_completed(), "{report:?}");
+        let (first, second) = (hosts.repo.workspace(one), hosts.repo.workspace(two));
+        assert_eq!(second.branch, first.branch);
+        assert_eq!(second.base_commit, first.base_commit);
+        assert_eq!(
+            second.repository.as_deref(),
+            Some(canonical(&clone_b).as_str())
+        );
+        assert_eq!(second.host, Some(LeaseOwner::current().unwrap().host));
+        let worktree = PathBuf::from(second.worktree_path.clone().unwrap());
+        assert!(worktree.starts_with(canonical(&clone_b)), "{worktree:?}");
+        assert_eq!(read(&worktree, "one.txt"), "one\n");
+        assert_eq!(read(&worktree, "two.txt"), "two\n");
+        let branch = second.branch.clone().unwrap();
+        assert_eq!(
+            hosts.in_origin(&["show", &format!("refs/heads/{branch}:one.txt")]),
+            "one"
+        );
+        assert_eq!(
+            hosts.in_origin(&["show", &format!("refs/heads/{branch}:two.txt")]),
+            "two"
+        );
+        assert!(
+            decisions.iter().any(|decision| decision.contains(HOST_A)
+                && decision.contains("the milestone's branch as the remote has it")),
+            "{decisions:#?}"
+        );
+    }
+
+    /// As above, but host A did not push: host B's task starts the milestone's branch
+    /// afresh from its base commit, and says that A's work is not here.
+    #[tokio::test]
+    async fn a_milestone_task_on_another_host_starts_from_the_base_when_nothing_was_pushed() {
+        let mut hosts = Hosts::new();
+        let milestone = hosts
+            .repo
+            .fixture
+            .milestone("m", Some(SessionPolicy::Milestone));
+        let one = hosts.add_to_milestone("one", milestone);
+        let agent = milestone_agent(&["one", "two"]);
+        let report = hosts.repo.run(&agent, quick_config()).await;
+        assert!(report.all_completed(), "{report:?}");
+        hosts.recorded_on_host_a(one);
+        let clone_b = hosts.clone_at("host-b", "origin");
+        hosts.remove_host_a();
+        let two = hosts.add_to_milestone("two", milestone);
+        let config = RunConfig {
+            start_dir: Some(clone_b.clone()),
+            ..hosts.push_config()
+        };
+
+        let (report, decisions) = hosts.run_recorded(&agent, config).await;
+
+        assert!(report.all_completed(), "{report:?}");
+        let (first, second) = (hosts.repo.workspace(one), hosts.repo.workspace(two));
+        assert_eq!(second.branch, first.branch);
+        let worktree = PathBuf::from(second.worktree_path.clone().unwrap());
+        assert!(worktree.starts_with(canonical(&clone_b)), "{worktree:?}");
+        assert!(!worktree.join("one.txt").exists());
+        assert_eq!(read(&worktree, "two.txt"), "two\n");
+        let base = first.base_commit.clone().unwrap();
+        let branch = second.branch.clone().unwrap();
+        assert_eq!(
+            hosts.in_origin(&["rev-parse", &format!("refs/heads/{branch}~1")]),
+            base
+        );
+        assert!(
+            decisions.iter().any(|decision| decision.contains(&base)
+                && decision.contains("did not push")),
+            "{decisions:#?}"
+        );
+    }
+
+    /// Two milestone tasks claimed on host B after host A's: the first takes the
+    /// milestone's branch into B's clone, the second shares that worktree.
+    #[tokio::test]
+    async fn milestone_tasks_on_the_second_host_share_one_worktree_there() {
+        let mut hosts = Hosts::new();
+        let milestone = hosts
+            .repo
+            .fixture
+            .milestone("m", Some(SessionPolicy::Milestone));
+        let one = hosts.add_to_milestone("one", milestone);
+        let agent = milestone_agent(&["one", "two", "three"]);
+        let report = hosts.repo.run(&agent, hosts.push_config()).await;
+        assert!(report.all_completed(), "{report:?}");
+        hosts.recorded_on_host_a(one);
+        let clone_b = hosts.clone_at("host-b", "origin");
+        hosts.remove_host_a();
+        let two = hosts.add_to_milestone("two", milestone);
+        let three = hosts.add_to_milestone("three", milestone);
+        let config = RunConfig {
+            start_dir: Some(clone_b.clone()),
+            ..hosts.push_config()
+        };
+
+        let (report, decisions) = hosts.run_recorded(&agent, config).await;
+
+        assert!(report.all_completed(), "{report:?}");
+        let (second, third) = (hosts.repo.workspace(two), hosts.repo.workspace(three));
+        assert_eq!(third.worktree_path, second.worktree_path);
+        assert_eq!(third.branch, hosts.repo.workspace(one).branch);
+        let worktree = PathBuf::from(third.worktree_path.clone().unwrap());
+        assert!(worktree.starts_with(canonical(&clone_b)), "{worktree:?}");
+        for file in ["one", "two", "three"] {
+            assert_eq!(read(&worktree, &format!("{file}.txt")), format!("{file}\n"));
+        }
+        assert!(
+            decisions
+                .iter()
+                .any(|decision| decision.starts_with("isolation worktree: sharing the milestone's worktree")),
+            "{decisions:#?}"
+        );
+    }
+
+    /// Two milestone tasks whose shared worktree is on host A both move to host B: they
+    /// end in one worktree of the milestone's branch there, not in two that git would
+    /// refuse to check the one branch out in.
+    #[tokio::test]
+    async fn milestone_tasks_that_move_to_one_host_share_one_worktree_there() {
+        let mut hosts = Hosts::new();
+        let milestone = hosts
+            .repo
+            .fixture
+            .milestone("m", Some(SessionPolicy::Milestone));
+        let tasks = [
+            hosts.add_to_milestone("one", milestone),
+            hosts.add_to_milestone("two", milestone),
+        ];
+        // Host A ran both, in its one worktree of the milestone's branch, and pushed it.
+        let branch = format!("baton/{}-one", tasks[0]);
+        hosts.repo.git(&["checkout", "--quiet", "-b", &branch]);
+        std::fs::write(hosts.repo.path.join("earlier.txt"), "from a\n").unwrap();
+        hosts.repo.git(&["add", "earlier.txt"]);
+        hosts.repo.git(&["commit", "--quiet", "-m", "earlier work"]);
+        hosts.repo.git(&["push", "--quiet", "origin", &branch]);
+        for task in tasks {
+            let mut record = hosts.repo.workspace(task);
+            record.isolation = Some(String::from("worktree"));
+            record.branch = Some(branch.clone());
+            record.worktree_path = Some(format!(
+                "{}/.baton/worktrees/{}",
+                hosts.repo.path.display(),
+                tasks[0]
+            ));
+            record.host = Some(String::from(HOST_A));
+            record.delivery = Some(String::from("pending"));
+            hosts
+                .repo
+                .fixture
+                .ledger(|store| store.set_task_workspace(task, &record))
+                .unwrap();
+        }
+        let clone_b = hosts.clone_at("host-b", "origin");
+        hosts.remove_host_a();
+        let agent = milestone_agent(&["one", "two"]);
+        let config = RunConfig {
+            start_dir: Some(clone_b.clone()),
+            ..hosts.push_config()
+        };
+
+        let (report, decisions) = hosts.run_recorded(&agent, config).await;
+
+        assert!(report.all_completed(), "{report:?}");
+        let (first, second) = (hosts.repo.workspace(tasks[0]), hosts.repo.workspace(tasks[1]));
+        assert_eq!(first.worktree_path, second.worktree_path);
+        assert_eq!(second.branch.as_deref(), Some(branch.as_str()));
+        assert_eq!(second.host, Some(LeaseOwner::current().unwrap().host));
+        let worktree = PathBuf::from(second.worktree_path.clone().unwrap());
+        assert!(worktree.starts_with(canonical(&clone_b)), "{worktree:?}");
+        for file in ["earlier", "one", "two"] {
+            assert!(worktree.join(format!("{file}.txt")).exists(), "{file}");
+        }
+        assert_eq!(
+            hosts.in_origin(&["show", &format!("refs/heads/{branch}:two.txt")]),
+            "two"
+        );
+        assert!(
+            decisions.iter().any(|decision| decision.contains(&format!(
+                "task {} moves to this host's clone",
+                tasks[1]
+            )) && decision
+                .contains("the worktree the branch has here already")),
+            "{decisions:#?}"
+        );
+    }
+
+    /// The milestone's worktree is recorded on another host, yet its branch has a worktree
+    /// in this host's clone (the host was renamed, or the branch was worked on here before):
+    /// the task works there, rather than being refused by git a second worktree of it.
+    #[tokio::test]
+    async fn a_milestone_branch_with_a_worktree_in_this_hosts_clone_is_worked_on_there() {
+        let mut hosts = Hosts::new();
+        let milestone = hosts
+            .repo
+            .fixture
+            .milestone("m", Some(SessionPolicy::Milestone));
+        let one = hosts.add_to_milestone("one", milestone);
+        let agent = milestone_agent(&["one", "two"]);
+        let report = hosts.repo.run(&agent, hosts.push_config()).await;
+        assert!(report.all_completed(), "{report:?}");
+        hosts.recorded_on_host_a(one);
+        let two = hosts.add_to_milestone("two", milestone);
+
+        let (report, decisions) = hosts.run_recorded(&agent, hosts.push_config()).await;
+
+        assert!(report.all_completed(), "{report:?}");
+        let (first, second) = (hosts.repo.workspace(one), hosts.repo.workspace(two));
+        assert_eq!(second.worktree_path, first.worktree_path);
+        assert_eq!(second.branch, first.branch);
+        assert_eq!(second.host, Some(LeaseOwner::current().unwrap().host));
+        let worktree = PathBuf::from(second.worktree_path.clone().unwrap());
+        assert_eq!(read(&worktree, "one.txt"), "one\n");
+        assert_eq!(read(&worktree, "two.txt"), "two\n");
+        assert!(
+            decisions.iter().any(|decision| decision.contains(HOST_A)
+                && decision.contains("the worktree the branch has here already")),
+            "{decisions:#?}"
+        );
+    }
+
+    /// On one host, with a remote, milestone tasks share one worktree as they always did.
+    #[tokio::test]
+    async fn milestone_tasks_on_one_host_with_a_remote_share_its_worktree_as_before() {
+        let mut hosts = Hosts::new();
+        let milestone = hosts
+            .repo
+            .fixture
+            .milestone("m", Some(SessionPolicy::Milestone));
+        let tasks = [
+            hosts.add_to_milestone("one", milestone),
+            hosts.add_to_milestone("two", milestone),
+        ];
+        let agent = milestone_agent(&["one", "two"]);
+
+        let (report, decisions) = hosts.run_recorded(&agent, hosts.push_config()).await;
+
+        assert!(report.all_completed(), "{report:?}");
+        let (first, second) = (hosts.repo.workspace(tasks[0]), hosts.repo.workspace(tasks[1]));
+        assert_eq!(first.worktree_path, second.worktree_path);
+        assert_eq!(first.branch, second.branch);
+        let worktree = first.worktree_path.clone().unwrap();
+        assert!(worktree.starts_with(&canonical(&hosts.repo.path)), "{worktree}");
+        assert!(
+            decisions.contains(&format!(
+                "isolation worktree: sharing the milestone's worktree {worktree} on {}",
+                first.branch.clone().unwrap()
+            )),
+            "{decisions:#?}"
+        );
+    }
+}
+
+/// An agent that writes `<title>.txt` holding the title, for each of `titles`.
+fn milestone_agent(titles: &[&str]) -> MockAgent {
+    let agent = MockAgent::new();
+    for title in titles {
+        agent.then_for_prompt(
+            format!("Do {title}."),
+            Step::succeed("done").write_file(format!("{title}.txt"), format!("{title}\n")),
+        );
+    }
+    agent
+}
+
+fn read(dir: &Path, file: &str) -> String {
+    std::fs::read_to_string(dir.join(file)).unwrap_or_default()
 }
 
 /// On SQLite only: it reads the ledger's files for the token (a PostgreSQL ledger has none

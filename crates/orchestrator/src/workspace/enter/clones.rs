@@ -10,7 +10,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use session_store::{Task, TaskWorkspace};
+use session_store::{Task, TaskId, TaskWorkspace};
 
 use super::{Refusal, blocking, path_text, predecessor_branches, worktree_path};
 use crate::context::RunContext;
@@ -92,7 +92,9 @@ pub(crate) async fn fetch_commit(
 
 /// Moves a task that ran on another host into this host's clone: its worktree is made
 /// here from its branch as pushed to the remote, else from its base commit, and the
-/// record names this host's paths from now on.
+/// record names this host's paths from now on. A branch that has a worktree in the clone
+/// already (another task of the milestone took it here) is worked on there: git checks a
+/// branch out once.
 pub(crate) async fn move_here(
     context: &RunContext,
     workspaces: &Arc<dyn Workspaces>,
@@ -108,28 +110,31 @@ pub(crate) async fn move_here(
             task.id
         )));
     };
-    fetch_commit(workspaces, task, clone, &url, &base).await?;
     let branch = record.branch.clone().unwrap_or_default();
-    let (repository, remote, name) = (
-        clone.repository.clone(),
-        clone.remote.clone(),
-        branch.clone(),
-    );
-    let branched = blocking(workspaces, move |w| {
-        w.branch_from_remote(&repository, &remote, &name)
-    })
-    .await?;
-    let path = worktree_path(context, &clone.repository, task);
-    let from = if branched {
-        String::from("its branch as the remote has it")
-    } else {
-        String::from("its base commit: the earlier host pushed none of its work")
+    let branched = branch_here(workspaces, task, clone, &url, &base, &branch).await?;
+    let (path, how) = match branch_worktree(workspaces, clone, &branch).await? {
+        Some(path) => {
+            let how = format!(
+                "{} on {branch}, the worktree the branch has here already",
+                path.display()
+            );
+            (path, how)
+        }
+        None => {
+            let path = worktree_path(context, &clone.repository, task);
+            let from = if branched {
+                String::from("its branch as the remote has it")
+            } else {
+                String::from("its base commit: the earlier host pushed none of its work")
+            };
+            let how = format!("{} on {branch}, from {from}", path.display());
+            (path, how)
+        }
     };
     announce(format!(
-        "isolation worktree: task {} moves to this host's clone {}: {} on {branch}, from {from}",
+        "isolation worktree: task {} moves to this host's clone {}: {how}",
         task.id,
         clone.repository.display(),
-        path.display()
     ));
     record.repository = Some(path_text(&clone.repository));
     record.worktree_path = Some(path_text(&path));
@@ -139,6 +144,102 @@ pub(crate) async fn move_here(
         .ledger(move |store| store.set_task_workspace(id, &written))
         .await?;
     Ok(record)
+}
+
+/// Takes the milestone's branch into this host's clone, for a task whose milestone's
+/// worktree (`shared`, of task `sibling`) is on another host only: a worktree of the task's
+/// own here, from the branch as pushed to the remote, else from the milestone's base commit;
+/// or the worktree the branch has in the clone already. Work the other host did not push
+/// stays there; the milestone's later tasks on this host share this worktree.
+pub(super) async fn milestone_here(
+    context: &RunContext,
+    workspaces: &Arc<dyn Workspaces>,
+    task: &Task,
+    (sibling, shared): (TaskId, TaskWorkspace),
+    mut record: TaskWorkspace,
+    announce: &(dyn Fn(String) + Send + Sync),
+) -> Result<TaskWorkspace, Refusal> {
+    let url = record.remote_url.clone().unwrap_or_default();
+    let repository = PathBuf::from(record.repository.clone().unwrap_or_default());
+    let elsewhere = shared
+        .host
+        .clone()
+        .unwrap_or_else(|| String::from("another host"));
+    let (Some(clone), Some(branch), Some(base)) = (
+        clone_at(workspaces, &repository, &url).await?,
+        shared.branch.clone(),
+        shared.base_commit.clone(),
+    ) else {
+        return Err(Refusal::Blocked(format!(
+            "task {} shares the worktree of its milestone, which is on {elsewhere}, but \
+             cannot take the milestone's branch from {url} into {}: run it on that host",
+            task.id,
+            repository.display()
+        )));
+    };
+    let branched = branch_here(workspaces, task, &clone, &url, &base, &branch).await?;
+    let (path, how) = match branch_worktree(workspaces, &clone, &branch).await? {
+        Some(path) => (
+            path,
+            String::from("the worktree the branch has here already"),
+        ),
+        None if branched => (
+            worktree_path(context, &clone.repository, task),
+            String::from("from the milestone's branch as the remote has it"),
+        ),
+        None => (
+            worktree_path(context, &clone.repository, task),
+            format!(
+                "from the milestone's base commit {base}: {elsewhere} did not push the \
+                 branch, and the work there is not here"
+            ),
+        ),
+    };
+    announce(format!(
+        "isolation worktree: the milestone's worktree is on {elsewhere} (task {sibling}); \
+         task {} works on its branch {branch} in this host's clone {}: {}, {how}",
+        task.id,
+        clone.repository.display(),
+        path.display()
+    ));
+    record.repository = Some(path_text(&clone.repository));
+    record.worktree_path = Some(path_text(&path));
+    record.branch = shared.branch;
+    record.base_commit = shared.base_commit;
+    record.base_branch = shared.base_branch;
+    Ok(record)
+}
+
+/// Makes `branch` the clone's: as the remote has it when it was pushed (`true`), else it is
+/// made from `base` with the worktree. `base` is fetched either way, as the task needs it.
+async fn branch_here(
+    workspaces: &Arc<dyn Workspaces>,
+    task: &Task,
+    clone: &LocalClone,
+    url: &str,
+    base: &str,
+    branch: &str,
+) -> Result<bool, Refusal> {
+    fetch_commit(workspaces, task, clone, url, base).await?;
+    let (repository, remote, name) = (
+        clone.repository.clone(),
+        clone.remote.clone(),
+        branch.to_owned(),
+    );
+    Ok(blocking(workspaces, move |w| {
+        w.branch_from_remote(&repository, &remote, &name)
+    })
+    .await?)
+}
+
+/// The worktree `branch` has in the clone already, if any.
+async fn branch_worktree(
+    workspaces: &Arc<dyn Workspaces>,
+    clone: &LocalClone,
+    branch: &str,
+) -> Result<Option<PathBuf>, Refusal> {
+    let (repository, name) = (clone.repository.clone(), branch.to_owned());
+    Ok(blocking(workspaces, move |w| w.branch_worktree(&repository, &name)).await?)
 }
 
 /// The task's repository as this host's clone of its remote has it, for a task entering a
