@@ -39,6 +39,7 @@
 
 mod budgets;
 mod calls;
+mod claims;
 mod db;
 mod error;
 mod events;
@@ -64,6 +65,7 @@ mod workspaces;
 
 pub use crate::budgets::{BUDGET_SET, Budget, BudgetScope, BudgetStatus, total_tokens, usd};
 pub use crate::calls::{NewAgentCall, RecordedCall};
+pub use crate::claims::Claimed;
 pub use crate::db::DatabaseError;
 pub use crate::error::{Missing, StoreError};
 pub use crate::events::{Event, EventFilter, NewEvent, event_kind};

@@ -4,7 +4,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
 
-use crate::db::{Connection, OptionalExtension, Row, WriteLock, params};
+use crate::db::{Connection, OptionalExtension, Row, params};
 use redact::Redacted;
 use serde_json::json;
 
@@ -143,12 +143,12 @@ impl NewTask {
     }
 }
 
-const TASK_COLUMNS: &str = "id, title, prompt, status, milestone_id, working_dir, \
+pub(crate) const TASK_COLUMNS: &str = "id, title, prompt, status, milestone_id, working_dir, \
                             max_iterations, max_turns, session_policy, failure_reason, \
                             created_at, updated_at, started_at, finished_at, iterations, \
                             guidance, runner_pid, runner_host, runner_start_time, claim_epoch";
 /// The column at which [`TOTALS_COLUMNS`] start in a task row.
-const TASK_TOTALS_AT: usize = 20;
+pub(crate) const TASK_TOTALS_AT: usize = 20;
 
 impl Store {
     /// Adds a task in state `pending`, with its verification commands and dependencies.
@@ -319,33 +319,8 @@ impl Store {
     /// Of two runners claiming one task, exactly one succeeds; the other gets
     /// [`StoreError::InvalidTransition`] (the task is `running` already).
     pub fn claim_task(&mut self, id: TaskId, runner: &LeaseOwner) -> Result<Task, StoreError> {
-        self.write(CLAIM, |transaction| claim(transaction, id, runner))
-    }
-
-    /// Claims a pending task for `runner`, as [`Store::claim_task`] does, and runs `body`
-    /// with the claimed task in the same batch (see [`Store::batch`]), to write what comes
-    /// with the claim (the session it opens) in its commit.
-    ///
-    /// On PostgreSQL the claim is one atomic statement that takes the task only when no other
-    /// writer holds it (`FOR UPDATE SKIP LOCKED`, and its task's or milestone's lock taken
-    /// without waiting): runners going for the same task never queue behind each other, and
-    /// the ones that lose get [`StoreError::ClaimTaken`] at once, or
-    /// [`StoreError::InvalidTransition`] when the winner committed first. Batches of other
-    /// tasks run beside it, as [`Store::task_batch`]'s do. On SQLite, whose one write lock
-    /// makes every claim wait its turn, this is [`Store::batch`] with
-    /// [`Batch::claim_task`] first.
-    pub fn claim_batch<T>(
-        &mut self,
-        id: TaskId,
-        runner: &LeaseOwner,
-        operation: &'static str,
-        mut body: impl FnMut(&mut Batch<'_>, Task) -> Result<T, StoreError>,
-    ) -> Result<T, StoreError> {
-        // The claim comes first, and `body` only after it succeeded: on PostgreSQL the
-        // claim's statement takes the lock the rest of the batch writes under.
-        self.batch_under(WriteLock::Claim, operation, |batch| {
-            let task = batch.claim_task(id, runner)?;
-            body(batch, task)
+        self.write(CLAIM, |transaction| {
+            crate::claims::claim(transaction, id, runner, None).map(|claimed| claimed.task)
         })
     }
 
@@ -460,7 +435,9 @@ impl Store {
 impl Batch<'_> {
     /// [`Store::claim_task`], as part of the batch.
     pub fn claim_task(&mut self, id: TaskId, runner: &LeaseOwner) -> Result<Task, StoreError> {
-        self.apply(CLAIM, |transaction| claim(transaction, id, runner))
+        self.apply(CLAIM, |transaction| {
+            crate::claims::claim(transaction, id, runner, None).map(|claimed| claimed.task)
+        })
     }
 
     /// [`Store::set_task_status`], as part of the batch.
@@ -488,122 +465,9 @@ impl Batch<'_> {
     }
 }
 
-const CLAIM: &str = "claim a task";
+pub(crate) const CLAIM: &str = "claim a task";
 const SET_STATUS: &str = "change a task's state";
 
-/// Claims task `id` for `runner`; see [`Store::claim_task`].
-fn claim(transaction: &Write<'_>, id: TaskId, runner: &LeaseOwner) -> Result<Task, Failure> {
-    if transaction.is_postgres() {
-        return match claimed_in_one_statement(transaction, id, runner)? {
-            Some(task) => Ok(task),
-            None => Err(claim_refused(transaction, id)?),
-        };
-    }
-    let (_, mut task) =
-        transition_returning(transaction, id, TaskStatus::Running, None, Some(runner))?;
-    load_links(transaction, &mut task)?;
-    Ok(task)
-}
-
-/// A claim on PostgreSQL, in one statement and one round trip: the task moves to `running`
-/// when it is pending, waits for no task and no other writer holds it (`FOR UPDATE SKIP
-/// LOCKED`, and its task's or milestone's lock taken without waiting), with its event, and
-/// comes back with its checks and dependencies. `None` when it did not move; nothing was
-/// written then.
-fn claimed_in_one_statement(
-    transaction: &Write<'_>,
-    id: TaskId,
-    runner: &LeaseOwner,
-) -> Result<Option<Task>, Failure> {
-    static CLAIM_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
-        format!(
-            "WITH claimed AS ( \
-                 UPDATE tasks SET status = 'running', failure_reason = NULL, updated_at = ?2, \
-                     started_at = coalesce(started_at, ?2), finished_at = NULL, \
-                     runner_pid = ?3, runner_host = ?4, runner_start_time = ?5, \
-                     claim_epoch = claim_epoch + 1 \
-                 WHERE id = (SELECT candidate.id FROM tasks AS candidate \
-                     WHERE candidate.id = ?1 AND candidate.status = 'pending' \
-                     AND NOT EXISTS (SELECT 1 FROM task_dependencies AS dependency \
-                         JOIN tasks AS prerequisite ON prerequisite.id = dependency.depends_on \
-                         WHERE dependency.task_id = candidate.id \
-                         AND prerequisite.status <> 'completed') \
-                     AND pg_try_advisory_xact_lock({keys}) \
-                     FOR UPDATE SKIP LOCKED) \
-                 RETURNING {TASK_COLUMNS}, {TOTALS_COLUMNS}), \
-             logged AS ( \
-                 INSERT INTO events (at, task_id, session_id, kind, detail) \
-                 SELECT ?2, id, NULL, ?6, ?7 FROM claimed) \
-             SELECT claimed.*, link.kind, link.position, link.command FROM claimed \
-             LEFT JOIN ( \
-                 SELECT 0 AS kind, ordinal AS position, command FROM task_verify_commands \
-                 WHERE task_id = ?1 \
-                 UNION ALL \
-                 SELECT 1, depends_on, NULL FROM task_dependencies WHERE task_id = ?1 \
-             ) AS link ON true \
-             ORDER BY link.kind, link.position",
-            keys = crate::db::task_lock_keys("candidate"),
-        )
-    });
-    let now = Timestamp::now();
-    let detail = transaction.detail(json!({
-        "from": TaskStatus::Pending.as_str(),
-        "to": TaskStatus::Running.as_str(),
-        "reason": None::<&str>,
-        "runner": { "pid": runner.pid, "host": runner.host },
-    }));
-    // Every row is the task, with one of its links (or none, for a task without any).
-    let mut claimed = None;
-    let links = transaction
-        .prepare_cached(&CLAIM_SQL)?
-        .query_map(
-            params![
-                id,
-                now,
-                runner.pid,
-                runner.host.as_str(),
-                runner.start_time,
-                event_kind::TASK_STATUS,
-                detail.as_str(),
-            ],
-            |row| {
-                if claimed.is_none() {
-                    claimed = Some(task_from_row(row)?);
-                }
-                link_at(row, TASK_TOTALS_AT + 7)
-            },
-        )?
-        .filter_map(Result::transpose)
-        .collect::<crate::db::Result<Vec<Link>>>()?;
-    Ok(claimed.map(|mut task| {
-        set_links(&mut task, links);
-        task
-    }))
-}
-
-/// Why a claim that moved nothing was refused: the task is not pending, or waits for
-/// another, or (it was ready) another runner holds it.
-fn claim_refused(transaction: &Write<'_>, id: TaskId) -> Result<Failure, Failure> {
-    let to = TaskStatus::Running;
-    let (from, waiting) = status_and_waiting(transaction, id)?;
-    if !from.can_become(to) {
-        return Ok(StoreError::InvalidTransition { task: id, from, to }.into());
-    }
-    let waiting_on = if waiting {
-        unmet_dependencies(transaction, id)?
-    } else {
-        Vec::new()
-    };
-    Ok(if waiting_on.is_empty() {
-        StoreError::ClaimTaken { task: id }
-    } else {
-        StoreError::DependenciesUnmet {
-            task: id,
-            waiting_on,
-        }
-    }
-    .into())
-}
 const SET_GUIDANCE: &str = "set a task's guidance";
 
 /// Moves task `id` to `to` inside `transaction`, enforcing the state machine, recording
@@ -625,7 +489,7 @@ fn transition(
 
 /// [`transition`], returning the task as the change left it too (without its checks and
 /// dependencies), from the update itself.
-fn transition_returning(
+pub(crate) fn transition_returning(
     transaction: &Write<'_>,
     id: TaskId,
     to: TaskStatus,
@@ -819,7 +683,10 @@ fn task_status(connection: &Connection, id: TaskId) -> Result<TaskStatus, Failur
 
 /// The task's state, and whether a task it depends on is not completed yet: what a claim
 /// checks, in one statement (the list of those tasks is read only for a refusal).
-fn status_and_waiting(connection: &Connection, id: TaskId) -> Result<(TaskStatus, bool), Failure> {
+pub(crate) fn status_and_waiting(
+    connection: &Connection,
+    id: TaskId,
+) -> Result<(TaskStatus, bool), Failure> {
     Ok(connection
         .prepare_cached(
             "SELECT status, EXISTS (SELECT 1 FROM task_dependencies AS dependency \
@@ -855,7 +722,10 @@ fn runner_at(row: &Row<'_>, first: usize) -> crate::db::Result<Option<LeaseOwner
 }
 
 /// The dependencies of a task that have not completed, in id order.
-fn unmet_dependencies(connection: &Connection, id: TaskId) -> crate::db::Result<Vec<TaskId>> {
+pub(crate) fn unmet_dependencies(
+    connection: &Connection,
+    id: TaskId,
+) -> crate::db::Result<Vec<TaskId>> {
     let mut statement = connection.prepare_cached(
         "SELECT dependency.depends_on FROM task_dependencies AS dependency \
          JOIN tasks AS prerequisite ON prerequisite.id = dependency.depends_on \
@@ -902,7 +772,7 @@ fn dependency_path(
     Ok(None)
 }
 
-fn task_from_row(row: &Row<'_>) -> crate::db::Result<Task> {
+pub(crate) fn task_from_row(row: &Row<'_>) -> crate::db::Result<Task> {
     let working_dir: String = row.get(5)?;
     Ok(Task {
         id: row.get(0)?,
@@ -967,7 +837,7 @@ fn load_all_links(connection: &Connection, tasks: &mut [Task]) -> crate::db::Res
 }
 
 /// Fills in a task's verification commands and dependencies, which live in their own tables.
-fn load_links(connection: &Connection, task: &mut Task) -> crate::db::Result<()> {
+pub(crate) fn load_links(connection: &Connection, task: &mut Task) -> crate::db::Result<()> {
     // Both lists in one statement (each statement is a round trip on PostgreSQL): the checks
     // in their order, then the tasks it waits on.
     let links = connection
@@ -986,7 +856,7 @@ fn load_links(connection: &Connection, task: &mut Task) -> crate::db::Result<()>
 
 /// The link in the three columns from `first` (whether it is a dependency, its position or
 /// task, its command); `None` where they are NULL (a task without links, outer-joined).
-fn link_at(row: &Row<'_>, first: usize) -> crate::db::Result<Option<Link>> {
+pub(crate) fn link_at(row: &Row<'_>, first: usize) -> crate::db::Result<Option<Link>> {
     let is_dependency: Option<bool> = row.get(first)?;
     Ok(match is_dependency {
         None => None,
@@ -996,7 +866,7 @@ fn link_at(row: &Row<'_>, first: usize) -> crate::db::Result<Option<Link>> {
 }
 
 /// Sets the task's checks and dependencies from its links, in their order.
-fn set_links(task: &mut Task, links: Vec<Link>) {
+pub(crate) fn set_links(task: &mut Task, links: Vec<Link>) {
     task.verify_commands = Vec::new();
     task.after = Vec::new();
     for link in links {
@@ -1008,7 +878,7 @@ fn set_links(task: &mut Task, links: Vec<Link>) {
 }
 
 /// One row of [`load_links`].
-enum Link {
+pub(crate) enum Link {
     Check(String),
     After(TaskId),
 }

@@ -138,25 +138,34 @@ pub(super) async fn claim(
             outage,
             move |store| {
                 let retry = tried.swap(true, std::sync::atomic::Ordering::Relaxed);
-                let first = match latest_to_continue(store, task, milestone, policy)? {
-                    Some(latest) => FirstSession::Continue(latest),
-                    None => FirstSession::Opened(fresh),
-                };
-                let claimed = store.claim_batch(task, &owner, "claim a task", |batch, task| {
-                    if let FirstSession::Opened(id) = first {
-                        batch.open_session(&NewSession {
-                            id,
-                            task: task.id,
-                            milestone: task.milestone,
-                            policy,
-                            owner: owner.clone(),
-                            lease_ttl,
-                        })?;
-                    }
-                    Ok(task)
-                });
+                // The session to continue is found by the claim itself, in its statement.
+                let continuing = (policy != SessionPolicy::Fresh).then_some(policy);
+                let claimed = store.claim_batch(
+                    task,
+                    &owner,
+                    continuing,
+                    "claim a task",
+                    |batch, claimed| {
+                        let task = &claimed.task;
+                        let first = match continuable(claimed.latest) {
+                            Some(latest) => FirstSession::Continue(latest),
+                            None => FirstSession::Opened(fresh),
+                        };
+                        if let FirstSession::Opened(id) = first {
+                            batch.open_session(&NewSession {
+                                id,
+                                task: task.id,
+                                milestone: task.milestone,
+                                policy,
+                                owner: owner.clone(),
+                                lease_ttl,
+                            })?;
+                        }
+                        Ok((task.clone(), first))
+                    },
+                );
                 match claimed {
-                    Ok(task) => Ok((task, first)),
+                    Ok(claimed) => Ok(claimed),
                     // A claim retried after the database went away may find its first try
                     // committed: the task is this runner's already, and goes on from there.
                     Err(StoreError::InvalidTransition { .. }) if retry => {
@@ -203,6 +212,14 @@ fn already_ours(
     let found = store.task(task)?;
     let ours = found.status == TaskStatus::Running && found.runner.as_ref() == Some(owner);
     Ok(ours.then_some(found))
+}
+
+/// The session a task continues, of the latest with its policy in its scope (see
+/// [`latest_to_continue`]): never a rotated one.
+fn continuable(latest: Option<(SessionId, SessionStatus)>) -> Option<SessionId> {
+    latest
+        .filter(|&(_, status)| status != SessionStatus::Rotated)
+        .map(|(id, _)| id)
 }
 
 /// The session a task continues under `policy`: its own latest (the `task` policy), or its

@@ -16,8 +16,8 @@ fn claimed(store: &mut Store, lab: &Lab, title: &str) -> (TaskId, Fence) {
     let owner = LeaseOwner::current().unwrap();
     let session = new_session(task, owner.clone());
     let (claim_epoch, lease) = store
-        .claim_batch(task, &owner, "claim a task", |batch, claimed| {
-            Ok((claimed.claim_epoch, batch.open_session(&session)?))
+        .claim_batch(task, &owner, None, "claim a task", |batch, claimed| {
+            Ok((claimed.task.claim_epoch, batch.open_session(&session)?))
         })
         .unwrap();
     let fence = Fence {

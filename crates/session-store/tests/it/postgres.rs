@@ -152,8 +152,13 @@ fn a_claim_skips_a_task_another_writer_holds_without_waiting() {
         let (held, beside) = first
             .task_batch(one, "hold task one", |batch| {
                 batch.set_task_guidance(one, Some(&guidance))?;
-                let held = second.claim_batch(one, &owner, "claim task one", |_, task| Ok(task));
-                let beside = second.claim_batch(two, &owner, "claim task two", |_, task| Ok(task));
+                let held = second.claim_batch(one, &owner, None, "claim task one", |_, claimed| {
+                    Ok(claimed.task.clone())
+                });
+                let beside =
+                    second.claim_batch(two, &owner, None, "claim task two", |_, claimed| {
+                        Ok(claimed.task.clone())
+                    });
                 Ok((held, beside))
             })
             .unwrap();
@@ -163,7 +168,9 @@ fn a_claim_skips_a_task_another_writer_holds_without_waiting() {
         );
         assert_eq!(beside.unwrap().status, session_store::TaskStatus::Running);
         let claimed = second
-            .claim_batch(one, &owner, "claim task one", |_, task| Ok(task))
+            .claim_batch(one, &owner, None, "claim task one", |_, claimed| {
+                Ok(claimed.task.clone())
+            })
             .unwrap();
         assert_eq!(claimed.status, session_store::TaskStatus::Running);
         assert_eq!(claimed.guidance.as_deref(), Some("g"));

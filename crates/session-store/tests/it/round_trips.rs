@@ -58,10 +58,16 @@ fn a_claim_a_call_and_a_finish_keep_to_their_round_trips_on_postgres() {
             let claim = store.count_round_trips();
             let session = crate::common::new_session(task, owner.clone());
             let (claimed, lease) = store
-                .claim_batch(task, &owner, "claim a task", |batch, claimed| {
-                    let lease = batch.open_session(&session)?;
-                    Ok((claimed, lease))
-                })
+                .claim_batch(
+                    task,
+                    &owner,
+                    Some(session_store::SessionPolicy::Task),
+                    "claim a task",
+                    |batch, claimed| {
+                        let lease = batch.open_session(&session)?;
+                        Ok((claimed.task.clone(), lease))
+                    },
+                )
                 .unwrap();
             let claim = claim.count();
             let fence = session_store::Fence {
