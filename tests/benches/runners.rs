@@ -161,18 +161,24 @@ fn parts_of_an_iteration(location: &Path, work_dir: &Path, tasks: usize) -> Part
     let mut next = ready.iter().map(|task| task.id);
     let claim = counted(&mut store, &mut |store| {
         let task = next.next().expect("a task is left to claim");
+        let session = SessionId::new_v4();
         store
-            .batch("claim a task", |batch| {
-                batch.claim_task(task, &owner)?;
-                batch.open_session(&NewSession {
-                    id: SessionId::new_v4(),
-                    task,
-                    milestone: None,
-                    policy: SessionPolicy::Task,
-                    owner: owner.clone(),
-                    lease_ttl: Duration::from_secs(60),
-                })
-            })
+            .claim_batch(
+                task,
+                &owner,
+                Some(SessionPolicy::Task),
+                "claim a task",
+                |batch, _| {
+                    batch.open_session(&NewSession {
+                        id: session,
+                        task,
+                        milestone: None,
+                        policy: SessionPolicy::Task,
+                        owner: owner.clone(),
+                        lease_ttl: Duration::from_secs(60),
+                    })
+                },
+            )
             .expect("the task is claimed");
     });
     Parts {

@@ -31,7 +31,21 @@ pub struct Claimed {
     pub latest: Option<(SessionId, SessionStatus)>,
 }
 
+/// What a claim's errors say it could not do.
+const CLAIM: &str = "claim a task";
+
 impl Store {
+    /// Claims a pending task for `runner`: it becomes `running`, with `runner` recorded as the
+    /// process that runs it, and is returned as it is now.
+    ///
+    /// Of two runners claiming one task, exactly one succeeds; the other gets
+    /// [`StoreError::InvalidTransition`] (the task is `running` already).
+    pub fn claim_task(&mut self, id: TaskId, runner: &LeaseOwner) -> Result<Task, StoreError> {
+        self.write(CLAIM, |transaction| {
+            claim(transaction, id, runner, None).map(|claimed| claimed.task)
+        })
+    }
+
     /// Claims a pending task for `runner`, as [`Store::claim_task`] does, and runs `body`
     /// with what was claimed in the same batch (see [`Store::batch`]), to write what comes
     /// with the claim (the session it opens) in its commit. With `continuing`, the claim also
@@ -56,7 +70,7 @@ impl Store {
         // The claim comes first, and `body` only after it succeeded: on PostgreSQL the
         // claim's statement takes the lock the rest of the batch writes under.
         self.batch_under(WriteLock::Claim, operation, |batch| {
-            let claimed = batch.apply(crate::tasks::CLAIM, |transaction| {
+            let claimed = batch.apply(CLAIM, |transaction| {
                 claim(transaction, id, runner, continuing)
             })?;
             body(batch, &claimed)
@@ -64,9 +78,18 @@ impl Store {
     }
 }
 
+impl Batch<'_> {
+    /// [`Store::claim_task`], as part of the batch.
+    pub fn claim_task(&mut self, id: TaskId, runner: &LeaseOwner) -> Result<Task, StoreError> {
+        self.apply(CLAIM, |transaction| {
+            claim(transaction, id, runner, None).map(|claimed| claimed.task)
+        })
+    }
+}
+
 /// Claims task `id` for `runner`, finding the latest session under `continuing`; see
 /// [`Store::claim_batch`].
-pub(crate) fn claim(
+fn claim(
     transaction: &Write<'_>,
     id: TaskId,
     runner: &LeaseOwner,

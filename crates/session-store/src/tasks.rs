@@ -3,6 +3,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
+use std::sync::LazyLock;
 
 use crate::db::{Connection, OptionalExtension, Row, params};
 use redact::Redacted;
@@ -278,19 +279,47 @@ impl Store {
     /// The tasks that may start now: pending, with every dependency completed. In the order
     /// they were added.
     pub fn ready_tasks(&self) -> Result<Vec<Task>, StoreError> {
-        self.read("list ready tasks", |connection| {
-            let mut statement = connection.prepare_cached(&format!(
-                "SELECT {TASK_COLUMNS}, {TOTALS_COLUMNS} FROM tasks AS task \
+        // One statement, the tasks with their links (a round trip on PostgreSQL, where a
+        // scheduler looks at the queue again after each claim it lost): a task's row comes
+        // once for each of its checks and dependencies, in order, or once with none.
+        static READY: LazyLock<String> = LazyLock::new(|| {
+            format!(
+                "SELECT {TASK_COLUMNS}, {TOTALS_COLUMNS}, link.kind, link.position, \
+                     link.command \
+                 FROM tasks AS task \
+                 LEFT JOIN ( \
+                     SELECT task_id, 0 AS kind, ordinal AS position, command \
+                     FROM task_verify_commands \
+                     UNION ALL \
+                     SELECT task_id, 1, depends_on, NULL FROM task_dependencies \
+                 ) AS link ON link.task_id = task.id \
                  WHERE status = 'pending' AND NOT EXISTS ( \
                      SELECT 1 FROM task_dependencies AS dependency \
                      JOIN tasks AS prerequisite ON prerequisite.id = dependency.depends_on \
                      WHERE dependency.task_id = task.id AND prerequisite.status <> 'completed') \
-                 ORDER BY id"
-            ))?;
-            let mut tasks = statement
-                .query_map((), task_from_row)?
-                .collect::<crate::db::Result<Vec<_>>>()?;
-            load_all_links(connection, &mut tasks)?;
+                 ORDER BY task.id, link.kind, link.position"
+            )
+        });
+        self.read_statement("list ready tasks", |connection| {
+            let mut last = None;
+            let rows = connection.prepare_cached(&READY)?.query_map((), |row| {
+                let id: TaskId = row.get(0)?;
+                let task = if last == Some(id) {
+                    None
+                } else {
+                    last = Some(id);
+                    Some(task_from_row(row)?)
+                };
+                Ok((task, link_at(row, TASK_TOTALS_AT + 7)?))
+            })?;
+            let mut tasks: Vec<Task> = Vec::new();
+            for row in rows {
+                let (task, link) = row?;
+                tasks.extend(task);
+                if let (Some(link), Some(task)) = (link, tasks.last_mut()) {
+                    add_link(task, link);
+                }
+            }
             Ok(tasks)
         })
     }
@@ -310,17 +339,6 @@ impl Store {
     ) -> Result<TaskStatus, StoreError> {
         self.write(SET_STATUS, |transaction| {
             transition(transaction, id, to, reason, None)
-        })
-    }
-
-    /// Claims a pending task for `runner`: it becomes `running`, with `runner` recorded as the
-    /// process that runs it, and is returned as it is now.
-    ///
-    /// Of two runners claiming one task, exactly one succeeds; the other gets
-    /// [`StoreError::InvalidTransition`] (the task is `running` already).
-    pub fn claim_task(&mut self, id: TaskId, runner: &LeaseOwner) -> Result<Task, StoreError> {
-        self.write(CLAIM, |transaction| {
-            crate::claims::claim(transaction, id, runner, None).map(|claimed| claimed.task)
         })
     }
 
@@ -433,13 +451,6 @@ impl Store {
 }
 
 impl Batch<'_> {
-    /// [`Store::claim_task`], as part of the batch.
-    pub fn claim_task(&mut self, id: TaskId, runner: &LeaseOwner) -> Result<Task, StoreError> {
-        self.apply(CLAIM, |transaction| {
-            crate::claims::claim(transaction, id, runner, None).map(|claimed| claimed.task)
-        })
-    }
-
     /// [`Store::set_task_status`], as part of the batch.
     pub fn set_task_status(
         &mut self,
@@ -465,7 +476,6 @@ impl Batch<'_> {
     }
 }
 
-pub(crate) const CLAIM: &str = "claim a task";
 const SET_STATUS: &str = "change a task's state";
 
 const SET_GUIDANCE: &str = "set a task's guidance";
@@ -612,8 +622,7 @@ fn finished_in_one_statement(
     to: TaskStatus,
     reason: Option<&Redacted>,
 ) -> Result<Option<Task>, Failure> {
-    static RETURNING: std::sync::LazyLock<String> =
-        std::sync::LazyLock::new(|| finish_sql("SELECT * FROM changed"));
+    static RETURNING: LazyLock<String> = LazyLock::new(|| finish_sql("SELECT * FROM changed"));
     let Some((failure_reason, now, detail)) = finish_values(transaction, to, reason) else {
         return Ok(None);
     };
@@ -640,7 +649,7 @@ fn finish_deferred(
     to: TaskStatus,
     reason: Option<&Redacted>,
 ) -> Result<bool, Failure> {
-    static REFUSING: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    static REFUSING: LazyLock<String> = LazyLock::new(|| {
         finish_sql(
             "SELECT baton_refuse('change a task''s state') \
              WHERE NOT EXISTS (SELECT 1 FROM changed)",
@@ -870,10 +879,15 @@ pub(crate) fn set_links(task: &mut Task, links: Vec<Link>) {
     task.verify_commands = Vec::new();
     task.after = Vec::new();
     for link in links {
-        match link {
-            Link::Check(command) => task.verify_commands.push(command),
-            Link::After(id) => task.after.push(id),
-        }
+        add_link(task, link);
+    }
+}
+
+/// Adds one of the task's links after those it has.
+fn add_link(task: &mut Task, link: Link) {
+    match link {
+        Link::Check(command) => task.verify_commands.push(command),
+        Link::After(id) => task.after.push(id),
     }
 }
 

@@ -138,33 +138,7 @@ pub(super) async fn claim(
             outage,
             move |store| {
                 let retry = tried.swap(true, std::sync::atomic::Ordering::Relaxed);
-                // The session to continue is found by the claim itself, in its statement.
-                let continuing = (policy != SessionPolicy::Fresh).then_some(policy);
-                let claimed = store.claim_batch(
-                    task,
-                    &owner,
-                    continuing,
-                    "claim a task",
-                    |batch, claimed| {
-                        let task = &claimed.task;
-                        let first = match continuable(claimed.latest) {
-                            Some(latest) => FirstSession::Continue(latest),
-                            None => FirstSession::Opened(fresh),
-                        };
-                        if let FirstSession::Opened(id) = first {
-                            batch.open_session(&NewSession {
-                                id,
-                                task: task.id,
-                                milestone: task.milestone,
-                                policy,
-                                owner: owner.clone(),
-                                lease_ttl,
-                            })?;
-                        }
-                        Ok((task.clone(), first))
-                    },
-                );
-                match claimed {
+                match claim_and_open(store, task, &owner, policy, lease_ttl, fresh) {
                     Ok(claimed) => Ok(claimed),
                     // A claim retried after the database went away may find its first try
                     // committed: the task is this runner's already, and goes on from there.
@@ -200,6 +174,37 @@ pub(super) async fn claim(
         ) => Ok(None),
         Err(err) => Err(err),
     }
+}
+
+/// Claims `task` and finds the session its loop starts in: the latest it continues under
+/// `policy`, which the claim finds in its own statement, or a new one, `fresh`, opened in the
+/// claim's commit.
+fn claim_and_open(
+    store: &mut Store,
+    task: TaskId,
+    owner: &LeaseOwner,
+    policy: SessionPolicy,
+    lease_ttl: std::time::Duration,
+    fresh: SessionId,
+) -> Result<(Task, FirstSession), StoreError> {
+    let continuing = (policy != SessionPolicy::Fresh).then_some(policy);
+    store.claim_batch(task, owner, continuing, "claim a task", |batch, claimed| {
+        let first = match continuable(claimed.latest) {
+            Some(latest) => FirstSession::Continue(latest),
+            None => FirstSession::Opened(fresh),
+        };
+        if let FirstSession::Opened(id) = first {
+            batch.open_session(&NewSession {
+                id,
+                task: claimed.task.id,
+                milestone: claimed.task.milestone,
+                policy,
+                owner: owner.clone(),
+                lease_ttl,
+            })?;
+        }
+        Ok((claimed.task.clone(), first))
+    })
 }
 
 /// The task, when it runs under this very runner's claim (a claim whose commit went through
