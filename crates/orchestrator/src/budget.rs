@@ -127,18 +127,23 @@ impl Budgets {
     }
 
     /// Reserves what a call of `task` may spend, reading the ledger under the lock so that
-    /// the read and the reservation are one step.
+    /// the read and the reservation are one step. `task_budget` is the task's own budget
+    /// when it was just read (with the claim), to use instead of reading it again.
     pub(crate) fn reserve(
         &self,
         store: &Store,
         task: TaskId,
         milestone: Option<MilestoneId>,
+        task_budget: Option<BudgetStatus>,
     ) -> Result<Reserved, StoreError> {
         let mut scopes = vec![BudgetScope::Task(task)];
         scopes.extend(milestone.map(BudgetScope::Milestone));
         let mut statuses = Vec::with_capacity(scopes.len());
         for scope in &scopes {
-            statuses.push(store.budget(*scope)?);
+            statuses.push(match (scope, task_budget) {
+                (BudgetScope::Task(_), Some(status)) => status,
+                _ => store.budget(*scope)?,
+            });
         }
         let mut state = self.shared.lock();
         Ok(self.shared.decide(&mut state, &scopes, &statuses))

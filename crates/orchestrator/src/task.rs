@@ -82,7 +82,12 @@ pub(crate) async fn run_task(
     assignment: Assignment,
     cancel: CancellationToken,
 ) -> Result<Option<TaskReport>, OrchestratorError> {
-    let Some((task, first)) = session::claim(&context, assignment).await? else {
+    let Some(session::Claim {
+        task,
+        first,
+        budget,
+    }) = session::claim(&context, assignment).await?
+    else {
         return Ok(None);
     };
     context.events.emit(RunEvent::TaskStarted {
@@ -102,6 +107,7 @@ pub(crate) async fn run_task(
         unwritten: Unwritten::default(),
         workspace: None,
         reservation: None,
+        claimed_budget: budget,
         transcripts_checked: HashSet::new(),
         lease: match first {
             session::FirstSession::Opened(id) => Some((id, 1)),
@@ -181,6 +187,9 @@ struct TaskLoop {
     workspace: Option<crate::workspace::Entered>,
     /// What the latest call may spend or spent, held until its record is committed.
     reservation: Option<Reservation>,
+    /// The task's own budget as its claim read it, in the claim's statement: the first
+    /// call's reservation takes it rather than reading it again; used once.
+    claimed_budget: Option<session_store::BudgetStatus>,
     /// The session this loop holds the lease of, and that lease's epoch: with the claim's
     /// epoch, what every write of the loop is conditional on ([`Fence`]).
     lease: Option<(SessionId, u64)>,

@@ -217,7 +217,10 @@ pub fn usd(cost: Cost) -> String {
     }
 }
 
-fn read_budget(connection: &Connection, scope: BudgetScope) -> Result<BudgetStatus, Failure> {
+pub(crate) fn read_budget(
+    connection: &Connection,
+    scope: BudgetScope,
+) -> Result<BudgetStatus, Failure> {
     let (budget, spent) = match scope {
         // The limits and the totals are one row of `tasks`, read at once.
         BudgetScope::Task(id) => connection
@@ -226,7 +229,7 @@ fn read_budget(connection: &Connection, scope: BudgetScope) -> Result<BudgetStat
                 crate::sql::TOTALS_COLUMNS
             ))?
             .query_row([id], |row| {
-                Ok((limits_at(row)?, crate::sql::totals_at(row, 2)?))
+                Ok((limits_at(row, 0)?, crate::sql::totals_at(row, 2)?))
             })
             .optional()?
             .ok_or(StoreError::NotFound(Missing::Task(id)))?,
@@ -235,7 +238,7 @@ fn read_budget(connection: &Connection, scope: BudgetScope) -> Result<BudgetStat
                 .prepare_cached(
                     "SELECT max_cost_nano_usd, max_tokens FROM milestones WHERE id = ?1",
                 )?
-                .query_row([id], limits_at)
+                .query_row([id], |row| limits_at(row, 0))
                 .optional()?
                 .ok_or(StoreError::NotFound(Missing::Milestone(id)))?;
             (limits, crate::usage::milestone_totals(connection, id)?)
@@ -244,9 +247,10 @@ fn read_budget(connection: &Connection, scope: BudgetScope) -> Result<BudgetStat
     Ok(BudgetStatus { budget, spent })
 }
 
-fn limits_at(row: &Row<'_>) -> crate::db::Result<Budget> {
-    let cost: Option<i64> = row.get(0)?;
-    let tokens: Option<i64> = row.get(1)?;
+/// The limits in the two columns from `first`: the cost in nano-dollars, the tokens.
+pub(crate) fn limits_at(row: &Row<'_>, first: usize) -> crate::db::Result<Budget> {
+    let cost: Option<i64> = row.get(first)?;
+    let tokens: Option<i64> = row.get(first + 1)?;
     Ok(Budget {
         max_cost: cost.map(Cost::from_nano_usd),
         max_tokens: tokens.map(|limit| u64::try_from(limit).unwrap_or(0)),

@@ -6,6 +6,7 @@ use std::sync::LazyLock;
 use agent::SessionId;
 use serde_json::json;
 
+use crate::budgets::{BudgetScope, BudgetStatus, limits_at, read_budget};
 use crate::db::{Connection, OptionalExtension, Row, WriteLock, params};
 use crate::error::{Failure, StoreError};
 use crate::events::event_kind;
@@ -29,6 +30,9 @@ pub struct Claimed {
     /// sessions under the `task` policy, its milestone's under `milestone`), with its state;
     /// `None` when there is none, or none was asked about.
     pub latest: Option<(SessionId, SessionStatus)>,
+    /// The task's own budget, as [`Store::budget`] reads it, from the claim's statement: what
+    /// the first call's reservation needs of the task, read with it.
+    pub budget: BudgetStatus,
 }
 
 /// What a claim's errors say it could not do.
@@ -108,7 +112,12 @@ fn claim(
         Some(policy) => latest_session(transaction, &task, policy)?,
         None => None,
     };
-    Ok(Claimed { task, latest })
+    let budget = read_budget(transaction, BudgetScope::Task(id))?;
+    Ok(Claimed {
+        task,
+        latest,
+        budget,
+    })
 }
 
 /// Which of a task's sessions the latest under `policy` is taken from (`None`: no session at
@@ -218,8 +227,10 @@ fn in_one_statement(
     }))
 }
 
-/// The column of a claim's row where the latest session starts; the links follow it.
-const LATEST_AT: usize = TASK_TOTALS_AT + 7;
+/// The column of a claim's row where the task's budget starts; the latest session follows
+/// it, then the links.
+const BUDGET_AT: usize = TASK_TOTALS_AT + 7;
+const LATEST_AT: usize = BUDGET_AT + 2;
 const LINKS_AT: usize = LATEST_AT + 2;
 
 fn claimed_at(row: &Row<'_>) -> crate::db::Result<Claimed> {
@@ -227,9 +238,15 @@ fn claimed_at(row: &Row<'_>) -> crate::db::Result<Claimed> {
         crate::db::Value::Null => None,
         _ => Some((session_id_at(row, LATEST_AT)?, row.get(LATEST_AT + 1)?)),
     };
+    let task = task_from_row(row)?;
+    let budget = BudgetStatus {
+        budget: limits_at(row, BUDGET_AT)?,
+        spent: task.totals,
+    };
     Ok(Claimed {
-        task: task_from_row(row)?,
+        task,
         latest,
+        budget,
     })
 }
 
@@ -251,7 +268,7 @@ fn claim_sql(continuing: Option<SessionPolicy>) -> String {
                      AND prerequisite.status <> 'completed') \
                  AND pg_try_advisory_xact_lock({keys}) \
                  FOR UPDATE SKIP LOCKED) \
-             RETURNING {TASK_COLUMNS}, {TOTALS_COLUMNS}), \
+             RETURNING {TASK_COLUMNS}, {TOTALS_COLUMNS}, max_cost_nano_usd, max_tokens), \
          logged AS ( \
              INSERT INTO events (at, task_id, session_id, kind, detail) \
              SELECT ?2, id, NULL, ?6, ?7 FROM claimed) \

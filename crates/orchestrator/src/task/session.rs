@@ -4,8 +4,8 @@
 
 use agent::{AgentReply, ErrorKind, SessionId, Usage};
 use session_store::{
-    CallOutcome, LeaseOwner, MilestoneId, NewSession, Session, SessionFilter, SessionPolicy,
-    SessionStatus, Store, StoreError, Task, TaskId, TaskStatus,
+    BudgetStatus, CallOutcome, LeaseOwner, MilestoneId, NewSession, Session, SessionFilter,
+    SessionPolicy, SessionStatus, Store, StoreError, Task, TaskId, TaskStatus,
 };
 
 use super::{Assignment, Stop, TaskLoop};
@@ -27,6 +27,15 @@ pub(super) struct ActiveSession {
     /// Whether its lease was taken just now, when it was opened: the first call needs no
     /// other. After a call, the lease is taken again before the next.
     freshly_leased: bool,
+}
+
+/// A task this runner claimed, and what its loop starts from.
+pub(super) struct Claim {
+    pub(super) task: Task,
+    pub(super) first: FirstSession,
+    /// The task's own budget as the claim read it, for the first call's reservation; `None`
+    /// when it was not read with the claim.
+    pub(super) budget: Option<BudgetStatus>,
 }
 
 /// Where a claimed task's loop starts.
@@ -119,7 +128,7 @@ impl ActiveSession {
 pub(super) async fn claim(
     context: &RunContext,
     assignment: Assignment,
-) -> Result<Option<(Task, FirstSession)>, StoreError> {
+) -> Result<Option<Claim>, StoreError> {
     let (owner, lease_ttl) = (context.owner.clone(), context.config.lease_ttl);
     let Assignment {
         task,
@@ -150,7 +159,11 @@ pub(super) async fn claim(
                                         Some(latest) => FirstSession::Continue(latest),
                                         None => FirstSession::Opened(fresh),
                                     };
-                                Ok((task, first))
+                                Ok(Claim {
+                                    task,
+                                    first,
+                                    budget: None,
+                                })
                             }
                             None => Err(StoreError::InvalidTransition {
                                 task,
@@ -186,7 +199,7 @@ fn claim_and_open(
     policy: SessionPolicy,
     lease_ttl: std::time::Duration,
     fresh: SessionId,
-) -> Result<(Task, FirstSession), StoreError> {
+) -> Result<Claim, StoreError> {
     let continuing = (policy != SessionPolicy::Fresh).then_some(policy);
     store.claim_batch(task, owner, continuing, "claim a task", |batch, claimed| {
         let first = match continuable(claimed.latest) {
@@ -203,7 +216,11 @@ fn claim_and_open(
                 lease_ttl,
             })?;
         }
-        Ok((claimed.task.clone(), first))
+        Ok(Claim {
+            task: claimed.task.clone(),
+            first,
+            budget: Some(claimed.budget),
+        })
     })
 }
 

@@ -14,6 +14,9 @@ impl TaskLoop {
     pub(super) async fn reserve_budget(&mut self, iteration: u32) -> Result<Reservation, Stop> {
         // The previous call is in the ledger by now: give back what it held.
         self.reservation = None;
+        // What the claim read of the task's own budget is as fresh as a read now, for the
+        // first call: only this loop spends from it, and it has not called yet.
+        let mut claimed = self.claimed_budget.take();
         loop {
             let budgets = self.context.budgets.clone();
             let released = budgets.released();
@@ -23,8 +26,10 @@ impl TaskLoop {
             let (task, milestone) = (self.task.id, self.task.milestone);
             let reserved = self
                 .context
-                .ledger(move |store| reader.reserve(store, task, milestone))
+                .ledger(move |store| reader.reserve(store, task, milestone, claimed))
                 .await?;
+            // A wait for calls in flight ends in a read of what they spent.
+            claimed = None;
             match reserved {
                 Reserved::Granted(reservation) => {
                     // Say once per run of the task what its budgets leave it, so that a

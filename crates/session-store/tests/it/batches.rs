@@ -4,8 +4,8 @@
 //! same outcome either way.
 
 use session_store::{
-    CallOutcome, EventFilter, Fence, LeaseOwner, SessionStatus, Store, StoreError, TaskId,
-    TaskStatus, event_kind,
+    Budget, BudgetScope, CallOutcome, EventFilter, Fence, LeaseOwner, NewSession, NewTask,
+    SessionPolicy, SessionStatus, Store, StoreError, TaskId, TaskStatus, event_kind,
 };
 
 use crate::common::{Lab, add_task, call, new_session, temp_store, text};
@@ -152,5 +152,78 @@ on_both_backends! {
         assert_eq!(store.calls_for_task(task).unwrap().len(), 1);
         assert_eq!(store.task(task).unwrap().totals.agent_calls, 1);
         assert_eq!(store.session(session).unwrap().totals.agent_calls, 1);
+    }
+
+    fn a_claim_finds_the_session_to_continue_and_the_task_budget() {
+        let (lab, mut store) = temp_store();
+        let owner = LeaseOwner::current().unwrap();
+        let task = add_task(&mut store, lab.path(), "t");
+        let budget = Budget {
+            max_cost: None,
+            max_tokens: Some(1_000_000),
+        };
+        store.set_budget(BudgetScope::Task(task), budget).unwrap();
+        let first_session = new_session(task, owner.clone());
+        let first = store
+            .claim_batch(task, &owner, Some(SessionPolicy::Task), "claim", |batch, claimed| {
+                batch.open_session(&first_session)?;
+                Ok(claimed.clone())
+            })
+            .unwrap();
+        assert_eq!(first.latest, None);
+        assert_eq!(first.budget.budget, budget);
+        assert_eq!(first.budget, store.budget(BudgetScope::Task(task)).unwrap());
+        store.record_agent_call(&call(first_session.id, task, 5)).unwrap();
+        store.close_session(first_session.id, SessionStatus::Failed, None).unwrap();
+        store.set_task_status(task, TaskStatus::Pending, None).unwrap();
+        let again = store
+            .claim_batch(task, &owner, Some(SessionPolicy::Task), "claim", |_, claimed| {
+                Ok(claimed.clone())
+            })
+            .unwrap();
+        assert_eq!(again.latest, Some((first_session.id, SessionStatus::Failed)));
+        assert_eq!(again.budget, store.budget(BudgetScope::Task(task)).unwrap());
+        assert_eq!(again.budget.spent.agent_calls, 1);
+        // Without a policy to continue under, none is looked for.
+        store.set_task_status(task, TaskStatus::Pending, None).unwrap();
+        let fresh = store
+            .claim_batch(task, &owner, None, "claim", |_, claimed| Ok(claimed.clone()))
+            .unwrap();
+        assert_eq!(fresh.latest, None);
+    }
+
+    fn a_claim_finds_the_latest_session_of_the_tasks_milestone() {
+        let (lab, mut store) = temp_store();
+        let owner = LeaseOwner::current().unwrap();
+        let milestone = crate::common::add_milestone(&mut store, "m");
+        let mut in_milestone = |title| {
+            let mut new = NewTask::new(text(title), text("do it"), lab.path());
+            new.milestone = Some(milestone);
+            store.add_task(&new).unwrap()
+        };
+        let (one, two) = (in_milestone("one"), in_milestone("two"));
+        let shared = NewSession {
+            milestone: Some(milestone),
+            policy: SessionPolicy::Milestone,
+            ..new_session(one, owner.clone())
+        };
+        store
+            .claim_batch(one, &owner, Some(SessionPolicy::Milestone), "claim", |batch, _| {
+                batch.open_session(&shared).map(drop)
+            })
+            .unwrap();
+        // Task two's own sessions are none, but its milestone's latest is task one's.
+        for (policy, expected) in [
+            (SessionPolicy::Milestone, Some((shared.id, SessionStatus::Open))),
+            (SessionPolicy::Task, None),
+        ] {
+            let claimed = store
+                .claim_batch(two, &owner, Some(policy), "claim", |_, claimed| {
+                    Ok(claimed.clone())
+                })
+                .unwrap();
+            assert_eq!(claimed.latest, expected, "{policy:?}");
+            store.set_task_status(two, TaskStatus::Pending, None).unwrap();
+        }
     }
 }
