@@ -490,7 +490,9 @@ fn transition(
     reason: Option<&Redacted>,
     runner: Option<&LeaseOwner>,
 ) -> Result<TaskStatus, Failure> {
-    if transaction.deferring() && runner.is_none() && finish_deferred(transaction, id, to, reason)?
+    if transaction.deferring()
+        && runner.is_none()
+        && finish_in_one_statement(transaction, id, to, reason, true)?.is_some()
     {
         return Ok(TaskStatus::Running);
     }
@@ -507,7 +509,8 @@ pub(crate) fn transition_returning(
     runner: Option<&LeaseOwner>,
 ) -> Result<(TaskStatus, Task), Failure> {
     if transaction.is_postgres()
-        && let Some(task) = finished_in_one_statement(transaction, id, to, reason)?
+        && runner.is_none()
+        && let Some(Some(task)) = finish_in_one_statement(transaction, id, to, reason, false)?
     {
         return Ok((TaskStatus::Running, task));
     }
@@ -576,7 +579,7 @@ pub(crate) fn transition_returning(
 
 /// The statement of a running task that completes, fails or blocks, on PostgreSQL: the one
 /// state each of those can follow, so the change and its event are one statement, which
-/// ends with `ending`. Its parameters are [`finish_values`]'.
+/// ends with `ending`.
 fn finish_sql(ending: &str) -> String {
     format!(
         "WITH changed AS ( \
@@ -592,72 +595,39 @@ fn finish_sql(ending: &str) -> String {
     )
 }
 
-/// What [`finish_sql`]'s statement is run with: the failure reason, the time, the event's
-/// detail as [`transition_returning`] words it; `None` for a change that is not a finish.
-fn finish_values<'r>(
-    transaction: &Write<'_>,
-    to: TaskStatus,
-    reason: Option<&'r Redacted>,
-) -> Option<(Option<&'r str>, Timestamp, Redacted)> {
-    let failure_reason = match to {
-        TaskStatus::Completed => None,
-        TaskStatus::Failed | TaskStatus::Blocked => reason.map(Redacted::as_str),
-        TaskStatus::Pending | TaskStatus::Running | TaskStatus::Cancelled => return None,
-    };
-    let detail = transaction.detail(json!({
-        "from": TaskStatus::Running.as_str(),
-        "to": to.as_str(),
-        "reason": reason.map(Redacted::as_str),
-        "runner": None::<serde_json::Value>,
-    }));
-    Some((failure_reason, Timestamp::now(), detail))
-}
-
-/// A running task's finish on PostgreSQL in one statement and one round trip (see
-/// [`finish_sql`]). `None` for any other change, and for a task that is not running (nothing
-/// was written): [`transition_returning`] then goes the long way, which says why it refuses.
-fn finished_in_one_statement(
+/// A running task's finish on PostgreSQL, in one statement (see [`finish_sql`]); `None` for a
+/// change that is not a finish, for which nothing was run. Run at once, it returns the task
+/// as the finish left it, or `None` for a task that is not running (nothing was written:
+/// [`transition_returning`] then goes the long way, which says why it refuses). `deferred`,
+/// it is sent with the batch's commit, refusing there when the task is not running (the
+/// batch then runs again the long way), and returns `None`.
+fn finish_in_one_statement(
     transaction: &Write<'_>,
     id: TaskId,
     to: TaskStatus,
     reason: Option<&Redacted>,
-) -> Result<Option<Task>, Failure> {
+    deferred: bool,
+) -> Result<Option<Option<Task>>, Failure> {
     static RETURNING: LazyLock<String> = LazyLock::new(|| finish_sql("SELECT * FROM changed"));
-    let Some((failure_reason, now, detail)) = finish_values(transaction, to, reason) else {
-        return Ok(None);
-    };
-    let values = params![
-        id,
-        to,
-        failure_reason,
-        now,
-        event_kind::TASK_STATUS,
-        detail.as_str()
-    ];
-    Ok(transaction
-        .prepare_cached(&RETURNING)?
-        .query_row(values, task_from_row)
-        .optional()?)
-}
-
-/// A running task's finish, sent with the batch's commit, refusing (the batch then runs
-/// again, and the long way says why) when the task is not running. `false` for a change
-/// that is not a finish: nothing was deferred.
-fn finish_deferred(
-    transaction: &Write<'_>,
-    id: TaskId,
-    to: TaskStatus,
-    reason: Option<&Redacted>,
-) -> Result<bool, Failure> {
     static REFUSING: LazyLock<String> = LazyLock::new(|| {
         finish_sql(
             "SELECT baton_refuse('change a task''s state') \
              WHERE NOT EXISTS (SELECT 1 FROM changed)",
         )
     });
-    let Some((failure_reason, now, detail)) = finish_values(transaction, to, reason) else {
-        return Ok(false);
+    let failure_reason = match to {
+        TaskStatus::Completed => None,
+        TaskStatus::Failed | TaskStatus::Blocked => reason.map(Redacted::as_str),
+        TaskStatus::Pending | TaskStatus::Running | TaskStatus::Cancelled => return Ok(None),
     };
+    // As `transition_returning` words it.
+    let detail = transaction.detail(json!({
+        "from": TaskStatus::Running.as_str(),
+        "to": to.as_str(),
+        "reason": reason.map(Redacted::as_str),
+        "runner": None::<serde_json::Value>,
+    }));
+    let now = Timestamp::now();
     let values = params![
         id,
         to,
@@ -666,8 +636,16 @@ fn finish_deferred(
         event_kind::TASK_STATUS,
         detail.as_str()
     ];
-    transaction.defer(&REFUSING, values)?;
-    Ok(true)
+    if deferred {
+        transaction.defer(&REFUSING, values)?;
+        return Ok(Some(None));
+    }
+    Ok(Some(
+        transaction
+            .prepare_cached(&RETURNING)?
+            .query_row(values, task_from_row)
+            .optional()?,
+    ))
 }
 
 fn read_task(connection: &Connection, id: TaskId) -> Result<Task, Failure> {

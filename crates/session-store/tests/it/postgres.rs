@@ -54,6 +54,15 @@ fn another_applications_tasks_table_is_refused() {
     });
 }
 
+/// A second store on the lab's ledger that waits at most 200 ms for a lock.
+fn impatient(lab: &Lab) -> Store {
+    let options = session_store::StoreOptions {
+        busy_timeout: std::time::Duration::from_millis(200),
+        ..options()
+    };
+    Store::open_with(lab.location(), &options).unwrap()
+}
+
 /// Batches of different tasks hold different locks and run side by side; a write of the whole
 /// ledger waits for them (here past its busy timeout), and so does a batch of the same task.
 #[test]
@@ -63,11 +72,7 @@ fn batches_of_different_tasks_run_side_by_side_and_the_ledger_waits_for_them() {
         let mut first = lab.open();
         let one = crate::common::add_task(&mut first, lab.path(), "one");
         let two = crate::common::add_task(&mut first, lab.path(), "two");
-        let impatient = session_store::StoreOptions {
-            busy_timeout: std::time::Duration::from_millis(200),
-            ..options()
-        };
-        let mut second = Store::open_with(lab.location(), &impatient).unwrap();
+        let mut second = impatient(&lab);
         let guidance = crate::common::text("g");
         let (beside, same_task, whole) = first
             .task_batch(one, "hold task one", |batch| {
@@ -112,11 +117,7 @@ fn batches_of_two_tasks_of_one_milestone_wait_for_each_other() {
             first.add_task(&task).unwrap()
         };
         let (one, two) = (in_milestone(), in_milestone());
-        let impatient = session_store::StoreOptions {
-            busy_timeout: std::time::Duration::from_millis(200),
-            ..options()
-        };
-        let mut second = Store::open_with(lab.location(), &impatient).unwrap();
+        let mut second = impatient(&lab);
         let guidance = crate::common::text("g");
         let other = first
             .task_batch(one, "hold task one", |batch| {
@@ -142,11 +143,7 @@ fn a_claim_skips_a_task_another_writer_holds_without_waiting() {
         let mut first = lab.open();
         let one = crate::common::add_task(&mut first, lab.path(), "one");
         let two = crate::common::add_task(&mut first, lab.path(), "two");
-        let impatient = session_store::StoreOptions {
-            busy_timeout: std::time::Duration::from_millis(500),
-            ..options()
-        };
-        let mut second = Store::open_with(lab.location(), &impatient).unwrap();
+        let mut second = impatient(&lab);
         let owner = session_store::LeaseOwner::current().unwrap();
         let guidance = crate::common::text("g");
         let (held, beside) = first
