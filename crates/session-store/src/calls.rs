@@ -181,7 +181,9 @@ fn record_call(write: &Write<'_>, call: &NewAgentCall) -> Result<CallId, Failure
 
 /// The `WITH` clause of [`in_one_statement`]: the common case of a call, written.
 const RECORD_WITH: &str = "WITH target AS ( \
-        SELECT id FROM sessions WHERE id = ?1 AND status = 'open' AND task_id = ?2 \
+        SELECT id FROM sessions WHERE id = ?1 AND status = 'open' \
+        AND (task_id = ?2 OR (policy = 'milestone' AND milestone_id IS NOT NULL \
+            AND milestone_id = (SELECT milestone_id FROM tasks WHERE id = ?2))) \
         AND NOT EXISTS (SELECT 1 FROM agent_calls WHERE call_key = ?22)), \
     recorded AS ( \
         INSERT INTO agent_calls (session_id, task_id, iteration, plan, prompt, \
@@ -219,7 +221,8 @@ enum Ending {
 }
 
 /// A call on PostgreSQL in the common case, in one statement and one round trip: its session
-/// is open and the task's own, and no call is recorded under its key yet. Then the call's row
+/// is open and the task's own (or its milestone's, shared under the milestone policy, as
+/// [`check_shared_session`] allows), and no call is recorded under its key yet. Then the call's row
 /// goes in, and its figures are added to the session's and the task's totals, as
 /// [`add_to_session`], [`insert_call`] and [`add_to_task`] do one statement each. `None` when
 /// it is not the common case: nothing was written, and [`record_call`] goes the long way,

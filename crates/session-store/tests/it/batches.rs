@@ -226,4 +226,39 @@ on_both_backends! {
             store.set_task_status(two, TaskStatus::Pending, None).unwrap();
         }
     }
+
+    fn a_call_of_another_task_into_its_milestones_shared_session_is_written_whole() {
+        let (lab, mut store) = temp_store();
+        let owner = LeaseOwner::current().unwrap();
+        let milestone = crate::common::add_milestone(&mut store, "m");
+        let mut in_milestone = |title| {
+            let mut new = NewTask::new(text(title), text("do it"), lab.path());
+            new.milestone = Some(milestone);
+            store.add_task(&new).unwrap()
+        };
+        let (one, two) = (in_milestone("one"), in_milestone("two"));
+        let shared = NewSession {
+            milestone: Some(milestone),
+            policy: SessionPolicy::Milestone,
+            ..new_session(one, owner.clone())
+        };
+        store.open_session(&shared).unwrap();
+        store.claim_task(two, &owner).unwrap();
+        let record = |store: &mut Store, seed| {
+            let mut new_call = call(shared.id, two, seed);
+            new_call.key = Some(format!("call {seed}"));
+            store.task_batch(two, "record a call", |batch| batch.record_agent_call(&new_call))
+        };
+        // The first write prepares what it needs; the second is counted.
+        record(&mut store, 6).unwrap();
+        let trips = store.count_round_trips();
+        record(&mut store, 7).unwrap();
+        if store.is_postgres() {
+            // Sent whole, with the BEGIN and the COMMIT: no refusal made it run again.
+            assert_eq!(trips.count(), 1);
+        }
+        assert_eq!(store.session(shared.id).unwrap().totals.agent_calls, 2);
+        assert_eq!(store.task(two).unwrap().totals.agent_calls, 2);
+        assert_eq!(store.task(one).unwrap().totals.agent_calls, 0);
+    }
 }
