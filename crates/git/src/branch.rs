@@ -136,8 +136,9 @@ impl Repository {
         Ok(())
     }
 
-    /// Moves `branch`, which no worktree has checked out (its files would be left behind),
-    /// forward to `target`: refused when `target` does not contain the branch's head. The
+    /// Moves `branch`, which no worktree has checked out (its files would be left behind;
+    /// a registration whose directory is gone does not count), forward to `target`:
+    /// refused when `target` does not contain the branch's head. The
     /// move is conditional on the branch still being where it was read, so a commit made
     /// meanwhile is never dropped.
     pub fn fast_forward_branch(&self, branch: &str, target: &CommitId) -> Result<(), GitError> {
@@ -146,11 +147,9 @@ impl Repository {
             .ok_or_else(|| GitError::NoSuchBranch {
                 branch: branch.to_owned(),
             })?;
-        if let Some(worktree) = self
-            .worktrees()?
-            .into_iter()
-            .find(|worktree| worktree.branch.as_deref() == Some(branch))
-        {
+        if let Some(worktree) = self.worktrees()?.into_iter().find(|worktree| {
+            worktree.branch.as_deref() == Some(branch) && worktree.prunable.is_none()
+        }) {
             return Err(GitError::BranchCheckedOut {
                 branch: branch.to_owned(),
                 path: worktree.path,
