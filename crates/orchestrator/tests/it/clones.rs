@@ -732,6 +732,37 @@ on_both_backends! {
         );
     }
 
+    /// The ledger names this host's worktree (the task's milestone went on on host B, or
+    /// it ran there and its record was not moved): the task continues in its worktree here,
+    /// which catches up with what B pushed first.
+    #[tokio::test]
+    async fn a_task_continuing_on_its_host_goes_on_from_what_the_other_host_pushed() {
+        let mut hosts = Hosts::new();
+        let task = hosts.add_task("change");
+        let (branch, worktree) = hosts.worked_here(task);
+        hosts.pushed_from_host_b(&branch, "there.txt");
+        let this_host = LeaseOwner::current().unwrap().host;
+        hosts.record_worktree(task, &branch, &worktree, &this_host);
+        let agent = MockAgent::with_steps([Step::succeed("done").write_file("made.txt", "a\n")]);
+
+        let (report, decisions) = hosts.run_recorded(&agent, hosts.push_config()).await;
+
+        assert!(report.all_completed(), "{report:?}");
+        assert_eq!(read(&worktree, "there.txt"), "from b\n");
+        let workspace = hosts.repo.workspace(task);
+        assert_eq!(workspace.delivery.as_deref(), Some("pushed"), "{workspace:?}");
+        assert!(
+            decisions.iter().any(|decision| decision.starts_with("isolation worktree: continuing in")),
+            "{decisions:#?}"
+        );
+        assert!(
+            decisions
+                .iter()
+                .any(|decision| decision.contains(&format!("brought branch {branch} up to"))),
+            "{decisions:#?}"
+        );
+    }
+
     /// The milestone's worktree is here; a task of the milestone on host B pushed more onto
     /// its branch; the milestone's next task here goes on from that, in the shared worktree.
     #[tokio::test]
