@@ -138,9 +138,9 @@ impl Repository {
 
     /// Moves `branch`, which no worktree has checked out (its files would be left behind;
     /// a registration whose directory is gone does not count), forward to `target`:
-    /// refused when `target` does not contain the branch's head. The
-    /// move is conditional on the branch still being where it was read, so a commit made
-    /// meanwhile is never dropped.
+    /// refused when `target` does not contain the branch's head. The move is conditional
+    /// on the branch still being where it was read, so a commit made meanwhile is never
+    /// dropped.
     pub fn fast_forward_branch(&self, branch: &str, target: &CommitId) -> Result<(), GitError> {
         let head = self
             .branch_head(branch)?
