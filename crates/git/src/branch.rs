@@ -136,6 +136,43 @@ impl Repository {
         Ok(())
     }
 
+    /// Moves `branch`, which no worktree has checked out (its files would be left behind;
+    /// a registration whose directory is gone does not count), forward to `target`:
+    /// refused when `target` does not contain the branch's head. The move is conditional
+    /// on the branch still being where it was read, so a commit made meanwhile is never
+    /// dropped.
+    pub fn fast_forward_branch(&self, branch: &str, target: &CommitId) -> Result<(), GitError> {
+        let head = self
+            .branch_head(branch)?
+            .ok_or_else(|| GitError::NoSuchBranch {
+                branch: branch.to_owned(),
+            })?;
+        if let Some(worktree) = self.worktrees()?.into_iter().find(|worktree| {
+            worktree.branch.as_deref() == Some(branch) && worktree.prunable.is_none()
+        }) {
+            return Err(GitError::BranchCheckedOut {
+                branch: branch.to_owned(),
+                path: worktree.path,
+            });
+        }
+        if !self.is_ancestor(head.as_str(), target.as_str())? {
+            return Err(GitError::NotFastForward {
+                branch: branch.to_owned(),
+                target: target.as_str().to_owned(),
+            });
+        }
+        self.run_here(argv![
+            "update-ref",
+            "-m",
+            "baton: fast-forward",
+            format!("refs/heads/{branch}"),
+            target,
+            &head,
+        ])?
+        .success()?;
+        Ok(())
+    }
+
     /// Deletes a branch, refusing when its commits are not all in `base` (unless `force`) and
     /// always when a worktree has it checked out. The deletion is conditional on the branch
     /// still being where it was checked, so a commit made meanwhile is never dropped.

@@ -140,6 +140,11 @@ pub enum GitError {
     )]
     NotMerged { branch: String, base: String },
 
+    /// A branch would move to a commit that does not contain its head: that is no
+    /// fast-forward, and its commits would be lost.
+    #[error("the branch `{branch}` cannot fast-forward to {target}: it has commits {target} lacks")]
+    NotFastForward { branch: String, target: String },
+
     /// A branch is checked out in a worktree, which git does not allow twice and which must
     /// not be deleted.
     #[error("the branch `{branch}` is checked out in the worktree `{}`", path.display())]

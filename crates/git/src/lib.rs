@@ -10,13 +10,14 @@
 //!   [`Repository::resolve_commit`], [`Repository::current_branch`],
 //!   [`Repository::status`], [`Repository::exclude`];
 //! - branch names: [`task_branch_name`], [`slug`], [`Repository::free_branch_name`],
-//!   [`Repository::delete_branch`];
+//!   [`Repository::delete_branch`], [`Repository::fast_forward_branch`],
+//!   [`Repository::is_ancestor`], [`Repository::count_commits`];
 //! - worktrees at fixed paths: [`Repository::prepare_worktree`],
 //!   [`Repository::lock_worktree`], [`Repository::remove_worktree`], under the
 //!   per-repository [`WorktreeLock`];
 //! - delivery: [`Repository::commit_all`], [`Repository::head_commit`],
 //!   [`Repository::diff_stat`], [`Repository::merge_branches`], [`Repository::deliver`],
-//!   [`Repository::diff`];
+//!   [`Repository::diff`], [`Repository::fast_forward_worktree`];
 //! - remotes: [`Repository::remotes`], [`Repository::remote_url`],
 //!   [`Repository::remote_named_for`], [`Repository::fetch`], [`Git::clone_repository`],
 //!   and [`Repository::push`] of one branch, never forced, asking no one for a password;
@@ -48,7 +49,7 @@ pub use commit::{
 };
 pub use error::GitError;
 pub use lock::{LOCK_FILE_NAME, WorktreeLock};
-pub use merge::{Delivery, MergeOutcome, SkipReason};
+pub use merge::{Delivery, MergeOutcome, SkipReason, WorktreeFastForward};
 pub use porcelain::{CommitId, StatusEntry, Worktree};
 pub use remote::{Pushed, same_remote, without_credentials};
 pub use repository::Repository;

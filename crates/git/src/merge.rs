@@ -62,6 +62,16 @@ pub enum SkipReason {
     Refused { message: String },
 }
 
+/// What [`Repository::fast_forward_worktree`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WorktreeFastForward {
+    /// The worktree's branch and files moved forward to the commit.
+    Moved,
+    /// git refused (uncommitted changes in the way, or no fast-forward); nothing changed.
+    /// git's message.
+    Refused { message: String },
+}
+
 /// A merge worked out in memory.
 enum Plan {
     UpToDate,
@@ -262,6 +272,26 @@ impl Repository {
         let line = finished.first_line()?;
         CommitId::parse(line)
             .ok_or_else(|| finished.unexpected(format!("`{line}` is not a commit id")))
+    }
+
+    /// Fast-forwards the branch checked out in `worktree`, and its files, to `target`
+    /// (`git merge --ff-only`, which checks the whole move before writing a file): a
+    /// refusal, as when uncommitted changes are in the way or `target` does not contain the
+    /// branch's head, changes nothing and says why. Uncommitted changes that are not in the
+    /// way stay as they are.
+    pub fn fast_forward_worktree(
+        &self,
+        worktree: &Path,
+        target: &CommitId,
+    ) -> Result<WorktreeFastForward, GitError> {
+        let finished = self.fast_forward(worktree, target)?;
+        if finished.status.success() {
+            return Ok(WorktreeFastForward::Moved);
+        }
+        match finished.into_error() {
+            GitError::Failed { stderr, .. } => Ok(WorktreeFastForward::Refused { message: stderr }),
+            other => Err(other),
+        }
     }
 
     /// Fast-forwards the branch checked out in `worktree` to `target`; the caller reads

@@ -205,6 +205,16 @@ impl Repository {
         }
     }
 
+    /// How many commits `to` has that `from` lacks (`git rev-list --count from..to`).
+    pub fn count_commits(&self, from: &str, to: &str) -> Result<usize, GitError> {
+        let finished = self
+            .run_here(argv!["rev-list", "--count", format!("{from}..{to}"), "--"])?
+            .success()?;
+        let line = finished.first_line()?;
+        line.parse()
+            .map_err(|_| finished.unexpected(format!("`{line}` is not a count")))
+    }
+
     /// Every worktree of the repository, the main one first.
     pub fn worktrees(&self) -> Result<Vec<Worktree>, GitError> {
         list_worktrees(&self.git, &self.top_level)

@@ -103,6 +103,48 @@ pub struct Delivered {
     pub reason: Option<String>,
 }
 
+/// What taking a branch from the remote did to this host's branch of that name, which the
+/// remote may have moved on from since (another host pushed to it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BranchTaken {
+    /// Neither this host nor the remote has the branch.
+    Missing,
+    /// Made here from the remote's.
+    Made,
+    /// Kept as it was: the remote has no commit it lacks (the remote has no such branch, is
+    /// at the same commit, or this host has commits on top that it has not pushed).
+    Kept,
+    /// Moved forward to the remote's, with the files of the worktree that has it checked
+    /// out (`worktree`), if one does.
+    FastForwarded {
+        /// The remote's commit the branch is at now.
+        head: String,
+        /// How many commits the branch gained.
+        commits: usize,
+        worktree: Option<PathBuf>,
+    },
+    /// The remote is ahead, but the worktree that has the branch checked out refused to
+    /// move (uncommitted changes in the way): branch and worktree were left as they were.
+    Blocked {
+        /// The remote's commit.
+        head: String,
+        commits: usize,
+        worktree: PathBuf,
+        /// git's words.
+        message: String,
+    },
+    /// Both have commits the other lacks: this host's branch was kept, and a push of it
+    /// will be refused until the two are merged.
+    Diverged {
+        /// The remote's commit.
+        head: String,
+        /// The commits the remote has that this host's branch lacks.
+        behind: usize,
+        /// The commits this host's branch has that the remote lacks.
+        ahead: usize,
+    },
+}
+
 /// A failure of the workspace's git.
 #[derive(Debug, thiserror::Error)]
 #[error("{message}")]
@@ -223,6 +265,22 @@ pub trait Workspaces: Send + Sync + 'static {
     ) -> Result<bool, WorkspaceError> {
         let _ = (repository, remote, branch);
         Ok(false)
+    }
+    /// [`Workspaces::branch_from_remote`], and when the branch exists here already, brings
+    /// it up to the remote's (fetched) when that only adds commits: the branch, and the
+    /// files of a worktree of the repository other than its main one that has it checked
+    /// out. A branch with commits of its own here is kept; see [`BranchTaken`].
+    fn take_branch(
+        &self,
+        repository: &Path,
+        remote: &str,
+        branch: &str,
+    ) -> Result<BranchTaken, WorkspaceError> {
+        Ok(if self.branch_from_remote(repository, remote, branch)? {
+            BranchTaken::Kept
+        } else {
+            BranchTaken::Missing
+        })
     }
     /// The worktree of the repository, other than its main one, that has `branch` checked
     /// out and is there on disk, if any: git checks a branch out in one worktree only.

@@ -137,3 +137,42 @@ fn a_merged_branch_is_deleted_and_a_checked_out_one_never() {
         .unwrap_err();
     assert!(matches!(error, GitError::NoSuchBranch { .. }), "{error}");
 }
+
+#[test]
+fn a_branch_fast_forwards_only_to_a_commit_that_contains_it() {
+    let fixture = Fixture::new();
+    let repository = fixture.repository();
+    let start = fixture.head(&fixture.repo);
+    let later = fixture.commit_file(&fixture.repo, "later.txt", "later");
+    repository.create_branch("baton/4-x", &start).unwrap();
+    assert!(repository.is_ancestor("baton/4-x", "main").unwrap());
+    assert_eq!(repository.count_commits("baton/4-x", "main").unwrap(), 1);
+    assert_eq!(repository.count_commits("main", "baton/4-x").unwrap(), 0);
+
+    repository.fast_forward_branch("baton/4-x", &later).unwrap();
+    assert_eq!(
+        repository.branch_head("baton/4-x").unwrap(),
+        Some(later.clone())
+    );
+
+    // Back to `start` would drop `later`: refused, and the branch stays.
+    let error = repository
+        .fast_forward_branch("baton/4-x", &start)
+        .unwrap_err();
+    assert!(matches!(error, GitError::NotFastForward { .. }), "{error}");
+    assert_eq!(repository.branch_head("baton/4-x").unwrap(), Some(later));
+}
+
+#[test]
+fn a_checked_out_branch_is_not_moved_behind_its_worktree() {
+    let fixture = Fixture::new();
+    let repository = fixture.repository();
+    let start = fixture.head(&fixture.repo);
+    let later = fixture.branch_with("baton/5-later", "later.txt", "later");
+    let error = repository.fast_forward_branch("main", &later).unwrap_err();
+    assert!(
+        matches!(error, GitError::BranchCheckedOut { .. }),
+        "{error}"
+    );
+    assert_eq!(repository.branch_head("main").unwrap(), Some(start));
+}

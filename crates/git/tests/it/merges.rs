@@ -3,7 +3,7 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use git::{Delivery, MergeOutcome, PreparedWorktree, Repository, SkipReason};
+use git::{Delivery, MergeOutcome, PreparedWorktree, Repository, SkipReason, WorktreeFastForward};
 
 use crate::common::{Fixture, read, write};
 
@@ -288,4 +288,37 @@ fn a_branch_is_pushed_to_a_remote_under_its_name() {
     repository.push("origin", "baton/9-push").unwrap();
     let pushed = fixture.raw(&remote, &["rev-parse", "refs/heads/baton/9-push"]);
     assert_eq!(pushed, head.to_string());
+}
+
+#[test]
+fn a_worktree_fast_forwards_with_its_files_unless_changes_are_in_the_way() {
+    let fixture = Fixture::new();
+    let repository = fixture.repository();
+    let worktree = task_worktree(&fixture, &repository, "baton/9-ff");
+    let later = fixture.commit_file(&fixture.repo, "later.txt", "later\n");
+
+    // An uncommitted file where the commit writes one: git refuses, nothing moves.
+    write(&worktree.path, "later.txt", "mine\n");
+    let outcome = repository
+        .fast_forward_worktree(&worktree.path, &later)
+        .unwrap();
+    let WorktreeFastForward::Refused { message } = outcome else {
+        panic!("{outcome:?}");
+    };
+    assert!(message.contains("later.txt"), "{message}");
+    assert_eq!(read(&worktree.path.join("later.txt")), "mine\n");
+    assert_eq!(fixture.head(&worktree.path), worktree.head);
+
+    fs::remove_file(worktree.path.join("later.txt")).unwrap();
+    write(&worktree.path, "other.txt", "kept\n");
+    assert_eq!(
+        repository
+            .fast_forward_worktree(&worktree.path, &later)
+            .unwrap(),
+        WorktreeFastForward::Moved
+    );
+    assert_eq!(fixture.head(&worktree.path), later);
+    assert_eq!(repository.branch_head("baton/9-ff").unwrap(), Some(later));
+    assert_eq!(read(&worktree.path.join("later.txt")), "later\n");
+    assert_eq!(read(&worktree.path.join("other.txt")), "kept\n");
 }

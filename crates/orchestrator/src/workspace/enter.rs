@@ -2,6 +2,7 @@
 //! path before creating anything, prepare the worktree (reusing or repairing what an earlier
 //! run left), merge the work of several predecessors, and lock it while the task runs.
 
+mod catch_up;
 mod clones;
 
 use std::path::{Path, PathBuf};
@@ -133,6 +134,9 @@ pub(crate) async fn enter(
             record.worktree_path.as_deref().unwrap_or_default(),
             record.branch.as_deref().unwrap_or_default()
         ));
+        // Recorded on this host, yet another host may have pushed to the branch since: a
+        // milestone's task there, or this task while it ran there and before it came back.
+        catch_up::recorded(&workspaces, task, &record, announce).await?;
     }
     prepare_and_lock(context, &workspaces, task, record, announce)
         .await
@@ -205,7 +209,10 @@ async fn plan(
             (Some((_, shared)), _) => {
                 // The worktree is one of that repository's, should this host have two clones.
                 record.repository = shared.repository.clone().or(record.repository);
-                return Ok(share(shared.clone(), record, announce));
+                let record = share(shared.clone(), record, announce);
+                // The milestone's tasks on another host may have pushed to its branch since.
+                catch_up::recorded(workspaces, task, &record, announce).await?;
+                return Ok(record);
             }
             (None, Some((sibling, shared))) if record.remote_url.is_some() => {
                 let shared = (*sibling, shared.clone());

@@ -11,11 +11,13 @@
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 
-use git::{CommitMessage, Delivery, Git, GitError, MergeOutcome, Repository};
+use git::{
+    CommitId, CommitMessage, Delivery, Git, GitError, MergeOutcome, Repository, WorktreeFastForward,
+};
 
 use super::{
-    CommitText, Committed, Delivered, Located, Merged, Preparation, Prepared, WorkspaceError,
-    Workspaces,
+    BranchTaken, CommitText, Committed, Delivered, Located, Merged, Preparation, Prepared,
+    WorkspaceError, Workspaces,
 };
 
 /// The real workspaces: a git driver built by the caller, which owns the environment git
@@ -63,6 +65,68 @@ fn failed(what: String) -> impl FnOnce(GitError) -> WorkspaceError {
         locked: error.is_locked(),
         source: Some(Box::new(error)),
     }
+}
+
+/// Brings `branch`, at `ours` here, up to the remote's `theirs` when that only adds
+/// commits: in the worktree that has it checked out, with its files, or as a branch alone.
+fn catch_up(
+    repository: &Repository,
+    branch: &str,
+    ours: &CommitId,
+    theirs: &CommitId,
+) -> Result<BranchTaken, GitError> {
+    let head = theirs.as_str().to_owned();
+    let behind = repository.count_commits(ours.as_str(), theirs.as_str())?;
+    if behind == 0 {
+        return Ok(BranchTaken::Kept);
+    }
+    if !repository.is_ancestor(ours.as_str(), theirs.as_str())? {
+        let ahead = repository.count_commits(theirs.as_str(), ours.as_str())?;
+        return Ok(BranchTaken::Diverged {
+            head,
+            behind,
+            ahead,
+        });
+    }
+    // A registration whose directory is gone has no files to bring: the branch moves alone,
+    // and the worktree is checked out again from it when it is prepared.
+    let checked_out = repository
+        .worktrees()?
+        .into_iter()
+        .enumerate()
+        .find(|(_, worktree)| {
+            worktree.branch.as_deref() == Some(branch) && worktree.prunable.is_none()
+        });
+    let Some((index, worktree)) = checked_out else {
+        repository.fast_forward_branch(branch, theirs)?;
+        return Ok(BranchTaken::FastForwarded {
+            head,
+            commits: behind,
+            worktree: None,
+        });
+    };
+    let blocked = |message: String| BranchTaken::Blocked {
+        head: head.clone(),
+        commits: behind,
+        worktree: worktree.path.clone(),
+        message,
+    };
+    // git lists the main worktree first: a person's checkout, which is not Baton's to move.
+    if index == 0 {
+        return Ok(blocked(String::from(
+            "it is the repository's main worktree, which Baton leaves to its owner",
+        )));
+    }
+    Ok(
+        match repository.fast_forward_worktree(&worktree.path, theirs)? {
+            WorktreeFastForward::Moved => BranchTaken::FastForwarded {
+                head,
+                commits: behind,
+                worktree: Some(worktree.path),
+            },
+            WorktreeFastForward::Refused { message } => blocked(message.trim().to_owned()),
+        },
+    )
 }
 
 /// Paths as a short list for a reason.
@@ -363,6 +427,39 @@ impl Workspaces for GitWorkspaces {
             .create_branch(branch, &commit)
             .map_err(failed(what()))?;
         Ok(true)
+    }
+
+    fn take_branch(
+        &self,
+        repository: &Path,
+        remote: &str,
+        branch: &str,
+    ) -> Result<BranchTaken, WorkspaceError> {
+        let repository = {
+            let _serial = self.serial();
+            self.open(repository)?
+        };
+        let what = || format!("take the branch {branch} from {remote}");
+        // Like a push, the fetch talks to another machine, outside this process's turn.
+        repository.fetch(remote).map_err(failed(what()))?;
+        let _serial = self.serial();
+        let fetched = repository
+            .try_resolve_commit(&format!("refs/remotes/{remote}/{branch}"))
+            .map_err(failed(what()))?;
+        let local = repository.branch_head(branch).map_err(failed(what()))?;
+        match (local, fetched) {
+            (None, None) => Ok(BranchTaken::Missing),
+            (None, Some(theirs)) => {
+                repository
+                    .create_branch(branch, &theirs)
+                    .map_err(failed(what()))?;
+                Ok(BranchTaken::Made)
+            }
+            (Some(_), None) => Ok(BranchTaken::Kept),
+            (Some(ours), Some(theirs)) => {
+                catch_up(&repository, branch, &ours, &theirs).map_err(failed(what()))
+            }
+        }
     }
 
     fn branch_worktree(

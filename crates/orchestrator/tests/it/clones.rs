@@ -692,6 +692,205 @@ on_both_backends! {
             "{decisions:#?}"
         );
     }
+
+    /// A task ran here, moved to host B, which pushed more onto its branch, and comes
+    /// back: it goes on from B's commits, in the worktree it had here, and its push
+    /// is accepted.
+    #[tokio::test]
+    async fn a_task_that_comes_back_goes_on_from_what_the_other_host_pushed() {
+        let mut hosts = Hosts::new();
+        let task = hosts.add_task("change");
+        let (branch, worktree) = hosts.worked_here(task);
+        hosts.pushed_from_host_b(&branch, "there.txt");
+        let on_b = hosts.repo.fixture.workdir().join("host-b/.baton/worktrees/1");
+        hosts.record_worktree(task, &branch, &on_b, HOST_B);
+        let agent = MockAgent::with_steps([Step::succeed("done").write_file("made.txt", "a\n")]);
+
+        let (report, decisions) = hosts.run_recorded(&agent, hosts.push_config()).await;
+
+        assert!(report.all_completed(), "{report:?}");
+        let workspace = hosts.repo.workspace(task);
+        assert_eq!(
+            workspace.worktree_path.as_deref(),
+            Some(canonical(&worktree).as_str())
+        );
+        assert_eq!(read(&worktree, "there.txt"), "from b\n");
+        assert_eq!(workspace.delivery.as_deref(), Some("pushed"), "{workspace:?}");
+        for file in ["here.txt", "there.txt", "made.txt"] {
+            assert!(
+                !hosts
+                    .in_origin(&["show", &format!("refs/heads/{branch}:{file}")])
+                    .is_empty(),
+                "{file}"
+            );
+        }
+        assert!(
+            decisions.iter().any(|decision| decision.contains(&format!(
+                "brought branch {branch} up to the remote's origin/{branch}"
+            )) && decision.contains("(1 commit another host pushed)")),
+            "{decisions:#?}"
+        );
+    }
+
+    /// The ledger names this host's worktree (the task's milestone went on on host B, or
+    /// it ran there and its record was not moved): the task continues in its worktree here,
+    /// which catches up with what B pushed first.
+    #[tokio::test]
+    async fn a_task_continuing_on_its_host_goes_on_from_what_the_other_host_pushed() {
+        let mut hosts = Hosts::new();
+        let task = hosts.add_task("change");
+        let (branch, worktree) = hosts.worked_here(task);
+        hosts.pushed_from_host_b(&branch, "there.txt");
+        let this_host = LeaseOwner::current().unwrap().host;
+        hosts.record_worktree(task, &branch, &worktree, &this_host);
+        let agent = MockAgent::with_steps([Step::succeed("done").write_file("made.txt", "a\n")]);
+
+        let (report, decisions) = hosts.run_recorded(&agent, hosts.push_config()).await;
+
+        assert!(report.all_completed(), "{report:?}");
+        assert_eq!(read(&worktree, "there.txt"), "from b\n");
+        let workspace = hosts.repo.workspace(task);
+        assert_eq!(workspace.delivery.as_deref(), Some("pushed"), "{workspace:?}");
+        assert!(
+            decisions.iter().any(|decision| decision.starts_with("isolation worktree: continuing in")),
+            "{decisions:#?}"
+        );
+        assert!(
+            decisions
+                .iter()
+                .any(|decision| decision.contains(&format!("brought branch {branch} up to"))),
+            "{decisions:#?}"
+        );
+    }
+
+    /// The milestone's worktree is here; a task of the milestone on host B pushed more onto
+    /// its branch; the milestone's next task here goes on from that, in the shared worktree.
+    #[tokio::test]
+    async fn a_milestones_shared_worktree_catches_up_with_what_another_host_pushed() {
+        let mut hosts = Hosts::new();
+        let milestone = hosts
+            .repo
+            .fixture
+            .milestone("m", Some(SessionPolicy::Milestone));
+        let one = hosts.add_to_milestone("one", milestone);
+        let agent = milestone_agent(&["one", "three"]);
+        let report = hosts.repo.run(&agent, hosts.push_config()).await;
+        assert!(report.all_completed(), "{report:?}");
+        let first = hosts.repo.workspace(one);
+        let branch = first.branch.clone().unwrap();
+        hosts.pushed_from_host_b(&branch, "two.txt");
+        let three = hosts.add_to_milestone("three", milestone);
+
+        let (report, decisions) = hosts.run_recorded(&agent, hosts.push_config()).await;
+
+        assert!(report.all_completed(), "{report:?}");
+        let third = hosts.repo.workspace(three);
+        assert_eq!(third.worktree_path, first.worktree_path);
+        let worktree = PathBuf::from(third.worktree_path.clone().unwrap());
+        assert_eq!(read(&worktree, "two.txt"), "from b\n");
+        assert_eq!(read(&worktree, "three.txt"), "three\n");
+        assert_eq!(third.delivery.as_deref(), Some("pushed"), "{third:?}");
+        assert_eq!(
+            hosts.in_origin(&["show", &format!("refs/heads/{branch}:three.txt")]),
+            "three"
+        );
+        assert!(
+            decisions.iter().any(|decision| decision
+                .contains(&format!("brought branch {branch} up to the remote's"))
+                && decision.contains(&format!("and the worktree {} with it", worktree.display()))),
+            "{decisions:#?}"
+        );
+    }
+
+    /// This host committed on the branch and did not push; host B pushed other commits:
+    /// the task goes on from this host's branch, and the run says that the push will be
+    /// refused until the two are merged. Here on the task's own host, continuing.
+    #[tokio::test]
+    async fn a_branch_that_diverged_from_the_remotes_is_kept_and_the_refused_push_foretold() {
+        let mut hosts = Hosts::new();
+        let task = hosts.add_task("change");
+        let (branch, worktree) = hosts.worked_here(task);
+        hosts.pushed_from_host_b(&branch, "there.txt");
+        hosts.commit_in(&worktree, "unpushed.txt", "here only\n");
+        let this_host = LeaseOwner::current().unwrap().host;
+        hosts.record_worktree(task, &branch, &worktree, &this_host);
+        let agent = MockAgent::with_steps([Step::succeed("done").write_file("made.txt", "a\n")]);
+
+        let (report, decisions) = hosts.run_recorded(&agent, hosts.push_config()).await;
+
+        assert!(report.all_completed(), "{report:?}");
+        assert_eq!(read(&worktree, "unpushed.txt"), "here only\n");
+        assert_eq!(read(&worktree, "made.txt"), "a\n");
+        assert!(!worktree.join("there.txt").exists());
+        let workspace = hosts.repo.workspace(task);
+        assert_eq!(workspace.delivery.as_deref(), Some("rejected"), "{workspace:?}");
+        assert!(
+            decisions.iter().any(|decision| decision
+                .contains(&format!("branch {branch} has diverged from the remote's"))
+                && decision.contains("has 1 commit another host pushed")
+                && decision.contains("push will be refused until the two are merged")),
+            "{decisions:#?}"
+        );
+    }
+
+    /// This host has commits on the branch that it has not pushed, and the remote nothing
+    /// new: the branch stays as it is, nothing is said, and the push delivers it all.
+    #[tokio::test]
+    async fn a_branch_ahead_of_the_remotes_is_kept_as_it_is() {
+        let mut hosts = Hosts::new();
+        let task = hosts.add_task("change");
+        let (branch, worktree) = hosts.worked_here(task);
+        hosts.commit_in(&worktree, "unpushed.txt", "here only\n");
+        let ahead = hosts.repo.git_in(&worktree, &["rev-parse", "HEAD"]);
+        let on_b = hosts.repo.fixture.workdir().join("host-b/.baton/worktrees/1");
+        hosts.record_worktree(task, &branch, &on_b, HOST_B);
+        let agent = MockAgent::with_steps([Step::succeed("done").write_file("made.txt", "a\n")]);
+
+        let (report, decisions) = hosts.run_recorded(&agent, hosts.push_config()).await;
+
+        assert!(report.all_completed(), "{report:?}");
+        let workspace = hosts.repo.workspace(task);
+        assert_eq!(workspace.delivery.as_deref(), Some("pushed"), "{workspace:?}");
+        assert_eq!(
+            hosts.repo.git_in(&worktree, &["rev-parse", "HEAD~1"]),
+            ahead
+        );
+        assert_eq!(
+            hosts.in_origin(&["show", &format!("refs/heads/{branch}:unpushed.txt")]),
+            "here only"
+        );
+        assert!(
+            !decisions.iter().any(|decision| decision.contains("brought branch")
+                || decision.contains("diverged")
+                || decision.contains("goes on without")),
+            "{decisions:#?}"
+        );
+    }
+
+    /// The remote is ahead, but the worktree here holds an uncommitted change in the way
+    /// of its commits: the worktree is left as it is, and the run says why.
+    #[tokio::test]
+    async fn a_worktree_whose_changes_are_in_the_way_is_left_and_the_run_says_so() {
+        let mut hosts = Hosts::new();
+        let task = hosts.add_task("change");
+        let (branch, worktree) = hosts.worked_here(task);
+        hosts.pushed_from_host_b(&branch, "there.txt");
+        std::fs::write(worktree.join("there.txt"), "mine\n").unwrap();
+        let this_host = LeaseOwner::current().unwrap().host;
+        hosts.record_worktree(task, &branch, &worktree, &this_host);
+        let agent = MockAgent::with_steps([Step::succeed("done").write_file("made.txt", "a\n")]);
+
+        let (report, decisions) = hosts.run_recorded(&agent, hosts.push_config()).await;
+
+        assert!(report.all_completed(), "{report:?}");
+        assert_eq!(read(&worktree, "there.txt"), "mine\n");
+        assert!(
+            decisions.iter().any(|decision| decision.contains("cannot take them")
+                && decision.contains("there.txt")
+                && decision.contains("push will be refused until they are merged")),
+            "{decisions:#?}"
+        );
+    }
 }
 
 /// An agent that writes `<title>.txt` holding the title, for each of `titles`.
@@ -736,5 +935,87 @@ async fn credentials_in_the_remote_url_are_not_kept_in_the_ledger() {
             assert!(!text.contains("s3cretT0ken"), "{file:?} holds the token");
             assert!(!text.contains("x-access-token"), "{file:?} holds the user");
         }
+    }
+}
+
+/// The host the tests' ledgers name as the one a task moved to and pushed from.
+const HOST_B: &str = "host-b.invalid";
+
+impl Hosts {
+    /// As if `task` ran on this host once: its branch, with one commit writing
+    /// `here.txt`, checked out in its worktree in this host's clone, and pushed. Returns
+    /// the branch and the worktree.
+    fn worked_here(&self, task: TaskId) -> (String, PathBuf) {
+        let branch = format!("baton/{task}-change");
+        let worktree = self
+            .repo
+            .path
+            .join(".baton")
+            .join("worktrees")
+            .join(task.to_string());
+        self.repo.git(&[
+            "worktree",
+            "add",
+            "--quiet",
+            "-b",
+            &branch,
+            worktree.to_str().unwrap(),
+            "main",
+        ]);
+        self.commit_in(&worktree, "here.txt", "from here\n");
+        self.repo
+            .git_in(&worktree, &["push", "--quiet", "origin", &branch]);
+        (branch, worktree)
+    }
+
+    /// Another host takes `branch` as the remote has it, commits `file`, and pushes.
+    fn pushed_from_host_b(&self, branch: &str, file: &str) {
+        let clone_b = self.clone_at("host-b", "origin");
+        self.repo.git_in(
+            &clone_b,
+            &[
+                "checkout",
+                "--quiet",
+                "-b",
+                branch,
+                &format!("origin/{branch}"),
+            ],
+        );
+        self.commit_in(&clone_b, file, "from b\n");
+        self.repo
+            .git_in(&clone_b, &["push", "--quiet", "origin", branch]);
+    }
+
+    fn commit_in(&self, dir: &Path, file: &str, contents: &str) {
+        std::fs::write(dir.join(file), contents).unwrap();
+        self.repo.git_in(dir, &["add", file]);
+        // Another host's clone has no identity of its own.
+        self.repo.git_in(
+            dir,
+            &[
+                "-c",
+                "user.name=Host",
+                "-c",
+                "user.email=host@example.invalid",
+                "commit",
+                "--quiet",
+                "-m",
+                &format!("write {file}"),
+            ],
+        );
+    }
+
+    /// The ledger names `branch` in `worktree` as `task`'s, last worked on `host`.
+    fn record_worktree(&self, task: TaskId, branch: &str, worktree: &Path, host: &str) {
+        let mut record = self.repo.workspace(task);
+        record.isolation = Some(String::from("worktree"));
+        record.branch = Some(branch.to_owned());
+        record.worktree_path = Some(worktree.to_string_lossy().into_owned());
+        record.host = Some(host.to_owned());
+        record.delivery = Some(String::from("pending"));
+        self.repo
+            .fixture
+            .ledger(|store| store.set_task_workspace(task, &record))
+            .unwrap();
     }
 }

@@ -6,13 +6,15 @@
 //! A task that moves to another host after it ran (its runner died, it was retried) makes
 //! a worktree of its own in this host's clone: from its branch as pushed to the remote
 //! when it was, else from its base commit. Work the earlier host did not push stays there.
+//! A branch this host's clone has already is brought up to what the other host pushed
+//! (`catch_up`).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use session_store::{Task, TaskId, TaskWorkspace};
 
-use super::{Refusal, blocking, path_text, predecessor_branches, worktree_path};
+use super::{Refusal, blocking, catch_up, path_text, predecessor_branches, worktree_path};
 use crate::context::RunContext;
 use crate::workspace::{Located, Workspaces};
 
@@ -111,7 +113,7 @@ pub(crate) async fn move_here(
         )));
     };
     let branch = record.branch.clone().unwrap_or_default();
-    let branched = branch_here(workspaces, task, clone, &url, &base, &branch).await?;
+    let branched = branch_here(workspaces, task, clone, (&url, &base), &branch, announce).await?;
     let (path, how) = match branch_worktree(workspaces, clone, &branch).await? {
         Some(path) => {
             let how = format!(
@@ -177,7 +179,7 @@ pub(super) async fn milestone_here(
             repository.display()
         )));
     };
-    let branched = branch_here(workspaces, task, &clone, &url, &base, &branch).await?;
+    let branched = branch_here(workspaces, task, &clone, (&url, &base), &branch, announce).await?;
     let (path, how) = match branch_worktree(workspaces, &clone, &branch).await? {
         Some(path) => (
             path,
@@ -212,24 +214,19 @@ pub(super) async fn milestone_here(
 
 /// Makes `branch` the clone's: as the remote has it when it was pushed (`true`), else it is
 /// made from `base` with the worktree. `base` is fetched either way, as the task needs it.
+/// A branch the clone has already (the work was here before) catches up with what another
+/// host pushed to the remote since, as [`catch_up::take`] says.
 async fn branch_here(
     workspaces: &Arc<dyn Workspaces>,
     task: &Task,
     clone: &LocalClone,
-    url: &str,
-    base: &str,
+    (url, base): (&str, &str),
     branch: &str,
+    announce: &(dyn Fn(String) + Send + Sync),
 ) -> Result<bool, Refusal> {
     fetch_commit(workspaces, task, clone, url, base).await?;
-    let (repository, remote, name) = (
-        clone.repository.clone(),
-        clone.remote.clone(),
-        branch.to_owned(),
-    );
-    Ok(blocking(workspaces, move |w| {
-        w.branch_from_remote(&repository, &remote, &name)
-    })
-    .await?)
+    let at = (clone.repository.as_path(), clone.remote.as_str());
+    catch_up::take(workspaces, task, at, branch, announce).await
 }
 
 /// The worktree `branch` has in the clone already, if any.
