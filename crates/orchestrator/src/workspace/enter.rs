@@ -210,8 +210,14 @@ async fn plan(
                 // The worktree is one of that repository's, should this host have two clones.
                 record.repository = shared.repository.clone().or(record.repository);
                 let record = share(shared.clone(), record, announce);
-                // The milestone's tasks on another host may have pushed to its branch since.
-                catch_up::recorded(workspaces, task, &record, announce).await?;
+                // The milestone's tasks on another host may have pushed to its branch since;
+                // with none there, nothing is fetched.
+                if siblings
+                    .iter()
+                    .any(|(_, sibling)| !on_this_host(context, sibling))
+                {
+                    catch_up::recorded(workspaces, task, &record, announce).await?;
+                }
                 return Ok(record);
             }
             (None, Some((sibling, shared))) if record.remote_url.is_some() => {

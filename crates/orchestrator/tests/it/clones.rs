@@ -778,6 +778,18 @@ on_both_backends! {
         assert!(report.all_completed(), "{report:?}");
         let first = hosts.repo.workspace(one);
         let branch = first.branch.clone().unwrap();
+        // The milestone's task two ran on host B, in its clone there, and pushed.
+        let two = hosts.add_to_milestone("two", milestone);
+        let on_b = hosts.repo.fixture.workdir().join("host-b/.baton/worktrees/2");
+        hosts.record_worktree(two, &branch, &on_b, HOST_B);
+        let host_b = LeaseOwner {
+            host: String::from(HOST_B),
+            ..LeaseOwner::current().unwrap()
+        };
+        hosts.repo.fixture.ledger(|store| {
+            store.claim_task(two, &host_b).unwrap();
+            store.set_task_status(two, TaskStatus::Completed, None).unwrap();
+        });
         hosts.pushed_from_host_b(&branch, "two.txt");
         let three = hosts.add_to_milestone("three", milestone);
 
