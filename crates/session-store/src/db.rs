@@ -122,7 +122,7 @@ pub enum DatabaseError {
         reason: String,
         connection_lost: bool,
     },
-    /// A statement of a batch sent with its commit refused ([`Connection::defer`]): the
+    /// A statement of a batch sent with its commit refused (`Connection::defer`): the
     /// batch runs again one statement at a time, which says what refused.
     #[error("a statement sent with the batch's commit refused")]
     DeferredRefusal,

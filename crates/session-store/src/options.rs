@@ -6,15 +6,15 @@ use std::time::Duration;
 
 use redact::Redactor;
 
-/// Settings for [`Store::open_with`].
+/// Settings for [`Store::open_with`](crate::Store::open_with).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoreOptions {
     /// How long a write waits for another connection's write to finish before it fails with
-    /// [`StoreError::Busy`]. Writes are short, so reaching this means something is stuck.
+    /// [`StoreError::Busy`](crate::StoreError::Busy). Writes are short, so reaching this means something is stuck.
     pub busy_timeout: Duration,
     /// What is kept out of the ledger: the texts the store composes itself (a sweep's reason
     /// naming a host, an event's detail) pass through it. Free text from callers comes in as
-    /// [`Redacted`], made by the caller's redactor, which should be this one.
+    /// [`Redacted`](redact::Redacted), made by the caller's redactor, which should be this one.
     pub redactor: Redactor,
     /// Whether a commit survives a power cut; see [`Durability`].
     pub durability: Durability,
