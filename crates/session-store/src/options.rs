@@ -10,7 +10,8 @@ use redact::Redactor;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoreOptions {
     /// How long a write waits for another connection's write to finish before it fails with
-    /// [`StoreError::Busy`](crate::StoreError::Busy). Writes are short, so reaching this means something is stuck.
+    /// [`StoreError::Busy`](crate::StoreError::Busy). Writes are short, so reaching this
+    /// means something is stuck.
     pub busy_timeout: Duration,
     /// What is kept out of the ledger: the texts the store composes itself (a sweep's reason
     /// naming a host, an event's detail) pass through it. Free text from callers comes in as
