@@ -179,6 +179,57 @@ fn record_call(write: &Write<'_>, call: &NewAgentCall) -> Result<CallId, Failure
     Ok(id)
 }
 
+/// What a call's row holds that is not one of the call's fields as it is.
+struct CallRow {
+    reported: Option<String>,
+    duration: i64,
+    exit_code: Option<i32>,
+    exit_signal: Option<i32>,
+}
+
+impl CallRow {
+    fn of(call: &NewAgentCall) -> CallRow {
+        let (exit_code, exit_signal) = exit_columns(call.exit);
+        CallRow {
+            reported: call.reported_session.map(|id| id.to_string()),
+            duration: duration_millis(call.duration),
+            exit_code,
+            exit_signal,
+        }
+    }
+}
+
+/// The values of a call's row, `?1` to `?22` of [`insert_call`]'s statement and of
+/// [`RECORD_WITH`], then any more given: the session's id, the call, its [`CallRow`].
+macro_rules! call_values {
+    ($session:expr, $call:expr, $row:expr $(, $more:expr)*) => {
+        params![
+            $session,
+            $call.task,
+            $call.iteration,
+            $call.plan.as_str(),
+            $call.prompt.as_str(),
+            $call.result_text.as_ref().map(Redacted::as_str),
+            $call.outcome,
+            $call.subtype.as_ref().map(Redacted::as_str),
+            $call.error_message.as_ref().map(Redacted::as_str),
+            $row.reported,
+            $call.usage.input_tokens,
+            $call.usage.output_tokens,
+            $call.usage.cache_read_tokens,
+            $call.usage.cache_creation_tokens,
+            $call.cost.as_nano_usd(),
+            $call.turns,
+            $row.duration,
+            $row.exit_code,
+            $row.exit_signal,
+            $call.started_at,
+            $call.ended_at,
+            $call.key,
+            $($more,)*
+        ]
+    };
+}
 /// The `WITH` clause of [`in_one_statement`]: the common case of a call, written.
 const RECORD_WITH: &str = "WITH target AS ( \
         SELECT id FROM sessions WHERE id = ?1 AND status = 'open' \
@@ -241,35 +292,9 @@ fn in_one_statement(
              WHERE NOT EXISTS (SELECT 1 FROM recorded)"
         )
     });
-    let (exit_code, exit_signal) = exit_columns(call.exit);
-    let reported = call.reported_session.map(|id| id.to_string());
-    let duration = duration_millis(call.duration);
+    let row = CallRow::of(call);
     let now = Timestamp::now();
-    let values = params![
-        session,
-        call.task,
-        call.iteration,
-        call.plan.as_str(),
-        call.prompt.as_str(),
-        call.result_text.as_ref().map(Redacted::as_str),
-        call.outcome,
-        call.subtype.as_ref().map(Redacted::as_str),
-        call.error_message.as_ref().map(Redacted::as_str),
-        reported,
-        call.usage.input_tokens,
-        call.usage.output_tokens,
-        call.usage.cache_read_tokens,
-        call.usage.cache_creation_tokens,
-        call.cost.as_nano_usd(),
-        call.turns,
-        duration,
-        exit_code,
-        exit_signal,
-        call.started_at,
-        call.ended_at,
-        call.key,
-        now,
-    ];
+    let values = call_values!(session, call, row, now);
     Ok(match ending {
         Ending::Refuse => {
             write.defer(&REFUSING, values)?;
@@ -309,7 +334,7 @@ fn add_to_session(write: &Write<'_>, session: &str, call: &NewAgentCall) -> crat
 
 /// Inserts the call's row; its free text came redacted.
 fn insert_call(write: &Write<'_>, session: &str, call: &NewAgentCall) -> crate::db::Result<CallId> {
-    let (exit_code, exit_signal) = exit_columns(call.exit);
+    let row = CallRow::of(call);
     let id = write
         .prepare_cached(
             "INSERT INTO agent_calls (session_id, task_id, iteration, plan, prompt, \
@@ -320,33 +345,7 @@ fn insert_call(write: &Write<'_>, session: &str, call: &NewAgentCall) -> crate::
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, \
              ?16, ?17, ?18, ?19, ?20, ?21, ?22) RETURNING id",
         )?
-        .query_row(
-            params![
-                session,
-                call.task,
-                call.iteration,
-                call.plan.as_str(),
-                call.prompt.as_str(),
-                call.result_text.as_ref().map(Redacted::as_str),
-                call.outcome,
-                call.subtype.as_ref().map(Redacted::as_str),
-                call.error_message.as_ref().map(Redacted::as_str),
-                call.reported_session.map(|id| id.to_string()),
-                call.usage.input_tokens,
-                call.usage.output_tokens,
-                call.usage.cache_read_tokens,
-                call.usage.cache_creation_tokens,
-                call.cost.as_nano_usd(),
-                call.turns,
-                duration_millis(call.duration),
-                exit_code,
-                exit_signal,
-                call.started_at,
-                call.ended_at,
-                call.key,
-            ],
-            |row| row.get(0),
-        )?;
+        .query_row(call_values!(session, call, row), |row| row.get(0))?;
     Ok(CallId(id))
 }
 
