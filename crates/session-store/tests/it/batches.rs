@@ -10,6 +10,28 @@ use session_store::{
 
 use crate::common::{Lab, add_task, call, new_session, temp_store, text};
 
+/// Two tasks of a new milestone, and a session of that milestone's for the first, not
+/// opened yet.
+fn two_tasks_of_a_milestone(
+    store: &mut Store,
+    lab: &Lab,
+    owner: &LeaseOwner,
+) -> (TaskId, TaskId, NewSession) {
+    let milestone = crate::common::add_milestone(store, "m");
+    let mut in_milestone = |title| {
+        let mut new = NewTask::new(text(title), text("do it"), lab.path());
+        new.milestone = Some(milestone);
+        store.add_task(&new).unwrap()
+    };
+    let (one, two) = (in_milestone("one"), in_milestone("two"));
+    let shared = NewSession {
+        milestone: Some(milestone),
+        policy: SessionPolicy::Milestone,
+        ..new_session(one, owner.clone())
+    };
+    (one, two, shared)
+}
+
 /// A claimed task with its session open, and the fence its runner holds.
 fn claimed(store: &mut Store, lab: &Lab, title: &str) -> (TaskId, Fence) {
     let task = add_task(store, lab.path(), title);
@@ -195,18 +217,7 @@ on_both_backends! {
     fn a_claim_finds_the_latest_session_of_the_tasks_milestone() {
         let (lab, mut store) = temp_store();
         let owner = LeaseOwner::current().unwrap();
-        let milestone = crate::common::add_milestone(&mut store, "m");
-        let mut in_milestone = |title| {
-            let mut new = NewTask::new(text(title), text("do it"), lab.path());
-            new.milestone = Some(milestone);
-            store.add_task(&new).unwrap()
-        };
-        let (one, two) = (in_milestone("one"), in_milestone("two"));
-        let shared = NewSession {
-            milestone: Some(milestone),
-            policy: SessionPolicy::Milestone,
-            ..new_session(one, owner.clone())
-        };
+        let (one, two, shared) = two_tasks_of_a_milestone(&mut store, &lab, &owner);
         store
             .claim_batch(one, &owner, Some(SessionPolicy::Milestone), "claim", |batch, _| {
                 batch.open_session(&shared).map(drop)
@@ -230,18 +241,7 @@ on_both_backends! {
     fn a_call_of_another_task_into_its_milestones_shared_session_is_written_whole() {
         let (lab, mut store) = temp_store();
         let owner = LeaseOwner::current().unwrap();
-        let milestone = crate::common::add_milestone(&mut store, "m");
-        let mut in_milestone = |title| {
-            let mut new = NewTask::new(text(title), text("do it"), lab.path());
-            new.milestone = Some(milestone);
-            store.add_task(&new).unwrap()
-        };
-        let (one, two) = (in_milestone("one"), in_milestone("two"));
-        let shared = NewSession {
-            milestone: Some(milestone),
-            policy: SessionPolicy::Milestone,
-            ..new_session(one, owner.clone())
-        };
+        let (one, two, shared) = two_tasks_of_a_milestone(&mut store, &lab, &owner);
         store.open_session(&shared).unwrap();
         store.claim_task(two, &owner).unwrap();
         let record = |store: &mut Store, seed| {
