@@ -134,9 +134,14 @@ pub(crate) async fn enter(
             record.worktree_path.as_deref().unwrap_or_default(),
             record.branch.as_deref().unwrap_or_default()
         ));
-        // Recorded on this host, yet another host may have pushed to the branch since: a
-        // milestone's task there, or this task while it ran there and before it came back.
-        catch_up::recorded(&workspaces, task, &record, announce).await?;
+        // Recorded on this host, yet a task of its milestone on another host may have
+        // pushed to the branch they share since. (A task that ran on another host has its
+        // record there, and moves back here instead.) Nothing else is fetched.
+        if policy == SessionPolicy::Milestone
+            && worked_elsewhere(context, &milestone_workspaces(context, task).await?)
+        {
+            catch_up::recorded(&workspaces, task, &record, announce).await?;
+        }
     }
     prepare_and_lock(context, &workspaces, task, record, announce)
         .await
@@ -212,10 +217,7 @@ async fn plan(
                 let record = share(shared.clone(), record, announce);
                 // The milestone's tasks on another host may have pushed to its branch since;
                 // with none there, nothing is fetched.
-                if siblings
-                    .iter()
-                    .any(|(_, sibling)| !on_this_host(context, sibling))
-                {
+                if worked_elsewhere(context, &siblings) {
                     catch_up::recorded(workspaces, task, &record, announce).await?;
                 }
                 return Ok(record);
@@ -333,6 +335,14 @@ fn on_this_host(context: &RunContext, record: &TaskWorkspace) -> bool {
         .host
         .as_deref()
         .is_none_or(|host| host == context.owner.host)
+}
+
+/// Whether a task of the milestone has its worktree on another host: the one way another
+/// host comes to push to the branch the milestone's tasks share.
+fn worked_elsewhere(context: &RunContext, siblings: &[(TaskId, TaskWorkspace)]) -> bool {
+    siblings
+        .iter()
+        .any(|(_, sibling)| !on_this_host(context, sibling))
 }
 
 /// The task joins the milestone's worktree `shared` as it is: its path, branch and base.

@@ -732,14 +732,20 @@ on_both_backends! {
         );
     }
 
-    /// The ledger names this host's worktree (the task's milestone went on on host B, or
-    /// it ran there and its record was not moved): the task continues in its worktree here,
-    /// which catches up with what B pushed first.
+    /// The ledger names this host's worktree for a task of a milestone, whose task two went
+    /// on on host B and pushed to the branch they share: the task continues in its worktree
+    /// here, which catches up with what B pushed first.
     #[tokio::test]
     async fn a_task_continuing_on_its_host_goes_on_from_what_the_other_host_pushed() {
         let mut hosts = Hosts::new();
-        let task = hosts.add_task("change");
+        let milestone = hosts
+            .repo
+            .fixture
+            .milestone("m", Some(SessionPolicy::Milestone));
+        let task = hosts.add_to_milestone("change", milestone);
         let (branch, worktree) = hosts.worked_here(task);
+        let two = hosts.add_to_milestone("two", milestone);
+        hosts.completed_on_host_b(two, &branch);
         hosts.pushed_from_host_b(&branch, "there.txt");
         let this_host = LeaseOwner::current().unwrap().host;
         hosts.record_worktree(task, &branch, &worktree, &this_host);
@@ -780,16 +786,7 @@ on_both_backends! {
         let branch = first.branch.clone().unwrap();
         // The milestone's task two ran on host B, in its clone there, and pushed.
         let two = hosts.add_to_milestone("two", milestone);
-        let on_b = hosts.repo.fixture.workdir().join("host-b/.baton/worktrees/2");
-        hosts.record_worktree(two, &branch, &on_b, HOST_B);
-        let host_b = LeaseOwner {
-            host: String::from(HOST_B),
-            ..LeaseOwner::current().unwrap()
-        };
-        hosts.repo.fixture.ledger(|store| {
-            store.claim_task(two, &host_b).unwrap();
-            store.set_task_status(two, TaskStatus::Completed, None).unwrap();
-        });
+        hosts.completed_on_host_b(two, &branch);
         hosts.pushed_from_host_b(&branch, "two.txt");
         let three = hosts.add_to_milestone("three", milestone);
 
@@ -816,7 +813,7 @@ on_both_backends! {
 
     /// This host committed on the branch and did not push; host B pushed other commits:
     /// the task goes on from this host's branch, and the run says that the push will be
-    /// refused until the two are merged. Here on the task's own host, continuing.
+    /// refused until the two are merged.
     #[tokio::test]
     async fn a_branch_that_diverged_from_the_remotes_is_kept_and_the_refused_push_foretold() {
         let mut hosts = Hosts::new();
@@ -824,8 +821,9 @@ on_both_backends! {
         let (branch, worktree) = hosts.worked_here(task);
         hosts.pushed_from_host_b(&branch, "there.txt");
         hosts.commit_in(&worktree, "unpushed.txt", "here only\n");
-        let this_host = LeaseOwner::current().unwrap().host;
-        hosts.record_worktree(task, &branch, &worktree, &this_host);
+        // The task went on on host B, and comes back to its worktree here.
+        let on_b = hosts.repo.fixture.workdir().join("host-b/.baton/worktrees/1");
+        hosts.record_worktree(task, &branch, &on_b, HOST_B);
         let agent = MockAgent::with_steps([Step::succeed("done").write_file("made.txt", "a\n")]);
 
         let (report, decisions) = hosts.run_recorded(&agent, hosts.push_config()).await;
@@ -888,8 +886,9 @@ on_both_backends! {
         let (branch, worktree) = hosts.worked_here(task);
         hosts.pushed_from_host_b(&branch, "there.txt");
         std::fs::write(worktree.join("there.txt"), "mine\n").unwrap();
-        let this_host = LeaseOwner::current().unwrap().host;
-        hosts.record_worktree(task, &branch, &worktree, &this_host);
+        // The task went on on host B, and comes back to its worktree here.
+        let on_b = hosts.repo.fixture.workdir().join("host-b/.baton/worktrees/1");
+        hosts.record_worktree(task, &branch, &on_b, HOST_B);
         let agent = MockAgent::with_steps([Step::succeed("done").write_file("made.txt", "a\n")]);
 
         let (report, decisions) = hosts.run_recorded(&agent, hosts.push_config()).await;
@@ -978,6 +977,26 @@ impl Hosts {
         self.repo
             .git_in(&worktree, &["push", "--quiet", "origin", &branch]);
         (branch, worktree)
+    }
+
+    /// As if `task` ran on host B on `branch`, in a worktree of B's clone, and completed.
+    fn completed_on_host_b(&self, task: TaskId, branch: &str) {
+        let on_b = self
+            .repo
+            .fixture
+            .workdir()
+            .join(format!("host-b/.baton/worktrees/{task}"));
+        self.record_worktree(task, branch, &on_b, HOST_B);
+        let host_b = LeaseOwner {
+            host: String::from(HOST_B),
+            ..LeaseOwner::current().unwrap()
+        };
+        self.repo.fixture.ledger(|store| {
+            store.claim_task(task, &host_b).unwrap();
+            store
+                .set_task_status(task, TaskStatus::Completed, None)
+                .unwrap();
+        });
     }
 
     /// Another host takes `branch` as the remote has it, commits `file`, and pushes.

@@ -20,7 +20,7 @@ use crate::workspace::{BranchTaken, Workspaces};
 /// Takes `branch` into the repository from `remote` as [`Workspaces::take_branch`] does,
 /// saying what it did; whether the branch exists here now. When the remote cannot be
 /// fetched, a branch that exists here is gone on with as it is, as before hosts shared
-/// branches, and the run says so.
+/// branches, and the run says so; without one here the task is blocked, with git's words.
 pub(super) async fn take(
     workspaces: &Arc<dyn Workspaces>,
     task: &Task,
@@ -32,15 +32,22 @@ pub(super) async fn take(
     let taken = match blocking(workspaces, move |w| w.take_branch(&at, &from, &name)).await {
         Ok(taken) => taken,
         Err(error) => {
-            let (at, from, name) = (repository.to_owned(), remote.to_owned(), branch.to_owned());
-            let here =
-                blocking(workspaces, move |w| w.branch_from_remote(&at, &from, &name)).await?;
+            // The fetch failed: what this host has is all there is, without asking the
+            // remote again.
+            let (at, name) = (repository.to_owned(), branch.to_owned());
+            if blocking(workspaces, move |w| w.branch_head(&at, &name))
+                .await?
+                .is_none()
+            {
+                // Nothing here, and the remote could not say whether it has the branch.
+                return Err(error.into());
+            }
             announce(format!(
                 "isolation worktree: task {} goes on from this host's branch {branch} as it \
                  is: {}; commits another host pushed to {remote} since are not in it",
                 task.id, error.message
             ));
-            return Ok(here);
+            return Ok(true);
         }
     };
     if let Some(said) = described(task, remote, branch, &taken) {

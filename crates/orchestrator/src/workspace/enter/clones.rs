@@ -213,7 +213,8 @@ pub(super) async fn milestone_here(
 }
 
 /// Makes `branch` the clone's: as the remote has it when it was pushed (`true`), else it is
-/// made from `base` with the worktree. `base` is fetched either way, as the task needs it.
+/// made from `base` with the worktree. `base` is fetched when the clone lacks it either way,
+/// as the task needs it.
 /// A branch the clone has already (the work was here before) catches up with what another
 /// host pushed to the remote since, as [`catch_up::take`] says.
 async fn branch_here(
@@ -224,9 +225,11 @@ async fn branch_here(
     branch: &str,
     announce: &(dyn Fn(String) + Send + Sync),
 ) -> Result<bool, Refusal> {
-    fetch_commit(workspaces, task, clone, url, base).await?;
+    // Taking the branch fetches the remote: the base is then found without a fetch more.
     let at = (clone.repository.as_path(), clone.remote.as_str());
-    catch_up::take(workspaces, task, at, branch, announce).await
+    let taken = catch_up::take(workspaces, task, at, branch, announce).await?;
+    fetch_commit(workspaces, task, clone, url, base).await?;
+    Ok(taken)
 }
 
 /// The worktree `branch` has in the clone already, if any.
