@@ -285,7 +285,7 @@ keys! {
         name: "run.remote",
         kind: Kind::Text,
         default: DefaultValue::Text("origin"),
-        help: "The git remote whose URL `task add` records; deliver = \"push\" pushes to the remote with that URL in each host's clone. A task without one needs this remote to run.",
+        help: "The git remote whose URL `task add` records; deliver = \"push\" pushes to the remote with that URL in each host's clone, or to this one for a task that recorded none.",
         sources: Sources::FILE,
     };
     RUN_CLONES: Option<PathBuf> = Definition {
