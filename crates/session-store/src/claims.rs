@@ -131,19 +131,21 @@ fn scope(policy: Option<SessionPolicy>, task: &str, milestone: &str) -> String {
     }
 }
 
-/// What [`scope`]'s statements are made for, in order.
+/// What [`scope`]'s statements are made for, in the order [`scope_index`] gives them.
 const SCOPES: [Option<SessionPolicy>; 3] = [
     None,
     Some(SessionPolicy::Task),
     Some(SessionPolicy::Milestone),
 ];
 
-/// The index of `policy` in [`SCOPES`].
+/// The index of `policy`'s statement in [`SCOPES`] (the `fresh` policy's scope is the
+/// task's, as [`scope`] says).
 fn scope_index(policy: Option<SessionPolicy>) -> usize {
-    SCOPES
-        .iter()
-        .position(|scope| *scope == policy)
-        .unwrap_or(1)
+    match policy {
+        None => 0,
+        Some(SessionPolicy::Task | SessionPolicy::Fresh) => 1,
+        Some(SessionPolicy::Milestone) => 2,
+    }
 }
 
 /// What [`scope`]'s condition compares with for `task`: its id, or its milestone's.

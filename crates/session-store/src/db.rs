@@ -421,17 +421,17 @@ impl Connection {
         }
     }
 
-    /// Runs `sql`, a statement that returns nothing; on PostgreSQL it waits to be sent with
-    /// the transaction's next exchange (its `COMMIT` at the latest), in the same round trip.
-    /// Such a statement must refuse by failing (`baton_refuse`), for nothing answers it
-    /// before the commit. SQLite, in the process, runs it at once.
+    /// Queues `sql`, a statement that returns nothing, to be sent with the PostgreSQL
+    /// transaction's next exchange (its `COMMIT` at the latest), in the same round trip. Such
+    /// a statement must refuse by failing (`baton_refuse`), for nothing answers it before the
+    /// commit. Only a PostgreSQL batch defers (see `Write::deferring`); SQLite, in the
+    /// process, has nothing to gain and no `baton_refuse`.
     pub(crate) fn defer(&self, sql: &str, params: impl Params) -> Result<()> {
-        let values = params.values();
         match self {
-            Connection::Sqlite(connection) => {
-                sqlite::execute(&mut connection.prepare_cached(sql)?, &values).map(drop)
-            }
-            Connection::Postgres(connection) => connection.defer(sql, &values),
+            Connection::Sqlite(_) => Err(DatabaseError::Value(String::from(
+                "invariant: only a PostgreSQL batch defers its statements",
+            ))),
+            Connection::Postgres(connection) => connection.defer(sql, &params.values()),
         }
     }
 

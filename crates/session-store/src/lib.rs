@@ -10,7 +10,7 @@
 //! - **A session exists before its agent runs.** [`Store::open_session`] commits the session
 //!   row and its lease before it returns; recording a call for a session that was never
 //!   opened is [`StoreError::NotFound`] naming the session, never a foreign-key failure.
-//! - **Every write is whole.** Each operation is one `BEGIN IMMEDIATE` transaction: an agent
+//! - **Every write is whole.** Each operation is one write transaction (SQLite's `BEGIN IMMEDIATE`): an agent
 //!   call, its session's totals and its task's totals are written together or not at all.
 //!   [`Store::batch`] puts several operations in one transaction, so that writes that belong
 //!   together (a call and what it consumed, a task's last checks and its finish) share one

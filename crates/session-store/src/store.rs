@@ -179,10 +179,11 @@ impl Store {
         })
     }
 
-    /// Runs `body` in one `BEGIN IMMEDIATE` transaction and commits it, or rolls everything
-    /// back when `body` fails. `operation` completes "could not …" in error messages.
+    /// Runs `body` in one write transaction holding the ledger's write lock (SQLite's `BEGIN
+    /// IMMEDIATE`, PostgreSQL's advisory lock) and commits it, or rolls everything back when
+    /// `body` fails. `operation` completes "could not …" in error messages.
     ///
-    /// `BEGIN IMMEDIATE` takes the write lock up front (waiting up to the busy timeout), so a
+    /// On SQLite, `BEGIN IMMEDIATE` takes the write lock up front (waiting up to the busy timeout), so a
     /// transaction never has to upgrade a read lock to a write lock, which SQLite would refuse
     /// with `SQLITE_BUSY` without waiting. This is what rusqlite's
     /// `transaction_with_behavior(TransactionBehavior::Immediate)` does, with one difference:
@@ -225,8 +226,8 @@ impl Store {
         result.map_err(|failure: Failure| failure.into_store_error(operation, &self.path))
     }
 
-    /// Runs `body` with a [`Batch`]: every operation it makes is written in one `BEGIN
-    /// IMMEDIATE` transaction, committed once when `body` returns `Ok`, and rolled back whole
+    /// Runs `body` with a [`Batch`]: every operation it makes is written in one write
+    /// transaction (SQLite's `BEGIN IMMEDIATE`), committed once when `body` returns `Ok`, and rolled back whole
     /// when it returns `Err`, or when one of its operations failed in the database (see
     /// [`Batch`]). `operation` completes "could not …" when the transaction itself fails (it
     /// could not begin or commit).
@@ -252,7 +253,7 @@ impl Store {
     /// ledger ([`Store::batch`] and every other write) still runs alone. SQLite has one write
     /// lock, and this is [`Store::batch`].
     ///
-    /// It may read other rows (a claim reads whether the tasks it waits on completed): a
+    /// It may read other rows (whether the tasks it waits on completed, say): a
     /// task that completed stays completed, so such a read cannot be made stale by a write
     /// beside it that matters.
     pub fn task_batch<T>(
@@ -468,12 +469,12 @@ impl Batch<'_> {
             body(write).map_err(|failure: Failure| failure.into_store_error(operation, write.path));
         if let Err(error) = &result {
             match error.database_error() {
-                // The first failure is the batch's: what failed, and whether the connection
-                // went, so that a caller waiting out an outage tries the batch again.
                 // A deferred statement refused: its own error, so that the batch runs again.
                 Some(database) if self.broken.is_none() && database.is_deferred_refusal() => {
                     self.broken = Some(DatabaseError::DeferredRefusal);
                 }
+                // The first failure is the batch's: what failed, and whether the connection
+                // went, so that a caller waiting out an outage tries the batch again.
                 Some(database) if self.broken.is_none() => {
                     self.broken = Some(DatabaseError::Broken {
                         operation,
@@ -524,15 +525,15 @@ pub type CommitCounter = Counter;
 pub type RoundTripCounter = Counter;
 
 impl Write<'_> {
-    /// How many rows SQLite's connection has changed since it opened, to check that an
-    /// operation refused before it wrote; `None` on PostgreSQL, which would need a round trip
-    /// to tell.
     /// Whether operations that can send their statements with the batch's commit do (see
     /// [`Batch`]).
     pub(crate) fn deferring(&self) -> bool {
         self.deferring
     }
 
+    /// How many rows SQLite's connection has changed since it opened, to check that an
+    /// operation refused before it wrote; `None` on PostgreSQL, which would need a round trip
+    /// to tell.
     fn changes_so_far(&self) -> Option<u64> {
         match self.connection {
             Connection::Sqlite(sqlite) => Some(sqlite.total_changes()),

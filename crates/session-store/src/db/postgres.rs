@@ -49,6 +49,14 @@ struct State {
     unsent_begin: bool,
 }
 
+impl State {
+    /// What waits to be sent, now on its way: the transaction's `BEGIN` among it is sent.
+    fn take_pending(&mut self) -> String {
+        self.unsent_begin = false;
+        std::mem::take(&mut self.pending)
+    }
+}
+
 impl fmt::Debug for PgConnection {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // The config holds the password: show where, never how.
@@ -128,8 +136,7 @@ impl PgConnection {
     /// in one round trip however many there are, after whatever was deferred.
     pub(crate) fn batch_execute(&self, sql: &str) -> Result<()> {
         let mut state = self.state.borrow_mut();
-        let mut text = std::mem::take(&mut state.pending);
-        state.unsent_begin = false;
+        let mut text = state.take_pending();
         text.push_str(sql);
         let client = state.client.as_mut().ok_or(DatabaseError::Closed)?;
         self.note_round_trips(1);
@@ -223,19 +230,15 @@ impl PgConnection {
         body: impl FnOnce(&mut Client, &postgres::Statement) -> Result<T>,
     ) -> Result<T> {
         let mut state = self.state.borrow_mut();
+        let pending = state.take_pending();
         let State {
-            client,
-            statements,
-            pending,
-            unsent_begin,
+            client, statements, ..
         } = &mut *state;
         let client = client.as_mut().ok_or(DatabaseError::Closed)?;
         if !pending.is_empty() {
             // What waits goes first: a prepared statement cannot share its round trip.
-            let text = std::mem::take(pending);
-            *unsent_begin = false;
             self.note_round_trips(1);
-            client.batch_execute(&text)?;
+            client.batch_execute(&pending)?;
         }
         let statement = match statements.get(sql) {
             Some(statement) => statement.clone(),

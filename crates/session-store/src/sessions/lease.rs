@@ -1,7 +1,8 @@
 //! Session leases: which process may run agent calls in a session, and the sweep that frees
 //! sessions whose process is gone.
 //!
-//! Every lease change reads and writes the row inside one `BEGIN IMMEDIATE` transaction.
+//! Every lease change reads and writes the row inside one write transaction (SQLite's
+//! `BEGIN IMMEDIATE`, or PostgreSQL's under the ledger's and the task's advisory locks).
 //! SQLite admits one writer at a time, so of two processes racing to acquire one session the
 //! second sees the first one's lease and gets [`StoreError::LeaseHeld`].
 
