@@ -27,7 +27,7 @@ pub(crate) struct Entered {
     pub(crate) base_commit: String,
     pub(crate) base_branch: Option<String>,
     /// The repository's name for the remote a push goes to: the one whose URL the task
-    /// recorded, else `run.remote`.
+    /// recorded, else `run.remote`; looked up only when the run pushes (`run.remote` else).
     pub(crate) remote: String,
     /// The record as written, which completion adds to.
     pub(crate) record: TaskWorkspace,

@@ -280,7 +280,8 @@ pub(super) async fn cloned(
 
 /// The repository's name for the remote a push of the task's branch goes to: the remote
 /// whose URL the task recorded (clones on different hosts may name it differently), else
-/// `run.remote`, whose absence the push then reports.
+/// `run.remote`, whose absence the push then reports. A run that does not push never uses
+/// it, and gets `run.remote` without a look.
 pub(super) async fn push_remote(
     context: &RunContext,
     workspaces: &Arc<dyn Workspaces>,
@@ -288,7 +289,9 @@ pub(super) async fn push_remote(
     record: &TaskWorkspace,
 ) -> Result<String, Refusal> {
     let configured = context.config.remote.clone();
-    let Some(url) = record.remote_url.clone() else {
+    // Only a push goes to the remote: without one, no git process asks which it is.
+    let pushing = context.config.deliver == crate::workspace::DeliverMode::Push;
+    let Some(url) = record.remote_url.clone().filter(|_| pushing) else {
         return Ok(configured);
     };
     let repository = repository.to_owned();
